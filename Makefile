@@ -1,0 +1,46 @@
+# The two commands a newcomer runs: `make run` (the main job) and `make test` (the whole suite).
+# Each builds .venv from nothing on first use, pinned by constraints.txt (torch==2.13.0, CPU build).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+WORK := .work
+
+.PHONY: venv run test test-fast lint format services bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+services:
+	./scripts/ensure-postgres.sh
+
+run: venv
+	mkdir -p $(WORK)
+	$(VENV)/bin/demonlab demo
+
+test: venv services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy demon studies service
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv
+	$(PY) bench/optimizer_step.py
+
+clean:
+	rm -rf $(VENV) $(WORK) .pytest_cache .ruff_cache .mypy_cache

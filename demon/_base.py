@@ -1,0 +1,84 @@
+"""What DemonSGD and DemonAdam share: hyperparameter checks and the global iteration counter.
+
+The counter lives in optimizer state under the string key ``"demon_step"`` (torch's
+``Optimizer.state_dict`` keeps non-tensor keys as they are), so a checkpoint resumes on the same
+β. It advances once per ``step()`` call, never once per parameter group: a public port that kept
+it per group decayed k groups k times too fast.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ._schedule import check_beta_init, check_total_steps, demon_beta
+
+STEP_KEY = "demon_step"
+
+
+def check_lr(lr: Any) -> None:
+    """Raise ``ValueError`` unless ``lr`` is a finite float ≥ 0."""
+    if isinstance(lr, torch.Tensor):
+        raise ValueError(f"Invalid lr value: {lr!r} (a tensor lr is not supported; pass a float)")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+        raise ValueError(f"Invalid lr value: {lr!r} (expected a finite number >= 0)")
+
+
+def check_weight_decay(weight_decay: Any) -> None:
+    """Raise ``ValueError`` unless ``weight_decay`` is a finite float ≥ 0."""
+    if (
+        isinstance(weight_decay, bool)
+        or not isinstance(weight_decay, (int, float))
+        or not math.isfinite(weight_decay)
+        or weight_decay < 0
+    ):
+        raise ValueError(f"Invalid weight_decay value: {weight_decay!r} (expected a number >= 0)")
+
+
+def check_demon_group(beta_init: Any, total_steps: Any) -> None:
+    """Validate the two Demon hyperparameters a param group may carry."""
+    check_beta_init(beta_init)
+    check_total_steps(total_steps)
+
+
+class DemonStepMixin:
+    """Owns the iteration counter and the per-group β_t lookup."""
+
+    state: Any
+    param_groups: list[dict[str, Any]]
+
+    @property
+    def demon_step(self) -> int:
+        """The number of ``step()`` calls made so far (t of the next step)."""
+        return int(self.state.get(STEP_KEY, 0))
+
+    def _advance(self) -> None:
+        self.state[STEP_KEY] = self.demon_step + 1
+
+    def current_betas(self) -> list[float]:
+        """β_t for each param group at the next ``step()``."""
+        return [demon_beta(self.demon_step, g["total_steps"], g["beta_init"]) for g in self.param_groups]
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)  # type: ignore[misc]
+        group = self.param_groups[-1]
+        check_demon_group(group["beta_init"], group["total_steps"])
+        check_lr(group["lr"])
+        check_weight_decay(group["weight_decay"])
+
+
+def check_dense(grads: list[torch.Tensor], name: str) -> None:
+    """Sparse gradients are not supported: raise a clear error rather than compute nonsense."""
+    for g in grads:
+        if g.is_sparse:
+            raise RuntimeError(f"{name} does not support sparse gradients; use a dense embedding")
+
+
+def default_foreach(params: list[torch.Tensor]) -> bool:
+    """torch's own default: the foreach kernel for native-device (CUDA) tensors, the loop on CPU."""
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+
+    _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
+    return bool(foreach)

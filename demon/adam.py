@@ -1,0 +1,281 @@
+"""Demon Adam: Algorithm 2 of Chen et al. (arXiv 1910.04952), β1 decayed each iteration, β2 fixed.
+
+Same three layers as ``sgd.py``: the class gathers tensors, ``demon_adam`` picks a kernel, and the
+per-tensor and ``torch._foreach_*`` kernels share one signature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from ._base import (
+    DemonStepMixin,
+    check_demon_group,
+    check_dense,
+    check_lr,
+    check_weight_decay,
+    default_foreach,
+)
+from ._schedule import demon_beta
+
+__all__ = ["DemonAdam", "demon_adam"]
+
+
+class DemonAdam(DemonStepMixin, Optimizer):
+    r"""Adam with decaying first-moment momentum (Demon Adam), Algorithm 2 of the paper.
+
+    .. math::
+        \beta_t &= \beta_{init}\,\frac{1 - t/T}{(1-\beta_{init}) + \beta_{init}(1 - t/T)}
+                   \quad (\beta_t = 0 \text{ for } t \ge T) \\
+        E_{k} &= \beta_2 E_{k-1} + (1 - \beta_2)\, g_t^2 \\
+        m_t &= g_t + \beta_t\, m_{t-1} \qquad (\text{a plain sum: no } (1-\beta_t) \text{ factor}) \\
+        \theta_{t+1} &= \theta_t - \eta\, \frac{m_t}{\sqrt{E_k / (1 - \beta_2^{k}) + \epsilon}}
+
+    Only β1 decays; β2 stays fixed; ε sits *inside* the square root, as in the paper. The first
+    moment is the paper's sum form ("a slightly adjusted Adam"), so the steady-state step per unit
+    gradient is η/(1 − β_t): Demon also decays the effective learning rate. Ports that use Adam's
+    EMA form m = βm + (1 − β)g lose this and are not the paper's algorithm; none is offered here.
+
+    **Bias correction** (the paper leaves it out "for clarity"; this is our decision): the second
+    moment is divided by (1 − β2^k), k the number of updates that parameter's E has had, because E
+    starts at 0 and would otherwise make the first ~1/(1 − β2) = 1000 steps far too large. The first
+    moment gets none: the sum form starts from m = 0 + g_0 = g_0, which carries no zero-init bias,
+    and "correcting" it with the decaying β_t would be ill-defined.
+
+    Weight decay λ is either added to the gradient (L2, the default) or, with
+    ``decoupled_weight_decay=True``, applied as θ ← θ(1 − ηλ) before the step (AdamW style).
+
+    Reference: J. Chen, C. Wolfe, Z. Li, A. Kyrillidis, "Demon: Improved Neural Network Training with
+    Momentum Decay", ICASSP 2022, arXiv 1910.04952.
+
+    Args:
+        params: parameters or param groups to optimise.
+        lr: η (default 1e-3), constant: Demon replaces the learning-rate schedule.
+        beta_init: β_init in [0, 1), β1 at t = 0 (default 0.9).
+        beta2: β2 in [0, 1), fixed (default 0.999).
+        eps: ε ≥ 0, added inside the square root (default 1e-8).
+        total_steps: T ≥ 1, total iterations of the run (required, keyword-only).
+        weight_decay: λ ≥ 0 (default 0).
+        decoupled_weight_decay: AdamW-style decay instead of L2 (default False).
+        maximize: ascend the objective instead (default False).
+        foreach: use the ``torch._foreach_*`` kernel (default None: torch's own rule).
+
+    Example:
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = DemonAdam(model.parameters(), lr=1e-3, total_steps=50)
+        >>> for _ in range(50):
+        ...     opt.zero_grad()
+        ...     model(torch.ones(8, 4)).pow(2).mean().backward()
+        ...     opt.step()
+        >>> opt.current_betas()
+        [0.0]
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        beta_init: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        *,
+        total_steps: int,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        check_lr(lr)
+        check_demon_group(beta_init, total_steps)
+        _check_beta2(beta2)
+        _check_eps(eps)
+        check_weight_decay(weight_decay)
+        defaults = {
+            "lr": lr,
+            "beta_init": beta_init,
+            "beta2": beta2,
+            "eps": eps,
+            "total_steps": total_steps,
+            "weight_decay": weight_decay,
+            "decoupled_weight_decay": decoupled_weight_decay,
+            "maximize": maximize,
+            "foreach": foreach,
+        }
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("decoupled_weight_decay", False)
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        _check_beta2(self.param_groups[-1]["beta2"])
+        _check_eps(self.param_groups[-1]["eps"])
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """Perform one iteration with β_t of the current step count, then advance the count."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        t = self.demon_step
+        for group in self.param_groups:
+            params: list[torch.Tensor] = []
+            grads: list[torch.Tensor] = []
+            moments: list[torch.Tensor] = []
+            second_moments: list[torch.Tensor] = []
+            counts: list[int] = []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "moment" not in state:
+                    state["moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["second_moment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["step"] = 0
+                state["step"] += 1
+                params.append(p)
+                grads.append(p.grad)
+                moments.append(state["moment"])
+                second_moments.append(state["second_moment"])
+                counts.append(state["step"])
+            if not params:
+                continue
+            demon_adam(
+                params,
+                grads,
+                moments,
+                second_moments,
+                counts,
+                beta=demon_beta(t, group["total_steps"], group["beta_init"]),
+                beta2=group["beta2"],
+                lr=group["lr"],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+            )
+        self._advance()
+        return loss
+
+
+def _check_beta2(beta2: Any) -> None:
+    if isinstance(beta2, bool) or not isinstance(beta2, (int, float)) or not 0.0 <= beta2 < 1.0:
+        raise ValueError(f"Invalid beta2 value: {beta2!r} (expected 0 <= beta2 < 1)")
+
+
+def _check_eps(eps: Any) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"Invalid eps value: {eps!r} (expected a finite number >= 0)")
+
+
+def demon_adam(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    moments: list[torch.Tensor],
+    second_moments: list[torch.Tensor],
+    counts: list[int],
+    *,
+    beta: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+    foreach: bool | None = None,
+) -> None:
+    """Functional Demon Adam step with a given β_t (see ``DemonAdam``); updates tensors in place.
+
+    ``counts[i]`` is k for tensor i: how many second-moment updates it has had, this one included.
+    """
+    check_dense(grads, "DemonAdam")
+    if foreach is None:
+        foreach = default_foreach(params)
+    kernel = _multi_tensor_demon_adam if foreach else _single_tensor_demon_adam
+    kernel(
+        params,
+        grads,
+        moments,
+        second_moments,
+        counts,
+        beta=beta,
+        beta2=beta2,
+        lr=lr,
+        eps=eps,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
+
+
+def _single_tensor_demon_adam(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    moments: list[torch.Tensor],
+    second_moments: list[torch.Tensor],
+    counts: list[int],
+    *,
+    beta: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> None:
+    for param, grad, m, e, k in zip(params, grads, moments, second_moments, counts, strict=True):
+        g = -grad if maximize else grad
+        if weight_decay != 0:
+            if decoupled_weight_decay:
+                param.mul_(1.0 - lr * weight_decay)
+            else:
+                g = g.add(param, alpha=weight_decay)
+        e.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # E_k = β2 E + (1 − β2) g²
+        m.mul_(beta).add_(g)  # m_t = g_t + β_t m_{t−1}
+        denom = (e / (1.0 - beta2**k)).add_(eps).sqrt_()  # sqrt(Ê + ε), ε inside
+        param.addcdiv_(m, denom, value=-lr)
+
+
+def _multi_tensor_demon_adam(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    moments: list[torch.Tensor],
+    second_moments: list[torch.Tensor],
+    counts: list[int],
+    *,
+    beta: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> None:
+    g: list[torch.Tensor] | tuple[torch.Tensor, ...] = grads
+    if maximize:
+        g = torch._foreach_neg(g)
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        else:
+            g = torch._foreach_add(g, params, alpha=weight_decay)
+    torch._foreach_mul_(second_moments, beta2)
+    torch._foreach_addcmul_(second_moments, g, g, value=1.0 - beta2)
+    torch._foreach_mul_(moments, beta)
+    torch._foreach_add_(moments, g)
+    corrections = [1.0 / (1.0 - beta2**k) for k in counts]
+    denom = torch._foreach_mul(second_moments, corrections)
+    torch._foreach_add_(denom, eps)
+    torch._foreach_sqrt_(denom)
+    torch._foreach_addcdiv_(params, moments, denom, value=-lr)

@@ -1,0 +1,93 @@
+"""What a workload is: a model, train/val/test data, a loss, a metric and a divergence ceiling.
+
+The trial runner (``studies.runner``) owns the optimizer, the schedules and the training loop; a
+workload only answers "what is being trained, on what, and how is it scored". Scores are lower-is-
+better raw values: ``metric_name`` says which (an error rate, a perplexity, an NLL).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+class WorkloadError(ValueError):
+    """A workload cannot run as asked: bad parameters, or its data is not where it should be."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and test datasets of one workload (torch ``Dataset`` objects)."""
+
+    train: Dataset[Any]
+    val: Dataset[Any]
+    test: Dataset[Any]
+
+
+class Workload(ABC):
+    """One trainable problem. Subclasses set the class attributes and implement the methods.
+
+    Attributes:
+        name: the registry name (``digits_mlp``...).
+        metric_name: what ``metric`` means ("error" for classifiers, "perplexity", "nll").
+        default_epochs / default_batch_size: the paper's or a sensible budget.
+        divergence_factor: a running train loss above ``divergence_factor × initial loss`` (or any
+            non-finite loss) marks the trial diverged and stops it early.
+        uses_gpu: whether the model is big enough that a GPU is worth asking for.
+    """
+
+    name: str = ""
+    metric_name: str = "error"
+    description: str = ""
+    default_epochs: int = 10
+    default_batch_size: int = 128
+    divergence_factor: float = 10.0
+    uses_gpu: bool = False
+
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        self.params: dict[str, Any] = dict(params or {})
+
+    @abstractmethod
+    def splits(self, data_dir: Path, seed: int) -> Splits:
+        """Load (or make) the data. Missing files raise ``WorkloadError`` saying what goes where."""
+
+    @abstractmethod
+    def build_model(self, seed: int) -> nn.Module:
+        """A freshly initialised model; the runner seeds torch before calling this."""
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """Mean training loss of one batch (default: cross-entropy of a classifier)."""
+        inputs, targets = batch
+        return nn.functional.cross_entropy(model(inputs), targets)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: Any) -> tuple[float, float]:
+        """(mean loss, metric) over an iterable of batches (default: cross-entropy and error rate)."""
+        total_loss, wrong, count = 0.0, 0, 0
+        for inputs, targets in batches:
+            logits = model(inputs)
+            total_loss += float(nn.functional.cross_entropy(logits, targets, reduction="sum"))
+            wrong += int((logits.argmax(dim=1) != targets).sum())
+            count += int(targets.numel())
+        if count == 0:
+            return math.nan, math.nan
+        return total_loss / count, wrong / count
+
+    def chance_metric(self) -> float:
+        """The metric at chance level: the failure score y_fail of a diverged trial (METRICS.md)."""
+        return 1.0 - 1.0 / float(self.params.get("num_classes", 10))
+
+    def chance_loss(self) -> float:
+        """The loss at chance level (a uniform prediction), y_fail for the loss metric."""
+        return math.log(float(self.params.get("num_classes", 10)))
+
+    def move_batch(self, batch: Any, device: torch.device) -> Any:
+        """Put a batch on ``device`` (default: a tuple of tensors)."""
+        return tuple(t.to(device, non_blocking=True) for t in batch)

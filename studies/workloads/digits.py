@@ -1,0 +1,62 @@
+"""``digits_mlp``: scikit-learn's handwritten digits (real data that ships offline), a small MLP.
+
+1,797 8×8 images of 10 classes, split once (stratified, fixed seed) into 60% train, 20% validation
+and 20% test, so every trial of a study sees the same split; the trial seed changes only the
+initialisation and the shuffling. This is the CPU default workload.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from .base import Splits, Workload
+
+
+@lru_cache(maxsize=1)
+def digits_arrays() -> tuple[torch.Tensor, ...]:
+    """(x_train, y_train, x_val, y_val, x_test, y_test): pixels scaled to [0, 1], shape (n, 64)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(data.target, dtype=torch.long)
+    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=0)
+    x_val, x_test, y_val, y_test = train_test_split(
+        x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0
+    )
+    return x_train, y_train, x_val, y_val, x_test, y_test
+
+
+def digits_splits(image_shape: tuple[int, ...] = (64,)) -> Splits:
+    """The fixed digits split, each image reshaped to ``image_shape``."""
+    x_train, y_train, x_val, y_val, x_test, y_test = digits_arrays()
+    shape = (-1, *image_shape)
+    return Splits(
+        train=TensorDataset(x_train.reshape(shape), y_train),
+        val=TensorDataset(x_val.reshape(shape), y_val),
+        test=TensorDataset(x_test.reshape(shape), y_test),
+    )
+
+
+class DigitsMLP(Workload):
+    """A 64 → hidden → hidden → 10 ReLU MLP on the digits (parameter ``hidden``, default 64)."""
+
+    name = "digits_mlp"
+    description = "scikit-learn digits (8x8, 10 classes), 2-hidden-layer MLP; CPU default"
+    default_epochs = 10
+    default_batch_size = 32
+
+    def splits(self, data_dir: Path, seed: int) -> Splits:
+        return digits_splits((64,))
+
+    def build_model(self, seed: int) -> nn.Module:
+        hidden = int(self.params.get("hidden", 64))
+        return nn.Sequential(
+            nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10)
+        )
