@@ -1,0 +1,112 @@
+"""Executors: run a study's trials and hand each result to a sink callback at once.
+
+- ``InProcessExecutor``: sequential, in this process (the reference; no Ray).
+- ``RayTuneExecutor``: a Ray Tune grid, with retries, resources per trial and trial packs.
+- ``OptunaExecutor``: Optuna search through Ray Tune's ``OptunaSearch``.
+
+``execute_study`` picks the right one for a spec; the same trials give the same results whichever
+executor runs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from ..results import TrialKey
+from ..runner import TrialPlan
+from ..spec import OptunaSearchSpec, StudySpec, expand_trials
+from ..workloads import get_workload
+from .base import RunSummary, Sink, StopCheck, never_stop, objective_value
+from .inprocess import InProcessExecutor
+from .ray_session import ensure_ray, ray_temp_dir, shutdown_ray
+from .ray_tune import OptunaExecutor, RayTuneExecutor, make_sampler
+
+ExecutorName = Literal["inprocess", "ray"]
+
+
+def failure_value(spec: StudySpec) -> float:
+    """y_fail for the spec's metric: the workload's chance-level metric or loss (METRICS.md)."""
+    workload = get_workload(spec.workload, spec.workload_params)
+    return workload.chance_loss() if spec.metric_kind == "loss" else workload.chance_metric()
+
+
+def execute_study(
+    spec: StudySpec,
+    sink: Sink,
+    *,
+    executor: ExecutorName = "ray",
+    data_dir: str | Path = ".work",
+    dataset_dir: str | Path | None = None,
+    keys: Sequence[TrialKey] | None = None,
+    should_stop: StopCheck = never_stop,
+    study_id: str = "study",
+    optuna_storage_url: str | None = None,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+) -> RunSummary:
+    """Run a study's trials (``keys``: the pending ones; default: all) and sink every result.
+
+    Grid studies run on ``executor``; search studies always run through Ray Tune's OptunaSearch.
+    ``data_dir`` holds Ray's temp dir and Tune's storage; ``dataset_dir`` the workloads' data.
+    """
+    plan = TrialPlan.from_spec(spec, dataset_dir or Path(data_dir) / "datasets")
+    search = spec.search
+    if isinstance(search, OptunaSearchSpec):
+        ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
+        optuna_executor = OptunaExecutor(
+            sampler=search.sampler,
+            n_trials=search.n_trials,
+            lr_range=(search.lr.min, search.lr.max),
+            beta_range=(search.beta_init.min, search.beta_init.max),
+            seed=search.seed,
+            cpu=spec.resources.cpu,
+            gpu=spec.resources.gpu,
+            custom_resources=spec.resources.custom,
+            max_failures=spec.max_failures,
+            storage_url=optuna_storage_url,
+            study_id=study_id,
+            storage_dir=data_dir,
+        )
+        return optuna_executor.run(
+            plan,
+            [arm.name for arm in spec.arms],
+            spec.seed_values,
+            sink,
+            metric_kind=spec.metric_kind,
+            split=spec.split,
+            y_fail=failure_value(spec),
+            should_stop=should_stop,
+        )
+    todo = list(keys) if keys is not None else expand_trials(spec)
+    if executor == "inprocess":
+        return InProcessExecutor().run(plan, todo, sink, should_stop)
+    ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
+    ray_executor = RayTuneExecutor(
+        cpu=spec.resources.cpu,
+        gpu=spec.resources.gpu,
+        custom_resources=spec.resources.custom,
+        max_failures=spec.max_failures,
+        trials_per_task=spec.trials_per_task,
+        storage_dir=data_dir,
+        experiment_name=study_id,
+    )
+    return ray_executor.run(plan, todo, sink, should_stop)
+
+
+__all__ = [
+    "InProcessExecutor",
+    "OptunaExecutor",
+    "RayTuneExecutor",
+    "RunSummary",
+    "Sink",
+    "StopCheck",
+    "ensure_ray",
+    "execute_study",
+    "failure_value",
+    "make_sampler",
+    "objective_value",
+    "ray_temp_dir",
+    "shutdown_ray",
+]

@@ -1,0 +1,75 @@
+"""Connect to Ray: an existing cluster (``address``) or a local one started with our own temp dir.
+
+Ray 2.60 turns token auth on by default and writes a token under the home directory, so the auth
+mode is always set explicitly (``RAY_AUTH_MODE``), and a local Ray keeps its temp dir under the
+project's data dir. Unix socket paths are limited to ~107 bytes, so a temp dir that would make them
+too long is replaced by a short one under /tmp.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+MAX_TEMP_DIR_CHARS = 48
+
+
+def ray_temp_dir(data_dir: str | Path) -> str:
+    """``<data_dir>/ray`` when it is short enough for Ray's socket paths, else a short /tmp path."""
+    wanted = Path(data_dir).resolve() / "ray"
+    if len(str(wanted)) <= MAX_TEMP_DIR_CHARS:
+        return str(wanted)
+    digest = hashlib.sha1(str(wanted).encode()).hexdigest()[:10]
+    return str(Path(tempfile.gettempdir()) / f"demonlab-ray-{digest}")
+
+
+def ensure_ray(
+    *,
+    address: str | None = None,
+    data_dir: str | Path = ".work",
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    auth_mode: str | None = None,
+) -> dict[str, Any]:
+    """Initialise Ray once per process and return its cluster resources.
+
+    ``address`` None starts a local Ray (no dashboard); otherwise connects to that cluster (``auto``
+    or ``host:port``). ``auth_mode`` defaults to ``RAY_AUTH_MODE`` or ``disabled``.
+    """
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = auth_mode or os.environ.get("RAY_AUTH_MODE") or "disabled"
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new output engine prints even at verbose=0
+    # With Tune's file loggers off (we record results ourselves) its analysis warns on every trial.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        else:
+            temp_dir = ray_temp_dir(data_dir)
+            Path(temp_dir).mkdir(parents=True, exist_ok=True)
+            ray.init(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                _temp_dir=temp_dir,
+                logging_level="WARNING",
+                log_to_driver=False,
+            )
+    resources: dict[str, Any] = ray.cluster_resources()
+    return resources
+
+
+def shutdown_ray() -> None:
+    """Shut Ray down if this process started or joined it."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

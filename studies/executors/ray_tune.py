@@ -1,0 +1,381 @@
+"""Run trials on Ray with Ray Tune: a grid executor and an Optuna search executor.
+
+Grid: a ``Tuner`` over the list of trial units (``tune.grid_search`` over short unit indices, the
+units passed with ``tune.with_parameters``), ``reuse_actors=True``, resources per trial with
+``tune.with_resources``, retries with ``FailureConfig``. A unit is one trial, or a pack of several
+run one after another in one Ray task when per-trial overhead matters (``trials_per_task``).
+
+Search: ``OptunaSearch`` with an explicit sampler and seed, one Optuna study per arm named
+``<study_id>:<arm>`` (each arm gets its own trial budget and sampler state; one shared study would
+let the sampler starve the worse arm), optional storage URL so a relaunch resumes the sampler.
+
+Every finished trial reaches the sink from a Tune callback in the driver, the moment Tune sees it.
+Trials that error after their retries are turned into ``failed`` results: surfaced, never swallowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..results import TrialKey, TrialResult
+from ..runner import TrialPlan, run_trial
+from .base import RunSummary, Sink, StopCheck, failed_result, never_stop, objective_value, pack
+
+RESULTS_FIELD = "demonlab_results"
+
+
+def _grid_trainable(config: dict[str, Any], plan: TrialPlan, units: list[list[str]]) -> None:
+    """Run one unit of trials and report all their results in one ``tune.report``."""
+    from ray import tune
+
+    results = [run_trial(plan, TrialKey.from_token(token)) for token in units[config["unit"]]]
+    tune.report({RESULTS_FIELD: json.dumps([r.to_dict() for r in results])})
+
+
+def _search_trainable(
+    config: dict[str, Any],
+    plan: TrialPlan,
+    arm: str,
+    seeds: list[int],
+    metric_kind: str,
+    split: str,
+    y_fail: float,
+) -> None:
+    """Run the sampled (lr, β_init) on every seed; report the mean imputed objective to Optuna."""
+    from ray import tune
+
+    keys = [TrialKey(arm, float(config["lr"]), float(config["beta_init"]), seed) for seed in seeds]
+    results = [run_trial(plan, key) for key in keys]
+    values = [objective_value(r, metric_kind, split, y_fail) for r in results]
+    tune.report(
+        {
+            "objective": sum(values) / len(values),
+            RESULTS_FIELD: json.dumps([r.to_dict() for r in results]),
+        }
+    )
+
+
+@dataclass
+class _DriverHooks:
+    """The driver-side objects a Tune callback or stopper needs: kept out of what Tune pickles.
+
+    Tune pickles its run config (callbacks, stopper) with the experiment state; a sink holding a
+    database engine does not pickle. Callbacks therefore carry only a token into this registry.
+    """
+
+    sink: Sink
+    summary: RunSummary
+    should_stop: StopCheck
+    unit_keys: dict[str, list[TrialKey]] | None
+
+
+_HOOKS: dict[str, _DriverHooks] = {}
+
+
+def _register(hooks: _DriverHooks) -> str:
+    token = uuid.uuid4().hex
+    _HOOKS[token] = hooks
+    return token
+
+
+def _make_callback(token: str) -> Any:
+    """A Tune callback that forwards each reported result to the sink (in the driver process)."""
+    from ray import tune
+
+    class SinkCallback(tune.Callback):  # type: ignore[misc]
+        def __init__(self, token: str) -> None:
+            self.token = token
+
+        def on_trial_result(
+            self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+        ) -> None:
+            raw = result.get(RESULTS_FIELD)
+            if raw is None:
+                return
+            hooks = _HOOKS[self.token]
+            for item in json.loads(raw):
+                trial_result = TrialResult.from_dict(item)
+                hooks.summary.add(trial_result)
+                hooks.sink(trial_result)
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            hooks = _HOOKS[self.token]
+            error = f"Ray trial {trial.trial_id} errored after its retries: {trial.error_file or 'no error file'}"
+            keys = hooks.unit_keys.get(str(trial.config.get("unit"))) if hooks.unit_keys else None
+            for key in keys or []:
+                result = failed_result(key, error)
+                hooks.summary.add(result)
+                hooks.sink(result)
+            if not keys:
+                hooks.summary.errors.append(error)
+
+    return SinkCallback(token)
+
+
+def _stopper(token: str) -> Any:
+    from ray import tune
+
+    class CancelStopper(tune.Stopper):  # type: ignore[misc]
+        def __init__(self, token: str) -> None:
+            self.token = token
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            hooks = _HOOKS[self.token]
+            if hooks.should_stop():
+                hooks.summary.cancelled = True
+                return True
+            return False
+
+    return CancelStopper(token)
+
+
+def _storage_path(data_dir: str | Path | None) -> str:
+    base = Path(data_dir) if data_dir else Path(tempfile.gettempdir())
+    path = base.resolve() / "tune"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def _resources(cpu: float, gpu: float, custom: dict[str, float] | None) -> dict[str, float]:
+    resources = {"cpu": cpu, "gpu": gpu}
+    resources.update(custom or {})
+    return resources
+
+
+class RayTuneExecutor:
+    """Run a grid of trials with Ray Tune (Ray must already be initialised: ``ensure_ray``)."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        *,
+        cpu: float = 1.0,
+        gpu: float = 0.0,
+        custom_resources: dict[str, float] | None = None,
+        max_failures: int = 2,
+        trials_per_task: int = 1,
+        storage_dir: str | Path | None = None,
+        experiment_name: str = "study",
+        max_concurrent_trials: int | None = None,
+    ) -> None:
+        self.resources = _resources(cpu, gpu, custom_resources)
+        self.max_failures = max_failures
+        self.trials_per_task = trials_per_task
+        self.storage_dir = storage_dir
+        self.experiment_name = experiment_name
+        self.max_concurrent_trials = max_concurrent_trials
+
+    def run(
+        self, plan: TrialPlan, keys: Sequence[TrialKey], sink: Sink, should_stop: StopCheck = never_stop
+    ) -> RunSummary:
+        """Run every key as a Tune trial (or packs of keys); results reach ``sink`` as they finish."""
+        from ray import tune
+
+        summary = RunSummary()
+        if not keys:
+            return summary
+        units = pack(keys, self.trials_per_task)
+        tokens = [[key.token() for key in unit] for unit in units]
+        token = _register(_DriverHooks(sink, summary, should_stop, {str(i): u for i, u in enumerate(units)}))
+        trainable = tune.with_resources(
+            tune.with_parameters(_grid_trainable, plan=plan, units=tokens), self.resources
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"unit": tune.grid_search(list(range(len(units))))},
+            tune_config=tune.TuneConfig(
+                reuse_actors=True, max_concurrent_trials=self.max_concurrent_trials
+            ),
+            run_config=tune.RunConfig(
+                name=self.experiment_name,
+                storage_path=_storage_path(self.storage_dir),
+                failure_config=tune.FailureConfig(max_failures=self.max_failures),
+                callbacks=[_make_callback(token)],
+                stop=_stopper(token),
+                verbose=0,
+            ),
+        )
+        try:
+            grid = tuner.fit()
+        finally:
+            _HOOKS.pop(token, None)
+        summary.errors.extend(str(e).splitlines()[0] for e in grid.errors if str(e))
+        return summary
+
+
+def make_sampler(name: str, seed: int) -> Any:
+    """Optuna's sampler for ``name`` ∈ {tpe, gp, cmaes, random, qmc}, seeded."""
+    import optuna
+
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+    }
+    if name not in samplers:
+        raise ValueError(f"unknown sampler {name!r}; valid choices: {', '.join(samplers)}")
+    return samplers[name]()
+
+
+def optuna_storage(url: str | None) -> Any:
+    """An Optuna RDB storage for ``url`` (the service's database), or None for in-memory."""
+    if not url:
+        return None
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    return optuna.storages.RDBStorage(url=url, engine_kwargs={"pool_pre_ping": True})
+
+
+def _finished_and_clear(study_name: str, storage: Any) -> int:
+    """Trials already finished in a stored Optuna study; running ones left by a dead driver → failed."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return 0
+    done = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == optuna.trial.TrialState.RUNNING:
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        elif trial.state == optuna.trial.TrialState.COMPLETE:
+            done += 1
+    return done
+
+
+class OptunaExecutor:
+    """Search (lr, β_init) per arm with Ray Tune's ``OptunaSearch``."""
+
+    name = "optuna"
+
+    def __init__(
+        self,
+        *,
+        sampler: str,
+        n_trials: int,
+        lr_range: tuple[float, float],
+        beta_range: tuple[float, float],
+        seed: int = 0,
+        cpu: float = 1.0,
+        gpu: float = 0.0,
+        custom_resources: dict[str, float] | None = None,
+        max_failures: int = 2,
+        storage_url: str | None = None,
+        study_id: str = "study",
+        storage_dir: str | Path | None = None,
+    ) -> None:
+        self.sampler = sampler
+        self.n_trials = n_trials
+        self.lr_range = lr_range
+        self.beta_range = beta_range
+        self.seed = seed
+        self.resources = _resources(cpu, gpu, custom_resources)
+        self.max_failures = max_failures
+        self.storage_url = storage_url
+        self.study_id = study_id
+        self.storage_dir = storage_dir
+
+    def study_name(self, arm: str) -> str:
+        """The Optuna study of one arm."""
+        return f"{self.study_id}:{arm}"
+
+    def run(
+        self,
+        plan: TrialPlan,
+        arms: Sequence[str],
+        seeds: Sequence[int],
+        sink: Sink,
+        *,
+        metric_kind: str,
+        split: str,
+        y_fail: float,
+        should_stop: StopCheck = never_stop,
+    ) -> RunSummary:
+        """For each arm, ``n_trials`` sampled points (fewer if a stored study already has some)."""
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        summary = RunSummary()
+        storage = optuna_storage(self.storage_url)
+        token = _register(_DriverHooks(sink, summary, should_stop, None))
+        try:
+            self._run_arms(plan, arms, seeds, token, storage, metric_kind, split, y_fail)
+        finally:
+            _HOOKS.pop(token, None)
+        return summary
+
+    def _run_arms(
+        self,
+        plan: TrialPlan,
+        arms: Sequence[str],
+        seeds: Sequence[int],
+        token: str,
+        storage: Any,
+        metric_kind: str,
+        split: str,
+        y_fail: float,
+    ) -> None:
+        from ray import tune
+        from ray.tune.search.optuna import OptunaSearch
+
+        hooks = _HOOKS[token]
+        for arm in arms:
+            if hooks.should_stop():
+                hooks.summary.cancelled = True
+                break
+            name = self.study_name(arm)
+            remaining = self.n_trials - (_finished_and_clear(name, storage) if storage else 0)
+            if remaining <= 0:
+                continue
+            search = OptunaSearch(
+                metric="objective",
+                mode="min",
+                sampler=make_sampler(self.sampler, self.seed),
+                study_name=name,
+                storage=storage,
+            )
+            trainable = tune.with_resources(
+                tune.with_parameters(
+                    _search_trainable,
+                    plan=plan,
+                    arm=arm,
+                    seeds=list(seeds),
+                    metric_kind=metric_kind,
+                    split=split,
+                    y_fail=y_fail,
+                ),
+                self.resources,
+            )
+            tuner = tune.Tuner(
+                trainable,
+                param_space={
+                    "lr": tune.loguniform(*self.lr_range),
+                    "beta_init": tune.uniform(*self.beta_range),
+                },
+                tune_config=tune.TuneConfig(search_alg=search, num_samples=remaining, reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name=f"{self.study_id}-{arm}-{os.getpid()}",
+                    storage_path=_storage_path(self.storage_dir),
+                    failure_config=tune.FailureConfig(max_failures=self.max_failures),
+                    callbacks=[_make_callback(token)],
+                    stop=_stopper(token),
+                    verbose=0,
+                ),
+            )
+            grid = tuner.fit()
+            hooks.summary.errors.extend(str(e).splitlines()[0] for e in grid.errors if str(e))

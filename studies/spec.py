@@ -1,0 +1,301 @@
+"""The study spec: what to sweep, on what, how many seeds, and how to search.
+
+A spec is a pydantic model, read from JSON or YAML. Validation errors name the field and list the
+valid choices. ``expand_trials`` turns a grid spec into its trials deterministically, each with a
+stable key (arm, lr, β_init, seed). Limits that depend on the deployment (the maximum number of
+trials) come in through pydantic's validation context: ``StudySpec.model_validate(data,
+context={"max_trials": 5000})``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .arms import arm_names, check_arm
+from .results import TrialKey
+from .workloads import get_workload, workload_names
+
+DEFAULT_MAX_TRIALS = 20_000
+SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LogRange(_Strict):
+    """``num`` learning rates log-spaced from ``min`` to ``max`` inclusive."""
+
+    min: float = Field(gt=0, allow_inf_nan=False)
+    max: float = Field(gt=0, allow_inf_nan=False)
+    num: int = Field(ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        if self.num == 1 and self.max != self.min:
+            raise ValueError("num must be >= 2 when max != min")
+        return self
+
+    def values(self) -> list[float]:
+        """The expanded, rounded values (12 significant digits, so keys stay stable)."""
+        raw = np.geomspace(self.min, self.max, self.num)
+        return [float(f"{v:.12g}") for v in raw]
+
+
+class Range(_Strict):
+    """A continuous range for search mode."""
+
+    min: float = Field(allow_inf_nan=False)
+    max: float = Field(allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be > min ({self.min})")
+        return self
+
+
+class ArmSpec(_Strict):
+    """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> ArmSpec:
+        check_arm(self.name, self.params)
+        return self
+
+
+class GridSearch(_Strict):
+    """Every cell of the grid, every seed."""
+
+    mode: Literal["grid"] = "grid"
+
+
+class OptunaSearchSpec(_Strict):
+    """Optuna search: per arm, ``n_trials`` points (log-uniform lr, uniform β_init), each on every seed."""
+
+    mode: Literal["optuna"]
+    sampler: str = "tpe"
+    n_trials: int = Field(ge=1)
+    lr: Range
+    beta_init: Range
+    seed: int = 0
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, value: str) -> str:
+        if value not in SAMPLERS:
+            raise ValueError(f"unknown sampler {value!r}; valid choices: {', '.join(SAMPLERS)}")
+        return value
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, value: Range) -> Range:
+        if value.min <= 0:
+            raise ValueError(f"lr.min must be > 0 (got {value.min})")
+        return value
+
+    @field_validator("beta_init")
+    @classmethod
+    def _beta_range(cls, value: Range) -> Range:
+        if value.min < 0 or value.max >= 1:
+            raise ValueError(f"beta_init range must lie in [0, 1) (got [{value.min}, {value.max}])")
+        return value
+
+
+class Resources(_Strict):
+    """Resources of one trial: CPUs and a GPU fraction (0.25 lets four trials share a GPU)."""
+
+    cpu: float = Field(default=1.0, gt=0, le=64)
+    gpu: float = Field(default=0.0, ge=0, le=8)
+    custom: dict[str, float] = Field(default_factory=dict)
+
+
+class StudySpec(_Strict):
+    """A sensitivity study: arms × lr × β_init × seeds on one workload, with a fixed epoch budget."""
+
+    name: str = Field(min_length=1, max_length=200)
+    workload: str
+    workload_params: dict[str, Any] = Field(default_factory=dict)
+    arms: list[ArmSpec] = Field(min_length=1)
+    lr: list[float] | LogRange = Field(default_factory=list)
+    beta_init: list[float] = Field(default_factory=list)
+    seeds: int | list[int] = 1
+    epochs: int = Field(ge=1, le=10_000)
+    batch_size: int | None = Field(default=None, ge=1, le=65_536)
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    search: Annotated[GridSearch | OptunaSearchSpec, Field(discriminator="mode")] = GridSearch()
+    resources: Resources = Resources()
+    metric: str | None = None
+    split: Literal["val", "test"] = "val"
+    max_failures: int = Field(default=2, ge=0, le=100)
+    trials_per_task: int = Field(default=1, ge=1, le=1000)
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _arm_names(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("arms")
+    @classmethod
+    def _unique_arms(cls, value: list[ArmSpec]) -> list[ArmSpec]:
+        names = [a.name for a in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arms must be unique (got {names})")
+        return value
+
+    @field_validator("workload")
+    @classmethod
+    def _workload(cls, value: str) -> str:
+        if value not in workload_names():
+            raise ValueError(f"unknown workload {value!r}; valid choices: {', '.join(workload_names())}")
+        return value
+
+    @field_validator("lr")
+    @classmethod
+    def _lrs(cls, value: list[float] | LogRange) -> list[float] | LogRange:
+        if isinstance(value, list):
+            for lr in value:
+                if not math.isfinite(lr) or lr <= 0:
+                    raise ValueError(f"every lr must be a finite number > 0 (got {lr})")
+            if len(set(value)) != len(value):
+                raise ValueError("lr values must be unique")
+            return sorted(value)
+        return value
+
+    @field_validator("beta_init")
+    @classmethod
+    def _betas(cls, value: list[float]) -> list[float]:
+        for beta in value:
+            if not math.isfinite(beta) or not 0 <= beta < 1:
+                raise ValueError(f"every beta_init must lie in [0, 1) (got {beta})")
+        if len(set(value)) != len(value):
+            raise ValueError("beta_init values must be unique")
+        return sorted(value)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int):
+            if not 1 <= value <= 1000:
+                raise ValueError(f"a seed count must be between 1 and 1000 (got {value})")
+        elif not value or len(set(value)) != len(value) or any(s < 0 for s in value):
+            raise ValueError("seeds must be a non-empty list of unique integers >= 0")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> StudySpec:
+        workload = get_workload(self.workload, self.workload_params)
+        allowed = (workload.metric_name, "loss")
+        if self.metric is not None and self.metric not in allowed:
+            raise ValueError(f"metric: unknown metric {self.metric!r}; valid choices: {', '.join(allowed)}")
+        if self.search.mode == "grid":
+            if not self.lr_values:
+                raise ValueError("lr: a grid study needs at least one learning rate")
+            if not self.beta_init:
+                raise ValueError("beta_init: a grid study needs at least one value")
+        limit = int((info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS))
+        if self.trial_count > limit:
+            raise ValueError(
+                f"the study has {self.trial_count} trials, more than the limit of {limit} "
+                "(reduce arms, lr values, beta_init values or seeds)"
+            )
+        return self
+
+    @property
+    def lr_values(self) -> list[float]:
+        """The learning rates of the grid, ascending."""
+        return self.lr.values() if isinstance(self.lr, LogRange) else list(self.lr)
+
+    @property
+    def seed_values(self) -> list[int]:
+        """The seeds: ``range(n)`` for a count."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else sorted(self.seeds)
+
+    @property
+    def metric_name(self) -> str:
+        """The metric the study optimises and reports (default: the workload's own)."""
+        return self.metric or get_workload(self.workload, self.workload_params).metric_name
+
+    @property
+    def metric_kind(self) -> Literal["metric", "loss"]:
+        """Which stored score the metric is: the workload's primary metric or its loss."""
+        return "loss" if self.metric_name == "loss" else "metric"
+
+    @property
+    def trial_count(self) -> int:
+        """How many trials the study runs in all."""
+        seeds = len(self.seed_values)
+        if isinstance(self.search, OptunaSearchSpec):
+            return len(self.arms) * self.search.n_trials * seeds
+        return len(self.arms) * len(self.lr_values) * len(self.beta_init) * seeds
+
+    def spec_hash(self) -> str:
+        """A hash of the normalised spec (what identifies "the same study")."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def expand_trials(spec: StudySpec) -> list[TrialKey]:
+    """Every trial of a grid study, in a fixed order: arm (as listed), lr, β_init, seed ascending."""
+    if isinstance(spec.search, OptunaSearchSpec):
+        return []
+    return [
+        TrialKey(arm=arm.name, lr=lr, beta_init=beta, seed=seed)
+        for arm in spec.arms
+        for lr in spec.lr_values
+        for beta in spec.beta_init
+        for seed in spec.seed_values
+    ]
+
+
+def load_spec(path: str | Path, *, max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
+    """Read a spec from a ``.json``, ``.yaml`` or ``.yml`` file."""
+    return parse_spec_text(Path(path).read_text(), suffix=Path(path).suffix, max_trials=max_trials)
+
+
+def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
+    """Parse spec text (JSON is valid YAML, so YAML parsing covers both unless ``suffix`` is .json)."""
+    if suffix == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    return StudySpec.model_validate(data, context={"max_trials": max_trials})
+
+
+__all__ = [
+    "SAMPLERS",
+    "ArmSpec",
+    "GridSearch",
+    "LogRange",
+    "OptunaSearchSpec",
+    "Range",
+    "Resources",
+    "StudySpec",
+    "arm_names",
+    "expand_trials",
+    "load_spec",
+    "parse_spec_text",
+]
