@@ -1,6 +1,9 @@
 """The workload registry: name → ``Workload`` class.
 
 Each workload gives a model, train/val/test data, a loss, a metric and a divergence ceiling.
+Data that ships offline: ``synthetic``, ``digits_mlp``, ``digits_cnn``. Data read from files under
+``data_dir`` (never downloaded): ``mnist_vae`` (CPU-sized) and the paper's GPU workloads
+``cifar10_resnet20``, ``cifar100_vgg16``, ``stl10_wrn16_8``, ``ptb_lstm``.
 ``get_workload`` raises ``WorkloadError`` listing the valid names for an unknown one.
 """
 
@@ -9,14 +12,25 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Splits, Workload, WorkloadError
-from .digits import DigitsMLP
+from .digits import DigitsCNN, DigitsMLP
+from .ptb import PtbLSTM
+from .resnet import Cifar10ResNet20
 from .synthetic import Synthetic
+from .vae import MnistVAE
+from .vgg import Cifar100VGG16
+from .wrn import Stl10WRN16x8
 
 WORKLOADS: dict[str, type[Workload]] = {
     cls.name: cls
     for cls in (
         Synthetic,
         DigitsMLP,
+        DigitsCNN,
+        Cifar10ResNet20,
+        Cifar100VGG16,
+        Stl10WRN16x8,
+        MnistVAE,
+        PtbLSTM,
     )
 }
 

@@ -26,7 +26,7 @@ class Synthetic(Workload):
 
     def __init__(self, params: dict[str, object] | None = None) -> None:
         super().__init__(params)
-        self.params.setdefault("num_classes", int(self.params.get("classes", 3)))  # type: ignore[call-overload]
+        self.params.setdefault("num_classes", int(self.params.get("classes", 3)))
 
     def splits(self, data_dir: Path, seed: int) -> Splits:
         n_train = int(self.params.get("n_train", 256))

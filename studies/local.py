@@ -1,0 +1,62 @@
+"""``demonlab run SPEC --out DIR``: run a spec locally (no service), with a progress bar.
+
+Results are kept in memory and written at the end (trials CSV/Parquet, metrics JSON, heatmaps); the
+summary table is printed per arm. For stored, resumable runs use the service (``demonlab submit``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from .executors import execute_study, failure_value, shutdown_ray
+from .report import summary_table, write_outputs
+from .results import TrialResult
+from .spec import StudySpec
+
+
+def run_local(
+    spec: StudySpec,
+    out_dir: Path,
+    *,
+    executor: Literal["inprocess", "ray"] = "ray",
+    data_dir: Path = Path(".work"),
+    dataset_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every trial of ``spec`` and write the outputs to ``out_dir``; return the metrics report."""
+    from tqdm import tqdm
+
+    results: dict[Any, TrialResult] = {}
+    bar = tqdm(total=spec.trial_count, unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+
+    def sink(result: TrialResult) -> None:
+        results[result.key] = result
+        bar.update(1)
+        bar.set_postfix_str(f"last {result.key.arm} lr={result.key.lr:g} β={result.key.beta_init:g}: {result.status.value}")
+
+    try:
+        summary = execute_study(spec, sink, executor=executor, data_dir=data_dir, dataset_dir=dataset_dir)
+    finally:
+        bar.close()
+        if executor == "ray" or spec.search.mode == "optuna":
+            shutdown_ray()
+    report = write_outputs(spec, results.values(), out_dir, failure_value(spec))
+    report["run"] = {
+        "completed": summary.completed,
+        "diverged": summary.diverged,
+        "failed": summary.failed,
+        "errors": summary.errors[:20],
+    }
+    return report
+
+
+def print_report(report: dict[str, Any], out_dir: Path) -> None:
+    """The per-arm summary table and where the files are."""
+    run = report.get("run", {})
+    print(f"trials: {run.get('completed', 0)} completed, {run.get('diverged', 0)} diverged, {run.get('failed', 0)} failed")
+    for error in run.get("errors", []):
+        print(f"  error: {error}")
+    print(summary_table(report))
+    print(f"outputs in {out_dir}/: trials.csv, trials.parquet, metrics.json, heatmap.png, heatmap.svg")
