@@ -142,9 +142,7 @@ def build_arm(
         )
         return ArmRun(sgd)
     if name == "demon_adam":
-        adam = DemonAdam(
-            model_params, lr=lr, beta_init=beta_init, total_steps=total_steps, weight_decay=weight_decay
-        )
+        adam = DemonAdam(model_params, lr=lr, beta_init=beta_init, total_steps=total_steps, weight_decay=weight_decay)
         return ArmRun(adam)
     optimizer: Optimizer
     if base == "sgdm":
@@ -199,9 +197,7 @@ def _with_schedule(
             )
         )
     elif schedule == "plateau":
-        run.plateau = ReduceLROnPlateau(
-            optimizer, mode="min", factor=settings["factor"], patience=settings["patience"]
-        )
+        run.plateau = ReduceLROnPlateau(optimizer, mode="min", factor=settings["factor"], patience=settings["patience"])
     elif schedule == "cosmom":
         run.per_iteration.append(MomentumSchedule(optimizer, total_steps, lambda f: 0.5 * (1 + math.cos(math.pi * f))))
     elif schedule == "linmom":

@@ -34,7 +34,9 @@ def run_local(
     def sink(result: TrialResult) -> None:
         results[result.key] = result
         bar.update(1)
-        bar.set_postfix_str(f"last {result.key.arm} lr={result.key.lr:g} β={result.key.beta_init:g}: {result.status.value}")
+        bar.set_postfix_str(
+            f"last {result.key.arm} lr={result.key.lr:g} β={result.key.beta_init:g}: {result.status.value}"
+        )
 
     try:
         summary = execute_study(spec, sink, executor=executor, data_dir=data_dir, dataset_dir=dataset_dir)
@@ -55,7 +57,9 @@ def run_local(
 def print_report(report: dict[str, Any], out_dir: Path) -> None:
     """The per-arm summary table and where the files are."""
     run = report.get("run", {})
-    print(f"trials: {run.get('completed', 0)} completed, {run.get('diverged', 0)} diverged, {run.get('failed', 0)} failed")
+    print(
+        f"trials: {run.get('completed', 0)} completed, {run.get('diverged', 0)} diverged, {run.get('failed', 0)} failed"
+    )
     for error in run.get("errors", []):
         print(f"  error: {error}")
     print(summary_table(report))

@@ -113,10 +113,17 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     scores = scores_frame(frame, spec.metric_kind)
     axes = grid_axes(spec, frame)
     report = sensitivity_report(scores, axes, y_fail, eps=default_eps(spec))
-    report["study"] = {"name": spec.name, "workload": spec.workload, "metric": spec.metric_name, "split": spec.split}
+    report["study"] = {
+        "name": spec.name,
+        "workload": spec.workload,
+        "metric": spec.metric_name,
+        "split": spec.split,
+    }
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     paths = write_heatmaps(scores, axes, y_fail, out_dir, stem="heatmap", metric_label=spec.metric_name)
-    report["files"] = [str(p) for p in [out_dir / "trials.csv", out_dir / "trials.parquet", out_dir / "metrics.json", *paths]]
+    report["files"] = [
+        str(p) for p in [out_dir / "trials.csv", out_dir / "trials.parquet", out_dir / "metrics.json", *paths]
+    ]
     return report
 
 

@@ -128,7 +128,7 @@ def node_name() -> str:
 
         if ray.is_initialized():
             return f"{platform.node()}/{ray.get_runtime_context().get_node_id()[:12]}"
-    except Exception:  # noqa: BLE001 - Ray absent or not connected: fall back to the host name
+    except Exception:
         pass
     return platform.node()
 
@@ -142,7 +142,7 @@ def run_trial(plan: TrialPlan, key: TrialKey, *, device: str | None = None) -> T
     epochs: list[EpochRecord] = []
     try:
         return _train(plan, key, torch_device, epochs, started)
-    except Exception as exc:  # noqa: BLE001 - a trial's exception is its result ("failed")
+    except Exception as exc:
         return TrialResult(
             key=key,
             status=TrialStatus.FAILED,

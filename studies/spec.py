@@ -199,9 +199,10 @@ class StudySpec(_Strict):
         if isinstance(value, int):
             if not 1 <= value <= 1000:
                 raise ValueError(f"a seed count must be between 1 and 1000 (got {value})")
-        elif not value or len(set(value)) != len(value) or any(s < 0 for s in value):
+            return value
+        if not value or len(set(value)) != len(value) or any(s < 0 for s in value):
             raise ValueError("seeds must be a non-empty list of unique integers >= 0")
-        return value
+        return sorted(value)  # normalised like lr and beta_init, so spec_hash ignores the order
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> StudySpec:
@@ -277,11 +278,17 @@ def load_spec(path: str | Path, *, max_trials: int = DEFAULT_MAX_TRIALS) -> Stud
 def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
     """Parse spec text (JSON is valid YAML, so YAML parsing covers both unless ``suffix`` is .json)."""
     if suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the spec is not valid JSON: {exc}") from exc
     else:
         import yaml
 
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"the spec is not valid YAML: {exc}") from exc
     return StudySpec.model_validate(data, context={"max_trials": max_trials})
 
 

@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,15 +189,11 @@ class RayTuneExecutor:
         units = pack(keys, self.trials_per_task)
         tokens = [[key.token() for key in unit] for unit in units]
         token = _register(_DriverHooks(sink, summary, should_stop, {str(i): u for i, u in enumerate(units)}))
-        trainable = tune.with_resources(
-            tune.with_parameters(_grid_trainable, plan=plan, units=tokens), self.resources
-        )
+        trainable = tune.with_resources(tune.with_parameters(_grid_trainable, plan=plan, units=tokens), self.resources)
         tuner = tune.Tuner(
             trainable,
             param_space={"unit": tune.grid_search(list(range(len(units))))},
-            tune_config=tune.TuneConfig(
-                reuse_actors=True, max_concurrent_trials=self.max_concurrent_trials
-            ),
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=self.max_concurrent_trials),
             run_config=tune.RunConfig(
                 name=self.experiment_name,
                 storage_path=_storage_path(self.storage_dir),
@@ -227,7 +224,9 @@ def make_sampler(name: str, seed: int) -> Any:
     }
     if name not in samplers:
         raise ValueError(f"unknown sampler {name!r}; valid choices: {', '.join(samplers)}")
-    return samplers[name]()
+    with warnings.catch_warnings():  # QMCSampler is "experimental": chosen on purpose, not worth a warning
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return samplers[name]()
 
 
 def optuna_storage(url: str | None) -> Any:
@@ -241,21 +240,22 @@ def optuna_storage(url: str | None) -> Any:
     return optuna.storages.RDBStorage(url=url, engine_kwargs={"pool_pre_ping": True})
 
 
-def _finished_and_clear(study_name: str, storage: Any) -> int:
-    """Trials already finished in a stored Optuna study; running ones left by a dead driver → failed."""
+def _finished_and_clear(study_name: str, storage: Any) -> tuple[int, int]:
+    """(finished, all) trials of a stored Optuna study; running ones left by a dead driver → failed."""
     import optuna
 
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
-        return 0
+        return 0, 0
     done = 0
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    for trial in trials:
         if trial.state == optuna.trial.TrialState.RUNNING:
             storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         elif trial.state == optuna.trial.TrialState.COMPLETE:
             done += 1
-    return done
+    return done, len(trials)
 
 
 class OptunaExecutor:
@@ -339,13 +339,17 @@ class OptunaExecutor:
                 hooks.summary.cancelled = True
                 break
             name = self.study_name(arm)
-            remaining = self.n_trials - (_finished_and_clear(name, storage) if storage else 0)
+            done, existing = _finished_and_clear(name, storage) if storage else (0, 0)
+            remaining = self.n_trials - done
             if remaining <= 0:
                 continue
+            # The sampler's random state is not stored: a resumed study reseeded with the same seed
+            # would propose its first points again. Offsetting by the stored trials keeps it fresh
+            # and still deterministic.
             search = OptunaSearch(
                 metric="objective",
                 mode="min",
-                sampler=make_sampler(self.sampler, self.seed),
+                sampler=make_sampler(self.sampler, self.seed + existing),
                 study_name=name,
                 storage=storage,
             )

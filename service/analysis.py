@@ -1,0 +1,262 @@
+"""Queries that turn stored trials into grids, sensitivity figures, heatmaps, exports and robustness.
+
+The figures themselves come from ``studies.metrics`` and ``studies.heatmaps`` (one implementation for
+the CLI and the service); this module only fetches the per-seed rows and caches what is expensive.
+A report is cached per (study, progress, metric, split, ε): a new result changes the progress
+counters and so the key, and a finished study's reports are computed once.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from .db import dal
+from .db.engine import session_scope
+from .db.models import Study
+from .errors import InvalidInput
+
+STATS = ("mean", "median", "min", "max")
+_CACHE_SIZE = 256
+_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cached(key: tuple[Any, ...], compute: Any) -> Any:
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    value = compute()
+    with _cache_lock:
+        _cache[key] = value
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def study_spec(study: Study) -> Any:
+    """The stored spec as a ``StudySpec`` (re-validated; limits were checked at submission)."""
+    from studies.spec import StudySpec
+
+    return StudySpec.model_validate(study.spec, context={"max_trials": math.inf})
+
+
+def metric_kind(spec: Any, metric: str | None) -> tuple[str, str]:
+    """Map a metric name (the workload's own, "loss", or None for the study's) to (name, column kind)."""
+    name = metric or spec.metric_name
+    from studies.workloads import get_workload
+
+    workload_metric = get_workload(spec.workload, spec.workload_params).metric_name
+    if name not in (workload_metric, "loss"):
+        raise InvalidInput("metric", f"unknown metric {name!r}; valid choices: {workload_metric}, loss")
+    return name, ("loss" if name == "loss" else "metric")
+
+
+def y_fail(spec: Any, kind: str) -> float:
+    """The failure score of a diverged trial for this metric kind."""
+    from studies.workloads import get_workload
+
+    workload = get_workload(spec.workload, spec.workload_params)
+    return workload.chance_loss() if kind == "loss" else workload.chance_metric()
+
+
+def _check_split(split: str) -> None:
+    if split not in ("val", "test"):
+        raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
+
+
+def _frame(engine: Engine, study_id: str, kind: str) -> tuple[Study, pd.DataFrame]:
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+        frame = dal.trial_scores_frame(session, study_id, metric=kind)
+    return study, frame
+
+
+def _axes(spec: Any, frame: pd.DataFrame) -> Any:
+    from studies.report import grid_axes
+
+    return grid_axes(spec, frame)
+
+
+def _progress_key(study: Study) -> tuple[Any, ...]:
+    return (study.id, study.status.value, study.trials_done, study.trials_failed, study.attempts)
+
+
+def grid(
+    engine: Engine, study_id: str, *, arm: str | None, metric: str | None, split: str, stat: str
+) -> dict[str, Any]:
+    """One arm's grid of a statistic over seeds, with n, diverged, missing and bootstrap intervals."""
+    from studies.metrics import cell_table
+
+    _check_split(split)
+    if stat not in STATS:
+        raise InvalidInput("stat", f"unknown stat {stat!r}; valid choices: {', '.join(STATS)}")
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+    spec = study_spec(study)
+    arms = [a.name for a in spec.arms]
+    arm = arm or arms[0]
+    if arm not in arms:
+        raise InvalidInput("arm", f"study {study_id} has no arm {arm!r}; valid choices: {', '.join(arms)}")
+    name, kind = metric_kind(spec, metric)
+    with session_scope(engine, read_only=True) as session:
+        frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
+    axes = _axes(spec, frame)
+    table = cell_table(
+        frame.rename(columns={split: "_score"}).assign(val=lambda f: f["_score"]),
+        axes,
+        arm,
+        y_fail(spec, kind),
+    )
+    return _grid_body(study_id, arm, name, split, stat, axes, table, frame)
+
+
+def _grid_body(
+    study_id: str, arm: str, metric: str, split: str, stat: str, axes: Any, table: Any, frame: pd.DataFrame
+) -> dict[str, Any]:
+    import numpy as np
+
+    lrs, betas = list(axes.lrs), list(axes.betas)
+    finite = frame[frame["status"].isin(["completed", "diverged"])]
+    values = finite.groupby(["lr", "beta_init"])[split].agg(stat) if len(finite) else pd.Series(dtype=float)
+    matrix = [[_clean(values.get((lr, beta), math.nan)) for beta in betas] for lr in lrs]
+    return {
+        "study_id": study_id,
+        "arm": arm,
+        "metric": metric,
+        "split": split,
+        "stat": stat,
+        "lrs": lrs,
+        "betas": betas,
+        "values": matrix,
+        "n": (np.asarray(table.n_completed) + np.asarray(table.n_diverged)).astype(int).tolist(),
+        "diverged": np.asarray(table.n_diverged).astype(int).tolist(),
+        "missing": np.asarray(table.n_missing).astype(int).tolist(),
+        "ci_low": [[_clean(-v) for v in row] for row in np.asarray(table.ci_high)],
+        "ci_high": [[_clean(-v) for v in row] for row in np.asarray(table.ci_low)],
+    }
+
+
+def _clean(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str, eps: float | None) -> dict[str, Any]:
+    """The METRICS.md figures per arm and per pair (cached per study progress)."""
+    from studies.metrics import sensitivity_report
+    from studies.report import default_eps
+
+    _check_split(split)
+    if eps is not None and (not math.isfinite(eps) or eps < 0):
+        raise InvalidInput("eps", f"must be a finite number >= 0 (got {eps})")
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+    spec = study_spec(study)
+    name, kind = metric_kind(spec, metric)
+    eps = eps if eps is not None else (default_eps(spec) if name == spec.metric_name else None)
+
+    def compute() -> dict[str, Any]:
+        _, frame = _frame(engine, study_id, kind)
+        report: dict[str, Any] = sensitivity_report(frame, _axes(spec, frame), y_fail(spec, kind), eps=eps)
+        report["study"] = {
+            "id": study_id,
+            "metric": name,
+            "split": split,
+            "eps": eps,
+            "status": study.status.value,
+        }
+        return report
+
+    result: dict[str, Any] = _cached(("sensitivity", *_progress_key(study), name, split, eps), compute)
+    return result
+
+
+def heatmap(
+    engine: Engine, study_id: str, *, metric: str | None, split: str, arms: list[str] | None, fmt: str
+) -> bytes:
+    """The study's heatmaps (arms side by side, one colour scale, a divergence map) as PNG or SVG."""
+    from studies.heatmaps import render_heatmap
+
+    _check_split(split)
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+    spec = study_spec(study)
+    known = [a.name for a in spec.arms]
+    for arm in arms or []:
+        if arm not in known:
+            raise InvalidInput("arms", f"study {study_id} has no arm {arm!r}; valid choices: {', '.join(known)}")
+    name, kind = metric_kind(spec, metric)
+
+    def compute() -> bytes:
+        _, frame = _frame(engine, study_id, kind)
+        return bytes(
+            render_heatmap(
+                frame,
+                _axes(spec, frame),
+                y_fail(spec, kind),
+                arms=arms,
+                split=split,
+                metric_label=name,
+                fmt=fmt,
+            )
+        )
+
+    data: bytes = _cached(("heatmap", *_progress_key(study), name, split, tuple(arms or ()), fmt), compute)
+    return data
+
+
+def export(engine: Engine, study_id: str, fmt: str) -> bytes:
+    """Every trial of a study as CSV or Parquet (one row per trial, raw scores)."""
+    with session_scope(engine, read_only=True) as session:
+        dal.get_study(session, study_id)
+        frame = dal.trials_export_frame(session, study_id)
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode()
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> dict[str, Any]:
+    """How robust is each arm on ``workload``: per-arm metrics aggregated over completed studies."""
+    from studies.metrics import aggregate_robustness
+
+    with session_scope(engine, read_only=True) as session:
+        studies, _ = dal.list_studies(session, status="completed", workload=workload, offset=0, limit=10_000)
+    reports = []
+    for study in studies:
+        spec = study_spec(study)
+        if epochs is not None and spec.epochs != epochs:
+            continue
+        if arm is not None and arm not in [a.name for a in spec.arms]:
+            continue
+        report = sensitivity(engine, study.id, metric=None, split=spec.split, eps=None)
+        reports.append(
+            {
+                "study_id": study.id,
+                "key": {
+                    "workload": spec.workload,
+                    "epochs": spec.epochs,
+                    "lr_range": [min(spec.lr_values, default=None), max(spec.lr_values, default=None)],
+                    "betas": list(spec.beta_init),
+                    "seeds": len(spec.seed_values),
+                    "metric": spec.metric_name,
+                    "split": spec.split,
+                },
+                "arms": {k: v for k, v in report["arms"].items() if arm is None or k == arm},
+            }
+        )
+    result: dict[str, Any] = aggregate_robustness(reports)
+    result["query"] = {"workload": workload, "arm": arm, "epochs": epochs, "studies": len(reports)}
+    return result

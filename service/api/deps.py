@@ -1,0 +1,58 @@
+"""Request dependencies as ``Annotated`` aliases: settings, engine, and the bearer-token guard.
+
+The app keeps its ``Settings`` and ``Engine`` on ``app.state`` (set by ``create_app``), so tests
+build an app per database without any import-time global.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
+
+from ..db import dal
+from ..db.engine import session_scope
+from ..errors import DemonlabError
+from ..settings import Settings
+
+
+class Unauthorized(DemonlabError):
+    """A mutating request without a valid bearer token while tokens are configured."""
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_engine(request: Request) -> Engine:
+    """The app's database engine."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def require_token(request: Request, engine: EngineDep, settings: SettingsDep) -> None:
+    """Guard for mutating endpoints: when tokens are configured, demand ``Authorization: Bearer``.
+
+    Tokens are "configured" when any exists in the database or ``api_tokens_required`` is set.
+    """
+    with session_scope(engine) as session:
+        if not settings.api_tokens_required and not dal.any_tokens(session):
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(
+                "this endpoint requires 'Authorization: Bearer <token>' (create one with `demonlab token create`)"
+            )
+        if not dal.verify_token(session, token.strip()):
+            raise Unauthorized("the bearer token is not valid")
+
+
+AuthDep = Depends(require_token)

@@ -1,0 +1,34 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import text
+
+from ...db.engine import session_scope
+from ...db.migrations import is_at_head
+from ..deps import EngineDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(engine: EngineDep, response: Response) -> dict[str, object]:
+    """The database answers and its schema is at the migrations' head (503 otherwise)."""
+    checks: dict[str, object] = {}
+    try:
+        with session_scope(engine, read_only=True) as session:
+            session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+        checks["migrations"] = "head" if is_at_head(engine) else "behind"
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    ready = checks.get("database") == "ok" and checks.get("migrations") == "head"
+    response.status_code = 200 if ready else 503
+    return {"status": "ready" if ready else "not ready", **checks}

@@ -1,0 +1,117 @@
+"""A study's results: trials, grids, sensitivity figures, heatmaps and exports."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from ... import analysis
+from ...db import dal
+from ...db.engine import session_scope
+from ...errors import InvalidInput
+from ...presenters import trial_public
+from ...schemas import GridPublic, TrialsPublic
+from ..deps import EngineDep
+
+router = APIRouter(prefix="/studies/{study_id}", tags=["results"])
+
+TRIAL_STATUSES = ("pending", "running", "completed", "diverged", "failed", "cancelled")
+
+
+@router.get("/trials", response_model=TrialsPublic)
+def list_trials(
+    study_id: str,
+    engine: EngineDep,
+    arm: str | None = None,
+    status: str | None = None,
+    lr: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
+    beta_init: Annotated[float | None, Query(ge=0, lt=1, allow_inf_nan=False)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    curves: bool = False,
+) -> TrialsPublic:
+    """Trials of a study, filtered; ``curves=true`` adds each trial's per-epoch curve."""
+    if status is not None and status not in TRIAL_STATUSES:
+        raise InvalidInput("status", f"unknown status {status!r}; valid choices: {', '.join(TRIAL_STATUSES)}")
+    with session_scope(engine, read_only=True) as session:
+        dal.get_study(session, study_id)
+        rows, total = dal.list_trials(
+            session,
+            study_id,
+            arm=arm,
+            status=status,
+            lr=lr,
+            beta_init=beta_init,
+            offset=offset,
+            limit=limit,
+            with_curves=curves,
+        )
+    return TrialsPublic(data=[trial_public(t) for t in rows], count=total, offset=offset, limit=limit)
+
+
+@router.get("/grid", response_model=GridPublic)
+def get_grid(
+    study_id: str,
+    engine: EngineDep,
+    arm: str | None = None,
+    metric: str | None = None,
+    split: str = "test",
+    stat: str = "median",
+) -> dict[str, Any]:
+    """One arm's lr × β_init grid of a statistic over seeds (raw values, lower is better)."""
+    return analysis.grid(engine, study_id, arm=arm, metric=metric, split=split, stat=stat)
+
+
+@router.get("/sensitivity")
+def get_sensitivity(
+    study_id: str,
+    engine: EngineDep,
+    eps: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    metric: str | None = None,
+    split: str = "val",
+) -> dict[str, Any]:
+    """METRICS.md figures per arm and per pair (oriented: higher is better, y = −value)."""
+    return analysis.sensitivity(engine, study_id, metric=metric, split=split, eps=eps)
+
+
+def _arms(arms: str | None) -> list[str] | None:
+    return [a for a in arms.split(",") if a] if arms else None
+
+
+@router.get("/heatmap.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def heatmap_png(
+    study_id: str, engine: EngineDep, metric: str | None = None, split: str = "test", arms: str | None = None
+) -> Response:
+    """Heatmaps of the arms side by side, one colour scale, plus the divergence-rate map (PNG)."""
+    data = analysis.heatmap(engine, study_id, metric=metric, split=split, arms=_arms(arms), fmt="png")
+    return Response(content=data, media_type="image/png")
+
+
+@router.get("/heatmap.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
+def heatmap_svg(
+    study_id: str, engine: EngineDep, metric: str | None = None, split: str = "test", arms: str | None = None
+) -> Response:
+    """The same heatmaps as SVG."""
+    data = analysis.heatmap(engine, study_id, metric=metric, split=split, arms=_arms(arms), fmt="svg")
+    return Response(content=data, media_type="image/svg+xml")
+
+
+@router.get("/export.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def export_csv(study_id: str, engine: EngineDep) -> Response:
+    """Every trial as CSV."""
+    data = analysis.export(engine, study_id, "csv")
+    headers = {"Content-Disposition": f'attachment; filename="{study_id}.csv"'}
+    return Response(content=data, media_type="text/csv", headers=headers)
+
+
+@router.get(
+    "/export.parquet",
+    response_class=Response,
+    responses={200: {"content": {"application/vnd.apache.parquet": {}}}},
+)
+def export_parquet(study_id: str, engine: EngineDep) -> Response:
+    """Every trial as Parquet."""
+    data = analysis.export(engine, study_id, "parquet")
+    headers = {"Content-Disposition": f'attachment; filename="{study_id}.parquet"'}
+    return Response(content=data, media_type="application/vnd.apache.parquet", headers=headers)

@@ -1,0 +1,113 @@
+"""Studies: submit, list, show, cancel, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Response
+from pydantic import ValidationError
+
+from ...db import dal
+from ...db.engine import session_scope
+from ...errors import InvalidInput
+from ...presenters import study_public
+from ...schemas import StudiesPublic, StudyCreated, StudyPublic
+from ..deps import AuthDep, EngineDep, SettingsDep
+
+router = APIRouter(prefix="/studies", tags=["studies"])
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+
+
+def _validate(body: Any, max_trials: int) -> Any:
+    from studies.spec import StudySpec
+
+    if not isinstance(body, dict):
+        raise InvalidInput("body", "a study spec must be a JSON object")
+    try:
+        return StudySpec.model_validate(body, context={"max_trials": max_trials})
+    except ValidationError as exc:
+        raise SpecInvalid(exc) from exc
+
+
+class SpecInvalid(InvalidInput):
+    """A spec that fails validation: every error, each naming its field."""
+
+    def __init__(self, exc: ValidationError) -> None:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "spec", "reason": e["msg"]} for e in exc.errors()]
+        first = errors[0] if errors else {"field": "spec", "reason": "invalid"}
+        super().__init__(first["field"], first["reason"])
+        self.errors = errors
+
+
+@router.post("", status_code=202, response_model=StudyCreated, dependencies=[AuthDep])
+def submit_study(
+    engine: EngineDep,
+    settings: SettingsDep,
+    response: Response,
+    body: Annotated[Any, Body(description="a study spec (see studies/examples)")],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> StudyCreated:
+    """Validate and store a spec with its trials; the scheduler launches it. 202 with the study's URL."""
+    from studies.spec import expand_trials
+
+    spec = _validate(body, settings.max_trials_per_study)
+    with session_scope(engine) as session:
+        study = dal.create_study(
+            session,
+            name=spec.name,
+            workload=spec.workload,
+            spec=spec.model_dump(mode="json"),
+            spec_hash=spec.spec_hash(),
+            trial_keys=expand_trials(spec),
+            trials_total=spec.trial_count,
+            idempotency_key=idempotency_key,
+            launcher=settings.launcher,
+        )
+    url = f"/api/v1/studies/{study.id}"
+    response.headers["Location"] = url
+    return StudyCreated(id=study.id, status=study.status.value, url=url, trials_total=study.trials_total)
+
+
+@router.get("", response_model=StudiesPublic)
+def list_studies(
+    engine: EngineDep,
+    status: Annotated[str | None, Query(description=f"one of {', '.join(STATUSES)}")] = None,
+    workload: str | None = None,
+    name: str | None = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> StudiesPublic:
+    """Studies, newest first, filtered by status, workload and name."""
+    if status is not None and status not in STATUSES:
+        raise InvalidInput("status", f"unknown status {status!r}; valid choices: {', '.join(STATUSES)}")
+    with session_scope(engine, read_only=True) as session:
+        rows, total = dal.list_studies(session, status=status, workload=workload, name=name, offset=offset, limit=limit)
+    return StudiesPublic(data=[study_public(s) for s in rows], count=total, offset=offset, limit=limit)
+
+
+@router.get("/{study_id}", response_model=StudyPublic)
+def get_study(study_id: str, engine: EngineDep) -> StudyPublic:
+    """Status, progress (done/total), timings and error of one study."""
+    with session_scope(engine, read_only=True) as session:
+        return study_public(dal.get_study(session, study_id))
+
+
+@router.post("/{study_id}/cancel", response_model=StudyPublic, dependencies=[AuthDep])
+def cancel_study(study_id: str, engine: EngineDep, settings: SettingsDep) -> StudyPublic:
+    """Cancel: pending trials become cancelled and the study's job is stopped within seconds."""
+    from ...jobs.launchers import stop_job
+
+    with session_scope(engine) as session:
+        study = dal.cancel_study(session, study_id)
+    if study.job_id:
+        stop_job(settings, study.job_id)
+    return study_public(study)
+
+
+@router.delete("/{study_id}", status_code=204, dependencies=[AuthDep])
+def delete_study(study_id: str, engine: EngineDep) -> Response:
+    """Delete a study and its trials (refused with 409 while it runs)."""
+    with session_scope(engine) as session:
+        dal.delete_study(session, study_id)
+    return Response(status_code=204)

@@ -1,0 +1,123 @@
+"""The FastAPI application: routes under ``/api/v1``, errors mapped to HTTP in one place.
+
+``create_app(settings)`` builds an app bound to one database (migrated to head on start) and, when
+asked, runs the scheduler loop in a background thread of the same process (``demonlab serve``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from .api.deps import Unauthorized
+from .api.routes import health, results, robustness, studies
+from .api.routes.studies import SpecInvalid
+from .db.engine import make_engine
+from .db.migrations import upgrade_to_head
+from .errors import Conflict, DemonlabError, InvalidInput, NotFound, StorageUnavailable
+from .settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, run_scheduler: bool = False) -> FastAPI:
+    """Build the app for ``settings`` (default: the environment's)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.database_url)
+        upgrade_to_head(engine)
+        app.state.engine = engine
+        scheduler = None
+        if run_scheduler:
+            from .jobs.scheduler import Scheduler
+
+            scheduler = Scheduler(settings, engine)
+            scheduler.start_background()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="demonlab",
+        version="0.1.0",
+        description=(
+            "Hyperparameter-sensitivity studies of the Demon optimizer against LR-decay baselines. "
+            "Raw scores are lower-is-better workload values; sensitivity figures are oriented "
+            "higher-is-better (y = -value)."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    for router in (studies.router, results.router, robustness.router, health.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    _register_errors(app)
+    return app
+
+
+def _error(
+    status: int, detail: str, field: str | None = None, errors: list[dict[str, Any]] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if field is not None:
+        body["field"] = field
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(status_code=status, content=body)
+
+
+def _register_errors(app: FastAPI) -> None:
+    """Domain errors → HTTP status codes, in one place."""
+
+    @app.exception_handler(SpecInvalid)
+    async def _spec_invalid(request: Request, exc: SpecInvalid) -> JSONResponse:
+        return _error(422, f"invalid spec: {exc.field}: {exc.reason}", exc.field, exc.errors)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput) -> JSONResponse:
+        return _error(422, str(exc), exc.field)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        response = _error(401, str(exc))
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(StorageUnavailable)
+    async def _storage(request: Request, exc: StorageUnavailable) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.exception_handler(DemonlabError)
+    async def _other(request: Request, exc: DemonlabError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
+                "reason": e.get("msg", ""),
+            }
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "reason": "invalid request"}
+        return _error(422, f"invalid {first['field']}: {first['reason']}", first["field"], errors)

@@ -1,0 +1,384 @@
+"""The ``demonlab`` command line.
+
+- Local, no service: ``run`` (a spec to files), ``demo`` (what ``make run`` runs).
+- Service processes: ``serve`` (API + scheduler), ``scheduler``, ``execute STUDY_ID`` (a driver).
+- Client commands over HTTP: ``submit``, ``status``, ``list``, ``grid``, ``sensitivity``, ``compare``,
+  ``heatmap``, ``export``; and ``token create`` (writes to the database directly).
+
+Every heavy import happens inside the command that needs it, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import DemonlabClient
+
+    return DemonlabClient(args.url, token=args.token)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from studies.local import print_report, run_local
+    from studies.spec import load_spec
+
+    spec = load_spec(args.spec)
+    out = Path(args.out)
+    report = run_local(
+        spec,
+        out,
+        executor=args.executor,
+        data_dir=Path(args.data_dir),
+        dataset_dir=Path(args.dataset_dir) if args.dataset_dir else None,
+    )
+    print_report(report, out)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .settings import get_settings
+
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    app = create_app(settings, run_scheduler=not args.no_scheduler)
+    print(
+        f"demonlab: serving http://{host}:{port}/docs (database {_safe_url(settings.database_url)})",
+        flush=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+    return 0
+
+
+def _cmd_scheduler(args: argparse.Namespace) -> int:
+    from .db.engine import make_engine
+    from .db.migrations import upgrade_to_head
+    from .jobs.scheduler import Scheduler
+    from .settings import get_settings
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    upgrade_to_head(engine)
+    print(
+        f"demonlab: scheduler on {_safe_url(settings.database_url)} (launcher {settings.launcher})",
+        flush=True,
+    )
+    Scheduler(settings, engine, poll_seconds=args.poll).run()
+    return 0
+
+
+def _cmd_execute(args: argparse.Namespace) -> int:
+    from .jobs.driver import execute
+    from .settings import get_settings
+
+    return execute(args.study_id, get_settings())
+
+
+def _read_spec(path: str) -> dict[str, Any]:
+    text = Path(path).read_text()
+    if path.endswith(".json"):
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a spec must be a mapping")
+    return data
+
+
+def _follow(client: Any, study_id: str) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(unit="trial", file=sys.stderr, dynamic_ncols=True)
+
+    def show(study: Any) -> None:
+        bar.total = study.progress.total
+        bar.n = study.progress.done
+        bar.set_postfix_str(f"{study.status}, {study.progress.diverged} diverged, {study.progress.failed} failed")
+        bar.refresh()
+
+    try:
+        return client.wait(study_id, poll_seconds=1.0, on_progress=show)
+    finally:
+        bar.close()
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    client = _client(args)
+    created = client.submit(_read_spec(args.spec), idempotency_key=args.idempotency_key)
+    print(f"study {created.id}: {created.status}, {created.trials_total} trials, {args.url}{created.url}")
+    if args.wait:
+        study = _follow(client, created.id)
+        print(f"study {study.id}: {study.status}" + (f" ({study.error})" if study.error else ""))
+        return 0 if study.status == "completed" else 1
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    study = _client(args).get_study(args.study_id)
+    p = study.progress
+    print(f"{study.id} {study.name!r} [{study.workload}] {study.status}: {p.done}/{p.total} done,", end=" ")
+    print(f"{p.diverged} diverged, {p.failed} failed")
+    if study.error:
+        print(f"error: {study.error}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    page = _client(args).list_studies(status=args.status, workload=args.workload, name=args.name, limit=args.limit)
+    print(f"{'id':<13} {'status':<10} {'done/total':>11}  {'workload':<18} name")
+    for s in page.data:
+        print(f"{s.id:<13} {s.status:<10} {s.progress.done:>5}/{s.progress.total:<5}  {s.workload:<18} {s.name}")
+    print(f"({len(page.data)} of {page.count})")
+    return 0
+
+
+def _cmd_grid(args: argparse.Namespace) -> int:
+    grid = _client(args).grid(args.study_id, arm=args.arm, metric=args.metric, split=args.split, stat=args.stat)
+    print(
+        f"{grid.arm}: {grid.stat} {grid.split} {grid.metric} over seeds (rows lr, columns beta_init; x = all diverged)"
+    )
+    print(f"{'lr':>10} " + " ".join(f"{b:>8g}" for b in grid.betas))
+    for i, lr in enumerate(grid.lrs):
+        cells = []
+        for j in range(len(grid.betas)):
+            value = grid.values[i][j]
+            if grid.n[i][j] and grid.diverged[i][j] == grid.n[i][j]:
+                cells.append(f"{'x':>8}")
+            else:
+                cells.append(f"{value:>8.4g}" if value is not None else f"{'-':>8}")
+        print(f"{lr:>10g} " + " ".join(cells))
+    return 0
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    report = _client(args).sensitivity(args.study_id, eps=args.eps, metric=args.metric, split=args.split)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from studies.report import summary_table
+
+    print(summary_table(report))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    report = _client(args).sensitivity(args.study_id, eps=args.eps, metric=args.metric, split=args.split)
+    pairs = [
+        p
+        for p in report.get("pairs", [])
+        if (args.a is None or p.get("arm_a") == args.a) and (args.b is None or p.get("arm_b") == args.b)
+    ]
+    if not pairs:
+        print("no matching pair of arms (see `demonlab sensitivity`)")
+        return 1
+    print(json.dumps(pairs, indent=2))
+    return 0
+
+
+def _cmd_heatmap(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    fmt = out.suffix.lstrip(".") or "png"
+    data = _client(args).heatmap(args.study_id, fmt=fmt, metric=args.metric, split=args.split, arms=args.arms)
+    out.write_bytes(data)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    fmt = "parquet" if out.suffix == ".parquet" else "csv"
+    out.write_bytes(_client(args).export(args.study_id, fmt=fmt))
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    from .db import dal
+    from .db.engine import make_engine, session_scope
+    from .db.migrations import upgrade_to_head
+    from .settings import get_settings
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    upgrade_to_head(engine)
+    with session_scope(engine) as session:
+        token = dal.create_token(session, args.name)
+    print(token)
+    print("(shown once; stored only as a hash. Send it as 'Authorization: Bearer <token>')", file=sys.stderr)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(port=args.port, spec_path=args.spec)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("DEMONLAB_URL", DEFAULT_URL), help="service URL")
+    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
+
+
+def _score_args(p: argparse.ArgumentParser, split: str) -> None:
+    p.add_argument("--metric", default=None, help="the workload's metric (default) or 'loss'")
+    p.add_argument("--split", default=split, choices=["val", "test"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="demonlab", description="Hyperparameter-sensitivity studies of the Demon optimizer."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a study spec locally (no service) and write its outputs")
+    p.add_argument("spec", help="study spec, YAML or JSON")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--executor", choices=["ray", "inprocess"], default="ray")
+    p.add_argument("--data-dir", default=".work", help="work dir for Ray's temp dir and Tune (default .work)")
+    p.add_argument("--dataset-dir", default=None, help="where workloads find datasets (default DATA_DIR/datasets)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("demo", help="what `make run` does: serve, submit the digits example, follow it, summarise")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--spec", default=None, help="spec to submit (default studies/examples/digits.yaml)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("serve", help="the HTTP API and the scheduler")
+    p.add_argument("--host", default=None, help="bind address (default DEMONLAB_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default DEMONLAB_PORT or 8000)")
+    p.add_argument("--no-scheduler", action="store_true", help="API only (run `demonlab scheduler` elsewhere)")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("scheduler", help="the scheduler loop alone")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between ticks")
+    p.set_defaults(func=_cmd_scheduler)
+
+    p = sub.add_parser("execute", help="drive one study (launched by the scheduler)")
+    p.add_argument("study_id")
+    p.set_defaults(func=_cmd_execute)
+
+    p = sub.add_parser("submit", help="submit a spec (YAML or JSON) to the service")
+    p.add_argument("spec")
+    p.add_argument("--wait", action="store_true", help="follow the study with a progress bar until it finishes")
+    p.add_argument("--idempotency-key", default=None)
+    _client_args(p)
+    p.set_defaults(func=_cmd_submit)
+
+    for name, func, help_text in (("status", _cmd_status, "a study's status and progress"),):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("study_id")
+        _client_args(p)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("list", help="list studies")
+    p.add_argument("--status", default=None)
+    p.add_argument("--workload", default=None)
+    p.add_argument("--name", default=None)
+    p.add_argument("--limit", type=int, default=50)
+    _client_args(p)
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("grid", help="one arm's grid as a terminal table")
+    p.add_argument("study_id")
+    p.add_argument("--arm", default=None)
+    p.add_argument("--stat", default="median", choices=["mean", "median", "min", "max"])
+    _score_args(p, "test")
+    _client_args(p)
+    p.set_defaults(func=_cmd_grid)
+
+    p = sub.add_parser("sensitivity", help="sensitivity figures per arm")
+    p.add_argument("study_id")
+    p.add_argument("--eps", type=float, default=None)
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    _score_args(p, "val")
+    _client_args(p)
+    p.set_defaults(func=_cmd_sensitivity)
+
+    p = sub.add_parser("compare", help="Demon against a baseline: deltas, win probability, P(improvement)")
+    p.add_argument("study_id")
+    p.add_argument("--a", default=None, help="first arm (default: every demon_* arm)")
+    p.add_argument("--b", default=None, help="second arm (default: every baseline)")
+    p.add_argument("--eps", type=float, default=None)
+    _score_args(p, "val")
+    _client_args(p)
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("heatmap", help="download the heatmap (.png or .svg)")
+    p.add_argument("study_id")
+    p.add_argument("--out", required=True, help="file name; its suffix picks the format")
+    p.add_argument("--arms", nargs="*", default=None)
+    _score_args(p, "test")
+    _client_args(p)
+    p.set_defaults(func=_cmd_heatmap)
+
+    p = sub.add_parser("export", help="download every trial (.csv or .parquet)")
+    p.add_argument("study_id")
+    p.add_argument("--out", required=True)
+    _client_args(p)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("token", help="API tokens")
+    token_sub = p.add_subparsers(dest="token_command", required=True)
+    t = token_sub.add_parser("create", help="create a token (printed once)")
+    t.add_argument("--name", default="default")
+    t.set_defaults(func=_cmd_token_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``demonlab`` console script."""
+    logging.basicConfig(
+        level=os.environ.get("DEMONLAB_LOG_LEVEL", "WARNING"),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .client import ApiError
+    from .errors import DemonlabError
+
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except ApiError as exc:
+        print(
+            f"demonlab: error: {exc.detail}" + (f" (field: {exc.field})" if exc.field else ""),
+            file=sys.stderr,
+        )
+        return 2
+    except (ValueError, FileNotFoundError, DemonlabError) as exc:
+        print(f"demonlab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"demonlab: error: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,816 @@
+"""The data-access layer: every read and write the service makes, as functions of a ``Session``.
+
+Each function takes the session, then what it acts on (a study id, a token; ``set_job_id`` and
+``record_trial_result`` also what they store), then everything else by keyword only. None of them commits: the
+caller's ``session_scope`` does, so a route, the scheduler or the driver decides what one transaction
+is. Unknown studies raise ``NotFound``; impossible state changes raise ``Conflict``.
+
+Concurrency is part of the contract, on SQLite and on PostgreSQL alike:
+
+- State changes of a study lock its row first (``SELECT … FOR UPDATE``; on SQLite every write
+  transaction holds the database's write lock), so the scheduler, the driver and the API never
+  interleave half-way through a change.
+- Claiming queued studies is a conditional ``UPDATE … WHERE status = 'queued'`` whose row count says
+  who won, under a transaction-level advisory lock on PostgreSQL, so the running-study limit holds
+  across scheduler replicas too.
+- Recording a trial is an ``INSERT … ON CONFLICT DO UPDATE`` on its unique key: recording the same
+  result twice leaves one row, and the study's progress counters are recomputed in that transaction.
+
+Scores come back decoded (``nan``, ``inf`` and ``-inf`` as Python floats; see ``service.db.nonfinite``),
+except in ``trial_scores_frame`` and ``grid_aggregate``, which are for numbers: NaN / excluded there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Result,
+    String,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from service.errors import Conflict, InvalidInput, NotFound
+from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
+
+from .models import ApiToken, Study, StudyStatus, Trial, TrialEpoch, utcnow
+from .nonfinite import ValueKind, decode_float, encode_float
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "GridCell",
+    "TrialRecord",
+    "any_tokens",
+    "cancel_study",
+    "claim_queued_studies",
+    "create_study",
+    "create_token",
+    "delete_study",
+    "find_stale_running",
+    "finish_study",
+    "get_study",
+    "grid_aggregate",
+    "heartbeat",
+    "list_studies",
+    "list_trials",
+    "mark_trials_running",
+    "new_study_id",
+    "pending_trial_keys",
+    "record_trial_result",
+    "requeue_study",
+    "set_job_id",
+    "trial_scores_frame",
+    "trials_export_frame",
+    "verify_token",
+]
+
+MAX_PAGE_SIZE = 10_000
+SCORE_NAMES = ("val_metric", "val_loss", "test_metric", "test_loss", "best_val_metric")
+EPOCH_VALUE_NAMES = ("train_loss", "val_loss", "val_metric")
+FRAME_COLUMNS = ("arm", "lr", "beta_init", "seed", "status", "val", "test")
+_FRAME_DTYPES: dict[str, Any] = {
+    "arm": object,
+    "lr": float,
+    "beta_init": float,
+    "seed": "int64",
+    "status": object,
+    "val": float,
+    "test": float,
+}
+_EXPORT_DTYPES = {"arm": str, "lr": float, "beta_init": float, "seed": "int64", "status": str}
+EXPORT_COLUMNS = (
+    "status", "epochs_done", "wall_seconds", "node", "device", "error", "attempts", "updated_at"
+)  # fmt: skip
+# Trials a driver may (still) run: never results, never trials of a cancelled study.
+RUNNABLE = (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.FAILED)
+# Any fixed 64-bit number: the PostgreSQL advisory lock that serialises claims across replicas.
+CLAIM_LOCK_KEY = 0x64656D6F6E6C6162  # "demonlab"
+
+_TRIALS = cast(Table, Trial.__table__)
+_EPOCHS = cast(Table, TrialEpoch.__table__)
+_KEY_COLUMNS = ("study_id", "arm", "lr", "beta_init", "seed")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A trial as the service shows it: key, status, decoded scores and, on request, its curve."""
+
+    id: int
+    arm: str
+    lr: float
+    beta_init: float
+    seed: int
+    status: TrialStatus
+    val_metric: float | None
+    val_loss: float | None
+    test_metric: float | None
+    test_loss: float | None
+    best_val_metric: float | None
+    epochs_done: int
+    wall_seconds: float
+    node: str | None
+    device: str | None
+    error: str | None
+    attempts: int
+    updated_at: dt.datetime
+    extra: dict[str, Any]
+    curve: tuple[EpochRecord, ...] | None = None
+
+    @property
+    def key(self) -> TrialKey:
+        """The trial's unique key inside its study."""
+        return TrialKey(arm=self.arm, lr=self.lr, beta_init=self.beta_init, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One (lr, β_init) cell of an arm's grid: trial counts, and the finite scores of completed trials."""
+
+    lr: float
+    beta_init: float
+    trials: int
+    completed: int
+    diverged: int
+    finite: int
+    mean: float | None
+    min: float | None
+    max: float | None
+
+
+# ---------------------------------------------------------------------------------------------- studies
+
+
+def new_study_id() -> str:
+    """12 random lowercase hex characters."""
+    return secrets.token_hex(6)
+
+
+def create_study(
+    session: Session,
+    *,
+    name: str,
+    workload: str,
+    spec: dict[str, Any],
+    spec_hash: str,
+    trial_keys: Sequence[TrialKey],
+    launcher: str,
+    idempotency_key: str | None = None,
+    trials_total: int | None = None,
+) -> Study:
+    """Insert a queued study and its pending trials; an already used ``idempotency_key`` returns its study.
+
+    Two concurrent submissions with one key give one study: the loser's insert fails on the unique
+    key inside a savepoint and it returns the winner's study. Reusing a key for a different spec
+    (``spec_hash``) is a ``Conflict``. ``trials_total`` defaults to the number of keys; a search
+    (Optuna) study creates its trial rows as the sampler proposes them and says its budget here.
+    """
+    if idempotency_key is not None and (found := _study_by_key(session, idempotency_key, spec_hash)):
+        return found
+    _check_distinct(trial_keys)
+    study = Study(
+        id=new_study_id(),
+        name=name,
+        workload=workload,
+        spec=spec,
+        spec_hash=spec_hash,
+        idempotency_key=idempotency_key,
+        status=StudyStatus.QUEUED,
+        launcher=launcher,
+        created_at=utcnow(),
+        trials_total=len(trial_keys) if trials_total is None else trials_total,
+    )
+    try:
+        with session.begin_nested():
+            session.add(study)
+    except IntegrityError:
+        if idempotency_key is None or (found := _study_by_key(session, idempotency_key, spec_hash)) is None:
+            raise
+        return found
+    _insert_pending_trials(session, study.id, trial_keys)
+    return study
+
+
+def _study_by_key(session: Session, idempotency_key: str, spec_hash: str) -> Study | None:
+    study = session.scalars(select(Study).where(Study.idempotency_key == idempotency_key)).one_or_none()
+    if study is not None and study.spec_hash != spec_hash:
+        raise Conflict(f"idempotency key {idempotency_key!r} was used for a different spec")
+    return study
+
+
+def _check_distinct(trial_keys: Sequence[TrialKey]) -> None:
+    if len(set(trial_keys)) != len(trial_keys):
+        raise InvalidInput("trial_keys", "the same (arm, lr, beta_init, seed) appears more than once")
+
+
+def _insert_pending_trials(session: Session, study_id: str, trial_keys: Sequence[TrialKey]) -> None:
+    if not trial_keys:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "study_id": study_id,
+            "arm": key.arm,
+            "lr": key.lr,
+            "beta_init": key.beta_init,
+            "seed": key.seed,
+            "status": TrialStatus.PENDING,
+            "updated_at": now,
+        }
+        for key in trial_keys
+    ]
+    session.execute(insert(_TRIALS), rows)  # one executemany, batched by the driver
+
+
+def get_study(session: Session, study_id: str) -> Study:
+    """The study, or ``NotFound``."""
+    study = session.get(Study, study_id, populate_existing=True)
+    if study is None:
+        raise NotFound("study", study_id)
+    return study
+
+
+def list_studies(
+    session: Session,
+    *,
+    status: StudyStatus | str | None = None,
+    workload: str | None = None,
+    name: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[Study], int]:
+    """One page of studies, newest first, and how many match in all (filters are exact matches)."""
+    _check_page(offset, limit)
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(Study.status == _study_status(status))
+    if workload is not None:
+        conditions.append(Study.workload == workload)
+    if name is not None:
+        conditions.append(Study.name == name)
+    total = session.scalar(select(func.count()).select_from(Study).where(*conditions)) or 0
+    page = select(Study).where(*conditions).order_by(Study.created_at.desc(), Study.id.desc())
+    return list(session.scalars(page.offset(offset).limit(limit)).all()), total
+
+
+def delete_study(session: Session, study_id: str) -> None:
+    """Delete a study with its trials and curves (cascade); ``Conflict`` while it is running."""
+    deleted = session.execute(delete(Study).where(Study.id == study_id, Study.status != StudyStatus.RUNNING))
+    if _rowcount(deleted) == 0:
+        get_study(session, study_id)  # NotFound if it does not exist
+        raise Conflict(f"study {study_id!r} is running: cancel it first")
+
+
+def cancel_study(session: Session, study_id: str) -> Study:
+    """Mark a queued or running study cancelled and its pending and running trials too.
+
+    Stopping the job is the launcher's part. Cancelling a cancelled study changes nothing; a
+    completed or failed one is a ``Conflict``.
+    """
+    study = _lock_study(session, study_id)
+    if study.status is StudyStatus.CANCELLED:
+        return study
+    if study.status.is_finished:
+        raise Conflict(f"study {study_id!r} is already {study.status}")
+    study.status = StudyStatus.CANCELLED
+    study.finished_at = utcnow()
+    _set_trial_status(session, study_id, (TrialStatus.PENDING, TrialStatus.RUNNING), TrialStatus.CANCELLED)
+    return study
+
+
+def _lock_study(session: Session, study_id: str) -> Study:
+    """The study's row, locked until the transaction ends (SQLite: the write lock is already held)."""
+    query = select(Study).where(Study.id == study_id).with_for_update()
+    study = session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+    if study is None:
+        raise NotFound("study", study_id)
+    return study
+
+
+def _set_trial_status(session: Session, study_id: str, current: Sequence[TrialStatus], new: TrialStatus) -> None:
+    session.execute(
+        update(Trial)
+        .where(Trial.study_id == study_id, Trial.status.in_(current))
+        .values(status=new, updated_at=utcnow())
+    )
+
+
+def _study_status(value: StudyStatus | str) -> StudyStatus:
+    try:
+        return StudyStatus(value)
+    except ValueError:
+        raise InvalidInput("status", f"unknown study status {value!r}") from None
+
+
+def _trial_status(value: TrialStatus | str) -> TrialStatus:
+    try:
+        return TrialStatus(value)
+    except ValueError:
+        raise InvalidInput("status", f"unknown trial status {value!r}") from None
+
+
+def _check_page(offset: int, limit: int) -> None:
+    if offset < 0:
+        raise InvalidInput("offset", f"must be >= 0, got {offset}")
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+# ------------------------------------------------------------------------------------------- scheduling
+
+
+def claim_queued_studies(
+    session: Session, *, limit: int, launcher_id: str, max_running: int | None = None
+) -> list[Study]:
+    """Claim up to ``limit`` queued studies, oldest first, as running; never more than ``max_running``
+    running in all.
+
+    Each claim is ``UPDATE … WHERE id = :id AND status = 'queued'`` and counts only if it changed a
+    row, so two schedulers on one database never launch one study twice.
+    """
+    _serialize_claims(session)
+    slots = limit if max_running is None else min(limit, max_running - _count_running(session))
+    if slots <= 0:
+        return []
+    candidates = session.scalars(
+        select(Study.id).where(Study.status == StudyStatus.QUEUED).order_by(Study.created_at, Study.id).limit(slots)
+    ).all()
+    now = utcnow()
+    claimed = [study_id for study_id in candidates if _claim(session, study_id, launcher_id, now)]
+    return _studies_by_id(session, claimed)
+
+
+def _serialize_claims(session: Session) -> None:
+    # SQLite already serialises writers (BEGIN IMMEDIATE); PostgreSQL needs the count of running
+    # studies and the claims to be one critical section across replicas.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
+
+
+def _count_running(session: Session) -> int:
+    query = select(func.count()).select_from(Study).where(Study.status == StudyStatus.RUNNING)
+    return session.scalar(query) or 0
+
+
+def _claim(session: Session, study_id: str, launcher_id: str, now: dt.datetime) -> bool:
+    result = session.execute(
+        update(Study)
+        .where(Study.id == study_id, Study.status == StudyStatus.QUEUED)
+        .values(
+            status=StudyStatus.RUNNING,
+            attempts=Study.attempts + 1,
+            claimed_by=launcher_id,
+            started_at=func.coalesce(Study.started_at, now),
+            heartbeat_at=now,
+            finished_at=None,
+            error=None,
+        )
+        .execution_options(synchronize_session=False)  # claimed rows are re-read afterwards
+    )
+    return _rowcount(result) == 1
+
+
+def _studies_by_id(session: Session, study_ids: Sequence[str]) -> list[Study]:
+    if not study_ids:
+        return []
+    query = select(Study).where(Study.id.in_(study_ids)).order_by(Study.created_at, Study.id)
+    return list(session.scalars(query.execution_options(populate_existing=True)).all())
+
+
+def heartbeat(session: Session, study_id: str) -> StudyStatus:
+    """Stamp a running study as alive and return its status: anything but ``running`` (cancelled,
+    requeued, finished) tells the driver to stop. Only a running study's heartbeat is stamped."""
+    result = session.execute(
+        update(Study).where(Study.id == study_id, Study.status == StudyStatus.RUNNING).values(heartbeat_at=utcnow())
+    )
+    if _rowcount(result) == 1:
+        return StudyStatus.RUNNING
+    status = session.scalar(select(Study.status).where(Study.id == study_id))
+    if status is None:
+        raise NotFound("study", study_id)
+    return status
+
+
+def find_stale_running(session: Session, *, stale_after_seconds: float, now: dt.datetime | None = None) -> list[Study]:
+    """Running studies whose last heartbeat is older than ``stale_after_seconds`` (or missing)."""
+    cutoff = (now or utcnow()) - dt.timedelta(seconds=stale_after_seconds)
+    query = select(Study).where(
+        Study.status == StudyStatus.RUNNING,
+        (Study.heartbeat_at.is_(None)) | (Study.heartbeat_at < cutoff),
+    )
+    return list(session.scalars(query.order_by(Study.created_at)).all())
+
+
+def requeue_study(session: Session, study_id: str, *, expected_attempts: int | None = None) -> Study:
+    """Put a running (dead driver) or failed study back in the queue; trials left running become pending.
+
+    ``expected_attempts`` guards recovery: if the study was claimed again since it was found stale
+    (its launch count moved on), this is a ``Conflict`` and nothing changes. Requeueing a queued
+    study changes nothing; a completed or cancelled one is a ``Conflict``.
+    """
+    study = _lock_study(session, study_id)
+    if study.status is StudyStatus.QUEUED:
+        return study
+    if study.status not in (StudyStatus.RUNNING, StudyStatus.FAILED):
+        raise Conflict(f"study {study_id!r} is {study.status}: only running or failed studies requeue")
+    if expected_attempts is not None and study.attempts != expected_attempts:
+        raise Conflict(f"study {study_id!r} was relaunched meanwhile (attempt {study.attempts})")
+    study.status = StudyStatus.QUEUED
+    study.claimed_by = study.job_id = study.heartbeat_at = study.finished_at = None
+    _set_trial_status(session, study_id, (TrialStatus.RUNNING,), TrialStatus.PENDING)
+    return study
+
+
+def set_job_id(session: Session, study_id: str, job_id: str) -> None:
+    """Remember the launcher's handle for the study's job (a pid, a Ray job id)."""
+    result = session.execute(update(Study).where(Study.id == study_id).values(job_id=job_id))
+    if _rowcount(result) == 0:
+        raise NotFound("study", study_id)
+
+
+def finish_study(session: Session, study_id: str, *, status: StudyStatus | str, error: str | None = None) -> Study:
+    """End a running study as completed, failed or cancelled; trials still running end with it.
+
+    Only a running study is finished: if it was cancelled or requeued meanwhile, the driver's word
+    no longer counts and the study is returned unchanged.
+    """
+    status = _study_status(status)
+    if not status.is_finished:
+        raise InvalidInput("status", f"a study finishes as completed, failed or cancelled, not {status}")
+    study = _lock_study(session, study_id)
+    if study.status is not StudyStatus.RUNNING:
+        return study
+    study.status, study.error, study.finished_at = status, error, utcnow()
+    leftover = TrialStatus.CANCELLED if status is StudyStatus.CANCELLED else TrialStatus.FAILED
+    _set_trial_status(session, study_id, (TrialStatus.RUNNING,), leftover)
+    _refresh_progress(session, study)
+    return study
+
+
+# --------------------------------------------------------------------------------------------- trials
+
+
+def pending_trial_keys(session: Session, study_id: str) -> list[TrialKey]:
+    """Keys of the trials still to run (pending, running or failed before), in key order."""
+    _require_study(session, study_id)
+    rows = session.execute(
+        select(Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
+        .where(Trial.study_id == study_id, Trial.status.in_(RUNNABLE))
+        .order_by(Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
+    )
+    return [TrialKey(arm=arm, lr=lr, beta_init=beta_init, seed=seed) for arm, lr, beta_init, seed in rows]
+
+
+def mark_trials_running(session: Session, study_id: str, *, keys: Sequence[TrialKey]) -> None:
+    """Mark these trials running and count the attempt; results and cancelled trials are left alone."""
+    _lock_study(session, study_id)  # always the study's row before its trials': no lock-order deadlock
+    if not keys:
+        return
+    statement = (
+        update(_TRIALS)
+        .where(
+            _TRIALS.c.study_id == bindparam("b_study_id"),
+            _TRIALS.c.arm == bindparam("b_arm"),
+            _TRIALS.c.lr == bindparam("b_lr"),
+            _TRIALS.c.beta_init == bindparam("b_beta_init"),
+            _TRIALS.c.seed == bindparam("b_seed"),
+            or_(*(_TRIALS.c.status == status for status in RUNNABLE)),  # IN (...) can't executemany
+        )
+        .values(status=TrialStatus.RUNNING, attempts=_TRIALS.c.attempts + 1, updated_at=utcnow())
+    )
+    params = [
+        {"b_study_id": study_id, "b_arm": k.arm, "b_lr": k.lr, "b_beta_init": k.beta_init, "b_seed": k.seed}
+        for k in keys
+    ]
+    session.execute(statement, params)
+
+
+def record_trial_result(session: Session, study_id: str, result: TrialResult) -> int:
+    """Store a finished trial (insert or update on its key, curve replaced) and refresh the study's
+    progress, in the caller's transaction; returns the trial's id. Idempotent."""
+    study = _lock_study(session, study_id)
+    trial_id = _upsert_trial(session, study_id, result)
+    _replace_epochs(session, trial_id, result.epochs)
+    _refresh_progress(session, study)
+    return trial_id
+
+
+def _upsert_trial(session: Session, study_id: str, result: TrialResult) -> int:
+    values = _result_columns(result)
+    key = asdict(result.key)
+    statement: Any  # PostgreSQL's and SQLite's INSERT … ON CONFLICT share one API, not one type
+    if session.get_bind().dialect.name == "postgresql":
+        statement = postgresql.insert(_TRIALS)
+    else:
+        statement = sqlite.insert(_TRIALS)
+    statement = statement.values(study_id=study_id, **key, **values, attempts=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(_KEY_COLUMNS), set_={name: statement.excluded[name] for name in values}
+    )
+    trial_id: int = session.execute(statement.returning(_TRIALS.c.id)).scalar_one()
+    return trial_id
+
+
+def _result_columns(result: TrialResult) -> dict[str, Any]:
+    if not math.isfinite(result.wall_seconds):
+        raise InvalidInput("wall_seconds", f"must be finite, got {result.wall_seconds}")
+    columns: dict[str, Any] = {
+        "status": result.status,
+        "epochs_done": result.epochs_done,
+        "wall_seconds": result.wall_seconds,
+        "node": result.node,
+        "device": result.device,
+        "error": result.error,
+        "extra": result.to_dict()["extra"],  # JSON-safe: non-finite floats as strings
+        "updated_at": utcnow(),
+    }
+    for name in SCORE_NAMES:
+        columns[name], columns[f"{name}_kind"] = encode_float(getattr(result, name))
+    return columns
+
+
+def _replace_epochs(session: Session, trial_id: int, epochs: Sequence[EpochRecord]) -> None:
+    session.execute(delete(_EPOCHS).where(_EPOCHS.c.trial_id == trial_id))
+    if not epochs:
+        return
+    rows = []
+    for record in epochs:
+        row: dict[str, Any] = {"trial_id": trial_id, "epoch": record.epoch}
+        for name in EPOCH_VALUE_NAMES:
+            row[name], row[f"{name}_kind"] = encode_float(getattr(record, name))
+        rows.append(row)
+    session.execute(insert(_EPOCHS), rows)
+
+
+def _refresh_progress(session: Session, study: Study) -> None:
+    query = select(Trial.status, func.count()).where(Trial.study_id == study.id).group_by(Trial.status)
+    counts: dict[TrialStatus, int] = dict(session.execute(query).all())
+    diverged = counts.get(TrialStatus.DIVERGED, 0)
+    study.trials_done = counts.get(TrialStatus.COMPLETED, 0) + diverged
+    study.trials_diverged = diverged
+    study.trials_failed = counts.get(TrialStatus.FAILED, 0)
+    study.trials_total = max(study.trials_total, sum(counts.values()))  # search mode adds rows
+
+
+def _require_study(session: Session, study_id: str) -> None:
+    if session.scalar(select(Study.id).where(Study.id == study_id)) is None:
+        raise NotFound("study", study_id)
+
+
+def list_trials(
+    session: Session,
+    study_id: str,
+    *,
+    arm: str | None = None,
+    status: TrialStatus | str | None = None,
+    lr: float | None = None,
+    beta_init: float | None = None,
+    offset: int = 0,
+    limit: int = 100,
+    with_curves: bool = False,
+) -> tuple[list[TrialRecord], int]:
+    """One page of a study's trials in key order, and how many match in all."""
+    _check_page(offset, limit)
+    _require_study(session, study_id)
+    conditions = [Trial.study_id == study_id]
+    conditions += [] if arm is None else [Trial.arm == arm]
+    conditions += [] if status is None else [Trial.status == _trial_status(status)]
+    conditions += [] if lr is None else [Trial.lr == lr]
+    conditions += [] if beta_init is None else [Trial.beta_init == beta_init]
+    total = session.scalar(select(func.count()).select_from(Trial).where(*conditions)) or 0
+    page = select(Trial).where(*conditions).order_by(Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
+    trials = session.scalars(page.offset(offset).limit(limit)).all()
+    curves = _curves(session, [trial.id for trial in trials]) if with_curves else None
+    return [_trial_record(t, None if curves is None else curves.get(t.id, ())) for t in trials], total
+
+
+def _curves(session: Session, trial_ids: Sequence[int]) -> dict[int, tuple[EpochRecord, ...]]:
+    if not trial_ids:
+        return {}
+    query = select(TrialEpoch).where(TrialEpoch.trial_id.in_(trial_ids))
+    curves: dict[int, list[EpochRecord]] = {}
+    for row in session.scalars(query.order_by(TrialEpoch.trial_id, TrialEpoch.epoch)):
+        curves.setdefault(row.trial_id, []).append(_epoch_record(row))
+    return {trial_id: tuple(records) for trial_id, records in curves.items()}
+
+
+def _epoch_record(row: TrialEpoch) -> EpochRecord:
+    return EpochRecord(
+        epoch=row.epoch,
+        train_loss=_decoded_required(row, "train_loss"),
+        val_loss=_decoded_required(row, "val_loss"),
+        val_metric=_decoded_required(row, "val_metric"),
+    )
+
+
+def _decoded(row: Trial | TrialEpoch, name: str) -> float | None:
+    return decode_float(getattr(row, name), cast(ValueKind | None, getattr(row, f"{name}_kind")))
+
+
+def _decoded_required(row: TrialEpoch, name: str) -> float:
+    value = _decoded(row, name)
+    return math.nan if value is None else value
+
+
+def _trial_record(trial: Trial, curve: tuple[EpochRecord, ...] | None) -> TrialRecord:
+    return TrialRecord(
+        id=trial.id,
+        arm=trial.arm,
+        lr=trial.lr,
+        beta_init=trial.beta_init,
+        seed=trial.seed,
+        status=trial.status,
+        val_metric=_decoded(trial, "val_metric"),
+        val_loss=_decoded(trial, "val_loss"),
+        test_metric=_decoded(trial, "test_metric"),
+        test_loss=_decoded(trial, "test_loss"),
+        best_val_metric=_decoded(trial, "best_val_metric"),
+        epochs_done=trial.epochs_done,
+        wall_seconds=trial.wall_seconds,
+        node=trial.node,
+        device=trial.device,
+        error=trial.error,
+        attempts=trial.attempts,
+        updated_at=trial.updated_at,
+        extra=trial.extra,
+        curve=curve,
+    )
+
+
+# -------------------------------------------------------------------------------------------- numbers
+
+
+def _score_column(split: str, metric: str) -> InstrumentedAttribute[float | None]:
+    if split not in ("val", "test"):
+        raise InvalidInput("split", f"must be 'val' or 'test', got {split!r}")
+    if metric not in ("metric", "loss"):
+        raise InvalidInput("metric", f"must be 'metric' or 'loss', got {metric!r}")
+    column: InstrumentedAttribute[float | None] = getattr(Trial, f"{split}_{metric}")
+    return column
+
+
+def trial_scores_frame(
+    session: Session,
+    study_id: str,
+    *,
+    metric: Literal["metric", "loss"] = "metric",
+    arm: str | None = None,
+) -> pd.DataFrame:
+    """Every trial's (of ``arm``, or all) final val and test score as a DataFrame (``FRAME_COLUMNS``).
+
+    Raw workload values; NaN where a score is missing or non-finite (``status`` tells diverged trials
+    apart). One SELECT of plain columns, no ORM objects: this feeds the metrics of large studies.
+    """
+    _require_study(session, study_id)
+    query = (
+        select(
+            Trial.arm,
+            Trial.lr,
+            Trial.beta_init,
+            Trial.seed,
+            type_coerce(Trial.status, String()),  # the raw string: no enum object per row
+            _score_column("val", metric),
+            _score_column("test", metric),
+        )
+        .where(Trial.study_id == study_id, *([] if arm is None else [Trial.arm == arm]))
+        .order_by(Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
+    )
+    return _frame(session.execute(query).all(), FRAME_COLUMNS)
+
+
+def _frame(rows: Sequence[Any], names: Sequence[str]) -> pd.DataFrame:
+    """Rows → DataFrame column by column (NumPy arrays; ``None`` → NaN in float columns): 100,000
+    rows take a fraction of the time ``DataFrame.from_records`` needs for SQLAlchemy rows."""
+    import numpy as np  # lazy, like pandas: the API starts without them
+    import pandas as pd
+
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
+    data = {name: np.asarray(values, dtype=_FRAME_DTYPES[name]) for name, values in zip(names, columns, strict=True)}
+    return pd.DataFrame(data).astype({name: str for name in names if _FRAME_DTYPES[name] is object})
+
+
+def trials_export_frame(session: Session, study_id: str) -> pd.DataFrame:
+    """Every trial of a study, one row each in key order, with its final scores decoded exactly
+    (``inf``, ``-inf`` and ``nan`` stay what they were): the CSV / Parquet export."""
+    import pandas as pd  # lazy: the API starts without pandas
+
+    _require_study(session, study_id)
+    plain = ("arm", "lr", "beta_init", "seed", *EXPORT_COLUMNS)
+    kinds = [f"{name}_kind" for name in SCORE_NAMES]
+    query = (
+        select(*(_TRIALS.c[name] for name in (*plain, *SCORE_NAMES, *kinds)))
+        .where(_TRIALS.c.study_id == study_id)
+        .order_by(_TRIALS.c.arm, _TRIALS.c.lr, _TRIALS.c.beta_init, _TRIALS.c.seed)
+    )
+    rows = [
+        {name: row[name] for name in plain}
+        | {name: decode_float(row[name], row[f"{name}_kind"]) for name in SCORE_NAMES}
+        for row in session.execute(query).mappings()
+    ]
+    columns = [*plain[:5], *SCORE_NAMES, *plain[5:]]
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    return frame.astype(_EXPORT_DTYPES | dict.fromkeys(SCORE_NAMES, float))
+
+
+def grid_aggregate(
+    session: Session,
+    study_id: str,
+    *,
+    arm: str,
+    metric: Literal["metric", "loss"] = "metric",
+    split: Literal["val", "test"] = "val",
+) -> list[GridCell]:
+    """Per (lr, β_init) cell of ``arm``: trial counts and mean/min/max of completed trials' finite
+    scores, as one indexed ``GROUP BY`` (diverged trials are counted, not averaged)."""
+    _require_study(session, study_id)
+    completed = Trial.status == TrialStatus.COMPLETED
+    score = case((completed, _score_column(split, metric)))  # NULL unless completed and finite
+    query = (
+        select(
+            Trial.lr,
+            Trial.beta_init,
+            func.count(),
+            func.sum(case((completed, 1), else_=0)),
+            func.sum(case((Trial.status == TrialStatus.DIVERGED, 1), else_=0)),
+            func.count(score),
+            func.avg(score),
+            func.min(score),
+            func.max(score),
+        )
+        .where(Trial.study_id == study_id, Trial.arm == arm)
+        .group_by(Trial.lr, Trial.beta_init)
+        .order_by(Trial.lr, Trial.beta_init)
+    )
+    return [_grid_cell(tuple(row)) for row in session.execute(query)]
+
+
+def _grid_cell(row: tuple[Any, ...]) -> GridCell:
+    lr, beta_init, trials, completed, diverged, finite, mean, low, high = row
+    return GridCell(
+        lr=lr,
+        beta_init=beta_init,
+        trials=int(trials),
+        completed=int(completed),
+        diverged=int(diverged),
+        finite=int(finite),
+        mean=None if mean is None else float(mean),
+        min=None if low is None else float(low),
+        max=None if high is None else float(high),
+    )
+
+
+# --------------------------------------------------------------------------------------------- tokens
+
+
+def _hash_token(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def create_token(session: Session, name: str) -> str:
+    """Create an API token named ``name``; returns the secret, which is shown once and never stored."""
+    if not 1 <= len(name) <= 100:
+        raise InvalidInput("name", "a token name has 1 to 100 characters")
+    plaintext = secrets.token_urlsafe(32)
+    session.add(ApiToken(name=name, token_hash=_hash_token(plaintext), created_at=utcnow()))
+    session.flush()
+    return plaintext
+
+
+def verify_token(session: Session, plaintext: str) -> bool:
+    """Whether ``plaintext`` is a known token; a match records its use."""
+    if not plaintext:
+        return False
+    result = session.execute(
+        update(ApiToken).where(ApiToken.token_hash == _hash_token(plaintext)).values(last_used_at=utcnow())
+    )
+    return _rowcount(result) == 1
+
+
+def any_tokens(session: Session) -> bool:
+    """Whether any API token exists (the API requires one once the first is created)."""
+    return session.scalar(select(ApiToken.id).limit(1)) is not None

@@ -1,0 +1,145 @@
+"""The study driver, ``demonlab execute STUDY_ID``: run a study's pending trials and record each one.
+
+It runs the trials not yet done with the ``studies`` Ray executor (or Optuna search), writes each
+result the moment it finishes (an idempotent upsert, retried through database outages so nothing
+is lost), heartbeats the study row, stops within seconds when the study is cancelled, and marks the
+study finished. A relaunched driver sees only what is not done.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import traceback
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from studies.results import TrialResult
+
+from ..analysis import study_spec
+from ..db import dal
+from ..db.engine import make_engine, session_scope
+from ..db.models import StudyStatus
+from ..errors import StorageUnavailable
+from ..settings import Settings
+
+log = logging.getLogger("demonlab.driver")
+
+RETRY_SECONDS = 300.0
+
+
+def _with_retry(action: Any, what: str, stop: threading.Event | None = None) -> Any:
+    """Run ``action`` until it succeeds, retrying through database outages for up to 5 minutes."""
+    deadline = time.monotonic() + RETRY_SECONDS
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except StorageUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("%s: database unavailable; retrying in %.1fs", what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class Heartbeat:
+    """A thread that stamps the study's heartbeat and notices a cancel."""
+
+    def __init__(self, engine: Engine, study_id: str, every: float) -> None:
+        self.engine = engine
+        self.study_id = study_id
+        self.every = every
+        self.cancelled = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demonlab-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                with session_scope(self.engine) as session:
+                    status = dal.heartbeat(session, self.study_id)
+                if status is not StudyStatus.RUNNING:
+                    self.cancelled.set()
+            except Exception:
+                log.warning("heartbeat failed for study %s", self.study_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def execute(study_id: str, settings: Settings) -> int:
+    """Run one study to the end; return a process exit code."""
+    engine = make_engine(settings.database_url)
+    try:
+        return _execute(engine, study_id, settings)
+    finally:
+        engine.dispose()
+
+
+def _execute(engine: Engine, study_id: str, settings: Settings) -> int:
+    from studies.executors import execute_study, shutdown_ray
+
+    with session_scope(engine) as session:
+        study = dal.get_study(session, study_id)
+        if study.status is not StudyStatus.RUNNING:
+            log.warning("study %s is %s, not running: nothing to do", study_id, study.status.value)
+            return 0
+        keys = dal.pending_trial_keys(session, study_id)
+    spec = study_spec(study)
+    heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds)
+    heartbeat.start()
+    signal.signal(signal.SIGTERM, lambda *_: heartbeat.cancelled.set())
+
+    def sink(result: TrialResult) -> None:
+        def record() -> None:
+            with session_scope(engine) as session:
+                dal.record_trial_result(session, study_id, result)
+
+        _with_retry(record, f"record {result.key.token()}")
+
+    try:
+        summary = execute_study(
+            spec,
+            sink,
+            executor="ray",
+            data_dir=settings.data_dir,
+            keys=keys,
+            should_stop=heartbeat.cancelled.is_set,
+            study_id=study_id,
+            optuna_storage_url=optuna_url(settings),
+            ray_address="auto" if settings.launcher == "ray" else None,
+        )
+    except Exception as exc:  # the driver's crash is the study's error
+        heartbeat.stop()
+        log.exception("study %s failed", study_id)
+        error = f"{exc}\n{traceback.format_exc(limit=8)}"
+        _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, error), "finish")
+        return 1
+    finally:
+        shutdown_ray()
+    heartbeat.stop()
+    if heartbeat.cancelled.is_set() or summary.cancelled:
+        return 0
+    error = None
+    if summary.failed:
+        error = f"{summary.failed} trial(s) failed: " + "; ".join(summary.errors[:5])
+    _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
+    return 0
+
+
+def _finish(engine: Engine, study_id: str, status: StudyStatus, error: str | None) -> None:
+    with session_scope(engine) as session:
+        dal.finish_study(session, study_id, status=status, error=error)
+
+
+def optuna_url(settings: Settings) -> str:
+    """Optuna's storage: the service's database (its own tables; ``optuna-dashboard <url>`` shows it)."""
+    return settings.database_url

@@ -1,0 +1,182 @@
+"""Launchers start a study's driver (``demonlab execute STUDY_ID``) and answer whether it still lives.
+
+- ``local`` (default): a subprocess on this machine in its own session, so it outlives a restart of
+  the API/scheduler process; job id ``local:<host>:<pid>``.
+- ``ray``: a Ray Job submitted with Ray's Jobs API to ``RAY_ADDRESS`` (the driver runs on the
+  cluster); job id ``ray:<submission id>``; cancel stops the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Protocol
+
+from ..settings import Settings
+
+
+class Launcher(Protocol):
+    """Start, probe and stop study drivers."""
+
+    def launch(self, study_id: str, attempt: int) -> str: ...
+
+    def is_alive(self, job_id: str) -> bool: ...
+
+    def stop(self, job_id: str) -> None: ...
+
+
+def driver_env(settings: Settings) -> dict[str, str]:
+    """What a driver needs to reach the same database and data dir as the service."""
+    return {
+        "DEMONLAB_DATABASE_URL": settings.database_url,
+        "DEMONLAB_DATA_DIR": str(settings.data_dir),
+        "DEMONLAB_LAUNCHER": settings.launcher,
+        "DEMONLAB_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
+        "DEMONLAB_STALE_AFTER_SECONDS": str(settings.stale_after_seconds),
+        "RAY_AUTH_MODE": settings.ray_auth_mode,
+    }
+
+
+class LocalLauncher:
+    """Run the driver as a subprocess of this machine, logging to ``<data_dir>/logs/``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def launch(self, study_id: str, attempt: int) -> str:
+        logs = self.settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{study_id}-{attempt}.log", "ab")  # noqa: SIM115 - the child owns it
+        env = {**os.environ, **driver_env(self.settings)}
+        env.pop("RAY_ADDRESS", None)  # a local driver starts its own Ray
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "execute", study_id],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=str(Path.cwd()),
+            start_new_session=True,
+        )
+        log.close()
+        self._children[process.pid] = process
+        return f"local:{platform.node()}:{process.pid}"
+
+    def is_alive(self, job_id: str) -> bool:
+        host, pid = _parse_local(job_id)
+        if host != platform.node():
+            return True  # another machine's process: only its heartbeat can tell
+        child = self._children.get(pid)
+        if child is not None and child.poll() is not None:
+            self._children.pop(pid, None)
+            return False
+        import psutil
+
+        try:
+            process = psutil.Process(pid)
+            return process.status() != psutil.STATUS_ZOMBIE and "execute" in " ".join(process.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    def stop(self, job_id: str) -> None:
+        host, pid = _parse_local(job_id)
+        if host != platform.node():
+            return
+        _terminate_group(pid)
+        child = self._children.pop(pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=1)
+
+
+def _parse_local(job_id: str) -> tuple[str, int]:
+    _, host, pid = job_id.split(":")
+    return host, int(pid)
+
+
+def _terminate_group(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM the driver's process group (it shuts Ray down), then SIGKILL what is left."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class RayJobLauncher:
+    """Submit the driver as a Ray Job to the cluster at ``settings.ray_address``."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.ray_address:
+            raise ValueError("launcher 'ray' needs RAY_ADDRESS (the cluster's dashboard, e.g. http://head:8265)")
+        self.settings = settings
+
+    def _client(self) -> object:
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(_dashboard_url(self.settings.ray_address or ""))
+
+    def launch(self, study_id: str, attempt: int) -> str:
+        client = self._client()
+        submission_id = f"demonlab-{study_id}-{attempt}-{int(time.time())}"
+        env = driver_env(self.settings)
+        client.submit_job(  # type: ignore[attr-defined]
+            entrypoint=f"python -m service.cli execute {shlex.quote(study_id)}",
+            submission_id=submission_id,
+            runtime_env={"env_vars": env},
+        )
+        return f"ray:{submission_id}"
+
+    def is_alive(self, job_id: str) -> bool:
+        from ray.job_submission import JobStatus
+
+        status = self._client().get_job_status(job_id.removeprefix("ray:"))  # type: ignore[attr-defined]
+        return status in (JobStatus.PENDING, JobStatus.RUNNING)
+
+    def stop(self, job_id: str) -> None:
+        self._client().stop_job(job_id.removeprefix("ray:"))  # type: ignore[attr-defined]
+
+
+def _dashboard_url(address: str) -> str:
+    if address.startswith(("http://", "https://")):
+        return address
+    if address.startswith("ray://"):
+        address = address.removeprefix("ray://")
+    host = address.split(":")[0]
+    return f"http://{host}:8265"
+
+
+def make_launcher(settings: Settings) -> Launcher:
+    """The launcher the settings name."""
+    if settings.launcher == "ray":
+        return RayJobLauncher(settings)
+    return LocalLauncher(settings)
+
+
+def launcher_for_job(settings: Settings, job_id: str) -> Launcher:
+    """The launcher that owns ``job_id`` (by its prefix), whatever the current setting."""
+    if job_id.startswith("ray:"):
+        return RayJobLauncher(settings)
+    return LocalLauncher(settings)
+
+
+def stop_job(settings: Settings, job_id: str) -> None:
+    """Stop a study's job, whichever launcher started it (best effort: it may be gone already)."""
+    with contextlib.suppress(Exception):
+        launcher_for_job(settings, job_id).stop(job_id)

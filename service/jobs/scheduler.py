@@ -1,0 +1,128 @@
+"""The scheduler: claim queued studies atomically, launch their drivers, relaunch dead ones.
+
+One loop, run in the API process (``demonlab serve``) or on its own (``demonlab scheduler``). Each
+tick it (1) requeues running studies whose heartbeat is stale and whose job is not alive, and
+(2) claims up to ``max_concurrent_studies − running`` queued studies with a conditional UPDATE, so
+two schedulers on one PostgreSQL never launch one study twice, and launches each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import threading
+import uuid
+
+from sqlalchemy.engine import Engine
+
+from ..db import dal
+from ..db.engine import session_scope
+from ..db.models import StudyStatus
+from ..errors import Conflict, DemonlabError
+from ..settings import Settings
+from .launchers import Launcher, launcher_for_job, make_launcher
+
+log = logging.getLogger("demonlab.scheduler")
+
+
+class Scheduler:
+    """Claims, launches and recovers studies; ``tick()`` is one pass, ``run()`` loops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        launcher: Launcher | None = None,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.launcher = launcher or make_launcher(settings)
+        self.poll_seconds = poll_seconds
+        self.scheduler_id = f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> list[str]:
+        """One pass: recover dead studies, then claim and launch; returns the ids launched."""
+        self.recover()
+        return self.launch_queued()
+
+    def recover(self) -> list[str]:
+        """Requeue running studies with a stale heartbeat whose job is gone."""
+        requeued: list[str] = []
+        with session_scope(self.engine, read_only=True) as session:
+            stale = dal.find_stale_running(session, stale_after_seconds=self.settings.stale_after_seconds)
+        for study in stale:
+            if study.job_id and self._alive(study.job_id):
+                continue
+            try:
+                with session_scope(self.engine) as session:
+                    dal.requeue_study(session, study.id, expected_attempts=study.attempts)
+            except Conflict:
+                continue  # relaunched or finished meanwhile
+            requeued.append(study.id)
+            log.warning("study %s: driver %s is gone; requeued", study.id, study.job_id)
+        return requeued
+
+    def _alive(self, job_id: str) -> bool:
+        try:
+            launcher = self.launcher if _same_kind(self.launcher, job_id) else launcher_for_job(self.settings, job_id)
+            return launcher.is_alive(job_id)
+        except Exception:
+            log.exception("cannot probe job %s", job_id)
+            return True
+
+    def launch_queued(self) -> list[str]:
+        """Claim queued studies up to the concurrency limit and launch a driver for each."""
+        with session_scope(self.engine) as session:
+            claimed = dal.claim_queued_studies(
+                session,
+                limit=self.settings.max_concurrent_studies,
+                launcher_id=self.scheduler_id,
+                max_running=self.settings.max_concurrent_studies,
+            )
+        launched: list[str] = []
+        for study in claimed:
+            try:
+                job_id = self.launcher.launch(study.id, study.attempts)
+            except Exception as exc:
+                log.exception("study %s: launch failed", study.id)
+                with session_scope(self.engine) as session:
+                    dal.finish_study(session, study.id, status=StudyStatus.FAILED, error=f"launch failed: {exc}")
+                continue
+            with session_scope(self.engine) as session:
+                dal.set_job_id(session, study.id, job_id)
+            launched.append(study.id)
+            log.info("study %s: launched %s", study.id, job_id)
+        return launched
+
+    def run(self) -> None:
+        """Tick until ``stop()``; database outages are logged and retried, never fatal."""
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except DemonlabError:
+                log.exception("scheduler tick failed; retrying")
+            except Exception:
+                log.exception("scheduler tick crashed; retrying")
+            self._stop.wait(self.poll_seconds)
+
+    def start_background(self) -> None:
+        """Run the loop in a daemon thread (inside the API process)."""
+        self._thread = threading.Thread(target=self.run, name="demonlab-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop (running studies carry on: their drivers are separate processes)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _same_kind(launcher: Launcher, job_id: str) -> bool:
+    from .launchers import LocalLauncher
+
+    return isinstance(launcher, LocalLauncher) == job_id.startswith("local:")

@@ -1,0 +1,86 @@
+"""The service's configuration: one ``Settings`` read from ``DEMONLAB_*`` environment variables and ``.env``.
+
+Nothing is read at import time: ``get_settings()`` builds the settings on first use and caches them,
+so the app, the scheduler and the CLI share one object while tests override the environment and call
+``clear_settings_cache()`` (or pass a ``Settings`` of their own wherever one is accepted).
+
+Defaults suit one machine: a SQLite database under the data dir (``.work`` in the current
+directory), the local launcher, no API tokens. A shared deployment sets ``DEMONLAB_DATABASE_URL`` to
+PostgreSQL and ``DEMONLAB_LAUNCHER=ray`` with ``RAY_ADDRESS`` (or ``DEMONLAB_RAY_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "clear_settings_cache", "get_settings"]
+
+DATABASE_FILENAME = "demonlab.db"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment (field ``x`` ← ``DEMONLAB_X``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DEMONLAB_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+    )
+
+    # data_dir comes before database_url: the default database lives inside it.
+    data_dir: Path = Field(default=Path(".work"), validate_default=True)
+    database_url: str = Field(default="", validate_default=True)
+    launcher: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(default=None, validation_alias=AliasChoices("DEMONLAB_RAY_ADDRESS", "RAY_ADDRESS"))
+    ray_auth_mode: str = "disabled"
+    api_tokens_required: bool = False
+    max_trials_per_study: int = Field(default=20_000, gt=0)
+    max_concurrent_studies: int = Field(default=2, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    stale_after_seconds: float = Field(default=30.0, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        """Resolve once, so a later ``chdir`` cannot move the data."""
+        return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _default_database_url(cls, value: str, info: ValidationInfo) -> str:
+        """An empty URL means the SQLite file inside the data dir."""
+        data_dir = info.data.get("data_dir")
+        if value or data_dir is None:  # no data_dir: its own error is being reported
+            return value
+        return f"sqlite:///{data_dir / DATABASE_FILENAME}"
+
+    @model_validator(mode="after")
+    def _stale_outlives_heartbeat(self) -> Self:
+        """A study must miss more than one heartbeat before it is declared dead."""
+        if self.stale_after_seconds <= self.heartbeat_seconds:
+            raise ValueError(
+                f"stale_after_seconds ({self.stale_after_seconds}) must exceed "
+                f"heartbeat_seconds ({self.heartbeat_seconds})"
+            )
+        return self
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, built on first call (a FastAPI dependency, overridable in tests)."""
+    return Settings()
+
+
+def clear_settings_cache() -> None:
+    """Forget the cached settings, so the next ``get_settings()`` reads the environment again."""
+    get_settings.cache_clear()

@@ -1,0 +1,145 @@
+"""Fixtures for the service's storage tests: every test that takes ``db_url`` runs on SQLite and PostgreSQL.
+
+SQLite gets a fresh file per test. PostgreSQL gets one fresh database per test session
+(``demonlab_test_<pid>_<random>``, dropped at the end) whose ``public`` schema is emptied after each
+test. The server is ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres`` unless
+``DEMONLAB_TEST_POSTGRES_URL`` names another. When it is unreachable the PostgreSQL half is skipped,
+or fails when ``CI`` is set: CI must never pass without having run it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from service.db import Study, dal, make_engine, session_scope, upgrade_to_head
+from studies.results import TrialKey
+
+ADMIN_URL = os.environ.get(
+    "DEMONLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _unreachable(exc: Exception) -> None:
+    message = f"PostgreSQL is unreachable at {ADMIN_URL}: {exc}"
+    if os.environ.get("CI"):
+        pytest.fail(
+            f"{message}\nCI is set, so the PostgreSQL tests must run: start the server.", pytrace=False
+        )
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """An autocommit engine on the server's maintenance database (skips or fails if unreachable)."""
+    engine = create_engine(
+        ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 3}
+    )
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        engine.dispose()
+        _unreachable(exc)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_admin: Engine) -> Iterator[URL]:
+    """A database of our own for this test session, dropped (connections terminated) at the end."""
+    name = f"demonlab_test_{os.getpid()}_{secrets.token_hex(3)}"
+    with postgres_admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield make_url(ADMIN_URL).set(database=name)
+    _terminate_connections(postgres_admin, name)
+    with postgres_admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def _terminate_connections(admin: Engine, database: str) -> None:
+    with admin.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": database},
+        )
+
+
+def _empty_public_schema(admin: Engine, url: URL) -> None:
+    _terminate_connections(admin, str(url.database))  # a failed test may have leaked a connection
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'demonlab.db'}"
+        return
+    url: URL = request.getfixturevalue("postgres_url")
+    yield url.render_as_string(hide_password=False)
+    _empty_public_schema(request.getfixturevalue("postgres_admin"), url)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on a database migrated to head."""
+    engine = make_engine(db_url)
+    upgrade_to_head(engine)
+    yield engine
+    engine.dispose()
+
+
+def _grid_keys(
+    arms: Sequence[str], lrs: Sequence[float], betas: Sequence[float], seeds: Sequence[int]
+) -> list[TrialKey]:
+    return [
+        TrialKey(arm=arm, lr=lr, beta_init=beta, seed=seed)
+        for arm in arms
+        for lr in lrs
+        for beta in betas
+        for seed in seeds
+    ]
+
+
+@pytest.fixture
+def grid() -> list[TrialKey]:
+    """The 16 trial keys of a small grid: 2 arms x 2 lr x 2 beta_init x 2 seeds, in key order."""
+    return sorted(_grid_keys(("demon_sgdm", "sgdm_step"), (0.01, 0.1), (0.9, 0.99), (0, 1)))
+
+
+NewStudy = Callable[..., Study]
+
+
+@pytest.fixture
+def new_study(engine: Engine, grid: list[TrialKey]) -> NewStudy:
+    """Create a study in its own transaction: ``new_study(name=..., trial_keys=..., **create_kwargs)``."""
+
+    def create(**overrides: Any) -> Study:
+        kwargs: dict[str, Any] = {
+            "name": "study",
+            "workload": "synthetic",
+            "spec": {"workload": "synthetic", "epochs": 3},
+            "spec_hash": "hash-1",
+            "trial_keys": grid,
+            "launcher": "local",
+        }
+        with session_scope(engine) as session:
+            return dal.create_study(session, **(kwargs | overrides))
+
+    return create
