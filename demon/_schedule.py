@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["demon_beta", "check_beta_init", "check_total_steps"]
+__all__ = ["check_beta_init", "check_total_steps", "demon_beta"]
 
 
 def check_beta_init(beta_init: float) -> None:

@@ -20,6 +20,7 @@ from ._base import (
     check_lr,
     check_weight_decay,
     default_foreach,
+    foreach_blocks,
 )
 from ._schedule import demon_beta
 
@@ -115,10 +116,10 @@ class DemonAdam(DemonStepMixin, Optimizer):
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        _check_beta2(self.param_groups[-1]["beta2"])
-        _check_eps(self.param_groups[-1]["eps"])
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        _check_beta2(group["beta2"])
+        _check_eps(group["eps"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -203,20 +204,21 @@ def demon_adam(
     if foreach is None:
         foreach = default_foreach(params)
     kernel = _multi_tensor_demon_adam if foreach else _single_tensor_demon_adam
-    kernel(
-        params,
-        grads,
-        moments,
-        second_moments,
-        counts,
-        beta=beta,
-        beta2=beta2,
-        lr=lr,
-        eps=eps,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
-    )
+    for block in foreach_blocks(params) if foreach else [slice(None)]:
+        kernel(
+            params[block],
+            grads[block],
+            moments[block],
+            second_moments[block],
+            counts[block],
+            beta=beta,
+            beta2=beta2,
+            lr=lr,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
 
 
 def _single_tensor_demon_adam(

@@ -92,8 +92,7 @@ class DemonMomentum:
         base_betas = list(state_dict["base_betas"])
         if len(base_betas) != len(self.optimizer.param_groups):
             raise ValueError(
-                f"Invalid state_dict: {len(base_betas)} base_betas for "
-                f"{len(self.optimizer.param_groups)} param groups"
+                f"Invalid state_dict: {len(base_betas)} base_betas for {len(self.optimizer.param_groups)} param groups"
             )
         self.total_steps = int(state_dict["total_steps"])
         self.base_betas = base_betas

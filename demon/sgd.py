@@ -19,6 +19,7 @@ from ._base import (
     check_lr,
     check_weight_decay,
     default_foreach,
+    foreach_blocks,
 )
 from ._schedule import demon_beta
 
@@ -161,16 +162,17 @@ def demon_sgd(
     if foreach is None:
         foreach = default_foreach(params)
     kernel = _multi_tensor_demon_sgd if foreach else _single_tensor_demon_sgd
-    kernel(
-        params,
-        grads,
-        velocities,
-        beta=beta,
-        lr=lr,
-        weight_decay=weight_decay,
-        nesterov=nesterov,
-        maximize=maximize,
-    )
+    for block in foreach_blocks(params) if foreach else [slice(None)]:
+        kernel(
+            params[block],
+            grads[block],
+            velocities[block],
+            beta=beta,
+            lr=lr,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
 
 
 def _single_tensor_demon_sgd(

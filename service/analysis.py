@@ -12,7 +12,7 @@ import io
 import math
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -23,6 +23,7 @@ from .db.models import Study
 from .errors import InvalidInput
 
 STATS = ("mean", "median", "min", "max")
+GRID_BOOTSTRAP = 500  # resamples for the per-cell intervals of /grid
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -48,7 +49,7 @@ def study_spec(study: Study) -> Any:
     return StudySpec.model_validate(study.spec, context={"max_trials": math.inf})
 
 
-def metric_kind(spec: Any, metric: str | None) -> tuple[str, str]:
+def metric_kind(spec: Any, metric: str | None) -> tuple[str, Literal["metric", "loss"]]:
     """Map a metric name (the workload's own, "loss", or None for the study's) to (name, column kind)."""
     name = metric or spec.metric_name
     from studies.workloads import get_workload
@@ -56,7 +57,8 @@ def metric_kind(spec: Any, metric: str | None) -> tuple[str, str]:
     workload_metric = get_workload(spec.workload, spec.workload_params).metric_name
     if name not in (workload_metric, "loss"):
         raise InvalidInput("metric", f"unknown metric {name!r}; valid choices: {workload_metric}, loss")
-    return name, ("loss" if name == "loss" else "metric")
+    kind: Literal["metric", "loss"] = "loss" if name == "loss" else "metric"
+    return name, kind
 
 
 def y_fail(spec: Any, kind: str) -> float:
@@ -72,7 +74,7 @@ def _check_split(split: str) -> None:
         raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
 
 
-def _frame(engine: Engine, study_id: str, kind: str) -> tuple[Study, pd.DataFrame]:
+def _frame(engine: Engine, study_id: str, kind: Literal["metric", "loss"]) -> tuple[Study, pd.DataFrame]:
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
         frame = dal.trial_scores_frame(session, study_id, metric=kind)
@@ -109,38 +111,45 @@ def grid(
     with session_scope(engine, read_only=True) as session:
         frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
     axes = _axes(spec, frame)
-    table = cell_table(
-        frame.rename(columns={split: "_score"}).assign(val=lambda f: f["_score"]),
-        axes,
-        arm,
-        y_fail(spec, kind),
-    )
-    return _grid_body(study_id, arm, name, split, stat, axes, table, frame)
+    table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split, n_boot=GRID_BOOTSTRAP)
+    matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
+    return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
+
+
+def _stat_matrix(frame: pd.DataFrame, axes: Any, table: Any, split: str, stat: str, fail: float) -> Any:
+    """The statistic per cell in raw units; diverged seeds count at y_fail, as in every sensitivity figure."""
+    import numpy as np
+
+    if stat == "mean":
+        return table.raw_mean
+    if stat == "median":
+        return table.raw_median
+    rows = frame[frame["status"].isin(["completed", "diverged"])].copy()
+    rows[split] = rows[split].where(rows["status"] == "completed", fail).clip(upper=fail)
+    values = rows.dropna(subset=[split]).groupby(["lr", "beta_init"])[split].agg(stat)
+    return np.array([[values.get((lr, beta), np.nan) for beta in axes.betas] for lr in axes.lrs], dtype=float)
 
 
 def _grid_body(
-    study_id: str, arm: str, metric: str, split: str, stat: str, axes: Any, table: Any, frame: pd.DataFrame
+    study_id: str, arm: str, metric: str, split: str, stat: str, axes: Any, table: Any, matrix: Any
 ) -> dict[str, Any]:
+    """The /grid response: raw (lower-is-better) values, counts and the seed intervals per cell."""
     import numpy as np
 
-    lrs, betas = list(axes.lrs), list(axes.betas)
-    finite = frame[frame["status"].isin(["completed", "diverged"])]
-    values = finite.groupby(["lr", "beta_init"])[split].agg(stat) if len(finite) else pd.Series(dtype=float)
-    matrix = [[_clean(values.get((lr, beta), math.nan)) for beta in betas] for lr in lrs]
     return {
         "study_id": study_id,
         "arm": arm,
         "metric": metric,
         "split": split,
         "stat": stat,
-        "lrs": lrs,
-        "betas": betas,
-        "values": matrix,
-        "n": (np.asarray(table.n_completed) + np.asarray(table.n_diverged)).astype(int).tolist(),
+        "lrs": list(axes.lrs),
+        "betas": list(axes.betas),
+        "values": [[_clean(v) for v in row] for row in np.asarray(matrix)],
+        "n": np.asarray(table.n_results).astype(int).tolist(),
         "diverged": np.asarray(table.n_diverged).astype(int).tolist(),
         "missing": np.asarray(table.n_missing).astype(int).tolist(),
-        "ci_low": [[_clean(-v) for v in row] for row in np.asarray(table.ci_high)],
-        "ci_high": [[_clean(-v) for v in row] for row in np.asarray(table.ci_low)],
+        "ci_low": [[_clean(v) for v in row] for row in np.asarray(table.raw_ci_low)],
+        "ci_high": [[_clean(v) for v in row] for row in np.asarray(table.raw_ci_high)],
     }
 
 
@@ -168,7 +177,7 @@ def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str
 
     def compute() -> dict[str, Any]:
         _, frame = _frame(engine, study_id, kind)
-        report: dict[str, Any] = sensitivity_report(frame, _axes(spec, frame), y_fail(spec, kind), eps=eps)
+        report: dict[str, Any] = sensitivity_report(frame, _axes(spec, frame), y_fail(spec, kind), eps=eps, split=split)
         report["study"] = {
             "id": study_id,
             "metric": name,

@@ -112,12 +112,16 @@ def _register_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {
-                "field": ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body",
-                "reason": e.get("msg", ""),
-            }
-            for e in exc.errors()
-        ]
+        errors = [_validation_error(e) for e in exc.errors()]
         first = errors[0] if errors else {"field": "body", "reason": "invalid request"}
         return _error(422, f"invalid {first['field']}: {first['reason']}", first["field"], errors)
+
+
+def _validation_error(error: Any) -> dict[str, str]:
+    """One of FastAPI's validation errors as {field, reason}; malformed JSON is about the body."""
+    if error.get("type") == "json_invalid":
+        position = error.get("loc", ("body", "?"))[-1]
+        detail = error.get("ctx", {}).get("error", "malformed JSON")
+        return {"field": "body", "reason": f"malformed JSON at position {position}: {detail}"}
+    location = [str(p) for p in error.get("loc", ()) if p not in ("body",)]
+    return {"field": ".".join(location) or "body", "reason": str(error.get("msg", ""))}

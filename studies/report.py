@@ -112,7 +112,7 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     scores = scores_frame(frame, spec.metric_kind)
     axes = grid_axes(spec, frame)
-    report = sensitivity_report(scores, axes, y_fail, eps=default_eps(spec))
+    report = sensitivity_report(scores, axes, y_fail, eps=default_eps(spec), split="test")
     report["study"] = {
         "name": spec.name,
         "workload": spec.workload,
@@ -128,19 +128,26 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
 
 
 def summary_table(report: dict[str, Any]) -> str:
-    """A plain-text table, one row per arm: peak, F_ε, good-lr width, q(1), divergence."""
-    lines = [f"{'arm':<16} {'best test':>10} {'F_eps':>7} {'width(dec)':>10} {'E[best@1]':>10}"]
+    """A plain-text table, one row per arm, in the workload's units (lower is better): the test
+    score of the cell picked on validation, F_ε, mean good-lr width, q(1), and the diverged share."""
+    lines = [f"{'arm':<16} {'best test':>10} {'F_eps':>10} {'width(dec)':>10} {'E[best@1]':>10} {'diverged':>10}"]
     for arm, metrics in report.get("arms", {}).items():
+        coverage = metrics.get("coverage", {})
+        ran = coverage.get("n_completed", 0) + coverage.get("n_diverged", 0)
+        diverged = coverage.get("n_diverged", 0) / ran if ran else None
         lines.append(
-            f"{arm:<16} {_fmt(_dig(metrics, 'peak', 'test'))} {_fmt(_dig(metrics, 'eps_good', 'fraction'))}"
-            f" {_fmt(_dig(metrics, 'good_lr_width', 'max_decades'))} {_fmt(_dig(metrics, 'expected_best', '1'))}"
+            f"{arm:<16} {_fmt(_dig(metrics, 'peak', 'raw_score'))} {_fmt(_dig(metrics, 'good_fraction', 'fraction'))}"
+            f" {_fmt(_dig(metrics, 'good_lr_width', 'mean_decades'))}"
+            f" {_fmt(_dig(metrics, 'expected_best', 'raw_without_replacement', 0))} {_fmt(diverged)}"
         )
     return "\n".join(lines)
 
 
-def _dig(data: Any, *path: str) -> Any:
+def _dig(data: Any, *path: str | int) -> Any:
     for part in path:
-        if not isinstance(data, dict) or part not in data:
+        in_list = isinstance(part, int) and isinstance(data, list) and -len(data) <= part < len(data)
+        in_dict = isinstance(part, str) and isinstance(data, dict) and part in data
+        if not (in_list or in_dict):
             return None
         data = data[part]
     return data

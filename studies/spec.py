@@ -215,7 +215,7 @@ class StudySpec(_Strict):
                 raise ValueError("lr: a grid study needs at least one learning rate")
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
-        limit = int((info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS))
+        limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
         if self.trial_count > limit:
             raise ValueError(
                 f"the study has {self.trial_count} trials, more than the limit of {limit} "

@@ -85,15 +85,24 @@ def execute(study_id: str, settings: Settings) -> int:
 
 
 def _execute(engine: Engine, study_id: str, settings: Settings) -> int:
-    from studies.executors import execute_study, shutdown_ray
-
     with session_scope(engine) as session:
         study = dal.get_study(session, study_id)
         if study.status is not StudyStatus.RUNNING:
             log.warning("study %s is %s, not running: nothing to do", study_id, study.status.value)
             return 0
         keys = dal.pending_trial_keys(session, study_id)
-    spec = study_spec(study)
+    try:
+        spec = study_spec(study)
+    except Exception as exc:  # a stored spec this version cannot run: fail the study, don't crash-loop
+        error = f"cannot run the stored spec: {exc}"
+        _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, error), "finish")
+        return 1
+    return _run(engine, study_id, settings, spec, keys)
+
+
+def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: list[Any]) -> int:
+    from studies.executors import execute_study, shutdown_ray
+
     heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds)
     heartbeat.start()
     signal.signal(signal.SIGTERM, lambda *_: heartbeat.cancelled.set())
@@ -120,15 +129,15 @@ def _execute(engine: Engine, study_id: str, settings: Settings) -> int:
     except Exception as exc:  # the driver's crash is the study's error
         heartbeat.stop()
         log.exception("study %s failed", study_id)
-        error = f"{exc}\n{traceback.format_exc(limit=8)}"
-        _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, error), "finish")
+        crash = f"{exc}\n{traceback.format_exc(limit=8)}"
+        _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, crash), "finish")
         return 1
     finally:
         shutdown_ray()
     heartbeat.stop()
     if heartbeat.cancelled.is_set() or summary.cancelled:
         return 0
-    error = None
+    error: str | None = None
     if summary.failed:
         error = f"{summary.failed} trial(s) failed: " + "; ".join(summary.errors[:5])
     _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")

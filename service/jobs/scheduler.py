@@ -25,6 +25,9 @@ from .launchers import Launcher, launcher_for_job, make_launcher
 
 log = logging.getLogger("demonlab.scheduler")
 
+# A study whose driver dies this many times (crash loop, OOM) is failed rather than relaunched again.
+MAX_ATTEMPTS = 5
+
 
 class Scheduler:
     """Claims, launches and recovers studies; ``tick()`` is one pass, ``run()`` loops."""
@@ -58,6 +61,13 @@ class Scheduler:
         for study in stale:
             if study.job_id and self._alive(study.job_id):
                 continue
+            if study.attempts >= MAX_ATTEMPTS:
+                with session_scope(self.engine) as session:
+                    error = f"the driver died {study.attempts} times (last job {study.job_id}); "
+                    error += f"see {self._log_hint(study.id)}"
+                    dal.finish_study(session, study.id, status=StudyStatus.FAILED, error=error)
+                log.error("study %s: failed after %d launches", study.id, study.attempts)
+                continue
             try:
                 with session_scope(self.engine) as session:
                     dal.requeue_study(session, study.id, expected_attempts=study.attempts)
@@ -66,6 +76,9 @@ class Scheduler:
             requeued.append(study.id)
             log.warning("study %s: driver %s is gone; requeued", study.id, study.job_id)
         return requeued
+
+    def _log_hint(self, study_id: str) -> str:
+        return str(self.settings.data_dir / "logs" / f"{study_id}-*.log")
 
     def _alive(self, job_id: str) -> bool:
         try:

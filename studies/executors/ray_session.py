@@ -51,7 +51,7 @@ def ensure_ray(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             temp_dir = ray_temp_dir(data_dir)
             Path(temp_dir).mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def ensure_ray(
                 num_gpus=num_gpus,
                 include_dashboard=False,
                 _temp_dir=temp_dir,
-                logging_level="WARNING",
+                logging_level=logging.WARNING,
                 log_to_driver=False,
             )
     resources: dict[str, Any] = ray.cluster_resources()

@@ -18,18 +18,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import uuid
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results import TrialKey, TrialResult
+from ..results import TrialKey
 from ..runner import TrialPlan, run_trial
-from .base import RunSummary, Sink, StopCheck, failed_result, never_stop, objective_value, pack
-
-RESULTS_FIELD = "demonlab_results"
+from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkCallback, register
+from .base import RunSummary, Sink, StopCheck, never_stop, objective_value, pack
 
 
 def _grid_trainable(config: dict[str, Any], plan: TrialPlan, units: list[list[str]]) -> None:
@@ -61,83 +58,6 @@ def _search_trainable(
             RESULTS_FIELD: json.dumps([r.to_dict() for r in results]),
         }
     )
-
-
-@dataclass
-class _DriverHooks:
-    """The driver-side objects a Tune callback or stopper needs: kept out of what Tune pickles.
-
-    Tune pickles its run config (callbacks, stopper) with the experiment state; a sink holding a
-    database engine does not pickle. Callbacks therefore carry only a token into this registry.
-    """
-
-    sink: Sink
-    summary: RunSummary
-    should_stop: StopCheck
-    unit_keys: dict[str, list[TrialKey]] | None
-
-
-_HOOKS: dict[str, _DriverHooks] = {}
-
-
-def _register(hooks: _DriverHooks) -> str:
-    token = uuid.uuid4().hex
-    _HOOKS[token] = hooks
-    return token
-
-
-def _make_callback(token: str) -> Any:
-    """A Tune callback that forwards each reported result to the sink (in the driver process)."""
-    from ray import tune
-
-    class SinkCallback(tune.Callback):  # type: ignore[misc]
-        def __init__(self, token: str) -> None:
-            self.token = token
-
-        def on_trial_result(
-            self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
-        ) -> None:
-            raw = result.get(RESULTS_FIELD)
-            if raw is None:
-                return
-            hooks = _HOOKS[self.token]
-            for item in json.loads(raw):
-                trial_result = TrialResult.from_dict(item)
-                hooks.summary.add(trial_result)
-                hooks.sink(trial_result)
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            hooks = _HOOKS[self.token]
-            error = f"Ray trial {trial.trial_id} errored after its retries: {trial.error_file or 'no error file'}"
-            keys = hooks.unit_keys.get(str(trial.config.get("unit"))) if hooks.unit_keys else None
-            for key in keys or []:
-                result = failed_result(key, error)
-                hooks.summary.add(result)
-                hooks.sink(result)
-            if not keys:
-                hooks.summary.errors.append(error)
-
-    return SinkCallback(token)
-
-
-def _stopper(token: str) -> Any:
-    from ray import tune
-
-    class CancelStopper(tune.Stopper):  # type: ignore[misc]
-        def __init__(self, token: str) -> None:
-            self.token = token
-
-        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            return False
-
-        def stop_all(self) -> bool:
-            hooks = _HOOKS[self.token]
-            if hooks.should_stop():
-                hooks.summary.cancelled = True
-                return True
-            return False
-
-    return CancelStopper(token)
 
 
 def _storage_path(data_dir: str | Path | None) -> str:
@@ -188,7 +108,7 @@ class RayTuneExecutor:
             return summary
         units = pack(keys, self.trials_per_task)
         tokens = [[key.token() for key in unit] for unit in units]
-        token = _register(_DriverHooks(sink, summary, should_stop, {str(i): u for i, u in enumerate(units)}))
+        token = register(DriverHooks(sink, summary, should_stop, {str(i): u for i, u in enumerate(units)}))
         trainable = tune.with_resources(tune.with_parameters(_grid_trainable, plan=plan, units=tokens), self.resources)
         tuner = tune.Tuner(
             trainable,
@@ -198,15 +118,15 @@ class RayTuneExecutor:
                 name=self.experiment_name,
                 storage_path=_storage_path(self.storage_dir),
                 failure_config=tune.FailureConfig(max_failures=self.max_failures),
-                callbacks=[_make_callback(token)],
-                stop=_stopper(token),
+                callbacks=[SinkCallback(token)],
+                stop=CancelStopper(token),
                 verbose=0,
             ),
         )
         try:
             grid = tuner.fit()
         finally:
-            _HOOKS.pop(token, None)
+            HOOKS.pop(token, None)
         summary.errors.extend(str(e).splitlines()[0] for e in grid.errors if str(e))
         return summary
 
@@ -312,11 +232,11 @@ class OptunaExecutor:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         summary = RunSummary()
         storage = optuna_storage(self.storage_url)
-        token = _register(_DriverHooks(sink, summary, should_stop, None))
+        token = register(DriverHooks(sink, summary, should_stop, None))
         try:
             self._run_arms(plan, arms, seeds, token, storage, metric_kind, split, y_fail)
         finally:
-            _HOOKS.pop(token, None)
+            HOOKS.pop(token, None)
         return summary
 
     def _run_arms(
@@ -333,7 +253,7 @@ class OptunaExecutor:
         from ray import tune
         from ray.tune.search.optuna import OptunaSearch
 
-        hooks = _HOOKS[token]
+        hooks = HOOKS[token]
         for arm in arms:
             if hooks.should_stop():
                 hooks.summary.cancelled = True
@@ -376,8 +296,8 @@ class OptunaExecutor:
                     name=f"{self.study_id}-{arm}-{os.getpid()}",
                     storage_path=_storage_path(self.storage_dir),
                     failure_config=tune.FailureConfig(max_failures=self.max_failures),
-                    callbacks=[_make_callback(token)],
-                    stop=_stopper(token),
+                    callbacks=[SinkCallback(token)],
+                    stop=CancelStopper(token),
                     verbose=0,
                 ),
             )

@@ -1,0 +1,100 @@
+"""Sensitivity metrics of METRICS.md, computed from per-seed trial scores on an lr × β_init grid.
+
+What this is: pure functions from a frame of trial scores (one row per trial: ``arm``, ``lr``,
+``beta_init``, ``seed``, ``status``, ``val``, ``test``) and the grid the study asked for
+(``GridAxes``) to JSON-able results: the cell table, per-arm metrics, pair comparisons, a whole
+report and a cross-study aggregate. What it is not: storage, HTTP or plotting (``studies.heatmaps``
+draws). It imports numpy and pandas at load and Optuna lazily (incomplete grids only), so the
+service can import it at start-up.
+
+Conventions, everywhere in this package:
+
+- **Orientation.** Raw values are the workload's lower-is-better units (error rate, loss,
+  perplexity). Inside, every score is oriented higher-is-better: y = −value. A field named plainly
+  (``mean``, ``median``, ``score``, ``val``, ``threshold``, ``without_replacement``) is oriented; a
+  field named ``raw_*`` is the same quantity in raw units, for people (``raw_ci_low = −ci_high``).
+  Differences and spreads (``std``, ε, ``margin``, widths, lr-sensitivity gaps, variances) carry no
+  sign convention and appear once.
+- **Failures.** A diverged trial scores −y_fail whatever it stored; finite scores worse than
+  −y_fail are clipped to it. Failed, cancelled, pending and running trials, absent rows, and
+  completed trials without a value on a split are missing: excluded and counted.
+- **Cell score.** A cell's score is the median over its seeds (robust to the choice of y_fail);
+  the peak, F_ε, widths, q(k), lr sensitivity, win probability and probability of improvement use
+  cell medians. The variance decomposition uses cell means (an ANOVA decomposes means).
+- **Choose on validation, report on the split.** The peak is the cell with the best validation
+  median (ties: lowest lr, then lowest β_init), reported by its median on ``split`` ("test" by
+  default). q(k) and win probabilities choose each draw's best on validation too; every other
+  metric reads the ``split`` medians. "Good" cells are those within ε of the peak's ``split``
+  score (ε absolute, or ε·|y*| when ``relative``; default ε = 0.01, one percentage point of error).
+- **Complete grids.** A cell is present with at least one result on validation and on ``split``.
+  F_ε, widths, q(k), lr sensitivity and win probabilities need every cell and otherwise say
+  ``status: "incomplete"``; the variance decomposition then switches to Optuna's fANOVA and says
+  ``method: "optuna_fanova"``. Other statuses: ``"ok"``, ``"undefined"`` (e.g. a one-lr grid has
+  no width in decades).
+- **Intervals.** 95% percentile bootstrap over seeds, resampled within cells (cell table: 1000
+  resamples; pair Δs: 500, each arm on its own fixed random stream, a cell's validation and
+  analysis-split medians resampled independently), so results are reproducible.
+- **JSON.** ``to_dict()`` never holds NaN or inf: those are None.
+"""
+
+from __future__ import annotations
+
+from studies.metrics._arm import (
+    DEFAULT_EPS,
+    DEFAULT_KS,
+    ArmMetrics,
+    ExpectedBest,
+    GoodFraction,
+    GoodLrWidth,
+    GridCoverage,
+    LrRun,
+    LrSensitivity,
+    Peak,
+    VarianceShares,
+    arm_metrics,
+)
+from studies.metrics._cells import DEFAULT_CELL_BOOT, CellTable, cell_table, cell_tables
+from studies.metrics._exceptions import ComparisonError, GridError, MetricsError
+from studies.metrics._grid import ORIENTATION, GridAxes
+from studies.metrics._pair import (
+    DEFAULT_PAIR_BOOT,
+    Delta,
+    PairMetrics,
+    ProbabilityOfImprovement,
+    WinProbability,
+    pair_metrics,
+)
+from studies.metrics._report import aggregate_robustness, default_pairs, sensitivity_report
+
+__all__ = [
+    "DEFAULT_CELL_BOOT",
+    "DEFAULT_EPS",
+    "DEFAULT_KS",
+    "DEFAULT_PAIR_BOOT",
+    "ORIENTATION",
+    "ArmMetrics",
+    "CellTable",
+    "ComparisonError",
+    "Delta",
+    "ExpectedBest",
+    "GoodFraction",
+    "GoodLrWidth",
+    "GridAxes",
+    "GridCoverage",
+    "GridError",
+    "LrRun",
+    "LrSensitivity",
+    "MetricsError",
+    "PairMetrics",
+    "Peak",
+    "ProbabilityOfImprovement",
+    "VarianceShares",
+    "WinProbability",
+    "aggregate_robustness",
+    "arm_metrics",
+    "cell_table",
+    "cell_tables",
+    "default_pairs",
+    "pair_metrics",
+    "sensitivity_report",
+]
