@@ -250,7 +250,7 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
             continue
         if arm is not None and arm not in [a.name for a in spec.arms]:
             continue
-        report = sensitivity(engine, study.id, metric=None, split=spec.split, eps=None)
+        report = sensitivity(engine, study.id, metric=None, split="test", eps=None)
         reports.append(
             {
                 "study_id": study.id,

@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_id")
     p.add_argument("--eps", type=float, default=None)
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    _score_args(p, "val")
+    _score_args(p, "test")
     _client_args(p)
     p.set_defaults(func=_cmd_sensitivity)
 
@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--a", default=None, help="first arm (default: every demon_* arm)")
     p.add_argument("--b", default=None, help="second arm (default: every baseline)")
     p.add_argument("--eps", type=float, default=None)
-    _score_args(p, "val")
+    _score_args(p, "test")
     _client_args(p)
     p.set_defaults(func=_cmd_compare)
 

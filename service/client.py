@@ -155,7 +155,7 @@ class DemonlabClient:
         return GridPublic.model_validate(self._request("GET", f"/api/v1/studies/{study_id}/grid", params=params).json())
 
     def sensitivity(
-        self, study_id: str, *, eps: float | None = None, metric: str | None = None, split: str = "val"
+        self, study_id: str, *, eps: float | None = None, metric: str | None = None, split: str = "test"
     ) -> dict[str, Any]:
         """The sensitivity figures per arm and per pair."""
         params = self._params(eps=eps, metric=metric, split=split)

@@ -99,7 +99,19 @@ def _summarise(client: Any, study_id: str, data_dir: Path, base: str) -> None:
 
 
 def _pair_line(pair: dict[str, Any]) -> str:
+    """One line per pair: P(a better than b) over cell scores, and Δ of the ε-good fraction."""
     a, b = pair.get("arm_a"), pair.get("arm_b")
+    if "error" in pair:
+        return f"{a} vs {b}: {pair['error']}"
     poi = pair.get("probability_of_improvement", {})
-    value = poi.get("distribution") if isinstance(poi, dict) else poi
-    return f"{a} vs {b}: P(improvement) = {value}"
+    delta = next((d for d in pair.get("deltas", []) if d.get("metric") == "good_fraction"), {})
+    return (
+        f"{a} vs {b}: P({a} cell beats {b} cell) = {_num(poi.get('distributions'))}, "
+        f"matched cells {_num(poi.get('matched'))}; "
+        f"ΔF_eps = {_num(delta.get('estimate'))} [{_num(delta.get('ci_low'))}, {_num(delta.get('ci_high'))}], "
+        f"P(Δ>0) = {_num(delta.get('p_positive'))}"
+    )
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "-"

@@ -69,9 +69,12 @@ def get_sensitivity(
     engine: EngineDep,
     eps: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     metric: str | None = None,
-    split: str = "val",
+    split: str = "test",
 ) -> dict[str, Any]:
-    """METRICS.md figures per arm and per pair (oriented: higher is better, y = −value)."""
+    """METRICS.md figures per arm and per pair (oriented: higher is better, y = −value).
+
+    Cells are always chosen on the validation split; ``split`` is the one the figures report.
+    """
     return analysis.sensitivity(engine, study_id, metric=metric, split=split, eps=eps)
 
 
