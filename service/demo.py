@@ -104,7 +104,7 @@ def _pair_line(pair: dict[str, Any]) -> str:
     if "error" in pair:
         return f"{a} vs {b}: {pair['error']}"
     poi = pair.get("probability_of_improvement", {})
-    delta = next((d for d in pair.get("deltas", []) if d.get("metric") == "good_fraction"), {})
+    delta: dict[str, Any] = next((d for d in pair.get("deltas", []) if d.get("metric") == "good_fraction"), {})
     return (
         f"{a} vs {b}: P({a} cell beats {b} cell) = {_num(poi.get('distributions'))}, "
         f"matched cells {_num(poi.get('matched'))}; "

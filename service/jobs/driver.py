@@ -124,7 +124,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             should_stop=heartbeat.cancelled.is_set,
             study_id=study_id,
             optuna_storage_url=optuna_url(settings),
-            ray_address="auto" if settings.launcher == "ray" else None,
+            ray_address=driver_ray_address(settings),
         )
     except Exception as exc:  # the driver's crash is the study's error
         heartbeat.stop()
@@ -147,6 +147,14 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
 def _finish(engine: Engine, study_id: str, status: StudyStatus, error: str | None) -> None:
     with session_scope(engine) as session:
         dal.finish_study(session, study_id, status=status, error=error)
+
+
+def driver_ray_address(settings: Settings) -> str | None:
+    """Where the driver's trials run: inside a Ray Job, the job's own cluster ("auto"); a local
+    driver joins the cluster at ``ray_address`` when one is set, else starts a local Ray."""
+    if settings.launcher == "ray":
+        return "auto"
+    return settings.ray_address
 
 
 def optuna_url(settings: Settings) -> str:

@@ -56,7 +56,9 @@ class LocalLauncher:
         logs.mkdir(parents=True, exist_ok=True)
         log = open(logs / f"{study_id}-{attempt}.log", "ab")  # noqa: SIM115 - the child owns it
         env = {**os.environ, **driver_env(self.settings)}
-        env.pop("RAY_ADDRESS", None)  # a local driver starts its own Ray
+        env.pop("RAY_ADDRESS", None)  # the driver reads DEMONLAB_RAY_ADDRESS: join that cluster, else start Ray
+        if self.settings.ray_address:
+            env["DEMONLAB_RAY_ADDRESS"] = self.settings.ray_address
         process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "execute", study_id],
             stdout=log,

@@ -20,7 +20,7 @@ from ..spec import OptunaSearchSpec, StudySpec, expand_trials
 from ..workloads import get_workload
 from .base import RunSummary, Sink, StopCheck, never_stop, objective_value
 from .inprocess import InProcessExecutor
-from .ray_session import ensure_ray, ray_temp_dir, shutdown_ray
+from .ray_session import InfeasibleResources, check_feasible, ensure_ray, ray_temp_dir, shutdown_ray
 from .ray_tune import OptunaExecutor, RayTuneExecutor, make_sampler
 
 ExecutorName = Literal["inprocess", "ray"]
@@ -55,6 +55,7 @@ def execute_study(
     search = spec.search
     if isinstance(search, OptunaSearchSpec):
         ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
+        check_feasible({"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, **spec.resources.custom})
         optuna_executor = OptunaExecutor(
             sampler=search.sampler,
             n_trials=search.n_trials,
@@ -83,6 +84,7 @@ def execute_study(
     if executor == "inprocess":
         return InProcessExecutor().run(plan, todo, sink, should_stop)
     ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
+    check_feasible({"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, **spec.resources.custom})
     ray_executor = RayTuneExecutor(
         cpu=spec.resources.cpu,
         gpu=spec.resources.gpu,
@@ -97,11 +99,13 @@ def execute_study(
 
 __all__ = [
     "InProcessExecutor",
+    "InfeasibleResources",
     "OptunaExecutor",
     "RayTuneExecutor",
     "RunSummary",
     "Sink",
     "StopCheck",
+    "check_feasible",
     "ensure_ray",
     "execute_study",
     "failure_value",

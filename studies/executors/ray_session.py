@@ -67,6 +67,39 @@ def ensure_ray(
     return resources
 
 
+class InfeasibleResources(ValueError):
+    """No node of the Ray cluster can ever give one trial what the spec asks for."""
+
+
+RESOURCE_NAMES = {"cpu": "CPU", "gpu": "GPU"}
+
+
+def check_feasible(request: dict[str, float]) -> None:
+    """Raise ``InfeasibleResources`` unless some alive node has every resource one trial asks for.
+
+    Tune would otherwise wait for such a trial forever: a spec asking for GPUs from a cluster without
+    any must fail at once, with the cluster's nodes in the message.
+    """
+    import ray
+
+    wanted = {RESOURCE_NAMES.get(k, k): v for k, v in request.items() if v > 0}
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    for node in nodes:
+        have = node.get("Resources", {})
+        if all(have.get(name, 0.0) >= amount for name, amount in wanted.items()):
+            return
+    described = "; ".join(
+        f"{n.get('NodeManagerAddress', '?')}: "
+        + ", ".join(f"{k}={v:g}" for k, v in sorted(n.get("Resources", {}).items()) if not k.startswith("node:"))
+        for n in nodes
+    )
+    asked = ", ".join(f"{k}={v:g}" for k, v in wanted.items())
+    raise InfeasibleResources(
+        f"each trial asks for {asked}, but no node of the Ray cluster has that ({described or 'no nodes'}); "
+        "add such workers or lower the spec's resources"
+    )
+
+
 def shutdown_ray() -> None:
     """Shut Ray down if this process started or joined it."""
     import ray

@@ -30,6 +30,30 @@ def _validate(body: Any, max_trials: int) -> Any:
         raise SpecInvalid(exc) from exc
 
 
+def _check_local_resources(spec: Any, settings: Any) -> None:
+    """With the local launcher and no cluster, refuse at submission what this machine can never run.
+
+    On a cluster (``ray_address`` set) the driver checks every node and fails the study at once with
+    the cluster's resources in the message, so nothing ever waits silently.
+    """
+    if settings.launcher != "local" or settings.ray_address:
+        return
+    if spec.resources.custom:
+        names = ", ".join(sorted(spec.resources.custom))
+        raise InvalidInput(
+            "resources.custom", f"the local Ray has no custom resources ({names}); run on a cluster (RAY_ADDRESS)"
+        )
+    if spec.resources.gpu > 0:
+        import torch
+
+        if torch.cuda.device_count() == 0:
+            raise InvalidInput(
+                "resources.gpu",
+                f"the spec asks for {spec.resources.gpu:g} GPU per trial but this machine has none; "
+                "set resources.gpu to 0 or run on a cluster with GPU workers (RAY_ADDRESS)",
+            )
+
+
 class SpecInvalid(InvalidInput):
     """A spec that fails validation: every error, each naming its field."""
 
@@ -52,6 +76,7 @@ def submit_study(
     from studies.spec import expand_trials
 
     spec = _validate(body, settings.max_trials_per_study)
+    _check_local_resources(spec, settings)
     with session_scope(engine) as session:
         study = dal.create_study(
             session,
