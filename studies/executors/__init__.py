@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..results import TrialKey
 from ..runner import TrialPlan
@@ -21,9 +21,18 @@ from ..workloads import get_workload
 from .base import RunSummary, Sink, StopCheck, never_stop, objective_value
 from .inprocess import InProcessExecutor
 from .ray_session import InfeasibleResources, check_feasible, ensure_ray, ray_temp_dir, shutdown_ray
-from .ray_tune import OptunaExecutor, RayTuneExecutor, make_sampler
 
 ExecutorName = Literal["inprocess", "ray"]
+_RAY_TUNE_NAMES = ("OptunaExecutor", "RayTuneExecutor", "make_sampler")
+
+
+def __getattr__(name: str) -> Any:
+    """Ray Tune is imported on first use only: ``import studies.executors`` stays light."""
+    if name in _RAY_TUNE_NAMES:
+        from . import ray_tune
+
+        return getattr(ray_tune, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def failure_value(spec: StudySpec) -> float:
@@ -51,6 +60,8 @@ def execute_study(
     Grid studies run on ``executor``; search studies always run through Ray Tune's OptunaSearch.
     ``data_dir`` holds Ray's temp dir and Tune's storage; ``dataset_dir`` the workloads' data.
     """
+    from .ray_tune import OptunaExecutor, RayTuneExecutor
+
     plan = TrialPlan.from_spec(spec, dataset_dir or Path(data_dir) / "datasets")
     search = spec.search
     if isinstance(search, OptunaSearchSpec):

@@ -45,9 +45,7 @@ def get_workload(name: str, params: dict[str, Any] | None = None) -> Workload:
     try:
         cls = WORKLOADS[name]
     except KeyError:
-        raise WorkloadError(
-            f"unknown workload {name!r}; valid choices: {', '.join(workload_names())}"
-        ) from None
+        raise WorkloadError(f"unknown workload {name!r}; valid choices: {', '.join(workload_names())}") from None
     return cls(params)
 
 

@@ -28,9 +28,7 @@ def digits_arrays() -> tuple[torch.Tensor, ...]:
     x = torch.tensor(data.data, dtype=torch.float32) / 16.0
     y = torch.tensor(data.target, dtype=torch.long)
     x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=0)
-    x_val, x_test, y_val, y_test = train_test_split(
-        x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0
-    )
+    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0)
     return x_train, y_train, x_val, y_val, x_test, y_test
 
 

@@ -70,9 +70,7 @@ def _load_mnist(folder: Path) -> ImageArrays:
         read("test_images", 3).unsqueeze(1),
         read("test_labels", 1).long(),
     )
-    if len(arrays.train_images) != len(arrays.train_labels) or len(arrays.test_images) != len(
-        arrays.test_labels
-    ):
+    if len(arrays.train_images) != len(arrays.train_labels) or len(arrays.test_images) != len(arrays.test_labels):
         raise WorkloadError(f"{folder}: the image and label files hold different numbers of items")
     return arrays
 

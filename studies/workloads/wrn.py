@@ -46,9 +46,7 @@ class WideBasicBlock(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(activated))
 
 
-def wide_resnet(
-    depth: int = 16, widen_factor: int = 8, num_classes: int = 10, dropout: float = 0.0
-) -> nn.Sequential:
+def wide_resnet(depth: int = 16, widen_factor: int = 8, num_classes: int = 10, dropout: float = 0.0) -> nn.Sequential:
     """WRN-``depth``-``widen_factor`` (depth 6n + 4)."""
     if depth < 10 or (depth - 4) % 6:
         raise ValueError(f"Invalid depth {depth}: need 6n + 4 with n ≥ 1")

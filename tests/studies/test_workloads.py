@@ -120,9 +120,7 @@ def write_cifar10(data_dir: Path) -> tuple[np.ndarray[Any, Any], list[int]]:
     folder.mkdir(parents=True)
     images, labels = fake_images(20, 3, 32, seed=1), [i % 10 for i in range(20)]
     for b in range(5):
-        write_pickle(
-            folder / f"data_batch_{b + 1}", images[4 * b : 4 * b + 4], labels[4 * b : 4 * b + 4], b"labels"
-        )
+        write_pickle(folder / f"data_batch_{b + 1}", images[4 * b : 4 * b + 4], labels[4 * b : 4 * b + 4], b"labels")
     write_pickle(folder / "test_batch", fake_images(6, 3, 32, seed=2), [9, 8, 7, 6, 5, 4], b"labels")
     return images, labels
 

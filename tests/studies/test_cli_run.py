@@ -1,0 +1,124 @@
+"""``demonlab run SPEC --out DIR``: a whole study, in process, to files and a printed summary."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from service.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "studies" / "examples" / "synthetic_smoke.yaml"
+
+# studies.metrics and studies.heatmaps are written in parallel with this test; until both exist the
+# end-to-end run cannot write its metrics and heatmaps, so it waits for them instead of failing.
+PENDING = [m for m in ("studies.metrics", "studies.heatmaps") if importlib.util.find_spec(m) is None]
+
+
+@pytest.mark.skipif(bool(PENDING), reason=f"pending: {', '.join(PENDING)} not written yet")
+def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(
+        [
+            "run",
+            str(SMOKE),
+            "--out",
+            str(out),
+            "--executor",
+            "inprocess",
+            "--data-dir",
+            str(tmp_path / "work"),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 2 * 3 * 2 * 2
+    assert {"arm", "lr", "beta_init", "seed", "status", "val_metric", "test_metric"} <= set(trials.columns)
+    assert set(trials["arm"]) == {"demon_sgdm", "sgdm_step"}
+    assert set(trials["status"]) <= {"completed", "diverged"}
+    parquet = pd.read_parquet(out / "trials.parquet")
+    assert (parquet["error"] == "").all()  # CSV reads the empty errors back as NaN
+    pd.testing.assert_frame_equal(parquet.drop(columns="error"), trials.drop(columns="error"), check_dtype=False)
+
+    metrics = json.loads((out / "metrics.json").read_text())  # strict JSON: no NaN
+    assert metrics["study"] == {
+        "name": "synthetic-smoke",
+        "workload": "synthetic",
+        "metric": "error",
+        "split": "val",
+    }
+    assert set(metrics["arms"]) == {"demon_sgdm", "sgdm_step"}
+
+    assert (out / "heatmap.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "<svg" in (out / "heatmap.svg").read_text()
+
+    counts = re.search(r"trials: (\d+) completed, (\d+) diverged, (\d+) failed", printed)
+    assert counts is not None
+    assert int(counts[1]) + int(counts[2]) == 24
+    assert counts[3] == "0"
+    table = printed[printed.index("best test") :].splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in table[1:3]}
+    assert set(rows) == {"demon_sgdm", "sgdm_step"}
+    for arm, cells in rows.items():  # every column filled from metrics.json, none left as "-"
+        assert len(cells) == 5
+        assert float(cells[0]) == pytest.approx(metrics["arms"][arm]["peak"]["raw_score"], rel=1e-3)
+        assert float(cells[1]) == pytest.approx(metrics["arms"][arm]["good_fraction"]["fraction"], rel=1e-3)
+    assert f"outputs in {out}/" in printed
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_missing_spec_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.yaml"
+    code, err = run_cli(["run", str(missing), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert err.startswith("demonlab: error:")
+    assert "nope.yaml" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (
+            ("arms: [demon_sgdm, sgdm_step]", "arms: [demon_sgdm, sgdm_wavy]"),
+            "arms",
+            "unknown arm 'sgdm_wavy'",
+        ),
+        (("lr: [0.01, 0.1, 1.0]", "lr: [0.01, -0.1]"), "lr", "finite number > 0"),
+        (("beta_init: [0.8, 0.9]", "beta_init: [0.8, 1.5]"), "beta_init", "[0, 1)"),
+        (("workload: synthetic", "workload: mnist_gan"), "workload", "valid choices:"),
+        (("epochs: 2", "epochs: [2"), "", "not valid YAML"),
+    ],
+)
+def test_invalid_spec_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: tuple[str, str], field: str, message: str
+) -> None:
+    text = SMOKE.read_text()
+    assert change[0] in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(*change))
+    code, err = run_cli(["run", str(bad), "--out", str(tmp_path / "out"), "--executor", "inprocess"], capsys)
+    assert code == 2
+    assert err.startswith("demonlab: error:")
+    assert message in err
+    assert re.search(rf"^{field}\b", err, re.MULTILINE)
+    assert not (tmp_path / "out").exists()
+
+
+def test_json_spec_errors_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "x", "workload": "synthetic", "arms": ["demon_sgdm"], "lr": [0.1], "epochs": 1}))
+    code, err = run_cli(["run", str(bad), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert "beta_init: a grid study needs at least one value" in err

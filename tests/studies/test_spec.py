@@ -1,0 +1,250 @@
+"""Study specs: parsing (YAML, JSON), normalisation, validation errors, and grid expansion."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from studies.arms import arm_names
+from studies.results import TrialKey
+from studies.spec import (
+    LogRange,
+    OptunaSearchSpec,
+    StudySpec,
+    expand_trials,
+    load_spec,
+    parse_spec_text,
+)
+from studies.workloads import workload_names
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "studies" / "examples"
+
+BASE: dict[str, Any] = {
+    "name": "t",
+    "workload": "synthetic",
+    "arms": ["demon_sgdm", "sgdm_step"],
+    "lr": [0.3, 0.01, 0.1],
+    "beta_init": [0.9, 0.8],
+    "seeds": 2,
+    "epochs": 2,
+}
+
+OPTUNA_SEARCH: dict[str, Any] = {
+    "mode": "optuna",
+    "sampler": "random",
+    "n_trials": 4,
+    "lr": {"min": 0.001, "max": 1.0},
+    "beta_init": {"min": 0.5, "max": 0.95},
+}
+
+
+def spec(**overrides: Any) -> StudySpec:
+    return StudySpec.model_validate({**BASE, **overrides})
+
+
+YAML_TEXT = """
+name: yaml-study
+workload: synthetic
+arms: [demon_sgdm, {name: sgdm_step, params: {milestones: [0.3, 0.6]}}]
+lr: [0.1, 0.01]
+beta_init: [0.9]
+seeds: [3, 1]
+epochs: 3
+resources: {cpu: 1, gpu: 0}
+"""
+
+
+def test_yaml_parses_and_normalises() -> None:
+    parsed = parse_spec_text(YAML_TEXT)
+    assert parsed.name == "yaml-study"
+    assert [a.name for a in parsed.arms] == ["demon_sgdm", "sgdm_step"]
+    assert parsed.arms[1].params == {"milestones": [0.3, 0.6]}
+    assert parsed.lr_values == [0.01, 0.1]
+    assert parsed.seed_values == [1, 3]
+    assert parsed.trial_count == 2 * 2 * 1 * 2
+
+
+def test_json_and_yaml_files_give_the_same_spec(tmp_path: Path) -> None:
+    from_yaml = tmp_path / "s.yaml"
+    from_yaml.write_text(YAML_TEXT)
+    from_json = tmp_path / "s.json"
+    from_json.write_text(json.dumps(load_spec(from_yaml).model_dump(mode="json")))
+    assert load_spec(from_json) == load_spec(from_yaml)
+    assert load_spec(from_json).spec_hash() == load_spec(from_yaml).spec_hash()
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_spec_is_valid(path: Path) -> None:
+    loaded = load_spec(path)
+    assert loaded.trial_count == len(expand_trials(loaded)) > 0
+
+
+def test_lr_list_is_sorted() -> None:
+    assert spec().lr == [0.01, 0.1, 0.3]
+    assert spec().beta_init == [0.8, 0.9]
+
+
+def test_lr_log_range_is_log_spaced() -> None:
+    parsed = spec(lr={"min": 0.001, "max": 1.0, "num": 4})
+    assert isinstance(parsed.lr, LogRange)
+    assert parsed.lr_values == [0.001, 0.01, 0.1, 1.0]
+    five = spec(lr={"min": 1e-4, "max": 1e-2, "num": 5}).lr_values
+    assert five == pytest.approx([1e-4, 10**-3.5, 1e-3, 10**-2.5, 1e-2], rel=1e-11)
+    assert five == sorted(five)
+    assert spec(lr={"min": 0.1, "max": 0.1, "num": 1}).lr_values == [0.1]
+
+
+def test_seeds_as_count_and_as_list() -> None:
+    assert spec(seeds=3).seed_values == [0, 1, 2]
+    assert spec(seeds=[7, 2]).seed_values == [2, 7]
+    assert spec(seeds=3).trial_count == spec(seeds=[4, 5, 6]).trial_count == 2 * 3 * 2 * 3
+
+
+def test_optuna_spec() -> None:
+    parsed = spec(lr=[], beta_init=[], search=OPTUNA_SEARCH, seeds=3)
+    assert isinstance(parsed.search, OptunaSearchSpec)
+    assert parsed.search.sampler == "random"
+    assert parsed.trial_count == 2 * 4 * 3
+    assert expand_trials(parsed) == []
+
+
+# (overrides, the field the error names, a regex its message matches)
+BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
+    (
+        {"arms": ["demon_sgdm", "nesterov_magic"]},
+        "arms",
+        r"unknown arm 'nesterov_magic'; valid choices: .*sgdm_step",
+    ),
+    ({"workload": "imagenet"}, "workload", r"unknown workload 'imagenet'; valid choices: .*synthetic"),
+    ({"lr": [0.1, 0.0]}, "lr", r"finite number > 0"),
+    ({"lr": [-0.1]}, "lr", r"finite number > 0"),
+    ({"lr": [0.1, math.nan]}, "lr", r"finite number > 0 \(got nan\)"),
+    ({"lr": [math.inf]}, "lr", r"finite number > 0"),
+    ({"lr": {"min": 0.0, "max": 1.0, "num": 3}}, "lr", r"greater than 0"),
+    ({"lr": {"min": math.nan, "max": 1.0, "num": 3}}, "lr", r"finite number"),
+    ({"lr": {"min": 1.0, "max": 0.1, "num": 3}}, "lr", r"must be >= min"),
+    ({"lr": []}, "lr", r"at least one learning rate"),
+    ({"lr": [0.1, 0.1]}, "lr", r"unique"),
+    ({"beta_init": [0.9, 1.0]}, "beta_init", r"\[0, 1\) \(got 1.0\)"),
+    ({"beta_init": [-0.1]}, "beta_init", r"\[0, 1\)"),
+    ({"beta_init": [math.nan]}, "beta_init", r"\[0, 1\)"),
+    ({"seeds": 0}, "seeds", r"between 1 and 1000"),
+    ({"seeds": [1, 1]}, "seeds", r"unique"),
+    ({"epochs": 0}, "epochs", r"greater than or equal to 1"),
+    (
+        {"arms": [{"name": "sgdm_step", "params": {"milestone": [0.5]}}]},
+        "arms",
+        r"unknown parameter\(s\) \['milestone'\]; valid parameters: gamma, milestones, nesterov",
+    ),
+    ({"arms": [{"name": "demon_adam", "params": {"nesterov": True}}]}, "arms", r"valid parameters: none"),
+    ({"arms": [{"name": "sgdm_step", "params": {"milestones": [0.5, 1.5]}}]}, "arms", r"fractions"),
+    ({"arms": ["demon_sgdm", "demon_sgdm"]}, "arms", r"unique"),
+    ({"metric": "accuracy"}, "metric", r"metric: unknown metric 'accuracy'; valid choices: error, loss"),
+    ({"split": "train"}, "split", r"'val' or 'test'"),
+    ({"colour": "red"}, "colour", r"Extra inputs"),
+    (
+        {"search": {**OPTUNA_SEARCH, "sampler": "grid"}},
+        "search",
+        r"unknown sampler 'grid'; valid choices: tpe, gp, cmaes, random, qmc",
+    ),
+    ({"search": {**OPTUNA_SEARCH, "lr": {"min": 0.0, "max": 1.0}}}, "search", r"lr.min must be > 0"),
+    ({"search": {**OPTUNA_SEARCH, "beta_init": {"min": 0.5, "max": 1.0}}}, "search", r"\[0, 1\)"),
+    ({"search": {**OPTUNA_SEARCH, "n_trials": 0}}, "search", r"greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field", "message"), BAD_SPECS, ids=[str(c[0]) for c in BAD_SPECS])
+def test_bad_spec_error_names_the_field(overrides: dict[str, Any], field: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as info:
+        spec(**overrides)
+    # A field error carries the field as its location; a cross-field one names it in its message.
+    named = {
+        str(e["loc"][0]) if e["loc"] else e["msg"].removeprefix("Value error, ").split(":")[0]
+        for e in info.value.errors()
+    }
+    assert field in named
+
+
+def test_unknown_arm_lists_every_arm() -> None:
+    with pytest.raises(ValidationError) as info:
+        spec(arms=["bogus"])
+    assert all(name in str(info.value) for name in arm_names())
+
+
+def test_unknown_workload_lists_every_workload() -> None:
+    with pytest.raises(ValidationError) as info:
+        spec(workload="bogus")
+    assert all(name in str(info.value) for name in workload_names())
+
+
+def test_trial_limit_comes_from_the_context() -> None:
+    data = {**BASE, "seeds": 4}  # 2 arms × 3 lr × 2 β × 4 seeds = 48 trials
+    assert StudySpec.model_validate(data, context={"max_trials": 48}).trial_count == 48
+    with pytest.raises(ValidationError, match=r"48 trials, more than the limit of 47 \(reduce arms, lr"):
+        StudySpec.model_validate(data, context={"max_trials": 47})
+    with pytest.raises(ValidationError, match="limit of 47"):
+        parse_spec_text(json.dumps(data), suffix=".json", max_trials=47)
+    search = {**BASE, "lr": [], "beta_init": [], "search": OPTUNA_SEARCH, "seeds": 4}  # 2 × 4 × 4 = 32
+    with pytest.raises(ValidationError, match="32 trials, more than the limit of 31"):
+        StudySpec.model_validate(search, context={"max_trials": 31})
+
+
+def test_nan_in_yaml_is_rejected() -> None:
+    with pytest.raises(ValidationError, match=r"got nan"):
+        parse_spec_text(YAML_TEXT.replace("lr: [0.1, 0.01]", "lr: [0.1, .nan]"))
+
+
+def test_malformed_yaml_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="YAML"):
+        parse_spec_text("name: [unclosed\n")
+    with pytest.raises(ValueError, match="JSON"):
+        parse_spec_text("{name: 1", suffix=".json")
+
+
+def test_expansion_is_deterministic_and_complete() -> None:
+    parsed = spec()
+    first = expand_trials(parsed)
+    assert first == expand_trials(spec())
+    assert len(first) == len(set(first)) == 2 * 3 * 2 * 2 == parsed.trial_count
+    # Arm as listed, then lr, β_init, seed ascending.
+    assert first[0] == TrialKey("demon_sgdm", 0.01, 0.8, 0)
+    assert first[1] == TrialKey("demon_sgdm", 0.01, 0.8, 1)
+    assert first[2] == TrialKey("demon_sgdm", 0.01, 0.9, 0)
+    assert first[-1] == TrialKey("sgdm_step", 0.3, 0.9, 1)
+    assert [k.arm for k in first[:12]] == ["demon_sgdm"] * 12
+    assert [k.token() for k in first] == [k.token() for k in expand_trials(spec(lr=[0.1, 0.3, 0.01]))]
+
+
+def test_log_range_keys_are_stable() -> None:
+    a = expand_trials(spec(lr={"min": 1e-4, "max": 1.0, "num": 9}))
+    b = expand_trials(spec(lr={"min": 1e-4, "max": 1.0, "num": 9}))
+    assert [k.token() for k in a] == [k.token() for k in b]
+    assert all(len(repr(k.lr)) <= 20 for k in a)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        TrialKey("demon_sgdm", 0.1, 0.9, 0),
+        TrialKey("adam_onecycle", 3e-05, 0.0, 12),
+        TrialKey("sgdm_cosmom", 0.0031622776601683794, 0.95, 999),
+        TrialKey("sgdm_step", 1e-10, 0.7, 3),
+    ],
+)
+def test_trial_key_token_round_trip(key: TrialKey) -> None:
+    assert TrialKey.from_token(key.token()) == key
+    assert key.token() == TrialKey.from_token(key.token()).token()
+
+
+def test_spec_hash_is_stable_under_reordering() -> None:
+    assert spec().spec_hash() == spec(lr=[0.1, 0.3, 0.01]).spec_hash()
+    assert spec().spec_hash() == spec(beta_init=[0.8, 0.9]).spec_hash()
+    assert spec(seeds=[2, 0]).spec_hash() == spec(seeds=[0, 2]).spec_hash()
+    assert spec().spec_hash() != spec(lr=[0.1, 0.3]).spec_hash()
+    assert spec().spec_hash() != spec(epochs=3).spec_hash()
+    assert len(spec().spec_hash()) == 64
