@@ -132,7 +132,8 @@ def main() -> None:
     finally:
         with admin.connect() as connection:
             connection.exec_driver_sql(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                f" WHERE datname = '{name}' AND pid <> pg_backend_pid()"
             )
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
         admin.dispose()
@@ -145,7 +146,8 @@ def report(args, code, study, wall, times, samples, trial_rows, epoch_rows) -> N
     print(f"trials per Ray task: {args.trials_per_task}")
     print(f"trials recorded: {n} in {wall:.1f} s (Ray start included): {n / wall:.1f} trials/s overall")
     print(
-        f"sustained (first to last result): {sustained:.1f} trials/s   target >= 50: {'met' if sustained >= 50 else 'MISSED'}"
+        f"sustained (first to last result): {sustained:.1f} trials/s   "
+        f"target >= 50: {'met' if sustained >= 50 else 'MISSED'}"
     )
     if samples:
         peak = max(rss for _, rss in samples)
