@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from .db import dal
 from .db.engine import session_scope
 from .db.models import Study
-from .errors import InvalidInput
+from .errors import Conflict, InvalidInput
 
 STATS = ("mean", "median", "min", "max")
 GRID_BOOTSTRAP = 500  # resamples for the per-cell intervals of /grid
@@ -83,7 +83,10 @@ def _frame(engine: Engine, study_id: str, kind: Literal["metric", "loss"]) -> tu
 
 def _axes(spec: Any, frame: pd.DataFrame) -> Any:
     from studies.report import grid_axes
+    from studies.spec import OptunaSearchSpec
 
+    if isinstance(spec.search, OptunaSearchSpec) and frame.empty:
+        raise Conflict("the search has sampled no points yet: try again once trials have finished")
     return grid_axes(spec, frame)
 
 
@@ -94,7 +97,8 @@ def _progress_key(study: Study) -> tuple[Any, ...]:
 def grid(
     engine: Engine, study_id: str, *, arm: str | None, metric: str | None, split: str, stat: str
 ) -> dict[str, Any]:
-    """One arm's grid of a statistic over seeds, with n, diverged, missing and bootstrap intervals."""
+    """One arm's grid of a statistic over seeds, with n, diverged, missing and bootstrap intervals
+    (cached per study progress, like ``sensitivity``)."""
     from studies.metrics import cell_table
 
     _check_split(split)
@@ -108,12 +112,17 @@ def grid(
     if arm not in arms:
         raise InvalidInput("arm", f"study {study_id} has no arm {arm!r}; valid choices: {', '.join(arms)}")
     name, kind = metric_kind(spec, metric)
-    with session_scope(engine, read_only=True) as session:
-        frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
-    axes = _axes(spec, frame)
-    table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split, n_boot=GRID_BOOTSTRAP)
-    matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
-    return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
+
+    def compute() -> dict[str, Any]:
+        with session_scope(engine, read_only=True) as session:
+            frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
+        axes = _axes(spec, frame)
+        table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split, n_boot=GRID_BOOTSTRAP)
+        matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
+        return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
+
+    result: dict[str, Any] = _cached(("grid", *_progress_key(study), arm, name, split, stat), compute)
+    return result
 
 
 def _stat_matrix(frame: pd.DataFrame, axes: Any, table: Any, split: str, stat: str, fail: float) -> Any:

@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from studies.metrics import MetricsError
+
 from .api.deps import Unauthorized
 from .api.routes import health, results, robustness, studies
 from .api.routes.studies import SpecInvalid
@@ -105,6 +107,10 @@ def _register_errors(app: FastAPI) -> None:
     @app.exception_handler(StorageUnavailable)
     async def _storage(request: Request, exc: StorageUnavailable) -> JSONResponse:
         return _error(503, str(exc))
+
+    @app.exception_handler(MetricsError)
+    async def _metrics(request: Request, exc: MetricsError) -> JSONResponse:
+        return _error(422, f"cannot compute this from the study's trials: {exc}")
 
     @app.exception_handler(DemonlabError)
     async def _other(request: Request, exc: DemonlabError) -> JSONResponse:

@@ -157,6 +157,26 @@ def driver_ray_address(settings: Settings) -> str | None:
     return settings.ray_address
 
 
+OPTUNA_SCHEMA = "optuna"
+
+
 def optuna_url(settings: Settings) -> str:
-    """Optuna's storage: the service's database (its own tables; ``optuna-dashboard <url>`` shows it)."""
-    return settings.database_url
+    """Optuna's storage for search studies, beside (never inside) the service's tables.
+
+    Optuna's RDB storage has tables named ``studies`` and ``trials`` too, so it cannot share our
+    schema: on PostgreSQL it gets its own schema (``optuna``, via the connection's search_path) in the
+    same database; on SQLite its own file in the data dir. ``optuna-dashboard <this url>`` shows it.
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:///{settings.data_dir / 'optuna.db'}"
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}")
+    finally:
+        engine.dispose()
+    url = url.update_query_dict({"options": f"-csearch_path={OPTUNA_SCHEMA}"})
+    return url.render_as_string(hide_password=False)
