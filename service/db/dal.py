@@ -87,6 +87,7 @@ __all__ = [
 ]
 
 MAX_PAGE_SIZE = 10_000
+MAX_OFFSET = 2**63 - 1  # SQL's BIGINT: a larger OFFSET fails in the driver (SQLite) or the server
 SCORE_NAMES = ("val_metric", "val_loss", "test_metric", "test_loss", "best_val_metric")
 EPOCH_VALUE_NAMES = ("train_loss", "val_loss", "val_metric")
 FRAME_COLUMNS = ("arm", "lr", "beta_init", "seed", "status", "val", "test")
@@ -331,8 +332,8 @@ def _trial_status(value: TrialStatus | str) -> TrialStatus:
 
 
 def _check_page(offset: int, limit: int) -> None:
-    if offset < 0:
-        raise InvalidInput("offset", f"must be >= 0, got {offset}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput("offset", f"must be between 0 and {MAX_OFFSET}, got {offset}")
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput("limit", f"must be between 1 and {MAX_PAGE_SIZE}, got {limit}")
 

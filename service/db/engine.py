@@ -12,7 +12,7 @@
   ``pool_pre_ping`` so a restarted server costs one reconnect, not one failed request.
 
 ``session_scope(engine)`` is the only place that commits: it commits on success, rolls back on any
-error, and turns SQLAlchemy's operational and integrity errors into the service's domain errors.
+error, and turns SQLAlchemy's operational, integrity and data errors into the service's domain errors.
 """
 
 from __future__ import annotations
@@ -24,16 +24,22 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from service.errors import Conflict, StorageUnavailable
+from service.errors import Conflict, InvalidInput, StorageUnavailable
 
 __all__ = ["make_engine", "normalize_url", "read_only_engine", "session_scope"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _READ_ONLY = "demonlab_read_only"  # execution option that makes SQLite begin a deferred transaction
+# Connections an engine keeps open, and how many more it opens under a burst (closed again on return).
+# SQLAlchemy's 5 + 10 is below what one API process serves at once (FastAPI runs sync routes on up to
+# 40 threads): 20 concurrent requests then closed and reopened connections all the time, and each
+# PostgreSQL connect forks a server process (bench/api_latency.py: p99 spikes of hundreds of ms).
+POOL_SIZE = 20
+POOL_MAX_OVERFLOW = 20
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -52,8 +58,15 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        return create_engine(parsed, pool_pre_ping=True, **_pool_defaults(kwargs))
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL")
+
+
+def _pool_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with the pool's size unless the caller chose it (or another pool class)."""
+    if "poolclass" in kwargs:
+        return kwargs
+    return {"pool_size": POOL_SIZE, "max_overflow": POOL_MAX_OVERFLOW} | kwargs
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
@@ -62,6 +75,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         kwargs.setdefault("poolclass", StaticPool)
     else:
         Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs = _pool_defaults(kwargs)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
@@ -107,6 +121,9 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
     except OperationalError as exc:
         session.rollback()
         raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+    except DataError as exc:  # e.g. a NUL character in PostgreSQL text, an integer out of its column's range
+        session.rollback()
+        raise InvalidInput("value", f"the database cannot take it: {str(exc.orig).splitlines()[0]}") from exc
     except BaseException:
         session.rollback()
         raise

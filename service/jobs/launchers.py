@@ -72,6 +72,13 @@ class LocalLauncher:
         self._children[process.pid] = process
         return f"local:{platform.node()}:{process.pid}"
 
+    def reap(self) -> None:
+        """Collect children that have exited: without this, every finished driver stays a zombie of
+        this process (the scheduler's) for as long as it runs."""
+        for pid, child in list(self._children.items()):
+            if child.poll() is not None:
+                self._children.pop(pid, None)
+
     def is_alive(self, job_id: str) -> bool:
         host, pid = _parse_local(job_id)
         if host != platform.node():
@@ -99,6 +106,22 @@ class LocalLauncher:
                 child.wait(timeout=1)
 
 
+def clean_up_dead_job(job_id: str) -> None:
+    """Stop what a dead local driver left in its process group: Ray's agents (dashboard, runtime-env)
+    outlive a driver killed outright (SIGKILL, OOM killer), one pair per crash.
+
+    Only once the driver's own pid is free: while the group has members its id cannot be reused, but
+    once the group is gone the number may name another process's group.
+    """
+    if not job_id.startswith("local:"):
+        return
+    host, pid = _parse_local(job_id)
+    import psutil
+
+    if host == platform.node() and not psutil.pid_exists(pid):
+        _terminate_group(pid)
+
+
 def _parse_local(job_id: str) -> tuple[str, int]:
     _, host, pid = job_id.split(":")
     return host, int(pid)
@@ -112,13 +135,32 @@ def _terminate_group(pid: int, grace: float = 5.0) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if not _group_running(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether a process of the group still runs. An exited driver stays a zombie until its parent
+    (this process, or a scheduler elsewhere) collects it, and ``killpg(pgid, 0)`` counts zombies: so
+    collect our own child, and ignore zombies, rather than wait out the grace period for nothing."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pgid, os.WNOHANG)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    import psutil
+
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
 
 
 class RayJobLauncher:

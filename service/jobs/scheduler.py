@@ -21,7 +21,7 @@ from ..db.engine import session_scope
 from ..db.models import StudyStatus
 from ..errors import Conflict, DemonlabError
 from ..settings import Settings
-from .launchers import Launcher, launcher_for_job, make_launcher
+from .launchers import Launcher, clean_up_dead_job, launcher_for_job, make_launcher
 
 log = logging.getLogger("demonlab.scheduler")
 
@@ -50,6 +50,10 @@ class Scheduler:
 
     def tick(self) -> list[str]:
         """One pass: recover dead studies, then claim and launch; returns the ids launched."""
+        from .launchers import LocalLauncher
+
+        if isinstance(self.launcher, LocalLauncher):
+            self.launcher.reap()
         self.recover()
         return self.launch_queued()
 
@@ -61,6 +65,8 @@ class Scheduler:
         for study in stale:
             if study.job_id and self._alive(study.job_id):
                 continue
+            if study.job_id:
+                self._clean_up(study.job_id)
             if study.attempts >= MAX_ATTEMPTS:
                 with session_scope(self.engine) as session:
                     error = f"the driver died {study.attempts} times (last job {study.job_id}); "
@@ -76,6 +82,12 @@ class Scheduler:
             requeued.append(study.id)
             log.warning("study %s: driver %s is gone; requeued", study.id, study.job_id)
         return requeued
+
+    def _clean_up(self, job_id: str) -> None:
+        try:
+            clean_up_dead_job(job_id)
+        except Exception:
+            log.exception("cannot clean up after job %s", job_id)
 
     def _log_hint(self, study_id: str) -> str:
         return str(self.settings.data_dir / "logs" / f"{study_id}-*.log")

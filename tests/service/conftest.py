@@ -5,35 +5,57 @@ SQLite gets a fresh file per test. PostgreSQL gets one fresh database per test s
 test. The server is ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres`` unless
 ``DEMONLAB_TEST_POSTGRES_URL`` names another. When it is unreachable the PostgreSQL half is skipped,
 or fails when ``CI`` is set: CI must never pass without having run it.
+
+The HTTP tests build on the same database fixture: ``settings_factory`` makes ``Settings`` for it with
+a short data dir under /tmp (Ray's socket paths must stay short), ``api`` / ``api_factory`` an
+in-process ``TestClient`` (the lifespan migrates the database), and ``live_server`` a real uvicorn
+server on a free port in a thread.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
+import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from service.app import create_app
 from service.db import Study, dal, make_engine, session_scope, upgrade_to_head
+from service.settings import Settings
 from studies.results import TrialKey
 
-ADMIN_URL = os.environ.get(
-    "DEMONLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# Starlette warns (a UserWarning, an error under our filters) when its TestClient is imported with httpx
+# rather than httpx2; imported once here, test modules import it from fastapi as usual.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r".*starlette\.testclient.*", category=UserWarning)
+    from fastapi.testclient import TestClient
+
+SMOKE_SPEC_PATH = Path(__file__).resolve().parents[2] / "studies" / "examples" / "synthetic_smoke.yaml"
+
+ADMIN_URL = os.environ.get("DEMONLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def _unreachable(exc: Exception) -> None:
     message = f"PostgreSQL is unreachable at {ADMIN_URL}: {exc}"
     if os.environ.get("CI"):
-        pytest.fail(
-            f"{message}\nCI is set, so the PostgreSQL tests must run: start the server.", pytrace=False
-        )
+        pytest.fail(f"{message}\nCI is set, so the PostgreSQL tests must run: start the server.", pytrace=False)
     pytest.skip(message)
 
 
@@ -143,3 +165,107 @@ def new_study(engine: Engine, grid: list[TrialKey]) -> NewStudy:
             return dal.create_study(session, **(kwargs | overrides))
 
     return create
+
+
+# ------------------------------------------------------------------------------------------ HTTP API
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A fresh, short data dir (``/tmp/dl-…``: Ray's socket paths live under it), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="dl-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def settings_factory(db_url: str, data_dir: Path) -> SettingsFactory:
+    """``Settings`` on the test's database and data dir; keyword arguments override fields."""
+
+    def make(**overrides: Any) -> Settings:
+        fields: dict[str, Any] = {"data_dir": data_dir, "database_url": db_url} | overrides
+        return Settings(**fields)
+
+    return make
+
+
+@pytest.fixture
+def settings(settings_factory: SettingsFactory) -> Settings:
+    """The default ``Settings`` of the test's database."""
+    return settings_factory()
+
+
+ApiFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def api_factory(settings_factory: SettingsFactory) -> Iterator[ApiFactory]:
+    """``api_factory(**settings_overrides)``: an in-process client of an app without scheduler, its
+    lifespan entered (database migrated) and left at the end of the test."""
+    with ExitStack() as stack:
+
+        def make(**overrides: Any) -> TestClient:
+            app = create_app(settings_factory(**overrides), run_scheduler=False)
+            return stack.enter_context(TestClient(app))
+
+        yield make
+
+
+@pytest.fixture
+def api(api_factory: ApiFactory) -> TestClient:
+    """An in-process client of the app on the test's database (no scheduler)."""
+    return api_factory()
+
+
+@pytest.fixture
+def smoke_spec() -> dict[str, Any]:
+    """``studies/examples/synthetic_smoke.yaml``: 2 arms × 3 lr × 2 β_init × 2 seeds = 24 trials."""
+    spec: dict[str, Any] = yaml.safe_load(SMOKE_SPEC_PATH.read_text())
+    return spec
+
+
+@contextmanager
+def serve(app: FastAPI, *, startup_timeout: float = 60.0) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free port of 127.0.0.1 in a thread; yields its base URL.
+
+    The server (and with it the app's lifespan: scheduler stopped, engine disposed) is shut down on
+    the way out, whatever happened inside.
+    """
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn stopped during start-up (see the captured log)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"uvicorn did not start within {startup_timeout}s")
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout=10)
+
+
+LiveServer = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture
+def live_server(settings_factory: SettingsFactory) -> LiveServer:
+    """``with live_server(run_scheduler=False, **settings_overrides) as url``: the app over real HTTP."""
+
+    def start(*, run_scheduler: bool = False, **overrides: Any) -> AbstractContextManager[str]:
+        return serve(create_app(settings_factory(**overrides), run_scheduler=run_scheduler))
+
+    return start

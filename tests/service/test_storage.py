@@ -55,9 +55,7 @@ def trials_by_key(engine: Engine, study_id: str) -> dict[TrialKey, dal.TrialReco
 
 def claim(engine: Engine, limit: int = 10, max_running: int | None = None) -> list[str]:
     with session_scope(engine) as session:
-        studies = dal.claim_queued_studies(
-            session, limit=limit, launcher_id="scheduler-1", max_running=max_running
-        )
+        studies = dal.claim_queued_studies(session, limit=limit, launcher_id="scheduler-1", max_running=max_running)
     return [study.id for study in studies]
 
 
@@ -177,8 +175,7 @@ def test_get_unknown_study(engine: Engine) -> None:
 
 def test_list_studies_pages_and_filters(engine: Engine, new_study: NewStudy) -> None:
     studies = [
-        new_study(name=f"s{i}", workload="digits_mlp" if i % 2 else "synthetic", trial_keys=[])
-        for i in range(5)
+        new_study(name=f"s{i}", workload="digits_mlp" if i % 2 else "synthetic", trial_keys=[]) for i in range(5)
     ]
     with session_scope(engine) as session:
         dal.cancel_study(session, studies[0].id)
@@ -269,9 +266,7 @@ def test_delete_refused_while_running_then_cascades(engine: Engine, new_study: N
         dal.delete_study(session, study.id)
 
 
-def test_cancel_marks_pending_and_running_trials(
-    engine: Engine, new_study: NewStudy, grid: list[TrialKey]
-) -> None:
+def test_cancel_marks_pending_and_running_trials(engine: Engine, new_study: NewStudy, grid: list[TrialKey]) -> None:
     study = new_study()
     claim(engine)
     with session_scope(engine) as session:
@@ -320,9 +315,7 @@ def test_claim_race_claims_each_study_once(db_url: str, engine: Engine, new_stud
     assert sorted(first + second) == sorted(ids)  # every study claimed, none twice
     with session_scope(engine, read_only=True) as session:
         studies, _ = dal.list_studies(session)
-    assert {(s.status, s.attempts, s.claimed_by) for s in studies} == {
-        (StudyStatus.RUNNING, 1, "scheduler-1")
-    }
+    assert {(s.status, s.attempts, s.claimed_by) for s in studies} == {(StudyStatus.RUNNING, 1, "scheduler-1")}
 
 
 def test_claim_respects_max_running_and_order(engine: Engine, new_study: NewStudy) -> None:
@@ -395,9 +388,7 @@ def test_finish_study_ends_running_trials(engine: Engine, new_study: NewStudy, g
 # ---------------------------------------------------------------------------------------------- trials
 
 
-def test_pending_trial_keys_excludes_results(
-    engine: Engine, new_study: NewStudy, grid: list[TrialKey]
-) -> None:
+def test_pending_trial_keys_excludes_results(engine: Engine, new_study: NewStudy, grid: list[TrialKey]) -> None:
     study = new_study()
     record(engine, study.id, result(grid[0]))
     record(engine, study.id, result(grid[1], TrialStatus.DIVERGED, val_metric=math.nan))
@@ -408,9 +399,7 @@ def test_pending_trial_keys_excludes_results(
             dal.pending_trial_keys(session, "000000000000")
 
 
-def test_mark_trials_running_leaves_results_alone(
-    engine: Engine, new_study: NewStudy, grid: list[TrialKey]
-) -> None:
+def test_mark_trials_running_leaves_results_alone(engine: Engine, new_study: NewStudy, grid: list[TrialKey]) -> None:
     study = new_study()
     record(engine, study.id, result(grid[0]))
     with session_scope(engine) as session:
@@ -422,9 +411,7 @@ def test_mark_trials_running_leaves_results_alone(
     assert trials[grid[2]].status is TrialStatus.PENDING
 
 
-def test_record_same_result_twice_is_idempotent(
-    engine: Engine, new_study: NewStudy, grid: list[TrialKey]
-) -> None:
+def test_record_same_result_twice_is_idempotent(engine: Engine, new_study: NewStudy, grid: list[TrialKey]) -> None:
     study = new_study()
     for _ in range(2):
         record(engine, study.id, result(grid[0]))
@@ -448,9 +435,7 @@ def test_record_updated_result_replaces_row_and_curve(
     study = new_study()
     record(engine, study.id, result(grid[0]))
     record(engine, study.id, result(grid[1], TrialStatus.FAILED, error="OOM"))
-    updated = result(
-        grid[0], TrialStatus.DIVERGED, val_metric=math.inf, epochs=(EpochRecord(0, 9.0, 9.0, 1.0),)
-    )
+    updated = result(grid[0], TrialStatus.DIVERGED, val_metric=math.inf, epochs=(EpochRecord(0, 9.0, 9.0, 1.0),))
     record(engine, study.id, updated)
     record(engine, study.id, result(grid[1]))  # the failed trial succeeded on relaunch
     trial = trials_by_key(engine, study.id)[grid[0]]
@@ -501,9 +486,7 @@ def test_non_finite_values_round_trip(engine: Engine, new_study: NewStudy, grid:
     assert math.isnan(last.val_loss)
     assert trial.extra == {"diverged_at": 1, "peak": "inf"}
     with session_scope(engine, read_only=True) as session:  # never a raw non-finite number stored
-        raw = session.execute(
-            select(Trial.val_metric, Trial.val_loss, Trial.test_metric).where(Trial.id == trial.id)
-        )
+        raw = session.execute(select(Trial.val_metric, Trial.val_loss, Trial.test_metric).where(Trial.id == trial.id))
         assert raw.one() == (None, None, None)
 
 
@@ -546,9 +529,7 @@ def test_grid_aggregate_matches_a_hand_computation(engine: Engine, new_study: Ne
         with pytest.raises(InvalidInput):
             dal.grid_aggregate(session, study.id, arm="a", split="train")
     assert val == [
-        dal.GridCell(
-            lr=0.01, beta_init=0.9, trials=3, completed=2, diverged=0, finite=1, mean=0.1, min=0.1, max=0.1
-        ),
+        dal.GridCell(lr=0.01, beta_init=0.9, trials=3, completed=2, diverged=0, finite=1, mean=0.1, min=0.1, max=0.1),
         dal.GridCell(
             lr=0.1,
             beta_init=0.9,
@@ -598,9 +579,7 @@ def test_trial_scores_frame(engine: Engine, new_study: NewStudy, grid: list[Tria
     assert set(losses["arm"]) == {"sgdm_step"}
 
 
-def test_trials_export_frame_keeps_non_finite_values(
-    engine: Engine, new_study: NewStudy, grid: list[TrialKey]
-) -> None:
+def test_trials_export_frame_keeps_non_finite_values(engine: Engine, new_study: NewStudy, grid: list[TrialKey]) -> None:
     study = new_study()
     record(engine, study.id, result(grid[0], TrialStatus.DIVERGED, val_loss=math.inf, test_loss=-math.inf))
     with session_scope(engine, read_only=True) as session:

@@ -35,7 +35,10 @@ def list_trials(
     if status is not None and status not in TRIAL_STATUSES:
         raise InvalidInput("status", f"unknown status {status!r}; valid choices: {', '.join(TRIAL_STATUSES)}")
     with session_scope(engine, read_only=True) as session:
-        dal.get_study(session, study_id)
+        study = dal.get_study(session, study_id)
+        arms = [a["name"] for a in study.spec.get("arms", [])]
+        if arm is not None and arm not in arms:  # a typo is an error, not an empty page
+            raise InvalidInput("arm", f"study {study_id} has no arm {arm!r}; valid choices: {', '.join(arms)}")
         rows, total = dal.list_trials(
             session,
             study_id,
@@ -79,7 +82,8 @@ def get_sensitivity(
 
 
 def _arms(arms: str | None) -> list[str] | None:
-    return [a for a in arms.split(",") if a] if arms else None
+    """``arms=a,b`` → ["a", "b"]; absent or empty (``arms=,``) means every arm."""
+    return [a for a in (arms or "").split(",") if a] or None
 
 
 @router.get("/heatmap.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})

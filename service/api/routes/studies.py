@@ -17,6 +17,7 @@ from ..deps import AuthDep, EngineDep, SettingsDep
 router = APIRouter(prefix="/studies", tags=["studies"])
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+MAX_SEED = 2**31 - 1  # trials.seed is an INTEGER column (32 bits on PostgreSQL)
 
 
 def _validate(body: Any, max_trials: int) -> Any:
@@ -25,9 +26,15 @@ def _validate(body: Any, max_trials: int) -> Any:
     if not isinstance(body, dict):
         raise InvalidInput("body", "a study spec must be a JSON object")
     try:
-        return StudySpec.model_validate(body, context={"max_trials": max_trials})
+        spec = StudySpec.model_validate(body, context={"max_trials": max_trials})
     except ValidationError as exc:
         raise SpecInvalid(exc) from exc
+    # What the spec allows but the database cannot store (both engines alike): no 500 at insert.
+    if max(spec.seed_values, default=0) > MAX_SEED:
+        raise InvalidInput("seeds", f"every seed must be <= {MAX_SEED} (got {max(spec.seed_values)})")
+    if "\x00" in spec.name:
+        raise InvalidInput("name", "must not contain NUL characters")
+    return spec
 
 
 def _check_local_resources(spec: Any, settings: Any) -> None:

@@ -1,0 +1,664 @@
+"""API latency: p50 and p99 of the grid, sensitivity and trials-page endpoints under concurrent clients.
+
+What it measures, per database (SQLite, PostgreSQL or both):
+
+1. Setup (not timed as part of the result): ``--rows`` synthetic trial rows (default 100,000) in
+   ``--studies`` completed studies (default 20). Each study is 4 arms × 11 lr × 6 β_init × S seeds on
+   ``digits_mlp`` (error rate, lower is better), S chosen so the studies hold at least ``--rows`` rows
+   (100,000 → 19 seeds, 5,016 trials per study, 100,320 rows). Studies are created through the DAL
+   (``dal.create_study``, then claimed and ``dal.finish_study``-ed as completed, which recomputes their
+   progress counters); the trial rows and their curves are bulk-inserted with SQLAlchemy core
+   ``insert`` executemany, since ``dal.record_trial_result`` per row (lock, upsert, recount) is far
+   too slow for 100,000 rows. Results come from a made-up sensitivity landscape: a valley in
+   log10(lr) whose floor moves with β_init, seed noise, and divergence growing with lr/(1−β)
+   (diverged trials keep a chance-level metric and a NaN or inf loss). One trial in
+   ``--curve-every`` (default 4) gets a per-epoch curve of ``--epochs`` (5) points.
+   PostgreSQL gets an ``ANALYZE`` after the load, as autovacuum would do shortly after.
+2. A real server: ``demonlab serve --no-scheduler`` in a subprocess (its own interpreter, so the
+   load generator does not share its GIL), on a free loopback port, access log off.
+3. Cold calls, one request in flight: the first ``/grid`` of every (study, arm) and the first
+   ``/sensitivity`` of every study — what the first visitor of a finished study waits for.
+4. Steady state, ``--clients`` (default 20) closed-loop clients (threads, one keep-alive
+   ``httpx.Client`` each, no think time), ``--requests`` (default 400) requests per endpoint spread
+   uniformly at random over the studies (and arms, and page offsets), one endpoint at a time:
+   ``GET /api/v1/studies/{id}/grid?arm=A``, ``/sensitivity`` and ``/trials?limit=100&offset=K``.
+   Each phase stops early after ``--max-seconds``. Latency is measured by the client around each
+   request, so it includes queueing in the server (20 requests in flight) and the client's own work.
+
+It prints one table per database (endpoint, n, p50 ms, p99 ms, target, met?) plus the cold-call
+latencies. Targets (from the issue): grid p99 ≤ 25 ms, sensitivity p99 ≤ 250 ms; the trials page
+has none. Exit status: 1 if any request failed, or with ``--check`` if a target was missed; else 0.
+On a machine shared with other work the numbers move by tens of percent between runs: client and
+server compete for the same cores.
+
+    python bench/api_latency.py [--db sqlite|postgres|both] [--rows N] [--requests N] [--clients N]
+                                [--quick]
+
+``--quick`` is the smoke-test size: 4 studies of 5 seeds (5,280 rows), 40 requests per endpoint.
+PostgreSQL: a throw-away database ``demonlab_bench_<pid>_<hex>`` on ``--postgres-url`` (default
+``$DEMONLAB_BENCH_POSTGRES_URL`` or ``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``), dropped
+at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import random
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_POSTGRES_URL = os.environ.get(
+    "DEMONLAB_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+ARMS = ("demon_sgdm", "sgdm_step", "sgdm_cosine", "demon_adam")
+LRS = tuple(round(10 ** (-3 + 0.3 * i), 6) for i in range(11))  # 1e-3 … 1.0, 11 log-spaced values
+BETAS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+WORKLOAD = "digits_mlp"
+CHANCE_ERROR = 0.9  # digits_mlp: 10 classes
+# The same load on two reference endpoints, for scale: a study's detail (the framework plus one database
+# read, the least any results endpoint does) and /healthz (the framework and the client alone).
+REFERENCES = ("study", "healthz")
+TARGETS_MS: dict[str, float | None] = {"grid": 25.0, "sensitivity": 250.0}
+ENDPOINTS = ("grid", "sensitivity", "trials")
+PAGE = 100
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How many studies and seeds make up the rows asked for."""
+
+    studies: int
+    seeds: int
+
+    @property
+    def per_study(self) -> int:
+        return len(ARMS) * len(LRS) * len(BETAS) * self.seeds
+
+    @property
+    def rows(self) -> int:
+        return self.studies * self.per_study
+
+    def describe(self) -> str:
+        return (
+            f"{self.rows:,} trials in {self.studies} studies "
+            f"({len(ARMS)} arms × {len(LRS)} lr × {len(BETAS)} β × {self.seeds} seeds = {self.per_study:,} each)"
+        )
+
+
+def layout_for(rows: int, studies: int) -> Layout:
+    cells = studies * len(ARMS) * len(LRS) * len(BETAS)
+    return Layout(studies=studies, seeds=max(1, math.ceil(rows / cells)))
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def study_spec(name: str, seeds: int, epochs: int) -> Any:
+    """A validated ``StudySpec`` of the benchmark's grid (what ``POST /studies`` would have stored)."""
+    from studies.spec import StudySpec
+
+    raw = {
+        "name": name,
+        "workload": WORKLOAD,
+        "arms": list(ARMS),
+        "lr": list(LRS),
+        "beta_init": list(BETAS),
+        "seeds": seeds,
+        "epochs": epochs,
+        "batch_size": 32,
+        "metric": "error",
+        "split": "val",
+    }
+    return StudySpec.model_validate(raw, context={"max_trials": math.inf})
+
+
+def synthetic_result(
+    rng: random.Random, study_shift: float, arm: str, lr: float, beta: float, seed: int, epochs: int
+) -> Any:
+    """One made-up ``TrialResult``: a valley in log10(lr) whose floor moves with β; divergence grows
+    with the effective step lr/(1−β) (Demon arms a little more robust)."""
+    from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
+
+    demon = arm.startswith("demon_")
+    adam = arm.endswith("adam")
+    best_log_lr = (-3.0 if adam else -1.5) + math.log10(1 - beta) * (0.0 if demon else 0.6) + study_shift
+    width = 1.1 if demon else 0.8
+    floor = 0.03 + 0.01 * ARMS.index(arm) + 0.02 * abs(beta - 0.9)
+    error = floor + 0.12 * ((math.log10(lr) - best_log_lr) / width) ** 2 + rng.gauss(0, 0.008)
+    error = min(max(error, 0.005), CHANCE_ERROR)
+    effective = lr / (1 - beta) * (0.02 if adam else 1.0)
+    p_diverge = min(0.95, max(0.0, (math.log10(effective) - (0.7 if demon else 0.4)) * 0.5))
+    key = TrialKey(arm=arm, lr=lr, beta_init=beta, seed=seed)
+    if rng.random() < p_diverge:
+        blown_at = rng.randint(1, epochs)
+        loss = math.nan if rng.random() < 0.7 else math.inf
+        curve = tuple(
+            EpochRecord(epoch=e, train_loss=2.3 if e < blown_at else loss, val_loss=2.3, val_metric=CHANCE_ERROR)
+            for e in range(1, blown_at + 1)
+        )
+        return TrialResult(
+            key=key,
+            status=TrialStatus.DIVERGED,
+            epochs=curve,
+            val_metric=CHANCE_ERROR,
+            val_loss=loss,
+            test_metric=None,
+            test_loss=None,
+            best_val_metric=CHANCE_ERROR,
+            epochs_done=blown_at,
+            wall_seconds=round(rng.uniform(1, 5) * blown_at, 3),
+            node="bench",
+        )
+    test_error = min(max(error + rng.gauss(0, 0.004), 0.005), CHANCE_ERROR)
+    curve = tuple(
+        EpochRecord(
+            epoch=e,
+            train_loss=0.1 + 2.2 * (error / CHANCE_ERROR) ** (e / epochs),
+            val_loss=0.12 + 2.2 * (error / CHANCE_ERROR) ** (e / epochs),
+            val_metric=CHANCE_ERROR * (error / CHANCE_ERROR) ** (e / epochs),
+        )
+        for e in range(1, epochs + 1)
+    )
+    return TrialResult(
+        key=key,
+        status=TrialStatus.COMPLETED,
+        epochs=curve,
+        val_metric=error,
+        val_loss=0.12 + 2.2 * error / CHANCE_ERROR,
+        test_metric=test_error,
+        test_loss=0.12 + 2.2 * test_error / CHANCE_ERROR,
+        best_val_metric=error,
+        epochs_done=epochs,
+        wall_seconds=round(rng.uniform(5, 25), 3),
+        node="bench",
+    )
+
+
+def populate(url: str, layout: Layout, *, epochs: int, curve_every: int, seed: int = 0) -> tuple[list[str], float]:
+    """Create the studies (DAL) and bulk-insert their trials and curves; returns (study ids, seconds)."""
+    from sqlalchemy import Table, insert, select
+
+    from service.db import dal
+    from service.db.engine import make_engine, session_scope
+    from service.db.migrations import upgrade_to_head
+    from service.db.models import Trial, TrialEpoch
+    from service.db.nonfinite import encode_float
+    from studies.spec import expand_trials
+
+    started = time.perf_counter()
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    rng = random.Random(seed)
+    ids: list[str] = []
+    try:
+        for n in range(layout.studies):
+            spec = study_spec(f"bench-{n:02d}", layout.seeds, epochs)
+            keys = expand_trials(spec)
+            shift = rng.uniform(-0.3, 0.3)
+            results = [synthetic_result(rng, shift, k.arm, k.lr, k.beta_init, k.seed, epochs) for k in keys]
+            with session_scope(engine) as session:
+                # No trial keys here: the rows arrive below complete with their results.
+                study = dal.create_study(
+                    session,
+                    name=spec.name,
+                    workload=spec.workload,
+                    spec=spec.model_dump(mode="json"),
+                    spec_hash=spec.spec_hash(),
+                    trial_keys=[],
+                    launcher="local",
+                    trials_total=len(keys),
+                )
+                rows = [
+                    {"study_id": study.id, "arm": r.key.arm, "lr": r.key.lr, "beta_init": r.key.beta_init}
+                    | {"seed": r.key.seed, "attempts": 1}
+                    | dal._result_columns(r)  # the DAL's own encoding of a result's columns
+                    for r in results
+                ]
+                session.execute(insert(cast(Table, Trial.__table__)), rows)
+                trial_ids = {
+                    (arm, lr, beta, s): tid
+                    for tid, arm, lr, beta, s in session.execute(
+                        select(Trial.id, Trial.arm, Trial.lr, Trial.beta_init, Trial.seed).where(
+                            Trial.study_id == study.id
+                        )
+                    )
+                }
+                epoch_rows = []
+                for i, r in enumerate(results):
+                    if curve_every <= 0 or i % curve_every:
+                        continue
+                    trial_id = trial_ids[(r.key.arm, r.key.lr, r.key.beta_init, r.key.seed)]
+                    for record in r.epochs:
+                        row: dict[str, Any] = {"trial_id": trial_id, "epoch": record.epoch}
+                        for name in dal.EPOCH_VALUE_NAMES:
+                            row[name], row[f"{name}_kind"] = encode_float(getattr(record, name))
+                        epoch_rows.append(row)
+                if epoch_rows:
+                    session.execute(insert(cast(Table, TrialEpoch.__table__)), epoch_rows)
+            ids.append(study.id)
+        with session_scope(engine) as session:
+            claimed = dal.claim_queued_studies(session, limit=len(ids), launcher_id="bench")
+            assert sorted(s.id for s in claimed) == sorted(ids), "another scheduler claimed a bench study"
+        for study_id in ids:
+            with session_scope(engine) as session:
+                dal.finish_study(session, study_id, status="completed")
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
+    return ids, time.perf_counter() - started
+
+
+# ---------------------------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(url: str, data_dir: Path) -> Iterator[tuple[str, int]]:
+    """``demonlab serve --no-scheduler`` on a free loopback port; yields its base URL and pid."""
+    import httpx
+
+    port = free_port()
+    env = os.environ | {
+        "DEMONLAB_DATABASE_URL": url,
+        "DEMONLAB_DATA_DIR": str(data_dir),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    command = [sys.executable, "-m", "service.cli", "serve", "--no-scheduler", "--port", str(port)]
+    log_path = data_dir / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [*command, "--log-level", "warning"], cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not become ready:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield base, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) a process has used so far; None where /proc cannot tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class HttpxClient:
+    """One keep-alive ``httpx.Client``: what a Python client of the service would use."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        import httpx
+
+        self._http = httpx.Client(base_url=base, timeout=timeout)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        response = self._http.get(path)
+        return response.status_code, response.content
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class StdlibClient:
+    """One keep-alive ``http.client.HTTPConnection``: a lighter load generator (less client CPU)."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        parts = urllib.parse.urlsplit(base)
+        self._connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        self._connection.request("GET", path)
+        response = self._connection.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+CLIENTS: dict[str, type[HttpxClient] | type[StdlibClient]] = {"httpx": HttpxClient, "stdlib": StdlibClient}
+
+
+@dataclass
+class Phase:
+    """The latencies (ms) of one endpoint's requests, and what went wrong."""
+
+    endpoint: str
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    planned: int = 0
+    server_cpu_s: float | None = None  # the API process's CPU time during the phase
+
+    @property
+    def server_cpu_ms_per_request(self) -> float:
+        return math.nan if self.server_cpu_s is None or not self.n else self.server_cpu_s / self.n * 1000
+
+    @property
+    def n(self) -> int:
+        return len(self.latencies_ms)
+
+    def quantile(self, q: float) -> float:
+        """Linear-interpolated quantile (numpy's default), NaN without samples."""
+        values = sorted(self.latencies_ms)
+        if not values:
+            return math.nan
+        position = q * (len(values) - 1)
+        low = math.floor(position)
+        high = min(low + 1, len(values) - 1)
+        return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def paths_for(endpoint: str, ids: list[str], layout: Layout, count: int, rng: random.Random) -> list[str]:
+    """``count`` request paths for ``endpoint``, uniformly over studies (arms, page offsets)."""
+    paths = []
+    for _ in range(count):
+        study = rng.choice(ids)
+        if endpoint == "healthz":
+            paths.append("/healthz")
+        elif endpoint == "study":
+            paths.append(f"/api/v1/studies/{study}")
+        elif endpoint == "grid":
+            paths.append(f"/api/v1/studies/{study}/grid?arm={rng.choice(ARMS)}")
+        elif endpoint == "sensitivity":
+            paths.append(f"/api/v1/studies/{study}/sensitivity")
+        else:
+            offset = rng.randrange(0, max(1, layout.per_study - PAGE + 1))
+            paths.append(f"/api/v1/studies/{study}/trials?limit={PAGE}&offset={offset}")
+    return paths
+
+
+def run_concurrent(
+    base: str,
+    endpoint: str,
+    paths: list[str],
+    clients: int,
+    max_seconds: float,
+    client_kind: str = "httpx",
+    server_pid: int | None = None,
+) -> Phase:
+    """``clients`` closed-loop clients share ``paths`` (each takes the next as soon as it is done)."""
+    phase = Phase(endpoint, planned=len(paths))
+    lock = threading.Lock()
+    queue = iter(paths)
+    start = threading.Barrier(clients + 1)
+    deadline: list[float] = []
+
+    def take() -> str | None:
+        with lock:
+            if deadline and time.perf_counter() > deadline[0]:
+                return None
+            return next(queue, None)
+
+    def client() -> None:
+        http = CLIENTS[client_kind](base, 60)
+        try:
+            http.get("/healthz")  # open the keep-alive connection before the clock starts
+        finally:
+            start.wait()
+        try:
+            while (path := take()) is not None:
+                t0 = time.perf_counter()
+                try:
+                    status, body = http.get(path)
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    ok, detail = status == 200, f"{status} {body[:200]!r}"
+                except Exception as exc:  # a failed request is reported, not fatal
+                    elapsed, ok, detail = math.nan, False, repr(exc)
+                    http.close()
+                    http = CLIENTS[client_kind](base, 60)
+                with lock:
+                    if ok:
+                        phase.latencies_ms.append(elapsed)
+                    else:
+                        phase.errors.append(f"GET {path}: {detail}")
+        finally:
+            http.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    cpu_before = process_cpu_s(server_pid)
+    start.wait()
+    t0 = time.perf_counter()
+    deadline.append(t0 + max_seconds)
+    for thread in threads:
+        thread.join()
+    phase.wall_s = time.perf_counter() - t0
+    cpu_after = process_cpu_s(server_pid)
+    if cpu_before is not None and cpu_after is not None:
+        phase.server_cpu_s = cpu_after - cpu_before
+    return phase
+
+
+def run_cold(base: str, ids: list[str], client_kind: str = "httpx") -> dict[str, Phase]:
+    """The first /sensitivity of each study and the first /grid of each (study, arm), one at a time;
+    each answer is checked for the benchmark's grid shape."""
+    phases = {"grid": Phase("grid"), "sensitivity": Phase("sensitivity")}
+    http = CLIENTS[client_kind](base, 120)
+    try:
+        http.get("/healthz")
+        for study in ids:
+            requests = [("sensitivity", f"/api/v1/studies/{study}/sensitivity")]
+            requests += [("grid", f"/api/v1/studies/{study}/grid?arm={arm}") for arm in ARMS]
+            for endpoint, path in requests:
+                phase = phases[endpoint]
+                phase.planned += 1
+                t0 = time.perf_counter()
+                status, body = http.get(path)
+                elapsed = (time.perf_counter() - t0) * 1000
+                problem = f"{status} {body[:200]!r}" if status != 200 else _shape_problem(endpoint, json.loads(body))
+                if problem:
+                    phase.errors.append(f"GET {path}: {problem}")
+                else:
+                    phase.latencies_ms.append(elapsed)
+    finally:
+        http.close()
+    return phases
+
+
+def _shape_problem(endpoint: str, body: dict[str, Any]) -> str | None:
+    """What is wrong with a 200 answer (None: it has the benchmark's arms and grid)."""
+    if endpoint == "grid":
+        shape = (len(body["values"]), {len(row) for row in body["values"]})
+        return None if shape == (len(LRS), {len(BETAS)}) else f"grid of shape {shape}"
+    arms = sorted(body["arms"])
+    return None if arms == sorted(ARMS) else f"arms {arms}"
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def fmt_ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}"
+
+
+def print_table(
+    db: str, layout: Layout, clients: int, client: str, load_s: float, cold: dict[str, Phase], steady: list[Phase]
+) -> bool:
+    """Print the tables; return whether every target was met."""
+    print(f"\n== {db}: {layout.describe()}; loaded in {load_s:.1f} s ==")
+    print(f"steady state, {clients} concurrent {client} clients (closed loop, no think time):")
+    header = (
+        f"{'endpoint':<20}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'req/s':>8}{'cpu ms/req':>12}"
+        f"  {'target':<15}met?"
+    )
+    print(header)
+    print("-" * len(header))
+    all_met = True
+    for phase in steady:
+        target = TARGETS_MS.get(phase.endpoint)
+        p99 = phase.quantile(0.99)
+        if target is None:
+            target_text, met = "-", "-"
+        else:
+            ok = phase.n > 0 and p99 <= target
+            all_met &= ok
+            target_text, met = f"p99 <= {target:g} ms", "yes" if ok else "NO"
+        rate = phase.n / phase.wall_s if phase.wall_s else math.nan
+        name = f"{phase.endpoint} (ref)" if phase.endpoint in REFERENCES else phase.endpoint
+        short = "" if phase.n == phase.planned else f"  ({phase.n}/{phase.planned}: stopped at --max-seconds)"
+        print(
+            f"{name:<20}{phase.n:>6}{fmt_ms(phase.quantile(0.5)):>9}{fmt_ms(p99):>9}"
+            f"{fmt_ms(max(phase.latencies_ms, default=math.nan)):>9}{rate:>8.0f}"
+            f"{fmt_ms(phase.server_cpu_ms_per_request):>12}  {target_text:<15}{met}{short}"
+        )
+    print("(cpu ms/req: the API process's CPU time per request, PostgreSQL's own excluded)")
+    print("cold calls (first request per study, or per study and arm for grid; one request in flight):")
+    header = f"{'endpoint':<20}{'n':>6}{'p50 ms':>10}{'mean ms':>10}{'max ms':>10}"
+    print(header)
+    print("-" * len(header))
+    for phase in cold.values():
+        mean = statistics.fmean(phase.latencies_ms) if phase.latencies_ms else math.nan
+        print(
+            f"{phase.endpoint + ' (cold)':<20}{phase.n:>6}{fmt_ms(phase.quantile(0.5)):>10}{fmt_ms(mean):>10}"
+            f"{fmt_ms(max(phase.latencies_ms, default=math.nan)):>10}"
+        )
+    return all_met
+
+
+# ------------------------------------------------------------------------------------------- databases
+
+
+@contextmanager
+def database(kind: str, workdir: Path, admin_url: str) -> Iterator[str]:
+    """A fresh empty database of ``kind``; PostgreSQL's is dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"demonlab_bench_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.dispose()
+
+
+def bench_one(kind: str, args: argparse.Namespace, layout: Layout) -> tuple[bool, bool]:
+    """Load, serve and measure one database; returns (no request failed, every target met)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"demonlab-bench-{kind}-"))
+    try:
+        with database(kind, workdir, args.postgres_url) as url:
+            ids, load_s = populate(url, layout, epochs=args.epochs, curve_every=args.curve_every)
+            with serve(url, workdir) as (base, pid):
+                cold = run_cold(base, ids, args.client)
+                rng = random.Random(1)
+                # Unmeasured warm-up at full concurrency on an endpoint outside the caches (a study's
+                # detail): the server's thread pool and database pool grow to their steady size here.
+                warm_paths = [f"/api/v1/studies/{rng.choice(ids)}" for _ in range(5 * args.clients)]
+                warm = run_concurrent(base, "warm-up", warm_paths, args.clients, args.max_seconds, args.client)
+                steady = []
+                for endpoint in (*ENDPOINTS, *REFERENCES):
+                    paths = paths_for(endpoint, ids, layout, args.requests, rng)
+                    phase = run_concurrent(base, endpoint, paths, args.clients, args.max_seconds, args.client, pid)
+                    steady.append(phase)
+            met = print_table(kind, layout, args.clients, args.client, load_s, cold, steady)
+            errors = [e for phase in [*cold.values(), warm, *steady] for e in phase.errors]
+            if errors:
+                print(f"{len(errors)} requests failed; first: {errors[0]}")
+            return not errors, met
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--rows", type=int, default=None, help="trial rows in all (default 100000)")
+    parser.add_argument("--studies", type=int, default=None, help="studies the rows are spread over (default 20)")
+    parser.add_argument("--requests", type=int, default=None, help="requests per endpoint (default 400)")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per trial (default 5)")
+    parser.add_argument("--curve-every", type=int, default=4, help="one trial in K gets a stored curve (0: none)")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="time bound per steady-state phase")
+    parser.add_argument("--quick", action="store_true", help="smoke-test size: 5,000 rows, 4 studies, 40 requests")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server and maintenance database")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="httpx", help="load generator's HTTP client")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    rows = args.rows or (5_000 if args.quick else 100_000)
+    studies = args.studies or (4 if args.quick else 20)
+    args.requests = args.requests or (40 if args.quick else 400)
+    layout = layout_for(rows, studies)
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    print(
+        f"API latency: {layout.describe()}; {args.clients} {args.client} clients, {args.requests} requests "
+        "per endpoint; "
+        f"{os.cpu_count()} CPUs"
+    )
+    ok = met = True
+    for kind in kinds:
+        one_ok, one_met = bench_one(kind, args, layout)
+        ok &= one_ok
+        met &= one_met
+    print(f"\nall targets met: {'yes' if met else 'NO'}")
+    if not ok:
+        return 1
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Smoke test of ``bench/api_latency.py``: the quick size on SQLite, a real server, every table printed.
+
+No timing is asserted: on a shared machine the numbers say nothing about correctness.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_api_latency_bench_runs(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "api_latency.py"), "--quick", "--db", "sqlite"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "== sqlite: 5,280 trials in 4 studies (4 arms × 11 lr × 6 β × 5 seeds = 1,320 each)" in out
+    number = r"\d+\.\d"
+    for endpoint, target in (("grid", "p99 <= 25 ms"), ("sensitivity", "p99 <= 250 ms")):
+        cpu = rf"({number}|-)"  # the server's CPU time per request: "-" where /proc is missing
+        row = rf"^{endpoint} +40 +{number} +{number} +{number} +\d+ +{cpu} +{re.escape(target)} +(yes|NO)$"
+        assert re.search(row, out, re.MULTILINE), f"no {endpoint} row in:\n{out}"
+    for endpoint in ("trials", r"study \(ref\)", r"healthz \(ref\)"):
+        assert re.search(rf"^{endpoint} +40 +{number} +{number} ", out, re.MULTILINE), f"no {endpoint} row in:\n{out}"
+    assert re.search(rf"^grid \(cold\) +16 +{number} +{number} +{number}$", out, re.MULTILINE)
+    assert re.search(rf"^sensitivity \(cold\) +4 +{number} +{number} +{number}$", out, re.MULTILINE)
+    assert re.search(r"^all targets met: (yes|NO)$", out, re.MULTILINE)
+    assert "requests failed" not in out

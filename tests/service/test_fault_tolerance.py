@@ -1,0 +1,186 @@
+"""Real failures during a study: a Ray worker killed mid-trial, the database stopped and restarted,
+the API/scheduler process killed and restarted. Each time the study must complete with every trial
+stored exactly once (one row per key, completed, one curve point per epoch).
+
+Trials here are made to last a few seconds (synthetic workload, 16k samples, 20 epochs), so there
+is a trial running when the failure strikes. Every process a test starts is killed at the end, on
+failure too (found by the test's own data dir in their environment, or their temp dir).
+(kill -9 of the study driver itself is covered in test_end_to_end.py.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from cluster_helpers import (
+    PrivatePostgres,
+    ServeProcess,
+    assert_each_trial_once,
+    free_ports,
+    private_postgres,
+    reap_data_dir,
+    serve_env,
+    study_rows,
+    synthetic_spec,
+    wait_for_study,
+    wait_until,
+)
+
+from service.client import DemonlabClient
+
+ON_POSTGRES = pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+EPOCHS = 20
+
+
+@pytest.fixture
+def reaper(data_dir: Path) -> Iterator[Path]:
+    """The test's data dir; at the end every process run for it (servers, drivers, their Ray) is killed."""
+    yield data_dir
+    reap_data_dir(data_dir)
+
+
+@pytest.fixture
+def pg() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of this test alone (the shared one on 5432 is never stopped)."""
+    with private_postgres() as server:
+        yield server
+
+
+def _driver_pid(job_id: str | None) -> int:
+    assert job_id is not None
+    assert job_id.startswith("local:"), job_id
+    return int(job_id.rsplit(":", 1)[1])
+
+
+def _driver_log(data_dir: Path, study_id: str, tail: int | None = 6000) -> str:
+    """The study's driver log(s), their last ``tail`` characters each (all of it for None)."""
+    logs = sorted((data_dir / "logs").glob(f"{study_id}-*.log"))
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-(tail or 0) :]}" for p in logs)
+
+
+def _running_trial_worker(driver_pid: int) -> psutil.Process | None:
+    """A Ray worker of this driver's Ray that is inside a trial (Tune's function trainable actor
+    runs ``ImplicitFunc.train`` for the whole trial; its process title says so)."""
+    try:
+        children = psutil.Process(driver_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            if child.name().startswith("ray::ImplicitFunc.train"):
+                return child
+        except psutil.Error:
+            continue
+    return None
+
+
+def _kill_mid_trial(driver_pid: int) -> psutil.Process | None:
+    """SIGKILL a worker that has been inside one trial for half a second (each takes seconds)."""
+    worker = _running_trial_worker(driver_pid)
+    if worker is None:
+        return None
+    time.sleep(0.5)
+    try:
+        if not worker.name().startswith("ray::ImplicitFunc.train"):
+            return None  # between trials: try again
+        worker.kill()
+    except psutil.NoSuchProcess:
+        return None
+    return worker
+
+
+def _progress(client: DemonlabClient, study_id: str, at_least: int) -> Any:
+    def check(study: Any) -> bool:
+        if study.status in ("completed", "failed", "cancelled"):
+            raise AssertionError(f"study {study_id} is {study.status} before the failure: {study.error}")
+        return bool(study.progress.done >= at_least)
+
+    return wait_for_study(client, study_id, timeout=120, until=check)
+
+
+@pytest.mark.slow
+@ON_POSTGRES
+def test_a_ray_worker_killed_mid_trial_is_retried_and_every_trial_is_stored_once(
+    live_server: Any, db_url: str, reaper: Path
+) -> None:
+    data_dir = reaper
+    spec = synthetic_spec("kill-a-worker", lrs=(0.01, 0.05, 0.1, 0.2), epochs=EPOCHS, n_train=16384)
+    with live_server(run_scheduler=True) as url, DemonlabClient(url) as client:
+        study_id = client.submit(spec).id
+        running = wait_for_study(client, study_id, timeout=60, until=lambda s: s.job_id is not None)
+        driver = _driver_pid(running.job_id)
+        killed = wait_until(lambda: _kill_mid_trial(driver), timeout=90, interval=0.1, what="a trial's worker")
+        before = client.get_study(study_id).progress.done
+        study = wait_for_study(client, study_id, timeout=150)
+    assert before < 4
+    assert study.status == "completed", f"{study.status}: {study.error}\n{_driver_log(data_dir, study_id)}"
+    assert study.error is None
+    assert study.progress.failed == 0
+    assert study.attempts == 1  # the driver survived: Tune retried the trial, not the scheduler the study
+    assert_each_trial_once(db_url, study_id, total=4, epochs=EPOCHS)
+    # The killed trial really failed once and was run again: Tune kept the error of its first attempt.
+    errors = [p.read_text(errors="replace") for p in (data_dir / "tune" / study_id).glob("*/error.txt")]
+    assert len(errors) == 1, f"worker {killed.pid} killed; errors kept by Tune: {errors}"
+    assert "ActorDiedError" in errors[0] or "died" in errors[0], errors[0]
+
+
+@pytest.mark.slow
+def test_postgresql_stopped_and_restarted_mid_study_the_driver_reconnects(pg: PrivatePostgres, reaper: Path) -> None:
+    data_dir = reaper
+    (port,) = free_ports(1)
+    env = serve_env(database_url=pg.url, data_dir=data_dir, HEARTBEAT_SECONDS="1", STALE_AFTER_SECONDS="120")
+    server = ServeProcess(env, port, data_dir / "serve.log").start()
+    spec = synthetic_spec("db-outage", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384)
+    with DemonlabClient(server.url) as client:
+        study_id = client.submit(spec).id
+        seen = _progress(client, study_id, at_least=1)
+        assert seen.progress.done < 6, "the study finished before the outage: make its trials longer"
+        pg.stop("fast")
+        outage = time.monotonic()
+        time.sleep(8)
+        pg.start()
+        down_for = time.monotonic() - outage
+        study = wait_for_study(client, study_id, timeout=150)
+    log = _driver_log(data_dir, study_id)
+    assert study.status == "completed", f"{study.status}: {study.error}\n{log}\n{server.log_tail()}"
+    assert study.error is None
+    assert study.attempts == 1  # the driver rode out the outage; nothing was relaunched
+    assert_each_trial_once(pg.url, study_id, total=6, epochs=EPOCHS)
+    # The driver did see the outage (its heartbeat every second failed, or a result waited).
+    full = _driver_log(data_dir, study_id, tail=None)
+    assert "heartbeat failed" in full or "database unavailable; retrying" in full, log
+    assert down_for >= 8
+
+
+@pytest.mark.slow
+@ON_POSTGRES
+def test_the_api_and_scheduler_process_killed_and_restarted_running_studies_carry_on(db_url: str, reaper: Path) -> None:
+    data_dir = reaper
+    (port,) = free_ports(1)
+    env = serve_env(database_url=db_url, data_dir=data_dir, HEARTBEAT_SECONDS="1", STALE_AFTER_SECONDS="30")
+    first = ServeProcess(env, port, data_dir / "serve-1.log").start()
+    spec = synthetic_spec("serve-restart", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384)
+    with DemonlabClient(first.url) as client:
+        study_id = client.submit(spec).id
+        seen = _progress(client, study_id, at_least=1)
+    assert seen.progress.done < 6, "the study finished before the restart: make its trials longer"
+    driver = _driver_pid(seen.job_id)
+    first.kill()  # SIGKILL: no shutdown of anything
+    assert psutil.pid_exists(driver), "the driver died with the service"
+    time.sleep(2)  # the study runs on with no service at all
+    second = ServeProcess(env, port, data_dir / "serve-2.log").start()
+    with DemonlabClient(second.url) as client:
+        study = wait_for_study(client, study_id, timeout=150)
+    log = _driver_log(data_dir, study_id)
+    assert study.status == "completed", f"{study.status}: {study.error}\n{log}\n{second.log_tail()}"
+    assert study.error is None
+    assert study.attempts == 1, "the study was relaunched"
+    assert study.job_id == seen.job_id
+    assert [p.name for p in (data_dir / "logs").glob(f"{study_id}-*.log")] == [f"{study_id}-1.log"]
+    assert study_rows(db_url, [study_id])[study_id]["attempts"] == 1
+    assert_each_trial_once(db_url, study_id, total=6, epochs=EPOCHS)
