@@ -21,7 +21,7 @@ from .api.routes import health, results, robustness, studies
 from .api.routes.studies import SpecInvalid
 from .db.engine import make_engine
 from .db.migrations import upgrade_to_head
-from .errors import Conflict, DemonlabError, InvalidInput, NotFound, StorageUnavailable
+from .errors import Conflict, DemonlabError, InvalidInput, NotFound, StorageUnavailable, field_name, reason
 from .settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -129,5 +129,4 @@ def _validation_error(error: Any) -> dict[str, str]:
         position = error.get("loc", ("body", "?"))[-1]
         detail = error.get("ctx", {}).get("error", "malformed JSON")
         return {"field": "body", "reason": f"malformed JSON at position {position}: {detail}"}
-    location = [str(p) for p in error.get("loc", ()) if p not in ("body",)]
-    return {"field": ".".join(location) or "body", "reason": str(error.get("msg", ""))}
+    return {"field": field_name(error.get("loc", ())), "reason": reason(str(error.get("msg", "")))}

@@ -12,7 +12,15 @@ the HTTP layer maps them to status codes in one place. Callers catch at the leve
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "DemonlabError", "InvalidInput", "NotFound", "StorageUnavailable"]
+__all__ = [
+    "Conflict",
+    "DemonlabError",
+    "InvalidInput",
+    "NotFound",
+    "StorageUnavailable",
+    "field_name",
+    "reason",
+]
 
 
 class DemonlabError(Exception):
@@ -43,3 +51,18 @@ class InvalidInput(DemonlabError):
 
 class StorageUnavailable(DemonlabError):
     """The database cannot be reached, is locked for too long, or failed operationally."""
+
+
+def field_name(location: object, default: str = "body") -> str:
+    """A validation error's location as the user wrote the field: ``("query", "offset")`` →
+    "offset", ``("body", "lr", "list[float]", 0)`` → "lr.0" (no source prefix, no union-branch names)."""
+    parts = [str(p) for p in location] if isinstance(location, (list, tuple)) else []
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
+    parts = [p for p in parts if "[" not in p and not (p[:1].isupper() and p.isidentifier())]
+    return ".".join(parts) or default
+
+
+def reason(message: str) -> str:
+    """Pydantic's message without its "Value error, " prefix."""
+    return message.removeprefix("Value error, ")

@@ -114,6 +114,16 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
 
         _with_retry(record, f"record {result.key.token()}")
 
+    def started(keys: list[Any]) -> None:
+        def mark() -> None:
+            with session_scope(engine) as session:
+                dal.mark_trials_running(session, study_id, keys=keys)
+
+        try:
+            _with_retry(mark, "mark running")
+        except StorageUnavailable:  # only bookkeeping: the trial runs and its result is recorded anyway
+            log.warning("study %s: could not mark %d trial(s) running", study_id, len(keys))
+
     try:
         summary = execute_study(
             spec,
@@ -125,6 +135,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             study_id=study_id,
             optuna_storage_url=optuna_url(settings),
             ray_address=driver_ray_address(settings),
+            on_trial_start=started,
         )
     except Exception as exc:  # the driver's crash is the study's error
         heartbeat.stop()

@@ -10,7 +10,7 @@ executor runs them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +54,7 @@ def execute_study(
     optuna_storage_url: str | None = None,
     ray_address: str | None = None,
     num_cpus: int | None = None,
+    on_trial_start: Callable[[list[TrialKey]], None] | None = None,
 ) -> RunSummary:
     """Run a study's trials (``keys``: the pending ones; default: all) and sink every result.
 
@@ -105,7 +106,7 @@ def execute_study(
         storage_dir=data_dir,
         experiment_name=study_id,
     )
-    return ray_executor.run(plan, todo, sink, should_stop)
+    return ray_executor.run(plan, todo, sink, should_stop, on_trial_start)
 
 
 __all__ = [

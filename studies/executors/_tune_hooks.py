@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ class DriverHooks:
     summary: RunSummary
     should_stop: StopCheck
     unit_keys: dict[str, list[TrialKey]] | None
+    on_start: Callable[[list[TrialKey]], None] | None = None
 
 
 HOOKS: dict[str, DriverHooks] = {}
@@ -57,6 +59,15 @@ class SinkCallback(tune.Callback):
             trial_result = TrialResult.from_dict(item)
             hooks.summary.add(trial_result)
             hooks.sink(trial_result)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A unit starts (or restarts after a failure): its trials are running, one more attempt."""
+        hooks = HOOKS[self.token]
+        if hooks.on_start is None or not hooks.unit_keys:
+            return
+        keys = hooks.unit_keys.get(str(trial.config.get("unit")))
+        if keys:
+            hooks.on_start(keys)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial that errored after its retries: its keys become ``failed`` results."""

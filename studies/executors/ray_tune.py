@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,12 @@ class RayTuneExecutor:
         self.max_concurrent_trials = max_concurrent_trials
 
     def run(
-        self, plan: TrialPlan, keys: Sequence[TrialKey], sink: Sink, should_stop: StopCheck = never_stop
+        self,
+        plan: TrialPlan,
+        keys: Sequence[TrialKey],
+        sink: Sink,
+        should_stop: StopCheck = never_stop,
+        on_start: Callable[[list[TrialKey]], None] | None = None,
     ) -> RunSummary:
         """Run every key as a Tune trial (or packs of keys); results reach ``sink`` as they finish."""
         from ray import tune
@@ -108,7 +113,8 @@ class RayTuneExecutor:
             return summary
         units = pack(keys, self.trials_per_task)
         tokens = [[key.token() for key in unit] for unit in units]
-        token = register(DriverHooks(sink, summary, should_stop, {str(i): u for i, u in enumerate(units)}))
+        unit_keys = {str(i): unit for i, unit in enumerate(units)}
+        token = register(DriverHooks(sink, summary, should_stop, unit_keys, on_start))
         trainable = tune.with_resources(tune.with_parameters(_grid_trainable, plan=plan, units=tokens), self.resources)
         tuner = tune.Tuner(
             trainable,

@@ -110,7 +110,7 @@ BAD_SPECS: list[tuple[str, Any, str, tuple[str, ...]]] = [
     ("unknown-field", {"colour": "red"}, "colour", ("Extra inputs",)),
     ("empty-name", {"name": ""}, "name", ()),
     ("nul-in-name", {"name": "a\x00b"}, "name", ("NUL",)),
-    ("unknown-metric", {"metric": "accuracy"}, "spec", ("accuracy", "valid choices")),
+    ("unknown-metric", {"metric": "accuracy"}, "metric", ("accuracy", "valid choices")),
     ("lr-nan", ("[0.01, 0.1, 1.0]", "[NaN]"), "lr", ("finite",)),
     ("lr-infinity", ("[0.01, 0.1, 1.0]", "[0.1, Infinity]"), "lr", ("finite",)),
     ("beta-minus-infinity", ("[0.8, 0.9]", "[-Infinity]"), "beta_init", ()),

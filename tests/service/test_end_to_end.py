@@ -211,6 +211,7 @@ def test_study_runs_to_completion(
     assert len(trials) == 24
     assert_each_key_once(service.engine, created.id)
     assert {t.status for t in trials} <= set(RESULTS)
+    assert {t.attempts for t in trials} == {1}, "each trial marked running once as its Ray trial started"
     for trial in trials:
         assert trial.node
         assert trial.device == "cpu"

@@ -90,8 +90,13 @@ def test_ray_gives_the_same_results_as_inprocess(
 ) -> None:
     spec = StudySpec.model_validate({**smoke_spec_data, "trials_per_task": trials_per_task})
     keys = [*expand_trials(spec), *EXTRA_KEYS]
-    results, summary = run_collecting(spec, tmp_path, executor="ray", keys=keys, study_id=f"pack{trials_per_task}")
+    started: list[list[TrialKey]] = []
+    results, summary = run_collecting(
+        spec, tmp_path, executor="ray", keys=keys, study_id=f"pack{trials_per_task}", on_trial_start=started.append
+    )
     assert set(results) == set(keys)
+    assert sorted(k for unit in started for k in unit) == sorted(keys), "each unit announced once as it starts"
+    assert all(len(unit) <= trials_per_task for unit in started)
     assert (summary.completed, summary.diverged, summary.failed) == (16, 1, 1)
     assert not summary.cancelled
     for key in keys:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 
 from ...db import dal
 from ...db.engine import session_scope
-from ...errors import InvalidInput
+from ...errors import InvalidInput, field_name, reason
 from ...presenters import study_public
 from ...schemas import StudiesPublic, StudyCreated, StudyPublic
 from ..deps import AuthDep, EngineDep, SettingsDep
@@ -61,11 +62,22 @@ def _check_local_resources(spec: Any, settings: Any) -> None:
             )
 
 
+def _spec_error(error: Any) -> dict[str, str]:
+    """A spec validation error as {field, reason}; a whole-spec check names its field in the message
+    ("metric: unknown metric ..."), so that field is reported."""
+    message = reason(str(error["msg"]))
+    field = field_name(error["loc"], default="")
+    if not field:
+        named = re.match(r"^([a-z_]+(?:\.[a-z_0-9]+)*): (.+)$", message, re.DOTALL)
+        field, message = (named.group(1), named.group(2)) if named else ("spec", message)
+    return {"field": field, "reason": message}
+
+
 class SpecInvalid(InvalidInput):
     """A spec that fails validation: every error, each naming its field."""
 
     def __init__(self, exc: ValidationError) -> None:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]) or "spec", "reason": e["msg"]} for e in exc.errors()]
+        errors = [_spec_error(e) for e in exc.errors()]
         first = errors[0] if errors else {"field": "spec", "reason": "invalid"}
         super().__init__(first["field"], first["reason"])
         self.errors = errors
