@@ -9,12 +9,14 @@ run twice in one process:
    with the spec's ``trials_per_task`` unless ``--trials-per-task`` overrides it.
 
 It prints trials per minute for each, Ray's start-up (``ray.init``) on its own line, and Ray's
-overhead after warm-up (start-up excluded):
+overhead per trial two ways:
 
-    overhead per trial = (Ray wall − Ray start-up − in-process wall) / trials
-    overhead share     = (Ray wall − Ray start-up − in-process wall) / (Ray wall − Ray start-up)
+- with worker start-up: (Ray wall − in-process wall) / trials, ``ray.init`` excluded, the time to
+  Ray's first result (a worker process starts, imports torch and Ray, loads the data) included;
+- after warm-up (the targets): from Ray's first result on, Ray's time per trial minus the in-process
+  time per trial, and that as a share of Ray's time per trial;
 
-against the targets ≤ 50 ms per trial and ≤ 20% of wall time. Ray runs one trial at a time by
+against the targets ≤ 50 ms per trial and ≤ 20% of wall time after warm-up. Ray runs one trial at a time by
 default (``--concurrency 1``) so both sides do the same work on the same number of cores; with more,
 parallel speed-up hides overhead and the figures can turn negative. It also checks that both runs
 produced identical results.
@@ -148,9 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         f"  ({per_minute(n, ray.wall_s + init_s):.1f} with start-up; trials_per_task={trials_per_task},"
         f" concurrency={args.concurrency}, first result after {ray.first_result_s:.2f} s)"
     )
-    print(f"Ray overhead after warm-up: {ms_per_trial:.1f} ms per trial, {100 * share:.1f}% of Ray's wall time")
-    print(f"  steady state (after the first result): {steady_ms:.1f} ms per trial")
-    met_ms, met_share = ms_per_trial <= TARGET_MS_PER_TRIAL, share <= TARGET_SHARE
+    steady_share = (steady_ms / 1000.0) / ray_steady_s if after_first else math.nan
+    print(f"Ray overhead with worker start-up: {ms_per_trial:.1f} ms per trial, {100 * share:.1f}% of Ray's wall time")
+    print(
+        f"Ray overhead after warm-up (from the first result): {steady_ms:.1f} ms per trial, "
+        f"{100 * steady_share:.1f}% of Ray's time per trial"
+    )
+    met_ms, met_share = steady_ms <= TARGET_MS_PER_TRIAL, steady_share <= TARGET_SHARE
     print(f"target <= {TARGET_MS_PER_TRIAL:.0f} ms per trial: {'met' if met_ms else 'NOT met'}")
     print(f"target <= {100 * TARGET_SHARE:.0f}% of wall time: {'met' if met_share else 'NOT met'}")
     identical = same_results(inproc.results, ray.results)

@@ -30,7 +30,13 @@ def test_study_overhead_bench_runs(tmp_path: Path) -> None:
     assert re.search(r"^Ray start-up \(ray.init\): \d+\.\d+ s", out, re.MULTILINE)
     assert re.search(r"^Ray Tune: .* trials/min .*trials_per_task=2", out, re.MULTILINE)
     assert re.search(
-        r"^Ray overhead after warm-up: -?\d+\.\d ms per trial, -?\d+\.\d% of Ray's wall time$",
+        r"^Ray overhead with worker start-up: -?\d+\.\d ms per trial, -?\d+\.\d% of Ray's wall time$",
+        out,
+        re.MULTILINE,
+    )
+    assert re.search(
+        r"^Ray overhead after warm-up \(from the first result\): -?(\d+\.\d|nan) ms per trial, "
+        r"-?(\d+\.\d|nan)% of Ray's time per trial$",
         out,
         re.MULTILINE,
     )
