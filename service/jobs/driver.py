@@ -133,7 +133,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             keys=keys,
             should_stop=heartbeat.cancelled.is_set,
             study_id=study_id,
-            optuna_storage_url=optuna_url(settings),
+            optuna_storage_url=optuna_url(settings) if spec.search.mode == "optuna" else None,
             ray_address=driver_ray_address(settings),
             on_trial_start=started,
         )
