@@ -513,15 +513,40 @@ def mark_trials_running(session: Session, study_id: str, *, keys: Sequence[Trial
 
 def record_trial_result(session: Session, study_id: str, result: TrialResult) -> int:
     """Store a finished trial (insert or update on its key, curve replaced) and refresh the study's
-    progress, in the caller's transaction; returns the trial's id. Idempotent."""
+    progress, in the caller's transaction; returns the trial's id. Idempotent.
+
+    A stored result (completed, diverged) is never replaced by a non-result: a Ray trial that errors
+    after its pack reported, or a worker killed by a cancel, must not turn finished work into
+    ``failed``. Likewise a ``failed`` report does not overwrite ``cancelled``.
+    """
     study = _lock_study(session, study_id)
     trial_id = _upsert_trial(session, study_id, result)
+    if trial_id is None:
+        _refresh_progress(session, study)
+        return _trial_id(session, study_id, result.key)
     _replace_epochs(session, trial_id, result.epochs)
     _refresh_progress(session, study)
     return trial_id
 
 
-def _upsert_trial(session: Session, study_id: str, result: TrialResult) -> int:
+KEEP_ON_NON_RESULT = (TrialStatus.COMPLETED, TrialStatus.DIVERGED, TrialStatus.CANCELLED)
+
+
+def _trial_id(session: Session, study_id: str, key: TrialKey) -> int:
+    trial_id: int = session.execute(
+        select(_TRIALS.c.id).where(
+            _TRIALS.c.study_id == study_id,
+            _TRIALS.c.arm == key.arm,
+            _TRIALS.c.lr == key.lr,
+            _TRIALS.c.beta_init == key.beta_init,
+            _TRIALS.c.seed == key.seed,
+        )
+    ).scalar_one()
+    return trial_id
+
+
+def _upsert_trial(session: Session, study_id: str, result: TrialResult) -> int | None:
+    """Insert or update; ``None`` when a stored result was kept (see ``record_trial_result``)."""
     values = _result_columns(result)
     key = asdict(result.key)
     statement: Any  # PostgreSQL's and SQLite's INSERT … ON CONFLICT share one API, not one type
@@ -530,10 +555,11 @@ def _upsert_trial(session: Session, study_id: str, result: TrialResult) -> int:
     else:
         statement = sqlite.insert(_TRIALS)
     statement = statement.values(study_id=study_id, **key, **values, attempts=1)
+    keep = None if result.status.is_done else _TRIALS.c.status.notin_(list(KEEP_ON_NON_RESULT))
     statement = statement.on_conflict_do_update(
-        index_elements=list(_KEY_COLUMNS), set_={name: statement.excluded[name] for name in values}
+        index_elements=list(_KEY_COLUMNS), set_={name: statement.excluded[name] for name in values}, where=keep
     )
-    trial_id: int = session.execute(statement.returning(_TRIALS.c.id)).scalar_one()
+    trial_id: int | None = session.execute(statement.returning(_TRIALS.c.id)).scalar_one_or_none()
     return trial_id
 
 

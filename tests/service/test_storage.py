@@ -446,6 +446,24 @@ def test_record_updated_result_replaces_row_and_curve(
     assert (study.trials_done, study.trials_diverged, study.trials_failed) == (2, 1, 0)
 
 
+def test_a_failed_report_never_replaces_a_result_or_a_cancel(
+    engine: Engine, new_study: NewStudy, grid: list[TrialKey]
+) -> None:
+    study = new_study()
+    record(engine, study.id, result(grid[0]))
+    record(engine, study.id, result(grid[0], TrialStatus.FAILED, error="Ray trial errored after its retries"))
+    kept = trials_by_key(engine, study.id)[grid[0]]
+    assert (kept.status, kept.test_metric, kept.curve) == (TrialStatus.COMPLETED, 0.3, result(grid[0]).epochs)
+    with session_scope(engine) as session:
+        dal.cancel_study(session, study.id)
+    record(engine, study.id, result(grid[1], TrialStatus.FAILED, error="killed by the cancel"))
+    assert trials_by_key(engine, study.id)[grid[1]].status is TrialStatus.CANCELLED
+    with session_scope(engine, read_only=True) as session:
+        stored = dal.get_study(session, study.id)
+        assert grid[0] not in dal.pending_trial_keys(session, study.id)
+    assert (stored.trials_done, stored.trials_failed) == (1, 0)
+
+
 def test_record_unknown_key_adds_a_trial(engine: Engine, new_study: NewStudy) -> None:
     study = new_study(trial_keys=[], trials_total=0)
     record(engine, study.id, result(TrialKey("demon_sgdm", 0.05, 0.95, 3)))
