@@ -74,11 +74,47 @@ def check_arm(name: str, params: dict[str, Any]) -> None:
     if unknown:
         choices = ", ".join(sorted(allowed)) or "none"
         raise ValueError(f"arm {name!r}: unknown parameter(s) {unknown}; valid parameters: {choices}")
-    milestones = params.get("milestones")
-    if milestones is not None and (
-        not isinstance(milestones, list) or not all(isinstance(m, (int, float)) and 0 < m < 1 for m in milestones)
-    ):
-        raise ValueError(f"arm {name!r}: milestones must be fractions of training in (0, 1)")
+    for param, value in params.items():
+        problem = _param_problem(param, value)
+        if problem:
+            raise ValueError(f"arm {name!r}: parameter {param!r} {problem} (got {value!r})")
+
+
+# Valid range of each numeric schedule parameter: (low, high, low inclusive, high inclusive).
+PARAM_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "gamma": (0.0, 1.0, False, True),
+    "eta_min": (0.0, math.inf, True, False),
+    "end_factor": (0.0, 1.0, True, True),
+    "final_factor": (0.0, 1.0, False, True),
+    "pct_start": (0.0, 1.0, False, False),
+    "div_factor": (0.0, math.inf, False, False),
+    "final_div_factor": (0.0, math.inf, False, False),
+    "momentum_span": (0.0, 1.0, True, True),
+    "factor": (0.0, 1.0, False, False),
+    "patience": (0.0, 10_000.0, True, True),
+}
+
+
+def _param_problem(param: str, value: Any) -> str | None:
+    """Why ``value`` is not valid for ``param``, or None."""
+    if param == "nesterov":
+        return None if isinstance(value, bool) else "must be true or false"
+    if param == "milestones":
+        fractions = isinstance(value, list) and value and all(_number(m) and 0 < m < 1 for m in value)
+        return None if fractions else "must be a non-empty list of fractions of training in (0, 1)"
+    low, high, low_in, high_in = PARAM_RANGES[param]
+    if not _number(value):
+        return "must be a number"
+    if param == "patience" and value != int(value):
+        return "must be a whole number of epochs"
+    above = value >= low if low_in else value > low
+    below = value <= high if high_in else value < high
+    interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+    return None if above and below else f"must lie in {interval}"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass

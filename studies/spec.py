@@ -27,7 +27,7 @@ from pydantic import (
 
 from .arms import arm_names, check_arm
 from .results import TrialKey
-from .workloads import get_workload, workload_names
+from .workloads import Workload, get_workload, workload_names
 
 DEFAULT_MAX_TRIALS = 20_000
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")
@@ -206,7 +206,7 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> StudySpec:
-        workload = get_workload(self.workload, self.workload_params)
+        workload = _checked_workload(self.workload, self.workload_params)
         allowed = (workload.metric_name, "loss")
         if self.metric is not None and self.metric not in allowed:
             raise ValueError(f"metric: unknown metric {self.metric!r}; valid choices: {', '.join(allowed)}")
@@ -255,6 +255,19 @@ class StudySpec(_Strict):
         """A hash of the normalised spec (what identifies "the same study")."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _checked_workload(name: str, params: dict[str, Any]) -> Workload:
+    """The workload with these parameters, or a ``ValueError`` naming ``workload_params`` when they
+    are of the wrong type or make its failure scores meaningless (e.g. ``classes: 0``)."""
+    try:
+        workload = get_workload(name, params)
+        fail_values = (workload.chance_metric(), workload.chance_loss())
+    except (TypeError, ValueError, ArithmeticError, KeyError) as exc:
+        raise ValueError(f"workload_params: not valid for {name!r}: {exc}") from None
+    if not all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in fail_values):
+        raise ValueError(f"workload_params: not valid for {name!r}: chance-level scores {fail_values}")
+    return workload
 
 
 def expand_trials(spec: StudySpec) -> list[TrialKey]:

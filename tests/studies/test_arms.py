@@ -191,8 +191,8 @@ def test_plateau_reduces_lr_after_patience_epochs_without_improvement(base: str)
         ("sgd", {}, r"unknown arm 'sgd'; valid choices: demon_sgdm"),
         ("sgdm_cosine", {"gamma": 0.1}, r"valid parameters: eta_min, nesterov"),
         ("adam_step", {"nesterov": True}, r"valid parameters: gamma, milestones$"),
-        ("sgdm_step", {"milestones": 0.5}, r"milestones must be fractions"),
-        ("sgdm_step", {"milestones": [0.0]}, r"milestones must be fractions"),
+        ("sgdm_step", {"milestones": 0.5}, r"milestones. must be a non-empty list of fractions"),
+        ("sgdm_step", {"milestones": [0.0]}, r"milestones. must be a non-empty list of fractions"),
     ],
 )
 def test_check_arm_errors(name: str, params: dict[str, Any], message: str) -> None:

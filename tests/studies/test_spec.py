@@ -248,3 +248,46 @@ def test_spec_hash_is_stable_under_reordering() -> None:
     assert spec().spec_hash() != spec(lr=[0.1, 0.3]).spec_hash()
     assert spec().spec_hash() != spec(epochs=3).spec_hash()
     assert len(spec().spec_hash()) == 64
+
+
+BASE_SPEC: dict[str, Any] = {
+    "name": "x",
+    "workload": "synthetic",
+    "arms": ["demon_sgdm"],
+    "lr": [0.1],
+    "beta_init": [0.9],
+    "epochs": 1,
+}
+
+
+@pytest.mark.parametrize(
+    ("workload", "params"),
+    [
+        ("synthetic", {"classes": [1]}),
+        ("synthetic", {"classes": None}),
+        ("synthetic", {"classes": 0}),
+        ("synthetic", {"classes": 1}),
+        ("digits_mlp", {"num_classes": [3]}),
+        ("ptb_lstm", {"vocab_size": "abc"}),
+    ],
+)
+def test_workload_params_of_the_wrong_kind_are_a_validation_error(workload: str, params: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="workload_params: not valid for"):
+        StudySpec.model_validate({**BASE_SPEC, "workload": workload, "workload_params": params})
+
+
+@pytest.mark.parametrize(
+    ("arm", "params", "message"),
+    [
+        ("sgdm_step", {"gamma": "ab"}, "'gamma' must be a number"),
+        ("sgdm_step", {"gamma": 0}, r"'gamma' must lie in \(0, 1\]"),
+        ("sgdm_exp", {"final_factor": -1}, r"'final_factor' must lie in \(0, 1\]"),
+        ("sgdm_step", {"milestones": []}, "'milestones' must be a non-empty list"),
+        ("sgdm_plateau", {"patience": 1.5}, "'patience' must be a whole number"),
+        ("sgdm_none", {"nesterov": "yes"}, "'nesterov' must be true or false"),
+        ("sgdm_onecycle", {"pct_start": 1.0}, r"'pct_start' must lie in \(0, 1\)"),
+    ],
+)
+def test_arm_parameter_values_are_checked(arm: str, params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        StudySpec.model_validate({**BASE_SPEC, "arms": [{"name": arm, "params": params}]})
