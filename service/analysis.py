@@ -170,8 +170,13 @@ def _clean(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str, eps: float | None) -> dict[str, Any]:
-    """The METRICS.md figures per arm and per pair (cached per study progress)."""
+def sensitivity(
+    engine: Engine, study_id: str, *, metric: str | None, split: str, eps: float | None, relative: bool = False
+) -> dict[str, Any]:
+    """The METRICS.md figures per arm and per pair (cached per study progress).
+
+    ``eps`` None takes the metric's default (one point of error rate; 1% of the peak otherwise);
+    a given ``eps`` is absolute unless ``relative``."""
     from studies.metrics import sensitivity_report
     from studies.report import default_eps
 
@@ -182,21 +187,25 @@ def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str
         study = dal.get_study(session, study_id)
     spec = study_spec(study)
     name, kind = metric_kind(spec, metric)
-    eps = eps if eps is not None else (default_eps(spec) if name == spec.metric_name else None)
+    if eps is None:
+        eps, relative = default_eps(name)
 
     def compute() -> dict[str, Any]:
         _, frame = _frame(engine, study_id, kind)
-        report: dict[str, Any] = sensitivity_report(frame, _axes(spec, frame), y_fail(spec, kind), eps=eps, split=split)
+        report: dict[str, Any] = sensitivity_report(
+            frame, _axes(spec, frame), y_fail(spec, kind), eps=eps, relative=relative, split=split
+        )
         report["study"] = {
             "id": study_id,
             "metric": name,
             "split": split,
             "eps": eps,
+            "relative": relative,
             "status": study.status.value,
         }
         return report
 
-    result: dict[str, Any] = _cached(("sensitivity", *_progress_key(study), name, split, eps), compute)
+    result: dict[str, Any] = _cached(("sensitivity", *_progress_key(study), name, split, eps, relative), compute)
     return result
 
 
@@ -270,7 +279,7 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
                     "betas": list(spec.beta_init),
                     "seeds": len(spec.seed_values),
                     "metric": spec.metric_name,
-                    "split": spec.split,
+                    "split": "test",
                 },
                 "arms": {k: v for k, v in report["arms"].items() if arm is None or k == arm},
             }

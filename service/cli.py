@@ -212,6 +212,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_heatmap(args: argparse.Namespace) -> int:
     out = Path(args.out)
     fmt = out.suffix.lstrip(".") or "png"
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"--out: heatmaps are .png or .svg (got {out.name!r})")
     data = _client(args).heatmap(args.study_id, fmt=fmt, metric=args.metric, split=args.split, arms=args.arms)
     out.write_bytes(data)
     print(f"wrote {out}")

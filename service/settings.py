@@ -40,7 +40,12 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", validate_default=True)
     launcher: Literal["local", "ray"] = "local"
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("DEMONLAB_RAY_ADDRESS", "RAY_ADDRESS"))
-    ray_auth_mode: str = "disabled"
+    ray_auth_mode: str = Field(
+        default="disabled", validation_alias=AliasChoices("DEMONLAB_RAY_AUTH_MODE", "RAY_AUTH_MODE")
+    )
+    dataset_dir: Path | None = Field(
+        default=None, description="where workloads read their datasets (default: <data_dir>/datasets)"
+    )
     api_tokens_required: bool = False
     max_trials_per_study: int = Field(default=20_000, gt=0)
     max_concurrent_studies: int = Field(default=2, gt=0)

@@ -96,9 +96,10 @@ def grid_axes(spec: StudySpec, frame: pd.DataFrame | None = None) -> Any:
     return GridAxes(lrs=tuple(spec.lr_values), betas=tuple(spec.beta_init), seeds=tuple(spec.seed_values))
 
 
-def default_eps(spec: StudySpec) -> float | None:
-    """ε for "good" cells: one percentage point for error rates, else the metrics' own default."""
-    return 0.01 if spec.metric_name == "error" else None
+def default_eps(metric_name: str) -> tuple[float, bool]:
+    """(ε, relative) for "good" cells: one percentage point for error rates; 1% of the peak for
+    anything else (a loss, a perplexity, an NLL), whose scale no absolute ε fits."""
+    return (0.01, False) if metric_name == "error" else (0.01, True)
 
 
 def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path, y_fail: float) -> dict[str, Any]:
@@ -112,7 +113,8 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     scores = scores_frame(frame, spec.metric_kind)
     axes = grid_axes(spec, frame)
-    report = sensitivity_report(scores, axes, y_fail, eps=default_eps(spec), split="test")
+    eps, relative = default_eps(spec.metric_name)
+    report = sensitivity_report(scores, axes, y_fail, eps=eps, relative=relative, split="test")
     report["study"] = {
         "name": spec.name,
         "workload": spec.workload,

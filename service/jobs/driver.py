@@ -23,7 +23,7 @@ from ..analysis import study_spec
 from ..db import dal
 from ..db.engine import make_engine, session_scope
 from ..db.models import StudyStatus
-from ..errors import StorageUnavailable
+from ..errors import NotFound, StorageUnavailable
 from ..settings import Settings
 
 log = logging.getLogger("demonlab.driver")
@@ -31,7 +31,7 @@ log = logging.getLogger("demonlab.driver")
 RETRY_SECONDS = 300.0
 
 
-def _with_retry(action: Any, what: str, stop: threading.Event | None = None) -> Any:
+def _with_retry(action: Any, what: str) -> Any:
     """Run ``action`` until it succeeds, retrying through database outages for up to 5 minutes."""
     deadline = time.monotonic() + RETRY_SECONDS
     delay = 0.5
@@ -112,7 +112,10 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             with session_scope(engine) as session:
                 dal.record_trial_result(session, study_id, result)
 
-        _with_retry(record, f"record {result.key.token()}")
+        try:
+            _with_retry(record, f"record {result.key.token()}")
+        except NotFound:  # the study was deleted (after a cancel) while this driver stopped: stop quietly
+            heartbeat.cancelled.set()
 
     def started(keys: list[Any]) -> None:
         def mark() -> None:
@@ -121,6 +124,8 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
 
         try:
             _with_retry(mark, "mark running")
+        except NotFound:
+            heartbeat.cancelled.set()
         except StorageUnavailable:  # only bookkeeping: the trial runs and its result is recorded anyway
             log.warning("study %s: could not mark %d trial(s) running", study_id, len(keys))
 
@@ -130,6 +135,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             sink,
             executor="ray",
             data_dir=settings.data_dir,
+            dataset_dir=settings.dataset_dir,
             keys=keys,
             should_stop=heartbeat.cancelled.is_set,
             study_id=study_id,
@@ -156,8 +162,11 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
 
 
 def _finish(engine: Engine, study_id: str, status: StudyStatus, error: str | None) -> None:
-    with session_scope(engine) as session:
-        dal.finish_study(session, study_id, status=status, error=error)
+    try:
+        with session_scope(engine) as session:
+            dal.finish_study(session, study_id, status=status, error=error)
+    except NotFound:  # deleted meanwhile: nothing left to finish
+        log.warning("study %s was deleted before it finished", study_id)
 
 
 def driver_ray_address(settings: Settings) -> str | None:

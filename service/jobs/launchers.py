@@ -34,7 +34,7 @@ class Launcher(Protocol):
 
 def driver_env(settings: Settings) -> dict[str, str]:
     """What a driver needs to reach the same database and data dir as the service."""
-    return {
+    env = {
         "DEMONLAB_DATABASE_URL": settings.database_url,
         "DEMONLAB_DATA_DIR": str(settings.data_dir),
         "DEMONLAB_LAUNCHER": settings.launcher,
@@ -42,6 +42,9 @@ def driver_env(settings: Settings) -> dict[str, str]:
         "DEMONLAB_STALE_AFTER_SECONDS": str(settings.stale_after_seconds),
         "RAY_AUTH_MODE": settings.ray_auth_mode,
     }
+    if settings.dataset_dir is not None:
+        env["DEMONLAB_DATASET_DIR"] = str(settings.dataset_dir)
+    return env
 
 
 class LocalLauncher:
@@ -82,7 +85,7 @@ class LocalLauncher:
     def is_alive(self, job_id: str) -> bool:
         host, pid = _parse_local(job_id)
         if host != platform.node():
-            return True  # another machine's process: only its heartbeat can tell
+            return False  # another machine's driver: its stale heartbeat is the evidence it is gone
         child = self._children.get(pid)
         if child is not None and child.poll() is not None:
             self._children.pop(pid, None)

@@ -365,6 +365,14 @@ def test_grid_of_a_study_without_results(api: TestClient, smoke_spec: dict[str, 
     assert body["missing"] == [[2, 2]] * 3
 
 
+def test_sensitivity_default_eps_follows_the_metric(api: TestClient, results_study: str) -> None:
+    loss = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"metric": "loss"}).text)
+    assert (loss["study"]["eps"], loss["study"]["relative"]) == (0.01, True), "1% of the peak for a loss"
+    given = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"eps": 0.05}).text)
+    assert (given["study"]["eps"], given["study"]["relative"]) == (0.05, False)
+    assert all(arm["good_fraction"]["eps"] == 0.05 for arm in given["arms"].values())
+
+
 def test_sensitivity_reports_arms_and_pairs(api: TestClient, results_study: str) -> None:
     response = api.get(f"/api/v1/studies/{results_study}/sensitivity")
 
@@ -372,7 +380,14 @@ def test_sensitivity_reports_arms_and_pairs(api: TestClient, results_study: str)
     body = strict_json(response.text)  # no NaN or Infinity anywhere
     assert set(body["arms"]) == set(ARMS)
     assert body["orientation"].startswith("higher is better")
-    assert body["study"] == {"id": results_study, "metric": "error", "split": "test", "eps": 0.01, "status": "queued"}
+    assert body["study"] == {
+        "id": results_study,
+        "metric": "error",
+        "split": "test",
+        "eps": 0.01,
+        "relative": False,
+        "status": "queued",
+    }
     demon = body["arms"]["demon_sgdm"]
     assert demon["coverage"]["complete"] is True
     assert demon["coverage"]["n_completed"] == 12

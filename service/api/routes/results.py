@@ -73,12 +73,13 @@ def get_sensitivity(
     eps: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
     metric: str | None = None,
     split: str = "test",
+    relative: bool = False,
 ) -> dict[str, Any]:
     """METRICS.md figures per arm and per pair (oriented: higher is better, y = −value).
 
     Cells are always chosen on the validation split; ``split`` is the one the figures report.
     """
-    return analysis.sensitivity(engine, study_id, metric=metric, split=split, eps=eps)
+    return analysis.sensitivity(engine, study_id, metric=metric, split=split, eps=eps, relative=relative)
 
 
 def _arms(arms: str | None) -> list[str] | None:
