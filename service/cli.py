@@ -103,7 +103,7 @@ def _cmd_execute(args: argparse.Namespace) -> int:
     from .jobs.driver import execute
     from .settings import get_settings
 
-    return execute(args.study_id, get_settings())
+    return execute(args.study_id, get_settings(), attempt=args.attempt)
 
 
 def _read_spec(path: str) -> dict[str, Any]:
@@ -300,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("execute", help="drive one study (launched by the scheduler)")
     p.add_argument("study_id")
+    p.add_argument("--attempt", type=int, default=None, help="the launch this driver belongs to (set by the scheduler)")
     p.set_defaults(func=_cmd_execute)
 
     p = sub.add_parser("submit", help="submit a spec (YAML or JSON) to the service")

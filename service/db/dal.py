@@ -403,17 +403,27 @@ def _studies_by_id(session: Session, study_ids: Sequence[str]) -> list[Study]:
     return list(session.scalars(query.execution_options(populate_existing=True)).all())
 
 
-def heartbeat(session: Session, study_id: str) -> StudyStatus:
+def heartbeat(session: Session, study_id: str, *, attempt: int | None = None) -> StudyStatus:
     """Stamp a running study as alive and return its status: anything but ``running`` (cancelled,
-    requeued, finished) tells the driver to stop. Only a running study's heartbeat is stamped."""
-    result = session.execute(
-        update(Study).where(Study.id == study_id, Study.status == StudyStatus.RUNNING).values(heartbeat_at=utcnow())
-    )
+    requeued, finished) tells the driver to stop. Only a running study's heartbeat is stamped.
+
+    With ``attempt`` (the launch the driver belongs to), a study running under a later launch raises
+    ``Conflict``: that driver was superseded (relaunched after a stale heartbeat) and must stop.
+    """
+    condition = [Study.id == study_id, Study.status == StudyStatus.RUNNING]
+    if attempt is not None:
+        condition.append(Study.attempts == attempt)
+    result = session.execute(update(Study).where(*condition).values(heartbeat_at=utcnow()))
     if _rowcount(result) == 1:
         return StudyStatus.RUNNING
-    status = session.scalar(select(Study.status).where(Study.id == study_id))
-    if status is None:
+    row = session.execute(select(Study.status, Study.attempts).where(Study.id == study_id)).one_or_none()
+    if row is None:
         raise NotFound("study", study_id)
+    if row.status is StudyStatus.RUNNING:
+        raise Conflict(
+            f"study {study_id!r} runs under launch {row.attempts}, not {attempt}: this driver was superseded"
+        )
+    status: StudyStatus = row.status
     return status
 
 

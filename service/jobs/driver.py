@@ -23,7 +23,7 @@ from ..analysis import study_spec
 from ..db import dal
 from ..db.engine import make_engine, session_scope
 from ..db.models import StudyStatus
-from ..errors import NotFound, StorageUnavailable
+from ..errors import Conflict, NotFound, StorageUnavailable
 from ..settings import Settings
 
 log = logging.getLogger("demonlab.driver")
@@ -49,10 +49,11 @@ def _with_retry(action: Any, what: str) -> Any:
 class Heartbeat:
     """A thread that stamps the study's heartbeat and notices a cancel."""
 
-    def __init__(self, engine: Engine, study_id: str, every: float) -> None:
+    def __init__(self, engine: Engine, study_id: str, every: float, attempt: int | None = None) -> None:
         self.engine = engine
         self.study_id = study_id
         self.every = every
+        self.attempt = attempt
         self.cancelled = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demonlab-heartbeat", daemon=True)
@@ -64,9 +65,12 @@ class Heartbeat:
         while not self._stop.wait(self.every):
             try:
                 with session_scope(self.engine) as session:
-                    status = dal.heartbeat(session, self.study_id)
+                    status = dal.heartbeat(session, self.study_id, attempt=self.attempt)
                 if status is not StudyStatus.RUNNING:
                     self.cancelled.set()
+            except (Conflict, NotFound):  # superseded by a relaunch, or deleted: stop
+                log.warning("study %s: this driver (launch %s) is no longer the study's", self.study_id, self.attempt)
+                self.cancelled.set()
             except Exception:
                 log.warning("heartbeat failed for study %s", self.study_id, exc_info=True)
 
@@ -75,20 +79,27 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def execute(study_id: str, settings: Settings) -> int:
-    """Run one study to the end; return a process exit code."""
+def execute(study_id: str, settings: Settings, attempt: int | None = None) -> int:
+    """Run one study to the end; return a process exit code.
+
+    ``attempt`` is the launch this driver belongs to (the scheduler passes it): a driver whose study
+    has since been relaunched stops instead of running beside its successor.
+    """
     engine = make_engine(settings.database_url)
     try:
-        return _execute(engine, study_id, settings)
+        return _execute(engine, study_id, settings, attempt)
     finally:
         engine.dispose()
 
 
-def _execute(engine: Engine, study_id: str, settings: Settings) -> int:
+def _execute(engine: Engine, study_id: str, settings: Settings, attempt: int | None) -> int:
     with session_scope(engine) as session:
         study = dal.get_study(session, study_id)
         if study.status is not StudyStatus.RUNNING:
             log.warning("study %s is %s, not running: nothing to do", study_id, study.status.value)
+            return 0
+        if attempt is not None and study.attempts != attempt:
+            log.warning("study %s runs under launch %d, not %d: nothing to do", study_id, study.attempts, attempt)
             return 0
         keys = dal.pending_trial_keys(session, study_id)
     try:
@@ -97,13 +108,13 @@ def _execute(engine: Engine, study_id: str, settings: Settings) -> int:
         error = f"cannot run the stored spec: {exc}"
         _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, error), "finish")
         return 1
-    return _run(engine, study_id, settings, spec, keys)
+    return _run(engine, study_id, settings, spec, keys, attempt)
 
 
-def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: list[Any]) -> int:
+def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: list[Any], attempt: int | None) -> int:
     from studies.executors import execute_study, shutdown_ray
 
-    heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds)
+    heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds, attempt)
     heartbeat.start()
     signal.signal(signal.SIGTERM, lambda *_: heartbeat.cancelled.set())
 

@@ -63,7 +63,7 @@ class LocalLauncher:
         if self.settings.ray_address:
             env["DEMONLAB_RAY_ADDRESS"] = self.settings.ray_address
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "execute", study_id],
+            [sys.executable, "-m", "service.cli", "execute", study_id, "--attempt", str(attempt)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -184,7 +184,7 @@ class RayJobLauncher:
         submission_id = f"demonlab-{study_id}-{attempt}-{int(time.time())}"
         env = driver_env(self.settings)
         client.submit_job(  # type: ignore[attr-defined]
-            entrypoint=f"python -m service.cli execute {shlex.quote(study_id)}",
+            entrypoint=f"python -m service.cli execute {shlex.quote(study_id)} --attempt {attempt}",
             submission_id=submission_id,
             runtime_env={"env_vars": env},
         )

@@ -345,6 +345,19 @@ def test_heartbeat_and_stale_detection(engine: Engine, new_study: NewStudy) -> N
         dal.heartbeat(session, "000000000000")
 
 
+def test_a_superseded_drivers_heartbeat_is_refused(engine: Engine, new_study: NewStudy) -> None:
+    study = new_study(trial_keys=[])
+    claim(engine)  # launch 1
+    with session_scope(engine) as session:
+        assert dal.heartbeat(session, study.id, attempt=1) is StudyStatus.RUNNING
+        dal.requeue_study(session, study.id, expected_attempts=1)
+    claim(engine)  # launch 2: the first driver is stale but maybe not dead
+    with pytest.raises(Conflict, match="superseded"), session_scope(engine) as session:
+        dal.heartbeat(session, study.id, attempt=1)
+    with session_scope(engine) as session:
+        assert dal.heartbeat(session, study.id, attempt=2) is StudyStatus.RUNNING
+
+
 def test_requeue_resets_running_trials(engine: Engine, new_study: NewStudy, grid: list[TrialKey]) -> None:
     study = new_study()
     claim(engine)
