@@ -74,11 +74,10 @@ def _check_split(split: str) -> None:
         raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
 
 
-def _frame(engine: Engine, study_id: str, kind: Literal["metric", "loss"]) -> tuple[Study, pd.DataFrame]:
+def _frame(engine: Engine, study_id: str, kind: Literal["metric", "loss"]) -> pd.DataFrame:
+    """The study's per-seed scores (callers have already looked the study up)."""
     with session_scope(engine, read_only=True) as session:
-        study = dal.get_study(session, study_id)
-        frame = dal.trial_scores_frame(session, study_id, metric=kind)
-    return study, frame
+        return dal.trial_scores_frame(session, study_id, metric=kind)
 
 
 def _axes(spec: Any, frame: pd.DataFrame) -> Any:
@@ -191,7 +190,7 @@ def sensitivity(
         eps, relative = default_eps(name)
 
     def compute() -> dict[str, Any]:
-        _, frame = _frame(engine, study_id, kind)
+        frame = _frame(engine, study_id, kind)
         report: dict[str, Any] = sensitivity_report(
             frame, _axes(spec, frame), y_fail(spec, kind), eps=eps, relative=relative, split=split
         )
@@ -226,7 +225,7 @@ def heatmap(
     name, kind = metric_kind(spec, metric)
 
     def compute() -> bytes:
-        _, frame = _frame(engine, study_id, kind)
+        frame = _frame(engine, study_id, kind)
         return bytes(
             render_heatmap(
                 frame,
