@@ -828,11 +828,16 @@ def _hash_token(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
+TOKEN_PREFIX = "dlt_"
+
+
 def create_token(session: Session, name: str) -> str:
     """Create an API token named ``name``; returns the secret, which is shown once and never stored."""
     if not 1 <= len(name) <= 100:
         raise InvalidInput("name", "a token name has 1 to 100 characters")
-    plaintext = secrets.token_urlsafe(32)
+    # A prefix, so a secret never starts with "-" (token_urlsafe's alphabet has it), which command
+    # lines would take for an option: `demonlab submit --token -abc…` failed one time in 64.
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=_hash_token(plaintext), created_at=utcnow()))
     session.flush()
     return plaintext

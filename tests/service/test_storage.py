@@ -625,6 +625,13 @@ def test_trials_export_frame_keeps_non_finite_values(engine: Engine, new_study: 
 # ---------------------------------------------------------------------------------------------- tokens
 
 
+def test_token_secrets_never_look_like_command_line_options(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        secrets_made = [dal.create_token(session, f"t{i}") for i in range(200)]
+    assert not any(secret.startswith("-") for secret in secrets_made)
+    assert len(set(secrets_made)) == 200
+
+
 def test_tokens_are_stored_hashed(engine: Engine) -> None:
     with session_scope(engine) as session:
         assert not dal.any_tokens(session)
