@@ -23,7 +23,6 @@ from .db.models import Study
 from .errors import Conflict, InvalidInput
 
 STATS = ("mean", "median", "min", "max")
-GRID_BOOTSTRAP = 500  # resamples for the per-cell intervals of /grid
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -96,8 +95,8 @@ def _progress_key(study: Study) -> tuple[Any, ...]:
 def grid(
     engine: Engine, study_id: str, *, arm: str | None, metric: str | None, split: str, stat: str
 ) -> dict[str, Any]:
-    """One arm's grid of a statistic over seeds, with n, diverged, missing and bootstrap intervals
-    (cached per study progress, like ``sensitivity``)."""
+    """One arm's grid of a statistic over seeds, with n, diverged, missing and each cell median's
+    order-statistic interval at the level it really has (cached per study progress)."""
     from studies.metrics import cell_table
 
     _check_split(split)
@@ -116,7 +115,7 @@ def grid(
         with session_scope(engine, read_only=True) as session:
             frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
         axes = _axes(spec, frame)
-        table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split, n_boot=GRID_BOOTSTRAP)
+        table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split)
         matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
         return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
 
@@ -141,7 +140,10 @@ def _stat_matrix(frame: pd.DataFrame, axes: Any, table: Any, split: str, stat: s
 def _grid_body(
     study_id: str, arm: str, metric: str, split: str, stat: str, axes: Any, table: Any, matrix: Any
 ) -> dict[str, Any]:
-    """The /grid response: raw (lower-is-better) values, counts and the seed intervals per cell."""
+    """The /grid response: raw (lower-is-better) values, counts and the seed intervals per cell.
+
+    ``median_low``/``median_high`` bound each cell's median at ``median_level`` (per cell: the
+    order-statistic interval's real coverage; null where a cell has fewer than two results)."""
     import numpy as np
 
     return {
@@ -156,8 +158,15 @@ def _grid_body(
         "n": np.asarray(table.n_results).astype(int).tolist(),
         "diverged": np.asarray(table.n_diverged).astype(int).tolist(),
         "missing": np.asarray(table.n_missing).astype(int).tolist(),
-        "ci_low": [[_clean(v) for v in row] for row in np.asarray(table.raw_ci_low)],
-        "ci_high": [[_clean(v) for v in row] for row in np.asarray(table.raw_ci_high)],
+        "median_low": [[_clean(v) for v in row] for row in np.asarray(table.raw_interval_low)],
+        "median_high": [[_clean(v) for v in row] for row in np.asarray(table.raw_interval_high)],
+        "median_level": [
+            [
+                _clean(level) if status in ("ok", "reduced_level") else None
+                for level, status in zip(row, states, strict=True)
+            ]
+            for row, states in zip(np.asarray(table.interval_level), table.interval_status, strict=True)
+        ],
     }
 
 
@@ -174,8 +183,9 @@ def sensitivity(
 ) -> dict[str, Any]:
     """The METRICS.md figures per arm and per pair (cached per study progress).
 
-    ``eps`` None takes the metric's default (one point of error rate; 1% of the peak otherwise);
-    a given ``eps`` is absolute unless ``relative``."""
+    ``eps`` None takes the metric's default (one point of error rate; the seed spread at the arms'
+    peaks otherwise, see ``studies.report.default_eps``); a given ``eps`` is absolute unless
+    ``relative``. The report says which ε it used (``eps``, ``relative``, ``eps_source``)."""
     from studies.metrics import sensitivity_report
     from studies.report import default_eps
 
@@ -186,25 +196,27 @@ def sensitivity(
         study = dal.get_study(session, study_id)
     spec = study_spec(study)
     name, kind = metric_kind(spec, metric)
+    eps_used: float | str = eps if eps is not None else default_eps(name)[0]
     if eps is None:
-        eps, relative = default_eps(name)
+        relative = default_eps(name)[1]
 
     def compute() -> dict[str, Any]:
         frame = _frame(engine, study_id, kind)
         report: dict[str, Any] = sensitivity_report(
-            frame, _axes(spec, frame), y_fail(spec, kind), eps=eps, relative=relative, split=split
+            frame, _axes(spec, frame), y_fail(spec, kind), eps=eps_used, relative=relative, split=split
         )
         report["study"] = {
             "id": study_id,
             "metric": name,
             "split": split,
-            "eps": eps,
-            "relative": relative,
+            "eps": report["eps"],
+            "relative": report["relative"],
             "status": study.status.value,
         }
         return report
 
-    result: dict[str, Any] = _cached(("sensitivity", *_progress_key(study), name, split, eps, relative), compute)
+    key = ("sensitivity", *_progress_key(study), name, split, eps_used, relative)
+    result: dict[str, Any] = _cached(key, compute)
     return result
 
 
@@ -276,7 +288,7 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
                     "epochs": spec.epochs,
                     "lr_range": [min(spec.lr_values, default=None), max(spec.lr_values, default=None)],
                     "betas": list(spec.beta_init),
-                    "seeds": len(spec.seed_values),
+                    "seeds": list(spec.seed_values),
                     "metric": spec.metric_name,
                     "split": "test",
                 },

@@ -189,9 +189,11 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    from studies.report import summary_table
+    from studies.report import pair_lines, summary_table
 
     print(summary_table(report))
+    for line in pair_lines(report):
+        print(line)
     return 0
 
 

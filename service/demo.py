@@ -79,13 +79,13 @@ def run_demo(*, port: int | None = None, spec_path: str | None = None) -> int:
 
 
 def _summarise(client: Any, study_id: str, data_dir: Path, base: str) -> None:
-    from studies.report import summary_table
+    from studies.report import pair_lines, summary_table
 
     report = client.sensitivity(study_id)
     print()
     print(summary_table(report))
-    for pair in report.get("pairs", []):
-        print(_pair_line(pair))
+    for line in pair_lines(report):
+        print(line)
     out = data_dir / "demo"
     out.mkdir(parents=True, exist_ok=True)
     png, svg = out / f"{study_id}-heatmap.png", out / f"{study_id}-heatmap.svg"
@@ -96,22 +96,3 @@ def _summarise(client: Any, study_id: str, data_dir: Path, base: str) -> None:
     print(f"sensitivity: {base}/api/v1/studies/{study_id}/sensitivity")
     print(f"grid:        {base}/api/v1/studies/{study_id}/grid?arm=demon_sgdm")
     print(f"trials:      {base}/api/v1/studies/{study_id}/export.csv")
-
-
-def _pair_line(pair: dict[str, Any]) -> str:
-    """One line per pair: P(a better than b) over cell scores, and Δ of the ε-good fraction."""
-    a, b = pair.get("arm_a"), pair.get("arm_b")
-    if "error" in pair:
-        return f"{a} vs {b}: {pair['error']}"
-    poi = pair.get("probability_of_improvement", {})
-    delta: dict[str, Any] = next((d for d in pair.get("deltas", []) if d.get("metric") == "good_fraction"), {})
-    return (
-        f"{a} vs {b}: P({a} cell beats {b} cell) = {_num(poi.get('distributions'))}, "
-        f"matched cells {_num(poi.get('matched'))}; "
-        f"ΔF_eps = {_num(delta.get('estimate'))} [{_num(delta.get('ci_low'))}, {_num(delta.get('ci_high'))}], "
-        f"P(Δ>0) = {_num(delta.get('p_positive'))}"
-    )
-
-
-def _num(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, (int, float)) else "-"

@@ -72,15 +72,17 @@ def render_heatmap(
     split: str = "test",
     metric_label: str = "error",
     fmt: str = "png",
+    note: str | None = None,
 ) -> bytes:
     """The heatmaps of ``arms`` (default: every arm with trials, sorted) as PNG or SVG bytes.
 
     Values are raw (lower is better) medians over seeds on ``split``; error rates in [0, 1] are
-    shown in percent. ``scores`` and ``y_fail`` are as for ``studies.metrics``.
+    shown in percent. ``scores`` and ``y_fail`` are as for ``studies.metrics``. ``note`` is added
+    to the caption (e.g. the ε-good fractions with the ε they used).
     """
     if fmt not in FORMATS:
         raise ValueError(f"Invalid fmt: {fmt!r} (expected one of {FORMATS})")
-    figure = build_figure(scores, axes, y_fail, arms=arms, split=split, metric_label=metric_label)
+    figure = build_figure(scores, axes, y_fail, arms=arms, split=split, metric_label=metric_label, note=note)
     return _save(figure, fmt)
 
 
@@ -93,9 +95,10 @@ def write_heatmaps(
     arms: Sequence[str] | None = None,
     split: str = "test",
     metric_label: str = "error",
+    note: str | None = None,
 ) -> list[Path]:
     """Draw once, write ``<stem>.png`` and ``<stem>.svg`` under ``out_dir``; return their paths."""
-    figure = build_figure(scores, axes, y_fail, arms=arms, split=split, metric_label=metric_label)
+    figure = build_figure(scores, axes, y_fail, arms=arms, split=split, metric_label=metric_label, note=note)
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -114,11 +117,12 @@ def build_figure(
     arms: Sequence[str] | None = None,
     split: str = "test",
     metric_label: str = "error",
+    note: str | None = None,
 ) -> Figure:
     """The matplotlib ``Figure`` behind ``render_heatmap`` (row 1: medians, row 2: divergence)."""
     from matplotlib.figure import Figure
 
-    tables = cell_tables(scores, axes, y_fail, None if arms is None else list(arms), split=split, n_boot=0)
+    tables = cell_tables(scores, axes, y_fail, None if arms is None else list(arms), split=split)
     if not tables:
         raise ValueError("no trials to draw")
     medians = np.stack([t.raw_median for t in tables.values()])
@@ -164,6 +168,8 @@ def build_figure(
     rate_bar.set_label("diverged / results", fontsize=8)
     rate_bar.ax.tick_params(labelsize=7)
     title = f"median {split} {metric_label} over {len(axes.seeds)} seeds, lower is better: {', '.join(tables)}"
+    if note:
+        title += f"; {note}"
     legend = (
         f"{DIVERGED_MARK} all seeds diverged · d/n{PARTIAL_MARK} d of n diverged · n=r/S r of S seeds · grey: no result"
     )

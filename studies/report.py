@@ -96,14 +96,20 @@ def grid_axes(spec: StudySpec, frame: pd.DataFrame | None = None) -> Any:
     return GridAxes(lrs=tuple(spec.lr_values), betas=tuple(spec.beta_init), seeds=tuple(spec.seed_values))
 
 
-def default_eps(metric_name: str) -> tuple[float, bool]:
-    """(ε, relative) for "good" cells: one percentage point for error rates; 1% of the peak for
-    anything else (a loss, a perplexity, an NLL), whose scale no absolute ε fits."""
-    return (0.01, False) if metric_name == "error" else (0.01, True)
+def default_eps(metric_name: str) -> tuple[float | str, bool]:
+    """(ε, relative) for "good" cells: one percentage point for error rates; for anything else (a
+    loss, a perplexity, an NLL), whose scale no fixed ε fits, ``"seed_spread"``: the pooled seed
+    standard deviation at the arms' peak cells, so a cell is good when it is within the difference
+    seeds alone make (1% of the best score when every peak has a single seed)."""
+    from .metrics import SEED_SPREAD
+
+    return (0.01, False) if metric_name == "error" else (SEED_SPREAD, False)
 
 
 def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path, y_fail: float) -> dict[str, Any]:
-    """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report."""
+    """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report.
+
+    The figures and heatmaps are on ``spec.split`` (cells are always chosen on validation)."""
     from .heatmaps import write_heatmaps
     from .metrics import sensitivity_report
 
@@ -114,35 +120,111 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     scores = scores_frame(frame, spec.metric_kind)
     axes = grid_axes(spec, frame)
     eps, relative = default_eps(spec.metric_name)
-    report = sensitivity_report(scores, axes, y_fail, eps=eps, relative=relative, split="test")
+    report = sensitivity_report(scores, axes, y_fail, eps=eps, relative=relative, split=spec.split)
     report["study"] = {
         "name": spec.name,
         "workload": spec.workload,
         "metric": spec.metric_name,
-        "split": spec.split,
+        "split": spec.split,  # the split every figure is on; cells are chosen on "val"
     }
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
-    paths = write_heatmaps(scores, axes, y_fail, out_dir, stem="heatmap", metric_label=spec.metric_name)
+    paths = write_heatmaps(
+        scores,
+        axes,
+        y_fail,
+        out_dir,
+        stem="heatmap",
+        metric_label=spec.metric_name,
+        split=spec.split,
+        note=heatmap_note(report),
+    )
     report["files"] = [
         str(p) for p in [out_dir / "trials.csv", out_dir / "trials.parquet", out_dir / "metrics.json", *paths]
     ]
     return report
 
 
+def eps_caption(report: dict[str, Any]) -> str:
+    """The ε of a report in words, for every place that prints an ε-figure."""
+    eps, relative = report.get("eps"), report.get("relative")
+    if not isinstance(eps, (int, float)):
+        return "eps = ?"
+    text = f"eps = {eps:.3g}" + (" x |best|" if relative else "")
+    source = str(report.get("eps_source") or "")
+    if source.startswith("seed spread:"):
+        text += " (seed spread at the peaks)"
+    elif source.startswith("seed spread unmeasurable"):
+        text += " (seed spread unmeasurable: 1% of the best)"
+    return text
+
+
+def heatmap_note(report: dict[str, Any]) -> str:
+    """The heatmap caption's ε-figure: each arm's ε-good fraction, with the ε it used."""
+    fractions = ", ".join(
+        f"{arm} {_short(_dig(metrics, 'eps_good', 'fraction'))}" for arm, metrics in report.get("arms", {}).items()
+    )
+    return f"share of cells within {eps_caption(report)} of the best: {fractions}"
+
+
 def summary_table(report: dict[str, Any]) -> str:
     """A plain-text table, one row per arm, in the workload's units (lower is better): the test
-    score of the cell picked on validation, F_ε, mean good-lr width, q(1), and the diverged share."""
-    lines = [f"{'arm':<16} {'best test':>10} {'F_eps':>10} {'width(dec)':>10} {'E[best@1]':>10} {'diverged':>10}"]
+    score of the cell picked on validation with its seed interval and that interval's level, the
+    ε-good fraction F_ε (ε printed above the table), the mean ε-good lr width, q(1) and the
+    diverged share."""
+    split = report.get("split", "test")
+    lines = [
+        f"figures on {split} (cells chosen on val); good = within {eps_caption(report)} of the best cell on {split}",
+        f"{'arm':<16} {'best ' + split:>10} {'interval':>19} {'level':>6} {'F_eps':>7} {'width(dec)':>10}"
+        f" {'E[best@1]':>10} {'diverged':>9}",
+    ]
     for arm, metrics in report.get("arms", {}).items():
         coverage = metrics.get("coverage", {})
         ran = coverage.get("n_completed", 0) + coverage.get("n_diverged", 0)
         diverged = coverage.get("n_diverged", 0) / ran if ran else None
+        interval = _dig(metrics, "peak", "score_interval") or {}
+        low, high = interval.get("raw_low"), interval.get("raw_high")
+        span = f"[{_short(low)}, {_short(high)}]" if low is not None and high is not None else "-"
+        level = interval.get("level")
         lines.append(
-            f"{arm:<16} {_fmt(_dig(metrics, 'peak', 'raw_score'))} {_fmt(_dig(metrics, 'good_fraction', 'fraction'))}"
-            f" {_fmt(_dig(metrics, 'good_lr_width', 'mean_decades'))}"
-            f" {_fmt(_dig(metrics, 'expected_best', 'raw_without_replacement', 0))} {_fmt(diverged)}"
+            f"{arm:<16} {_fmt(_dig(metrics, 'peak', 'raw_score'))} {span:>19}"
+            f" {(f'{level:.0%}' if isinstance(level, (int, float)) else '-'):>6}"
+            f" {_fmt(_dig(metrics, 'eps_good', 'fraction'), 7)}"
+            f" {_fmt(_dig(metrics, 'eps_good_lr_width', 'mean_decades'))}"
+            f" {_fmt(_dig(metrics, 'expected_best', 'raw_without_replacement', 0))} {_fmt(diverged, 9)}"
         )
     return "\n".join(lines)
+
+
+def pair_lines(report: dict[str, Any]) -> list[str]:
+    """One line per pair: Δ of the ε-good fraction (positive: the first arm better) with its
+    interval and level, the bootstrap shares, and the probability of improvement, all named."""
+    lines = []
+    for pair in report.get("pairs", []):
+        a, b = pair.get("arm_a"), pair.get("arm_b")
+        if "error" in pair:
+            lines.append(f"{a} vs {b}: {pair['error']}")
+            continue
+        poi = pair.get("probability_of_improvement", {})
+        delta: dict[str, Any] = next((d for d in pair.get("deltas", []) if d.get("metric") == "eps_good_fraction"), {})
+        interval = delta.get("interval") or {}
+        if interval.get("status") == "ok":
+            span = f"[{_short(interval.get('low'))}, {_short(interval.get('high'))}] ({interval.get('level', 0):.0%})"
+            shares = (
+                f", share of bootstrap replicates > 0: {_short(delta.get('bootstrap_share_positive'))}"
+                f", tied: {_short(delta.get('bootstrap_share_ties'))}"
+            )
+        else:
+            span, shares = f"(no interval: {interval.get('status', '-')})", ""
+        improvement = _short(poi.get("distributions"))
+        lines.append(
+            f"{a} vs {b}: dF_eps ({eps_caption(pair)}; > 0 = {a} better) = {_short(delta.get('delta'))} {span}"
+            f"{shares}; P({a} cell beats {b} cell) = {improvement}, matched cells {_short(poi.get('matched'))}"
+        )
+    return lines
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
 
 def _dig(data: Any, *path: str | int) -> Any:
@@ -155,7 +237,7 @@ def _dig(data: Any, *path: str | int) -> Any:
     return data
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, width: int = 10) -> str:
     if isinstance(value, (int, float)):
-        return f"{value:>10.4g}"
-    return f"{'-':>10}"
+        return f"{value:>{width}.4g}"
+    return f"{'-':>{width}}"

@@ -145,7 +145,11 @@ class StudySpec(_Strict):
     search: Annotated[GridSearch | OptunaSearchSpec, Field(discriminator="mode")] = GridSearch()
     resources: Resources = Resources()
     metric: str | None = None
-    split: Literal["val", "test"] = "val"
+    split: Literal["val", "test"] = Field(
+        default="test",
+        description="the split the study's figures and heatmaps report (metrics.json of `demonlab run`); "
+        "cells are always chosen on validation",
+    )
     max_failures: int = Field(default=2, ge=0, le=100)
     trials_per_task: int = Field(default=1, ge=1, le=1000)
 

@@ -53,25 +53,37 @@ from studies.metrics._arm import (
     VarianceShares,
     arm_metrics,
 )
-from studies.metrics._cells import DEFAULT_CELL_BOOT, CellTable, cell_table, cell_tables
+from studies.metrics._cells import DEFAULT_CONFIDENCE, CellTable, cell_table, cell_tables
 from studies.metrics._exceptions import ComparisonError, GridError, MetricsError
 from studies.metrics._grid import ORIENTATION, GridAxes
 from studies.metrics._pair import (
-    DEFAULT_PAIR_BOOT,
+    DEFAULT_PAIR_RESAMPLES,
     Delta,
     PairMetrics,
     ProbabilityOfImprovement,
     WinProbability,
     pair_metrics,
 )
-from studies.metrics._report import aggregate_robustness, default_pairs, sensitivity_report
+from studies.metrics._report import (
+    METRICS_VERSION,
+    SEED_SPREAD,
+    aggregate_robustness,
+    default_pairs,
+    sensitivity_report,
+)
+from studies.metrics._resample import DEFAULT_LEVEL, MIN_BOOTSTRAP_SEEDS, RESAMPLING
 
 __all__ = [
-    "DEFAULT_CELL_BOOT",
+    "DEFAULT_CONFIDENCE",
     "DEFAULT_EPS",
     "DEFAULT_KS",
-    "DEFAULT_PAIR_BOOT",
+    "DEFAULT_LEVEL",
+    "DEFAULT_PAIR_RESAMPLES",
+    "METRICS_VERSION",
+    "MIN_BOOTSTRAP_SEEDS",
     "ORIENTATION",
+    "RESAMPLING",
+    "SEED_SPREAD",
     "ArmMetrics",
     "CellTable",
     "ComparisonError",

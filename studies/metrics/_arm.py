@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studies.metrics._cells import DEFAULT_CELL_BOOT, cell_medians, cell_moments, median_interval
+from studies.metrics._cells import DEFAULT_CONFIDENCE, cell_medians, cell_moments, interval_dict, median_interval
 from studies.metrics._exceptions import MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
@@ -39,6 +39,7 @@ DEFAULT_EPS = 0.01  # one percentage point of error rate
 DEFAULT_KS = (1, 2, 4, 8, 16)
 
 OK, INCOMPLETE, UNDEFINED = "ok", "incomplete", "undefined"
+ANCHOR_RULE = "best cell median on the analysis split"
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,18 @@ class GridCoverage:
 @dataclass(frozen=True)
 class Peak:
     """The best cell by validation median, reported with its median on the analysis split
-    (``score``) and that median's 95% seed-bootstrap interval. Oriented; ``raw_*`` in to_dict."""
+    (``score``) and that median's order-statistic interval over seeds at the level it really has
+    (``interval_level``; see ``studies.metrics._cells``). Oriented; ``raw_*`` in to_dict."""
 
     status: str
     lr: float | None = None
     beta_init: float | None = None
     val: float | None = None
     score: float | None = None
-    score_ci_low: float | None = None
-    score_ci_high: float | None = None
+    interval_low: float | None = None
+    interval_high: float | None = None
+    interval_level: float = 0.0
+    interval_status: str = "no_results"
     n_seeds: int = 0
     divergence_rate: float | None = None
 
@@ -93,12 +97,11 @@ class Peak:
             "beta_init": self.beta_init,
             "val": self.val,
             "score": self.score,
-            "score_ci_low": self.score_ci_low,
-            "score_ci_high": self.score_ci_high,
             "raw_val": neg(self.val),
             "raw_score": neg(self.score),
-            "raw_score_ci_low": neg(self.score_ci_high),
-            "raw_score_ci_high": neg(self.score_ci_low),
+            "score_interval": interval_dict(
+                self.interval_low, self.interval_high, self.interval_level, self.interval_status
+            ),
             "n_seeds": self.n_seeds,
             "divergence_rate": self.divergence_rate,
         }
@@ -106,15 +109,21 @@ class Peak:
 
 @dataclass(frozen=True)
 class GoodFraction:
-    """F_ε: the share of cells whose median is within ``margin`` of the peak's score.
+    """F_ε: the share of cells whose median on the analysis split is within ``margin`` of y*, the
+    best cell median on that same split (``anchor``). The anchor is deliberately not the
+    analysis-split score of the cell chosen on validation: an arm whose chosen peak generalises
+    worse would get a lower anchor, a looser threshold and look more robust for being worse.
 
     ``margin`` is ε (absolute) or ε·|y*| (relative), in score units; ``threshold`` = y* − margin
-    is oriented (``raw_threshold`` in to_dict: the worst raw value still good).
+    is oriented (``raw_threshold`` in to_dict: the worst raw value still good). ``eps_source``
+    says where ε came from (given, a workload default, or the seed spread at the peaks).
     """
 
     status: str
     eps: float
     relative: bool
+    eps_source: str = "given"
+    anchor: float | None = None
     margin: float | None = None
     threshold: float | None = None
     n_good: int | None = None
@@ -126,6 +135,10 @@ class GoodFraction:
             "status": self.status,
             "eps": self.eps,
             "relative": self.relative,
+            "eps_source": self.eps_source,
+            "anchor_rule": ANCHOR_RULE,
+            "anchor": self.anchor,
+            "raw_anchor": neg(self.anchor),
             "margin": self.margin,
             "threshold": self.threshold,
             "raw_threshold": neg(self.threshold),
@@ -231,12 +244,15 @@ class LrSensitivity:
 
 @dataclass(frozen=True)
 class VarianceShares:
-    """Shares of the variance of cell means due to lr, β_init, their interaction and seed noise.
+    """What drives the variation of the landscape, by one of two methods that are never mixed.
 
-    ``method`` "anova" (complete grid: exact two-way ANOVA; ``seed`` from within-cell variance
-    when some cell has two or more seeds, else None) or "optuna_fanova" (incomplete grid:
-    Optuna's fANOVA on log10(lr) and beta_init over the cells present, main effects only, so
-    ``interaction`` and ``seed`` are None). Shares sum to 1 over those given.
+    ``method`` "anova" (complete grid): an exact two-way ANOVA of the cell means, with shares of
+    variance due to lr, β_init, their interaction and seed noise (``seed``: the mean within-cell
+    sample variance, ddof 1, an unbiased estimate of the seed variance; None when no cell has two
+    seeds); the shares sum to 1 over those given. ``method`` "optuna_fanova" (incomplete grid):
+    Optuna's fANOVA importance over the cells present, main effects only, normalised by Optuna to
+    sum to 1 over the two parameters; these are not variance shares of the same decomposition, so
+    they have their own fields (``fanova_importance``) and the ANOVA shares are None.
     """
 
     status: str
@@ -246,19 +262,22 @@ class VarianceShares:
     interaction: float | None = None
     seed: float | None = None
     total_variance: float | None = None
+    fanova_lr: float | None = None
+    fanova_beta_init: float | None = None
     note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "method": self.method,
-            "shares": {
+            "anova_shares": {
                 "lr": self.lr,
                 "beta_init": self.beta_init,
                 "interaction": self.interaction,
                 "seed": self.seed,
             },
             "total_variance": self.total_variance,
+            "fanova_importance": {"log10_lr": self.fanova_lr, "beta_init": self.fanova_beta_init},
             "note": self.note,
         }
 
@@ -290,8 +309,8 @@ class ArmMetrics:
             "grid": self.axes.to_dict(),
             "coverage": self.coverage.to_dict(),
             "peak": self.peak.to_dict(),
-            "good_fraction": self.good_fraction.to_dict(),
-            "good_lr_width": self.good_lr_width.to_dict(),
+            "eps_good": self.good_fraction.to_dict(),
+            "eps_good_lr_width": self.good_lr_width.to_dict(),
             "expected_best": self.expected_best.to_dict(),
             "lr_sensitivity": self.lr_sensitivity.to_dict(),
             "variance": self.variance.to_dict(),
@@ -312,9 +331,10 @@ def arm_metrics(
     """Peak, F_ε, good-lr widths, q(k), lr sensitivity and variance shares of one arm.
 
     The peak is chosen on validation and reported on ``split``; every other metric is computed
-    from the cell medians on ``split`` (q(k) chooses on validation too). ``eps`` defaults to
-    ``DEFAULT_EPS`` = 0.01 (one percentage point of error rate; with ``relative``, 1% of |y*|).
-    Metrics that need every cell say ``status: "incomplete"`` on an incomplete grid.
+    from the cell medians on ``split`` (q(k) chooses on validation too), and the ε-good threshold
+    is anchored on the best ``split`` median. ``eps`` defaults to ``DEFAULT_EPS`` = 0.01 (one
+    percentage point of error rate; with ``relative``, 1% of |y*|). Metrics that need every cell
+    say ``status: "incomplete"`` on an incomplete grid.
     """
     return metrics_from_grid(build_grid(scores, axes, arm, y_fail), eps, relative, ks, check_split(split))
 
@@ -341,28 +361,58 @@ def is_complete(grid: ArmGrid, split: Split) -> bool:
     return bool((grid.n_val > 0).all() and (grid.counts(split) > 0).all())
 
 
+def peak_seed_spread(grids: list[ArmGrid], split: Split) -> float | None:
+    """The pooled seed standard deviation (ddof 1) at the arms' peak cells on ``split``:
+    sqrt(mean over arms of the peak cell's sample variance); None when no peak has two results.
+
+    A default ε for metrics without a natural unit (losses, perplexities): a cell is "good" when
+    it is within one seed-to-seed standard deviation of the best, a difference the seeds
+    themselves make. Pooled over the arms so that every arm of a study is judged with one ε.
+    """
+    variances = []
+    for grid in grids:
+        v, _ = medians(grid, split)
+        if np.isnan(v).all():
+            continue
+        i, j = divmod(int(peak_index(v[None])[0]), len(grid.axes.betas))
+        x, n = grid.scores(split)[i, j], int(grid.counts(split)[i, j])
+        if n >= 2:
+            variances.append(float(np.var(x[:n], ddof=1)))
+    return math.sqrt(sum(variances) / len(variances)) if variances else None
+
+
 def metrics_from_grid(
-    grid: ArmGrid, eps: float | None, relative: bool, ks: tuple[int, ...], split: Split
+    grid: ArmGrid,
+    eps: float | None,
+    relative: bool,
+    ks: tuple[int, ...],
+    split: Split,
+    eps_source: str = "given",
 ) -> ArmMetrics:
     eps_value, ks = check_eps(eps), check_ks(ks)
     v, t = medians(grid, split)
     complete = is_complete(grid, split)
     peak = _peak(grid, v, t, split)
-    if complete and peak.score is not None:
-        good, margin = good_mask(t[None], np.array([peak.score]), eps_value, relative)
+    if complete:
+        anchor = np.array([float(np.max(t))])
+        good, margin = good_mask(t[None], anchor, eps_value, relative)
         good_fraction = GoodFraction(
             status=OK,
             eps=eps_value,
             relative=relative,
+            eps_source=eps_source,
+            anchor=float(anchor[0]),
             margin=float(margin[0]),
-            threshold=float(peak.score - margin[0]),
+            threshold=float(anchor[0] - margin[0]),
             n_good=int(good.sum()),
             n_cells=grid.axes.n_cells,
             fraction=float(good.mean()),
         )
         width = _good_lr_width(grid.axes, good[0])
     else:
-        good_fraction = GoodFraction(status=INCOMPLETE, eps=eps_value, relative=relative, n_cells=grid.axes.n_cells)
+        good_fraction = GoodFraction(
+            status=INCOMPLETE, eps=eps_value, relative=relative, eps_source=eps_source, n_cells=grid.axes.n_cells
+        )
         width = GoodLrWidth(status=INCOMPLETE)
     return ArmMetrics(
         arm=grid.arm,
@@ -398,10 +448,11 @@ def _coverage(grid: ArmGrid, split: Split) -> GridCoverage:
 def _peak(grid: ArmGrid, v: FloatArray, t: FloatArray, split: Split) -> Peak:
     if np.isnan(v).all():
         return Peak(status=UNDEFINED)
+    # A cell chosen on validation may lack a result on the analysis split: t is NaN there.
     n_betas = len(grid.axes.betas)
     i, j = divmod(int(peak_index(v[None])[0]), n_betas)
     x, n = grid.scores(split)[i, j][None], grid.counts(split)[i, j][None]
-    low, high = median_interval(x, n, DEFAULT_CELL_BOOT)
+    low, high, level, status = median_interval(x, n, DEFAULT_CONFIDENCE)
     n_results = int(n[0])
     return Peak(
         status=OK,
@@ -409,8 +460,10 @@ def _peak(grid: ArmGrid, v: FloatArray, t: FloatArray, split: Split) -> Peak:
         beta_init=grid.axes.betas[j],
         val=finite(v[i, j]),
         score=finite(t[i, j]),
-        score_ci_low=finite(low[0]),
-        score_ci_high=finite(high[0]),
+        interval_low=finite(low[0]),
+        interval_high=finite(high[0]),
+        interval_level=float(level[0]),
+        interval_status=status[0],
         n_seeds=n_results,
         divergence_rate=float(grid.n_diverged[i, j] / n_results) if n_results else None,
     )
@@ -543,7 +596,7 @@ def _fanova(axes: GridAxes, means: FloatArray) -> VarianceShares:
     return VarianceShares(
         status=OK,
         method="optuna_fanova",
-        lr=lr_share or 0.0,
-        beta_init=beta_share or 0.0,
+        fanova_lr=lr_share or 0.0,
+        fanova_beta_init=beta_share or 0.0,
         note=f"incomplete grid: fANOVA main effects over {len(present)} of {axes.n_cells} cells",
     )

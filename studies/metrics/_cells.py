@@ -1,21 +1,26 @@
-"""Per-cell statistics over seeds, their bootstrap, and the cell table (METRICS.md "Per arm", 1).
+"""Per-cell statistics over seeds and the cell table (METRICS.md "Per arm", 1).
 
-The bootstrap of a cell median needs only the ranks of the resampled seeds, not their values: a
-resample of n seeds is a multiset of ranks, and its median is the mean of two order statistics of
-the cell. So one pool of rank patterns per seed count serves every cell with that count, and a
-bootstrap costs O(resamples × cells) instead of O(resamples × trials).
+A cell's interval is the distribution-free order-statistic interval of its median over seeds:
+[x_(r), x_(n+1−r)] of the n sorted seed results covers the cell's true median with probability
+1 − 2·P(Bin(n, ½) ≤ r − 1) whatever the score distribution (at least that with ties, e.g. diverged
+seeds at y_fail). We take the largest r that reaches the requested confidence (0.95), which is the
+interval ``scipy.stats.quantile_test(x, p=0.5).confidence_interval`` returns. With 2–5 seeds no
+order-statistic interval reaches 95%: we report [min, max] at the level it really has
+(1 − 2^(1−n): 50%, 75%, 87.5%, 93.75%) with ``status: "reduced_level"``; with one seed there is no
+interval (``status: "too_few_seeds"``). The level is in every interval, never implied.
 """
 
 from __future__ import annotations
 
 import functools
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binom
 
+from studies.metrics._exceptions import MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
     ArmGrid,
@@ -29,8 +34,9 @@ from studies.metrics._grid import (
     neg,
 )
 
-BOOT_SEED = 20_191_017  # fixed: the same scores always give the same intervals
-DEFAULT_CELL_BOOT = 1000
+DEFAULT_CONFIDENCE = 0.95
+CELL_INTERVAL_METHOD = "order statistics of the seeds' results (distribution-free median interval)"
+OK, REDUCED_LEVEL, TOO_FEW_SEEDS, NO_RESULTS = "ok", "reduced_level", "too_few_seeds", "no_results"
 
 
 def cell_medians(x: FloatArray, n: IntArray) -> FloatArray:
@@ -43,63 +49,69 @@ def cell_medians(x: FloatArray, n: IntArray) -> FloatArray:
 
 
 def cell_moments(x: FloatArray, n: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Mean, sample standard deviation (ddof 1) and population variance (ddof 0) per cell."""
+    """Mean, sample standard deviation and sample variance (both ddof 1, unbiased) per cell."""
     missing = np.isnan(x)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(missing, 0.0, x).sum(axis=-1) / n
         dev = np.where(missing, 0.0, x - mean[..., None])
         ss = (dev * dev).sum(axis=-1)
-        std = np.where(n >= 2, np.sqrt(ss / np.maximum(n - 1, 1)), np.nan)
-        var0 = np.where(n >= 1, ss / np.maximum(n, 1), np.nan)
-    return np.where(n > 0, mean, np.nan), std, var0
+        var1 = np.where(n >= 2, ss / np.maximum(n - 1, 1), np.nan)
+    return np.where(n > 0, mean, np.nan), np.sqrt(var1), var1
 
 
-@functools.lru_cache(maxsize=64)
-def _median_rank_pool(n_seeds: int, n_boot: int) -> tuple[IntArray, IntArray]:
-    """For ``n_boot`` resamples (with replacement) of ``n_seeds`` ranks: each median's two ranks."""
-    rng = np.random.default_rng([BOOT_SEED, n_seeds, n_boot])
-    ranks = np.sort(rng.integers(0, n_seeds, size=(n_boot, n_seeds)), axis=1)
-    lo, hi = ranks[:, (n_seeds - 1) // 2].copy(), ranks[:, n_seeds // 2].copy()
-    lo.flags.writeable = hi.flags.writeable = False
-    return lo, hi
+@functools.lru_cache(maxsize=1024)
+def median_rank(n: int, confidence: float) -> tuple[int, float]:
+    """(r, level): the order-statistic interval [x_(r), x_(n+1−r)] of a median from n results.
+
+    r is the largest rank whose exact coverage 1 − 2·P(Bin(n, ½) ≤ r − 1) reaches ``confidence``;
+    when even [min, max] falls short, r = 1 and level is its real coverage (0 for n = 1).
+    """
+    if n < 1:
+        return 0, 0.0
+    ranks = np.arange(1, (n + 1) // 2 + 1)  # r ≤ (n + 1) / 2
+    levels = 1.0 - 2.0 * binom.cdf(ranks - 1, n, 0.5)
+    reach = np.flatnonzero(levels >= confidence - 1e-12)
+    r = int(ranks[reach[-1]]) if reach.size else 1
+    return r, float(max(levels[r - 1], 0.0))
 
 
-def median_interval(x: FloatArray, n: IntArray, n_boot: int) -> tuple[FloatArray, FloatArray]:
-    """95% percentile-bootstrap interval of each cell's median over its seeds.
+def median_interval(
+    x: FloatArray, n: IntArray, confidence: float = DEFAULT_CONFIDENCE
+) -> tuple[FloatArray, FloatArray, FloatArray, list[str]]:
+    """Order-statistic interval of each cell's median over its seeds: (low, high, level, status).
 
-    ``x`` is (C, S), seed-sorted, NaN-last; ``n`` (C,) results per cell. Resamples depend only on
-    the seed count, so a cell's interval never depends on which other cells were asked for.
+    ``x`` is (C, S), seed-sorted, NaN-last; ``n`` (C,) results per cell. Cells with one result or
+    none get NaN bounds, their level 0 and status "too_few_seeds" / "no_results".
     """
     low = np.full(n.shape, np.nan)
     high = np.full(n.shape, np.nan)
-    for size in np.unique(n[n > 0]).tolist():
-        cells = np.flatnonzero(n == size)
-        lo, hi = _median_rank_pool(int(size), n_boot)
-        xc = x[cells]
-        meds = (xc[:, lo] + xc[:, hi]) / 2  # (cells, n_boot)
-        low[cells], high[cells] = np.quantile(meds, [0.025, 0.975], axis=1)
-    return low, high
+    level = np.zeros(n.shape)
+    status = [NO_RESULTS] * n.size
+    for c, size in enumerate(n.tolist()):
+        if size < 1:
+            continue
+        if size == 1:
+            status[c] = TOO_FEW_SEEDS
+            continue
+        r, reached = median_rank(int(size), float(confidence))
+        low[c], high[c], level[c] = x[c, r - 1], x[c, size - r], reached
+        status[c] = OK if reached >= confidence - 1e-12 else REDUCED_LEVEL
+    return low, high, level, status
 
 
-def arm_rng(arm: str) -> np.random.Generator:
-    """An arm's own fixed stream, so two arms compared are resampled independently."""
-    return np.random.default_rng([BOOT_SEED, zlib.crc32(arm.encode())])
-
-
-def bootstrap_medians(x: FloatArray, n: IntArray, n_boot: int, rng: np.random.Generator) -> FloatArray:
-    """``n_boot`` joint replicates of every cell median, cells resampled independently: (n_boot, C).
-
-    Each cell draws, per replicate, one resample from its seed count's pool of rank patterns.
-    """
-    out = np.full((n_boot, n.size), np.nan)
-    for size in np.unique(n[n > 0]).tolist():
-        cells = np.flatnonzero(n == size)
-        lo, hi = _median_rank_pool(int(size), n_boot)
-        pick = rng.integers(0, n_boot, size=(n_boot, cells.size))
-        xc = x[cells]
-        col = np.arange(cells.size)
-        out[:, cells] = (xc[col, lo[pick]] + xc[col, hi[pick]]) / 2
-    return out
+def interval_dict(low: float | None, high: float | None, level: float, status: str) -> dict[str, Any]:
+    """An oriented interval with its raw (lower-is-better) twin, its real level and its status."""
+    usable = status in (OK, REDUCED_LEVEL)
+    low, high = (finite(low), finite(high)) if usable else (None, None)
+    return {
+        "low": low,
+        "high": high,
+        "raw_low": neg(high),
+        "raw_high": neg(low),
+        "level": float(level) if usable else None,
+        "status": status,
+        "method": CELL_INTERVAL_METHOD,
+    }
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,12 +119,14 @@ class CellTable:
     """Per (lr, β_init) cell statistics over seeds of one arm on one split.
 
     Arrays are (I, J): rows follow ``axes.lrs``, columns ``axes.betas``. ``mean``, ``median``,
-    ``ci_low``, ``ci_high`` are oriented scores (higher is better, y = −value); the ``raw_*``
-    properties give the same in the workload's own units (lower is better), with
-    ``raw_ci_low = −ci_high``. ``std`` (ddof 1) is the same in both. The interval is a 95%
-    percentile bootstrap of the median over seeds. Cells without results hold NaN
-    (``None`` in ``to_dict``). Per split, ``n_completed`` counts completed trials with a value on
-    that split, ``n_diverged`` diverged trials, ``n_missing`` the rest of ``axes.seeds``.
+    ``interval_low``, ``interval_high`` are oriented scores (higher is better, y = −value); the
+    ``raw_*`` properties give the same in the workload's own units (lower is better), with
+    ``raw_interval_low = −interval_high``. ``std`` (ddof 1) is the same in both. The interval is the
+    order-statistic interval of the median over seeds at the level in ``interval_level`` (see the
+    module docstring); ``interval_status`` says "ok", "reduced_level", "too_few_seeds" or
+    "no_results" per cell. Cells without results hold NaN (``None`` in ``to_dict``). Per split,
+    ``n_completed`` counts completed trials with a value on that split, ``n_diverged`` diverged
+    trials, ``n_missing`` the rest of ``axes.seeds``.
     """
 
     arm: str
@@ -122,8 +136,10 @@ class CellTable:
     mean: FloatArray
     median: FloatArray
     std: FloatArray
-    ci_low: FloatArray
-    ci_high: FloatArray
+    interval_low: FloatArray
+    interval_high: FloatArray
+    interval_level: FloatArray
+    interval_status: tuple[tuple[str, ...], ...]
     n_completed: IntArray
     n_diverged: IntArray
     n_missing: IntArray
@@ -147,12 +163,12 @@ class CellTable:
         return -self.median
 
     @property
-    def raw_ci_low(self) -> FloatArray:
-        return -self.ci_high
+    def raw_interval_low(self) -> FloatArray:
+        return -self.interval_high
 
     @property
-    def raw_ci_high(self) -> FloatArray:
-        return -self.ci_low
+    def raw_interval_high(self) -> FloatArray:
+        return -self.interval_low
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: one record per cell, row-major (lr outer, β_init inner); no NaN."""
@@ -161,7 +177,12 @@ class CellTable:
         for i, lr in enumerate(self.axes.lrs):
             for j, beta in enumerate(self.axes.betas):
                 mean, median = finite(self.mean[i, j]), finite(self.median[i, j])
-                low, high = finite(self.ci_low[i, j]), finite(self.ci_high[i, j])
+                interval = interval_dict(
+                    self.interval_low[i, j],
+                    self.interval_high[i, j],
+                    float(self.interval_level[i, j]),
+                    self.interval_status[i][j],
+                )
                 cells.append(
                     {
                         "lr": lr,
@@ -169,12 +190,9 @@ class CellTable:
                         "mean": mean,
                         "median": median,
                         "std": finite(self.std[i, j]),
-                        "ci_low": low,
-                        "ci_high": high,
+                        "median_interval": interval,
                         "raw_mean": neg(mean),
                         "raw_median": neg(median),
-                        "raw_ci_low": neg(high),
-                        "raw_ci_high": neg(low),
                         "n_completed": int(self.n_completed[i, j]),
                         "n_diverged": int(self.n_diverged[i, j]),
                         "n_missing": int(self.n_missing[i, j]),
@@ -191,14 +209,11 @@ class CellTable:
         }
 
 
-def table_from_grid(grid: ArmGrid, split: Split, n_boot: int) -> CellTable:
+def table_from_grid(grid: ArmGrid, split: Split, confidence: float) -> CellTable:
     x, n = grid.scores(split), grid.counts(split)
     mean, std, _ = cell_moments(x, n)
-    if n_boot > 0:
-        low, high = median_interval(x.reshape(-1, x.shape[-1]), n.ravel(), n_boot)
-        low, high = low.reshape(n.shape), high.reshape(n.shape)
-    else:
-        low = high = np.full(n.shape, np.nan)
+    low, high, level, status = median_interval(x.reshape(-1, x.shape[-1]), n.ravel(), confidence)
+    n_betas = n.shape[1]
     return CellTable(
         arm=grid.arm,
         split=split,
@@ -207,12 +222,20 @@ def table_from_grid(grid: ArmGrid, split: Split, n_boot: int) -> CellTable:
         mean=mean,
         median=cell_medians(x, n),
         std=std,
-        ci_low=low,
-        ci_high=high,
+        interval_low=low.reshape(n.shape),
+        interval_high=high.reshape(n.shape),
+        interval_level=level.reshape(n.shape),
+        interval_status=tuple(tuple(status[i * n_betas : (i + 1) * n_betas]) for i in range(n.shape[0])),
         n_completed=n - grid.n_diverged,
         n_diverged=grid.n_diverged,
         n_missing=len(grid.axes.seeds) - n,
     )
+
+
+def check_confidence(confidence: float) -> float:
+    if not (0 < float(confidence) < 1):
+        raise MetricsError(f"Invalid confidence value: {confidence} (need 0 < confidence < 1)")
+    return float(confidence)
 
 
 def cell_table(
@@ -222,13 +245,11 @@ def cell_table(
     y_fail: float,
     *,
     split: str = "test",
-    n_boot: int = DEFAULT_CELL_BOOT,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> CellTable:
-    """The cell table of one arm on ``split`` (oriented higher-is-better; raw_* lower-is-better).
-
-    ``n_boot`` resamples for the median's interval (0 skips the bootstrap: intervals are NaN).
-    """
-    return cell_tables(scores, axes, y_fail, [arm], split=split, n_boot=n_boot)[arm]
+    """The cell table of one arm on ``split`` (oriented higher-is-better; raw_* lower-is-better),
+    with each median's order-statistic interval at ``confidence`` or the level it really reaches."""
+    return cell_tables(scores, axes, y_fail, [arm], split=split, confidence=confidence)[arm]
 
 
 def cell_tables(
@@ -238,9 +259,10 @@ def cell_tables(
     arms: list[str] | None = None,
     *,
     split: str = "test",
-    n_boot: int = DEFAULT_CELL_BOOT,
+    confidence: float = DEFAULT_CONFIDENCE,
 ) -> dict[str, CellTable]:
     """``cell_table`` for several arms (default: every arm with trials, sorted) in one pass."""
     checked = check_split(split)
+    level = check_confidence(confidence)
     grids = build_grids(scores, axes, y_fail, arms)
-    return {arm: table_from_grid(grid, checked, n_boot) for arm, grid in grids.items()}
+    return {arm: table_from_grid(grid, checked, level) for arm, grid in grids.items()}

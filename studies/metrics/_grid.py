@@ -94,8 +94,10 @@ class ArmGrid:
     """One arm's oriented scores on the full grid (internal; built by ``build_grids``).
 
     ``val``/``test`` are (I, J, S): per cell the seeds' scores sorted ascending, missing (NaN) last,
-    so the first ``n_val[i, j]`` (``n_test``) entries are the results. The ``*_seen`` masks say which
-    axis values occur in this arm's rows of any status (what a comparison of grids looks at).
+    so the first ``n_val[i, j]`` (``n_test``) entries are the results. ``val_by_seed``/``test_by_seed``
+    hold the same scores in the order of ``axes.seeds`` (what the paired seed bootstrap resamples:
+    seed s is the same seed in every cell, on both splits and in every arm). The ``*_seen`` masks say
+    which axis values occur in this arm's rows of any status (what a comparison of grids looks at).
     """
 
     arm: str
@@ -103,6 +105,8 @@ class ArmGrid:
     y_fail: float
     val: FloatArray
     test: FloatArray
+    val_by_seed: FloatArray
+    test_by_seed: FloatArray
     n_val: IntArray
     n_test: IntArray
     n_diverged: IntArray
@@ -112,6 +116,9 @@ class ArmGrid:
 
     def scores(self, split: Split) -> FloatArray:
         return self.val if split == "val" else self.test
+
+    def by_seed(self, split: Split) -> FloatArray:
+        return self.val_by_seed if split == "val" else self.test_by_seed
 
     def counts(self, split: Split) -> IntArray:
         return self.n_val if split == "val" else self.n_test
@@ -176,6 +183,7 @@ def build_grids(
         _raise_duplicates(flat, frame)
 
     cubes: dict[str, FloatArray] = {}
+    seeded: dict[str, FloatArray] = {}
     counts: dict[str, IntArray] = {}
     for split in SPLITS:
         y = _orient(frame[split].to_numpy(dtype=np.float64), y_fail)
@@ -183,7 +191,8 @@ def build_grids(
         ok = diverged | (completed & np.isfinite(y))
         cube = np.full(n_slots, np.nan)
         cube[flat[ok]] = y[ok]
-        cubes[split] = np.sort(cube.reshape(n_arms, n_lr, n_beta, n_seed), axis=-1)
+        seeded[split] = cube.reshape(n_arms, n_lr, n_beta, n_seed)
+        cubes[split] = np.sort(seeded[split], axis=-1)
         counts[split] = np.bincount(cell[ok], minlength=n_arms * n_lr * n_beta).reshape(n_arms, n_lr, n_beta)
     n_div = np.bincount(cell[diverged], minlength=n_arms * n_lr * n_beta).reshape(n_arms, n_lr, n_beta)
     lr_seen = np.bincount(codes * n_lr + i, minlength=n_arms * n_lr).reshape(n_arms, n_lr) > 0
@@ -197,6 +206,8 @@ def build_grids(
             y_fail=float(y_fail),
             val=cubes["val"][a],
             test=cubes["test"][a],
+            val_by_seed=seeded["val"][a],
+            test_by_seed=seeded["test"][a],
             n_val=counts["val"][a],
             n_test=counts["test"][a],
             n_diverged=n_div[a],

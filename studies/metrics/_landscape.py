@@ -163,9 +163,9 @@ def anova_shares(means: FloatArray, within: FloatArray | None) -> tuple[dict[str
     """Two-way ANOVA of the (I, J) cell means, every cell weighted equally (fANOVA on a grid).
 
     Variances: lr = mean_i(row effect²), β = mean_j(column effect²), interaction = mean of the
-    residuals², seed = mean over cells of the within-cell variance (ddof 0) when ``within`` is
-    given. These add up to the variance of the scores over (cell, seed) drawn uniformly; the
-    shares are each over their sum. Returns (shares, total variance).
+    residuals², seed = mean over cells of the within-cell sample variance (ddof 1: unbiased for
+    the seed variance; cells with one seed give NaN and are skipped) when ``within`` is given. The
+    shares are each over the sum of the parts. Returns (shares, total variance).
     """
     grand = means.mean()
     rows = means.mean(axis=1) - grand
@@ -177,7 +177,7 @@ def anova_shares(means: FloatArray, within: FloatArray | None) -> tuple[dict[str
         "interaction": float((residual**2).mean()),
     }
     if within is not None:
-        parts["seed"] = float(within.mean())
+        parts["seed"] = float(np.nanmean(within))
     total = sum(parts.values())
     if total <= (1e-12 * max(1.0, abs(float(grand)))) ** 2:  # constant up to float rounding
         return {}, 0.0

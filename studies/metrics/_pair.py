@@ -1,19 +1,28 @@
 """Comparisons of two arms on the same grid and seeds (METRICS.md "Per pair of arms").
 
-Each arm is bootstrapped on its own (seeds resampled within cells, from the arm's own fixed random
-stream), so one arm's replicates serve every pair it is in: Δ replicates are differences of the
-two arms' replicate vectors. The validation and analysis-split medians of a cell are resampled
-independently of each other (a seed's two scores are not kept paired), which keeps the bootstrap
-proportional to cells rather than trials.
+Every Δ is oriented so that **Δ > 0 means arm a (the first arm) is better**: for score-valued
+figures (peak, q(k)) and for the ε-good fraction and widths Δ = a − b; for lr sensitivity (a gap,
+lower is more robust) Δ = b − a. For a score-valued Δ, Δ = raw_b − raw_a: by how much a's error or
+loss is lower.
+
+Intervals come from the paired seed bootstrap of ``_resample`` (resampling: seeds, paired across
+cells, splits and arms): one set of replicates serves every pair of a report, so the Δs of a
+report are consistent with each other. Beside each interval we report the share of replicates
+with Δ > 0, Δ = 0 (``bootstrap_share_ties``) and Δ < 0. These shares describe the bootstrap
+distribution; they are **not** the probability that arm a is better. The probabilities we do
+report are defined where they are reported: the win probability against a budget of k random
+cells, and the probability of improvement P(X > Y) + ½·P(X = Y) (Mann–Whitney U / (n·m)).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import mannwhitneyu
 
 from studies.metrics._arm import (
     DEFAULT_KS,
@@ -25,17 +34,18 @@ from studies.metrics._arm import (
     is_complete,
     medians,
 )
-from studies.metrics._cells import arm_rng, bootstrap_medians
 from studies.metrics._exceptions import ComparisonError, MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
     ArmGrid,
+    BoolArray,
     FloatArray,
     GridAxes,
+    IntArray,
     Split,
     build_grids,
     check_split,
-    neg,
+    finite,
 )
 from studies.metrics._landscape import (
     expected_best,
@@ -46,81 +56,122 @@ from studies.metrics._landscape import (
     pick_probabilities,
     take_flat,
 )
+from studies.metrics._resample import (
+    DEFAULT_LEVEL,
+    DEFAULT_RESAMPLES,
+    INTERVAL_METHOD,
+    MIN_BOOTSTRAP_SEEDS,
+    RESAMPLING,
+    PairedBootstrap,
+    check_resamples,
+    paired_bootstrap,
+    resampled_medians,
+)
 
-DEFAULT_PAIR_BOOT = 500
+DEFAULT_PAIR_RESAMPLES = DEFAULT_RESAMPLES
+TOO_FEW_SEEDS = "too_few_seeds"
+POSITIVE_MEANS = "arm_a is better"
+WIN_DEFINITION = (
+    "P(arm a's pick beats arm b's): each arm draws k cells at random without replacement, keeps its "
+    "best by validation median, and the two are compared by their median on the analysis split; a "
+    "tie counts 1/2. Exact on the cell medians; the interval is from the paired seed bootstrap."
+)
+IMPROVEMENT_DEFINITION = (
+    "P(X > Y) + 1/2 P(X = Y) for X a cell median of arm a and Y of arm b on the analysis split "
+    "(oriented): 'matched' over cells both arms have (X, Y from the same cell), 'distributions' over "
+    "every pair of cells (Mann-Whitney U / (n_a n_b)). A point estimate on the cell medians, without "
+    "an interval."
+)
 
 # Summary metrics compared between arms: name → (higher is better, in score units).
 _SUMMARY: dict[str, tuple[bool, bool]] = {
     "peak": (True, True),
-    "good_fraction": (True, False),
-    "good_lr_width_mean": (True, False),
-    "good_lr_width_all_betas": (True, False),
+    "eps_good_fraction": (True, False),
+    "eps_good_lr_width_mean": (True, False),
+    "eps_good_lr_width_all_betas": (True, False),
     "expected_best": (True, True),
     "lr_sensitivity": (False, False),
 }
 
 
+def interval_record(low: float | None, high: float | None, level: float | None, status: str) -> dict[str, Any]:
+    """A bootstrap interval as JSON: bounds, the nominal level, status and method."""
+    usable = status == OK and low is not None and high is not None
+    return {
+        "low": low if usable else None,
+        "high": high if usable else None,
+        "level": level if usable else None,
+        "status": status,
+        "method": INTERVAL_METHOD,
+    }
+
+
 @dataclass(frozen=True)
 class Delta:
-    """Δ = metric(a) − metric(b) with a 95% percentile-bootstrap interval and P(Δ > 0), P(Δ < 0).
+    """Δ of one figure between the arms, oriented so that Δ > 0 means arm a is better.
 
-    ``higher_is_better`` says which sign favours arm a (False for lr sensitivity, a gap). For
-    score-valued metrics (peak, q(k)) to_dict adds ``raw_*``: the same Δ in raw units (raw_a − raw_b).
+    ``interval_status`` is "ok", "too_few_seeds" (fewer than ``MIN_BOOTSTRAP_SEEDS`` seeds: no
+    interval) or "undefined" (some replicates have no value, e.g. a cell without results).
+    ``bootstrap_share_*`` are the shares of replicates with Δ > 0, = 0 and < 0.
     """
 
     metric: str
     status: str
-    higher_is_better: bool
     score_valued: bool
     k: int | None = None
-    estimate: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    p_positive: float | None = None
-    p_negative: float | None = None
+    delta: float | None = None
+    interval_low: float | None = None
+    interval_high: float | None = None
+    level: float | None = None
+    interval_status: str = UNDEFINED
+    bootstrap_share_positive: float | None = None
+    bootstrap_share_ties: float | None = None
+    bootstrap_share_negative: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        return {
             "metric": self.metric,
             "k": self.k,
             "status": self.status,
-            "higher_is_better": self.higher_is_better,
-            "estimate": self.estimate,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "p_positive": self.p_positive,
-            "p_negative": self.p_negative,
+            "positive_means": POSITIVE_MEANS,
+            "score_valued": self.score_valued,
+            "delta": self.delta,
+            "interval": interval_record(self.interval_low, self.interval_high, self.level, self.interval_status),
+            "bootstrap_share_positive": self.bootstrap_share_positive,
+            "bootstrap_share_ties": self.bootstrap_share_ties,
+            "bootstrap_share_negative": self.bootstrap_share_negative,
         }
-        if self.score_valued:
-            out |= {
-                "raw_estimate": neg(self.estimate),
-                "raw_ci_low": neg(self.ci_high),
-                "raw_ci_high": neg(self.ci_low),
-            }
-        return out
 
 
 @dataclass(frozen=True)
 class WinProbability:
-    """P(a's pick beats b's) when each arm draws k cells at random (without replacement), keeps
-    its best by validation and the two are compared on the analysis split; a tie counts ½.
-    Exact (no Monte Carlo), with ties in validation broken uniformly at random."""
+    """P(a's pick beats b's) against a budget of k random cells (see ``WIN_DEFINITION``), with
+    paired-bootstrap intervals (``low``/``high``, None where ``interval_status`` is not "ok")."""
 
     status: str
     ks: tuple[int, ...] = ()
     a_wins: tuple[float, ...] = ()
+    low: tuple[float | None, ...] = ()
+    high: tuple[float | None, ...] = ()
+    level: float | None = None
+    interval_status: str = UNDEFINED
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "ks": list(self.ks), "a_wins": list(self.a_wins)}
+        return {
+            "status": self.status,
+            "definition": WIN_DEFINITION,
+            "ks": list(self.ks),
+            "a_wins": list(self.a_wins),
+            "intervals": [
+                {"k": k, **interval_record(lo, hi, self.level, self.interval_status)}
+                for k, lo, hi in zip(self.ks, self.low, self.high, strict=True)
+            ],
+        }
 
 
 @dataclass(frozen=True)
 class ProbabilityOfImprovement:
-    """P(X > Y) + ½·P(X = Y) for X a cell median of arm a, Y of arm b (analysis split, oriented).
-
-    ``matched``: over the cells both arms have (X, Y from the same cell); ``distributions``: over
-    every pair of cells, the Mann–Whitney U / (n_a·n_b).
-    """
+    """P(X > Y) + ½·P(X = Y) for X a cell median of arm a, Y of arm b (see ``IMPROVEMENT_DEFINITION``)."""
 
     matched: float | None
     n_matched: int
@@ -130,6 +181,7 @@ class ProbabilityOfImprovement:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "definition": IMPROVEMENT_DEFINITION,
             "matched": self.matched,
             "n_matched": self.n_matched,
             "distributions": self.distributions,
@@ -140,14 +192,15 @@ class ProbabilityOfImprovement:
 
 @dataclass(frozen=True)
 class PairMetrics:
-    """Arm a against arm b; every Δ is a − b of oriented (higher-is-better) metrics."""
+    """Arm a against arm b; every Δ is oriented so that Δ > 0 means arm a is better."""
 
     arm_a: str
     arm_b: str
     split: Split
     eps: float
     relative: bool
-    n_boot: int
+    n_resamples: int
+    level: float
     deltas: tuple[Delta, ...]
     win_probability: WinProbability
     improvement: ProbabilityOfImprovement
@@ -165,48 +218,20 @@ class PairMetrics:
             "arm_a": self.arm_a,
             "arm_b": self.arm_b,
             "orientation": ORIENTATION,
+            "positive_means": POSITIVE_MEANS,
             "split": self.split,
             "eps": self.eps,
             "relative": self.relative,
-            "n_boot": self.n_boot,
+            "resampling": RESAMPLING,
+            "n_resamples": self.n_resamples,
+            "level": self.level,
             "deltas": [d.to_dict() for d in self.deltas],
             "win_probability": self.win_probability.to_dict(),
             "probability_of_improvement": self.improvement.to_dict(),
         }
 
 
-@dataclass(frozen=True, eq=False)
-class ArmSummary:
-    """An arm's summary metrics: point estimates (1, M) and bootstrap replicates (n_boot, M)."""
-
-    grid: ArmGrid
-    complete: bool
-    v: FloatArray
-    t: FloatArray
-    names: tuple[tuple[str, int | None], ...]
-    point: FloatArray
-    boot: FloatArray
-    picks: FloatArray | None  # (len(ks), I·J): each cell's chance to be the best-of-k by validation
-
-
-def summarise(grid: ArmGrid, split: Split, eps: float, relative: bool, ks: tuple[int, ...], n_boot: int) -> ArmSummary:
-    """Point and bootstrap values of the compared metrics of one arm (``ks`` already ≤ cells)."""
-    v, t = medians(grid, split)
-    complete = is_complete(grid, split)
-    n_lr, n_beta, n_seed = grid.axes.shape
-    rng = arm_rng(grid.arm)
-    v_boot = bootstrap_medians(grid.val.reshape(-1, n_seed), grid.n_val.ravel(), n_boot, rng)
-    t_boot = (
-        v_boot if split == "val" else bootstrap_medians(grid.test.reshape(-1, n_seed), grid.n_test.ravel(), n_boot, rng)
-    )
-    shape = (n_boot, n_lr, n_beta)
-    names, point = _summary_vector(grid.axes, v[None], t[None], eps, relative, ks, complete)
-    _, boot = _summary_vector(grid.axes, v_boot.reshape(shape), t_boot.reshape(shape), eps, relative, ks, complete)
-    picks = pick_probabilities(v.reshape(1, -1), ks, replacement=False)[:, 0] if complete else None
-    return ArmSummary(grid=grid, complete=complete, v=v, t=t, names=names, point=point, boot=boot, picks=picks)
-
-
-def _summary_vector(
+def summary_vector(
     axes: GridAxes,
     v: FloatArray,
     t: FloatArray,
@@ -215,6 +240,11 @@ def _summary_vector(
     ks: tuple[int, ...],
     complete: bool,
 ) -> tuple[tuple[tuple[str, int | None], ...], FloatArray]:
+    """The compared figures of one arm for R replicates of its cell medians (R, I, J): (R, M).
+
+    Grid figures of a replicate with a cell without a median are NaN. The ε-good threshold is
+    anchored on the best cell median on the analysis split (``t``), as in ``arm_metrics``.
+    """
     n_rep = v.shape[0]
     peak = take_flat(t, peak_index(v))
     nan = np.full(n_rep, np.nan)
@@ -222,21 +252,36 @@ def _summary_vector(
     fraction = width_mean = width_all = pooled = nan
     q = np.full((n_rep, len(ks)), np.nan)
     if complete:
-        good, _ = good_mask(t, peak, eps, relative)
-        fraction = good.mean(axis=(1, 2))
+        whole: BoolArray = np.logical_not(np.isnan(v).any(axis=(1, 2)) | np.isnan(t).any(axis=(1, 2)))
+        vv, tt = np.where(np.isnan(v), 0.0, v), np.where(np.isnan(t), 0.0, t)
+        good, _ = good_mask(tt, tt.max(axis=(1, 2)), eps, relative)
+        fraction = np.where(whole, good.mean(axis=(1, 2)), np.nan)
         if len(axes.lrs) >= 2:
             bounds = axes.lr_bounds()
-            width_mean = longest_run_decades(good, bounds).mean(axis=1)
-            width_all = longest_run_decades(np.all(good, axis=2, keepdims=True), bounds)[:, 0]
-        q = expected_best(v, t, ks, replacement=False)
-        pooled = lr_sensitivity(t)[1]
-    columns[("good_fraction", None)] = fraction
-    columns[("good_lr_width_mean", None)] = width_mean
-    columns[("good_lr_width_all_betas", None)] = width_all
+            width_mean = np.where(whole, longest_run_decades(good, bounds).mean(axis=1), np.nan)
+            width_all = np.where(whole, longest_run_decades(np.all(good, axis=2, keepdims=True), bounds)[:, 0], np.nan)
+        q = np.where(whole[:, None], expected_best(vv, tt, ks, replacement=False), np.nan)
+        pooled = np.where(whole, lr_sensitivity(tt)[1], np.nan)
+    columns[("eps_good_fraction", None)] = fraction
+    columns[("eps_good_lr_width_mean", None)] = width_mean
+    columns[("eps_good_lr_width_all_betas", None)] = width_all
     for n, k in enumerate(ks):
         columns[("expected_best", k)] = q[:, n]
     columns[("lr_sensitivity", None)] = pooled
     return tuple(columns), np.stack(list(columns.values()), axis=1)
+
+
+def win_probabilities(
+    va: FloatArray, ta: FloatArray, vb: FloatArray, tb: FloatArray, ks: tuple[int, ...]
+) -> FloatArray:
+    """P(a's best-of-k by validation beats b's on the analysis split), per replicate: (R, K).
+
+    Inputs are (R, N) cell medians of complete grids; ties on the analysis split count ½.
+    """
+    pa = pick_probabilities(va, ks, replacement=False)  # (K, R, N)
+    pb = pick_probabilities(vb, ks, replacement=False)
+    beats = (np.sign(ta[:, :, None] - tb[:, None, :]) + 1) / 2  # (R, N, N)
+    return np.einsum("kri,rij,krj->rk", pa, beats, pb)
 
 
 def check_comparable(a: ArmGrid, b: ArmGrid) -> None:
@@ -266,13 +311,15 @@ def pair_metrics(
     y_fail: float,
     eps: float | None = None,
     ks: tuple[int, ...] = DEFAULT_KS,
-    n_boot: int = DEFAULT_PAIR_BOOT,
+    n_resamples: int = DEFAULT_PAIR_RESAMPLES,
     *,
     relative: bool = False,
     split: str = "test",
+    level: float = DEFAULT_LEVEL,
 ) -> PairMetrics:
-    """Compare arm a with arm b: Δ (a − b) of peak, F_ε, widths, q(k) and lr sensitivity with
-    bootstrap intervals, win probability against budget k, probability of improvement.
+    """Compare arm a with arm b: Δ (positive = a better) of peak, F_ε, widths, q(k) and lr
+    sensitivity with paired seed-bootstrap intervals, win probability against budget k with its
+    interval, probability of improvement.
 
     Raises ``ComparisonError`` when the arms' rows cover different lrs, β_inits or seeds.
     """
@@ -281,81 +328,149 @@ def pair_metrics(
     checked = check_split(split)
     grids = build_grids(scores, axes, y_fail, [arm_a, arm_b])
     check_comparable(grids[arm_a], grids[arm_b])
-    eps_value, ks_used = check_eps(eps), usable_ks(ks, axes)
-    n_boot = check_boot(n_boot)
-    a, b = (summarise(grids[arm], checked, eps_value, relative, ks_used, n_boot) for arm in (arm_a, arm_b))
-    return compare(a, b, checked, eps_value, relative, ks_used, n_boot)
+    return compare_pairs(grids, [(arm_a, arm_b)], checked, check_eps(eps), relative, ks, n_resamples, level)[0]
 
 
 def usable_ks(ks: tuple[int, ...], axes: GridAxes) -> tuple[int, ...]:
     return tuple(k for k in check_ks(ks) if k <= axes.n_cells)
 
 
-def check_boot(n_boot: int) -> int:
-    if int(n_boot) != n_boot or n_boot < 1:
-        raise MetricsError(f"Invalid n_boot value: {n_boot}")
-    return int(n_boot)
+def check_level(level: float) -> float:
+    if not (0 < float(level) < 1):
+        raise MetricsError(f"Invalid level value: {level} (need 0 < level < 1)")
+    return float(level)
 
 
-def compare(
-    a: ArmSummary, b: ArmSummary, split: Split, eps: float, relative: bool, ks: tuple[int, ...], n_boot: int
-) -> PairMetrics:
-    """The pair metrics from two arms' summaries (``check_comparable`` already passed)."""
-    complete = a.complete and b.complete
-    estimate = a.point[0] - b.point[0]
-    boot = a.boot - b.boot
-    low, high = np.full(estimate.shape, np.nan), np.full(estimate.shape, np.nan)
-    whole = np.isfinite(boot).all(axis=0)
-    if whole.any():
-        low[whole], high[whole] = np.quantile(boot[:, whole], [0.025, 0.975], axis=0)
-    for n in np.flatnonzero(~whole & np.isfinite(boot).any(axis=0)).tolist():
-        low[n], high[n] = np.quantile(boot[np.isfinite(boot[:, n]), n], [0.025, 0.975])
-    with np.errstate(invalid="ignore"):
-        n_finite = np.isfinite(boot).sum(axis=0)
-        positive = (boot > 0).sum(axis=0) / np.maximum(n_finite, 1)
-        negative = (boot < 0).sum(axis=0) / np.maximum(n_finite, 1)
-    deltas = tuple(
-        _delta(name, k, estimate[n], low[n], high[n], positive[n], negative[n], complete)
-        for n, (name, k) in enumerate(a.names)
-    )
-    return PairMetrics(
-        arm_a=a.grid.arm,
-        arm_b=b.grid.arm,
-        split=split,
-        eps=eps,
-        relative=relative,
-        n_boot=n_boot,
-        deltas=deltas,
-        win_probability=_win_probability(a, b, ks) if complete else WinProbability(status=INCOMPLETE),
-        improvement=_improvement(a.t, b.t),
-    )
+def compare_pairs(
+    grids: dict[str, ArmGrid],
+    pairs: Sequence[tuple[str, str]],
+    split: Split,
+    eps: float,
+    relative: bool,
+    ks: tuple[int, ...],
+    n_resamples: int,
+    level: float,
+) -> list[PairMetrics]:
+    """Every pair's metrics from one paired seed bootstrap (``check_comparable`` already passed).
+
+    One replicate draws the seed indices once; every arm of every pair takes those seeds in every
+    cell and on both splits.
+    """
+    if not pairs:
+        return []
+    n_resamples, level = check_resamples(n_resamples), check_level(level)
+    axes = next(iter(grids.values())).axes
+    ks = usable_ks(ks, axes)
+    arms = list(dict.fromkeys(arm for pair in pairs for arm in pair))
+    complete = {arm: is_complete(grids[arm], split) for arm in arms}
+    n_lr, n_beta, n_seed = axes.shape
+    names, _ = summary_vector(axes, np.zeros((1, n_lr, n_beta)), np.zeros((1, n_lr, n_beta)), eps, relative, ks, True)
+    n_fig = len(names) + len(ks)
+
+    def statistic(idx: IntArray) -> FloatArray:
+        n_rep = idx.shape[0]
+        v = {arm: resampled_medians(grids[arm].val_by_seed, idx) for arm in arms}
+        t = v if split == "val" else {arm: resampled_medians(grids[arm].test_by_seed, idx) for arm in arms}
+        vec = {arm: summary_vector(axes, v[arm], t[arm], eps, relative, ks, complete[arm])[1] for arm in arms}
+        out = np.full((len(pairs), n_fig, n_rep), np.nan)
+        for p, (a, b) in enumerate(pairs):
+            diff = vec[a] - vec[b]
+            out[p, : len(names)] = (diff * _signs(names)).T
+            if complete[a] and complete[b] and ks:
+                wins = win_probabilities(
+                    v[a].reshape(n_rep, -1),
+                    t[a].reshape(n_rep, -1),
+                    v[b].reshape(n_rep, -1),
+                    t[b].reshape(n_rep, -1),
+                    ks,
+                )
+                whole = np.isfinite(wins).all(axis=1, keepdims=True)
+                out[p, len(names) :] = np.where(whole, wins, np.nan).T
+        return out.reshape(len(pairs) * n_fig, n_rep)
+
+    enough = n_seed >= MIN_BOOTSTRAP_SEEDS
+    cost = len(arms) * 2 * n_lr * n_beta * n_seed + len(pairs) * (n_lr * n_beta) ** 2
+    boot = paired_bootstrap(statistic, n_seed, n_resamples, level, cost) if enough else None
+    point = boot.point if boot is not None else statistic(np.arange(n_seed)[None])[:, 0]
+    results = []
+    for p, (a, b) in enumerate(pairs):
+        base = p * n_fig
+        both = complete[a] and complete[b]
+        deltas = tuple(_delta(name, k, base + m, point, boot, both) for m, (name, k) in enumerate(names))
+        wins = _win(ks, base + len(names), point, boot, both)
+        results.append(
+            PairMetrics(
+                arm_a=a,
+                arm_b=b,
+                split=split,
+                eps=eps,
+                relative=relative,
+                n_resamples=n_resamples,
+                level=level,
+                deltas=deltas,
+                win_probability=wins,
+                improvement=_improvement(medians(grids[a], split)[1], medians(grids[b], split)[1]),
+            )
+        )
+    return results
 
 
-def _delta(
-    name: str,
-    k: int | None,
-    estimate: float,
-    low: float,
-    high: float,
-    positive: float,
-    negative: float,
-    complete: bool,
-) -> Delta:
-    higher, score_valued = _SUMMARY[name]
-    if not (np.isfinite(estimate) and np.isfinite(low)):
+def _signs(names: tuple[tuple[str, int | None], ...]) -> FloatArray:
+    return np.array([1.0 if _SUMMARY[name][0] else -1.0 for name, _ in names])
+
+
+def _interval(m: int, boot: PairedBootstrap | None) -> tuple[float | None, float | None, str]:
+    if boot is None:
+        return None, None, TOO_FEW_SEEDS
+    low, high = finite(boot.low[m]), finite(boot.high[m])
+    if low is None or high is None or not np.isfinite(boot.replicates[m]).all():
+        return None, None, UNDEFINED
+    return low, high, OK
+
+
+def _delta(name: str, k: int | None, m: int, point: FloatArray, boot: PairedBootstrap | None, complete: bool) -> Delta:
+    score_valued = _SUMMARY[name][1]
+    estimate = finite(point[m])
+    if estimate is None:
         status = INCOMPLETE if not complete else UNDEFINED
-        return Delta(metric=name, k=k, status=status, higher_is_better=higher, score_valued=score_valued)
+        return Delta(metric=name, k=k, status=status, score_valued=score_valued)
+    low, high, interval_status = _interval(m, boot)
+    positive, ties, negative = (None, None, None) if boot is None else boot.share(m)
     return Delta(
         metric=name,
         k=k,
         status=OK,
-        higher_is_better=higher,
         score_valued=score_valued,
-        estimate=float(estimate),
-        ci_low=float(low),
-        ci_high=float(high),
-        p_positive=float(positive),
-        p_negative=float(negative),
+        delta=estimate,
+        interval_low=low,
+        interval_high=high,
+        level=None if boot is None else boot.level,
+        interval_status=interval_status,
+        bootstrap_share_positive=positive,
+        bootstrap_share_ties=ties,
+        bootstrap_share_negative=negative,
+    )
+
+
+def _win(
+    ks: tuple[int, ...], first: int, point: FloatArray, boot: PairedBootstrap | None, complete: bool
+) -> WinProbability:
+    if not complete:
+        return WinProbability(status=INCOMPLETE)
+    values = [finite(point[first + n]) for n in range(len(ks))]
+    if any(v is None for v in values):
+        return WinProbability(status=UNDEFINED)
+    bounds = [_interval(first + n, boot) for n in range(len(ks))]
+    statuses = {status for _, _, status in bounds}
+    interval_status = OK if statuses == {OK} else (TOO_FEW_SEEDS if boot is None else UNDEFINED)
+    return WinProbability(
+        status=OK,
+        ks=ks,
+        a_wins=tuple(float(v) for v in values if v is not None),
+        low=tuple(lo for lo, _, _ in bounds),
+        high=tuple(hi for _, hi, _ in bounds),
+        level=None if boot is None else boot.level,
+        interval_status=interval_status,
     )
 
 
@@ -369,24 +484,14 @@ def prob_greater(x: FloatArray, px: FloatArray, y: FloatArray, py: FloatArray) -
     return float((px * (below[lo] + 0.5 * (below[hi] - below[lo]))).sum())
 
 
-def _win_probability(a: ArmSummary, b: ArmSummary, ks: tuple[int, ...]) -> WinProbability:
-    if a.picks is None or b.picks is None:
-        return WinProbability(status=INCOMPLETE)
-    xa, xb = a.t.ravel(), b.t.ravel()
-    wins = tuple(prob_greater(xa, a.picks[m], xb, b.picks[m]) for m in range(len(ks)))
-    return WinProbability(status=OK, ks=ks, a_wins=wins)
-
-
 def _improvement(ta: FloatArray, tb: FloatArray) -> ProbabilityOfImprovement:
     both = ~np.isnan(ta) & ~np.isnan(tb)
     x, y = ta[both], tb[both]
     matched = float((np.sign(x - y) + 1).mean() / 2) if x.size else None
     xa, xb = ta[~np.isnan(ta)], tb[~np.isnan(tb)]
-    spread = (
-        prob_greater(xa, np.full(xa.size, 1 / xa.size), xb, np.full(xb.size, 1 / xb.size))
-        if xa.size and xb.size
-        else None
-    )
+    spread = None
+    if xa.size and xb.size:
+        spread = float(mannwhitneyu(xa, xb, alternative="greater").statistic / (xa.size * xb.size))
     return ProbabilityOfImprovement(
         matched=matched, n_matched=int(x.size), distributions=spread, n_a=int(xa.size), n_b=int(xb.size)
     )

@@ -8,20 +8,19 @@ from typing import Any
 
 import pandas as pd
 
-from studies.metrics._arm import DEFAULT_KS, check_eps, metrics_from_grid
+from studies.metrics._arm import DEFAULT_EPS, DEFAULT_KS, check_eps, metrics_from_grid, peak_seed_spread
 from studies.metrics._exceptions import ComparisonError, MetricsError
 from studies.metrics._grid import ORIENTATION, GridAxes, build_grids, check_split
-from studies.metrics._pair import (
-    DEFAULT_PAIR_BOOT,
-    ArmSummary,
-    check_boot,
-    check_comparable,
-    compare,
-    summarise,
-    usable_ks,
-)
+from studies.metrics._pair import DEFAULT_PAIR_RESAMPLES, POSITIVE_MEANS, check_comparable, compare_pairs
+from studies.metrics._resample import DEFAULT_LEVEL, MIN_BOOTSTRAP_SEEDS, RESAMPLING
 
 DEMON_PREFIX = "demon_"
+# Bumped whenever a field's meaning changes (and the field is renamed): 2 = paired seed bootstrap,
+# order-statistic cell intervals with their level, Δ > 0 = arm a better, ε anchored on the split.
+METRICS_VERSION = 2
+SEED_SPREAD = "seed_spread"
+# ε when the seed spread cannot be measured (one seed at every peak): 1% of |y*|.
+SEED_SPREAD_FALLBACK = (0.01, True)
 
 
 def default_pairs(arms: Iterable[str]) -> list[tuple[str, str]]:
@@ -34,30 +33,37 @@ def sensitivity_report(
     scores: pd.DataFrame,
     axes: GridAxes,
     y_fail: float,
-    eps: float | None = None,
+    eps: float | str | None = None,
     relative: bool = False,
     pairs: Sequence[tuple[str, str]] | None = None,
     *,
     ks: tuple[int, ...] = DEFAULT_KS,
     split: str = "test",
-    n_boot: int = DEFAULT_PAIR_BOOT,
+    n_resamples: int = DEFAULT_PAIR_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
 ) -> dict[str, Any]:
     """Every arm's metrics and every pair's comparison, as one JSON-able dict (no NaN).
 
     Scores are oriented higher-is-better (y = −value); ``raw_*`` fields are in the workload's
-    units. ``pairs`` defaults to ``default_pairs`` of the arms present; an explicitly requested
-    pair on different grids raises ``ComparisonError``, a default one reports its ``error``.
+    units; every Δ is positive when the first arm is better. ``eps``: a number (absolute, or
+    relative with ``relative``), None for ``DEFAULT_EPS``, or "seed_spread" for the pooled seed
+    standard deviation at the arms' peaks on ``split`` (``peak_seed_spread``; 1% of |y*| when no
+    peak has two results). ``pairs`` defaults to ``default_pairs`` of the arms present; an
+    explicitly requested pair on different grids raises ``ComparisonError``, a default one
+    reports its ``error``. All pairs share one paired seed bootstrap of ``n_resamples``.
     """
     checked = check_split(split)
-    eps_value = check_eps(eps)
-    n_boot = check_boot(n_boot)
     grids = build_grids(scores, axes, y_fail)
-    arms = {arm: metrics_from_grid(grid, eps_value, relative, ks, checked).to_dict() for arm, grid in grids.items()}
+    eps_value, relative, eps_source = resolve_eps(eps, relative, [grids[a] for a in sorted(grids)], checked)
+    arms = {
+        arm: metrics_from_grid(grid, eps_value, relative, ks, checked, eps_source).to_dict()
+        for arm, grid in grids.items()
+    }
     requested = pairs is not None
-    ks_used = usable_ks(ks, axes)
-    summaries: dict[str, ArmSummary] = {}
-    reports: list[dict[str, Any]] = []
-    for arm_a, arm_b in default_pairs(grids) if pairs is None else pairs:
+    comparable: list[tuple[str, str]] = []
+    errors: dict[tuple[str, str], str] = {}
+    wanted = default_pairs(grids) if pairs is None else [tuple(p) for p in pairs]
+    for arm_a, arm_b in wanted:
         unknown = [arm for arm in (arm_a, arm_b) if arm not in grids]
         if unknown or arm_a == arm_b:
             raise MetricsError(f"cannot compare {arm_a!r} with {arm_b!r}; arms with trials: {sorted(grids)}")
@@ -66,24 +72,49 @@ def sensitivity_report(
         except ComparisonError as exc:
             if requested:
                 raise
-            reports.append({"arm_a": arm_a, "arm_b": arm_b, "error": str(exc)})
+            errors[(arm_a, arm_b)] = str(exc)
             continue
-        for arm in (arm_a, arm_b):
-            if arm not in summaries:
-                summaries[arm] = summarise(grids[arm], checked, eps_value, relative, ks_used, n_boot)
-        pair = compare(summaries[arm_a], summaries[arm_b], checked, eps_value, relative, ks_used, n_boot)
-        reports.append(pair.to_dict())
+        comparable.append((arm_a, arm_b))
+    compared = iter(compare_pairs(grids, comparable, checked, eps_value, relative, ks, n_resamples, level))
+    reports: list[dict[str, Any]] = []
+    for arm_a, arm_b in wanted:
+        if (arm_a, arm_b) in errors:
+            reports.append({"arm_a": arm_a, "arm_b": arm_b, "error": errors[(arm_a, arm_b)]})
+        else:
+            reports.append(next(compared).to_dict())
     return {
+        "metrics_version": METRICS_VERSION,
         "orientation": ORIENTATION,
         "selected_on": "val",
         "split": checked,
         "y_fail": float(y_fail),
         "eps": eps_value,
         "relative": relative,
+        "eps_source": eps_source,
+        "resampling": RESAMPLING,
+        "n_resamples": n_resamples,
+        "level": level,
+        "min_bootstrap_seeds": MIN_BOOTSTRAP_SEEDS,
+        "positive_means": POSITIVE_MEANS,
         "grid": axes.to_dict(),
         "arms": arms,
         "pairs": reports,
     }
+
+
+def resolve_eps(eps: float | str | None, relative: bool, grids: list[Any], split: Any) -> tuple[float, bool, str]:
+    """(ε, relative, where ε came from) for a report; see ``sensitivity_report``."""
+    if eps is None:
+        return DEFAULT_EPS, relative, f"default: {DEFAULT_EPS:g}" + (" of |y*|" if relative else " absolute")
+    if isinstance(eps, str):
+        if eps != SEED_SPREAD:
+            raise MetricsError(f"Invalid eps value: {eps!r} (a number >= 0 or {SEED_SPREAD!r})")
+        spread = peak_seed_spread(grids, split)
+        if spread is None:
+            value, rel = SEED_SPREAD_FALLBACK
+            return value, rel, f"seed spread unmeasurable (one seed at every peak): {value:g} of |y*|"
+        return spread, False, f"seed spread: pooled seed std (ddof 1) at the arms' peak cells on {split}"
+    return check_eps(eps), relative, "given"
 
 
 def aggregate_robustness(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -104,14 +135,15 @@ def aggregate_robustness(reports: list[dict[str, Any]]) -> dict[str, Any]:
             key = dict(entry.get("key") or {})
             key.setdefault("arm", metrics.get("arm"))
             key.setdefault("split", metrics.get("split"))
-            key.setdefault("eps", metrics["good_fraction"]["eps"])
-            key.setdefault("relative", metrics["good_fraction"]["relative"])
+            key.setdefault("eps", metrics["eps_good"]["eps"])
+            key.setdefault("relative", metrics["eps_good"]["relative"])
             canonical = json.dumps(key, sort_keys=True, default=str)
             _, items, studies = groups.setdefault(canonical, (key, [], []))
             items.append(metrics)
             if "study_id" in entry:
                 studies.append(entry["study_id"])
     return {
+        "metrics_version": METRICS_VERSION,
         "orientation": ORIENTATION,
         "groups": [_summarise_group(key, items, studies) for key, items, studies in groups.values()],
     }
@@ -152,9 +184,9 @@ def _summarise_group(key: dict[str, Any], items: list[Mapping[str, Any]], studie
         "study_ids": studies,
         "peak_score": _stats(pick(("peak", "score"))),
         "raw_peak_score": _stats(pick(("peak", "raw_score"))),
-        "good_fraction": _stats(pick(("good_fraction", "fraction"))),
-        "good_lr_width_mean_decades": _stats(pick(("good_lr_width", "mean_decades"))),
-        "good_lr_width_all_betas_decades": _stats(pick(("good_lr_width", "all_betas", "decades"))),
+        "eps_good_fraction": _stats(pick(("eps_good", "fraction"))),
+        "eps_good_lr_width_mean_decades": _stats(pick(("eps_good_lr_width", "mean_decades"))),
+        "eps_good_lr_width_all_betas_decades": _stats(pick(("eps_good_lr_width", "all_betas", "decades"))),
         "lr_sensitivity_pooled": _stats(pick(("lr_sensitivity", "pooled"))),
         "expected_best": [{"k": k, **_stats(best[k])} for k in ks],
         "raw_expected_best": [{"k": k, **_stats([None if q is None else 0.0 - q for q in best[k]])} for k in ks],

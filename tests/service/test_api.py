@@ -329,7 +329,9 @@ def test_grid_of_a_complete_arm(api: TestClient, results_study: str, stat: str, 
     assert body["n"] == [[2, 2]] * 3
     assert body["diverged"] == [[0, 0]] * 3
     assert body["missing"] == [[0, 0]] * 3
-    for low_row, value_row, high_row in zip(body["ci_low"], body["values"], body["ci_high"], strict=True):
+    # two seeds per cell: each median's interval is [min, max], at its real level of 50%
+    assert body["median_level"] == [[0.5, 0.5]] * 3
+    for low_row, value_row, high_row in zip(body["median_low"], body["values"], body["median_high"], strict=True):
         for low, value, high in zip(low_row, value_row, high_row, strict=True):
             assert low <= high
             if stat in ("median", "mean"):
@@ -367,10 +369,12 @@ def test_grid_of_a_study_without_results(api: TestClient, smoke_spec: dict[str, 
 
 def test_sensitivity_default_eps_follows_the_metric(api: TestClient, results_study: str) -> None:
     loss = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"metric": "loss"}).text)
-    assert (loss["study"]["eps"], loss["study"]["relative"]) == (0.01, True), "1% of the peak for a loss"
+    # a loss: the seed spread at the arms' peaks (every loss is 0.8 here: no spread, so ε = 0)
+    assert (loss["study"]["eps"], loss["study"]["relative"]) == (0.0, False)
+    assert loss["eps_source"].startswith("seed spread: pooled seed std")
     given = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"eps": 0.05}).text)
     assert (given["study"]["eps"], given["study"]["relative"]) == (0.05, False)
-    assert all(arm["good_fraction"]["eps"] == 0.05 for arm in given["arms"].values())
+    assert all(arm["eps_good"]["eps"] == 0.05 for arm in given["arms"].values())
 
 
 def test_sensitivity_reports_arms_and_pairs(api: TestClient, results_study: str) -> None:
@@ -380,6 +384,8 @@ def test_sensitivity_reports_arms_and_pairs(api: TestClient, results_study: str)
     body = strict_json(response.text)  # no NaN or Infinity anywhere
     assert set(body["arms"]) == set(ARMS)
     assert body["orientation"].startswith("higher is better")
+    assert body["metrics_version"] == 2
+    assert body["resampling"] == "seeds, paired across cells, splits and arms"
     assert body["study"] == {
         "id": results_study,
         "metric": "error",
@@ -488,6 +494,9 @@ def test_robustness_over_completed_studies(api: TestClient, results_study: str, 
     demon = groups["demon_sgdm"]
     assert demon["study_ids"] == [results_study]
     assert demon["key"]["workload"] == "synthetic"
+    assert demon["key"]["seeds"] == [0, 1]  # the seeds themselves, as everywhere else, not their count
+    assert body["metrics_version"] == 2
+    assert "eps_good_fraction" in demon
     assert demon["raw_peak_score"]["mean"] == pytest.approx(score("demon_sgdm", 0.01, 0.8, 0) + 0.01)
     only_step = api.get("/api/v1/robustness", params={"workload": "synthetic", "arm": "sgdm_step"}).json()
     assert [group["key"]["arm"] for group in only_step["groups"]] == ["sgdm_step"]

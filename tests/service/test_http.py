@@ -281,8 +281,11 @@ def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[
 
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server)
     assert code == 0
-    assert out.splitlines()[0].split()[:3] == ["arm", "best", "test"]
-    assert {line.split()[0] for line in out.splitlines()[1:]} == set(ARMS)
+    lines = out.splitlines()
+    assert lines[0].startswith("figures on test (cells chosen on val); good = within eps = 0.01 of the best")
+    assert lines[1].split()[:3] == ["arm", "best", "test"]
+    assert {line.split()[0] for line in lines[2 : 2 + len(ARMS)]} == set(ARMS)
+    assert any(line.startswith("demon_sgdm vs sgdm_step: dF_eps (eps = 0.01;") for line in lines)
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server, "--json", "--eps", "0.05", "--split", "val")
     assert code == 0
     report = json.loads(out)

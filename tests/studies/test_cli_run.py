@@ -52,8 +52,10 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         "name": "synthetic-smoke",
         "workload": "synthetic",
         "metric": "error",
-        "split": "val",
+        "split": "test",  # the spec's split (default "test"): the split every figure is on
     }
+    assert metrics["metrics_version"] == 2
+    assert metrics["split"] == "test"
     assert set(metrics["arms"]) == {"demon_sgdm", "sgdm_step"}
 
     assert (out / "heatmap.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -63,13 +65,17 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
     assert counts is not None
     assert int(counts[1]) + int(counts[2]) == 24
     assert counts[3] == "0"
+    assert f"good = within eps = {metrics['eps']:.3g} of the best cell on test" in printed  # ε beside F_eps
     table = printed[printed.index("best test") :].splitlines()
     rows = {line.split()[0]: line.split()[1:] for line in table[1:3]}
     assert set(rows) == {"demon_sgdm", "sgdm_step"}
-    for arm, cells in rows.items():  # every column filled from metrics.json, none left as "-"
-        assert len(cells) == 5
+    for arm, cells in rows.items():  # every column filled from metrics.json
+        # best, [low, high], level, F_eps, width, E[best@1], diverged
+        assert len(cells) == 8
         assert float(cells[0]) == pytest.approx(metrics["arms"][arm]["peak"]["raw_score"], rel=1e-3)
-        assert float(cells[1]) == pytest.approx(metrics["arms"][arm]["good_fraction"]["fraction"], rel=1e-3)
+        interval = metrics["arms"][arm]["peak"]["score_interval"]
+        assert cells[3] == f"{interval['level']:.0%}"  # two seeds: [min, max] at 50%, never "95%"
+        assert float(cells[4]) == pytest.approx(metrics["arms"][arm]["eps_good"]["fraction"], rel=1e-3)
     assert f"outputs in {out}/" in printed
 
 

@@ -11,7 +11,7 @@ from ...db import dal
 from ...db.engine import session_scope
 from ...errors import InvalidInput
 from ...presenters import trial_public
-from ...schemas import GridPublic, TrialsPublic
+from ...schemas import GridPublic, SensitivityPublic, TrialsPublic
 from ..deps import EngineDep
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["results"])
@@ -66,7 +66,7 @@ def get_grid(
     return analysis.grid(engine, study_id, arm=arm, metric=metric, split=split, stat=stat)
 
 
-@router.get("/sensitivity")
+@router.get("/sensitivity", response_model=SensitivityPublic)
 def get_sensitivity(
     study_id: str,
     engine: EngineDep,

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from ... import analysis
+from ...schemas import RobustnessPublic
 from ..deps import EngineDep
 
 router = APIRouter(tags=["robustness"])
 
 
-@router.get("/robustness")
+@router.get("/robustness", response_model=RobustnessPublic)
 def get_robustness(
     engine: EngineDep,
     workload: str,
