@@ -34,7 +34,7 @@ DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
 # Below this many seeds a bootstrap over seeds has too few distinct resamples to cover at its
 # nominal level (the simulation measures it); the intervals are then null, "too_few_seeds".
-MIN_BOOTSTRAP_SEEDS = 5
+MIN_BOOTSTRAP_SEEDS = 6
 _BATCH_ELEMENTS = 4_000_000  # bound on the floats one batch of replicates may hold
 
 

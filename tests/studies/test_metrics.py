@@ -763,3 +763,42 @@ def test_aggregate_robustness() -> None:
     assert second["n_studies"] == 1
     with pytest.raises(MetricsError):
         aggregate_robustness([{"key": key}])
+
+
+# --- ε: the anchor and the default ------------------------------------------------------------------
+
+
+def test_a_worse_peak_does_not_buy_a_higher_eps_good_fraction() -> None:
+    # Both arms have the same test landscape. Arm "lucky_val" picks, on validation, the cell that
+    # is also best on test; arm "bad_pick" picks a cell whose test score is 0.04 worse. Anchored on
+    # the chosen cell's test score (the old rule), bad_pick's threshold would drop by 0.04 and
+    # count 4 of 6 cells good against 2 of 6; anchored on the best test median, both count 2.
+    test = {(0.01, 0.0): 0.10, (0.01, 0.9): 0.11, (0.1, 0.0): 0.14, (0.1, 0.9): 0.15, (1.0, 0.0): 0.3, (1.0, 0.9): 0.4}
+    lucky = {key: [ok(value, value)] * 1 for key, value in test.items()}
+    bad = {key: [ok(0.05 if key == (0.1, 0.0) else value, value)] for key, value in test.items()}
+    axes = GridAxes(LRS, BETAS, (0,))
+    data = frame(("lucky_val", lucky), ("bad_pick", bad))
+    a = arm_metrics(data, axes, "lucky_val", Y_FAIL, eps=0.015)
+    b = arm_metrics(data, axes, "bad_pick", Y_FAIL, eps=0.015)
+    assert a.peak.score == pytest.approx(-0.10)
+    assert b.peak.score == pytest.approx(-0.14)  # the worse peak …
+    assert a.good_fraction.anchor == b.good_fraction.anchor == pytest.approx(-0.10)
+    assert a.good_fraction.fraction == b.good_fraction.fraction == pytest.approx(2 / 6)  # … gains nothing
+    pair = pair_metrics(data, axes, "lucky_val", "bad_pick", Y_FAIL, eps=0.015)
+    assert pair.delta("peak").delta == pytest.approx(0.04)
+    assert pair.delta("eps_good_fraction").delta == pytest.approx(0.0)
+
+
+def test_default_eps_for_losses_is_the_seed_spread_at_the_peaks() -> None:
+    # Arm a's peak (0.1, 0.9) has test seeds 0.11, 0.13 (variance 0.0002); arm b's the same +0.05.
+    data = frame(("demon_sgdm", DEMON), ("sgdm_step", shifted(DEMON, 0.05)))
+    report = sensitivity_report(data, AXES, Y_FAIL, eps="seed_spread")
+    assert report["eps"] == pytest.approx(math.sqrt(0.0002))
+    assert (report["relative"], report["eps_source"].split(":")[0]) == (False, "seed spread")
+    assert report["arms"]["demon_sgdm"]["eps_good"]["eps"] == report["eps"]  # one ε for every arm
+    one_seed = frame(("a", {key: trials[:1] for key, trials in DEMON.items()}))
+    fallback = sensitivity_report(one_seed, GridAxes(LRS, BETAS, (0,)), Y_FAIL, eps="seed_spread")
+    assert (fallback["eps"], fallback["relative"]) == (0.01, True)
+    assert fallback["eps_source"].startswith("seed spread unmeasurable")
+    with pytest.raises(MetricsError, match="eps"):
+        sensitivity_report(data, AXES, Y_FAIL, eps="wide")
