@@ -187,7 +187,7 @@ def summary_table(report: dict[str, Any]) -> str:
         level = interval.get("level")
         lines.append(
             f"{arm:<16} {_fmt(_dig(metrics, 'peak', 'raw_score'))} {span:>19}"
-            f" {(f'{level:.0%}' if isinstance(level, (int, float)) else '-'):>6}"
+            f" {(f'{level:.1%}' if isinstance(level, (int, float)) else '-'):>6}"
             f" {_fmt(_dig(metrics, 'eps_good', 'fraction'), 7)}"
             f" {_fmt(_dig(metrics, 'eps_good_lr_width', 'mean_decades'))}"
             f" {_fmt(_dig(metrics, 'expected_best', 'raw_without_replacement', 0))} {_fmt(diverged, 9)}"

@@ -4,7 +4,7 @@ What this is: pure functions from a frame of trial scores (one row per trial: ``
 ``beta_init``, ``seed``, ``status``, ``val``, ``test``) and the grid the study asked for
 (``GridAxes``) to JSON-able results: the cell table, per-arm metrics, pair comparisons, a whole
 report and a cross-study aggregate. What it is not: storage, HTTP or plotting (``studies.heatmaps``
-draws). It imports numpy and pandas at load and Optuna lazily (incomplete grids only), so the
+draws). It imports numpy, pandas and scipy at load and Optuna lazily (incomplete grids only), so the
 service can import it at start-up.
 
 Conventions, everywhere in this package:
@@ -12,9 +12,9 @@ Conventions, everywhere in this package:
 - **Orientation.** Raw values are the workload's lower-is-better units (error rate, loss,
   perplexity). Inside, every score is oriented higher-is-better: y = −value. A field named plainly
   (``mean``, ``median``, ``score``, ``val``, ``threshold``, ``without_replacement``) is oriented; a
-  field named ``raw_*`` is the same quantity in raw units, for people (``raw_ci_low = −ci_high``).
+  field named ``raw_*`` is the same quantity in raw units, for people (``raw_low = −high``).
   Differences and spreads (``std``, ε, ``margin``, widths, lr-sensitivity gaps, variances) carry no
-  sign convention and appear once.
+  sign convention and appear once; a pair Δ is oriented so that positive means the first arm is better.
 - **Failures.** A diverged trial scores −y_fail whatever it stored; finite scores worse than
   −y_fail are clipped to it. Failed, cancelled, pending and running trials, absent rows, and
   completed trials without a value on a split are missing: excluded and counted.
@@ -24,16 +24,32 @@ Conventions, everywhere in this package:
 - **Choose on validation, report on the split.** The peak is the cell with the best validation
   median (ties: lowest lr, then lowest β_init), reported by its median on ``split`` ("test" by
   default). q(k) and win probabilities choose each draw's best on validation too; every other
-  metric reads the ``split`` medians. "Good" cells are those within ε of the peak's ``split``
-  score (ε absolute, or ε·|y*| when ``relative``; default ε = 0.01, one percentage point of error).
+  metric reads the ``split`` medians.
+- **ε-good cells.** A cell is good when its ``split`` median is within ε of y*, the best cell
+  median on the same split (``anchor``; ε absolute, or ε·|y*| when ``relative``). y* is *not* the
+  ``split`` score of the cell chosen on validation: that anchor rewards an arm whose chosen peak
+  generalises worse with a lower anchor, a looser threshold and a higher F_ε. Default ε = 0.01
+  (one percentage point of error); ``sensitivity_report(eps="seed_spread")`` takes the pooled
+  seed standard deviation at the arms' peak cells (the default for losses). Every ε-figure says
+  which ε it used (``eps``, ``relative``, ``eps_source``).
 - **Complete grids.** A cell is present with at least one result on validation and on ``split``.
   F_ε, widths, q(k), lr sensitivity and win probabilities need every cell and otherwise say
-  ``status: "incomplete"``; the variance decomposition then switches to Optuna's fANOVA and says
-  ``method: "optuna_fanova"``. Other statuses: ``"ok"``, ``"undefined"`` (e.g. a one-lr grid has
-  no width in decades).
-- **Intervals.** 95% percentile bootstrap over seeds, resampled within cells (cell table: 1000
-  resamples; pair Δs: 500, each arm on its own fixed random stream, a cell's validation and
-  analysis-split medians resampled independently), so results are reproducible.
+  ``status: "incomplete"``; the variance decomposition then switches to Optuna's fANOVA, says
+  ``method: "optuna_fanova"`` and fills ``fanova_importance`` instead of the ANOVA's shares (the
+  two are never reported under the same names). Other statuses: ``"ok"``, ``"undefined"`` (e.g. a
+  one-lr grid has no width in decades).
+- **Intervals, each with its level.** A cell's (and the peak's) interval is the order-statistic
+  interval of its median over seeds, at the level it really has (1 − 2^(1−n) for n ≤ 5 seeds,
+  ≥ 95% from 6; none for one seed: ``"too_few_seeds"``). Pair intervals are 95% percentile
+  intervals of a **paired seed bootstrap** (``scipy.stats.bootstrap``, 2000 resamples by
+  default): each replicate resamples the seed indices once, and every cell, both splits and both
+  arms take those seeds ("resampling": "seeds, paired across cells, splits and arms"); under
+  ``MIN_BOOTSTRAP_SEEDS`` (6) seeds there is no pair interval. Fixed random streams make results
+  reproducible. ``tests/studies/test_metrics_coverage.py`` measures what each interval covers.
+- **Δ orientation.** Every pair Δ is positive when the first arm is better. The shares of
+  bootstrap replicates with Δ > 0, = 0 and < 0 are reported under those names; they are not a
+  probability that the first arm is better. Probabilities are named and defined where reported
+  (win probability against budget k; probability of improvement = Mann–Whitney U / (n·m)).
 - **JSON.** ``to_dict()`` never holds NaN or inf: those are None.
 """
 

@@ -74,7 +74,7 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         assert len(cells) == 8
         assert float(cells[0]) == pytest.approx(metrics["arms"][arm]["peak"]["raw_score"], rel=1e-3)
         interval = metrics["arms"][arm]["peak"]["score_interval"]
-        assert cells[3] == f"{interval['level']:.0%}"  # two seeds: [min, max] at 50%, never "95%"
+        assert cells[3] == f"{interval['level']:.1%}"  # two seeds: [min, max] at 50%, never "95%"
         assert float(cells[4]) == pytest.approx(metrics["arms"][arm]["eps_good"]["fraction"], rel=1e-3)
     assert f"outputs in {out}/" in printed
 

@@ -576,19 +576,21 @@ def test_paired_seeds_remove_a_shared_seed_effect() -> None:
 
 
 def test_validation_and_test_are_resampled_together() -> None:
-    # One seed of the best cell diverged on test only in the bootstrap of the old code; here a
-    # seed is either taken on both splits or on neither: a seed whose validation score is the
-    # best of the grid but whose test diverged (y_fail) can only be chosen with that test score.
-    # With val and test identical per seed, the chosen cell's test median equals its val median
-    # in every replicate, so Δpeak's replicates equal Δ of the validation peaks: never y_fail.
-    cells = {
-        key: [ok(0.1 + 0.01 * n + 0.001 * s, 0.1 + 0.01 * n + 0.001 * s) for s in range(6)]
-        for n, key in enumerate(DEMON)
-    }
-    other = {key: [ok(v + 0.02, t + 0.02) for _, v, t in trials] for key, trials in cells.items()}
-    pair = pair_metrics(frame(("a", cells), ("b", other)), AXES6, "a", "b", Y_FAIL, n_resamples=500)
+    # Arm a's first cell has three good seeds (0.10 on both splits) and three bad ones (0.30 on
+    # both); every other cell, and every cell of arm b, scores 0.20. A replicate chooses a's first
+    # cell on validation only when most of its resampled seeds are good, and then, with the same
+    # seeds on test, reports 0.10; otherwise the peak is a 0.20 cell. So a's peak is never worse
+    # than b's in any replicate. Resampling the splits independently would pair a good validation
+    # median with a bad test median (0.30) and put replicates below zero.
+    flat = [ok(0.20, 0.20)] * 6
+    cells = dict.fromkeys(DEMON, flat)
+    a = dict(cells)
+    a[(0.01, 0.0)] = [ok(0.10, 0.10)] * 3 + [ok(0.30, 0.30)] * 3
+    pair = pair_metrics(frame(("a", a), ("b", cells)), AXES6, "a", "b", Y_FAIL, n_resamples=2000)
     peak = pair.delta("peak")
-    assert (peak.interval_low, peak.interval_high) == pytest.approx((0.02, 0.02))
+    assert peak.bootstrap_share_negative == 0.0
+    assert peak.interval_low == pytest.approx(0.0)
+    assert 0 < (peak.bootstrap_share_positive or 0) < 1  # both outcomes occur
 
 
 def test_pair_point_deltas_equal_the_arm_metric_differences() -> None:
