@@ -32,7 +32,7 @@ from studies.metrics import (
 )
 from studies.metrics._cells import median_interval
 from studies.metrics._landscape import expected_best, pick_probabilities
-from studies.metrics._pair import prob_greater
+from studies.metrics._pair import prob_greater, win_probabilities
 from studies.metrics._resample import resampled_medians
 
 Y_FAIL = 0.9
@@ -804,3 +804,13 @@ def test_default_eps_for_losses_is_the_seed_spread_at_the_peaks() -> None:
     assert fallback["eps_source"].startswith("seed spread unmeasurable")
     with pytest.raises(MetricsError, match="eps"):
         sensitivity_report(data, AXES, Y_FAIL, eps="wide")
+
+
+def test_win_probabilities_of_many_replicates_match_the_pairwise_sum() -> None:
+    rng = np.random.default_rng(7)
+    va, ta, vb, tb = (rng.integers(0, 4, size=(50, 9)).astype(float) for _ in range(4))  # many ties
+    ks = (1, 3, 9)
+    pa, pb = pick_probabilities(va, ks, replacement=False), pick_probabilities(vb, ks, replacement=False)
+    beats = (np.sign(ta[:, :, None] - tb[:, None, :]) + 1) / 2
+    expected = np.einsum("kri,rij,krj->rk", pa, beats, pb)
+    assert win_probabilities(va, ta, vb, tb, ks) == pytest.approx(expected)
