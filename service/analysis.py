@@ -23,6 +23,9 @@ from .db.models import Study
 from .errors import Conflict, InvalidInput
 
 STATS = ("mean", "median", "min", "max")
+# Replicates of the paired seed bootstrap behind every pair interval (``studies.metrics``' default:
+# 2000). A report is computed once per study progress and cached, so this costs the first visitor.
+SENSITIVITY_RESAMPLES = 2000
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -203,7 +206,13 @@ def sensitivity(
     def compute() -> dict[str, Any]:
         frame = _frame(engine, study_id, kind)
         report: dict[str, Any] = sensitivity_report(
-            frame, _axes(spec, frame), y_fail(spec, kind), eps=eps_used, relative=relative, split=split
+            frame,
+            _axes(spec, frame),
+            y_fail(spec, kind),
+            eps=eps_used,
+            relative=relative,
+            split=split,
+            n_resamples=SENSITIVITY_RESAMPLES,
         )
         report["study"] = {
             "id": study_id,
