@@ -399,8 +399,10 @@ def compare_pairs(
                     t[b].reshape(n_rep, -1),
                     ks,
                 )
-                whole = np.isfinite(wins).all(axis=1, keepdims=True)
-                out[p, len(names) :] = np.where(whole, wins, np.nan).T
+                # a replicate that left some cell without a result has no win probability
+                cells = (v[a], t[a], v[b], t[b])
+                whole = np.logical_and.reduce([np.isfinite(x).all(axis=(1, 2)) for x in cells])[:, None]
+                out[p, len(names) :] = np.where(whole & np.isfinite(wins), wins, np.nan).T
         return out.reshape(len(pairs) * n_fig, n_rep)
 
     enough = n_seed >= MIN_BOOTSTRAP_SEEDS

@@ -814,3 +814,18 @@ def test_win_probabilities_of_many_replicates_match_the_pairwise_sum() -> None:
     beats = (np.sign(ta[:, :, None] - tb[:, None, :]) + 1) / 2
     expected = np.einsum("kri,rij,krj->rk", pa, beats, pb)
     assert win_probabilities(va, ta, vb, tb, ks) == pytest.approx(expected)
+
+
+def test_replicates_that_lose_a_cell_have_no_grid_figures() -> None:
+    # Seeds 1–5 of one cell failed: a replicate without seed 0 has no result there, so its grid
+    # figures and win probabilities are undefined (not computed from a NaN); the Δ intervals say so.
+    cells = more_seeds(DEMON, 6)
+    cells[(0.01, 0.0)] = [cells[(0.01, 0.0)][0]] + [("failed", NAN, NAN)] * 5
+    data = frame(("a", cells), ("b", more_seeds(shifted(DEMON, 0.05), 6)))
+    pair = pair_metrics(data, AXES6, "a", "b", Y_FAIL, n_resamples=200)
+    assert pair.delta("expected_best", 1).status == "ok"
+    assert pair.delta("expected_best", 1).interval_status == "undefined"
+    assert pair.win_probability.status == "ok"
+    assert pair.win_probability.interval_status == "undefined"
+    assert pair.win_probability.low == (None, None, None)
+    assert pair.delta("peak").interval_status == "ok"  # the peak needs only the chosen cell
