@@ -190,7 +190,7 @@ def sensitivity(
     peaks otherwise, see ``studies.report.default_eps``); a given ``eps`` is absolute unless
     ``relative``. The report says which ε it used (``eps``, ``relative``, ``eps_source``)."""
     from studies.metrics import sensitivity_report
-    from studies.report import default_eps
+    from studies.report import default_eps, default_eps_source
 
     _check_split(split)
     if eps is not None and (not math.isfinite(eps) or eps < 0):
@@ -213,6 +213,7 @@ def sensitivity(
             relative=relative,
             split=split,
             n_resamples=SENSITIVITY_RESAMPLES,
+            eps_source=default_eps_source(name) if eps is None else None,
         )
         report["study"] = {
             "id": study_id,

@@ -106,6 +106,14 @@ def default_eps(metric_name: str) -> tuple[float | str, bool]:
     return (0.01, False) if metric_name == "error" else (SEED_SPREAD, False)
 
 
+ERROR_EPS_SOURCE = "default for error rates: 0.01 (one percentage point)"
+
+
+def default_eps_source(metric_name: str) -> str | None:
+    """How a report names the default ε of ``default_eps`` (None: the metric code names it)."""
+    return ERROR_EPS_SOURCE if metric_name == "error" else None
+
+
 def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path, y_fail: float) -> dict[str, Any]:
     """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report.
 
@@ -120,7 +128,15 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     scores = scores_frame(frame, spec.metric_kind)
     axes = grid_axes(spec, frame)
     eps, relative = default_eps(spec.metric_name)
-    report = sensitivity_report(scores, axes, y_fail, eps=eps, relative=relative, split=spec.split)
+    report = sensitivity_report(
+        scores,
+        axes,
+        y_fail,
+        eps=eps,
+        relative=relative,
+        split=spec.split,
+        eps_source=default_eps_source(spec.metric_name),
+    )
     report["study"] = {
         "name": spec.name,
         "workload": spec.workload,

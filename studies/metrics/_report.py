@@ -41,6 +41,7 @@ def sensitivity_report(
     split: str = "test",
     n_resamples: int = DEFAULT_PAIR_RESAMPLES,
     level: float = DEFAULT_LEVEL,
+    eps_source: str | None = None,
 ) -> dict[str, Any]:
     """Every arm's metrics and every pair's comparison, as one JSON-able dict (no NaN).
 
@@ -51,13 +52,16 @@ def sensitivity_report(
     peak has two results). ``pairs`` defaults to ``default_pairs`` of the arms present; an
     explicitly requested pair on different grids raises ``ComparisonError``, a default one
     reports its ``error``. All pairs share one paired seed bootstrap of ``n_resamples``.
+    ``eps_source`` describes a numeric ``eps`` chosen by the caller (e.g. a workload default);
+    without it a number is reported as "given".
     """
     checked = check_split(split)
     grids = build_grids(scores, axes, y_fail)
-    eps_value, relative, eps_source = resolve_eps(eps, relative, [grids[a] for a in sorted(grids)], checked)
+    eps_value, relative, source = resolve_eps(eps, relative, [grids[a] for a in sorted(grids)], checked)
+    if eps_source is not None and not isinstance(eps, str):
+        source = eps_source
     arms = {
-        arm: metrics_from_grid(grid, eps_value, relative, ks, checked, eps_source).to_dict()
-        for arm, grid in grids.items()
+        arm: metrics_from_grid(grid, eps_value, relative, ks, checked, source).to_dict() for arm, grid in grids.items()
     }
     requested = pairs is not None
     comparable: list[tuple[str, str]] = []
@@ -90,7 +94,7 @@ def sensitivity_report(
         "y_fail": float(y_fail),
         "eps": eps_value,
         "relative": relative,
-        "eps_source": eps_source,
+        "eps_source": source,
         "resampling": RESAMPLING,
         "n_resamples": n_resamples,
         "level": level,

@@ -374,6 +374,9 @@ def test_sensitivity_default_eps_follows_the_metric(api: TestClient, results_stu
     assert loss["eps_source"].startswith("seed spread: pooled seed std")
     given = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"eps": 0.05}).text)
     assert (given["study"]["eps"], given["study"]["relative"]) == (0.05, False)
+    assert given["eps_source"] == "given"
+    error = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity").text)
+    assert error["eps_source"] == "default for error rates: 0.01 (one percentage point)"
     assert all(arm["eps_good"]["eps"] == 0.05 for arm in given["arms"].values())
 
 
