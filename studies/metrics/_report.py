@@ -129,9 +129,9 @@ def aggregate_robustness(reports: list[dict[str, Any]]) -> dict[str, Any]:
     ``sensitivity_report(...)["arms"]``); an optional ``"study_id"`` is listed in its group.
     ``key`` names what makes studies comparable (METRICS.md: workload, arm, epochs, lr range,
     β set, seeds, metric, split); entries group by it plus whichever of arm, split, eps and
-    relative it does not hold (taken from the metrics). Metrics a study could not compute
-    (incomplete grids) are left out of the counts. Scores are oriented higher-is-better;
-    ``raw_*`` are in the workload's units.
+    relative it does not hold (taken from the metrics; a seed-spread ε groups as "seed_spread").
+    Metrics a study could not compute (incomplete grids) are left out of the counts. Scores are
+    oriented higher-is-better; ``raw_*`` are in the workload's units.
     """
     groups: dict[str, tuple[dict[str, Any], list[Mapping[str, Any]], list[Any]]] = {}
     for n, entry in enumerate(reports):
@@ -139,7 +139,10 @@ def aggregate_robustness(reports: list[dict[str, Any]]) -> dict[str, Any]:
             key = dict(entry.get("key") or {})
             key.setdefault("arm", metrics.get("arm"))
             key.setdefault("split", metrics.get("split"))
-            key.setdefault("eps", metrics["eps_good"]["eps"])
+            good = metrics["eps_good"]
+            # a seed-spread ε differs per study by design: group by the rule, not the number
+            by_rule = str(good.get("eps_source", "")).startswith("seed spread:")
+            key.setdefault("eps", SEED_SPREAD if by_rule else good["eps"])
             key.setdefault("relative", metrics["eps_good"]["relative"])
             canonical = json.dumps(key, sort_keys=True, default=str)
             _, items, studies = groups.setdefault(canonical, (key, [], []))

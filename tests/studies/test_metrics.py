@@ -829,3 +829,16 @@ def test_replicates_that_lose_a_cell_have_no_grid_figures() -> None:
     assert pair.win_probability.interval_status == "undefined"
     assert pair.win_probability.low == (None, None, None)
     assert pair.delta("peak").interval_status == "ok"  # the peak needs only the chosen cell
+
+
+def test_studies_with_a_seed_spread_eps_aggregate_by_the_rule() -> None:
+    one = sensitivity_report(frame(("demon_sgdm", DEMON)), AXES, Y_FAIL, eps="seed_spread")
+    two = sensitivity_report(
+        frame(("demon_sgdm", shifted(more_seeds(DEMON, 6), 0.01))), AXES6, Y_FAIL, eps="seed_spread"
+    )
+    assert one["eps"] != two["eps"]
+    key = {"workload": "w", "metric": "loss"}
+    out = aggregate_robustness([{"key": key, "arms": one["arms"]}, {"key": key, "arms": two["arms"]}])
+    (group,) = out["groups"]
+    assert group["key"]["eps"] == "seed_spread"
+    assert group["n_studies"] == 2
