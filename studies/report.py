@@ -103,11 +103,14 @@ def default_eps(metric_name: str) -> tuple[float, bool]:
 
 
 def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path, y_fail: float) -> dict[str, Any]:
-    """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report."""
+    """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report (with
+    the ``environment`` the trials ran on, ``studies.environment``)."""
+    from .environment import nodes_used, study_environment
     from .heatmaps import write_heatmaps
     from .metrics import sensitivity_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = list(results)
     frame = results_frame(results)
     frame.to_csv(out_dir / "trials.csv", index=False)
     frame.to_parquet(out_dir / "trials.parquet", index=False)
@@ -121,6 +124,7 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
         "metric": spec.metric_name,
         "split": spec.split,
     }
+    report["environment"] = study_environment(spec, nodes_used((r.node, r.device, r.extra) for r in results))
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     paths = write_heatmaps(scores, axes, y_fail, out_dir, stem="heatmap", metric_label=spec.metric_name)
     report["files"] = [
@@ -142,7 +146,15 @@ def summary_table(report: dict[str, Any]) -> str:
             f" {_fmt(_dig(metrics, 'good_lr_width', 'mean_decades'))}"
             f" {_fmt(_dig(metrics, 'expected_best', 'raw_without_replacement', 0))} {_fmt(diverged)}"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, *SUMMARY_LEGEND])
+
+
+SUMMARY_LEGEND = (
+    "best test: test score of the cell picked on validation (workload units, lower is better);",
+    "F_eps: share of (lr, β_init) cells within ε of the best; width(dec): mean width, in decades of lr, of the",
+    "good lr range per β_init; E[best@1]: expected score of one cell drawn at random; diverged: share of runs",
+    "that blew up.",
+)
 
 
 def _dig(data: Any, *path: str | int) -> Any:

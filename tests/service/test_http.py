@@ -282,14 +282,14 @@ def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server)
     assert code == 0
     assert out.splitlines()[0].split()[:3] == ["arm", "best", "test"]
-    assert {line.split()[0] for line in out.splitlines()[1:]} == set(ARMS)
+    assert {line.split()[0] for line in out.splitlines()[1:3]} == set(ARMS)
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server, "--json", "--eps", "0.05", "--split", "val")
     assert code == 0
     report = json.loads(out)
     assert set(report["arms"]) == set(ARMS)
     assert report["study"]["eps"] == 0.05
 
-    code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "demon_sgdm", "--b", "sgdm_step")
+    code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "demon_sgdm", "--b", "sgdm_step", "--json")
     assert code == 0
     assert [(p["arm_a"], p["arm_b"]) for p in json.loads(out)] == [("demon_sgdm", "sgdm_step")]
     code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "adam_step")
@@ -332,7 +332,7 @@ def test_cli_errors(server: str, capsys: pytest.CaptureFixture[str], tmp_path: P
     assert code == 2
     code, _, err = cli(capsys, "status", "000000000000", "--url", "http://127.0.0.1:9")  # nothing listens
     assert code == 2
-    assert "cannot reach http://127.0.0.1:9" in err
+    assert "cannot reach the server at http://127.0.0.1:9" in err
     assert cli(capsys, "list", "--url", server)[1].splitlines()[-1] == "(0 of 0)"
 
 
