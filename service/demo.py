@@ -32,13 +32,14 @@ def _port_is_free(port: int) -> bool:
 def pick_port(requested: int | None, default: int) -> tuple[int, str | None]:
     """The port to serve on, and a note when it is not the default one.
 
-    A port given with ``--port`` is used or refused (``PortBusy``), never silently replaced; when none
-    was given and the default is taken, a free port is picked and the note says which."""
+    A port asked for (``--port`` or ``DEMONLAB_PORT``) is used or refused (``PortBusy``), never silently
+    replaced; when none was asked for and the default is taken, a free port is picked and the note says
+    which."""
     if requested is not None:
         if not _port_is_free(requested):
             raise PortBusy(
-                f"--port {requested}: the port is already in use on 127.0.0.1 "
-                "(stop what listens there, or pick another port)"
+                f"port {requested} is already in use on 127.0.0.1 "
+                "(stop what listens there, or choose another with --port or DEMONLAB_PORT)"
             )
         return requested, None
     if _port_is_free(default):
@@ -85,6 +86,8 @@ def run_demo(
             "this database has API tokens, so submitting needs one: set DEMONLAB_TOKEN=<token> "
             "(make one with `demonlab token create`)"
         )
+    if port is None and "port" in settings.model_fields_set:  # DEMONLAB_PORT: asked for as much as --port
+        port = settings.port
     port, note = pick_port(port, settings.port)
     if note:
         print(f"demonlab: {note}", flush=True)

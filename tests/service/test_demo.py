@@ -49,7 +49,7 @@ def busy_port() -> Iterator[int]:
 
 
 def test_a_busy_port_is_refused_when_asked_for_and_replaced_out_loud_otherwise(busy_port: int) -> None:
-    with pytest.raises(ValueError, match=rf"--port {busy_port}: the port is already in use"):
+    with pytest.raises(ValueError, match=rf"port {busy_port} is already in use"):
         pick_port(busy_port, 8000)
     port, note = pick_port(None, busy_port)
     assert port != busy_port
@@ -62,10 +62,20 @@ def test_demo_refuses_a_busy_port(demo_env: str, busy_port: int, capsys: pytest.
     out, err = capsys.readouterr()
     assert code == 2
     assert err == (
-        f"demonlab: error: --port {busy_port}: the port is already in use on 127.0.0.1 "
-        "(stop what listens there, or pick another port)\n"
+        f"demonlab: error: port {busy_port} is already in use on 127.0.0.1 "
+        "(stop what listens there, or choose another with --port or DEMONLAB_PORT)\n"
     )
     assert "starting the service" not in out
+
+
+def test_demo_refuses_a_busy_port_from_the_environment(
+    demo_env: str, busy_port: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMONLAB_PORT", str(busy_port))
+    clear_settings_cache()
+    code = main(["demo"])
+    assert code == 2
+    assert f"port {busy_port} is already in use" in capsys.readouterr().err
 
 
 def test_demo_without_a_token_on_a_database_with_tokens_says_what_to_do(
