@@ -24,7 +24,7 @@ from sqlalchemy import Engine, update
 from test_http import ARMS, SMOKE_SPEC_PATH, cli, cli_submit, complete, record_all, result_for
 
 from service.client import DemonlabClient
-from service.console import STARTING, follow
+from service.console import STARTING, Progress, follow
 from service.db import ApiToken, StudyStatus, dal, session_scope
 from service.settings import clear_settings_cache
 from studies.results import TrialKey
@@ -233,6 +233,31 @@ def test_follow_off_a_terminal_says_when_ray_starts_and_prints_each_change_once(
         f"{study_id}: 2/2 trials, running, 0 diverged, 0 failed",
         f"{study_id}: 2/2 trials, completed, 0 diverged, 0 failed",
     ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_starts_with_the_total(
+    server: str, engine: Engine, smoke_spec: dict[str, Any]
+) -> None:
+    stream = Terminal()
+    progress = Progress(stream)
+    with DemonlabClient(server, timeout=30) as client:
+        study_id = client.submit(smoke_spec).id
+        with session_scope(engine) as session:
+            dal.claim_queued_studies(session, limit=1, launcher_id="test")
+        progress.show(client.get_study(study_id), started=False)
+        first = stream.getvalue()
+        record_all(engine, study_id)
+        progress.show(client.get_study(study_id))
+        progress.close()
+    assert "0trial" not in first
+    assert "0/24" in first
+    assert STARTING in first
+    assert "24/24" in stream.getvalue()
 
 
 # --------------------------------------------------------------------------------------------- tokens

@@ -35,8 +35,9 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
             str(tmp_path / "work"),
         ]
     )
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
     assert code == 0
+    assert "\r" not in err  # not a terminal: no progress bar redrawn line after line
 
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 * 3 * 2 * 2
