@@ -133,6 +133,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"{p.diverged} diverged, {p.failed} failed")
     if study.error:
         print(f"error: {study.error}")
+    if study.environment:
+        from .console import environment_lines
+
+        print("\n".join(environment_lines(study.environment)))
     return 0
 
 

@@ -197,3 +197,26 @@ def robustness_table(result: dict[str, Any]) -> str:
     if not rows:
         return f"{head}; nothing to aggregate"
     return "\n".join([head, table(headers, rows), "cells: mean [min, max] over the studies of the row"])
+
+
+def environment_lines(environment: dict[str, Any]) -> list[str]:
+    """What a study ran on, for a terminal: software versions on one line, then one line per node."""
+    software = environment.get("software") or {}
+    commit = software.get("git_commit")
+    versions = ", ".join(
+        f"{label} {software[key]}"
+        for key, label in (("python", "Python"), ("torch", "torch"), ("ray", "Ray"), ("optuna", "Optuna"))
+        if software.get(key)
+    )
+    head = f"ran with demonlab {software.get('demonlab') or '?'}" + (f" (git {commit[:12]})" if commit else "")
+    lines = [f"{head}, {versions}" if versions else head]
+    for node in environment.get("nodes") or []:
+        gpus = ", ".join(node.get("gpus") or []) or "no GPU"
+        lines.append(
+            f"  node {node.get('node')}: {node.get('cpu') or 'CPU unknown'}; {gpus}; {node.get('trials', 0)} trials"
+        )
+    seeds = environment.get("seeds") or {}
+    if seeds:
+        search = f", search seed {seeds['search']}" if seeds.get("search") is not None else ""
+        lines.append(f"  seeds {seeds.get('trials')}{search}")
+    return lines

@@ -121,7 +121,11 @@ def test_export_refuses_what_it_cannot_write_and_carries_metadata(
 ) -> None:
     study_id = cli_submit(capsys, server)
     record_all(engine, study_id)
-    environment = {"software": {"torch": "2.13.0"}, "nodes": [{"node": "n1", "cpu": "X", "gpus": ["G"]}]}
+    environment = {
+        "software": {"demonlab": "0.1.0", "git_commit": "0123456789abcdef", "torch": "2.13.0"},
+        "nodes": [{"node": "n1", "cpu": "X", "gpus": ["G"], "trials": 24}],
+        "seeds": {"trials": [0, 1], "search": None},
+    }
     with session_scope(engine) as session:
         dal.set_environment(session, study_id, environment)
 
@@ -140,6 +144,12 @@ def test_export_refuses_what_it_cannot_write_and_carries_metadata(
     assert about["spec"]["name"] == "synthetic-smoke"
     with DemonlabClient(server) as client:
         assert client.get_study(study_id).environment == environment
+    code, out, _ = cli(capsys, "status", study_id, "--url", server)
+    assert out.splitlines()[1:] == [
+        "ran with demonlab 0.1.0 (git 0123456789ab), torch 2.13.0",
+        "  node n1: X; G; 24 trials",
+        "  seeds [0, 1]",
+    ]
 
 
 def test_cli_errors_are_messages_not_tracebacks(
