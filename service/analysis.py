@@ -9,6 +9,7 @@ counters and so the key, and a finished study's reports are computed once.
 from __future__ import annotations
 
 import io
+import json
 import math
 import threading
 from collections import OrderedDict
@@ -267,13 +268,36 @@ def heatmap(
 def export(engine: Engine, study_id: str, fmt: str) -> bytes:
     """Every trial of a study as CSV or Parquet (one row per trial, raw scores)."""
     with session_scope(engine, read_only=True) as session:
-        dal.get_study(session, study_id)
+        study = dal.get_study(session, study_id)
         frame = dal.trials_export_frame(session, study_id)
+        about = export_metadata(study)
     if fmt == "csv":
         return frame.to_csv(index=False).encode()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    schema_metadata = dict(table.schema.metadata or {})
+    schema_metadata[EXPORT_METADATA_KEY] = json.dumps(about).encode()
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
+    pq.write_table(table.replace_schema_metadata(schema_metadata), buffer)
     return buffer.getvalue()
+
+
+EXPORT_METADATA_KEY = b"demonlab"
+
+
+def export_metadata(study: Any) -> dict[str, Any]:
+    """What the Parquet export carries in its schema metadata (key ``demonlab``): the study, its spec and
+    the environment it ran on (``pyarrow.parquet.read_schema(path).metadata[b"demonlab"]``)."""
+    return {
+        "study_id": study.id,
+        "name": study.name,
+        "workload": study.workload,
+        "status": study.status.value,
+        "spec": study.spec,
+        "environment": study.environment,
+    }
 
 
 def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> dict[str, Any]:

@@ -2,8 +2,12 @@
 
 - Local, no service: ``run`` (a spec to files), ``demo`` (what ``make run`` runs).
 - Service processes: ``serve`` (API + scheduler), ``scheduler``, ``execute STUDY_ID`` (a driver).
-- Client commands over HTTP: ``submit``, ``status``, ``list``, ``grid``, ``sensitivity``, ``compare``,
-  ``heatmap``, ``export``; and ``token create`` (writes to the database directly).
+- Client commands over HTTP: ``submit``, ``status``, ``list``, ``cancel``, ``delete``, ``trials``, ``grid``,
+  ``sensitivity``, ``compare``, ``robustness``, ``heatmap``, ``export``.
+- ``token create`` / ``list`` / ``revoke`` (on the database directly, like ``serve``).
+
+What the demo shares with these commands (reading specs, following a study, tables) lives in
+``service.console``, so this module and ``service.demo`` never import each other.
 
 Every heavy import happens inside the command that needs it, so ``--help`` is instant.
 """
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+EXPORT_FORMATS = ("csv", "parquet")
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -106,42 +111,16 @@ def _cmd_execute(args: argparse.Namespace) -> int:
     return execute(args.study_id, get_settings(), attempt=args.attempt)
 
 
-def _read_spec(path: str) -> dict[str, Any]:
-    text = Path(path).read_text()
-    if path.endswith(".json"):
-        data = json.loads(text)
-    else:
-        import yaml
-
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a spec must be a mapping")
-    return data
-
-
-def _follow(client: Any, study_id: str) -> Any:
-    from tqdm import tqdm
-
-    bar = tqdm(unit="trial", file=sys.stderr, dynamic_ncols=True)
-
-    def show(study: Any) -> None:
-        bar.total = study.progress.total
-        bar.n = study.progress.done
-        bar.set_postfix_str(f"{study.status}, {study.progress.diverged} diverged, {study.progress.failed} failed")
-        bar.refresh()
-
-    try:
-        return client.wait(study_id, poll_seconds=1.0, on_progress=show)
-    finally:
-        bar.close()
-
-
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from .console import read_spec
+
     client = _client(args)
-    created = client.submit(_read_spec(args.spec), idempotency_key=args.idempotency_key)
+    created = client.submit(read_spec(args.spec), idempotency_key=args.idempotency_key)
     print(f"study {created.id}: {created.status}, {created.trials_total} trials, {args.url}{created.url}")
     if args.wait:
-        study = _follow(client, created.id)
+        from .console import follow
+
+        study = follow(client, created.id)
         print(f"study {study.id}: {study.status}" + (f" ({study.error})" if study.error else ""))
         return 0 if study.status == "completed" else 1
     return 0
@@ -154,6 +133,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"{p.diverged} diverged, {p.failed} failed")
     if study.error:
         print(f"error: {study.error}")
+    if study.environment:
+        from .console import environment_lines
+
+        print("\n".join(environment_lines(study.environment)))
     return 0
 
 
@@ -207,7 +190,47 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not pairs:
         print("no matching pair of arms (see `demonlab sensitivity`)")
         return 1
-    print(json.dumps(pairs, indent=2))
+    if args.json:
+        print(json.dumps(pairs, indent=2))
+        return 0
+    from .console import compare_table
+
+    print(compare_table(pairs))
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    study = _client(args).cancel(args.study_id)
+    print(f"study {study.id}: {study.status}")
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    _client(args).delete(args.study_id)
+    print(f"study {args.study_id}: deleted")
+    return 0
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    page = _client(args).trials(args.study_id, arm=args.arm, status=args.status, offset=args.offset, limit=args.limit)
+    if args.json:
+        print(json.dumps([t.model_dump(mode="json") for t in page.data], indent=2))
+        return 0
+    from .console import trials_table
+
+    print(trials_table(page.data))
+    print(f"({len(page.data)} of {page.count}, from {page.offset})")
+    return 0
+
+
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    result = _client(args).robustness(args.workload, arm=args.arm, epochs=args.epochs)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from .console import robustness_table
+
+    print(robustness_table(result))
     return 0
 
 
@@ -224,15 +247,16 @@ def _cmd_heatmap(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    fmt = "parquet" if out.suffix == ".parquet" else "csv"
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"--out: exports are .csv or .parquet (got {out.name!r}); name the file with one of those")
     out.write_bytes(_client(args).export(args.study_id, fmt=fmt))
     print(f"wrote {out}")
     return 0
 
 
-def _cmd_token_create(args: argparse.Namespace) -> int:
-    from .db import dal
-    from .db.engine import make_engine, session_scope
+def _token_engine() -> Any:
+    from .db.engine import make_engine
     from .db.migrations import upgrade_to_head
     from .settings import get_settings
 
@@ -240,17 +264,69 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     upgrade_to_head(engine)
-    with session_scope(engine) as session:
-        token = dal.create_token(session, args.name)
+    return engine
+
+
+def _cmd_token_create(args: argparse.Namespace) -> int:
+    from .db import dal
+    from .db.engine import session_scope
+    from .tokens import expiry_from
+
+    expires_at = expiry_from(args.expires_in) if args.expires_in else None
+    engine = _token_engine()
+    try:
+        with session_scope(engine) as session:
+            token = dal.create_token(session, args.name, expires_at=expires_at)
+    finally:
+        engine.dispose()
     print(token)
-    print("(shown once; stored only as a hash. Send it as 'Authorization: Bearer <token>')", file=sys.stderr)
+    until = f"; expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else ""
+    print(
+        f"(shown once; stored only as a hash{until}. Send it as 'Authorization: Bearer <token>')",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_token_list(args: argparse.Namespace) -> int:
+    from .console import table
+    from .db import dal
+    from .db.engine import session_scope
+
+    engine = _token_engine()
+    try:
+        with session_scope(engine, read_only=True) as session:
+            tokens = dal.list_tokens(session)
+    finally:
+        engine.dispose()
+
+    def when(value: Any) -> str:
+        return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+    rows = [[str(t.id), t.name, when(t.created_at), when(t.last_used_at), when(t.expires_at), t.state] for t in tokens]
+    print(table(["id", "name", "created (UTC)", "last used", "expires", "state"], rows))
+    print(f"({len(tokens)} token{'' if len(tokens) == 1 else 's'})")
+    return 0
+
+
+def _cmd_token_revoke(args: argparse.Namespace) -> int:
+    from .db import dal
+    from .db.engine import session_scope
+
+    engine = _token_engine()
+    try:
+        with session_scope(engine) as session:
+            revoked = dal.revoke_token(session, args.token)
+    finally:
+        engine.dispose()
+    print(f"revoked token {revoked.id} ({revoked.name!r})")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(port=args.port, spec_path=args.spec)
+    return run_demo(port=args.port, spec_path=args.spec, token=args.token, keep_serving=not args.exit_when_done)
 
 
 def _safe_url(url: str) -> str:
@@ -285,8 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("demo", help="what `make run` does: serve, submit the digits example, follow it, summarise")
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--port", type=int, default=None, help="port (refused if busy; default DEMONLAB_PORT or 8000)")
     p.add_argument("--spec", default=None, help="spec to submit (default studies/examples/digits.yaml)")
+    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
+    p.add_argument("--exit-when-done", action="store_true", help="stop serving once the study is summarised")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("serve", help="the HTTP API and the scheduler")
@@ -312,7 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(p)
     p.set_defaults(func=_cmd_submit)
 
-    for name, func, help_text in (("status", _cmd_status, "a study's status and progress"),):
+    for name, func, help_text in (
+        ("status", _cmd_status, "a study's status and progress"),
+        ("cancel", _cmd_cancel, "cancel a queued or running study (its finished trials are kept)"),
+        ("delete", _cmd_delete, "delete a study and its trials (refused while it runs: cancel it first)"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("study_id")
         _client_args(p)
@@ -325,6 +407,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     _client_args(p)
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("trials", help="a study's trials as a table (a page of them)")
+    p.add_argument("study_id")
+    p.add_argument("--arm", default=None)
+    p.add_argument(
+        "--status", default=None, choices=["pending", "running", "completed", "diverged", "failed", "cancelled"]
+    )
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="print the trials as JSON")
+    _client_args(p)
+    p.set_defaults(func=_cmd_trials)
 
     p = sub.add_parser("grid", help="one arm's grid as a terminal table")
     p.add_argument("study_id")
@@ -347,9 +441,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--a", default=None, help="first arm (default: every demon_* arm)")
     p.add_argument("--b", default=None, help="second arm (default: every baseline)")
     p.add_argument("--eps", type=float, default=None)
+    p.add_argument("--json", action="store_true", help="print the pairs as JSON")
     _score_args(p, "test")
     _client_args(p)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("robustness", help="each arm's figures over every completed study of a workload")
+    p.add_argument("workload")
+    p.add_argument("--arm", default=None)
+    p.add_argument("--epochs", type=int, default=None, help="only studies of this many epochs")
+    p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+    _client_args(p)
+    p.set_defaults(func=_cmd_robustness)
 
     p = sub.add_parser("heatmap", help="download the heatmap (.png or .svg)")
     p.add_argument("study_id")
@@ -369,7 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub = p.add_subparsers(dest="token_command", required=True)
     t = token_sub.add_parser("create", help="create a token (printed once)")
     t.add_argument("--name", default="default")
+    t.add_argument("--expires-in", default=None, help="lifetime, e.g. 90m, 12h, 30d, 2w (default: no expiry)")
     t.set_defaults(func=_cmd_token_create)
+    t = token_sub.add_parser("list", help="every token: id, name, created, last used, expiry, state")
+    t.set_defaults(func=_cmd_token_list)
+    t = token_sub.add_parser("revoke", help="revoke a token by id or name (it stops working at once)")
+    t.add_argument("token", help="the token's id (from `token list`) or its name")
+    t.set_defaults(func=_cmd_token_revoke)
     return parser
 
 
@@ -390,8 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except KeyboardInterrupt:
         return 130
-    except httpx.TransportError as exc:  # no server there, a timeout: a message, not a traceback
-        print(f"demonlab: error: cannot reach {getattr(args, 'url', 'the service')}: {exc}", file=sys.stderr)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # no server there, a timeout, a bad URL: no traceback
+        where = getattr(args, "url", None) or "the service"
+        print(f"demonlab: error: cannot reach the server at {where}: {exc or type(exc).__name__}", file=sys.stderr)
         return 2
     except ApiError as exc:
         print(

@@ -16,14 +16,38 @@ from typing import Any
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "digits.yaml"
 
 
-def _free_port(preferred: int) -> int:
+class PortBusy(ValueError):
+    """The port asked for is taken: ``make run`` says so instead of serving somewhere else."""
+
+
+def _port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
+            sock.bind(("127.0.0.1", port))
         except OSError:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
+            return False
+        return True
+
+
+def pick_port(requested: int | None, default: int) -> tuple[int, str | None]:
+    """The port to serve on, and a note when it is not the default one.
+
+    A port asked for (``--port`` or ``DEMONLAB_PORT``) is used or refused (``PortBusy``), never silently
+    replaced; when none was asked for and the default is taken, a free port is picked and the note says
+    which."""
+    if requested is not None:
+        if not _port_is_free(requested):
+            raise PortBusy(
+                f"port {requested} is already in use on 127.0.0.1 "
+                "(stop what listens there, or choose another with --port or DEMONLAB_PORT)"
+            )
+        return requested, None
+    if _port_is_free(default):
+        return default, None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    return port, f"port {default} is already in use; serving on {port} instead (choose one with --port)"
 
 
 def _start_server(port: int) -> tuple[Any, threading.Thread]:
@@ -44,28 +68,52 @@ def _start_server(port: int) -> tuple[Any, threading.Thread]:
     return server, thread
 
 
-def run_demo(*, port: int | None = None, spec_path: str | None = None) -> int:
-    """Serve, submit, follow, summarise, keep serving."""
-    from .cli import _follow, _read_spec
+def run_demo(
+    *, port: int | None = None, spec_path: str | None = None, token: str | None = None, keep_serving: bool = True
+) -> int:
+    """Serve, submit, follow, summarise, keep serving (unless ``keep_serving`` is false).
+
+    ``token`` (the CLI passes ``DEMONLAB_TOKEN``) authorises the submission once tokens exist; without
+    one on a database that has tokens, the demo stops before starting anything and says what to do."""
     from .client import DemonlabClient
+    from .console import follow, read_spec
     from .settings import get_settings
 
     settings = get_settings()
-    port = _free_port(port or settings.port)
+    spec = read_spec(spec_path or str(EXAMPLE))
+    if not token and _tokens_configured(settings):
+        raise ValueError(
+            "this database has API tokens, so submitting needs one: set DEMONLAB_TOKEN=<token> "
+            "(make one with `demonlab token create`)"
+        )
+    if port is None and "port" in settings.model_fields_set:  # DEMONLAB_PORT: asked for as much as --port
+        port = settings.port
+    port, note = pick_port(port, settings.port)
+    if note:
+        print(f"demonlab: {note}", flush=True)
     base = f"http://127.0.0.1:{port}"
     print(f"demonlab: starting the service at {base} (database {settings.database_url})", flush=True)
     server, thread = _start_server(port)
-    client = DemonlabClient(base)
-    spec = _read_spec(spec_path or str(EXAMPLE))
-    created = client.submit(spec)
-    print(
-        f"submitted {spec['name']!r} as study {created.id}: {created.trials_total} trials ({base}{created.url})",
-        flush=True,
-    )
-    study = _follow(client, created.id)
-    print(f"study {study.id}: {study.status}" + (f" — {study.error}" if study.error else ""))
-    if study.status == "completed":
-        _summarise(client, study.id, settings.data_dir, base)
+    client = DemonlabClient(base, token=token)
+    try:
+        created = client.submit(spec)
+        print(
+            f"submitted {spec.get('name')!r} as study {created.id}: {created.trials_total} trials "
+            f"({base}{created.url})",
+            flush=True,
+        )
+        study = follow(client, created.id)
+        print(f"study {study.id}: {study.status}" + (f" — {study.error}" if study.error else ""))
+        if study.status == "completed":
+            _summarise(client, study.id, settings.data_dir, base)
+    except BaseException:
+        server.should_exit = True
+        thread.join(timeout=15)
+        raise
+    if not keep_serving:
+        server.should_exit = True
+        thread.join(timeout=15)
+        return 0
     print(f"\nserving {base}/docs until Ctrl-C", flush=True)
     try:
         while thread.is_alive():
@@ -76,6 +124,24 @@ def run_demo(*, port: int | None = None, spec_path: str | None = None) -> int:
         server.should_exit = True
         thread.join(timeout=15)
     return 0
+
+
+def _tokens_configured(settings: Any) -> bool:
+    """Whether the API will ask for a token (the database holds one, or settings require it)."""
+    from .db import dal
+    from .db.engine import make_engine, session_scope
+    from .db.migrations import upgrade_to_head
+
+    if settings.api_tokens_required:
+        return True
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade_to_head(engine)
+        with session_scope(engine) as session:
+            return dal.any_tokens(session)
+    finally:
+        engine.dispose()
 
 
 def _summarise(client: Any, study_id: str, data_dir: Path, base: str) -> None:

@@ -40,6 +40,7 @@ def study_public(study: Any) -> StudyPublic:
         heartbeat_at=study.heartbeat_at,
         error=study.error,
         spec=study.spec,
+        environment=getattr(study, "environment", None),
     )
 
 

@@ -49,6 +49,11 @@ class StudyPublic(BaseModel):
     heartbeat_at: dt.datetime | None
     error: str | None
     spec: dict[str, Any]
+    environment: dict[str, Any] | None = Field(
+        default=None,
+        description="what the study ran on: software versions and git commit, the driver's and the trial "
+        "nodes' CPU and GPU models, and the seeds (set by its driver; null before it starts)",
+    )
 
 
 class StudiesPublic(BaseModel):

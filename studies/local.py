@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from .executors import execute_study, failure_value, shutdown_ray
+from .executors import check_executor, execute_study, failure_value, shutdown_ray
 from .report import summary_table, write_outputs
 from .results import TrialResult
 from .spec import StudySpec
@@ -28,8 +28,11 @@ def run_local(
     """Run every trial of ``spec`` and write the outputs to ``out_dir``; return the metrics report."""
     from tqdm import tqdm
 
+    check_executor(spec, executor)
     results: dict[Any, TrialResult] = {}
-    bar = tqdm(total=spec.trial_count, unit="trial", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    # A bar on a terminal only: written to a log, each redraw is another line.
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(total=spec.trial_count, unit="trial", disable=not show, file=sys.stderr, dynamic_ncols=True)
 
     def sink(result: TrialResult) -> None:
         results[result.key] = result

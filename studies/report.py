@@ -115,13 +115,16 @@ def default_eps_source(metric_name: str) -> str | None:
 
 
 def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path, y_fail: float) -> dict[str, Any]:
-    """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report.
+    """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report (with
+    the ``environment`` the trials ran on, ``studies.environment``).
 
     The figures and heatmaps are on ``spec.split`` (cells are always chosen on validation)."""
+    from .environment import nodes_used, study_environment
     from .heatmaps import write_heatmaps
     from .metrics import sensitivity_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    results = list(results)
     frame = results_frame(results)
     frame.to_csv(out_dir / "trials.csv", index=False)
     frame.to_parquet(out_dir / "trials.parquet", index=False)
@@ -143,6 +146,7 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
         "metric": spec.metric_name,
         "split": spec.split,  # the split every figure is on; cells are chosen on "val"
     }
+    report["environment"] = study_environment(spec, nodes_used((r.node, r.device, r.extra) for r in results))
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     paths = write_heatmaps(
         scores,
@@ -208,7 +212,16 @@ def summary_table(report: dict[str, Any]) -> str:
             f" {_fmt(_dig(metrics, 'eps_good_lr_width', 'mean_decades'))}"
             f" {_fmt(_dig(metrics, 'expected_best', 'raw_without_replacement', 0))} {_fmt(diverged, 9)}"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, *SUMMARY_LEGEND])
+
+
+SUMMARY_LEGEND = (
+    "best: score (workload units, lower is better) of the cell picked on validation; interval, level: the",
+    "seed interval of that score and the confidence it really has (an order-statistic interval);",
+    "F_eps: share of (lr, β_init) cells within ε of the best cell; width(dec): mean width, in decades of lr,",
+    "of the good lr range per β_init; E[best@1]: expected score of one cell drawn at random; diverged: share",
+    "of runs that blew up.",
+)
 
 
 def pair_lines(report: dict[str, Any]) -> list[str]:

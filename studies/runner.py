@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .arms import build_arm
+from .environment import hardware
 from .results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from .spec import StudySpec
 from .workloads import Splits, Workload, get_workload
@@ -152,6 +153,7 @@ def run_trial(plan: TrialPlan, key: TrialKey, *, device: str | None = None) -> T
             device=str(torch_device),
             node=node_name(),
             error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}",
+            extra={"hardware": hardware(str(torch_device))},
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -218,4 +220,5 @@ def _train(
         wall_seconds=time.perf_counter() - started,
         device=str(device),
         node=node_name(),
+        extra={"hardware": hardware(str(device))},
     )

@@ -294,6 +294,12 @@ def load_spec(path: str | Path, *, max_trials: int = DEFAULT_MAX_TRIALS) -> Stud
 
 def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
     """Parse spec text (JSON is valid YAML, so YAML parsing covers both unless ``suffix`` is .json)."""
+    return StudySpec.model_validate(read_spec_data(text, suffix=suffix), context={"max_trials": max_trials})
+
+
+def read_spec_data(text: str, *, suffix: str = ".yaml") -> Any:
+    """The data of spec text, not yet validated (what a client submits): malformed JSON or YAML is a
+    ``ValueError`` with the parser's reason and position."""
     if suffix == ".json":
         try:
             data = json.loads(text)
@@ -306,7 +312,7 @@ def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAU
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ValueError(f"the spec is not valid YAML: {exc}") from exc
-    return StudySpec.model_validate(data, context={"max_trials": max_trials})
+    return data
 
 
 __all__ = [
@@ -322,4 +328,5 @@ __all__ = [
     "expand_trials",
     "load_spec",
     "parse_spec_text",
+    "read_spec_data",
 ]

@@ -40,7 +40,8 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 def require_token(request: Request, engine: EngineDep, settings: SettingsDep) -> None:
     """Guard for mutating endpoints: when tokens are configured, demand ``Authorization: Bearer``.
 
-    Tokens are "configured" when any exists in the database or ``api_tokens_required`` is set.
+    Tokens are "configured" when any exists in the database (expired and revoked ones too) or
+    ``api_tokens_required`` is set; an expired or revoked token is refused (401) and says which.
     """
     with session_scope(engine) as session:
         if not settings.api_tokens_required and not dal.any_tokens(session):
@@ -51,8 +52,10 @@ def require_token(request: Request, engine: EngineDep, settings: SettingsDep) ->
             raise Unauthorized(
                 "this endpoint requires 'Authorization: Bearer <token>' (create one with `demonlab token create`)"
             )
-        if not dal.verify_token(session, token.strip()):
-            raise Unauthorized("the bearer token is not valid")
+        state = dal.check_token(session, token.strip())
+        if state != "active":
+            what = {"expired": "has expired", "revoked": "was revoked"}.get(state, "is not valid")
+            raise Unauthorized(f"the bearer token {what} (create one with `demonlab token create`)")
 
 
 AuthDep = Depends(require_token)

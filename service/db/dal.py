@@ -51,6 +51,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.errors import Conflict, InvalidInput, NotFound
+from service.tokens import token_state
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 
 from .models import ApiToken, Study, StudyStatus, Trial, TrialEpoch, utcnow
@@ -61,9 +62,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GridCell",
+    "TokenRecord",
     "TrialRecord",
     "any_tokens",
     "cancel_study",
+    "check_token",
     "claim_queued_studies",
     "create_study",
     "create_token",
@@ -74,13 +77,17 @@ __all__ = [
     "grid_aggregate",
     "heartbeat",
     "list_studies",
+    "list_tokens",
     "list_trials",
     "mark_trials_running",
     "new_study_id",
     "pending_trial_keys",
     "record_trial_result",
     "requeue_study",
+    "revoke_token",
+    "set_environment",
     "set_job_id",
+    "trial_machines",
     "trial_scores_frame",
     "trials_export_frame",
     "verify_token",
@@ -821,6 +828,20 @@ def _grid_cell(row: tuple[Any, ...]) -> GridCell:
     )
 
 
+def set_environment(session: Session, study_id: str, environment: dict[str, Any]) -> None:
+    """Record what the study runs on (``studies.environment.study_environment``)."""
+    _require_study(session, study_id)
+    session.execute(update(Study).where(Study.id == study_id).values(environment=environment))
+
+
+def trial_machines(session: Session, study_id: str) -> list[tuple[str | None, str | None, dict[str, Any] | None]]:
+    """(node, device, extra) of every trial that ran, for ``studies.environment.nodes_used``."""
+    rows = session.execute(
+        select(Trial.node, Trial.device, Trial.extra).where(Trial.study_id == study_id, Trial.node.is_not(None))
+    )
+    return [(node, device, extra) for node, device, extra in rows]
+
+
 # --------------------------------------------------------------------------------------------- tokens
 
 
@@ -831,28 +852,92 @@ def _hash_token(plaintext: str) -> str:
 TOKEN_PREFIX = "dlt_"
 
 
-def create_token(session: Session, name: str) -> str:
-    """Create an API token named ``name``; returns the secret, which is shown once and never stored."""
+def create_token(session: Session, name: str, *, expires_at: dt.datetime | None = None) -> str:
+    """Create an API token named ``name`` (valid until ``expires_at`` when given); returns the secret,
+    which is shown once and never stored."""
     if not 1 <= len(name) <= 100:
         raise InvalidInput("name", "a token name has 1 to 100 characters")
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidInput("expires_at", "a token's expiry must be in the future")
     # A prefix, so a secret never starts with "-" (token_urlsafe's alphabet has it), which command
     # lines would take for an option: `demonlab submit --token -abc…` failed one time in 64.
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_hash=_hash_token(plaintext), created_at=utcnow()))
+    session.add(ApiToken(name=name, token_hash=_hash_token(plaintext), created_at=utcnow(), expires_at=expires_at))
     session.flush()
     return plaintext
 
 
 def verify_token(session: Session, plaintext: str) -> bool:
-    """Whether ``plaintext`` is a known token; a match records its use."""
+    """Whether ``plaintext`` is a usable token (known, not expired, not revoked); a match records its use."""
+    return check_token(session, plaintext) == "active"
+
+
+def check_token(session: Session, plaintext: str) -> str:
+    """The state of the token ``plaintext``: "active" (its use is recorded), "expired", "revoked" or
+    "unknown"."""
     if not plaintext:
-        return False
-    result = session.execute(
-        update(ApiToken).where(ApiToken.token_hash == _hash_token(plaintext)).values(last_used_at=utcnow())
+        return "unknown"
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(plaintext)))
+    if token is None:
+        return "unknown"
+    now = utcnow()
+    state = token_state(expires_at=token.expires_at, revoked_at=token.revoked_at, now=now)
+    if state == "active":
+        session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
+    return state
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """What ``list_tokens`` shows of a token (never its secret or hash)."""
+
+    id: int
+    name: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    state: str
+
+
+def _token_record(token: ApiToken, now: dt.datetime) -> TokenRecord:
+    return TokenRecord(
+        id=token.id,
+        name=token.name,
+        created_at=token.created_at,
+        last_used_at=token.last_used_at,
+        expires_at=token.expires_at,
+        revoked_at=token.revoked_at,
+        state=token_state(expires_at=token.expires_at, revoked_at=token.revoked_at, now=now),
     )
-    return _rowcount(result) == 1
+
+
+def list_tokens(session: Session) -> list[TokenRecord]:
+    """Every token, oldest first."""
+    now = utcnow()
+    return [_token_record(t, now) for t in session.scalars(select(ApiToken).order_by(ApiToken.id))]
+
+
+def revoke_token(session: Session, id_or_name: str) -> TokenRecord:
+    """Revoke the token with this id, or the one token with this name; returns it as revoked.
+
+    ``NotFound`` when none matches; ``Conflict`` when the name is shared (use the id)."""
+    if id_or_name.isdigit():
+        tokens = list(session.scalars(select(ApiToken).where(ApiToken.id == int(id_or_name))))
+    else:
+        tokens = list(session.scalars(select(ApiToken).where(ApiToken.name == id_or_name)))
+    if not tokens:
+        raise NotFound("token", id_or_name)
+    if len(tokens) > 1:
+        ids = ", ".join(str(t.id) for t in tokens)
+        raise Conflict(f"{len(tokens)} tokens are named {id_or_name!r} (ids {ids}): revoke one by its id")
+    token = tokens[0]
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.flush()
+    return _token_record(token, utcnow())
 
 
 def any_tokens(session: Session) -> bool:
-    """Whether any API token exists (the API requires one once the first is created)."""
+    """Whether any API token exists, even expired or revoked (the API requires one once the first is created)."""
     return session.scalar(select(ApiToken.id).limit(1)) is not None

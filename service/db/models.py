@@ -138,6 +138,7 @@ class Study(Base):
     Progress counters are recomputed from the trials whenever a result is recorded:
     ``trials_done`` counts results (completed + diverged), ``trials_diverged`` the diverged among them,
     ``trials_failed`` trials that crashed (they are retried on relaunch). ``attempts`` counts launches.
+    ``environment`` records the software and hardware it ran on (``studies.environment``), set by its driver.
     """
 
     __tablename__ = "studies"
@@ -163,6 +164,7 @@ class Study(Base):
     trials_diverged: Mapped[int] = mapped_column(default=0)
     trials_failed: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
+    environment: Mapped[dict[str, Any] | None]
 
 
 class Trial(Base):
@@ -222,7 +224,8 @@ class TrialEpoch(Base):
 
 
 class ApiToken(Base):
-    """An API token: only the SHA-256 hex digest of the secret is stored, never the secret."""
+    """An API token: only the SHA-256 hex digest of the secret is stored, never the secret. It works
+    until ``expires_at`` (none: no expiry) and stops at once when ``revoked_at`` is set."""
 
     __tablename__ = "api_tokens"
 
@@ -231,3 +234,5 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]

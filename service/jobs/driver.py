@@ -114,6 +114,7 @@ def _execute(engine: Engine, study_id: str, settings: Settings, attempt: int | N
 def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: list[Any], attempt: int | None) -> int:
     from studies.executors import execute_study, shutdown_ray
 
+    _record_environment(engine, study_id, spec)
     heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds, attempt)
     heartbeat.start()
     signal.signal(signal.SIGTERM, lambda *_: heartbeat.cancelled.set())
@@ -162,6 +163,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         return 1
     finally:
         shutdown_ray()
+        _record_environment(engine, study_id, spec, with_nodes=True)
     heartbeat.stop()
     if heartbeat.cancelled.is_set() or summary.cancelled:
         return 0
@@ -170,6 +172,19 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         error = f"{summary.failed} trial(s) failed: " + "; ".join(summary.errors[:5])
     _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
     return 0
+
+
+def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes: bool = False) -> None:
+    """Store what the study runs on: at start the software and the driver's machine, at the end also
+    the nodes its trials ran on (from each trial's recorded hardware). Best effort: never fails a study."""
+    from studies.environment import nodes_used, study_environment
+
+    try:
+        with session_scope(engine) as session:
+            nodes = nodes_used(dal.trial_machines(session, study_id)) if with_nodes else None
+            dal.set_environment(session, study_id, study_environment(spec, nodes))
+    except Exception:
+        log.warning("study %s: could not record its environment", study_id, exc_info=True)
 
 
 def _finish(engine: Engine, study_id: str, status: StudyStatus, error: str | None) -> None:

@@ -41,6 +41,15 @@ def failure_value(spec: StudySpec) -> float:
     return workload.chance_loss() if spec.metric_kind == "loss" else workload.chance_metric()
 
 
+def check_executor(spec: StudySpec, executor: ExecutorName) -> None:
+    """Refuse (``ValueError``) what ``executor`` cannot run rather than running it elsewhere."""
+    if isinstance(spec.search, OptunaSearchSpec) and executor == "inprocess":
+        raise ValueError(
+            "--executor inprocess runs grid studies only: search (Optuna) studies run through Ray Tune's "
+            "OptunaSearch; use --executor ray"
+        )
+
+
 def execute_study(
     spec: StudySpec,
     sink: Sink,
@@ -58,13 +67,15 @@ def execute_study(
 ) -> RunSummary:
     """Run a study's trials (``keys``: the pending ones; default: all) and sink every result.
 
-    Grid studies run on ``executor``; search studies always run through Ray Tune's OptunaSearch.
+    Grid studies run on ``executor``; search studies run through Ray Tune's OptunaSearch, so asking for
+    ``"inprocess"`` with one is a ``ValueError`` rather than a silent switch to Ray.
     ``data_dir`` holds Ray's temp dir and Tune's storage; ``dataset_dir`` the workloads' data.
     """
     from .ray_tune import OptunaExecutor, RayTuneExecutor
 
-    plan = TrialPlan.from_spec(spec, dataset_dir or Path(data_dir) / "datasets")
+    check_executor(spec, executor)
     search = spec.search
+    plan = TrialPlan.from_spec(spec, dataset_dir or Path(data_dir) / "datasets")
     if isinstance(search, OptunaSearchSpec):
         ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
         check_feasible({"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, **spec.resources.custom})
@@ -117,6 +128,7 @@ __all__ = [
     "RunSummary",
     "Sink",
     "StopCheck",
+    "check_executor",
     "check_feasible",
     "ensure_ray",
     "execute_study",

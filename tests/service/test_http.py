@@ -292,7 +292,7 @@ def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[
     assert set(report["arms"]) == set(ARMS)
     assert report["study"]["eps"] == 0.05
 
-    code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "demon_sgdm", "--b", "sgdm_step")
+    code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "demon_sgdm", "--b", "sgdm_step", "--json")
     assert code == 0
     assert [(p["arm_a"], p["arm_b"]) for p in json.loads(out)] == [("demon_sgdm", "sgdm_step")]
     code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "adam_step")
@@ -335,7 +335,7 @@ def test_cli_errors(server: str, capsys: pytest.CaptureFixture[str], tmp_path: P
     assert code == 2
     code, _, err = cli(capsys, "status", "000000000000", "--url", "http://127.0.0.1:9")  # nothing listens
     assert code == 2
-    assert "cannot reach http://127.0.0.1:9" in err
+    assert "cannot reach the server at http://127.0.0.1:9" in err
     assert cli(capsys, "list", "--url", server)[1].splitlines()[-1] == "(0 of 0)"
 
 

@@ -35,8 +35,9 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
             str(tmp_path / "work"),
         ]
     )
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
     assert code == 0
+    assert "\r" not in err  # not a terminal: no progress bar redrawn line after line
 
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 * 3 * 2 * 2
@@ -57,6 +58,14 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
     assert metrics["metrics_version"] == 2
     assert metrics["split"] == "test"
     assert set(metrics["arms"]) == {"demon_sgdm", "sgdm_step"}
+    environment = metrics["environment"]  # what reproduces the run
+    assert environment["software"]["torch"].startswith("2.13.0")
+    assert set(environment["software"]) >= {"demonlab", "git_commit", "python", "ray", "optuna"}
+    assert environment["seeds"] == {"trials": [0, 1], "search": None}
+    (node,) = environment["nodes"]
+    assert node["trials"] == 24
+    assert node["devices"] == ["cpu"]
+    assert node["cpu"] == environment["driver"]["cpu"]
 
     assert (out / "heatmap.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert "<svg" in (out / "heatmap.svg").read_text()
@@ -77,6 +86,7 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         assert cells[3] == f"{interval['level']:.1%}"  # two seeds: [min, max] at 50%, never "95%"
         assert float(cells[4]) == pytest.approx(metrics["arms"][arm]["eps_good"]["fraction"], rel=1e-3)
     assert f"outputs in {out}/" in printed
+    assert "E[best@1]: expected score of one cell drawn at random" in printed  # the table's legend
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -128,3 +138,18 @@ def test_json_spec_errors_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, err = run_cli(["run", str(bad), "--out", str(tmp_path / "out")], capsys)
     assert code == 2
     assert "beta_init: a grid study needs at least one value" in err
+
+
+def test_inprocess_executor_refuses_a_search_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "search.json"
+    search = {"mode": "optuna", "n_trials": 2, "lr": {"min": 0.01, "max": 0.1}, "beta_init": {"min": 0.8, "max": 0.9}}
+    spec.write_text(
+        json.dumps({"name": "s", "workload": "synthetic", "arms": ["demon_sgdm"], "epochs": 1, "search": search})
+    )
+    code, err = run_cli(["run", str(spec), "--out", str(tmp_path / "out"), "--executor", "inprocess"], capsys)
+    assert code == 2
+    assert err == (
+        "demonlab: error: --executor inprocess runs grid studies only: search (Optuna) studies run through "
+        "Ray Tune's OptunaSearch; use --executor ray\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,231 @@
+"""What the command line and ``make run`` (``service.demo``) share: reading a spec file, following a
+study until it finishes, and the tables a person reads in a terminal.
+
+It sits below both ``service.cli`` and ``service.demo``, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+STARTING = "starting Ray…"
+
+
+def read_spec(path: str) -> dict[str, Any]:
+    """A spec file as the mapping to submit: parsed (JSON or YAML) by ``studies.spec``, so malformed
+    text is a ``ValueError`` naming the file and the reason; validation is the service's job."""
+    from studies.spec import read_spec_data
+
+    file = Path(path)
+    try:
+        data = read_spec_data(file.read_text(), suffix=file.suffix)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a spec must be a mapping of fields, not {type(data).__name__}")
+    return data
+
+
+def _started(client: Any, study: Any) -> bool:
+    """Whether any trial of a running study has started (asked only until the first result is in)."""
+    progress = study.progress
+    if progress.done or progress.failed:
+        return True
+    return bool(client.trials(study.id, status="running", limit=1).count)
+
+
+class Progress:
+    """A study's progress on stderr: a tqdm bar on a terminal, else one plain line per change.
+
+    The bar is made only once the total is known (no stray ``0trial`` line), and while a running study
+    has no trial started yet it says so ("starting Ray…") instead of showing "running 0/N"."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar: Any = None
+        self._last = ""
+
+    def show(self, study: Any, *, started: bool = True) -> None:
+        """Show one poll of ``study``."""
+        p = study.progress
+        state = study.status if (started or study.status != "running") else STARTING
+        text = f"{state}, {p.diverged} diverged, {p.failed} failed"
+        if not self.tty:
+            line = f"{study.id}: {p.done}/{p.total} trials, {text}"
+            if line != self._last:
+                print(line, file=self.stream, flush=True)
+                self._last = line
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=p.total, unit="trial", file=self.stream, dynamic_ncols=True)
+        self._bar.total = p.total
+        self._bar.n = p.done
+        self._bar.set_postfix_str(text, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        """End the bar (a terminal's line stays as it was last drawn)."""
+        if self._bar is not None:
+            self._bar.close()
+
+
+def follow(client: Any, study_id: str, stream: TextIO | None = None) -> Any:
+    """Poll a study until it finishes, showing its progress; returns the finished study."""
+    progress = Progress(stream)
+    seen_start = False
+
+    def show(study: Any) -> None:
+        nonlocal seen_start
+        if study.status == "running" and not seen_start:
+            seen_start = _started(client, study)
+        progress.show(study, started=seen_start)
+
+    try:
+        return client.wait(study_id, poll_seconds=1.0, on_progress=show)
+    finally:
+        progress.close()
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table: columns as wide as their widest cell, the first left-aligned, the rest right."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        first, *rest = (str(c) for c in cells)
+        cells_out = [first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))]
+        return "  ".join(cells_out).rstrip()
+
+    return "\n".join([line(headers), *(line(row) for row in rows)])
+
+
+def num(value: Any, digits: int = 4) -> str:
+    """A number for a table (``-`` when absent or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.{digits}g}"
+
+
+def _delta(pair: dict[str, Any], metric: str) -> dict[str, Any]:
+    found: dict[str, Any] = next((d for d in pair.get("deltas", []) if d.get("metric") == metric), {})
+    return found
+
+
+def compare_table(pairs: list[dict[str, Any]]) -> str:
+    """One row per pair of arms (a against b), every Δ oriented so that > 0 favours a: the Δ of the
+    ε-good fraction with its paired-bootstrap interval (at the level it reports), the share of
+    bootstrap replicates above zero and tied, the Δ of the best score, and the probability that a
+    cell of a beats a cell of b (Mann–Whitney, ties counted half)."""
+    headers = ["a vs b", "ΔF_eps", "interval", "level", "boot>0", "ties", "Δbest", "P(a cell > b cell)", "matched"]
+    rows = []
+    notes = []
+    for pair in pairs:
+        name = f"{pair.get('arm_a')} vs {pair.get('arm_b')}"
+        if "error" in pair:
+            notes.append(f"{name}: {pair['error']}")
+            continue
+        good, peak = _delta(pair, "eps_good_fraction"), _delta(pair, "peak")
+        poi = pair.get("probability_of_improvement", {})
+        ci = good.get("interval") or {}
+        if ci.get("status") == "ok":
+            interval, level = f"[{num(ci.get('low'), 3)}, {num(ci.get('high'), 3)}]", num(ci.get("level"), 3)
+        else:
+            interval, level = f"({ci.get('status', '-')})", "-"
+        rows.append(
+            [
+                name,
+                num(good.get("delta"), 3),
+                interval,
+                level,
+                num(good.get("bootstrap_share_positive"), 3),
+                num(good.get("bootstrap_share_ties"), 3),
+                num(peak.get("delta"), 3),
+                num(poi.get("distributions"), 3),
+                num(poi.get("matched"), 3),
+            ]
+        )
+    legend = (
+        "every Δ > 0 favours a. ΔF_eps: share of ε-good cells, a − b; boot>0 / ties: shares of bootstrap "
+        "replicates (seeds resampled, paired) with ΔF_eps > 0 / = 0, not probabilities; Δbest: how much better "
+        "a's best score is, raw units; P(a cell > b cell): over all cells, 'matched': same cells only"
+    )
+    return "\n".join([table(headers, rows), *notes, legend])
+
+
+def trials_table(trials: list[Any]) -> str:
+    """A page of trials: key, status, scores (raw), epochs, seconds, node."""
+    headers = ["arm", "lr", "beta_init", "seed", "status", "val", "test", "epochs", "seconds", "node"]
+    rows = [
+        [
+            t.arm,
+            f"{t.lr:g}",
+            f"{t.beta_init:g}",
+            str(t.seed),
+            t.status,
+            num(t.val_metric),
+            num(t.test_metric),
+            str(t.epochs_done),
+            f"{t.wall_seconds:.1f}",
+            t.node or "-",
+        ]
+        for t in trials
+    ]
+    return table(headers, rows)
+
+
+def robustness_table(result: dict[str, Any]) -> str:
+    """One row per group of comparable studies (workload, arm, epochs...): mean [min, max] of the best
+    raw score, the ε-good fraction and the good-lr width, over the studies counted."""
+    headers = ["arm", "epochs", "studies", "best score (raw)", "F_eps", "good lr width (dec)"]
+
+    def spread(stats: dict[str, Any]) -> str:
+        if not stats or stats.get("count", 0) == 0:
+            return "-"
+        return f"{num(stats.get('mean'), 3)} [{num(stats.get('min'), 3)}, {num(stats.get('max'), 3)}]"
+
+    rows = []
+    for group in result.get("groups", []):
+        key = group.get("key", {})
+        rows.append(
+            [
+                str(key.get("arm")),
+                str(key.get("epochs", "-")),
+                str(group.get("n_studies", 0)),
+                spread(group.get("raw_peak_score", {})),
+                spread(group.get("eps_good_fraction", {})),
+                spread(group.get("eps_good_lr_width_mean_decades", {})),
+            ]
+        )
+    query = result.get("query", {})
+    count = query.get("studies", 0)
+    head = f"workload {query.get('workload')}: {count} completed stud{'y' if count == 1 else 'ies'}"
+    if not rows:
+        return f"{head}; nothing to aggregate"
+    return "\n".join([head, table(headers, rows), "cells: mean [min, max] over the studies of the row"])
+
+
+def environment_lines(environment: dict[str, Any]) -> list[str]:
+    """What a study ran on, for a terminal: software versions on one line, then one line per node."""
+    software = environment.get("software") or {}
+    commit = software.get("git_commit")
+    versions = ", ".join(
+        f"{label} {software[key]}"
+        for key, label in (("python", "Python"), ("torch", "torch"), ("ray", "Ray"), ("optuna", "Optuna"))
+        if software.get(key)
+    )
+    head = f"ran with demonlab {software.get('demonlab') or '?'}" + (f" (git {commit[:12]})" if commit else "")
+    lines = [f"{head}, {versions}" if versions else head]
+    for node in environment.get("nodes") or []:
+        gpus = ", ".join(node.get("gpus") or []) or "no GPU"
+        lines.append(
+            f"  node {node.get('node')}: {node.get('cpu') or 'CPU unknown'}; {gpus}; {node.get('trials', 0)} trials"
+        )
+    seeds = environment.get("seeds") or {}
+    if seeds:
+        search = f", search seed {seeds['search']}" if seeds.get("search") is not None else ""
+        lines.append(f"  seeds {seeds.get('trials')}{search}")
+    return lines

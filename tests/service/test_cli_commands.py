@@ -1,0 +1,342 @@
+"""The command line against a real server (uvicorn on a free port, no scheduler), on SQLite and
+PostgreSQL: ``cancel``, ``delete``, ``trials``, ``compare`` (table and JSON), ``robustness``, the export's
+suffix check and metadata, clear errors (unreachable server, malformed YAML), following a study's
+progress off a terminal, and API tokens (``token list`` / ``revoke``, expiry enforced by the API).
+
+Results are recorded straight into the database with the data-access layer, as a driver would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import Engine, update
+from test_http import ARMS, SMOKE_SPEC_PATH, cli, cli_submit, complete, record_all, result_for
+
+from service.client import DemonlabClient
+from service.console import STARTING, Progress, follow
+from service.db import ApiToken, StudyStatus, dal, session_scope
+from service.settings import clear_settings_cache
+from studies.results import TrialKey
+
+LiveServer = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture
+def server(live_server: LiveServer) -> Iterator[str]:
+    with live_server() as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def _no_token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEMONLAB_TOKEN", raising=False)
+    monkeypatch.delenv("DEMONLAB_URL", raising=False)
+
+
+def test_cli_trials_cancel_delete(server: str, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    study_id = cli_submit(capsys, server)
+    key = TrialKey("demon_sgdm", 0.1, 0.9, 0)
+    with session_scope(engine) as session:
+        dal.record_trial_result(session, study_id, result_for(key))
+
+    code, out, _ = cli(capsys, "trials", study_id, "--url", server, "--status", "completed")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["arm", "lr", "beta_init", "seed", "status", "val", "test", "epochs", "seconds", "node"]
+    assert lines[1].split()[:5] == ["demon_sgdm", "0.1", "0.9", "0", "completed"]
+    assert float(lines[1].split()[5]) == pytest.approx(result_for(key).val_metric, rel=1e-3)
+    assert lines[-1] == "(1 of 1, from 0)"
+    code, out, _ = cli(capsys, "trials", study_id, "--url", server, "--limit", "5", "--json")
+    assert code == 0
+    assert len(json.loads(out)) == 5
+
+    with session_scope(engine) as session:  # a driver has it: running
+        dal.claim_queued_studies(session, limit=1, launcher_id="test")
+    code, out, err = cli(capsys, "delete", study_id, "--url", server)
+    assert code == 2
+    assert "is running: cancel it first" in err
+    code, out, _ = cli(capsys, "cancel", study_id, "--url", server)
+    assert (code, out) == (0, f"study {study_id}: cancelled\n")
+    code, out, _ = cli(capsys, "delete", study_id, "--url", server)
+    assert (code, out) == (0, f"study {study_id}: deleted\n")
+    code, _, err = cli(capsys, "status", study_id, "--url", server)
+    assert code == 2
+    assert "not found" in err
+
+
+def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    study_id = cli_submit(capsys, server)
+    record_all(engine, study_id)
+
+    code, out, _ = cli(capsys, "compare", study_id, "--url", server)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["a", "vs", "b", "ΔF_eps"]
+    assert lines[1].startswith("demon_sgdm vs sgdm_step")
+    assert lines[-1].startswith("every Δ > 0 favours a. ΔF_eps: share of ε-good cells")
+    code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--json")
+    pairs = json.loads(out)
+    assert [(p["arm_a"], p["arm_b"]) for p in pairs] == [("demon_sgdm", "sgdm_step")]
+    good = next(d for d in pairs[0]["deltas"] if d["metric"] == "eps_good_fraction")
+    assert lines[1].split()[3] == f"{good['delta']:.3g}"  # the table shows what the JSON says
+
+    code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server)
+    assert code == 0
+    assert out.strip() == "workload synthetic: 0 completed studies; nothing to aggregate"
+    complete(engine, study_id)
+    code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server, "--epochs", "2")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "workload synthetic: 1 completed study"
+    assert lines[1].split()[:3] == ["arm", "epochs", "studies"]
+    assert sorted(line.split()[0] for line in lines[2:4]) == sorted(ARMS)
+    assert all(line.split()[1:3] == ["2", "1"] for line in lines[2:4])
+    code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server, "--arm", "sgdm_step", "--json")
+    assert [g["key"]["arm"] for g in json.loads(out)["groups"]] == ["sgdm_step"]
+
+
+def test_cli_sensitivity_explains_its_columns(server: str, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    study_id = cli_submit(capsys, server)
+    record_all(engine, study_id)
+    code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server)
+    assert code == 0
+    legend = out[out.index("\nbest:") :]
+    for column in ("best", "interval, level", "F_eps", "width(dec)", "E[best@1]", "diverged"):
+        assert f"{column}:" in legend
+
+
+def test_export_refuses_what_it_cannot_write_and_carries_metadata(
+    server: str, engine: Engine, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    study_id = cli_submit(capsys, server)
+    record_all(engine, study_id)
+    environment = {
+        "software": {"demonlab": "0.1.0", "git_commit": "0123456789abcdef", "torch": "2.13.0"},
+        "nodes": [{"node": "n1", "cpu": "X", "gpus": ["G"], "trials": 24}],
+        "seeds": {"trials": [0, 1], "search": None},
+    }
+    with session_scope(engine) as session:
+        dal.set_environment(session, study_id, environment)
+
+    code, _out, err = cli(capsys, "export", study_id, "--url", server, "--out", str(tmp_path / "t.xlsx"))
+    assert code == 2
+    assert (
+        err == "demonlab: error: --out: exports are .csv or .parquet (got 't.xlsx'); name the file with one of those\n"
+    )
+    assert not (tmp_path / "t.xlsx").exists()
+
+    code, _, _ = cli(capsys, "export", study_id, "--url", server, "--out", str(tmp_path / "t.PARQUET"))
+    assert code == 0
+    about = json.loads(pq.read_schema(tmp_path / "t.PARQUET").metadata[b"demonlab"])
+    assert about["study_id"] == study_id
+    assert about["environment"] == environment
+    assert about["spec"]["name"] == "synthetic-smoke"
+    with DemonlabClient(server) as client:
+        assert client.get_study(study_id).environment == environment
+    code, out, _ = cli(capsys, "status", study_id, "--url", server)
+    assert out.splitlines()[1:] == [
+        "ran with demonlab 0.1.0 (git 0123456789ab), torch 2.13.0",
+        "  node n1: X; G; 24 trials",
+        "  seeds [0, 1]",
+    ]
+
+
+def test_cli_errors_are_messages_not_tracebacks(
+    server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\narms: [demon_sgdm\nlr: {")
+    code, out, err = cli(capsys, "submit", str(bad), "--url", server)
+    assert code == 2
+    assert err.startswith(f"demonlab: error: {bad}: the spec is not valid YAML:")
+    assert "Traceback" not in err + out
+    listy = tmp_path / "list.json"
+    listy.write_text("[1, 2]")
+    code, _, err = cli(capsys, "submit", str(listy), "--url", server)
+    assert (code, err) == (2, f"demonlab: error: {listy}: a spec must be a mapping of fields, not list\n")
+
+    for args in (
+        ["status", "000000000000"],
+        ["cancel", "000000000000"],
+        ["trials", "000000000000"],
+        ["robustness", "synthetic"],
+        ["submit", str(SMOKE_SPEC_PATH)],
+    ):
+        code, _, err = cli(capsys, *args, "--url", "http://127.0.0.1:9")  # nothing listens there
+        assert code == 2, args
+        assert err.startswith("demonlab: error: cannot reach the server at http://127.0.0.1:9: "), err
+    for url in ("127.0.0.1:9", "http://[::1"):  # no scheme; not a URL at all
+        code, _, err = cli(capsys, "list", "--url", url)
+        assert code == 2
+        assert err.startswith(f"demonlab: error: cannot reach the server at {url}: "), err
+
+
+class Lines(io.StringIO):
+    """A stream (not a terminal) that tells waiters when a line with some text has been written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def write(self, text: str) -> int:
+        with self.changed:
+            written = super().write(text)
+            self.changed.notify_all()
+        return written
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: text in self.getvalue(), timeout=timeout):
+                raise TimeoutError(f"{text!r} never shown; shown: {self.getvalue()!r}")
+
+
+def test_follow_off_a_terminal_says_when_ray_starts_and_prints_each_change_once(
+    server: str, engine: Engine, smoke_spec: dict[str, Any]
+) -> None:
+    spec = smoke_spec | {"arms": ["demon_sgdm"], "lr": [0.01], "beta_init": [0.8, 0.9], "seeds": 1}
+    stream = Lines()
+    with DemonlabClient(server, timeout=30) as client:
+        study_id = client.submit(spec).id
+        keys = [TrialKey("demon_sgdm", 0.01, beta, 0) for beta in (0.8, 0.9)]
+
+        def driver() -> None:  # what a driver does, step by step, each once the follower has shown the last
+            stream.wait_for("0/2 trials, queued")
+            with session_scope(engine) as session:
+                dal.claim_queued_studies(session, limit=1, launcher_id="test")
+            stream.wait_for(f"0/2 trials, {STARTING}")
+            with session_scope(engine) as session:
+                dal.mark_trials_running(session, study_id, keys=keys)
+            stream.wait_for("0/2 trials, running")
+            for n, key in enumerate(keys, start=1):
+                with session_scope(engine) as session:
+                    dal.record_trial_result(session, study_id, result_for(key))
+                stream.wait_for(f"{n}/2 trials, running")
+            with session_scope(engine) as session:
+                dal.finish_study(session, study_id, status=StudyStatus.COMPLETED)
+
+        thread = threading.Thread(target=driver, daemon=True)
+        thread.start()
+        study = follow(client, study_id, stream=stream)
+        thread.join(timeout=30)
+
+    assert study.status == "completed"
+    text = stream.getvalue()
+    assert "\r" not in text
+    assert "0trial" not in text
+    lines = text.splitlines()
+    assert lines == [
+        f"{study_id}: 0/2 trials, queued, 0 diverged, 0 failed",
+        f"{study_id}: 0/2 trials, {STARTING}, 0 diverged, 0 failed",
+        f"{study_id}: 0/2 trials, running, 0 diverged, 0 failed",
+        f"{study_id}: 1/2 trials, running, 0 diverged, 0 failed",
+        f"{study_id}: 2/2 trials, running, 0 diverged, 0 failed",
+        f"{study_id}: 2/2 trials, completed, 0 diverged, 0 failed",
+    ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_starts_with_the_total(
+    server: str, engine: Engine, smoke_spec: dict[str, Any]
+) -> None:
+    stream = Terminal()
+    progress = Progress(stream)
+    with DemonlabClient(server, timeout=30) as client:
+        study_id = client.submit(smoke_spec).id
+        with session_scope(engine) as session:
+            dal.claim_queued_studies(session, limit=1, launcher_id="test")
+        progress.show(client.get_study(study_id), started=False)
+        first = stream.getvalue()
+        record_all(engine, study_id)
+        progress.show(client.get_study(study_id))
+        progress.close()
+    assert "0trial" not in first
+    assert "0/24" in first
+    assert STARTING in first
+    assert "24/24" in stream.getvalue()
+
+
+# --------------------------------------------------------------------------------------------- tokens
+
+
+@pytest.fixture
+def token_env(db_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``demonlab token …`` works on the test's database."""
+    monkeypatch.setenv("DEMONLAB_DATABASE_URL", db_url)
+    monkeypatch.setenv("DEMONLAB_DATA_DIR", str(data_dir))
+    clear_settings_cache()
+    yield
+    clear_settings_cache()
+
+
+def test_tokens_list_revoke_and_expire(
+    server: str, engine: Engine, token_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "token", "create", "--name", "ci", "--expires-in", "30d")
+    assert code == 0, err
+    ci = out.strip()
+    expiry = re.search(r"expires (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", err)
+    assert expiry is not None
+    expected = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    assert abs(dt.datetime.strptime(expiry[1], "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC) - expected) < dt.timedelta(
+        minutes=2
+    )
+    code, out, _ = cli(capsys, "token", "create", "--name", "laptop")
+    laptop = out.strip()
+    for bad, reason in (("30", "not a duration"), ("0d", "longer than zero"), ("99999d", "10-year maximum")):
+        code, _, err = cli(capsys, "token", "create", "--expires-in", bad)
+        assert code == 2
+        assert err.startswith(f"demonlab: error: --expires-in: {bad!r}"), err
+        assert reason in err
+
+    code, out, _ = cli(capsys, "token", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["id", "name", "created", "(UTC)", "last", "used", "expires", "state"]
+    assert [line.split()[1] for line in lines[1:3]] == ["ci", "laptop"]
+    assert lines[1].split()[-1] == "active"
+    assert expiry[1] in lines[1]
+    assert lines[2].split()[-3:] == ["-", "-", "active"]  # never used, no expiry
+    assert lines[-1] == "(2 tokens)"
+
+    cli_submit(capsys, server, SMOKE_SPEC_PATH, "--token", ci)
+    code, _, _ = cli(capsys, "token", "revoke", "ci")
+    assert code == 0
+    code, _, err = cli(capsys, "submit", str(SMOKE_SPEC_PATH), "--url", server, "--token", ci)
+    assert code == 2
+    assert "the bearer token was revoked" in err
+    code, _, err = cli(capsys, "token", "revoke", "nobody")
+    assert (code, err) == (2, "demonlab: error: token 'nobody' not found\n")
+
+    with session_scope(engine) as session:  # time passes: laptop's token is past its expiry
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.name == "laptop")
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(1))
+        )
+    code, _, err = cli(capsys, "submit", str(SMOKE_SPEC_PATH), "--url", server, "--token", laptop)
+    assert code == 2
+    assert "the bearer token has expired" in err
+    code, out, _ = cli(capsys, "token", "list")
+    assert [line.split()[-1] for line in out.splitlines()[1:3]] == ["revoked", "expired"]
+    assert len(out.splitlines()[1].split()) == 9  # ci was used once: its last-use time is shown
+    code, _, err = cli(capsys, "token", "revoke", str(2))
+    assert code == 0
+    # Every token revoked: the API still asks for one rather than opening up.
+    code, _, err = cli(capsys, "submit", str(SMOKE_SPEC_PATH), "--url", server)
+    assert code == 2
+    assert "requires 'Authorization: Bearer <token>'" in err

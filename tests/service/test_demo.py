@@ -1,0 +1,123 @@
+"""``demonlab demo`` (what ``make run`` runs): a port given with ``--port`` is used or refused, never
+silently replaced; a database with API tokens needs ``DEMONLAB_TOKEN``, and with it the whole loop
+runs (slow: a real driver and Ray) and records the environment the study ran on."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.cli import main
+from service.db import dal, make_engine, session_scope, upgrade_to_head
+from service.demo import pick_port
+from service.settings import clear_settings_cache
+
+SPEC = {
+    "name": "demo-test",
+    "workload": "synthetic",
+    "arms": ["demon_sgdm", "sgdm_step"],
+    "lr": [0.01, 0.1],
+    "beta_init": [0.9],
+    "seeds": 1,
+    "epochs": 1,
+    "resources": {"cpu": 1, "gpu": 0},
+}
+
+
+@pytest.fixture
+def demo_env(db_url: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The demo's settings on the test's database; yields the database URL."""
+    monkeypatch.setenv("DEMONLAB_DATABASE_URL", db_url)
+    monkeypatch.setenv("DEMONLAB_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("DEMONLAB_TOKEN", raising=False)
+    monkeypatch.delenv("DEMONLAB_PORT", raising=False)
+    clear_settings_cache()
+    yield db_url
+    clear_settings_cache()
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_busy_port_is_refused_when_asked_for_and_replaced_out_loud_otherwise(busy_port: int) -> None:
+    with pytest.raises(ValueError, match=rf"port {busy_port} is already in use"):
+        pick_port(busy_port, 8000)
+    port, note = pick_port(None, busy_port)
+    assert port != busy_port
+    assert note == f"port {busy_port} is already in use; serving on {port} instead (choose one with --port)"
+    assert pick_port(port, 8000) == (port, None)
+
+
+def test_demo_refuses_a_busy_port(demo_env: str, busy_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--port", str(busy_port)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err == (
+        f"demonlab: error: port {busy_port} is already in use on 127.0.0.1 "
+        "(stop what listens there, or choose another with --port or DEMONLAB_PORT)\n"
+    )
+    assert "starting the service" not in out
+
+
+def test_demo_refuses_a_busy_port_from_the_environment(
+    demo_env: str, busy_port: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMONLAB_PORT", str(busy_port))
+    clear_settings_cache()
+    code = main(["demo"])
+    assert code == 2
+    assert f"port {busy_port} is already in use" in capsys.readouterr().err
+
+
+def test_demo_without_a_token_on_a_database_with_tokens_says_what_to_do(
+    demo_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upgrade_to_head(demo_env)
+    engine = make_engine(demo_env)
+    with session_scope(engine) as session:
+        dal.create_token(session, "someone")
+    engine.dispose()
+    code = main(["demo"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "set DEMONLAB_TOKEN=<token>" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_demo_with_a_token_runs_the_whole_loop_and_records_the_environment(
+    demo_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["token", "create", "--name", "demo"]) == 0
+    token = capsys.readouterr().out.strip()
+    monkeypatch.setenv("DEMONLAB_TOKEN", token)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+
+    code = main(["demo", "--spec", str(spec), "--exit-when-done"])
+    out, err = capsys.readouterr()
+
+    assert code == 0, err
+    assert "submitted 'demo-test' as study" in out
+    assert ": completed" in out
+    assert "F_eps: share of (lr, β_init) cells" in out  # the summary table and its legend
+    engine = make_engine(demo_env)
+    with session_scope(engine, read_only=True) as session:
+        (study,) = dal.list_studies(session, status=None, workload=None, name=None, offset=0, limit=5)[0]
+        environment = study.environment
+    engine.dispose()
+    assert environment["software"]["torch"].startswith("2.13.0")
+    assert environment["seeds"] == {"trials": [0], "search": None}
+    (node,) = environment["nodes"]
+    assert node["trials"] == 4
+    assert node["cpu"]
+    assert node["devices"] == ["cpu"]
