@@ -6,7 +6,8 @@ What it measures, for the first N trials of a spec (default ``studies/examples/d
 1. per trial, in process (``InProcessExecutor``): today's reference path, one trial after another;
 2. per trial on Ray Tune (``RayTuneExecutor``, a local Ray on ``--num-cpus`` CPUs, one trial per
    Tune trial, ``reuse_actors``), ``ray.init`` excluded and reported on its own line;
-3. packed, in process (``PackedExecutor``): all trials in one pack on one torch thread;
+3. packed, in process (``PackedExecutor``): all trials in one pack on one torch thread; then one
+   pack per CPU in ``--num-cpus`` forked processes (``PackedExecutor(workers=...)``, CPU only);
 4. packed on Ray: one pack per CPU (``RayTuneExecutor(packed=True)``), one torch thread each.
 
 Each path runs once, warmed up (one trial, or a 2-member pack, runs first untimed, so data loading
@@ -121,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         run_pack(plan, keys[:2], device=device)
         runs.append(timed("per trial, in process", lambda sink: InProcessExecutor(device).run(plan, keys, sink)))
         runs.append(timed("packed, in process (1 pack)", lambda sink: PackedExecutor(n, device).run(plan, keys, sink)))
+        if device is None:
+            forked = PackedExecutor("auto", workers=args.num_cpus)
+            runs.append(timed(f"packed, {args.num_cpus} forked processes", lambda sink: forked.run(plan, keys, sink)))
         if not args.skip_ray:
             started = time.perf_counter()
             ensure_ray(data_dir=work, num_cpus=args.num_cpus)

@@ -12,6 +12,7 @@ executor runs them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -107,7 +108,8 @@ def execute_study(
     packed = spec.execution.mode == "packed"
     if executor == "inprocess":
         if packed:
-            return PackedExecutor(spec.execution.pack_size).run(plan, todo, sink, should_stop)
+            workers = max(1, len(os.sched_getaffinity(0)) // max(1, int(spec.resources.cpu)))
+            return PackedExecutor(spec.execution.pack_size, workers=workers).run(plan, todo, sink, should_stop)
         return InProcessExecutor().run(plan, todo, sink, should_stop)
     resources = ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
     check_feasible({"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, **spec.resources.custom})

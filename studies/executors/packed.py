@@ -62,13 +62,18 @@ def resolve_pack_size(
 
 
 class PackedExecutor:
-    """Run packs one after another in this process; each member goes to the sink when it is done."""
+    """Run packs in this process, or in ``workers`` forked processes (one pack per core, CPU only).
+
+    With one worker each member reaches the sink the moment it is done; with several, a pack's
+    members reach it when their pack finishes (results travel back as dicts through a pipe).
+    """
 
     name = "packed"
 
-    def __init__(self, pack_size: int | str = "auto", device: str | None = None) -> None:
+    def __init__(self, pack_size: int | str = "auto", device: str | None = None, workers: int = 1) -> None:
         self.pack_size = pack_size
         self.device = device
+        self.workers = max(1, workers)
 
     def run(
         self, plan: TrialPlan, keys: Sequence[TrialKey], sink: Sink, should_stop: StopCheck = never_stop
@@ -77,15 +82,48 @@ class PackedExecutor:
         summary = RunSummary()
         if not keys:
             return summary
-        size = resolve_pack_size(self.pack_size, plan, len(keys), 1, pick_device(self.device))
+        device = pick_device(self.device)
+        workers = self.workers if device.type == "cpu" else 1
+        size = resolve_pack_size(self.pack_size, plan, len(keys), workers, device)
+        units = pack(keys, size)
 
         def emit(result: TrialResult) -> None:
             summary.add(result)
             sink(result)
 
-        for unit in pack(keys, size):
-            if should_stop():
-                summary.cancelled = True
-                break
-            run_pack(plan, unit, device=self.device, emit=emit)
+        if workers == 1 or len(units) == 1:
+            for unit in units:
+                if should_stop():
+                    summary.cancelled = True
+                    break
+                run_pack(plan, unit, device=self.device, emit=emit)
+            return summary
+        return self._run_forked(plan, units, emit, should_stop, summary, min(workers, len(units)))
+
+    def _run_forked(
+        self,
+        plan: TrialPlan,
+        units: list[list[TrialKey]],
+        emit: Sink,
+        should_stop: StopCheck,
+        summary: RunSummary,
+        workers: int,
+    ) -> RunSummary:
+        import multiprocessing
+
+        # fork: the children inherit the loaded data and imports (a spawned one would take seconds).
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for results in pool.imap_unordered(_pack_in_child, [(plan, unit, self.device) for unit in units]):
+                for raw in results:
+                    emit(TrialResult.from_dict(raw))
+                if should_stop():
+                    summary.cancelled = True
+                    pool.terminate()
+                    break
         return summary
+
+
+def _pack_in_child(job: tuple[TrialPlan, list[TrialKey], str | None]) -> list[dict[str, object]]:
+    plan, keys, device = job
+    torch.set_num_threads(plan.threads)
+    return [r.to_dict() for r in run_pack(plan, keys, device=device)]
