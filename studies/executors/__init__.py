@@ -109,7 +109,8 @@ def execute_study(
     if executor == "inprocess":
         if packed:
             workers = max(1, len(os.sched_getaffinity(0)) // max(1, int(spec.resources.cpu)))
-            return PackedExecutor(spec.execution.pack_size, workers=workers).run(plan, todo, sink, should_stop)
+            executor_ = PackedExecutor(spec.execution.pack_size, workers=workers)
+            return executor_.run(plan, todo, sink, should_stop, on_trial_start)
         return InProcessExecutor().run(plan, todo, sink, should_stop)
     resources = ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
     check_feasible({"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, **spec.resources.custom})

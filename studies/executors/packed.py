@@ -14,7 +14,7 @@ activations, with a safety factor) fits in half the device's free memory: never 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -76,9 +76,17 @@ class PackedExecutor:
         self.workers = max(1, workers)
 
     def run(
-        self, plan: TrialPlan, keys: Sequence[TrialKey], sink: Sink, should_stop: StopCheck = never_stop
+        self,
+        plan: TrialPlan,
+        keys: Sequence[TrialKey],
+        sink: Sink,
+        should_stop: StopCheck = never_stop,
+        on_start: Callable[[list[TrialKey]], None] | None = None,
     ) -> RunSummary:
-        """Run every key in packs unless ``should_stop`` turns true between packs."""
+        """Run every key in packs unless ``should_stop`` turns true between packs.
+
+        ``on_start`` gets each pack's keys as the pack starts (forked: as it is handed to the pool).
+        """
         summary = RunSummary()
         if not keys:
             return summary
@@ -96,8 +104,13 @@ class PackedExecutor:
                 if should_stop():
                     summary.cancelled = True
                     break
+                if on_start is not None:
+                    on_start(unit)
                 run_pack(plan, unit, device=self.device, emit=emit)
             return summary
+        if on_start is not None:
+            for unit in units:
+                on_start(unit)
         return self._run_forked(plan, units, emit, should_stop, summary, min(workers, len(units)))
 
     def _run_forked(

@@ -22,6 +22,8 @@ completed ones after the test evaluation.
 from __future__ import annotations
 
 import math
+import platform
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -99,7 +101,8 @@ class _Pack:
         order = sorted(range(len(keys)), key=lambda i: KINDS.index(optimizer_kind(keys[i].arm)))
         self.members = [_Member(keys[i]) for i in order]
         self.plan, self.device, self.started, self.finish = plan, device, started, finish
-        self.node = node_name()
+        # Ray's node id when inside Ray; importing Ray just to learn that we are not would cost ~1 s.
+        self.node = node_name() if "ray" in sys.modules else platform.node()
         self.generators, models = [], {}
         for member in self.members:
             seed = member.key.seed
