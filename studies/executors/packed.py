@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..packed import PackedNet, run_pack
+from ..packed.schedules import MemberSchedules
 from ..results import TrialKey, TrialResult
 from ..runner import TrialPlan, _load, pick_device
 from .base import RunSummary, Sink, StopCheck, never_stop, pack
@@ -108,6 +109,9 @@ class PackedExecutor:
                     on_start(unit)
                 run_pack(plan, unit, device=self.device, emit=emit)
             return summary
+        # Build one member's schedule here first: a torch optimizer's first construction imports
+        # torch._dynamo (~3 s), which the forked children then inherit instead of each paying it.
+        MemberSchedules(units[0][:1], plan.arm_params, 1, plan.weight_decay)
         if on_start is not None:
             for unit in units:
                 on_start(unit)
