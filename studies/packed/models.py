@@ -8,9 +8,10 @@ Member k's weights are slice ``[k]`` of each stacked tensor, copied from the wor
 (members first) around linear layers and ``(B, K·C, H, W)`` around convolutions.
 
 What packs: ``nn.Sequential`` (or a single ``nn.Linear``) of Linear, ReLU, Conv2d (zero padding,
-one group), MaxPool2d and Flatten, trained with the default classifier loss and evaluation of
-``Workload``. ``packing_problem`` says why anything else does not pack (BatchNorm's running
-statistics and dropout's draws per member, recurrent or generative models): such a workload is
+one group), BatchNorm2d (per-member batch and running statistics: in the ``(B, K·C, H, W)`` layout
+each member's channel is a channel of its own), MaxPool2d and Flatten, trained with the default
+classifier loss and evaluation of ``Workload``. ``packing_problem`` says why anything else does not
+pack (dropout's draws per member, residual, recurrent or generative models): such a workload is
 refused at submission, never run unpacked silently.
 """
 
@@ -23,8 +24,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..workloads import Workload
+from ..workloads.images import ImageClassification
 
-SUPPORTED = (nn.Linear, nn.ReLU, nn.Conv2d, nn.MaxPool2d, nn.Flatten)
+SUPPORTED = (nn.Linear, nn.ReLU, nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.Flatten)
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
@@ -37,12 +39,14 @@ def _layer_problem(layer: nn.Module) -> str | None:
     if not isinstance(layer, SUPPORTED):
         kind = type(layer).__name__
         if "BatchNorm" in kind:
-            return f"its model has {kind} (running statistics per member are not packed yet)"
+            return f"its model has {kind} (only BatchNorm2d packs)"
         if "Dropout" in kind:
             return f"its model has {kind} (dropout draws per member are not packed yet)"
         return f"its model has a {kind} layer; packing supports {', '.join(t.__name__ for t in SUPPORTED)}"
     if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"):
         return "its model has a grouped or non-zero-padded Conv2d"
+    if isinstance(layer, nn.BatchNorm2d) and not (layer.affine and layer.track_running_stats and layer.momentum):
+        return "its model has a BatchNorm2d without affine weights, running statistics or a momentum"
     if isinstance(layer, nn.Flatten) and (layer.start_dim != 1 or layer.end_dim != -1):
         return "its model flattens other than from dimension 1"
     return None
@@ -53,6 +57,8 @@ def packing_problem(workload: Workload) -> str | None:
     cls = type(workload)
     if cls.loss is not Workload.loss or cls.evaluate is not Workload.evaluate:
         return "it has its own loss or evaluation (packing supports classifiers with the default cross-entropy)"
+    if isinstance(workload, ImageClassification):
+        return "its images are read one by one with augmentation (packing needs in-memory tensors)"
     with torch.random.fork_rng(devices=[]):
         model = workload.build_model(0)
     if not isinstance(model, (nn.Sequential, nn.Linear)):
@@ -78,13 +84,19 @@ class PackedNet:
         self.layers = _layers(models[0])
         self.params: list[torch.Tensor] = []
         self.slots: list[tuple[int, int | None]] = []  # per layer: (weight index, bias index) or (-1, None)
+        self.running: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # BatchNorm2d: (K, C) mean and var
+        self.training = True  # BatchNorm2d: batch statistics (and running-statistics updates) or running ones
         per_member = [_layers(m) for m in models]
         for index, layer in enumerate(self.layers):
-            if isinstance(layer, (nn.Linear, nn.Conv2d)):
-                copies = [layers[index] for layers in per_member]
+            copies = [layers[index] for layers in per_member]
+            if isinstance(layer, (nn.Linear, nn.Conv2d, nn.BatchNorm2d)):
                 self.slots.append(self._stack(layer, copies, device))
             else:
                 self.slots.append((-1, None))
+            if isinstance(layer, nn.BatchNorm2d):
+                mean = torch.stack([c.running_mean for c in copies]).to(device)  # type: ignore[misc]
+                var = torch.stack([c.running_var for c in copies]).to(device)  # type: ignore[misc]
+                self.running[index] = (mean.contiguous(), var.contiguous())
         self.widest = 1  # largest activation of one member for one sample (elements), from the last forward
         self.activation_elements = 0  # all activations of one member for one sample, from the last forward
 
@@ -95,8 +107,8 @@ class PackedNet:
             weight = torch.stack([w.t() for w in weights])  # (K, in, out): pre-transposed for bmm
             bias = torch.stack([b.unsqueeze(0) for b in biases]) if biases else None  # (K, 1, out)
         else:
-            weight = torch.stack(weights)  # (K, out, in, kh, kw)
-            bias = torch.stack(biases) if biases else None  # (K, out)
+            weight = torch.stack(weights)  # conv (K, out, in, kh, kw); batch norm (K, C)
+            bias = torch.stack(biases) if biases else None  # (K, out) or (K, C)
         self.params.append(weight.to(device).contiguous().requires_grad_(True))
         weight_index = len(self.params) - 1
         if bias is None:
@@ -110,7 +122,7 @@ class PackedNet:
         h = inputs
         channels_layout = False  # False: (k, B, ...); True: (B, k·C, H, W)
         widest, total = 0, 0
-        for layer, (w_index, b_index) in zip(self.layers, self.slots, strict=True):
+        for index, (layer, (w_index, b_index)) in enumerate(zip(self.layers, self.slots, strict=True)):
             bias = self.params[b_index][members] if b_index is not None else None
             if isinstance(layer, nn.Linear):
                 weight = self.params[w_index][members]
@@ -128,6 +140,20 @@ class PackedNet:
                     layer.padding,
                     layer.dilation,
                     groups=k,
+                )
+            elif isinstance(layer, nn.BatchNorm2d):
+                # Over (B, k·C, H, W) each member's channel is its own channel: per-member statistics,
+                # updated in place in the stacked running buffers (views of contiguous member rows).
+                mean, var = self.running[index]
+                h = F.batch_norm(
+                    h,
+                    mean[members].view(-1),
+                    var[members].view(-1),
+                    self.params[w_index][members].reshape(-1),
+                    bias.reshape(-1) if bias is not None else None,
+                    self.training,
+                    layer.momentum or 0.0,
+                    layer.eps,
                 )
             elif isinstance(layer, nn.ReLU):
                 h = torch.relu(h)
@@ -148,6 +174,9 @@ class PackedNet:
                 p[members] = 0
                 if p.grad is not None:
                     p.grad[members] = 0
+            for mean, var in self.running.values():
+                mean[members] = 0
+                var[members] = 1
 
     def parameter_count(self) -> int:
         """Parameters of one member."""

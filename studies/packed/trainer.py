@@ -244,6 +244,16 @@ class _Pack:
         wrong = torch.zeros(size, dtype=torch.int64, device=self.device)
         inputs, targets = (t.to(self.device) for t in dataset.tensors)
         count = len(targets)
+        self.net.training = False  # the runner evaluates in eval mode: BatchNorm's running statistics
+        try:
+            return self._evaluate_batches(inputs, targets, total, wrong, count)
+        finally:
+            self.net.training = True
+
+    def _evaluate_batches(
+        self, inputs: torch.Tensor, targets: torch.Tensor, total: torch.Tensor, wrong: torch.Tensor, count: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        size = len(self.members)
         for start in range(0, count, EVAL_BATCH_SIZE):
             x, y = inputs[start : start + EVAL_BATCH_SIZE], targets[start : start + EVAL_BATCH_SIZE]
             chunk = max(1, min(size, EVAL_ELEMENTS // max(1, len(y) * self.net.widest)))

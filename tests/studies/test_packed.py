@@ -32,7 +32,8 @@ from studies.packed.schedules import MemberSchedules
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.runner import TrialPlan, run_trial
 from studies.spec import StudySpec
-from studies.workloads import get_workload
+from studies.workloads import WORKLOADS, get_workload
+from studies.workloads.digits import DigitsCNN
 
 RTOL = 1e-4
 METRIC_ATOL = 0.008
@@ -137,13 +138,54 @@ def test_edge_of_stability_keeps_status() -> None:
         assert_same(result, run_trial(plan, result.key), curves=False)
 
 
+class DigitsBatchNormCNN(DigitsCNN):
+    """A small CNN with BatchNorm2d after each convolution (registered by the test that uses it)."""
+
+    name = "digits_bn_cnn"
+
+    def build_model(self, seed: int) -> torch.nn.Module:
+        nn = torch.nn
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Conv2d(4, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * 4 * 4, 10),
+        )
+
+
+def test_batchnorm_members_keep_their_own_statistics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BatchNorm2d packs: per-member batch statistics in training, running statistics in evaluation,
+    so each member's curve is its per-trial one; one member diverges and the others do not notice."""
+    monkeypatch.setitem(WORKLOADS, DigitsBatchNormCNN.name, DigitsBatchNormCNN)
+    assert packing_problem(DigitsBatchNormCNN()) is None
+    plan = TrialPlan(workload=DigitsBatchNormCNN.name, epochs=2, batch_size=64)
+    keys = [
+        TrialKey(arm, lr, 0.9, seed)
+        for arm, lr in (("demon_sgdm", 0.01), ("sgdm_step", 0.01), ("demon_adam", 0.001), ("sgdm_none", 1e4))
+        for seed in (0, 1)
+    ]
+    packed = run_pack(plan, keys)
+    assert {r.status for r in packed} == {TrialStatus.COMPLETED, TrialStatus.DIVERGED}
+    for result in packed:
+        # The conv biases before BatchNorm have a gradient that is zero but for rounding noise, which
+        # Adam normalises into full-size steps: its runs follow that noise, so only their outcome is
+        # compared (measured: validation losses 4e-4 apart after two epochs, train losses 1e-6).
+        assert_same(result, run_trial(plan, result.key), curves=result.key.arm != "demon_adam")
+
+
 @pytest.mark.parametrize(
     ("workload", "words"),
     [
         ("mnist_vae", "own loss"),
         ("ptb_lstm", "own loss"),
-        ("cifar10_resnet20", "BatchNorm2d"),
-        ("cifar100_vgg16", "BatchNorm2d"),
+        ("cifar10_resnet20", "images are read one by one"),
+        ("cifar100_vgg16", "images are read one by one"),
+        ("stl10_wrn16_8", "images are read one by one"),
     ],
 )
 def test_unpackable_workloads_say_why(workload: str, words: str) -> None:
