@@ -1,7 +1,9 @@
 """Study overhead: what running trials through Ray Tune costs over running them in this process.
 
 What it measures: the first N trials of a spec (default ``studies/examples/digits.yaml``, 60 trials)
-run twice in one process:
+run by two executors in one process, ``--repeats`` times (default 3) interleaved, the order
+alternating, so that a change in the machine's load hits both; it reports min and median wall times
+and the overhead figures of the median runs:
 
 1. in process, one after another (``InProcessExecutor``): the reference. One trial runs first, untimed,
    so the data load and first-call costs are not counted;
@@ -25,6 +27,7 @@ What it is not: a test (it exits 0 unless ``--check`` is given and a target is m
 of a cluster: on a busy machine the numbers move by tens of percent between runs. Usage:
 
     python bench/study_overhead.py [--spec PATH] [--limit N] [--trials-per-task K] [--concurrency C]
+        [--repeats R]
 """
 
 from __future__ import annotations
@@ -90,6 +93,12 @@ def same_results(a: dict[TrialKey, TrialResult], b: dict[TrialKey, TrialResult])
     return sum(1 for key, result in a.items() if key in b and computed(result) == computed(b[key]))
 
 
+def median_run(runs: list[Timed]) -> Timed:
+    """The run with the median wall time (the lower one of the middle two for an even count)."""
+    ordered = sorted(runs, key=lambda r: r.wall_s)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def per_minute(trials: int, seconds: float) -> float:
     return 60.0 * trials / seconds if seconds > 0 else float("inf")
 
@@ -101,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials-per-task", type=int, default=None, help="trials per Ray task (default: spec's)")
     parser.add_argument("--concurrency", type=int, default=1, help="Ray trials at once (default 1, like in-process)")
     parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each executor (default 3)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 
@@ -115,24 +125,34 @@ def main(argv: list[str] | None = None) -> int:
     arms = ", ".join(sorted({k.arm for k in keys}))
     print(f"{spec.name}: {n} trials of {spec.epochs} epochs on {spec.workload} (arms: {arms})")
 
+    inproc_runs: list[Timed] = []
+    ray_runs: list[Timed] = []
     try:
         run_trial(plan, keys[0])  # warm-up: data load, first calls
-        inproc = run_timed(InProcessExecutor().run, plan, keys)
-
         started = time.perf_counter()
         ensure_ray(data_dir=work, num_cpus=args.num_cpus)
         init_s = time.perf_counter() - started
-        executor = RayTuneExecutor(
-            cpu=spec.resources.cpu,
-            trials_per_task=trials_per_task,
-            storage_dir=work,
-            experiment_name="bench",
-            max_concurrent_trials=args.concurrency,
-        )
-        ray = run_timed(executor.run, plan, keys)
+        for repeat in range(args.repeats):
+            # Interleaved, alternating which goes first, so a change in the machine's load hits both.
+            executor = RayTuneExecutor(
+                cpu=spec.resources.cpu,
+                trials_per_task=trials_per_task,
+                storage_dir=work,
+                experiment_name=f"bench-{repeat}",
+                max_concurrent_trials=args.concurrency,
+            )
+            pair = [(inproc_runs, InProcessExecutor().run), (ray_runs, executor.run)]
+            for runs, run in pair if repeat % 2 == 0 else reversed(pair):
+                runs.append(run_timed(run, plan, keys))
     finally:
         shutdown_ray()
         shutil.rmtree(work, ignore_errors=True)
+    inproc, ray = median_run(inproc_runs), median_run(ray_runs)
+    print(
+        f"{args.repeats} interleaved repeats, wall s min/median: in-process "
+        f"{min(r.wall_s for r in inproc_runs):.2f}/{inproc.wall_s:.2f}, Ray Tune "
+        f"{min(r.wall_s for r in ray_runs):.2f}/{ray.wall_s:.2f} (figures below: the median runs)"
+    )
 
     overhead_s = ray.wall_s - inproc.wall_s
     ms_per_trial = 1000.0 * overhead_s / n

@@ -129,6 +129,19 @@ class Resources(_Strict):
     custom: dict[str, float] = Field(default_factory=dict)
 
 
+class Execution(_Strict):
+    """How trials run: one at a time (``per_trial``) or ``packed`` K at once as one batched model.
+
+    ``pack_size``: members per pack, or ``auto`` (from the device's memory and the workers
+    available; see ``studies.executors.packed``). Packing gives each trial its per-trial result
+    (same seed → same initialisation and data order) within float tolerance; README "Packed
+    execution" says when it pays.
+    """
+
+    mode: Literal["per_trial", "packed"] = "per_trial"
+    pack_size: Literal["auto"] | Annotated[int, Field(ge=1, le=100_000)] = "auto"
+
+
 class StudySpec(_Strict):
     """A sensitivity study: arms × lr × β_init × seeds on one workload, with a fixed epoch budget."""
 
@@ -152,6 +165,7 @@ class StudySpec(_Strict):
     )
     max_failures: int = Field(default=2, ge=0, le=100)
     trials_per_task: int = Field(default=1, ge=1, le=1000)
+    execution: Execution = Execution()
 
     @field_validator("arms", mode="before")
     @classmethod
@@ -208,6 +222,24 @@ class StudySpec(_Strict):
             raise ValueError("seeds must be a non-empty list of unique integers >= 0")
         return sorted(value)  # normalised like lr and beta_init, so spec_hash ignores the order
 
+    @field_validator("execution")
+    @classmethod
+    def _packable(cls, value: Execution, info: ValidationInfo) -> Execution:
+        if value.mode != "packed" or "workload" not in info.data:
+            return value
+        from .packed import packing_problem
+
+        name = info.data["workload"]
+        try:
+            problem = packing_problem(get_workload(name, info.data.get("workload_params") or {}))
+        except (TypeError, ValueError, ArithmeticError, KeyError):
+            return value  # bad workload_params are reported on their own field
+        if problem:
+            raise ValueError(f"execution.mode 'packed' is not available for workload {name!r}: {problem}")
+        if isinstance(info.data.get("search"), OptunaSearchSpec):
+            raise ValueError("execution.mode 'packed' runs grid studies; Optuna search proposes one point at a time")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> StudySpec:
         workload = _checked_workload(self.workload, self.workload_params)
@@ -257,7 +289,9 @@ class StudySpec(_Strict):
 
     def spec_hash(self) -> str:
         """A hash of the normalised spec (what identifies "the same study")."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # The default execution is left out, so specs hashed before it existed keep their hash.
+        exclude = {"execution"} if self.execution == Execution() else None
+        canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -318,6 +352,7 @@ def read_spec_data(text: str, *, suffix: str = ".yaml") -> Any:
 __all__ = [
     "SAMPLERS",
     "ArmSpec",
+    "Execution",
     "GridSearch",
     "LogRange",
     "OptunaSearchSpec",

@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
 
@@ -145,7 +145,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         summary = execute_study(
             spec,
             sink,
-            executor="ray",
+            executor=driver_executor(settings, spec),
             data_dir=settings.data_dir,
             dataset_dir=settings.dataset_dir,
             keys=keys,
@@ -193,6 +193,15 @@ def _finish(engine: Engine, study_id: str, status: StudyStatus, error: str | Non
             dal.finish_study(session, study_id, status=status, error=error)
     except NotFound:  # deleted meanwhile: nothing left to finish
         log.warning("study %s was deleted before it finished", study_id)
+
+
+def driver_executor(settings: Settings, spec: Any) -> Literal["inprocess", "ray"]:
+    """Where the driver runs the trials: a local driver (no cluster) runs a packed CPU study in its
+    own process, its packs in forked processes, one per core: no Ray to start, so the first results
+    come seconds sooner. Everything else runs on Ray."""
+    local = settings.launcher == "local" and not settings.ray_address
+    packed_cpu = spec.execution.mode == "packed" and spec.resources.gpu == 0 and not spec.resources.custom
+    return "inprocess" if local and packed_cpu else "ray"
 
 
 def driver_ray_address(settings: Settings) -> str | None:

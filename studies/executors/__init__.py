@@ -3,6 +3,8 @@
 - ``InProcessExecutor``: sequential, in this process (the reference; no Ray).
 - ``RayTuneExecutor``: a Ray Tune grid, with retries, resources per trial and trial packs.
 - ``OptunaExecutor``: Optuna search through Ray Tune's ``OptunaSearch``.
+- ``PackedExecutor``: packs of trials trained as one batched model (``execution.mode: packed``);
+  on Ray a pack is one Tune trial of ``RayTuneExecutor(packed=True)``.
 
 ``execute_study`` picks the right one for a spec; the same trials give the same results whichever
 executor runs them.
@@ -10,6 +12,7 @@ executor runs them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +23,7 @@ from ..spec import OptunaSearchSpec, StudySpec, expand_trials
 from ..workloads import get_workload
 from .base import RunSummary, Sink, StopCheck, never_stop, objective_value
 from .inprocess import InProcessExecutor
+from .packed import PackedExecutor, resolve_pack_size
 from .ray_session import InfeasibleResources, check_feasible, ensure_ray, ray_temp_dir, shutdown_ray
 
 ExecutorName = Literal["inprocess", "ray"]
@@ -48,6 +52,14 @@ def check_executor(spec: StudySpec, executor: ExecutorName) -> None:
             "--executor inprocess runs grid studies only: search (Optuna) studies run through Ray Tune's "
             "OptunaSearch; use --executor ray"
         )
+
+
+def _ray_workers(spec: StudySpec, resources: dict[str, Any]) -> int:
+    """How many trials of the spec's size the Ray cluster runs at once (GPUs bound it when asked)."""
+    slots = float(resources.get("CPU", 1)) / spec.resources.cpu
+    if spec.resources.gpu > 0:
+        slots = min(slots, float(resources.get("GPU", 0)) / spec.resources.gpu)
+    return max(1, int(slots))
 
 
 def execute_study(
@@ -104,18 +116,27 @@ def execute_study(
             should_stop=should_stop,
         )
     todo = list(keys) if keys is not None else expand_trials(spec)
+    packed = spec.execution.mode == "packed"
     if executor == "inprocess":
+        if packed:
+            workers = max(1, len(os.sched_getaffinity(0)) // max(1, int(spec.resources.cpu)))
+            executor_ = PackedExecutor(spec.execution.pack_size, workers=workers)
+            return executor_.run(plan, todo, sink, should_stop, on_trial_start)
         return InProcessExecutor().run(plan, todo, sink, should_stop)
-    ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
+    resources = ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
     check_feasible({"cpu": spec.resources.cpu, "gpu": spec.resources.gpu, **spec.resources.custom})
+    per_task = spec.trials_per_task
+    if packed and todo:
+        per_task = resolve_pack_size(spec.execution.pack_size, plan, len(todo), _ray_workers(spec, resources))
     ray_executor = RayTuneExecutor(
         cpu=spec.resources.cpu,
         gpu=spec.resources.gpu,
         custom_resources=spec.resources.custom,
         max_failures=spec.max_failures,
-        trials_per_task=spec.trials_per_task,
+        trials_per_task=per_task,
         storage_dir=data_dir,
         experiment_name=study_id,
+        packed=packed,
     )
     return ray_executor.run(plan, todo, sink, should_stop, on_trial_start)
 
@@ -124,6 +145,7 @@ __all__ = [
     "InProcessExecutor",
     "InfeasibleResources",
     "OptunaExecutor",
+    "PackedExecutor",
     "RayTuneExecutor",
     "RunSummary",
     "Sink",

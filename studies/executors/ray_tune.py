@@ -29,11 +29,17 @@ from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkC
 from .base import RunSummary, Sink, StopCheck, never_stop, objective_value, pack
 
 
-def _grid_trainable(config: dict[str, Any], plan: TrialPlan, units: list[list[str]]) -> None:
-    """Run one unit of trials and report all their results in one ``tune.report``."""
+def _grid_trainable(config: dict[str, Any], plan: TrialPlan, units: list[list[str]], packed: bool = False) -> None:
+    """Run one unit of trials (one after another, or as one pack) and report all their results."""
     from ray import tune
 
-    results = [run_trial(plan, TrialKey.from_token(token)) for token in units[config["unit"]]]
+    keys = [TrialKey.from_token(token) for token in units[config["unit"]]]
+    if packed:
+        from ..packed import run_pack
+
+        results = run_pack(plan, keys)
+    else:
+        results = [run_trial(plan, key) for key in keys]
     tune.report({RESULTS_FIELD: json.dumps([r.to_dict() for r in results])})
 
 
@@ -89,10 +95,12 @@ class RayTuneExecutor:
         storage_dir: str | Path | None = None,
         experiment_name: str = "study",
         max_concurrent_trials: int | None = None,
+        packed: bool = False,
     ) -> None:
         self.resources = _resources(cpu, gpu, custom_resources)
         self.max_failures = max_failures
         self.trials_per_task = trials_per_task
+        self.packed = packed  # a unit of ``trials_per_task`` keys is one pack (studies.packed)
         self.storage_dir = storage_dir
         self.experiment_name = experiment_name
         self.max_concurrent_trials = max_concurrent_trials
@@ -115,7 +123,9 @@ class RayTuneExecutor:
         tokens = [[key.token() for key in unit] for unit in units]
         unit_keys = {str(i): unit for i, unit in enumerate(units)}
         token = register(DriverHooks(sink, summary, should_stop, unit_keys, on_start))
-        trainable = tune.with_resources(tune.with_parameters(_grid_trainable, plan=plan, units=tokens), self.resources)
+        trainable = tune.with_resources(
+            tune.with_parameters(_grid_trainable, plan=plan, units=tokens, packed=self.packed), self.resources
+        )
         tuner = tune.Tuner(
             trainable,
             param_space={"unit": tune.grid_search(list(range(len(units))))},

@@ -1,0 +1,112 @@
+"""Fixed cost of a local study: seconds from submission to its first stored result, and to its end.
+
+What it measures: ``demonlab serve`` (API and scheduler, SQLite, the local launcher) started in a
+subprocess with a fresh data dir; then, one after another, a small digits study (24 trials of 3
+epochs) submitted per trial (the driver runs it on a local Ray it starts) and packed (the driver
+runs it in its own process, packs in forked processes, no Ray). For each it polls the study every
+50 ms and prints the seconds from ``submit`` to the first result and to completion. Issue 10's goal:
+a small local study's first result within 3 s of submission.
+
+What it is not: a test (exit 0 unless ``--check``). The scheduler polls for queued studies every
+second, so up to 1 s of each figure is that wait. Usage:
+
+    python bench/first_result.py [--repeats 1] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from service.client import DemonlabClient
+
+GOAL_S = 3.0
+SPEC: dict[str, Any] = {
+    "name": "first-result",
+    "workload": "digits_mlp",
+    "arms": ["demon_sgdm", "sgdm_cosine"],
+    "lr": [0.03, 0.1, 0.3],
+    "beta_init": [0.8, 0.9],
+    "seeds": 2,
+    "epochs": 3,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def timed_study(client: DemonlabClient, spec: dict[str, Any]) -> tuple[float, float, str]:
+    """(seconds to the first result, seconds to the end, final status) of one submitted study."""
+    started = time.perf_counter()
+    study_id = client.submit(spec).id
+    first = None
+    while True:
+        study = client.get_study(study_id)
+        if first is None and study.progress.done + study.progress.failed > 0:
+            first = time.perf_counter() - started
+        if study.status in ("completed", "failed", "cancelled"):
+            end = time.perf_counter() - started
+            return (first if first is not None else end), end, study.status
+        time.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=1, help="studies of each mode (default 1)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when packed misses the goal")
+    args = parser.parse_args(argv)
+    data_dir = Path(tempfile.mkdtemp(prefix="dl-first-"))
+    port = free_port()
+    env = os.environ | {"DEMONLAB_DATA_DIR": str(data_dir), "DEMONLAB_PORT": str(port)}
+    env.pop("DEMONLAB_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    worst_packed = 0.0
+    try:
+        with DemonlabClient(f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.list_studies()
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            print(f"{SPEC['name']}: 24 digits trials of 3 epochs, `demonlab serve` with the local launcher")
+            for repeat in range(args.repeats):
+                for mode in ("per_trial", "packed"):
+                    spec = SPEC | {"name": f"{mode}-{repeat}", "execution": {"mode": mode}}
+                    first, end, status = timed_study(client, spec)
+                    if mode == "packed":
+                        worst_packed = max(worst_packed, first)
+                    print(f"{mode:9}  first result {first:6.2f} s   all 24 {end:6.2f} s   ({status})")
+    finally:
+        server.terminate()
+        server.wait(30)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    met = worst_packed <= GOAL_S
+    print(f"goal: packed first result <= {GOAL_S:.0f} s: {'met' if met else 'NOT met'} ({worst_packed:.2f} s)")
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Packed execution: K trials of one study trained at once as one batched model (see ``trainer``).
+
+- ``models``: stacked weights and batched kernels for a workload's model; what packs and what not.
+- ``schedules``: each member's η_t and β_t from its arm's own torch optimizer and schedulers.
+- ``trainer``: ``run_pack``, the packed counterpart of ``studies.runner.run_trial``.
+"""
+
+from __future__ import annotations
+
+from .models import PackedNet, packing_problem
+from .trainer import PackError, run_pack
+
+__all__ = ["PackError", "PackedNet", "packing_problem", "run_pack"]
