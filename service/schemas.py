@@ -146,11 +146,14 @@ class SeedInterval(BaseModel):
 
 
 class BootstrapInterval(BaseModel):
-    """A percentile interval from the paired seed bootstrap."""
+    """A percentile interval from the paired seed bootstrap (conservative: see min_level)."""
 
     low: float | None
     high: float | None
-    level: float | None = Field(description="nominal level (0.95); null without an interval")
+    min_level: float | None = Field(
+        description="the interval covers the true figure at least this often (0.95); measured coverage is "
+        "higher for some figures, so this is a bound, not an exact level; null without an interval"
+    )
     status: str = Field(description="ok | too_few_seeds (under min_bootstrap_seeds seeds) | undefined")
     method: str
 
@@ -343,7 +346,7 @@ class PairPublic(BaseModel):
     relative: bool
     resampling: str = Field(description="the bootstrap's unit: seeds, paired across cells, splits and arms")
     n_resamples: int
-    level: float
+    min_level: float = Field(description="lower bound on the coverage of every pair interval")
     deltas: list[DeltaPublic]
     win_probability: WinProbabilityPublic
     probability_of_improvement: ImprovementPublic
@@ -379,7 +382,7 @@ class SensitivityPublic(BaseModel):
     eps_source: str
     resampling: str
     n_resamples: int
-    level: float
+    min_level: float = Field(description="lower bound on the coverage of every pair interval")
     min_bootstrap_seeds: int = Field(description="fewer seeds than this: pair intervals are null, too_few_seeds")
     positive_means: str
     grid: GridAxesPublic

@@ -226,7 +226,8 @@ SUMMARY_LEGEND = (
 
 def pair_lines(report: dict[str, Any]) -> list[str]:
     """One line per pair: Δ of the ε-good fraction (positive: the first arm better) with its
-    interval and level, the bootstrap shares, and the probability of improvement, all named."""
+    interval and the coverage it guarantees (">= 95%"), the bootstrap shares, and the probability
+    of improvement, all named."""
     lines = []
     for pair in report.get("pairs", []):
         a, b = pair.get("arm_a"), pair.get("arm_b")
@@ -237,7 +238,8 @@ def pair_lines(report: dict[str, Any]) -> list[str]:
         delta: dict[str, Any] = next((d for d in pair.get("deltas", []) if d.get("metric") == "eps_good_fraction"), {})
         interval = delta.get("interval") or {}
         if interval.get("status") == "ok":
-            span = f"[{_short(interval.get('low'))}, {_short(interval.get('high'))}] ({interval.get('level', 0):.0%})"
+            bound = f"(>= {interval.get('min_level', 0):.0%})"
+            span = f"[{_short(interval.get('low'))}, {_short(interval.get('high'))}] {bound}"
             shares = (
                 f", share of bootstrap replicates > 0: {_short(delta.get('bootstrap_share_positive'))}"
                 f", tied: {_short(delta.get('bootstrap_share_ties'))}"

@@ -38,14 +38,17 @@ Conventions, everywhere in this package:
   ``method: "optuna_fanova"`` and fills ``fanova_importance`` instead of the ANOVA's shares (the
   two are never reported under the same names). Other statuses: ``"ok"``, ``"undefined"`` (e.g. a
   one-lr grid has no width in decades).
-- **Intervals, each with its level.** A cell's (and the peak's) interval is the order-statistic
+- **Intervals, each with its level or its bound.** A cell's (and the peak's) interval is the order-statistic
   interval of its median over seeds, at the level it really has (1 − 2^(1−n) for n ≤ 5 seeds,
   ≥ 95% from 6; none for one seed: ``"too_few_seeds"``). Pair intervals are 95% percentile
   intervals of a **paired seed bootstrap** (``scipy.stats.bootstrap``, 2000 resamples by
   default): each replicate resamples the seed indices once, and every cell, both splits and both
   arms take those seeds ("resampling": "seeds, paired across cells, splits and arms"); under
-  ``MIN_BOOTSTRAP_SEEDS`` (6) seeds there is no pair interval. Fixed random streams make results
-  reproducible. ``tests/studies/test_metrics_coverage.py`` measures what each interval covers.
+  ``MIN_BOOTSTRAP_SEEDS`` (6) seeds there is no pair interval. They are conservative for some
+  figures (Δ peak and the ε-good figures cover 98–100% in the simulation), so their 0.95 is
+  reported as a bound, ``min_level``, never as an exact ``level`` (metrics version 3). Fixed
+  random streams make results reproducible. ``tests/studies/test_metrics_coverage.py`` measures
+  what each interval covers.
 - **Δ orientation.** Every pair Δ is positive when the first arm is better. The shares of
   bootstrap replicates with Δ > 0, = 0 and < 0 are reported under those names; they are not a
   probability that the first arm is better. Probabilities are named and defined where reported

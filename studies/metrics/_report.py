@@ -16,8 +16,9 @@ from studies.metrics._resample import DEFAULT_LEVEL, MIN_BOOTSTRAP_SEEDS, RESAMP
 
 DEMON_PREFIX = "demon_"
 # Bumped whenever a field's meaning changes (and the field is renamed): 2 = paired seed bootstrap,
-# order-statistic cell intervals with their level, Δ > 0 = arm a better, ε anchored on the split.
-METRICS_VERSION = 2
+# order-statistic cell intervals with their level, Δ > 0 = arm a better, ε anchored on the split;
+# 3 = pair intervals state the coverage they guarantee as a bound (``min_level``, was ``level``).
+METRICS_VERSION = 3
 SEED_SPREAD = "seed_spread"
 # ε when the seed spread cannot be measured (one seed at every peak): 1% of |y*|.
 SEED_SPREAD_FALLBACK = (0.01, True)
@@ -97,7 +98,7 @@ def sensitivity_report(
         "eps_source": source,
         "resampling": RESAMPLING,
         "n_resamples": n_resamples,
-        "level": level,
+        "min_level": level,
         "min_bootstrap_seeds": MIN_BOOTSTRAP_SEEDS,
         "positive_means": POSITIVE_MEANS,
         "grid": axes.to_dict(),

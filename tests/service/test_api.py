@@ -387,7 +387,7 @@ def test_sensitivity_reports_arms_and_pairs(api: TestClient, results_study: str)
     body = strict_json(response.text)  # no NaN or Infinity anywhere
     assert set(body["arms"]) == set(ARMS)
     assert body["orientation"].startswith("higher is better")
-    assert body["metrics_version"] == 2
+    assert body["metrics_version"] == 3
     assert body["resampling"] == "seeds, paired across cells, splits and arms"
     assert body["study"] == {
         "id": results_study,
@@ -498,7 +498,7 @@ def test_robustness_over_completed_studies(api: TestClient, results_study: str, 
     assert demon["study_ids"] == [results_study]
     assert demon["key"]["workload"] == "synthetic"
     assert demon["key"]["seeds"] == [0, 1]  # the seeds themselves, as everywhere else, not their count
-    assert body["metrics_version"] == 2
+    assert body["metrics_version"] == 3
     assert "eps_good_fraction" in demon
     assert demon["raw_peak_score"]["mean"] == pytest.approx(score("demon_sgdm", 0.01, 0.8, 0) + 0.01)
     only_step = api.get("/api/v1/robustness", params={"workload": "synthetic", "arm": "sgdm_step"}).json()

@@ -66,7 +66,7 @@ def test_complete_grid_with_pair_intervals() -> None:
     body = roundtrip(sensitivity_report(scores(6), GridAxes(LRS, BETAS, tuple(range(6))), Y_FAIL, n_resamples=200))
     pair = body["pairs"][0]
     assert pair["deltas"][0]["interval"]["status"] == "ok"
-    assert pair["win_probability"]["intervals"][0]["level"] == 0.95
+    assert pair["win_probability"]["intervals"][0]["min_level"] == 0.95
 
 
 def test_too_few_seeds_incomplete_grid_and_a_pair_on_other_seeds() -> None:

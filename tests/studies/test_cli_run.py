@@ -55,7 +55,7 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         "metric": "error",
         "split": "test",  # the spec's split (default "test"): the split every figure is on
     }
-    assert metrics["metrics_version"] == 2
+    assert metrics["metrics_version"] == 3
     assert metrics["split"] == "test"
     assert set(metrics["arms"]) == {"demon_sgdm", "sgdm_step"}
     environment = metrics["environment"]  # what reproduces the run

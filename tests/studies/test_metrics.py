@@ -34,6 +34,7 @@ from studies.metrics._cells import median_interval
 from studies.metrics._landscape import expected_best, pick_probabilities
 from studies.metrics._pair import prob_greater, win_probabilities
 from studies.metrics._resample import resampled_medians
+from studies.report import pair_lines
 
 Y_FAIL = 0.9
 LRS = (0.01, 0.1, 1.0)
@@ -511,7 +512,8 @@ def test_pair_deltas_on_an_obvious_case() -> None:
     assert peak.interval_low is not None
     assert peak.interval_low > 0
     out = peak.to_dict()
-    assert out["interval"]["level"] == 0.95
+    assert out["interval"]["min_level"] == 0.95
+    assert "level" not in out["interval"]  # a bound, never labelled as an exact level
     assert out["positive_means"] == "arm_a is better"
     assert "raw_estimate" not in out
     assert "p_positive" not in out
@@ -527,7 +529,16 @@ def test_pair_deltas_on_an_obvious_case() -> None:
         assert low <= won <= high
     body = json.loads(strict_json(pair.to_dict()))
     assert body["resampling"] == "seeds, paired across cells, splits and arms"
-    assert body["win_probability"]["intervals"][0]["level"] == 0.95
+    assert body["win_probability"]["intervals"][0]["min_level"] == 0.95
+
+
+def test_pair_intervals_are_printed_as_a_bound_on_their_coverage() -> None:
+    data = frame(("demon_sgdm", more_seeds(DEMON, 6)), ("sgdm_step", more_seeds(shifted(DEMON, 0.05), 6)))
+    report = sensitivity_report(data, AXES6, Y_FAIL, eps=0.02, n_resamples=300)
+    assert report["min_level"] == 0.95
+    assert "level" not in report
+    (line,) = pair_lines(report)
+    assert "(>= 95%)" in line  # the percentile interval covers at least 95%, not exactly
 
 
 def test_pair_intervals_need_enough_seeds() -> None:
@@ -541,7 +552,7 @@ def test_pair_intervals_need_enough_seeds() -> None:
     assert peak.to_dict()["interval"] | {"method": None} == {
         "low": None,
         "high": None,
-        "level": None,
+        "min_level": None,
         "status": "too_few_seeds",
         "method": None,
     }
@@ -753,7 +764,7 @@ def test_aggregate_robustness() -> None:
     assert first["n_studies"] == 3
     assert first["study_ids"] == ["s1", "s2", "s3"]
     fractions = [one["eps_good"]["fraction"], two["eps_good"]["fraction"]]
-    assert out["metrics_version"] == 2
+    assert out["metrics_version"] == 3
     assert first["eps_good_fraction"] == pytest.approx(
         {"mean": sum(fractions) / 2, "min": min(fractions), "max": max(fractions), "count": 2}
     )

@@ -8,12 +8,19 @@ scores y_fail). The truth of every figure is the figure computed from the cells'
 medians (the medians of that mixture), by the same code. For every interval the API reports we
 count how often it covers its truth over ``N_STUDIES`` studies per seed count:
 
-- the cells' median intervals (/grid, and the peak's ``score_interval``) must reach the level they
-  report (minus two binomial standard errors of the simulation);
-- every nominal-95% interval (pair Δs, win probabilities) must cover at least 93%;
-- and at most 97%: this does not hold yet (the percentile bootstrap over seeds over-covers the
-  median-based figures, most at 10 seeds), so that test is a strict xfail: it fails today and
-  will report when a better interval makes it pass.
+- the cells' median intervals (/grid, and the peak's ``score_interval``) report an exact
+  ``level``: they must cover it, to within two binomial standard errors below and two points
+  above (a 95% interval: 93–97%);
+- the pair intervals (Δs, win probabilities) are percentile intervals that over-cover for some
+  figures (98–100% for Δ peak and the ε-good figures), so they report ``min_level`` 0.95, a lower
+  bound, and must cover at least that, to within two binomial standard errors (≥ 93%). No pair
+  interval may claim an exact level.
+
+ε is 0.025, not 0.02: with 0.02 some cells' true medians lay exactly ε from the best one, on the
+step of the ε-good count, so the "truth" of the ε-good fraction and widths sat on a
+discontinuity of the figure (a cell there is good or not by float rounding, while the estimate
+puts it on either side half the time). With 0.025 every true median is at least 0.005 from the
+threshold.
 
 Run ``python tests/studies/test_metrics_coverage.py`` to print the table the README quotes.
 """
@@ -38,7 +45,7 @@ N_STUDIES = 500
 SEED_COUNTS = (3, 6, 10)
 RNG_SEED = 20_260_101
 Y_FAIL = 0.9
-EPS = 0.02
+EPS = 0.025  # no true cell median lies on the ε-good threshold (see the module docstring)
 KS = (1, 2, 4)
 LRS = (0.01, 0.03, 0.1, 0.3, 1.0)
 BETAS = (0.5, 0.9, 0.99)
@@ -102,7 +109,8 @@ def covers(interval: dict[str, Any], truth: float) -> bool:
 
 @cache
 def coverage_table() -> dict[tuple[int, str], tuple[float, float, int]]:
-    """(seeds, interval) → (coverage, mean reported level, number of intervals)."""
+    """(seeds, interval) → (coverage, mean reported level, number of intervals); the level is the
+    exact ``level`` of cell intervals and the ``min_level`` bound of pair intervals (``EXACT``)."""
     rng = np.random.default_rng(RNG_SEED)
     table: dict[tuple[int, str], tuple[float, float, int]] = {}
     for n_seeds in SEED_COUNTS:
@@ -131,31 +139,40 @@ def coverage_table() -> dict[tuple[int, str], tuple[float, float, int]]:
                 if delta["interval"]["status"] == "ok":
                     name = f"Δ {delta['metric']}" + ("" if delta["k"] is None else f" k={delta['k']}")
                     hits[name].append(covers(delta["interval"], truth["deltas"][(delta["metric"], delta["k"])]))
-                    levels[name].append(delta["interval"]["level"])
+                    levels[name].append(delta["interval"]["min_level"])
             for interval in pair["win_probability"]["intervals"]:
                 if interval["status"] == "ok":
                     name = f"win probability k={interval['k']}"
                     hits[name].append(covers(interval, truth["wins"][interval["k"]]))
-                    levels[name].append(interval["level"])
+                    levels[name].append(interval["min_level"])
         for name, seen in hits.items():
             table[(n_seeds, name)] = (float(np.mean(seen)), float(np.mean(levels[name])), len(seen))
     return table
 
 
+EXACT = ("cell median", "peak score")  # intervals reporting an exact level; the others: a bound
+
+
 def markdown(table: dict[tuple[int, str], tuple[float, float, int]]) -> str:
     names = list(dict.fromkeys(name for _, name in table))
-    head = "| interval | " + " | ".join(f"{s} seeds: covered / level" for s in SEED_COUNTS) + " |"
+    head = "| interval | " + " | ".join(f"{s} seeds: covered / reported" for s in SEED_COUNTS) + " |"
     lines = [head, "|---" * (len(SEED_COUNTS) + 1) + "|"]
     for name in names:
         cells = []
         for s in SEED_COUNTS:
             if (s, name) in table:
                 cov, level, _ = table[(s, name)]
-                cells.append(f"{cov:.1%} / {level:.1%}")
+                bound = "" if name in EXACT else "≥ "
+                cells.append(f"{cov:.1%} / {bound}{level:.1%}")
             else:
                 cells.append("no interval")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _slack(level: float, n: int) -> float:
+    """Two binomial standard errors of a coverage measured from ``n`` intervals."""
+    return 2 * math.sqrt(level * (1 - level) / n)
 
 
 @pytest.mark.slow
@@ -167,27 +184,27 @@ def test_intervals_reach_the_level_they_report() -> None:
     assert (3, "Δ peak") not in table, "3 seeds: no bootstrap interval is reported (too_few_seeds)"
     for (n_seeds, name), (coverage, level, n) in table.items():
         where = f"{name} at {n_seeds} seeds: covered {coverage:.1%} of {n}, reported level {level:.1%}"
-        if name in ("cell median", "peak score"):
-            slack = 2 * math.sqrt(level * (1 - level) / n)
-            assert coverage >= level - slack, where
-        else:
+        if name not in EXACT:
             assert level == pytest.approx(0.95), where
-            assert coverage >= 0.93, where
+        assert coverage >= level - _slack(level, n), where
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the percentile bootstrap over seeds over-covers median-based figures (97-100% at nominal 95%); "
-    "see the README's coverage table",
-)
-def test_nominal_95_intervals_cover_at_most_97_percent() -> None:
-    over = {
-        f"{name} at {n_seeds} seeds: {coverage:.1%}"
-        for (n_seeds, name), (coverage, level, _) in coverage_table().items()
-        if math.isclose(level, 0.95) and coverage > 0.97
-    }
-    assert not over, sorted(over)
+def test_no_interval_claims_an_exact_level_it_does_not_have() -> None:
+    """An exact level is met from above too (a 95% interval covers 93–97%); the pair intervals,
+    which over-cover for some figures, claim only a bound (``min_level``), never an exact level."""
+    table = coverage_table()
+    over = []
+    for (n_seeds, name), (coverage, level, n) in table.items():
+        if name in EXACT and coverage > level + max(0.02, _slack(level, n)):
+            over.append(f"{name} at {n_seeds} seeds: {coverage:.1%} at level {level:.1%}")
+    assert not over, over
+    axes = GridAxes(LRS, BETAS, tuple(range(6)))
+    report = sensitivity_report(draw_frame(np.random.default_rng(0), 6), axes, Y_FAIL, pairs=[("a", "b")])
+    (pair,) = report["pairs"]
+    for interval in [d["interval"] for d in pair["deltas"]] + pair["win_probability"]["intervals"]:
+        assert "level" not in interval, interval
+        assert interval["min_level"] == 0.95, interval
 
 
 if __name__ == "__main__":
