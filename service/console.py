@@ -120,7 +120,7 @@ def compare_table(pairs: list[dict[str, Any]]) -> str:
     ε-good fraction with its paired-bootstrap interval (at the level it reports), the share of
     bootstrap replicates above zero and tied, the Δ of the best score, and the probability that a
     cell of a beats a cell of b (Mann–Whitney, ties counted half)."""
-    headers = ["a vs b", "ΔF_eps", "interval", "level", "boot>0", "ties", "Δbest", "P(a cell > b cell)", "matched"]
+    headers = ["a vs b", "ΔF_eps", "interval", "covers", "boot>0", "ties", "Δbest", "P(a cell > b cell)", "matched"]
     rows = []
     notes = []
     for pair in pairs:
@@ -132,7 +132,7 @@ def compare_table(pairs: list[dict[str, Any]]) -> str:
         poi = pair.get("probability_of_improvement", {})
         ci = good.get("interval") or {}
         if ci.get("status") == "ok":
-            interval, level = f"[{num(ci.get('low'), 3)}, {num(ci.get('high'), 3)}]", num(ci.get("level"), 3)
+            interval, level = f"[{num(ci.get('low'), 3)}, {num(ci.get('high'), 3)}]", f">={num(ci.get('min_level'), 3)}"
         else:
             interval, level = f"({ci.get('status', '-')})", "-"
         rows.append(
@@ -149,7 +149,8 @@ def compare_table(pairs: list[dict[str, Any]]) -> str:
             ]
         )
     legend = (
-        "every Δ > 0 favours a. ΔF_eps: share of ε-good cells, a − b; boot>0 / ties: shares of bootstrap "
+        "every Δ > 0 favours a. ΔF_eps: share of ε-good cells, a − b; covers: the interval's coverage is at least "
+        "this (measured in the README); boot>0 / ties: shares of bootstrap "
         "replicates (seeds resampled, paired) with ΔF_eps > 0 / = 0, not probabilities; Δbest: how much better "
         "a's best score is, raw units; P(a cell > b cell): over all cells, 'matched': same cells only"
     )
