@@ -131,7 +131,7 @@ def _follow(client: Any, study_id: str) -> Any:
         bar.refresh()
 
     try:
-        return client.wait(study_id, poll_seconds=1.0, on_progress=show)
+        return client.wait(study_id, on_progress=show)  # the study's event stream, not polling
     finally:
         bar.close()
 
