@@ -16,5 +16,6 @@ __all__ = ["install"]
 def install(app: FastAPI, api_prefix: str) -> None:
     """Add the dashboard's pages, its JSON endpoints and its static files to ``app``."""
     app.include_router(data.router, prefix=api_prefix)
+    app.include_router(data.specs_router, prefix=api_prefix)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="dashboard-static")

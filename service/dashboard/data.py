@@ -11,6 +11,8 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from .. import analysis
@@ -118,3 +120,135 @@ def get_heatmaps(
     with per-cell seed counts, diverged counts, the median's interval and its level, and the
     divergence-rate map: what the dashboard's heatmaps draw."""
     return heatmaps(engine, study_id, metric=metric, split=split)
+
+
+MAX_POINTS = 5000  # per arm, for the search scatter
+
+
+def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
+    """A search study's sampled trials per arm, coloured by score on one scale, with the parameter
+    importances Optuna computes from them (fANOVA, its default)."""
+    from matplotlib import colormaps
+
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+        frame = dal.trial_scores_frame(session, study_id, metric="metric")
+    spec = analysis.study_spec(study)
+    if split not in ("val", "test"):
+        from ..errors import InvalidInput
+
+        raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
+    fail = analysis.y_fail(spec, "metric")
+    frame = frame[frame["status"].isin(["completed", "diverged"])]
+    scores = frame[split].where(frame["status"] == "completed", fail).clip(upper=fail)
+    frame = frame.assign(score=scores)
+    finite = [float(v) for v in frame["score"] if math.isfinite(v)]
+    norm = _norm(finite)
+    cmap = colormaps[SCORE_CMAP]
+    arms = []
+    for arm in [a.name for a in spec.arms]:
+        rows = frame[frame["arm"] == arm].head(MAX_POINTS)
+        pts = [
+            {
+                "lr": float(r.lr),
+                "beta_init": float(r.beta_init),
+                "seed": int(r.seed),
+                "status": str(r.status),
+                "value": float(r.score) if math.isfinite(r.score) else None,
+                "diverged": r.status == "diverged",
+                "colour": _hex(cmap(float(norm(r.score)))) if math.isfinite(r.score) else MISSING,
+            }
+            for r in rows.itertuples()
+        ]
+        importances, note = _importances(pts)
+        arms.append({"arm": arm, "points": pts, "importances": importances, "importance_note": note})
+    return {"study_id": study_id, "split": split, "metric": spec.metric_name, "arms": arms}
+
+
+def _importances(pts: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
+    """Optuna's parameter importances of lr and β_init for the score (lower is better)."""
+    import optuna
+
+    usable = [p for p in pts if p["value"] is not None]
+    if len(usable) < 4 or len({p["lr"] for p in usable}) < 2 or len({p["beta_init"] for p in usable}) < 2:
+        return {}, "importances need at least 4 results spread over both parameters"
+    distributions: dict[str, optuna.distributions.BaseDistribution] = {
+        "lr": optuna.distributions.FloatDistribution(
+            min(p["lr"] for p in usable), max(p["lr"] for p in usable), log=True
+        ),
+        "beta_init": optuna.distributions.FloatDistribution(
+            min(p["beta_init"] for p in usable), max(p["beta_init"] for p in usable)
+        ),
+    }
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize")
+    study.add_trials(
+        [
+            optuna.trial.create_trial(
+                params={"lr": p["lr"], "beta_init": p["beta_init"]}, distributions=distributions, value=p["value"]
+            )
+            for p in usable
+        ]
+    )
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}, ""
+    except (RuntimeError, ValueError) as exc:
+        return {}, f"importances not computable: {exc}"
+
+
+@router.get("/points")
+def get_points(study_id: str, engine: EngineDep, split: str = "test") -> dict[str, Any]:
+    """A search study's sampled points per arm with colours on one scale and parameter importances."""
+    return points(engine, study_id, split=split)
+
+
+specs_router = APIRouter(prefix="/specs", tags=["dashboard"])
+
+
+class SpecText(BaseModel):
+    """A spec as the user wrote it: YAML or JSON text."""
+
+    text: str = Field(max_length=1_000_000)
+
+
+def field_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    """Every field's dotted path (``arms.0.name``) → its line (1-based), from a composed YAML node."""
+    import yaml
+
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = f"{prefix}{key.value}"
+            lines[path] = key.start_mark.line + 1
+            lines.update(field_lines(value, path + "."))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            path = f"{prefix}{index}"
+            lines[path] = item.start_mark.line + 1
+            lines.update(field_lines(item, path + "."))
+    return lines
+
+
+@specs_router.post("/parse", response_model=None)
+def parse_spec(body: SpecText) -> dict[str, Any] | JSONResponse:
+    """YAML or JSON text → the spec object and each field's line (what the submit page sends next).
+    Text that is not a mapping is a 422 naming the line."""
+    import yaml
+
+    def invalid(reason: str, line: int | None = None) -> JSONResponse:
+        where = f" (line {line})" if line else ""
+        content = {"detail": f"invalid spec: {reason}{where}", "field": "spec", "line": line}
+        return JSONResponse(status_code=422, content=content)
+
+    if not body.text.strip():
+        return invalid("the spec is empty")
+    try:
+        node = yaml.compose(body.text, Loader=yaml.SafeLoader)
+        spec = yaml.safe_load(body.text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        return invalid(f"not valid YAML or JSON: {problem}", mark.line + 1 if mark is not None else None)
+    if not isinstance(spec, dict):
+        return invalid("a spec must be a mapping of fields (name, workload, arms, ...)", 1)
+    return {"spec": spec, "lines": field_lines(node)}

@@ -157,6 +157,8 @@ DELTA_LABELS: dict[str, str] = {
     "peak": "peak score",
     "good_fraction": "ε-good region",
     "good_lr_width": "good lr range (decades)",
+    "good_lr_width_mean": "good lr range (decades, mean over β_init)",
+    "good_lr_width_all_betas": "lr range good for every β_init (decades)",
     "expected_best": "best of k tries",
     "lr_sensitivity": "lr sensitivity",
 }
