@@ -24,7 +24,7 @@ const charts = (() => {
   function grid(title, lrs, betas, cell, options) {
     const size = cellSize(lrs.length, betas.length);
     const left = 64, top = 22, bottom = 40;
-    const width = left + size.w * betas.length + 8;
+    const width = Math.max(left + size.w * betas.length + 8, 12 + 6.6 * title.length);
     const height = top + size.h * lrs.length + bottom;
     const root = svg("svg", {
       class: "grid " + (options.className || ""),
@@ -87,7 +87,7 @@ const charts = (() => {
 
   /** Lines: series = [{name, points: [[x, y], ...]}], y lower is better. */
   function lines(series, xLabel, yLabel, title) {
-    const width = 420, height = 220, left = 50, right = 110, top = 20, bottom = 34;
+    const width = 440, height = 240, left = 50, right = 110, top = 40, bottom = 34;
     const pts = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p[1]));
     const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title, class: "chart" });
     root.append(svg("text", { x: left, y: 13, class: "chart-title", text: title }));
@@ -103,7 +103,7 @@ const charts = (() => {
     [Math.min(...ys), Math.max(...ys)].forEach((v) => root.append(svg("text", { x: left - 4, y: sy(v) + 4, "text-anchor": "end", class: "tick", text: num(v) })));
     [Math.min(...xs), Math.max(...xs)].forEach((v) => root.append(svg("text", { x: sx(v), y: height - bottom + 14, "text-anchor": "middle", class: "tick", text: num(v) })));
     root.append(svg("text", { x: (left + width - right) / 2, y: height - 4, "text-anchor": "middle", class: "axis", text: xLabel }));
-    root.append(svg("text", { x: 4, y: top - 6, class: "axis", text: yLabel }));
+    root.append(svg("text", { x: 4, y: top - 10, class: "axis", text: yLabel }));
     series.forEach((s, k) => {
       const good = s.points.filter((p) => Number.isFinite(p[1]));
       if (!good.length) return;

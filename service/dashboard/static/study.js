@@ -24,6 +24,9 @@
     $("diverged").textContent = p.diverged;
     $("failed").textContent = p.failed;
     showStatus(study.status);
+    const time = (iso) => (iso ? iso.replace("T", " ").slice(0, 19) + " UTC" : "–");
+    $("started").textContent = time(study.started_at);
+    $("finished").textContent = time(study.finished_at);
     if (study.error) {
       $("study-error").textContent = study.error;
       $("study-error").hidden = false;
