@@ -624,6 +624,64 @@ def bench_one(kind: str, args: argparse.Namespace, layout: Layout) -> tuple[bool
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------------- the study page
+
+PAGE_TARGET_MS = 1000.0  # the dashboard's study page of a 100,000-trial study loads in under 1 s
+STATIC = ("app.css", "common.js", "charts.js", "study.js")
+
+
+def study_page_requests(study_id: str) -> list[tuple[str, str]]:
+    """What a browser fetches to show a study's page (its event stream aside: it stays open)."""
+    return [
+        ("page HTML", f"/studies/{study_id}"),
+        ("heatmaps JSON", f"/api/v1/studies/{study_id}/heatmaps?split=test"),
+        ("figures (sensitivity)", f"/studies/{study_id}/figures?split=test"),
+        *((f"static {name}", f"/static/{name}") for name in STATIC),
+    ]
+
+
+def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
+    """One study of about ``trials`` trials: the study page's requests, cold (first visitor) and warm
+    (median of 5 later visits), one request at a time; returns whether the page met its target."""
+    layout = layout_for(trials, 1)
+    workdir = Path(tempfile.mkdtemp(prefix=f"demonlab-bench-page-{kind}-"))
+    try:
+        with database(kind, workdir, args.postgres_url) as url:
+            ids, load_s = populate(url, layout, epochs=args.epochs, curve_every=args.curve_every, seed=7)
+            with serve(url, workdir) as (base, _pid):
+                http = CLIENTS[args.client](base, 120)
+                try:
+                    http.get("/healthz")
+                    rows = []
+                    for label, path in study_page_requests(ids[0]):
+                        times = []
+                        for _ in range(6):
+                            t0 = time.perf_counter()
+                            status, body = http.get(path)
+                            times.append((time.perf_counter() - t0) * 1000)
+                            if status != 200:
+                                raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
+                        rows.append((label, times[0], statistics.median(times[1:])))
+                finally:
+                    http.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"\n== {kind}: the dashboard's study page, one study of {layout.per_study:,} trials; "
+        f"loaded in {load_s:.1f} s =="
+    )
+    print(f"{'request':<26}{'cold ms':>10}{'warm ms':>10}")
+    print("-" * 46)
+    for label, cold, warm in rows:
+        print(f"{label:<26}{cold:>10.1f}{warm:>10.1f}")
+    cold_total = sum(r[1] for r in rows)
+    warm_total = sum(r[2] for r in rows)
+    met = cold_total < PAGE_TARGET_MS
+    print(f"{'total (one at a time)':<26}{cold_total:>10.1f}{warm_total:>10.1f}")
+    print(f"study page target: cold total < {PAGE_TARGET_MS:g} ms: {'yes' if met else 'NO'}")
+    return met
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
@@ -638,6 +696,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server and maintenance database")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="httpx", help="load generator's HTTP client")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--study-page-trials",
+        type=int,
+        default=None,
+        help="trials of the study whose dashboard page is timed (default 100000, --quick 5000; 0 skips it)",
+    )
     args = parser.parse_args(argv)
     rows = args.rows or (5_000 if args.quick else 100_000)
     studies = args.studies or (4 if args.quick else 20)
@@ -654,6 +718,10 @@ def main(argv: list[str] | None = None) -> int:
         one_ok, one_met = bench_one(kind, args, layout)
         ok &= one_ok
         met &= one_met
+    page_trials = args.study_page_trials if args.study_page_trials is not None else (5_000 if args.quick else 100_000)
+    if page_trials > 0:
+        for kind in kinds:
+            met &= bench_study_page(kind, args, page_trials)
     print(f"\nall targets met: {'yes' if met else 'NO'}")
     if not ok:
         return 1

@@ -75,7 +75,7 @@ def _freeze_long_lived() -> None:
     import gc
     import importlib
 
-    for module in ("studies.metrics", "studies.report", "studies.workloads", "service.analysis"):
+    for module in ("studies.metrics", "studies.report", "studies.workloads", "service.analysis", "matplotlib.colors"):
         importlib.import_module(module)
     gc.collect()
     gc.freeze()

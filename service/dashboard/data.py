@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -56,24 +57,21 @@ def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: str) -
     scores, rates = colormaps[SCORE_CMAP], colormaps[RATE_CMAP]
     body_arms = []
     for g in grids:
-        colours, rate_colours, rate_values = [], [], []
-        for i, row in enumerate(g["values"]):
-            colours.append([MISSING if v is None else _hex(scores(float(norm(v)))) for v in row])
-            rate_row = [(g["diverged"][i][j] / n) if (n := g["n"][i][j]) else None for j in range(len(row))]
-            rate_values.append(rate_row)
-            rate_colours.append([MISSING if r is None else _hex(rates(r)) for r in rate_row])
+        n = np.asarray(g["n"], dtype=float)
+        rate = np.divide(np.asarray(g["diverged"], dtype=float), n, out=np.full(n.shape, np.nan), where=n > 0)
+        values = np.array([[np.nan if v is None else v for v in row] for row in g["values"]], dtype=float)
         body_arms.append(
             {
                 "arm": g["arm"],
                 "values": g["values"],
-                "colours": colours,
+                "colours": _colours(scores, norm(np.ma.masked_invalid(values)), values),
                 "n": g["n"],
                 "diverged": g["diverged"],
                 "missing": g["missing"],
                 "ci_low": g["ci_low"],
                 "ci_high": g["ci_high"],
-                "divergence_rate": rate_values,
-                "divergence_colours": rate_colours,
+                "divergence_rate": [[None if math.isnan(r) else float(r) for r in row] for row in rate],
+                "divergence_colours": _colours(rates, rate, rate),
             }
         )
     legend_values = _legend(norm, finite)
@@ -96,6 +94,15 @@ def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: str) -
         },
         "arms": body_arms,
     }
+
+
+def _colours(cmap: Any, normed: Any, values: Any) -> list[list[str]]:
+    """Hex colours of a matrix (one colour-map call for all cells); grey where the value is missing."""
+    rgba = cmap(np.ma.filled(np.ma.asarray(normed, dtype=float), np.nan))
+    return [
+        [MISSING if math.isnan(values[i][j]) else _hex(rgba[i][j]) for j in range(len(values[i]))]
+        for i in range(len(values))
+    ]
 
 
 def _legend(norm: Any, finite: list[float], steps: int = 6) -> list[float]:
@@ -148,6 +155,8 @@ def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
     arms = []
     for arm in [a.name for a in spec.arms]:
         rows = frame[frame["arm"] == arm].head(MAX_POINTS)
+        values = rows["score"].to_numpy(dtype=float)
+        colours = _colours(cmap, norm(np.ma.masked_invalid(values))[None, :], values[None, :])[0]
         pts = [
             {
                 "lr": float(r.lr),
@@ -156,9 +165,9 @@ def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
                 "status": str(r.status),
                 "value": float(r.score) if math.isfinite(r.score) else None,
                 "diverged": r.status == "diverged",
-                "colour": _hex(cmap(float(norm(r.score)))) if math.isfinite(r.score) else MISSING,
+                "colour": colour,
             }
-            for r in rows.itertuples()
+            for r, colour in zip(rows.itertuples(), colours, strict=True)
         ]
         importances, note = _importances(pts)
         arms.append({"arm": arm, "points": pts, "importances": importances, "importance_note": note})
