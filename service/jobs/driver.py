@@ -117,6 +117,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
     heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds, attempt)
     heartbeat.start()
     signal.signal(signal.SIGTERM, lambda *_: heartbeat.cancelled.set())
+    recorder = _optuna_recorder(settings, study_id, spec)
 
     def sink(result: TrialResult) -> None:
         def record() -> None:
@@ -127,6 +128,9 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             _with_retry(record, f"record {result.key.token()}")
         except NotFound:  # the study was deleted (after a cancel) while this driver stopped: stop quietly
             heartbeat.cancelled.set()
+            return
+        if recorder is not None:
+            recorder.safe_record(result)
 
     def started(keys: list[Any]) -> None:
         def mark() -> None:
@@ -170,6 +174,20 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         error = f"{summary.failed} trial(s) failed: " + "; ".join(summary.errors[:5])
     _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
     return 0
+
+
+def _optuna_recorder(settings: Settings, study_id: str, spec: Any) -> Any:
+    """The recorder of every result into Optuna's storage (None, with a warning, if it cannot open)."""
+    from ..analysis import y_fail
+    from .optuna_record import OptunaRecorder
+
+    try:
+        return OptunaRecorder(optuna_url(settings), study_id, spec, y_fail(spec, "metric"))
+    except Exception:
+        log.warning(
+            "study %s: Optuna's storage is unavailable; results are not mirrored there", study_id, exc_info=True
+        )
+        return None
 
 
 def _finish(engine: Engine, study_id: str, status: StudyStatus, error: str | None) -> None:
