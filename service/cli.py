@@ -58,7 +58,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, run_scheduler=not args.no_scheduler)
     threading.Thread(target=_freeze_long_lived, name="demonlab-warm-up", daemon=True).start()
     print(
-        f"demonlab: serving http://{host}:{port}/docs (database {_safe_url(settings.database_url)})",
+        f"demonlab: dashboard at http://{host}:{port}/ and API docs at http://{host}:{port}/docs "
+        f"(database {_safe_url(settings.database_url)})",
         flush=True,
     )
     uvicorn.run(app, host=host, port=port, log_level=args.log_level)

@@ -53,6 +53,7 @@ def run_demo(*, port: int | None = None, spec_path: str | None = None) -> int:
     settings = get_settings()
     port = _free_port(port or settings.port)
     base = f"http://127.0.0.1:{port}"
+    print(f"dashboard: {base}/  (open it in a browser to follow the study live)", flush=True)
     print(f"demonlab: starting the service at {base} (database {settings.database_url})", flush=True)
     server, thread = _start_server(port)
     client = DemonlabClient(base)
@@ -62,11 +63,12 @@ def run_demo(*, port: int | None = None, spec_path: str | None = None) -> int:
         f"submitted {spec['name']!r} as study {created.id}: {created.trials_total} trials ({base}{created.url})",
         flush=True,
     )
+    print(f"  live in the dashboard: {base}/studies/{created.id}", flush=True)
     study = _follow(client, created.id)
     print(f"study {study.id}: {study.status}" + (f" — {study.error}" if study.error else ""))
     if study.status == "completed":
         _summarise(client, study.id, settings.data_dir, base)
-    print(f"\nserving {base}/docs until Ctrl-C", flush=True)
+    print(f"\nserving the dashboard at {base}/ (API docs at {base}/docs) until Ctrl-C", flush=True)
     try:
         while thread.is_alive():
             time.sleep(0.5)
