@@ -74,10 +74,29 @@ def _check_split(split: str) -> None:
         raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
 
 
-def _frame(engine: Engine, study_id: str, kind: Literal["metric", "loss"]) -> pd.DataFrame:
-    """The study's per-seed scores (callers have already looked the study up)."""
-    with session_scope(engine, read_only=True) as session:
-        return dal.trial_scores_frame(session, study_id, metric=kind)
+_FRAMES: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+_FRAMES_KEPT = 2  # a 100,000-trial study's frame is ~10 MB: keep the last two only
+_frames_lock = threading.Lock()
+
+
+def _frame(
+    engine: Engine, study_id: str, kind: Literal["metric", "loss"], progress: tuple[Any, ...] | None = None
+) -> pd.DataFrame:
+    """The study's per-seed scores (callers have already looked the study up).
+
+    With ``progress`` (``_progress_key``), the frame is shared by the requests of one page (heatmaps
+    and sensitivity arrive together): one read of the study's trials, not one per endpoint."""
+    if progress is None:
+        with session_scope(engine, read_only=True) as session:
+            return dal.trial_scores_frame(session, study_id, metric=kind)
+    key = (*progress, kind)
+    with _frames_lock:  # one reader at a time: a second request waits for the first one's frame
+        if key not in _FRAMES:
+            with session_scope(engine, read_only=True) as session:
+                _FRAMES[key] = dal.trial_scores_frame(session, study_id, metric=kind)
+            while len(_FRAMES) > _FRAMES_KEPT:
+                _FRAMES.popitem(last=False)
+        return _FRAMES[key]
 
 
 def _axes(spec: Any, frame: pd.DataFrame) -> Any:
@@ -190,7 +209,7 @@ def sensitivity(
         eps, relative = default_eps(name)
 
     def compute() -> dict[str, Any]:
-        frame = _frame(engine, study_id, kind)
+        frame = _frame(engine, study_id, kind, _progress_key(study))
         report: dict[str, Any] = sensitivity_report(
             frame, _axes(spec, frame), y_fail(spec, kind), eps=eps, relative=relative, split=split
         )

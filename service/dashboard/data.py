@@ -20,6 +20,7 @@ from .. import analysis
 from ..api.deps import EngineDep
 from ..db import dal
 from ..db.engine import session_scope
+from ..errors import InvalidInput
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["dashboard"])
 
@@ -45,55 +46,82 @@ def _norm(values: list[float]) -> Any:
 
 
 def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: str) -> dict[str, Any]:
-    """Every arm's median grid, coloured on one scale, and its divergence-rate map."""
-    from matplotlib import colormaps
-
+    """Every arm's median grid, coloured on one scale, and its divergence-rate map (cached per study
+    progress, like every results endpoint)."""
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
-    arms = [a["name"] for a in study.spec.get("arms", [])]
-    grids = [analysis.grid(engine, study_id, arm=arm, metric=metric, split=split, stat="median") for arm in arms]
-    finite = [v for g in grids for row in g["values"] for v in row if v is not None and math.isfinite(v)]
+    if split not in ("val", "test"):
+        raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
+    spec = analysis.study_spec(study)
+    name, kind = analysis.metric_kind(spec, metric)
+    progress = analysis._progress_key(study)
+    return dict(
+        analysis._cached(
+            ("dashboard-heatmaps", *progress, name, split),
+            lambda: _heatmaps(engine, study, spec, name, kind, split, progress),
+        )
+    )
+
+
+def _heatmaps(
+    engine: Engine, study: Any, spec: Any, name: str, kind: Any, split: str, progress: tuple[Any, ...]
+) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    from studies.metrics import cell_tables
+
+    frame = analysis._frame(engine, study.id, kind, progress)  # shared with /sensitivity of the same page
+    axes = analysis._axes(spec, frame)
+    arms = [a.name for a in spec.arms]
+    fail = analysis.y_fail(spec, kind)
+    tables = cell_tables(frame, axes, fail, arms, split=split, n_boot=analysis.GRID_BOOTSTRAP)
+    medians = {arm: np.asarray(tables[arm].raw_median, dtype=float) for arm in arms}
+    finite = [float(v) for m in medians.values() for v in m.ravel() if math.isfinite(v)]
     norm = _norm(finite)
     scores, rates = colormaps[SCORE_CMAP], colormaps[RATE_CMAP]
     body_arms = []
-    for g in grids:
-        n = np.asarray(g["n"], dtype=float)
-        rate = np.divide(np.asarray(g["diverged"], dtype=float), n, out=np.full(n.shape, np.nan), where=n > 0)
-        values = np.array([[np.nan if v is None else v for v in row] for row in g["values"]], dtype=float)
+    for arm in arms:
+        table, values = tables[arm], medians[arm]
+        n = np.asarray(table.n_results, dtype=float)
+        rate = np.divide(np.asarray(table.n_diverged, dtype=float), n, out=np.full(n.shape, np.nan), where=n > 0)
         body_arms.append(
             {
-                "arm": g["arm"],
-                "values": g["values"],
+                "arm": arm,
+                "values": _matrix(values),
                 "colours": _colours(scores, norm(np.ma.masked_invalid(values)), values),
-                "n": g["n"],
-                "diverged": g["diverged"],
-                "missing": g["missing"],
-                "ci_low": g["ci_low"],
-                "ci_high": g["ci_high"],
-                "divergence_rate": [[None if math.isnan(r) else float(r) for r in row] for row in rate],
+                "n": np.asarray(table.n_results).astype(int).tolist(),
+                "diverged": np.asarray(table.n_diverged).astype(int).tolist(),
+                "missing": np.asarray(table.n_missing).astype(int).tolist(),
+                "ci_low": _matrix(table.raw_ci_low),
+                "ci_high": _matrix(table.raw_ci_high),
+                "divergence_rate": _matrix(rate),
                 "divergence_colours": _colours(rates, rate, rate),
             }
         )
-    legend_values = _legend(norm, finite)
     return {
-        "study_id": study_id,
+        "study_id": study.id,
         "status": study.status.value,
-        "metric": grids[0]["metric"] if grids else metric,
+        "metric": name,
         "split": split,
         "stat": "median",
         "lower_is_better": True,
         "interval_level": CELL_INTERVAL_LEVEL,
-        "seeds": len(_seeds(study.spec)),
-        "lrs": grids[0]["lrs"] if grids else [],
-        "betas": grids[0]["betas"] if grids else [],
+        "seeds": len(axes.seeds),
+        "lrs": [float(v) for v in axes.lrs],
+        "betas": [float(v) for v in axes.betas],
         "scale": {
             "min": min(finite) if finite else None,
             "max": max(finite) if finite else None,
             "log": type(norm).__name__ == "LogNorm",
-            "legend": [{"value": v, "colour": _hex(scores(float(norm(v))))} for v in legend_values],
+            "legend": [{"value": v, "colour": _hex(scores(float(norm(v))))} for v in _legend(norm, finite)],
         },
         "arms": body_arms,
     }
+
+
+def _matrix(values: Any) -> list[list[float | None]]:
+    """A float matrix as JSON: NaN and infinities as null."""
+    return [[float(v) if math.isfinite(v) else None for v in row] for row in np.asarray(values, dtype=float)]
 
 
 def _colours(cmap: Any, normed: Any, values: Any) -> list[list[str]]:
@@ -109,11 +137,6 @@ def _legend(norm: Any, finite: list[float], steps: int = 6) -> list[float]:
     if not finite:
         return []
     return [float(norm.inverse(i / (steps - 1))) for i in range(steps)]
-
-
-def _seeds(spec: dict[str, Any]) -> list[Any]:
-    seeds = spec.get("seeds", [])
-    return list(range(seeds)) if isinstance(seeds, int) else list(seeds or [])
 
 
 @router.get("/heatmaps")
@@ -142,8 +165,6 @@ def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
         frame = dal.trial_scores_frame(session, study_id, metric="metric")
     spec = analysis.study_spec(study)
     if split not in ("val", "test"):
-        from ..errors import InvalidInput
-
         raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
     fail = analysis.y_fail(spec, "metric")
     frame = frame[frame["status"].isin(["completed", "diverged"])]

@@ -107,7 +107,12 @@ def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
 
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
-        placement = dal.trial_placement(session, study_id)
+
+    def placement_now() -> dict[str, Any]:
+        with session_scope(engine, read_only=True) as session:
+            return dal.trial_placement(session, study_id)
+
+    placement = analysis._cached(("placement", *analysis._progress_key(study)), placement_now)
     public = study_public(study)
     spec = study.spec
     search = spec.get("search") or {}
