@@ -349,6 +349,11 @@ def test_submit_shows_field_errors_then_opens_the_study(server: Server, page: An
     line = text.splitlines().index("epochs: 2") + 1
     assert f"epochs (line {line}): " in error.first.inner_text()
     assert page.locator("#spec-text").get_attribute("aria-invalid") == "true"
+    beside = page.locator("#spec-annotated .has-error")
+    assert beside.count() == 1
+    assert beside.locator(".ln").inner_text() == str(line)
+    assert beside.locator("code").inner_text() == "epochs: -3"
+    assert beside.locator(".inline-error").inner_text().startswith("← epochs: ")
     shot(page, tmp_path, "submit-error")
 
     page.fill("#spec-text", "name: [unclosed")

@@ -26,6 +26,7 @@
   }
 
   function showErrors(errors) {
+    annotate(errors);
     const list = $("spec-errors");
     $("spec-text").classList.toggle("invalid", errors.length > 0);
     $("spec-text").setAttribute("aria-invalid", String(errors.length > 0));
@@ -40,6 +41,28 @@
       }
       return item;
     }));
+  }
+
+  /** The spec's text, line by line, each error written beside the line of the field it names. */
+  function annotate(errors) {
+    const box = $("spec-annotated");
+    const byLine = new Map();
+    for (const e of errors) {
+      const line = e.line || lineOf(e.field);
+      if (!line) continue;
+      if (!byLine.has(line)) byLine.set(line, []);
+      byLine.get(line).push(e);
+    }
+    box.hidden = byLine.size === 0;
+    if (!byLine.size) return box.replaceChildren();
+    const rows = $("spec-text").value.split("\n").map((text, k) => {
+      const here = byLine.get(k + 1) || [];
+      return el("div", { class: here.length ? "line has-error" : "line" },
+        el("span", { class: "ln", text: String(k + 1) }),
+        el("code", { text: text || " " }),
+        ...here.map((e) => el("span", { class: "inline-error", "data-field": e.field || "", text: `← ${e.field || "spec"}: ${e.reason || ""}` })));
+    });
+    box.replaceChildren(el("p", { class: "small muted", text: "The spec with each problem beside its field:" }), ...rows);
   }
 
   async function submit(event) {
