@@ -169,30 +169,36 @@ def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
     fail = analysis.y_fail(spec, "metric")
     frame = frame[frame["status"].isin(["completed", "diverged"])]
     scores = frame[split].where(frame["status"] == "completed", fail).clip(upper=fail)
-    frame = frame.assign(score=scores)
-    finite = [float(v) for v in frame["score"] if math.isfinite(v)]
+    frame = frame.assign(score=scores, diverged=(frame["status"] == "diverged").astype(int), seeds=1)
+    # One point per sampled (lr, β_init): the median over its seeds, as a grid cell.
+    grouped = (
+        frame.groupby(["arm", "lr", "beta_init"], sort=True)
+        .agg(score=("score", "median"), seeds=("seeds", "sum"), diverged=("diverged", "sum"))
+        .reset_index()
+    )
+    finite = [float(v) for v in grouped["score"] if math.isfinite(v)]
     norm = _norm(finite)
     cmap = colormaps[SCORE_CMAP]
     arms = []
     for arm in [a.name for a in spec.arms]:
-        rows = frame[frame["arm"] == arm].head(MAX_POINTS)
+        rows = grouped[grouped["arm"] == arm].head(MAX_POINTS)
         values = rows["score"].to_numpy(dtype=float)
         colours = _colours(cmap, norm(np.ma.masked_invalid(values))[None, :], values[None, :])[0]
         pts = [
             {
                 "lr": float(r.lr),
                 "beta_init": float(r.beta_init),
-                "seed": int(r.seed),
-                "status": str(r.status),
                 "value": float(r.score) if math.isfinite(r.score) else None,
-                "diverged": r.status == "diverged",
+                "seeds": int(r.seeds),
+                "diverged": int(r.diverged),
                 "colour": colour,
             }
             for r, colour in zip(rows.itertuples(), colours, strict=True)
         ]
         importances, note = _importances(pts)
         arms.append({"arm": arm, "points": pts, "importances": importances, "importance_note": note})
-    return {"study_id": study_id, "split": split, "metric": spec.metric_name, "arms": arms}
+    legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
+    return {"study_id": study_id, "split": split, "metric": spec.metric_name, "legend": legend, "arms": arms}
 
 
 def _importances(pts: list[dict[str, Any]]) -> tuple[dict[str, float], str]:

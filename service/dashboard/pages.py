@@ -150,6 +150,8 @@ def figures_fragment(
         if not isinstance(exc, MetricsError):
             raise
         return page(request, "figures.html", {"error": str(exc), "arms": [], "pairs": []})
+    if not words.has_results(report):
+        return page(request, "figures.html", {"error": "no trial has a result yet", "arms": [], "pairs": []})
     context = words.report_context(report)
     arms = [
         {"arm": name, "lines": words.arm_lines(figures, context)}

@@ -218,7 +218,7 @@ def pair_lines(pair: dict[str, Any]) -> list[Line]:
     """A pair comparison in words: every Δ, the win probability and P(improvement)."""
     a, b = str(pair.get("arm_a", "a")), str(pair.get("arm_b", "b"))
     if pair.get("error"):
-        return [Line("not comparable", str(pair["error"]))]
+        return [Line("not comparable", _short(str(pair["error"])))]
     lines = [delta_sentence(d, a, b) for d in pair.get("deltas", []) if isinstance(d, dict)]
     win = pair.get("win_probability")
     if isinstance(win, dict):
@@ -239,6 +239,15 @@ def pair_lines(pair: dict[str, Any]) -> list[Line]:
     return lines
 
 
+def has_results(report: dict[str, Any]) -> bool:
+    """Whether any arm has a cell with results (a report of a study that has not run is all blanks).
+    A report without coverage figures is taken to have results."""
+    arms = report.get("arms") or {}
+    present = [(a.get("coverage") or {}).get("n_cells_present") for a in arms.values() if isinstance(a, dict)]
+    known = [p for p in present if isinstance(p, int)]
+    return not known or any(p > 0 for p in known)
+
+
 def report_context(report: dict[str, Any]) -> Context:
     """Metric, split and ε of a report (its ``study`` block first, then its top level)."""
     study = report.get("study", {}) if isinstance(report.get("study"), dict) else {}
@@ -255,6 +264,11 @@ def _safe(sentence: Callable[[dict[str, Any], Context], str], figure: dict[str, 
         return sentence(figure, context)
     except (TypeError, ValueError, KeyError, AttributeError):
         return _compact(figure)  # a figure of an unexpected shape is shown as it is
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """A long message (a list of every lr value) cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _compact(value: Any) -> str:

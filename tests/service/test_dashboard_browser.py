@@ -409,3 +409,38 @@ def test_a_name_with_markup_is_shown_as_text(server: Server, page: Any, tmp_path
     assert page.locator("script:not([src])").count() == 0
     shot(page, tmp_path, "escaped")
     no_problems(page)
+
+
+def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_path: Path) -> None:
+    search = {
+        "name": "search",
+        "workload": "synthetic",
+        "arms": list(ARMS),
+        "seeds": 2,
+        "epochs": 1,
+        "search": {
+            "mode": "optuna",
+            "n_trials": 8,
+            "lr": {"min": 0.001, "max": 1.0},
+            "beta_init": {"min": 0.5, "max": 0.95},
+        },
+    }
+    study_id = server.submit(search)
+    sampled = [(10 ** (-3 + 3 * i / 7), 0.5 + 0.05 * ((3 * i) % 8)) for i in range(8)]
+    record(server.engine, study_id, [TrialKey(a, lr, b, s) for a in ARMS for lr, b in sampled for s in (0, 1)])
+    page.goto(f"{server.url}/studies/{study_id}")
+    page.locator("#scatter svg").first.wait_for()
+    charts = page.locator("#scatter svg.chart")
+    assert charts.count() == len(ARMS)
+    for index in range(len(ARMS)):
+        assert charts.nth(index).locator("circle.point").count() == len(sampled)  # one per point, seeds pooled
+    assert page.locator("svg.heatmap").count() == 0  # a sparse sample is not drawn as a grid
+    importances = page.locator("#scatter table.data:not(.points-table)").first
+    assert importances.locator("tbody tr").count() == 2  # lr and β_init
+    page.click("#heatmap-table-toggle")
+    step_table = page.locator(".points-table").nth(1)
+    assert step_table.locator("tbody tr").count() == len(sampled)
+    assert step_table.locator("tbody tr").last.locator("td").last.inner_text() == "2"  # lr 1: both seeds diverged
+    assert charts.nth(1).locator("circle.point.diverged").count() == 1
+    shot(page, tmp_path, "search")
+    no_problems(page)

@@ -24,13 +24,13 @@ const charts = (() => {
   function grid(title, lrs, betas, cell, options) {
     const size = cellSize(lrs.length, betas.length);
     const left = 64, top = 22, bottom = 40;
-    const width = Math.max(left + size.w * betas.length + 8, 12 + 6.6 * title.length);
+    const width = Math.max(left + size.w * betas.length + 8, 12 + 7 * title.length);
     const height = top + size.h * lrs.length + bottom;
     const root = svg("svg", {
       class: "grid " + (options.className || ""),
       width, height, viewBox: `0 0 ${width} ${height}`, role: "group", "aria-label": title,
     });
-    root.append(svg("text", { x: left, y: 14, class: "chart-title", text: title }));
+    root.append(svg("text", { x: 4, y: 14, class: "chart-title", text: title }));
     lrs.forEach((lr, i) => {
       root.append(svg("text", { x: left - 6, y: top + i * size.h + size.h / 2 + 4, class: "tick", "text-anchor": "end", text: num(lr) }));
     });
@@ -68,12 +68,12 @@ const charts = (() => {
 
   /** A colour bar from [{value, colour}] stops. */
   function legend(stops, label) {
-    const width = 260, height = 40;
+    const width = 290, height = 40, pad = 22;
     const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
-    const step = (width - 20) / Math.max(stops.length - 1, 1);
+    const step = (width - 2 * pad) / Math.max(stops.length - 1, 1);
     stops.forEach((stop, k) => {
-      if (k < stops.length - 1) root.append(svg("rect", { x: 10 + k * step, y: 4, width: step + 1, height: 12, fill: stop.colour }));
-      root.append(svg("text", { x: 10 + k * step, y: 30, "text-anchor": "middle", class: "tick", text: num(stop.value) }));
+      if (k < stops.length - 1) root.append(svg("rect", { x: pad + k * step, y: 4, width: step + 1, height: 12, fill: stop.colour }));
+      root.append(svg("text", { x: pad + k * step, y: 30, "text-anchor": "middle", class: "tick", text: num(stop.value) }));
     });
     return root;
   }
@@ -130,7 +130,7 @@ const charts = (() => {
     root.append(svg("text", { x: (left + width) / 2, y: height - 6, "text-anchor": "middle", class: "axis", text: "lr (log)" }));
     root.append(svg("text", { x: 4, y: top - 6, class: "axis", text: "β_init" }));
     points.forEach((p) => {
-      root.append(svg("circle", { cx: sx(p.lr), cy: sy(p.beta_init), r: 5, fill: p.colour, class: p.diverged ? "point diverged" : "point" }, svg("title", { text: p.title })));
+      root.append(svg("circle", { cx: sx(p.lr), cy: sy(p.beta_init), r: 5, fill: p.colour, class: p.allDiverged ? "point diverged" : "point" }, svg("title", { text: p.title })));
     });
     return root;
   }

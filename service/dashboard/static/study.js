@@ -7,6 +7,7 @@
   const { api, el, num, pct, table } = demonlab;
   const root = document.getElementById("study");
   const id = root.dataset.study;
+  const isSearch = root.dataset.search === "true";
   const base = "/api/v1/studies/" + encodeURIComponent(id);
   const $ = (name) => document.getElementById(name);
   let heatmapData = null;
@@ -45,7 +46,8 @@
     if (refreshTimer) return;
     refreshTimer = setTimeout(() => {
       refreshTimer = null;
-      loadHeatmaps();
+      if (isSearch) loadScatter();
+      else loadHeatmaps();
       if (Date.now() - lastFigures > 5000) loadFigures();
     }, 1000);
   }
@@ -65,7 +67,8 @@
       source.close();
       $("live").textContent = "finished";
       seedCache.clear();
-      loadHeatmaps();
+      if (isSearch) loadScatter();
+      else loadHeatmaps();
       loadFigures();
     });
     source.addEventListener("error", () => {
@@ -143,6 +146,7 @@
 
   function drawTables() {
     const box = $("heatmap-tables");
+    if (!box) return;
     box.hidden = !showTables;
     if (!showTables || !heatmapData) return;
     const d = heatmapData;
@@ -196,6 +200,7 @@
   }
 
   function hideTooltip() {
+    if (!$("tooltip")) return;
     $("tooltip").hidden = true;
     $("tooltip").dataset.cell = "";
   }
@@ -251,15 +256,25 @@
       return;
     }
     const parts = [];
-    for (const arm of r.data.arms) {
-      const points = arm.points.map((p) => Object.assign(p, { title: `lr ${num(p.lr)}, β_init ${num(p.beta_init, 4)}, seed ${p.seed}: ${p.status === "completed" ? num(p.value, 4) : p.status}` }));
+    const d = r.data;
+    for (const arm of d.arms) {
+      const points = arm.points.map((p) => Object.assign({}, p, {
+        allDiverged: p.seeds > 0 && p.diverged === p.seeds,
+        title: `lr ${num(p.lr)}, β_init ${num(p.beta_init, 4)}: median ${num(p.value, 4)} over ${p.seeds} seeds, ${p.diverged} diverged`,
+      }));
       const importance = Object.entries(arm.importances || {}).map(([k, v]) => [k, pct(v)]);
+      const rows = points.map((p) => [num(p.lr), num(p.beta_init, 4), num(p.value, 4), String(p.seeds), String(p.diverged)]);
+      const twin = table(["lr", "β_init", `median ${d.split} ${d.metric}`, "seeds", "diverged"], rows, `${arm.arm}: sampled points`);
+      twin.hidden = !showTables;
+      twin.classList.add("points-table");
       parts.push(el("div", { class: "arm-maps" },
-        charts.scatter(points, `${arm.arm}: ${points.length} sampled points`),
+        charts.scatter(points, `${arm.arm}: ${points.length} sampled points (median over seeds)`),
+        twin,
         importance.length ? table(["parameter", "importance"], importance, "parameter importances (fANOVA)") : el("p", { class: "muted", text: arm.importance_note || "" })
       ));
     }
-    box.replaceChildren(...parts);
+    box.replaceChildren(el("div", { class: "heatmaps" }, ...parts),
+      el("div", { class: "legend" }, el("span", { class: "small muted", text: `median ${d.split} ${d.metric} (lower is better) ` }), charts.legend(d.legend, "colour scale")));
   }
 
   async function act(kind) {
@@ -282,19 +297,25 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
-    $("split").addEventListener("change", () => { seedCache.clear(); loadHeatmaps(); loadFigures(); loadScatter(); });
+    $("split").addEventListener("change", () => {
+      seedCache.clear();
+      if (isSearch) loadScatter();
+      else loadHeatmaps();
+      loadFigures();
+    });
     $("heatmap-table-toggle").addEventListener("click", (e) => {
       showTables = !showTables;
       e.target.setAttribute("aria-pressed", String(showTables));
       e.target.textContent = showTables ? "Hide table" : "Show as table";
       drawTables();
+      document.querySelectorAll(".points-table").forEach((t) => { t.hidden = !showTables; });
     });
     $("cancel-button").addEventListener("click", () => act("cancel"));
     $("delete-button").addEventListener("click", () => act("delete"));
     document.addEventListener("keydown", (e) => { if (e.key === "Escape") hideTooltip(); });
-    loadHeatmaps();
+    if (isSearch) loadScatter();
+    else loadHeatmaps();
     loadFigures();
-    loadScatter();
     const finished = ["completed", "failed", "cancelled", "completed_with_failures"].includes(root.dataset.status);
     if (finished) $("live").textContent = "";
     else follow();
