@@ -22,7 +22,7 @@ from .. import analysis
 from ..api.deps import EngineDep
 from ..db import dal
 from ..db.engine import session_scope
-from ..errors import DemonlabError, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..presenters import study_public
 from . import words
 
@@ -105,8 +105,11 @@ def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
     """One study: live progress, heatmaps, figures in words, spec, timings, where it ran, actions."""
     import yaml
 
-    with session_scope(engine, read_only=True) as session:
-        study = dal.get_study(session, study_id)
+    try:
+        with session_scope(engine, read_only=True) as session:
+            study = dal.get_study(session, study_id)
+    except NotFound as exc:
+        return page(request, "missing.html", {"message": str(exc)}, status_code=404)
 
     def placement_now() -> dict[str, Any]:
         with session_scope(engine, read_only=True) as session:
@@ -138,17 +141,11 @@ def figures_fragment(
     split: str = "test",
 ) -> Response:
     """The per-arm figures and pair comparisons in sentences (an HTML fragment)."""
+    from studies.metrics import MetricsError
+
     try:
         report = analysis.sensitivity(engine, study_id, metric=None, split=split, eps=eps)
-    except NotFound:
-        raise
-    except DemonlabError as exc:  # no results yet, a search with no points: say so in the page
-        return page(request, "figures.html", {"error": str(exc), "arms": [], "pairs": []})
-    except Exception as exc:  # the metrics library refusing (too few cells): shown, not a 500
-        from studies.metrics import MetricsError
-
-        if not isinstance(exc, MetricsError):
-            raise
+    except (Conflict, MetricsError) as exc:  # a search with no points yet, too few cells: said in the page
         return page(request, "figures.html", {"error": str(exc), "arms": [], "pairs": []})
     if not words.has_results(report):
         return page(request, "figures.html", {"error": "no trial has a result yet", "arms": [], "pairs": []})
@@ -179,7 +176,10 @@ def compare_page(
     rows = []
     with session_scope(engine, read_only=True) as session:
         for study_id in ids[:12]:
-            rows.append(study_public(dal.get_study(session, study_id)))
+            try:
+                rows.append(study_public(dal.get_study(session, study_id)))
+            except NotFound as exc:
+                return page(request, "missing.html", {"message": str(exc)}, status_code=404)
     workload = workload or (rows[0].workload if rows else None)
     return page(
         request,

@@ -153,7 +153,12 @@ def test_pages_headers_escaping_and_search(api: TestClient, smoke_spec: dict[str
     study = api.get(f"/studies/{evil}")
     assert study.headers["content-security-policy"] == csp
     assert "<img src=x" not in study.text
-    assert api.get("/studies/000000000000").status_code == 404
+    missing = api.get("/studies/000000000000")
+    assert missing.status_code == 404
+    assert "000000000000" in missing.text
+    assert "not found" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
+    assert api.get("/compare?studies=000000000000").status_code == 404
     for path in (
         "/compare",
         f"/compare?studies={evil}&workload=synthetic",
