@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+SHUTDOWN_GRACE_S = 3  # seconds open requests (event streams) get when the server stops
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -62,7 +63,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         f"(database {_safe_url(settings.database_url)})",
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+    # Open event streams (a dashboard tab, `submit --wait`) never end by themselves: give them a few
+    # seconds on shutdown, then close them, rather than waiting for every browser to go away.
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     return 0
 
 

@@ -33,7 +33,12 @@ def _start_server(port: int) -> tuple[Any, threading.Thread]:
     from .settings import get_settings
 
     app = create_app(get_settings(), run_scheduler=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    from .cli import SHUTDOWN_GRACE_S
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
