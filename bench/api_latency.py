@@ -27,7 +27,7 @@ What it measures, per database (SQLite, PostgreSQL or both):
 
 5. The dashboard's study page (``--study-page-trials``, default 100,000; 5,000 with ``--quick``; 0
    skips it): one more study of that size in a fresh database and server; every request the page
-   makes (its HTML, ``/heatmaps``, the figures fragment, the static files) timed one at a time, cold
+   makes (its HTML, ``/heatmaps``, the figures fragment, ``/placement``, the static files) timed one at a time, cold
    (the study's first visitor, after an unmeasured warm-up of the same code on another metric) and
    warm (median of 5 later visits). Target: the cold total under 1 s.
 
@@ -642,6 +642,7 @@ def study_page_requests(study_id: str) -> list[tuple[str, str]]:
         ("page HTML", f"/studies/{study_id}"),
         ("heatmaps JSON", f"/api/v1/studies/{study_id}/heatmaps?split=test"),
         ("figures (sensitivity)", f"/studies/{study_id}/figures?split=test"),
+        ("placement JSON", f"/api/v1/studies/{study_id}/placement"),
         *((f"static {name}", f"/static/{name}") for name in STATIC),
     ]
 

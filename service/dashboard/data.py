@@ -139,6 +139,20 @@ def _legend(norm: Any, finite: list[float], steps: int = 6) -> list[float]:
     return [float(norm.inverse(i / (steps - 1))) for i in range(steps)]
 
 
+@router.get("/placement")
+def get_placement(study_id: str, engine: EngineDep) -> dict[str, Any]:
+    """Where the study's trials ran: trials and wall seconds per (node, device), and in all (cached per
+    study progress; the study page loads it after its first paint)."""
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+
+    def compute() -> dict[str, Any]:
+        with session_scope(engine, read_only=True) as session:
+            return dal.trial_placement(session, study_id)
+
+    return dict(analysis._cached(("placement", *analysis._progress_key(study)), compute))
+
+
 @router.get("/heatmaps")
 def get_heatmaps(
     study_id: str,

@@ -110,12 +110,6 @@ def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
             study = dal.get_study(session, study_id)
     except NotFound as exc:
         return page(request, "missing.html", {"message": str(exc)}, status_code=404)
-
-    def placement_now() -> dict[str, Any]:
-        with session_scope(engine, read_only=True) as session:
-            return dal.trial_placement(session, study_id)
-
-    placement = analysis._cached(("placement", *analysis._progress_key(study)), placement_now)
     public = study_public(study)
     spec = study.spec
     search = spec.get("search") or {}
@@ -127,7 +121,6 @@ def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
             "arms": [a.get("name", "?") for a in spec.get("arms", [])],
             "spec_yaml": yaml.safe_dump(spec, sort_keys=False, allow_unicode=True),
             "is_search": isinstance(search, dict) and search.get("mode") == "optuna",
-            "placement": placement,
         },
     )
 

@@ -278,6 +278,7 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     expect(page.locator("#status")).to_have_text("completed")
     assert page.evaluate("window.__notReloaded") is True  # the same document: no reload
     assert page.locator("#progress").get_attribute("max") == str(len(all_keys))
+    expect(page.locator("#placement tbody tr td").nth(2)).to_have_text(str(len(all_keys)))  # node-a ran all
 
     # One heatmap per arm, one cell per grid point, and the divergence-rate maps.
     expect(page.locator("#live")).to_have_text("finished")

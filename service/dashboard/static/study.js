@@ -48,7 +48,10 @@
       refreshTimer = null;
       if (isSearch) loadScatter();
       else loadHeatmaps();
-      if (Date.now() - lastFigures > 5000) loadFigures();
+      if (Date.now() - lastFigures > 5000) {
+        loadFigures();
+        loadPlacement();
+      }
     }, 1000);
   }
 
@@ -70,6 +73,7 @@
       if (isSearch) loadScatter();
       else loadHeatmaps();
       loadFigures();
+      loadPlacement();
     });
     source.addEventListener("error", () => {
       $("live").textContent = source.readyState === EventSource.CLOSED ? "" : "reconnecting…";
@@ -277,6 +281,15 @@
       el("div", { class: "legend" }, el("span", { class: "small muted", text: `median ${d.split} ${d.metric} (lower is better) ` }), charts.legend(d.legend, "colour scale")));
   }
 
+  async function loadPlacement() {
+    const r = await api("GET", `${base}/placement`);
+    if (!r.ok) return;
+    $("trial-time").textContent = `${num(r.data.wall_seconds)} s in all`;
+    $("placement").replaceChildren(r.data.rows.length
+      ? table(["node", "device", "trials", "seconds"], r.data.rows.map((p) => [p.node, p.device || "–", String(p.trials), num(p.wall_seconds)]))
+      : el("p", { class: "muted", text: "No trial has run yet." }));
+  }
+
   async function act(kind) {
     const message = $("action-message");
     const verb = kind === "cancel" ? "Cancel" : "Delete";
@@ -316,6 +329,7 @@
     if (isSearch) loadScatter();
     else loadHeatmaps();
     loadFigures();
+    loadPlacement();
     const finished = ["completed", "failed", "cancelled", "completed_with_failures"].includes(root.dataset.status);
     if (finished) $("live").textContent = "";
     else follow();
