@@ -77,6 +77,7 @@ def _check_split(split: str) -> None:
 _FRAMES: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
 _FRAMES_KEPT = 2  # a 100,000-trial study's frame is ~10 MB: keep the last two only
 _frames_lock = threading.Lock()
+_frame_locks: dict[tuple[Any, ...], threading.Lock] = {}
 
 
 def _frame(
@@ -85,18 +86,28 @@ def _frame(
     """The study's per-seed scores (callers have already looked the study up).
 
     With ``progress`` (``_progress_key``), the frame is shared by the requests of one page (heatmaps
-    and sensitivity arrive together): one read of the study's trials, not one per endpoint."""
+    and sensitivity arrive together): one read of the study's trials, not one per endpoint. Requests
+    for the same frame wait for the first one's read; other studies' reads are not held up."""
     if progress is None:
         with session_scope(engine, read_only=True) as session:
             return dal.trial_scores_frame(session, study_id, metric=kind)
     key = (*progress, kind)
-    with _frames_lock:  # one reader at a time: a second request waits for the first one's frame
-        if key not in _FRAMES:
-            with session_scope(engine, read_only=True) as session:
-                _FRAMES[key] = dal.trial_scores_frame(session, study_id, metric=kind)
+    with _frames_lock:
+        if key in _FRAMES:
+            return _FRAMES[key]
+        lock = _frame_locks.setdefault(key, threading.Lock())
+    with lock:
+        with _frames_lock:
+            if key in _FRAMES:
+                return _FRAMES[key]
+        with session_scope(engine, read_only=True) as session:
+            frame = dal.trial_scores_frame(session, study_id, metric=kind)
+        with _frames_lock:
+            _FRAMES[key] = frame
             while len(_FRAMES) > _FRAMES_KEPT:
                 _FRAMES.popitem(last=False)
-        return _FRAMES[key]
+            _frame_locks.pop(key, None)
+        return frame
 
 
 def _axes(spec: Any, frame: pd.DataFrame) -> Any:
