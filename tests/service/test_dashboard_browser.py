@@ -405,6 +405,11 @@ def test_a_name_with_markup_is_shown_as_text(server: Server, page: Any, tmp_path
     assert page.title().startswith(name)
     page.goto(f"{server.url}/compare?studies={study_id}")
     assert page.locator(f"a[href='/studies/{study_id}']").inner_text() == name
+    page.locator("#per-study table").wait_for()
+    assert page.locator("#per-study tbody tr").first.locator("td").first.inner_text() == f"{name} ({study_id})"
+    page.locator("#compare-maps svg").first.wait_for()
+    assert page.locator("#compare-maps svg.compare-map").count() == len(ARMS)
+    assert page.locator("#compare-maps .chart-title").first.text_content() == f"{name}: demon_sgdm"
     page.wait_for_timeout(300)
     assert dialogs == []
     assert page.locator("script:not([src])").count() == 0

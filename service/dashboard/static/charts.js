@@ -24,7 +24,7 @@ const charts = (() => {
   function grid(title, lrs, betas, cell, options) {
     const size = cellSize(lrs.length, betas.length);
     const left = 64, top = 22, bottom = 40;
-    const width = Math.max(left + size.w * betas.length + 8, 12 + 7 * title.length);
+    const width = Math.max(left + size.w * betas.length + 8, 16 + 7.6 * title.length);
     const height = top + size.h * lrs.length + bottom;
     const root = svg("svg", {
       class: "grid " + (options.className || ""),

@@ -17,6 +17,8 @@
     [["good_lr_width", "mean_decades"], "good lr decades", num],
     [["lr_sensitivity", "pooled"], "lr sensitivity", num],
   ];
+  const names = new Map([...document.querySelectorAll("tr.compared")].map((tr) => [tr.dataset.study, tr.dataset.name]));
+  const label = (id) => `${names.get(id) || id} (${id})`;
   const pick = (obj, path) => path.reduce((o, k) => (o && typeof o === "object" ? o[k] : undefined), obj);
 
   async function perStudy() {
@@ -26,15 +28,44 @@
     for (const id of ids) {
       const r = await api("GET", `/api/v1/studies/${encodeURIComponent(id)}/sensitivity`);
       if (!r.ok) {
-        rows.push([id, "–", r.data.detail, ...COLUMNS.slice(1).map(() => "")]);
+        rows.push([label(id), "–", r.data.detail, ...COLUMNS.slice(1).map(() => "")]);
         continue;
       }
       for (const [arm, figures] of Object.entries(r.data.arms || {})) {
         if (armFilter && arm !== armFilter) continue;
-        rows.push([id, arm, ...COLUMNS.map(([path, , fmt]) => fmt(pick(figures, path)))]);
+        rows.push([label(id), arm, ...COLUMNS.map(([path, , fmt]) => fmt(pick(figures, path)))]);
       }
     }
     box.replaceChildren(table(["study", "arm", ...COLUMNS.map((c) => c[1])], rows, "per-arm figures of each study (test split, default ε)"));
+  }
+
+  async function maps() {
+    const box = document.getElementById("compare-maps");
+    if (!box) return;
+    const parts = [];
+    for (const id of ids) {
+      const r = await api("GET", `/api/v1/studies/${encodeURIComponent(id)}/heatmaps`);
+      if (!r.ok) {
+        parts.push(el("p", { class: "muted", text: `${label(id)}: ${r.data.detail}` }));
+        continue;
+      }
+      const d = r.data;
+      for (const arm of d.arms) {
+        if (armFilter && arm.arm !== armFilter) continue;
+        const title = `${names.get(id) || id}: ${arm.arm}`;
+        parts.push(el("div", { class: "arm-maps" },
+          charts.grid(title, d.lrs, d.betas, (i, j) => {
+            const n = arm.n[i][j], dv = arm.diverged[i][j], v = arm.values[i][j];
+            const all = n > 0 && dv === n;
+            return {
+              fill: arm.colours[i][j], label: all || v === null ? "" : num(v), mark: all ? "×" : dv > 0 ? "•" : "",
+              aria: `${title}, lr ${num(d.lrs[i])}, β_init ${num(d.betas[j], 4)}: median ${num(v)}, ${dv} of ${n} diverged`,
+            };
+          }, { interactive: false, className: "heatmap compare-map" }),
+          charts.legend(d.scale.legend, `${title} colour scale`)));
+      }
+    }
+    box.replaceChildren(...parts);
   }
 
   const STATS = [
@@ -83,6 +114,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     perStudy();
+    maps();
     robustness();
   });
 })();
