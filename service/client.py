@@ -21,7 +21,7 @@ import httpx
 
 from .schemas import GridPublic, StudiesPublic, StudyCreated, StudyPublic, TrialsPublic
 
-FINISHED = ("completed", "failed", "cancelled")
+FINISHED = ("completed", "completed_with_failures", "failed", "cancelled")
 
 
 class ApiError(Exception):

@@ -29,6 +29,8 @@ from sqlalchemy import Engine
 from service.db import dal, make_engine, session_scope, upgrade_to_head
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 
+pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
