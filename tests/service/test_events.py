@@ -78,8 +78,13 @@ def test_stream_follows_a_study_to_its_end(client: DemonlabClient, engine: Engin
         record(engine, study_id, KEYS)
         finish(engine, study_id)
 
-    thread = run_later(drive)
-    events = list(client.events(study_id, timeout=60))
+    events: list[StudyEvent] = []
+    thread: threading.Thread | None = None
+    for event in client.events(study_id, timeout=60):
+        events.append(event)
+        if thread is None:  # the stream is open: now the "driver" starts
+            thread = run_later(drive, delay=0.1)
+    assert thread is not None
     thread.join()
 
     kinds = [e.event for e in events]
@@ -166,8 +171,11 @@ def test_stream_errors(client: DemonlabClient, server: str, smoke_spec: dict[str
 
 def test_deleted_study_ends_its_stream(client: DemonlabClient, smoke_spec: dict[str, Any]) -> None:
     study_id = client.submit(smoke_spec).id
-    run_later(lambda: client.delete(study_id))
-    events = list(client.events(study_id, timeout=10))
+    events = []
+    for event in client.events(study_id, timeout=10):
+        events.append(event)
+        if len(events) == 1:  # the stream is open: delete the study
+            run_later(lambda: client.delete(study_id), delay=0.1)
     assert [e.event for e in events] == ["progress", "end"]
     assert events[-1].data == {"status": "deleted"}
 
