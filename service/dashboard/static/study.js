@@ -41,18 +41,20 @@
     root.dataset.status = status;
   }
 
-  let refreshTimer = null, lastFigures = 0;
+  // Live refreshes are spaced by at least 4× what the last one took, so a big study's page does not
+  // keep the server recomputing its grids while it runs.
+  let refreshTimer = null, lastFigures = 0, lastLoadMs = 0;
   function scheduleRefresh() {
     if (refreshTimer) return;
     refreshTimer = setTimeout(() => {
       refreshTimer = null;
       if (isSearch) loadScatter();
       else loadHeatmaps();
-      if (Date.now() - lastFigures > 5000) {
+      if (Date.now() - lastFigures > Math.max(5000, 8 * lastLoadMs)) {
         loadFigures();
         loadPlacement();
       }
-    }, 1000);
+    }, Math.max(1000, 4 * lastLoadMs));
   }
 
   function follow() {
@@ -86,7 +88,9 @@
 
   async function loadHeatmaps() {
     const split = $("split").value;
+    const started = Date.now();
     const result = await api("GET", `${base}/heatmaps?split=${encodeURIComponent(split)}`);
+    lastLoadMs = Date.now() - started;
     if (!result.ok) {
       $("heatmaps").replaceChildren(el("p", { class: "muted", text: "No heatmap yet: " + (result.data && result.data.detail) }));
       return;
@@ -254,7 +258,9 @@
   async function loadScatter() {
     const box = $("scatter");
     if (!box) return;
+    const started = Date.now();
     const r = await api("GET", `${base}/points?split=${encodeURIComponent($("split").value)}`);
+    lastLoadMs = Date.now() - started;
     if (!r.ok) {
       box.replaceChildren(el("p", { class: "muted", text: r.data.detail }));
       return;
