@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -108,7 +108,8 @@ def _trials_after(engine: Engine, study_id: str, cursor: Cursor) -> list[tuple[C
             .where(
                 Trial.study_id == study_id,
                 Trial.status.in_(RECORDED),
-                or_(Trial.updated_at > when, and_(Trial.updated_at == when, Trial.id > cursor.trial_id)),
+                Trial.updated_at >= when,  # a range on the (study_id, updated_at) index
+                or_(Trial.updated_at > when, Trial.id > cursor.trial_id),
             )
             .order_by(Trial.updated_at, Trial.id)
             .limit(BATCH)
