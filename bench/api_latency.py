@@ -29,7 +29,8 @@ What it measures, per database (SQLite, PostgreSQL or both):
    skips it): one more study of that size in a fresh database and server; every request the page
    makes (its HTML, ``/heatmaps``, the figures fragment, ``/placement``, the static files) timed one at a time, cold
    (the study's first visitor, after an unmeasured warm-up of the same code on another metric) and
-   warm (median of 5 later visits). Target: the cold total under 1 s.
+   warm (median of 5 later visits); then, on a fresh server process, the cold page as a browser loads
+   it (the HTML, then the other requests in parallel). Target: the cold total under 1 s.
 
 It prints one table per database (endpoint, n, p50 ms, p99 ms, target, met?) plus the cold-call
 latencies. Targets (from the issue): grid p99 ≤ 25 ms, sensitivity p99 ≤ 250 ms; the trials page
@@ -647,9 +648,50 @@ def study_page_requests(study_id: str) -> list[tuple[str, str]]:
     ]
 
 
+def _warm_up(http: Any, study_id: str) -> None:
+    """Unmeasured: the same code paths on the loss (another frame, other cache keys), so "cold" is a
+    finished study's first visitor, not the server's first request after start (lazy imports, the
+    start-up warm-up thread)."""
+    http.get("/healthz")
+    for path in (
+        f"/api/v1/studies/{study_id}/heatmaps?metric=loss",
+        f"/api/v1/studies/{study_id}/sensitivity?metric=loss",
+    ):
+        http.get(path)
+
+
+def _get_ms(http: Any, path: str) -> float:
+    t0 = time.perf_counter()
+    status, body = http.get(path)
+    if status != 200:
+        raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
+    return (time.perf_counter() - t0) * 1000
+
+
+def _as_a_browser(base: str, client: str, study_id: str) -> float:
+    """The page as a browser loads it: the HTML, then its data and static requests at once (six
+    connections, as browsers open per origin); the wall time in ms until the last one answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = study_page_requests(study_id)
+    clients = [CLIENTS[client](base, 120) for _ in range(len(requests) - 1)]
+    try:
+        for http in clients:
+            http.get("/healthz")
+        t0 = time.perf_counter()
+        _get_ms(clients[0], requests[0][1])
+        with ThreadPoolExecutor(len(clients)) as pool:
+            list(pool.map(_get_ms, clients, [path for _, path in requests[1:]]))
+        return (time.perf_counter() - t0) * 1000
+    finally:
+        for http in clients:
+            http.close()
+
+
 def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
     """One study of about ``trials`` trials: the study page's requests, cold (first visitor) and warm
-    (median of 5 later visits), one request at a time; returns whether the page met its target."""
+    (median of 5 later visits), one request at a time; then, on a fresh server, the cold page as a
+    browser loads it (data requests in parallel). Returns whether the page met its target."""
     layout = layout_for(trials, 1)
     workdir = Path(tempfile.mkdtemp(prefix=f"demonlab-bench-page-{kind}-"))
     try:
@@ -658,27 +700,20 @@ def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
             with serve(url, workdir) as (base, _pid):
                 http = CLIENTS[args.client](base, 120)
                 try:
-                    http.get("/healthz")
-                    # Unmeasured: the same code paths on the loss (another frame, other cache keys), so
-                    # "cold" is a finished study's first visitor, not the server's first request after
-                    # start (lazy imports, the start-up warm-up thread).
-                    for path in (
-                        f"/api/v1/studies/{ids[0]}/heatmaps?metric=loss",
-                        f"/api/v1/studies/{ids[0]}/sensitivity?metric=loss",
-                    ):
-                        http.get(path)
+                    _warm_up(http, ids[0])
                     rows = []
                     for label, path in study_page_requests(ids[0]):
-                        times = []
-                        for _ in range(6):
-                            t0 = time.perf_counter()
-                            status, body = http.get(path)
-                            times.append((time.perf_counter() - t0) * 1000)
-                            if status != 200:
-                                raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
+                        times = [_get_ms(http, path) for _ in range(6)]
                         rows.append((label, times[0], statistics.median(times[1:])))
                 finally:
                     http.close()
+            with serve(url, workdir) as (base, _pid):  # a fresh process: nothing cached
+                http = CLIENTS[args.client](base, 120)
+                try:
+                    _warm_up(http, ids[0])
+                finally:
+                    http.close()
+                browser_ms = _as_a_browser(base, args.client, ids[0])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(
@@ -691,8 +726,9 @@ def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
         print(f"{label:<26}{cold:>10.1f}{warm:>10.1f}")
     cold_total = sum(r[1] for r in rows)
     warm_total = sum(r[2] for r in rows)
-    met = cold_total < PAGE_TARGET_MS
     print(f"{'total (one at a time)':<26}{cold_total:>10.1f}{warm_total:>10.1f}")
+    print(f"{'cold, as a browser loads':<26}{browser_ms:>10.1f}     (the HTML, then the rest in parallel)")
+    met = cold_total < PAGE_TARGET_MS
     print(f"study page target: cold total < {PAGE_TARGET_MS:g} ms: {'yes' if met else 'NO'}")
     return met
 
