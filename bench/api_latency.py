@@ -25,6 +25,13 @@ What it measures, per database (SQLite, PostgreSQL or both):
    Each phase stops early after ``--max-seconds``. Latency is measured by the client around each
    request, so it includes queueing in the server (20 requests in flight) and the client's own work.
 
+5. The dashboard's study page (``--study-page-trials``, default 100,000; 5,000 with ``--quick``; 0
+   skips it): one more study of that size in a fresh database and server; every request the page
+   makes (its HTML, ``/heatmaps``, the figures fragment, ``/placement``, the static files) timed one at a time, cold
+   (the study's first visitor, after an unmeasured warm-up of the same code on another metric) and
+   warm (median of 5 later visits); then, on a fresh server process, the cold page as a browser loads
+   it (the HTML, then the other requests in parallel). Target: the cold total under 1 s.
+
 It prints one table per database (endpoint, n, p50 ms, p99 ms, target, met?) plus the cold-call
 latencies. Targets (from the issue): grid p99 ≤ 25 ms, sensitivity p99 ≤ 250 ms; the trials page
 has none. Exit status: 1 if any request failed, or with ``--check`` if a target was missed; else 0.
@@ -624,6 +631,108 @@ def bench_one(kind: str, args: argparse.Namespace, layout: Layout) -> tuple[bool
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------------- the study page
+
+PAGE_TARGET_MS = 1000.0  # the dashboard's study page of a 100,000-trial study loads in under 1 s
+STATIC = ("app.css", "common.js", "charts.js", "study.js")
+
+
+def study_page_requests(study_id: str) -> list[tuple[str, str]]:
+    """What a browser fetches to show a study's page (its event stream aside: it stays open)."""
+    return [
+        ("page HTML", f"/studies/{study_id}"),
+        ("heatmaps JSON", f"/api/v1/studies/{study_id}/heatmaps?split=test"),
+        ("figures (sensitivity)", f"/studies/{study_id}/figures?split=test"),
+        ("placement JSON", f"/api/v1/studies/{study_id}/placement"),
+        *((f"static {name}", f"/static/{name}") for name in STATIC),
+    ]
+
+
+def _warm_up(http: Any, study_id: str) -> None:
+    """Unmeasured: the same code paths on the loss (another frame, other cache keys), so "cold" is a
+    finished study's first visitor, not the server's first request after start (lazy imports, the
+    start-up warm-up thread)."""
+    http.get("/healthz")
+    for path in (
+        f"/api/v1/studies/{study_id}/heatmaps?metric=loss",
+        f"/api/v1/studies/{study_id}/sensitivity?metric=loss",
+    ):
+        http.get(path)
+
+
+def _get_ms(http: Any, path: str) -> float:
+    t0 = time.perf_counter()
+    status, body = http.get(path)
+    if status != 200:
+        raise RuntimeError(f"GET {path}: {status} {body[:200]!r}")
+    return (time.perf_counter() - t0) * 1000
+
+
+def _as_a_browser(base: str, client: str, study_id: str) -> float:
+    """The page as a browser loads it: the HTML, then its data and static requests at once (six
+    connections, as browsers open per origin); the wall time in ms until the last one answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = study_page_requests(study_id)
+    clients = [CLIENTS[client](base, 120) for _ in range(len(requests) - 1)]
+    try:
+        for http in clients:
+            http.get("/healthz")
+        t0 = time.perf_counter()
+        _get_ms(clients[0], requests[0][1])
+        with ThreadPoolExecutor(len(clients)) as pool:
+            list(pool.map(_get_ms, clients, [path for _, path in requests[1:]]))
+        return (time.perf_counter() - t0) * 1000
+    finally:
+        for http in clients:
+            http.close()
+
+
+def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
+    """One study of about ``trials`` trials: the study page's requests, cold (first visitor) and warm
+    (median of 5 later visits), one request at a time; then, on a fresh server, the cold page as a
+    browser loads it (data requests in parallel). Returns whether the page met its target."""
+    layout = layout_for(trials, 1)
+    workdir = Path(tempfile.mkdtemp(prefix=f"demonlab-bench-page-{kind}-"))
+    try:
+        with database(kind, workdir, args.postgres_url) as url:
+            ids, load_s = populate(url, layout, epochs=args.epochs, curve_every=args.curve_every, seed=7)
+            with serve(url, workdir) as (base, _pid):
+                http = CLIENTS[args.client](base, 120)
+                try:
+                    _warm_up(http, ids[0])
+                    rows = []
+                    for label, path in study_page_requests(ids[0]):
+                        times = [_get_ms(http, path) for _ in range(6)]
+                        rows.append((label, times[0], statistics.median(times[1:])))
+                finally:
+                    http.close()
+            with serve(url, workdir) as (base, _pid):  # a fresh process: nothing cached
+                http = CLIENTS[args.client](base, 120)
+                try:
+                    _warm_up(http, ids[0])
+                finally:
+                    http.close()
+                browser_ms = _as_a_browser(base, args.client, ids[0])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"\n== {kind}: the dashboard's study page, one study of {layout.per_study:,} trials; "
+        f"loaded in {load_s:.1f} s =="
+    )
+    print(f"{'request':<26}{'cold ms':>10}{'warm ms':>10}")
+    print("-" * 46)
+    for label, cold, warm in rows:
+        print(f"{label:<26}{cold:>10.1f}{warm:>10.1f}")
+    cold_total = sum(r[1] for r in rows)
+    warm_total = sum(r[2] for r in rows)
+    print(f"{'total (one at a time)':<26}{cold_total:>10.1f}{warm_total:>10.1f}")
+    print(f"{'cold, as a browser loads':<26}{browser_ms:>10.1f}     (the HTML, then the rest in parallel)")
+    met = cold_total < PAGE_TARGET_MS
+    print(f"study page target: cold total < {PAGE_TARGET_MS:g} ms: {'yes' if met else 'NO'}")
+    return met
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
@@ -638,6 +747,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="server and maintenance database")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="httpx", help="load generator's HTTP client")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--study-page-trials",
+        type=int,
+        default=None,
+        help="trials of the study whose dashboard page is timed (default 100000, --quick 5000; 0 skips it)",
+    )
     args = parser.parse_args(argv)
     rows = args.rows or (5_000 if args.quick else 100_000)
     studies = args.studies or (4 if args.quick else 20)
@@ -654,6 +769,10 @@ def main(argv: list[str] | None = None) -> int:
         one_ok, one_met = bench_one(kind, args, layout)
         ok &= one_ok
         met &= one_met
+    page_trials = args.study_page_trials if args.study_page_trials is not None else (5_000 if args.quick else 100_000)
+    if page_trials > 0:
+        for kind in kinds:
+            met &= bench_study_page(kind, args, page_trials)
     print(f"\nall targets met: {'yes' if met else 'NO'}")
     if not ok:
         return 1

@@ -77,10 +77,40 @@ def _check_split(split: str) -> None:
         raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
 
 
-def _frame(engine: Engine, study_id: str, kind: Literal["metric", "loss"]) -> pd.DataFrame:
-    """The study's per-seed scores (callers have already looked the study up)."""
-    with session_scope(engine, read_only=True) as session:
-        return dal.trial_scores_frame(session, study_id, metric=kind)
+_FRAMES: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+_FRAMES_KEPT = 2  # a 100,000-trial study's frame is ~10 MB: keep the last two only
+_frames_lock = threading.Lock()
+_frame_locks: dict[tuple[Any, ...], threading.Lock] = {}
+
+
+def _frame(
+    engine: Engine, study_id: str, kind: Literal["metric", "loss"], progress: tuple[Any, ...] | None = None
+) -> pd.DataFrame:
+    """The study's per-seed scores (callers have already looked the study up).
+
+    With ``progress`` (``_progress_key``), the frame is shared by the requests of one page (heatmaps
+    and sensitivity arrive together): one read of the study's trials, not one per endpoint. Requests
+    for the same frame wait for the first one's read; other studies' reads are not held up."""
+    if progress is None:
+        with session_scope(engine, read_only=True) as session:
+            return dal.trial_scores_frame(session, study_id, metric=kind)
+    key = (*progress, kind)
+    with _frames_lock:
+        if key in _FRAMES:
+            return _FRAMES[key]
+        lock = _frame_locks.setdefault(key, threading.Lock())
+    with lock:
+        with _frames_lock:
+            if key in _FRAMES:
+                return _FRAMES[key]
+        with session_scope(engine, read_only=True) as session:
+            frame = dal.trial_scores_frame(session, study_id, metric=kind)
+        with _frames_lock:
+            _FRAMES[key] = frame
+            while len(_FRAMES) > _FRAMES_KEPT:
+                _FRAMES.popitem(last=False)
+            _frame_locks.pop(key, None)
+        return frame
 
 
 def _axes(spec: Any, frame: pd.DataFrame) -> Any:
@@ -205,7 +235,7 @@ def sensitivity(
         relative = default_eps(name)[1]
 
     def compute() -> dict[str, Any]:
-        frame = _frame(engine, study_id, kind)
+        frame = _frame(engine, study_id, kind, _progress_key(study))
         report: dict[str, Any] = sensitivity_report(
             frame,
             _axes(spec, frame),

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from studies.metrics import MetricsError
 
 from .api.deps import Unauthorized
-from .api.routes import health, results, robustness, studies
+from .api.routes import events, health, results, robustness, studies
 from .api.routes.studies import SpecInvalid
 from .db.engine import make_engine
 from .db.migrations import upgrade_to_head
@@ -61,9 +61,12 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         lifespan=lifespan,
     )
     app.state.settings = settings
-    for router in (studies.router, results.router, robustness.router, health.router):
+    for router in (studies.router, results.router, events.router, robustness.router, health.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
+    from .dashboard import install as install_dashboard
+
+    install_dashboard(app, API_PREFIX)
     _register_errors(app)
     return app
 

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .console import SHUTDOWN_GRACE_S
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXPORT_FORMATS = ("csv", "parquet")
 
@@ -63,10 +65,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(settings, run_scheduler=not args.no_scheduler)
     threading.Thread(target=_freeze_long_lived, name="demonlab-warm-up", daemon=True).start()
     print(
-        f"demonlab: serving http://{host}:{port}/docs (database {_safe_url(settings.database_url)})",
+        f"demonlab: dashboard at http://{host}:{port}/ and API docs at http://{host}:{port}/docs "
+        f"(database {_safe_url(settings.database_url)})",
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+    # Open event streams (a dashboard tab, `submit --wait`) never end by themselves: give them a few
+    # seconds on shutdown, then close them, rather than waiting for every browser to go away.
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     return 0
 
 
@@ -80,7 +85,7 @@ def _freeze_long_lived() -> None:
     import gc
     import importlib
 
-    for module in ("studies.metrics", "studies.report", "studies.workloads", "service.analysis"):
+    for module in ("studies.metrics", "studies.report", "studies.workloads", "service.analysis", "matplotlib.colors"):
         importlib.import_module(module)
     gc.collect()
     gc.freeze()

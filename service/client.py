@@ -10,15 +10,18 @@ Errors come back as ``ApiError`` with the HTTP status, the message and the field
 
 from __future__ import annotations
 
+import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from .schemas import GridPublic, StudiesPublic, StudyCreated, StudyPublic, TrialsPublic
 
-FINISHED = ("completed", "failed", "cancelled")
+FINISHED = ("completed", "completed_with_failures", "failed", "cancelled")
 
 
 class ApiError(Exception):
@@ -29,6 +32,16 @@ class ApiError(Exception):
         self.status = status
         self.detail = detail
         self.field = field
+
+
+@dataclass(frozen=True)
+class StudyEvent:
+    """One server-sent event of a study: ``event`` (progress, trial, status, end), its ``id`` (set on
+    trial events and the first progress event: a resume point) and its JSON ``data``."""
+
+    event: str
+    id: str | None
+    data: dict[str, Any]
 
 
 class DemonlabClient:
@@ -58,12 +71,16 @@ class DemonlabClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                raise ApiError(response.status_code, str(body.get("detail")), body.get("field"))
-            except ValueError:
-                raise ApiError(response.status_code, response.text) from None
+            self._raise(response)
         return response
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            body = response.json()
+        except ValueError:
+            raise ApiError(response.status_code, response.text) from None
+        raise ApiError(response.status_code, str(body.get("detail")), body.get("field"))
 
     @staticmethod
     def _params(**params: Any) -> dict[str, Any]:
@@ -101,25 +118,78 @@ class DemonlabClient:
         """Delete a study (refused while it runs)."""
         self._request("DELETE", f"/api/v1/studies/{study_id}")
 
+    def events(
+        self,
+        study_id: str,
+        *,
+        last_event_id: str | None = None,
+        reconnects: int = 5,
+        timeout: float | None = None,
+    ) -> Iterator[StudyEvent]:
+        """The study's server-sent events until the server closes the stream (the study finished).
+
+        A dropped connection is resumed with ``Last-Event-ID`` (up to ``reconnects`` times in a row),
+        so no recorded trial is missed or repeated. ``timeout`` bounds the whole stream: past it,
+        ``TimeoutError``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last_event_id is not None:
+                headers["Last-Event-ID"] = last_event_id
+            read = self._http.timeout.read
+            if deadline is not None:
+                read = max(0.01, min(read or math.inf, deadline - time.monotonic()))
+            limits = httpx.Timeout(self._http.timeout.connect, read=read)
+            path = f"/api/v1/studies/{study_id}/events"
+            try:
+                with self._http.stream("GET", path, headers=headers, timeout=limits) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        self._raise(response)
+                    for event, event_id, data in parse_stream(response.iter_lines()):
+                        failures = 0
+                        if event_id is not None:
+                            last_event_id = event_id
+                        yield StudyEvent(event, event_id, json.loads(data))
+                        if event == "end":
+                            return
+                        if deadline is not None and time.monotonic() > deadline:
+                            raise TimeoutError(f"study {study_id}: no end of its events after {timeout}s")
+                return
+            except httpx.ReadTimeout:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"study {study_id}: no end of its events after {timeout}s") from None
+                failures += 1
+                if failures > reconnects:
+                    raise
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError):
+                failures += 1
+                if failures > reconnects:
+                    raise
+                time.sleep(min(2.0**failures / 4, 5.0))
+
     def wait(
         self,
         study_id: str,
         *,
-        poll_seconds: float = 1.0,
         timeout: float | None = None,
         on_progress: Callable[[StudyPublic], None] | None = None,
     ) -> StudyPublic:
-        """Poll until the study is finished; ``on_progress`` sees every poll."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            study = self.get_study(study_id)
-            if on_progress is not None:
-                on_progress(study)
-            if study.status in FINISHED:
-                return study
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"study {study_id} still {study.status} after {timeout}s")
-            time.sleep(poll_seconds)
+        """Follow the study's event stream until it is finished; ``on_progress`` sees every progress
+        event (the first on connect). Past ``timeout`` seconds, ``TimeoutError``."""
+        try:
+            for event in self.events(study_id, timeout=timeout):
+                if event.event == "progress":
+                    study = StudyPublic.model_validate(event.data)
+                    if on_progress is not None:
+                        on_progress(study)
+                    if study.status in FINISHED:
+                        return study
+        except TimeoutError:
+            status = self.get_study(study_id).status
+            raise TimeoutError(f"study {study_id} still {status} after {timeout}s") from None
+        return self.get_study(study_id)  # the stream ended without a finished progress: deleted → 404
 
     # results
     def trials(
@@ -195,3 +265,24 @@ class DemonlabClient:
         """Readiness (raises ``ApiError`` 503 when not ready)."""
         body: dict[str, Any] = self._request("GET", "/readyz").json()
         return body
+
+
+def parse_stream(lines: Iterator[str]) -> Iterator[tuple[str, str | None, str]]:
+    """(event, id, data) of each message in SSE text lines (comments and ``retry`` skipped)."""
+    event, event_id, data = "message", None, list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield event, event_id, "\n".join(data)
+            event, event_id, data = "message", None, list[str]()
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value

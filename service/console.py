@@ -13,6 +13,9 @@ from typing import Any, TextIO
 STARTING = "starting Ray…"
 
 
+SHUTDOWN_GRACE_S = 3  # seconds open requests (event streams) get when the server stops
+
+
 def read_spec(path: str) -> dict[str, Any]:
     """A spec file as the mapping to submit: parsed (JSON or YAML) by ``studies.spec``, so malformed
     text is a ``ValueError`` naming the file and the reason; validation is the service's job."""
@@ -75,7 +78,7 @@ class Progress:
 
 
 def follow(client: Any, study_id: str, stream: TextIO | None = None) -> Any:
-    """Poll a study until it finishes, showing its progress; returns the finished study."""
+    """Follow a study's event stream until it finishes, showing its progress; returns the finished study."""
     progress = Progress(stream)
     seen_start = False
 
@@ -86,7 +89,7 @@ def follow(client: Any, study_id: str, stream: TextIO | None = None) -> Any:
         progress.show(study, started=seen_start)
 
     try:
-        return client.wait(study_id, poll_seconds=1.0, on_progress=show)
+        return client.wait(study_id, on_progress=show)  # the study's event stream, not polling
     finally:
         progress.close()
 

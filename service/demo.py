@@ -57,7 +57,12 @@ def _start_server(port: int) -> tuple[Any, threading.Thread]:
     from .settings import get_settings
 
     app = create_app(get_settings(), run_scheduler=True)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    from .console import SHUTDOWN_GRACE_S
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -92,6 +97,7 @@ def run_demo(
     if note:
         print(f"demonlab: {note}", flush=True)
     base = f"http://127.0.0.1:{port}"
+    print(f"dashboard: {base}/  (open it in a browser to follow the study live)", flush=True)
     print(f"demonlab: starting the service at {base} (database {settings.database_url})", flush=True)
     server, thread = _start_server(port)
     client = DemonlabClient(base, token=token)
@@ -102,6 +108,7 @@ def run_demo(
             f"({base}{created.url})",
             flush=True,
         )
+        print(f"  live in the dashboard: {base}/studies/{created.id}", flush=True)
         study = follow(client, created.id)
         print(f"study {study.id}: {study.status}" + (f" — {study.error}" if study.error else ""))
         if study.status == "completed":
@@ -114,7 +121,7 @@ def run_demo(
         server.should_exit = True
         thread.join(timeout=15)
         return 0
-    print(f"\nserving {base}/docs until Ctrl-C", flush=True)
+    print(f"\nserving the dashboard at {base}/ (API docs at {base}/docs) until Ctrl-C", flush=True)
     try:
         while thread.is_alive():
             time.sleep(0.5)

@@ -267,8 +267,10 @@ def list_studies(
     name: str | None = None,
     offset: int = 0,
     limit: int = 50,
+    name_contains: str | None = None,
 ) -> tuple[list[Study], int]:
-    """One page of studies, newest first, and how many match in all (filters are exact matches)."""
+    """One page of studies, newest first, and how many match in all (filters are exact matches, except
+    ``name_contains``: a case-insensitive substring of the name)."""
     _check_page(offset, limit)
     conditions: list[ColumnElement[bool]] = []
     if status is not None:
@@ -277,9 +279,31 @@ def list_studies(
         conditions.append(Study.workload == workload)
     if name is not None:
         conditions.append(Study.name == name)
+    if name_contains:
+        conditions.append(func.lower(Study.name).contains(name_contains.lower(), autoescape=True))
     total = session.scalar(select(func.count()).select_from(Study).where(*conditions)) or 0
     page = select(Study).where(*conditions).order_by(Study.created_at.desc(), Study.id.desc())
     return list(session.scalars(page.offset(offset).limit(limit)).all()), total
+
+
+def study_workloads(session: Session) -> list[str]:
+    """The distinct workloads of every study (the dashboard's filter)."""
+    return list(session.scalars(select(Study.workload).distinct().order_by(Study.workload)).all())
+
+
+def trial_placement(session: Session, study_id: str) -> dict[str, Any]:
+    """Where a study's trials ran and how long they took: trials and wall seconds per (node, device)."""
+    query = (
+        select(Trial.node, Trial.device, func.count(), func.sum(Trial.wall_seconds))
+        .where(Trial.study_id == study_id, Trial.node.is_not(None))
+        .group_by(Trial.node, Trial.device)
+        .order_by(Trial.node, Trial.device)
+    )
+    rows = [
+        {"node": node, "device": device, "trials": int(count), "wall_seconds": float(total or 0.0)}
+        for node, device, count, total in session.execute(query)
+    ]
+    return {"rows": rows, "wall_seconds": sum(r["wall_seconds"] for r in rows)}
 
 
 def delete_study(session: Session, study_id: str) -> None:
@@ -704,6 +728,11 @@ def _trial_record(trial: Trial, curve: tuple[EpochRecord, ...] | None) -> TrialR
         extra=trial.extra,
         curve=curve,
     )
+
+
+def trial_record(trial: Trial) -> TrialRecord:
+    """A trial row (already loaded) as a ``TrialRecord`` without its curve."""
+    return _trial_record(trial, None)
 
 
 # -------------------------------------------------------------------------------------------- numbers

@@ -179,6 +179,7 @@ class Trial(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "arm", "lr", "beta_init", "seed"),
         Index(None, "study_id", "status"),
+        Index(None, "study_id", "updated_at"),  # a study's event stream: trials recorded since its cursor
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -118,6 +118,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
     heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds, attempt)
     heartbeat.start()
     signal.signal(signal.SIGTERM, lambda *_: heartbeat.cancelled.set())
+    recorder = _optuna_recorder(settings, study_id, spec)
 
     def sink(result: TrialResult) -> None:
         def record() -> None:
@@ -128,6 +129,9 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             _with_retry(record, f"record {result.key.token()}")
         except NotFound:  # the study was deleted (after a cancel) while this driver stopped: stop quietly
             heartbeat.cancelled.set()
+            return
+        if recorder is not None:
+            recorder.safe_record(result)
 
     def started(keys: list[Any]) -> None:
         def mark() -> None:
@@ -185,6 +189,20 @@ def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes:
             dal.set_environment(session, study_id, study_environment(spec, nodes))
     except Exception:
         log.warning("study %s: could not record its environment", study_id, exc_info=True)
+
+
+def _optuna_recorder(settings: Settings, study_id: str, spec: Any) -> Any:
+    """The recorder of every result into Optuna's storage (None, with a warning, if it cannot open)."""
+    from ..analysis import y_fail
+    from .optuna_record import OptunaRecorder
+
+    try:
+        return OptunaRecorder(optuna_url(settings), study_id, spec, y_fail(spec, "metric"))
+    except Exception:
+        log.warning(
+            "study %s: Optuna's storage is unavailable; results are not mirrored there", study_id, exc_info=True
+        )
+        return None
 
 
 def _finish(engine: Engine, study_id: str, status: StudyStatus, error: str | None) -> None:

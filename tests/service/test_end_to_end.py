@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import psutil
 import pytest
 from sqlalchemy import Engine, func, select
@@ -28,7 +29,9 @@ from sqlalchemy import Engine, func, select
 from service.cli import main
 from service.client import DemonlabClient
 from service.db import Trial, TrialEpoch, session_scope
+from service.jobs.driver import optuna_url
 from service.schemas import StudyPublic
+from service.settings import Settings
 from studies.results import TrialStatus
 
 pytestmark = pytest.mark.slow
@@ -236,6 +239,17 @@ def test_study_runs_to_completion(
     assert all(arm["coverage"]["complete"] for arm in report["arms"].values())
     assert ("demon_sgdm", "sgdm_step") in {(p["arm_a"], p["arm_b"]) for p in report["pairs"]}
     assert report["study"]["status"] == "completed"
+
+    # Every result is also in Optuna's storage, one Optuna study per arm (what optuna-dashboard shows).
+    database_url = service.engine.url.render_as_string(hide_password=False)
+    storage = optuna.storages.RDBStorage(optuna_url(Settings(data_dir=service.data_dir, database_url=database_url)))
+    for arm in ("demon_sgdm", "sgdm_step"):
+        stored = optuna.load_study(study_name=f"{created.id}:{arm}", storage=storage).get_trials()
+        assert sorted((t.params["lr"], t.params["beta_init"], t.user_attrs["seed"]) for t in stored) == sorted(
+            (t.lr, t.beta_init, t.seed) for t in trials if t.arm == arm
+        )
+        assert {t.user_attrs["demonlab_study_id"] for t in stored} == {created.id}
+        assert {t.user_attrs["diverged"] for t in stored} <= {True, False}
 
     driver = job_pid(study.job_id)
     deadline = time.monotonic() + 15

@@ -171,11 +171,11 @@ def test_client_results(client: DemonlabClient, engine: Engine, smoke_spec: dict
 def test_client_cancel_wait_delete(client: DemonlabClient, smoke_spec: dict[str, Any]) -> None:
     study_id = client.submit(smoke_spec).id
     with pytest.raises(TimeoutError, match="still queued"):
-        client.wait(study_id, poll_seconds=0.05, timeout=0.2)
+        client.wait(study_id, timeout=0.5)
 
     cancelled = client.cancel(study_id)
     seen: list[str] = []
-    waited = client.wait(study_id, poll_seconds=0.05, timeout=5, on_progress=lambda s: seen.append(s.status))
+    waited = client.wait(study_id, timeout=5, on_progress=lambda s: seen.append(s.status))
 
     assert cancelled.status == "cancelled"
     assert waited.status == "cancelled"

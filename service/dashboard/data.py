@@ -1,0 +1,303 @@
+"""JSON the dashboard draws from: every arm's heatmap cells on one shared colour scale.
+
+The server sends grids, never every trial: one ``/grid`` per arm (cached per study progress by
+``service.analysis``), coloured here with matplotlib's colour maps (``viridis_r`` for scores, as the
+PNG heatmaps; ``Reds`` for divergence rates), so the page only paints rectangles.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import Engine
+
+from .. import analysis
+from ..api.deps import EngineDep
+from ..db import dal
+from ..db.engine import session_scope
+from ..errors import InvalidInput
+
+router = APIRouter(prefix="/studies/{study_id}", tags=["dashboard"])
+
+SCORE_CMAP = "viridis_r"  # as studies.heatmaps: bright is good (low raw values)
+RATE_CMAP = "Reds"
+MISSING = "#d9d9d9"
+
+
+def _hex(rgba: Any) -> str:
+    r, g, b = (round(float(c) * 255) for c in rgba[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _norm(values: list[float]) -> Any:
+    """The PNG heatmaps' rule: a log scale when the values are positive and span 10× or more."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return LogNorm(low, high) if low > 0 and high / low >= 10 else Normalize(low, high)
+
+
+def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: str) -> dict[str, Any]:
+    """Every arm's median grid, coloured on one scale, and its divergence-rate map (cached per study
+    progress, like every results endpoint)."""
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+    if split not in ("val", "test"):
+        raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
+    spec = analysis.study_spec(study)
+    name, kind = analysis.metric_kind(spec, metric)
+    progress = analysis._progress_key(study)
+    return dict(
+        analysis._cached(
+            ("dashboard-heatmaps", *progress, name, split),
+            lambda: _heatmaps(engine, study, spec, name, kind, split, progress),
+        )
+    )
+
+
+def _heatmaps(
+    engine: Engine, study: Any, spec: Any, name: str, kind: Any, split: str, progress: tuple[Any, ...]
+) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    from studies.metrics import cell_tables
+
+    frame = analysis._frame(engine, study.id, kind, progress)  # shared with /sensitivity of the same page
+    axes = analysis._axes(spec, frame)
+    arms = [a.name for a in spec.arms]
+    fail = analysis.y_fail(spec, kind)
+    tables = cell_tables(frame, axes, fail, arms, split=split)
+    medians = {arm: np.asarray(tables[arm].raw_median, dtype=float) for arm in arms}
+    finite = [float(v) for m in medians.values() for v in m.ravel() if math.isfinite(v)]
+    norm = _norm(finite)
+    scores, rates = colormaps[SCORE_CMAP], colormaps[RATE_CMAP]
+    body_arms = []
+    for arm in arms:
+        table, values = tables[arm], medians[arm]
+        n = np.asarray(table.n_results, dtype=float)
+        rate = np.divide(np.asarray(table.n_diverged, dtype=float), n, out=np.full(n.shape, np.nan), where=n > 0)
+        body_arms.append(
+            {
+                "arm": arm,
+                "values": _matrix(values),
+                "colours": _colours(scores, norm(np.ma.masked_invalid(values)), values),
+                "n": np.asarray(table.n_results).astype(int).tolist(),
+                "diverged": np.asarray(table.n_diverged).astype(int).tolist(),
+                "missing": np.asarray(table.n_missing).astype(int).tolist(),
+                "interval_low": _matrix(table.raw_interval_low),
+                "interval_high": _matrix(table.raw_interval_high),
+                "interval_level": _matrix(table.interval_level),
+                "divergence_rate": _matrix(rate),
+                "divergence_colours": _colours(rates, rate, rate),
+            }
+        )
+    return {
+        "study_id": study.id,
+        "status": study.status.value,
+        "metric": name,
+        "split": split,
+        "stat": "median",
+        "lower_is_better": True,
+        "seeds": len(axes.seeds),
+        "lrs": [float(v) for v in axes.lrs],
+        "betas": [float(v) for v in axes.betas],
+        "scale": {
+            "min": min(finite) if finite else None,
+            "max": max(finite) if finite else None,
+            "log": type(norm).__name__ == "LogNorm",
+            "legend": [{"value": v, "colour": _hex(scores(float(norm(v))))} for v in _legend(norm, finite)],
+        },
+        "arms": body_arms,
+    }
+
+
+def _matrix(values: Any) -> list[list[float | None]]:
+    """A float matrix as JSON: NaN and infinities as null."""
+    return [[float(v) if math.isfinite(v) else None for v in row] for row in np.asarray(values, dtype=float)]
+
+
+def _colours(cmap: Any, normed: Any, values: Any) -> list[list[str]]:
+    """Hex colours of a matrix (one colour-map call for all cells); grey where the value is missing."""
+    rgba = cmap(np.ma.filled(np.ma.asarray(normed, dtype=float), np.nan))
+    return [
+        [MISSING if math.isnan(values[i][j]) else _hex(rgba[i][j]) for j in range(len(values[i]))]
+        for i in range(len(values))
+    ]
+
+
+def _legend(norm: Any, finite: list[float], steps: int = 6) -> list[float]:
+    if not finite:
+        return []
+    return [float(norm.inverse(i / (steps - 1))) for i in range(steps)]
+
+
+@router.get("/placement")
+def get_placement(study_id: str, engine: EngineDep) -> dict[str, Any]:
+    """Where the study's trials ran: trials and wall seconds per (node, device), and in all (cached per
+    study progress; the study page loads it after its first paint)."""
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+
+    def compute() -> dict[str, Any]:
+        with session_scope(engine, read_only=True) as session:
+            return dal.trial_placement(session, study_id)
+
+    return dict(analysis._cached(("placement", *analysis._progress_key(study)), compute))
+
+
+@router.get("/heatmaps")
+def get_heatmaps(
+    study_id: str,
+    engine: EngineDep,
+    metric: str | None = None,
+    split: Annotated[str, Query(description="val or test")] = "test",
+) -> dict[str, Any]:
+    """Every arm's lr × β_init median grid on one shared colour scale (raw values, lower is better),
+    with per-cell seed counts, diverged counts, the median's interval and its level, and the
+    divergence-rate map: what the dashboard's heatmaps draw."""
+    return heatmaps(engine, study_id, metric=metric, split=split)
+
+
+MAX_POINTS = 5000  # per arm, for the search scatter
+
+
+def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
+    """A search study's sampled trials per arm, coloured by score on one scale, with the parameter
+    importances Optuna computes from them (fANOVA, its default)."""
+    from matplotlib import colormaps
+
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+        frame = dal.trial_scores_frame(session, study_id, metric="metric")
+    spec = analysis.study_spec(study)
+    if split not in ("val", "test"):
+        raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
+    fail = analysis.y_fail(spec, "metric")
+    frame = frame[frame["status"].isin(["completed", "diverged"])]
+    scores = frame[split].where(frame["status"] == "completed", fail).clip(upper=fail)
+    frame = frame.assign(score=scores, diverged=(frame["status"] == "diverged").astype(int), seeds=1)
+    # One point per sampled (lr, β_init): the median over its seeds, as a grid cell.
+    grouped = (
+        frame.groupby(["arm", "lr", "beta_init"], sort=True)
+        .agg(score=("score", "median"), seeds=("seeds", "sum"), diverged=("diverged", "sum"))
+        .reset_index()
+    )
+    finite = [float(v) for v in grouped["score"] if math.isfinite(v)]
+    norm = _norm(finite)
+    cmap = colormaps[SCORE_CMAP]
+    arms = []
+    for arm in [a.name for a in spec.arms]:
+        rows = grouped[grouped["arm"] == arm].head(MAX_POINTS)
+        values = rows["score"].to_numpy(dtype=float)
+        colours = _colours(cmap, norm(np.ma.masked_invalid(values))[None, :], values[None, :])[0]
+        pts = [
+            {
+                "lr": float(r.lr),
+                "beta_init": float(r.beta_init),
+                "value": float(r.score) if math.isfinite(r.score) else None,
+                "seeds": int(r.seeds),
+                "diverged": int(r.diverged),
+                "colour": colour,
+            }
+            for r, colour in zip(rows.itertuples(), colours, strict=True)
+        ]
+        importances, note = _importances(pts)
+        arms.append({"arm": arm, "points": pts, "importances": importances, "importance_note": note})
+    legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
+    return {"study_id": study_id, "split": split, "metric": spec.metric_name, "legend": legend, "arms": arms}
+
+
+def _importances(pts: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
+    """Optuna's parameter importances of lr and β_init for the score (lower is better)."""
+    import optuna
+
+    usable = [p for p in pts if p["value"] is not None]
+    if len(usable) < 4 or len({p["lr"] for p in usable}) < 2 or len({p["beta_init"] for p in usable}) < 2:
+        return {}, "importances need at least 4 results spread over both parameters"
+    distributions: dict[str, optuna.distributions.BaseDistribution] = {
+        "lr": optuna.distributions.FloatDistribution(
+            min(p["lr"] for p in usable), max(p["lr"] for p in usable), log=True
+        ),
+        "beta_init": optuna.distributions.FloatDistribution(
+            min(p["beta_init"] for p in usable), max(p["beta_init"] for p in usable)
+        ),
+    }
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize")
+    study.add_trials(
+        [
+            optuna.trial.create_trial(
+                params={"lr": p["lr"], "beta_init": p["beta_init"]}, distributions=distributions, value=p["value"]
+            )
+            for p in usable
+        ]
+    )
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}, ""
+    except (RuntimeError, ValueError) as exc:
+        return {}, f"importances not computable: {exc}"
+
+
+@router.get("/points")
+def get_points(study_id: str, engine: EngineDep, split: str = "test") -> dict[str, Any]:
+    """A search study's sampled points per arm with colours on one scale and parameter importances."""
+    return points(engine, study_id, split=split)
+
+
+specs_router = APIRouter(prefix="/specs", tags=["dashboard"])
+
+
+class SpecText(BaseModel):
+    """A spec as the user wrote it: YAML or JSON text."""
+
+    text: str = Field(max_length=1_000_000)
+
+
+def field_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    """Every field's dotted path (``arms.0.name``) → its line (1-based), from a composed YAML node."""
+    import yaml
+
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = f"{prefix}{key.value}"
+            lines[path] = key.start_mark.line + 1
+            lines.update(field_lines(value, path + "."))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            path = f"{prefix}{index}"
+            lines[path] = item.start_mark.line + 1
+            lines.update(field_lines(item, path + "."))
+    return lines
+
+
+@specs_router.post("/parse", response_model=None)
+def parse_spec(body: SpecText) -> dict[str, Any] | JSONResponse:
+    """YAML or JSON text → the spec object and each field's line (what the submit page sends next).
+    Text that is not a mapping is a 422 naming the line."""
+    import yaml
+
+    def invalid(reason: str, line: int | None = None) -> JSONResponse:
+        where = f" (line {line})" if line else ""
+        content = {"detail": f"invalid spec: {reason}{where}", "field": "spec", "line": line}
+        return JSONResponse(status_code=422, content=content)
+
+    if not body.text.strip():
+        return invalid("the spec is empty")
+    try:
+        node = yaml.compose(body.text, Loader=yaml.SafeLoader)
+        spec = yaml.safe_load(body.text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        return invalid(f"not valid YAML or JSON: {problem}", mark.line + 1 if mark is not None else None)
+    if not isinstance(spec, dict):
+        return invalid("a spec must be a mapping of fields (name, workload, arms, ...)", 1)
+    return {"spec": spec, "lines": field_lines(node)}

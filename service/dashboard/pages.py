@@ -1,0 +1,193 @@
+"""The dashboard's HTML pages: studies (``/``), a study, compare, submit, and the study's figures in
+words (an HTML fragment the study page reloads as results arrive).
+
+Pages are Jinja2 templates with autoescape on: every value a user wrote (names, spec fields) is
+escaped. Each page carries a Content-Security-Policy that allows scripts, styles, images and
+connections from the app's own origin only, so nothing inline ever runs; the scripts are small
+files in ``static/`` that read their parameters from ``data-*`` attributes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from .. import analysis
+from ..api.deps import EngineDep
+from ..db import dal
+from ..db.engine import session_scope
+from ..errors import Conflict, InvalidInput, NotFound
+from ..presenters import study_public
+from . import words
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent.parent / "studies" / "examples"
+STATUSES = ("queued", "running", "completed", "completed_with_failures", "failed", "cancelled")
+PAGE_SIZE = 25
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+templates = Jinja2Templates(
+    env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True)
+)
+templates.env.filters["num"] = words.num
+templates.env.filters["pct"] = words.pct
+router = APIRouter(include_in_schema=False)
+
+
+def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    """Render a template with the security headers."""
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _examples() -> list[str]:
+    return sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
+
+
+@router.get("/", response_class=HTMLResponse)
+def studies_page(
+    request: Request,
+    engine: EngineDep,
+    status: str | None = None,
+    workload: str | None = None,
+    q: str | None = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+) -> Response:
+    """Every study, newest first: filter by status and workload, search by name, page by page."""
+    status = status or None
+    workload = workload or None
+    if status is not None and status not in STATUSES:
+        raise InvalidInput("status", f"unknown status {status!r}; valid choices: {', '.join(STATUSES)}")
+    with session_scope(engine, read_only=True) as session:
+        rows, total = dal.list_studies(
+            session,
+            status=status,
+            workload=workload,
+            name_contains=q or None,
+            offset=(page_number - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+        workloads = dal.study_workloads(session)
+    pages = max(1, math.ceil(total / PAGE_SIZE))
+    return page(
+        request,
+        "studies.html",
+        {
+            "studies": [study_public(s) for s in rows],
+            "total": total,
+            "page": page_number,
+            "pages": pages,
+            "filters": {"status": status or "", "workload": workload or "", "q": q or ""},
+            "statuses": STATUSES,
+            "workloads": workloads,
+        },
+    )
+
+
+@router.get("/studies/{study_id}", response_class=HTMLResponse)
+def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
+    """One study: live progress, heatmaps, figures in words, spec, timings, where it ran, actions."""
+    import yaml
+
+    try:
+        with session_scope(engine, read_only=True) as session:
+            study = dal.get_study(session, study_id)
+    except NotFound as exc:
+        return page(request, "missing.html", {"message": str(exc)}, status_code=404)
+    public = study_public(study)
+    spec = study.spec
+    search = spec.get("search") or {}
+    return page(
+        request,
+        "study.html",
+        {
+            "study": public,
+            "arms": [a.get("name", "?") for a in spec.get("arms", [])],
+            "spec_yaml": yaml.safe_dump(spec, sort_keys=False, allow_unicode=True),
+            "is_search": isinstance(search, dict) and search.get("mode") == "optuna",
+        },
+    )
+
+
+@router.get("/studies/{study_id}/figures", response_class=HTMLResponse)
+def figures_fragment(
+    request: Request,
+    study_id: str,
+    engine: EngineDep,
+    eps: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    split: str = "test",
+) -> Response:
+    """The per-arm figures and pair comparisons in sentences (an HTML fragment)."""
+    from studies.metrics import MetricsError
+
+    try:
+        report = analysis.sensitivity(engine, study_id, metric=None, split=split, eps=eps)
+    except (Conflict, MetricsError) as exc:  # a search with no points yet, too few cells: said in the page
+        return page(request, "figures.html", {"error": str(exc), "arms": [], "pairs": []})
+    if not words.has_results(report):
+        return page(request, "figures.html", {"error": "no trial has a result yet", "arms": [], "pairs": []})
+    context = words.report_context(report)
+    arms = [
+        {"arm": name, "lines": words.arm_lines(figures, context)}
+        for name, figures in (report.get("arms") or {}).items()
+        if isinstance(figures, dict)
+    ]
+    pairs = [
+        {"title": f"{p.get('arm_a', '?')} vs {p.get('arm_b', '?')}", "lines": words.pair_lines(p)}
+        for p in report.get("pairs", [])
+        if isinstance(p, dict)
+    ]
+    return page(
+        request,
+        "figures.html",
+        {"error": None, "context": context, "arms": arms, "pairs": pairs, "version": report.get("metrics_version")},
+    )
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request, engine: EngineDep, studies: str = "", arm: str | None = None, workload: str | None = None
+) -> Response:
+    """The same arm across studies, and the cross-study robustness aggregate."""
+    ids = [s.strip() for s in studies.split(",") if s.strip()]
+    rows = []
+    with session_scope(engine, read_only=True) as session:
+        for study_id in ids[:12]:
+            try:
+                rows.append(study_public(dal.get_study(session, study_id)))
+            except NotFound as exc:
+                return page(request, "missing.html", {"message": str(exc)}, status_code=404)
+    workload = workload or (rows[0].workload if rows else None)
+    return page(
+        request,
+        "compare.html",
+        {"studies": rows, "ids": ",".join(s.id for s in rows), "arm": arm or "", "workload": workload or ""},
+    )
+
+
+@router.get("/submit", response_class=HTMLResponse)
+def submit_page(request: Request, example: str | None = None) -> Response:
+    """Paste or upload a spec, or start from an example."""
+    examples = _examples()
+    text = ""
+    if example:
+        if example not in examples:
+            raise InvalidInput("example", f"unknown example {example!r}; valid choices: {', '.join(examples)}")
+        text = (EXAMPLES / f"{example}.yaml").read_text()
+    return page(request, "submit.html", {"examples": examples, "example": example or "", "text": text})
