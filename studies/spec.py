@@ -28,8 +28,11 @@ from pydantic import (
 from .arms import arm_names, check_arm
 from .results import TrialKey
 from .workloads import Workload, get_workload, workload_names
+from .workloads.params import PARAMS, validate_params
 
 DEFAULT_MAX_TRIALS = 20_000
+MAX_SEED = 2**31 - 1  # a trial's seed is a 32-bit INTEGER column; Optuna's sampler seed is bounded alike
+MAX_VALUES = 1000  # learning rates or β_init values listed in one spec
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")
 
 
@@ -94,10 +97,10 @@ class OptunaSearchSpec(_Strict):
 
     mode: Literal["optuna"]
     sampler: str = "tpe"
-    n_trials: int = Field(ge=1)
+    n_trials: int = Field(ge=1, le=100_000)
     lr: Range
     beta_init: Range
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="the sampler's seed")
 
     @field_validator("sampler")
     @classmethod
@@ -126,7 +129,9 @@ class Resources(_Strict):
 
     cpu: float = Field(default=1.0, gt=0, le=64)
     gpu: float = Field(default=0.0, ge=0, le=8)
-    custom: dict[str, float] = Field(default_factory=dict)
+    custom: dict[str, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]] = Field(
+        default_factory=dict, max_length=32
+    )
 
 
 class StudySpec(_Strict):
@@ -134,14 +139,20 @@ class StudySpec(_Strict):
 
     name: str = Field(min_length=1, max_length=200)
     workload: str
-    workload_params: dict[str, Any] = Field(default_factory=dict)
-    arms: list[ArmSpec] = Field(min_length=1)
-    lr: list[float] | LogRange = Field(default_factory=list)
-    beta_init: list[float] = Field(default_factory=list)
+    workload_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the workload's parameters: the model for the chosen workload (unknown keys are refused)",
+        json_schema_extra={
+            "anyOf": [{**model.model_json_schema(), "title": name} for name, model in sorted(PARAMS.items())]
+        },
+    )
+    arms: list[ArmSpec] = Field(min_length=1, max_length=64)
+    lr: Annotated[list[float], Field(max_length=MAX_VALUES)] | LogRange = Field(default_factory=list)
+    beta_init: list[float] = Field(default_factory=list, max_length=MAX_VALUES)
     seeds: int | list[int] = 1
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int | None = Field(default=None, ge=1, le=65_536)
-    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    weight_decay: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
     search: Annotated[GridSearch | OptunaSearchSpec, Field(discriminator="mode")] = GridSearch()
     resources: Resources = Resources()
     metric: str | None = None
@@ -170,6 +181,16 @@ class StudySpec(_Strict):
         if value not in workload_names():
             raise ValueError(f"unknown workload {value!r}; valid choices: {', '.join(workload_names())}")
         return value
+
+    @field_validator("workload_params", mode="before")
+    @classmethod
+    def _typed_params(cls, value: Any, info: ValidationInfo) -> Any:
+        """Checked against the workload's parameter model: a bad value names its key
+        (``workload_params.n_train``) at submission, not when a trial runs."""
+        workload = info.data.get("workload")
+        if workload not in PARAMS:  # an unknown workload: its own error is reported
+            return value
+        return validate_params(workload, value)
 
     @field_validator("lr")
     @classmethod
@@ -202,6 +223,8 @@ class StudySpec(_Strict):
             return value
         if not value or len(set(value)) != len(value) or any(s < 0 for s in value):
             raise ValueError("seeds must be a non-empty list of unique integers >= 0")
+        if len(value) > 1000 or max(value) > MAX_SEED:
+            raise ValueError(f"at most 1000 seeds, each <= {MAX_SEED} (got {len(value)}, up to {max(value)})")
         return sorted(value)  # normalised like lr and beta_init, so spec_hash ignores the order
 
     @model_validator(mode="after")

@@ -9,16 +9,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
 from ..db import dal
 from ..db.engine import session_scope
-from ..errors import DemonlabError
+from ..errors import Unauthorized
 from ..settings import Settings
 
-
-class Unauthorized(DemonlabError):
-    """A mutating request without a valid bearer token while tokens are configured."""
+# Declares the ``bearer`` security scheme in the OpenAPI schema; the check itself is ``require_token``
+# (a missing header is not an error while no token is configured).
+bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="an API token (`demonlab token create`)")
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -37,7 +38,12 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def require_token(request: Request, engine: EngineDep, settings: SettingsDep) -> None:
+def require_token(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
     """Guard for mutating endpoints: when tokens are configured, demand ``Authorization: Bearer``.
 
     Tokens are "configured" when any exists in the database or ``api_tokens_required`` is set.
@@ -54,5 +60,7 @@ def require_token(request: Request, engine: EngineDep, settings: SettingsDep) ->
         if not dal.verify_token(session, token.strip()):
             raise Unauthorized("the bearer token is not valid")
 
+
+__all__ = ["AuthDep", "EngineDep", "SettingsDep", "Unauthorized", "bearer", "require_token"]
 
 AuthDep = Depends(require_token)

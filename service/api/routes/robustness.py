@@ -6,17 +6,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from studies.vocab import ArmName
+
 from ... import analysis
 from ..deps import EngineDep
+from ..responses import errors
 
 router = APIRouter(tags=["robustness"])
 
 
-@router.get("/robustness")
+@router.get("/robustness", responses=errors())
 def get_robustness(
     engine: EngineDep,
     workload: str,
-    arm: str | None = None,
+    arm: ArmName | None = None,
     epochs: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """Per-arm sensitivity figures aggregated over every completed study on ``workload``."""
