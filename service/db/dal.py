@@ -437,6 +437,14 @@ def find_stale_running(session: Session, *, stale_after_seconds: float, now: dt.
     return list(session.scalars(query.order_by(Study.created_at)).all())
 
 
+def running_studies_of_jobs(session: Session, job_ids: Sequence[str]) -> list[Study]:
+    """Running studies whose current job is one of ``job_ids`` (drivers known to have exited)."""
+    if not job_ids:
+        return []
+    query = select(Study).where(Study.status == StudyStatus.RUNNING, Study.job_id.in_(list(job_ids)))
+    return list(session.scalars(query.order_by(Study.created_at)).all())
+
+
 def requeue_study(session: Session, study_id: str, *, expected_attempts: int | None = None) -> Study:
     """Put a running (dead driver) or failed study back in the queue; trials left running become pending.
 
