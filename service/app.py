@@ -16,7 +16,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from studies.metrics import MetricsError
 from studies.spec import StudySpec
@@ -151,6 +150,8 @@ def _register_errors(app: FastAPI) -> None:
         ``ErrorBody`` shape; a 405 lists every method of every route on the path in ``Allow``."""
         if isinstance(exc.__cause__, RecursionError):  # JSON nested deeper than Python's parser goes
             return _error(422, "invalid body: the JSON is nested too deeply", "body")
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8, say): the body is at fault
+            return _error(422, f"invalid body: cannot be parsed ({exc.__cause__ or exc.detail})", "body")
         response = _error(exc.status_code, str(exc.detail))
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
@@ -166,13 +167,15 @@ def _register_errors(app: FastAPI) -> None:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route answers on this request's path (Starlette stops at the first)."""
+    """Every method the API documents on this request's path, and HEAD wherever GET is (Starlette
+    answers the first route that matches the path, so its own ``Allow`` lists only that route's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        route_methods = getattr(route, "methods", None)
-        if match is not Match.NONE and route_methods:
-            methods |= set(route_methods)
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
     return sorted(methods)
 
 

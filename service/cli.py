@@ -111,9 +111,9 @@ def _read_spec(path: str) -> dict[str, Any]:
     if path.endswith(".json"):
         data = json.loads(text)
     else:
-        import yaml
+        from studies.spec import read_spec_data
 
-        data = yaml.safe_load(text)
+        data = read_spec_data(text)  # YAML that reads 1e-4 as a number, as the spec's strict types need
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a spec must be a mapping")
     return data

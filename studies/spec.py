@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -27,6 +28,7 @@ from pydantic import (
 
 from .arms import arm_names, check_arm
 from .results import TrialKey
+from .vocab import Split
 from .workloads import Workload, get_workload, workload_names
 from .workloads.params import PARAMS, validate_params
 
@@ -36,8 +38,26 @@ MAX_VALUES = 1000  # learning rates or β_init values listed in one spec
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")
 
 
+EXAMPLE: dict[str, Any] = {
+    "name": "example",
+    "workload": "synthetic",
+    "arms": ["demon_sgdm", "sgdm_step"],
+    "lr": [0.01, 0.1],
+    "beta_init": [0.9],
+    "seeds": 1,
+    "epochs": 1,
+}
+
+
+def _enum(names: list[str]) -> dict[str, JsonValue]:
+    """A schema-only ``enum`` (the validators give their own message, with the valid choices)."""
+    values: list[JsonValue] = [*names]
+    return {"enum": values}
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a JSON true is not the number 1, nor 2.0 a seed count (floats still take integers).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class LogRange(_Strict):
@@ -77,7 +97,7 @@ class Range(_Strict):
 class ArmSpec(_Strict):
     """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm)."""
 
-    name: str
+    name: str = Field(json_schema_extra=_enum(arm_names()))
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -137,8 +157,10 @@ class Resources(_Strict):
 class StudySpec(_Strict):
     """A sensitivity study: arms × lr × β_init × seeds on one workload, with a fixed epoch budget."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra={"examples": [EXAMPLE]})
+
     name: str = Field(min_length=1, max_length=200)
-    workload: str
+    workload: str = Field(json_schema_extra=_enum(workload_names()))
     workload_params: dict[str, Any] = Field(
         default_factory=dict,
         description="the workload's parameters: the model for the chosen workload (unknown keys are refused)",
@@ -156,7 +178,7 @@ class StudySpec(_Strict):
     search: Annotated[GridSearch | OptunaSearchSpec, Field(discriminator="mode")] = GridSearch()
     resources: Resources = Resources()
     metric: str | None = None
-    split: Literal["val", "test"] = "val"
+    split: Split = "val"
     max_failures: int = Field(default=2, ge=0, le=100)
     trials_per_task: int = Field(default=1, ge=1, le=1000)
 
@@ -293,6 +315,21 @@ def _checked_workload(name: str, params: dict[str, Any]) -> Workload:
     return workload
 
 
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader that also reads ``1e-4`` as a float: YAML 1.1 wants ``1.0e-4``, and the spec's
+    types are strict (a string is not a number), so a learning rate written the usual way must parse."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    number = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789"))
+    return Loader
+
+
 def expand_trials(spec: StudySpec) -> list[TrialKey]:
     """Every trial of a grid study, in a fixed order: arm (as listed), lr, β_init, seed ascending."""
     if isinstance(spec.search, OptunaSearchSpec):
@@ -311,20 +348,25 @@ def load_spec(path: str | Path, *, max_trials: int = DEFAULT_MAX_TRIALS) -> Stud
     return parse_spec_text(Path(path).read_text(), suffix=Path(path).suffix, max_trials=max_trials)
 
 
-def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
-    """Parse spec text (JSON is valid YAML, so YAML parsing covers both unless ``suffix`` is .json)."""
+def read_spec_data(text: str, *, suffix: str = ".yaml") -> Any:
+    """Spec text as plain data, not yet validated (JSON is valid YAML, so YAML parsing covers both
+    unless ``suffix`` is .json); ``ValueError`` for text that is neither."""
     if suffix == ".json":
         try:
-            data = json.loads(text)
+            return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"the spec is not valid JSON: {exc}") from exc
-    else:
-        import yaml
+    import yaml
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"the spec is not valid YAML: {exc}") from exc
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ValueError(f"the spec is not valid YAML: {exc}") from exc
+
+
+def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
+    """Parse and validate spec text (see ``read_spec_data``)."""
+    data = read_spec_data(text, suffix=suffix)
     return StudySpec.model_validate(data, context={"max_trials": max_trials})
 
 
@@ -341,4 +383,5 @@ __all__ = [
     "expand_trials",
     "load_spec",
     "parse_spec_text",
+    "read_spec_data",
 ]

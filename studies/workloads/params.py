@@ -18,9 +18,10 @@ __all__ = ["PARAMS", "WorkloadParams", "params_model", "validate_params"]
 
 
 class WorkloadParams(BaseModel):
-    """Base of every workload's parameters: no unknown keys, no infinities, ints not floats."""
+    """Base of every workload's parameters: no unknown keys, no infinities, and strict types (an
+    integer parameter takes neither ``true`` nor ``"128"`` nor ``4.0``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 class SyntheticParams(WorkloadParams):

@@ -285,9 +285,26 @@ def test_workload_params_are_typed_and_bounded_per_workload(workload: str, param
     assert [e["loc"] for e in caught.value.errors()] == [("workload_params", field)]
 
 
-def test_workload_params_keep_what_was_written_typed() -> None:
-    spec = StudySpec.model_validate({**BASE_SPEC, "workload_params": {"n_train": "128", "hidden": 4.0}})
-    assert spec.workload_params == {"n_train": 128, "hidden": 4}
+def test_workload_params_keep_what_was_written() -> None:
+    spec = StudySpec.model_validate({**BASE_SPEC, "workload_params": {"n_train": 128, "hidden": 4}})
+    assert spec.workload_params == {"n_train": 128, "hidden": 4}  # defaults stay implicit
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"workload_params": {"hidden": 4.0}}, ("workload_params", "hidden")),
+        ({"workload_params": {"n_train": True}}, ("workload_params", "n_train")),
+        ({"max_failures": False}, ("max_failures",)),
+        ({"epochs": 2.0}, ("epochs",)),
+        ({"resources": {"cpu": True}}, ("resources", "cpu")),
+    ],
+)
+def test_types_are_strict(change: dict[str, Any], field: tuple[str, ...]) -> None:
+    """A JSON ``true`` is not the number 1, nor ``2.0`` a count: what the schema says is what passes."""
+    with pytest.raises(ValidationError) as caught:
+        StudySpec.model_validate({**BASE_SPEC, **change})
+    assert field in [e["loc"] for e in caught.value.errors()]
 
 
 def test_every_workload_has_a_parameter_model_in_the_schema() -> None:
@@ -347,3 +364,11 @@ def test_every_number_that_could_exhaust_memory_or_time_is_bounded(
 def test_arm_parameter_values_are_checked(arm: str, params: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         StudySpec.model_validate({**BASE_SPEC, "arms": [{"name": arm, "params": params}]})
+
+
+def test_yaml_reads_scientific_notation_as_numbers() -> None:
+    """YAML 1.1 reads ``1e-4`` as a string; the spec's types are strict, so the loader reads it as a float."""
+    text = "name: x\nworkload: synthetic\narms: [demon_sgdm]\nlr: [1e-4, 1E-2, 0.1]\nbeta_init: [0.9]\nepochs: 1\n"
+    assert parse_spec_text(text).lr == [0.0001, 0.01, 0.1]
+    with pytest.raises(ValidationError):  # a quoted number stays a string, and a string is not a number
+        parse_spec_text(text.replace("1e-4", "'1e-4'"))

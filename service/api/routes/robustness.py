@@ -20,7 +20,7 @@ def get_robustness(
     engine: EngineDep,
     workload: str,
     arm: ArmName | None = None,
-    epochs: Annotated[int | None, Query(ge=1)] = None,
+    epochs: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> dict[str, Any]:
     """Per-arm sensitivity figures aggregated over every completed study on ``workload``."""
     return analysis.robustness(engine, workload=workload, arm=arm, epochs=epochs)

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Response
 
+from studies.spec import EXAMPLE
+
 from ... import submission
 from ...db import dal
 from ...db.engine import session_scope
@@ -18,7 +20,7 @@ from ..responses import errors
 router = APIRouter(prefix="/studies", tags=["studies"])
 
 SPEC_BODY = {
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StudySpec"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StudySpec"}, "example": EXAMPLE}},
     "required": True,
     "description": "a study spec (see studies/examples); the workload's parameters follow its model",
 }
