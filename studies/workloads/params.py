@@ -31,6 +31,12 @@ class SyntheticParams(WorkloadParams):
     features: int = Field(default=8, ge=1, le=4096, description="input features")
     classes: int = Field(default=3, ge=2, le=1000, description="number of classes")
     hidden: int = Field(default=0, ge=0, le=4096, description="hidden units (0: a linear model)")
+    hold: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="a file path: while that file exists each trial waits before it trains (tests use it to "
+        "hold a study at a known point instead of racing the clock)",
+    )
 
 
 class DigitsMLPParams(WorkloadParams):
