@@ -81,8 +81,9 @@ def test_the_list_returns_summaries_and_the_study_its_spec(api: TestClient, smok
 @pytest.mark.parametrize(
     ("params", "field", "word"),
     [
-        ({"n_train": 1e12}, "workload_params.n_train", "100000"),
-        ({"hidden": 1e9}, "workload_params.hidden", "4096"),
+        ({"n_train": 10**12}, "workload_params.n_train", "100000"),
+        ({"n_train": 1e12}, "workload_params.n_train", "integer"),
+        ({"hidden": 10**9}, "workload_params.hidden", "4096"),
         ({"n_train": -5}, "workload_params.n_train", "2"),
         ({"n_train": "abc"}, "workload_params.n_train", "integer"),
         ({"layers": 3}, "workload_params.layers", "Extra inputs"),
