@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
@@ -35,6 +35,8 @@ def get_engine(request: Request) -> Engine:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+# A page's offset: bounded in the schema as in the database (a BIGINT), and far past any real table.
+OffsetQuery = Annotated[int, Query(ge=0, le=10**12, description="rows to skip")]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
@@ -61,6 +63,6 @@ def require_token(
             raise Unauthorized("the bearer token is not valid")
 
 
-__all__ = ["AuthDep", "EngineDep", "SettingsDep", "Unauthorized", "bearer", "require_token"]
+__all__ = ["AuthDep", "EngineDep", "OffsetQuery", "SettingsDep", "Unauthorized", "bearer", "require_token"]
 
 AuthDep = Depends(require_token)

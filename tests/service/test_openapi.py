@@ -138,3 +138,13 @@ def test_options_and_other_methods_list_every_method_of_the_path(api: TestClient
 def study_id(api: TestClient, smoke_spec: dict[str, Any]) -> str:
     created: str = api.post(STUDIES, json=smoke_spec).json()["id"]
     return created
+
+
+def test_offsets_are_bounded_in_the_schema_as_in_the_app(api: TestClient, schema: dict[str, Any]) -> None:
+    for path in (STUDIES, f"{STUDIES}/{{study_id}}/trials"):
+        (offset,) = [p for p in operation(schema, "get", path)["parameters"] if p["name"] == "offset"]
+        assert offset["schema"]["maximum"] == 10**12
+    response = api.get(STUDIES, params={"offset": 10**30})
+    assert response.status_code == 422
+    assert response.json()["field"] == "offset"
+    assert api.get(STUDIES, params={"offset": 10**12}).json()["data"] == []

@@ -15,7 +15,7 @@ from ...db.engine import session_scope
 from ...errors import InvalidInput
 from ...presenters import trial_public
 from ...schemas import GridPublic, TrialsPublic
-from ..deps import EngineDep
+from ..deps import EngineDep, OffsetQuery
 from ..responses import errors
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["results"], responses=errors(404))
@@ -29,7 +29,7 @@ def list_trials(
     status: TrialStatus | None = None,
     lr: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
     beta_init: Annotated[float | None, Query(ge=0, lt=1, allow_inf_nan=False)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     curves: bool = False,
 ) -> TrialsPublic:

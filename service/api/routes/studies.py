@@ -14,13 +14,18 @@ from ...db.engine import session_scope
 from ...db.models import StudyStatus
 from ...presenters import study_public, study_summary
 from ...schemas import StudiesPublic, StudyCreated, StudyPublic
-from ..deps import AuthDep, EngineDep, SettingsDep
+from ..deps import AuthDep, EngineDep, OffsetQuery, SettingsDep
 from ..responses import errors
 
 router = APIRouter(prefix="/studies", tags=["studies"])
 
 SPEC_BODY = {
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StudySpec"}, "example": EXAMPLE}},
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/StudySpec"},
+            "examples": {"two_arms": {"value": EXAMPLE}},
+        }
+    },
     "required": True,
     "description": "a study spec (see studies/examples); the workload's parameters follow its model",
 }
@@ -54,7 +59,7 @@ def list_studies(
     status: StudyStatus | None = None,
     workload: str | None = None,
     name: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> StudiesPublic:
     """Studies, newest first, filtered by status, workload and name (summaries: the spec is on each
