@@ -6,7 +6,7 @@ What it measures, per database (SQLite, PostgreSQL or both):
    ``--studies`` completed studies (default 20). Each study is 4 arms × 11 lr × 6 β_init × S seeds on
    ``digits_mlp`` (error rate, lower is better), S chosen so the studies hold at least ``--rows`` rows
    (100,000 → 19 seeds, 5,016 trials per study, 100,320 rows). Studies are created through the DAL
-   (``dal.create_study``, then claimed and ``dal.finish_study``-ed as completed, which recomputes their
+   (``service.submission.store_study``, then claimed and ``dal.finish_study``-ed as completed, which recomputes their
    progress counters); the trial rows and their curves are bulk-inserted with SQLAlchemy core
    ``insert`` executemany, since ``dal.record_trial_result`` per row (lock, upsert, recount) is far
    too slow for 100,000 rows. Results come from a made-up sensitivity landscape: a valley in
@@ -210,6 +210,7 @@ def populate(url: str, layout: Layout, *, epochs: int, curve_every: int, seed: i
     from service.db.migrations import upgrade_to_head
     from service.db.models import Trial, TrialEpoch
     from service.db.nonfinite import encode_float
+    from service.submission import store_study
     from studies.spec import expand_trials
 
     started = time.perf_counter()
@@ -225,16 +226,7 @@ def populate(url: str, layout: Layout, *, epochs: int, curve_every: int, seed: i
             results = [synthetic_result(rng, shift, k.arm, k.lr, k.beta_init, k.seed, epochs) for k in keys]
             with session_scope(engine) as session:
                 # No trial keys here: the rows arrive below complete with their results.
-                study = dal.create_study(
-                    session,
-                    name=spec.name,
-                    workload=spec.workload,
-                    spec=spec.model_dump(mode="json"),
-                    spec_hash=spec.spec_hash(),
-                    trial_keys=[],
-                    launcher="local",
-                    trials_total=len(keys),
-                )
+                study = store_study(session, spec, launcher="local", with_trials=False)
                 rows = [
                     {"study_id": study.id, "arm": r.key.arm, "lr": r.key.lr, "beta_init": r.key.beta_init}
                     | {"seed": r.key.seed, "attempts": 1}

@@ -76,8 +76,9 @@ def main() -> None:
     from service.db.models import Trial, TrialEpoch
     from service.jobs import driver
     from service.settings import Settings
+    from service.submission import store_study
     from studies.results import TrialResult
-    from studies.spec import StudySpec, expand_trials
+    from studies.spec import StudySpec
 
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"demonlab_scale_{os.getpid()}_{secrets.token_hex(2)}"
@@ -89,18 +90,8 @@ def main() -> None:
         engine = make_engine(url)
         upgrade_to_head(engine)
         spec = StudySpec.model_validate(spec_for(args.trials, args.trials_per_task))
-        keys = expand_trials(spec)
         with session_scope(engine) as session:
-            study = dal.create_study(
-                session,
-                name=spec.name,
-                workload=spec.workload,
-                spec=spec.model_dump(mode="json"),
-                spec_hash=spec.spec_hash(),
-                trial_keys=keys,
-                trials_total=len(keys),
-                launcher="local",
-            )
+            study = store_study(session, spec, launcher="local")
             dal.claim_queued_studies(session, limit=1, launcher_id="bench")
         progress = [0]
         times: list[float] = []

@@ -331,11 +331,16 @@ def export_metadata(study: Any) -> dict[str, Any]:
 
 
 def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> dict[str, Any]:
-    """How robust is each arm on ``workload``: per-arm metrics aggregated over completed studies."""
+    """How robust is each arm on ``workload``: per-arm metrics aggregated over finished studies
+    (``completed``, and ``completed_with_failures``, whose failed trials count as missing)."""
     from studies.metrics import aggregate_robustness
 
     with session_scope(engine, read_only=True) as session:
-        studies, _ = dal.list_studies(session, status="completed", workload=workload, offset=0, limit=10_000)
+        studies = [
+            study
+            for status in ("completed", "completed_with_failures")
+            for study in dal.list_studies(session, status=status, workload=workload, offset=0, limit=10_000)[0]
+        ]
     reports = []
     for study in studies:
         spec = study_spec(study)

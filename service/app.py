@@ -6,22 +6,35 @@ asked, runs the scheduler loop in a background thread of the same process (``dem
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studies.metrics import MetricsError
+from studies.spec import StudySpec
 
-from .api.deps import Unauthorized
+from .api.limits import BodySizeLimit
 from .api.routes import events, health, results, robustness, studies
-from .api.routes.studies import SpecInvalid
 from .db.engine import make_engine
 from .db.migrations import upgrade_to_head
-from .errors import Conflict, DemonlabError, InvalidInput, NotFound, StorageUnavailable, field_name, reason
+from .errors import (
+    Conflict,
+    DemonlabError,
+    InvalidInput,
+    NotFound,
+    SpecInvalid,
+    StorageUnavailable,
+    Unauthorized,
+    field_name,
+    reason,
+)
 from .settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -67,8 +80,23 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     from .dashboard import install as install_dashboard
 
     install_dashboard(app, API_PREFIX)
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
     _register_errors(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the study spec's models, which the submit route's body refers to (the
+    route validates the body itself, with the deployment's trial limit, so FastAPI never sees them)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        spec_schema = StudySpec.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(spec_schema.pop("$defs", {}))
+        components["StudySpec"] = spec_schema
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _error(
@@ -119,11 +147,39 @@ def _register_errors(app: FastAPI) -> None:
     async def _other(request: Request, exc: DemonlabError) -> JSONResponse:
         return _error(400, str(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing errors (unknown path, method not allowed, a body that cannot be parsed) in the
+        ``ErrorBody`` shape; a 405 lists every method of every route on the path in ``Allow``."""
+        if isinstance(exc.__cause__, RecursionError):  # JSON nested deeper than Python's parser goes
+            return _error(422, "invalid body: the JSON is nested too deeply", "body")
+        if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8, say): the body is at fault
+            return _error(422, f"invalid body: cannot be parsed ({exc.__cause__ or exc.detail})", "body")
+        response = _error(exc.status_code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = ", ".join(_allowed_methods(request))
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [_validation_error(e) for e in exc.errors()]
         first = errors[0] if errors else {"field": "body", "reason": "invalid request"}
         return _error(422, f"invalid {first['field']}: {first['reason']}", first["field"], errors)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents on this request's path, and HEAD wherever GET is (Starlette
+    answers the first route that matches the path, so its own ``Allow`` lists only that route's)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def _validation_error(error: Any) -> dict[str, str]:
@@ -132,4 +188,11 @@ def _validation_error(error: Any) -> dict[str, str]:
         position = error.get("loc", ("body", "?"))[-1]
         detail = error.get("ctx", {}).get("error", "malformed JSON")
         return {"field": "body", "reason": f"malformed JSON at position {position}: {detail}"}
+    if error.get("type") in ("enum", "literal_error"):  # say what was given, then the choices
+        expected = ", ".join(re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", ""))))
+        given = str(error.get("input"))[:100]
+        return {
+            "field": field_name(error.get("loc", ())),
+            "reason": f"unknown value {given!r}; valid choices: {expected}",
+        }
     return {"field": field_name(error.get("loc", ())), "reason": reason(str(error.get("msg", "")))}

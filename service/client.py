@@ -5,7 +5,9 @@
     >>> client.wait(created.id).status                             # doctest: +SKIP
     'completed'
 
-Errors come back as ``ApiError`` with the HTTP status, the message and the field at fault.
+Errors come back as ``ApiError`` (``service.errors``) with the HTTP status, the message and the field
+at fault; no answer at all (refused, timed out) is its subclass ``ServiceUnreachable``, never a raw
+``httpx`` error.
 """
 
 from __future__ import annotations
@@ -19,19 +21,13 @@ from typing import Any
 
 import httpx
 
+from .errors import ApiError, ServiceUnreachable
 from .schemas import GridPublic, StudiesPublic, StudyCreated, StudyPublic, TrialsPublic
 
 FINISHED = ("completed", "completed_with_failures", "failed", "cancelled")
 
 
-class ApiError(Exception):
-    """A non-2xx answer: ``status``, ``detail`` and, where the server named one, ``field``."""
-
-    def __init__(self, status: int, detail: str, field: str | None = None) -> None:
-        super().__init__(f"HTTP {status}: {detail}")
-        self.status = status
-        self.detail = detail
-        self.field = field
+__all__ = ["FINISHED", "ApiError", "DemonlabClient", "ServiceUnreachable"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,10 @@ class DemonlabClient:
         self.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = self._http.request(method, path, **kwargs)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServiceUnreachable(str(self._http.base_url), exc) from exc
         if response.status_code >= 400:
             self._raise(response)
         return response

@@ -111,7 +111,7 @@ def run_demo(
         print(f"  live in the dashboard: {base}/studies/{created.id}", flush=True)
         study = follow(client, created.id)
         print(f"study {study.id}: {study.status}" + (f" — {study.error}" if study.error else ""))
-        if study.status == "completed":
+        if study.status in ("completed", "completed_with_failures"):
             _summarise(client, study.id, settings.data_dir, base)
     except BaseException:
         server.should_exit = True

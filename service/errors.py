@@ -1,23 +1,33 @@
 """The service's domain errors: what went wrong, in the words of studies and trials, not of SQL or HTTP.
 
-The data-access layer raises these (the session manager translates database errors into them) and
-the HTTP layer maps them to status codes in one place. Callers catch at the level they care about::
+The data-access layer and the service modules raise these (the session manager translates database
+errors into them) and the HTTP layer maps them to status codes in one place (``service.app``). The
+client raises the same tree from the other side of the wire, so a caller of the Python client or of
+the service catches at the level it cares about::
 
     DemonlabError
-     ├── NotFound            a study, trial or token that does not exist
-     ├── Conflict            the request clashes with the current state (a running study, a duplicate)
-     ├── InvalidInput        a value the service cannot accept (names the field and the reason)
-     └── StorageUnavailable  the database cannot be reached, is locked, or failed to answer
+     ├── NotFound            404  a study, trial or token that does not exist
+     ├── Conflict            409  the request clashes with the current state (a running study, a duplicate)
+     ├── InvalidInput        422  a value the service cannot accept (names the field and the reason)
+     │    └── SpecInvalid    422  a study spec that fails validation, with every error
+     ├── Unauthorized        401  a mutating request without a valid bearer token
+     ├── StorageUnavailable  503  the database cannot be reached, is locked, or failed to answer
+     └── ApiError                 (client side) the service answered an HTTP error: status, detail, field
+          └── ServiceUnreachable  no answer at all: connection refused, timeout (wraps httpx's error)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ApiError",
     "Conflict",
     "DemonlabError",
     "InvalidInput",
     "NotFound",
+    "ServiceUnreachable",
+    "SpecInvalid",
     "StorageUnavailable",
+    "Unauthorized",
     "field_name",
     "reason",
 ]
@@ -49,8 +59,40 @@ class InvalidInput(DemonlabError):
         self.reason = reason
 
 
+class SpecInvalid(InvalidInput):
+    """A study spec that fails validation: ``errors`` lists every one as {field, reason}; the first
+    one is the ``field`` and ``reason``."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        first = errors[0] if errors else {"field": "spec", "reason": "invalid"}
+        super().__init__(first["field"], first["reason"])
+        self.errors = errors
+
+
+class Unauthorized(DemonlabError):
+    """A mutating request without a valid bearer token while tokens are configured."""
+
+
 class StorageUnavailable(DemonlabError):
     """The database cannot be reached, is locked for too long, or failed operationally."""
+
+
+class ApiError(DemonlabError):
+    """The service answered with an HTTP error: ``status``, ``detail`` and, where named, ``field``."""
+
+    def __init__(self, status: int, detail: str, field: str | None = None) -> None:
+        super().__init__(f"HTTP {status}: {detail}" if status else detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+
+
+class ServiceUnreachable(ApiError):
+    """No answer from the service (refused, reset, timed out): ``status`` is 0, the cause is chained."""
+
+    def __init__(self, url: str, cause: Exception) -> None:
+        super().__init__(0, f"cannot reach {url}: {cause or type(cause).__name__}")
+        self.url = url
 
 
 def field_name(location: object, default: str = "body") -> str:

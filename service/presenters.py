@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from .schemas import EpochPublic, Progress, StudyPublic, TrialPublic
+from .db.dal import TrialRecord
+from .db.models import Study
+from .schemas import EpochPublic, Progress, StudyPublic, StudySummary, TrialPublic
 
 
-def _finite(value: Any) -> float | None:
+def _finite(value: float | None) -> float | None:
     if value is None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
 
 
-def study_public(study: Any) -> StudyPublic:
-    """A study row → ``StudyPublic``."""
+def study_summary(study: Study) -> StudySummary:
+    """A study row → ``StudySummary`` (what a list shows: no spec)."""
     total = int(study.trials_total or 0)
     done = int(study.trials_done or 0)
-    return StudyPublic(
+    return StudySummary(
         id=study.id,
         name=study.name,
         workload=study.workload,
-        status=str(study.status.value if hasattr(study.status, "value") else study.status),
+        status=study.status,
         launcher=study.launcher,
         job_id=study.job_id,
         attempts=int(study.attempts or 0),
@@ -39,20 +40,23 @@ def study_public(study: Any) -> StudyPublic:
         finished_at=study.finished_at,
         heartbeat_at=study.heartbeat_at,
         error=study.error,
-        spec=study.spec,
-        environment=getattr(study, "environment", None),
     )
 
 
-def trial_public(trial: Any) -> TrialPublic:
+def study_public(study: Study) -> StudyPublic:
+    """A study row → ``StudyPublic`` (its summary and its spec)."""
+    return StudyPublic(**dict(study_summary(study)), spec=study.spec, environment=study.environment)
+
+
+def trial_public(trial: TrialRecord) -> TrialPublic:
     """A trial record (``dal.TrialRecord``) → ``TrialPublic``."""
-    curve = getattr(trial, "curve", None)
+    curve = trial.curve
     return TrialPublic(
         arm=trial.arm,
         lr=trial.lr,
         beta_init=trial.beta_init,
         seed=trial.seed,
-        status=str(trial.status.value if hasattr(trial.status, "value") else trial.status),
+        status=trial.status,
         val_metric=_finite(trial.val_metric),
         val_loss=_finite(trial.val_loss),
         test_metric=_finite(trial.test_metric),

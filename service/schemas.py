@@ -8,16 +8,21 @@ y = −value) and say so in their ``orientation`` field. Non-finite values appea
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from studies.results import TrialStatus
+from studies.vocab import ArmName, MetricName, Split, Stat
+
+from .db.models import StudyStatus
 
 
 class StudyCreated(BaseModel):
     """The answer to a submission: where to follow the study."""
 
     id: str
-    status: str
+    status: StudyStatus
     url: str
     trials_total: int
 
@@ -32,13 +37,16 @@ class Progress(BaseModel):
     fraction: float
 
 
-class StudyPublic(BaseModel):
-    """One study: its spec, status, progress, timings and error."""
+class StudySummary(BaseModel):
+    """One study as a list shows it: status, progress, timings and error (the spec is on its own page)."""
 
     id: str
     name: str
     workload: str
-    status: str
+    status: StudyStatus = Field(
+        description="completed_with_failures: some trials failed (see progress.failed and error); "
+        "failed: every trial failed, or the study could not run"
+    )
     launcher: str
     job_id: str | None
     attempts: int
@@ -48,6 +56,11 @@ class StudyPublic(BaseModel):
     finished_at: dt.datetime | None
     heartbeat_at: dt.datetime | None
     error: str | None
+
+
+class StudyPublic(StudySummary):
+    """One study: its summary and its spec."""
+
     spec: dict[str, Any]
     environment: dict[str, Any] | None = Field(
         default=None,
@@ -57,9 +70,9 @@ class StudyPublic(BaseModel):
 
 
 class StudiesPublic(BaseModel):
-    """A page of studies and the total count matching the filters."""
+    """A page of studies (summaries, without their specs) and the total count matching the filters."""
 
-    data: list[StudyPublic]
+    data: list[StudySummary]
     count: int
     offset: int
     limit: int
@@ -81,7 +94,7 @@ class TrialPublic(BaseModel):
     lr: float
     beta_init: float
     seed: int
-    status: str
+    status: TrialStatus
     val_metric: float | None
     val_loss: float | None
     test_metric: float | None
@@ -108,10 +121,10 @@ class GridPublic(BaseModel):
     """One arm's grid: rows are learning rates, columns β_init; values raw (lower is better)."""
 
     study_id: str
-    arm: str
-    metric: str
-    split: str
-    stat: str
+    arm: ArmName
+    metric: MetricName
+    split: Split
+    stat: Stat
     lrs: list[float]
     betas: list[float]
     values: list[list[float | None]] = Field(description="the statistic per cell over its seeds")
@@ -441,9 +454,31 @@ class TokenCreated(BaseModel):
     token: str
 
 
+class FieldError(BaseModel):
+    """One validation error: the field as the user wrote it (``lr.0``, ``workload_params.n_train``)."""
+
+    field: str
+    reason: str
+
+
 class ErrorBody(BaseModel):
-    """Every error response: a message, and the field at fault where there is one."""
+    """Every error response (4xx, 5xx): a message, the field at fault where there is one, and for a
+    validation error (422) the list of every error."""
 
     detail: str
     field: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldError] | None = None
+
+
+class Health(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether the database answers and its schema is at the migrations' head."""
+
+    status: Literal["ready", "not ready"]
+    database: str = Field(description='"ok" or "unavailable: <error type>"')
+    migrations: Literal["head", "behind"] | None = None

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     )
     api_tokens_required: bool = False
     max_trials_per_study: int = Field(default=20_000, gt=0)
+    max_request_bytes: int = Field(default=1 << 20, gt=0, description="request bodies above this get 413")
     max_concurrent_studies: int = Field(default=2, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_after_seconds: float = Field(default=30.0, gt=0)

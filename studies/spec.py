@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -27,14 +28,36 @@ from pydantic import (
 
 from .arms import arm_names, check_arm
 from .results import TrialKey
+from .vocab import Split
 from .workloads import Workload, get_workload, workload_names
+from .workloads.params import PARAMS, validate_params
 
 DEFAULT_MAX_TRIALS = 20_000
+MAX_SEED = 2**31 - 1  # a trial's seed is a 32-bit INTEGER column; Optuna's sampler seed is bounded alike
+MAX_VALUES = 1000  # learning rates or β_init values listed in one spec
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")
 
 
+EXAMPLE: dict[str, Any] = {
+    "name": "example",
+    "workload": "synthetic",
+    "arms": ["demon_sgdm", "sgdm_step"],
+    "lr": [0.01, 0.1],
+    "beta_init": [0.9],
+    "seeds": 1,
+    "epochs": 1,
+}
+
+
+def _enum(names: list[str]) -> dict[str, JsonValue]:
+    """A schema-only ``enum`` (the validators give their own message, with the valid choices)."""
+    values: list[JsonValue] = [*names]
+    return {"enum": values}
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a JSON true is not the number 1, nor 2.0 a seed count (floats still take integers).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class LogRange(_Strict):
@@ -74,7 +97,7 @@ class Range(_Strict):
 class ArmSpec(_Strict):
     """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm)."""
 
-    name: str
+    name: str = Field(json_schema_extra=_enum(arm_names()))
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -94,10 +117,10 @@ class OptunaSearchSpec(_Strict):
 
     mode: Literal["optuna"]
     sampler: str = "tpe"
-    n_trials: int = Field(ge=1)
+    n_trials: int = Field(ge=1, le=100_000)
     lr: Range
     beta_init: Range
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="the sampler's seed")
 
     @field_validator("sampler")
     @classmethod
@@ -126,7 +149,9 @@ class Resources(_Strict):
 
     cpu: float = Field(default=1.0, gt=0, le=64)
     gpu: float = Field(default=0.0, ge=0, le=8)
-    custom: dict[str, float] = Field(default_factory=dict)
+    custom: dict[str, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]] = Field(
+        default_factory=dict, max_length=32
+    )
 
 
 class Execution(_Strict):
@@ -145,20 +170,28 @@ class Execution(_Strict):
 class StudySpec(_Strict):
     """A sensitivity study: arms × lr × β_init × seeds on one workload, with a fixed epoch budget."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra={"examples": [EXAMPLE]})
+
     name: str = Field(min_length=1, max_length=200)
-    workload: str
-    workload_params: dict[str, Any] = Field(default_factory=dict)
-    arms: list[ArmSpec] = Field(min_length=1)
-    lr: list[float] | LogRange = Field(default_factory=list)
-    beta_init: list[float] = Field(default_factory=list)
+    workload: str = Field(json_schema_extra=_enum(workload_names()))
+    workload_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the workload's parameters: the model for the chosen workload (unknown keys are refused)",
+        json_schema_extra={
+            "anyOf": [{**model.model_json_schema(), "title": name} for name, model in sorted(PARAMS.items())]
+        },
+    )
+    arms: list[ArmSpec] = Field(min_length=1, max_length=64)
+    lr: Annotated[list[float], Field(max_length=MAX_VALUES)] | LogRange = Field(default_factory=list)
+    beta_init: list[float] = Field(default_factory=list, max_length=MAX_VALUES)
     seeds: int | list[int] = 1
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int | None = Field(default=None, ge=1, le=65_536)
-    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    weight_decay: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
     search: Annotated[GridSearch | OptunaSearchSpec, Field(discriminator="mode")] = GridSearch()
     resources: Resources = Resources()
     metric: str | None = None
-    split: Literal["val", "test"] = Field(
+    split: Split = Field(
         default="test",
         description="the split the study's figures and heatmaps report (metrics.json of `demonlab run`); "
         "cells are always chosen on validation",
@@ -188,6 +221,16 @@ class StudySpec(_Strict):
         if value not in workload_names():
             raise ValueError(f"unknown workload {value!r}; valid choices: {', '.join(workload_names())}")
         return value
+
+    @field_validator("workload_params", mode="before")
+    @classmethod
+    def _typed_params(cls, value: Any, info: ValidationInfo) -> Any:
+        """Checked against the workload's parameter model: a bad value names its key
+        (``workload_params.n_train``) at submission, not when a trial runs."""
+        workload = info.data.get("workload")
+        if workload not in PARAMS:  # an unknown workload: its own error is reported
+            return value
+        return validate_params(workload, value)
 
     @field_validator("lr")
     @classmethod
@@ -220,6 +263,8 @@ class StudySpec(_Strict):
             return value
         if not value or len(set(value)) != len(value) or any(s < 0 for s in value):
             raise ValueError("seeds must be a non-empty list of unique integers >= 0")
+        if len(value) > 1000 or max(value) > MAX_SEED:
+            raise ValueError(f"at most 1000 seeds, each <= {MAX_SEED} (got {len(value)}, up to {max(value)})")
         return sorted(value)  # normalised like lr and beta_init, so spec_hash ignores the order
 
     @field_validator("execution")
@@ -308,6 +353,21 @@ def _checked_workload(name: str, params: dict[str, Any]) -> Workload:
     return workload
 
 
+def _yaml_loader() -> Any:
+    """PyYAML's safe loader that also reads ``1e-4`` as a float: YAML 1.1 wants ``1.0e-4``, and the spec's
+    types are strict (a string is not a number), so a learning rate written the usual way must parse."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    number = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789"))
+    return Loader
+
+
 def expand_trials(spec: StudySpec) -> list[TrialKey]:
     """Every trial of a grid study, in a fixed order: arm (as listed), lr, β_init, seed ascending."""
     if isinstance(spec.search, OptunaSearchSpec):
@@ -326,27 +386,26 @@ def load_spec(path: str | Path, *, max_trials: int = DEFAULT_MAX_TRIALS) -> Stud
     return parse_spec_text(Path(path).read_text(), suffix=Path(path).suffix, max_trials=max_trials)
 
 
-def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
-    """Parse spec text (JSON is valid YAML, so YAML parsing covers both unless ``suffix`` is .json)."""
-    return StudySpec.model_validate(read_spec_data(text, suffix=suffix), context={"max_trials": max_trials})
-
-
 def read_spec_data(text: str, *, suffix: str = ".yaml") -> Any:
-    """The data of spec text, not yet validated (what a client submits): malformed JSON or YAML is a
-    ``ValueError`` with the parser's reason and position."""
+    """Spec text as plain data, not yet validated (JSON is valid YAML, so YAML parsing covers both
+    unless ``suffix`` is .json); ``ValueError`` for text that is neither."""
     if suffix == ".json":
         try:
-            data = json.loads(text)
+            return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"the spec is not valid JSON: {exc}") from exc
-    else:
-        import yaml
+    import yaml
 
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"the spec is not valid YAML: {exc}") from exc
-    return data
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ValueError(f"the spec is not valid YAML: {exc}") from exc
+
+
+def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
+    """Parse and validate spec text (see ``read_spec_data``)."""
+    data = read_spec_data(text, suffix=suffix)
+    return StudySpec.model_validate(data, context={"max_trials": max_trials})
 
 
 __all__ = [

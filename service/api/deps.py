@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 
 from ..db import dal
 from ..db.engine import session_scope
-from ..errors import DemonlabError
+from ..errors import Unauthorized
 from ..settings import Settings
 
-
-class Unauthorized(DemonlabError):
-    """A mutating request without a valid bearer token while tokens are configured."""
+# Declares the ``bearer`` security scheme in the OpenAPI schema; the check itself is ``require_token``
+# (a missing header is not an error while no token is configured).
+bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="an API token (`demonlab token create`)")
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -34,10 +35,17 @@ def get_engine(request: Request) -> Engine:
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+# A page's offset: bounded in the schema as in the database (a BIGINT), and far past any real table.
+OffsetQuery = Annotated[int, Query(ge=0, le=10**12, description="rows to skip")]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def require_token(request: Request, engine: EngineDep, settings: SettingsDep) -> None:
+def require_token(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
     """Guard for mutating endpoints: when tokens are configured, demand ``Authorization: Bearer``.
 
     Tokens are "configured" when any exists in the database (expired and revoked ones too) or
@@ -57,5 +65,7 @@ def require_token(request: Request, engine: EngineDep, settings: SettingsDep) ->
             what = {"expired": "has expired", "revoked": "was revoked"}.get(state, "is not valid")
             raise Unauthorized(f"the bearer token {what} (create one with `demonlab token create`)")
 
+
+__all__ = ["AuthDep", "EngineDep", "OffsetQuery", "SettingsDep", "Unauthorized", "bearer", "require_token"]
 
 AuthDep = Depends(require_token)

@@ -468,6 +468,14 @@ def find_stale_running(session: Session, *, stale_after_seconds: float, now: dt.
     return list(session.scalars(query.order_by(Study.created_at)).all())
 
 
+def running_studies_of_jobs(session: Session, job_ids: Sequence[str]) -> list[Study]:
+    """Running studies whose current job is one of ``job_ids`` (drivers known to have exited)."""
+    if not job_ids:
+        return []
+    query = select(Study).where(Study.status == StudyStatus.RUNNING, Study.job_id.in_(list(job_ids)))
+    return list(session.scalars(query.order_by(Study.created_at)).all())
+
+
 def requeue_study(session: Session, study_id: str, *, expected_attempts: int | None = None) -> Study:
     """Put a running (dead driver) or failed study back in the queue; trials left running become pending.
 
@@ -498,8 +506,10 @@ def set_job_id(session: Session, study_id: str, job_id: str) -> None:
 def finish_study(session: Session, study_id: str, *, status: StudyStatus | str, error: str | None = None) -> Study:
     """End a running study as completed, failed or cancelled; trials still running end with it.
 
-    Only a running study is finished: if it was cancelled or requeued meanwhile, the driver's word
-    no longer counts and the study is returned unchanged.
+    ``completed`` is the driver's word that it ran everything; the outcome comes from the trials:
+    ``completed`` when none failed, ``completed_with_failures`` when some did, ``failed`` when every
+    trial that ran failed (no result at all). Only a running study is finished: if it was cancelled
+    or requeued meanwhile, the driver's word no longer counts and the study is returned unchanged.
     """
     status = _study_status(status)
     if not status.is_finished:
@@ -507,11 +517,22 @@ def finish_study(session: Session, study_id: str, *, status: StudyStatus | str, 
     study = _lock_study(session, study_id)
     if study.status is not StudyStatus.RUNNING:
         return study
-    study.status, study.error, study.finished_at = status, error, utcnow()
+    study.error, study.finished_at = error, utcnow()
     leftover = TrialStatus.CANCELLED if status is StudyStatus.CANCELLED else TrialStatus.FAILED
     _set_trial_status(session, study_id, (TrialStatus.RUNNING,), leftover)
     _refresh_progress(session, study)
+    study.status = _outcome(study) if status in _COMPLETE else status
     return study
+
+
+_COMPLETE = (StudyStatus.COMPLETED, StudyStatus.COMPLETED_WITH_FAILURES)
+
+
+def _outcome(study: Study) -> StudyStatus:
+    """A study that ran to the end, judged by its trials' counters (just refreshed)."""
+    if not study.trials_failed:
+        return StudyStatus.COMPLETED
+    return StudyStatus.COMPLETED_WITH_FAILURES if study.trials_done else StudyStatus.FAILED
 
 
 # --------------------------------------------------------------------------------------------- trials

@@ -63,19 +63,21 @@ NAMING_CONVENTION = {
 
 
 class StudyStatus(enum.StrEnum):
-    """Life cycle of a study: queued → running → completed | failed | cancelled (running → queued on
-    recovery)."""
+    """Life cycle of a study: queued → running → completed | completed_with_failures | failed |
+    cancelled (running → queued on recovery). A study ends ``completed_with_failures`` when some of
+    its trials failed (crashed, not diverged) and ``failed`` when all of them did or it could not run."""
 
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def is_finished(self) -> bool:
         """Finished studies are never claimed again unless explicitly requeued."""
-        return self in (StudyStatus.COMPLETED, StudyStatus.FAILED, StudyStatus.CANCELLED)
+        return self not in (StudyStatus.QUEUED, StudyStatus.RUNNING)
 
 
 def utcnow() -> dt.datetime:
@@ -104,14 +106,14 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    """An enum stored as a VARCHAR(16) of its values (``'completed'``, ``'-inf'``)."""
+def _enum(cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
+    """An enum stored as a VARCHAR of its values (``'completed'``, ``'-inf'``), 16 long by default."""
     return Enum(
         cls,
         name=name,
         native_enum=False,
         create_constraint=False,
-        length=16,
+        length=length,
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
@@ -150,7 +152,7 @@ class Study(Base):
     spec: Mapped[dict[str, Any]]
     spec_hash: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
-    status: Mapped[StudyStatus] = mapped_column(_enum(StudyStatus, "study_status"))
+    status: Mapped[StudyStatus] = mapped_column(_enum(StudyStatus, "study_status", 32))
     launcher: Mapped[str] = mapped_column(String(16))
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     job_id: Mapped[str | None] = mapped_column(String(200))

@@ -25,6 +25,7 @@ from ..db.engine import make_engine, session_scope
 from ..db.models import StudyStatus
 from ..errors import Conflict, NotFound, StorageUnavailable
 from ..settings import Settings
+from ..submission import dataset_dir
 
 log = logging.getLogger("demonlab.driver")
 
@@ -108,7 +109,22 @@ def _execute(engine: Engine, study_id: str, settings: Settings, attempt: int | N
         error = f"cannot run the stored spec: {exc}"
         _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, error), "finish")
         return 1
+    missing = _missing_data(spec, settings)
+    if missing is not None:  # once for the study, not once per trial
+        _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, missing), "finish")
+        return 1
     return _run(engine, study_id, settings, spec, keys, attempt)
+
+
+def _missing_data(spec: Any, settings: Settings) -> str | None:
+    """The study's error if its workload's dataset is not where this driver's trials read it."""
+    from studies.workloads import WorkloadError, get_workload
+
+    try:
+        get_workload(spec.workload, spec.workload_params).check_data(dataset_dir(settings))
+    except WorkloadError as exc:
+        return f"the dataset of {spec.workload!r} is not available: {exc}"
+    return None
 
 
 def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: list[Any], attempt: int | None) -> int:
@@ -173,7 +189,9 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         return 0
     error: str | None = None
     if summary.failed:
-        error = f"{summary.failed} trial(s) failed: " + "; ".join(summary.errors[:5])
+        # Each error once, however many trials hit it ("<trial>: <message>": grouped by message).
+        distinct = list(dict.fromkeys(e.split(": ", 1)[-1] for e in summary.errors))
+        error = f"{summary.failed} trial(s) failed: " + "; ".join(distinct[:3])
     _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
     return 0
 

@@ -75,12 +75,17 @@ class LocalLauncher:
         self._children[process.pid] = process
         return f"local:{platform.node()}:{process.pid}"
 
-    def reap(self) -> None:
-        """Collect children that have exited: without this, every finished driver stays a zombie of
-        this process (the scheduler's) for as long as it runs."""
+    def reap(self) -> list[str]:
+        """Collect children that have exited and return their job ids: without this, every finished
+        driver stays a zombie of this process (the scheduler's) for as long as it runs. An exited
+        child is certain evidence that its driver is gone, with no need to wait for its heartbeat
+        to go stale (the scheduler relaunches its study at once if it was still running)."""
+        exited: list[str] = []
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 self._children.pop(pid, None)
+                exited.append(f"local:{platform.node()}:{pid}")
+        return exited
 
     def is_alive(self, job_id: str) -> bool:
         host, pid = _parse_local(job_id)

@@ -1,7 +1,8 @@
 """The scheduler: claim queued studies atomically, launch their drivers, relaunch dead ones.
 
 One loop, run in the API process (``demonlab serve``) or on its own (``demonlab scheduler``). Each
-tick it (1) requeues running studies whose heartbeat is stale and whose job is not alive, and
+tick it (1) requeues running studies whose driver is gone: at once when the driver was this
+scheduler's own child and has exited, else once its heartbeat is stale and its job is not alive, and
 (2) claims up to ``max_concurrent_studies − running`` queued studies with a conditional UPDATE, so
 two schedulers on one PostgreSQL never launch one study twice, and launches each.
 """
@@ -52,18 +53,22 @@ class Scheduler:
         """One pass: recover dead studies, then claim and launch; returns the ids launched."""
         from .launchers import LocalLauncher
 
-        if isinstance(self.launcher, LocalLauncher):
-            self.launcher.reap()
-        self.recover()
+        exited = self.launcher.reap() if isinstance(self.launcher, LocalLauncher) else []
+        self.recover(exited)
         return self.launch_queued()
 
-    def recover(self) -> list[str]:
-        """Requeue running studies with a stale heartbeat whose job is gone."""
+    def recover(self, exited: list[str] | None = None) -> list[str]:
+        """Requeue running studies whose driver is gone: those whose job is in ``exited`` (children
+        this scheduler saw exit) at once, the others once their heartbeat is stale and their job is
+        not alive. The requeue is conditional on the launch count, so a study relaunched meanwhile
+        (by another scheduler) is left alone: never two drivers for one study."""
         requeued: list[str] = []
         with session_scope(self.engine, read_only=True) as session:
+            gone = dal.running_studies_of_jobs(session, exited or [])
             stale = dal.find_stale_running(session, stale_after_seconds=self.settings.stale_after_seconds)
-        for study in stale:
-            if study.job_id and self._alive(study.job_id):
+        known = {study.id for study in gone}
+        for study in [*gone, *(s for s in stale if s.id not in known)]:
+            if study.id not in known and study.job_id and self._alive(study.job_id):
                 continue
             if study.job_id:
                 self._clean_up(study.job_id)

@@ -58,6 +58,12 @@ class Workload(ABC):
     def splits(self, data_dir: Path, seed: int) -> Splits:
         """Load (or make) the data. Missing files raise ``WorkloadError`` saying what goes where."""
 
+    def check_data(self, data_dir: Path) -> None:
+        """Raise ``WorkloadError`` (saying what goes where) if the data is not under ``data_dir``,
+        without loading it: checked once at submission or driver start, not once per trial. Data
+        that ships offline or is generated has nothing to check (the default)."""
+        return None
+
     @abstractmethod
     def build_model(self, seed: int) -> nn.Module:
         """A freshly initialised model; the runner seeds torch before calling this."""

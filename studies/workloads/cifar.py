@@ -45,9 +45,11 @@ def _to_arrays(train: list[Path], test: Path, label_key: bytes) -> ImageArrays:
     return ImageArrays(*read(train), *read([test]))
 
 
-@lru_cache(maxsize=1)
-def _load_cifar10(folder: Path) -> ImageArrays:
-    names = [f"data_batch_{i}" for i in range(1, 6)]
+CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def _require_cifar10(folder: Path) -> None:
+    names = CIFAR10_TRAIN
     require_files(
         folder,
         [*names, "test_batch"],
@@ -56,11 +58,15 @@ def _load_cifar10(folder: Path) -> ImageArrays:
         f"test_batch, unpacked from cifar-10-python.tar.gz) under {folder.parent}; "
         f"download it from {CIFAR_URL}",
     )
-    return _to_arrays([folder / name for name in names], folder / "test_batch", b"labels")
 
 
 @lru_cache(maxsize=1)
-def _load_cifar100(folder: Path) -> ImageArrays:
+def _load_cifar10(folder: Path) -> ImageArrays:
+    _require_cifar10(folder)
+    return _to_arrays([folder / name for name in CIFAR10_TRAIN], folder / "test_batch", b"labels")
+
+
+def _require_cifar100(folder: Path) -> None:
     require_files(
         folder,
         ["train", "test"],
@@ -68,12 +74,27 @@ def _load_cifar100(folder: Path) -> ImageArrays:
         f"Put CIFAR-100's python version (the folder cifar-100-python/ with train and test, unpacked "
         f"from cifar-100-python.tar.gz) under {folder.parent}; download it from {CIFAR_URL}",
     )
+
+
+@lru_cache(maxsize=1)
+def _load_cifar100(folder: Path) -> ImageArrays:
+    _require_cifar100(folder)
     return _to_arrays([folder / "train"], folder / "test", b"fine_labels")
 
 
 def load_cifar10(data_dir: Path) -> ImageArrays:
     """CIFAR-10 from ``data_dir/cifar-10-batches-py``: 50,000 train and 10,000 test images."""
     return _load_cifar10(Path(data_dir).resolve() / "cifar-10-batches-py")
+
+
+def check_cifar10(data_dir: Path) -> None:
+    """Raise ``WorkloadError`` (what goes where) unless CIFAR-10's files are under ``data_dir``."""
+    _require_cifar10(Path(data_dir).resolve() / "cifar-10-batches-py")
+
+
+def check_cifar100(data_dir: Path) -> None:
+    """Raise ``WorkloadError`` (what goes where) unless CIFAR-100's files are under ``data_dir``."""
+    _require_cifar100(Path(data_dir).resolve() / "cifar-100-python")
 
 
 def load_cifar100(data_dir: Path) -> ImageArrays:

@@ -49,8 +49,7 @@ def read_idx(path: Path, ndim: int) -> torch.Tensor:
     return torch.from_numpy(data.reshape(shape).copy())
 
 
-@lru_cache(maxsize=1)
-def _load_mnist(folder: Path) -> ImageArrays:
+def _require_mnist(folder: Path) -> dict[str, Path | None]:
     paths = {key: _find(folder, name) for key, name in FILES.items()}
     missing = [FILES[key] for key, path in paths.items() if path is None]
     if missing:
@@ -58,6 +57,12 @@ def _load_mnist(folder: Path) -> ImageArrays:
             f"MNIST not found: missing {', '.join(str(folder / name) for name in missing)} (or .gz). "
             f"Put the four MNIST IDX files (plain or .gz) in {folder}; download them from {MNIST_URL}"
         )
+    return paths
+
+
+@lru_cache(maxsize=1)
+def _load_mnist(folder: Path) -> ImageArrays:
+    paths = _require_mnist(folder)
 
     def read(key: str, ndim: int) -> torch.Tensor:
         path = paths[key]
@@ -73,6 +78,11 @@ def _load_mnist(folder: Path) -> ImageArrays:
     if len(arrays.train_images) != len(arrays.train_labels) or len(arrays.test_images) != len(arrays.test_labels):
         raise WorkloadError(f"{folder}: the image and label files hold different numbers of items")
     return arrays
+
+
+def check_mnist(data_dir: Path) -> None:
+    """Raise ``WorkloadError`` (what goes where) unless MNIST's files are under ``data_dir``."""
+    _require_mnist(Path(data_dir).resolve() / "MNIST" / "raw")
 
 
 def load_mnist(data_dir: Path) -> ImageArrays:

@@ -120,6 +120,9 @@ class PtbLSTM(Workload):
         bptt = int(self.params.get("bptt", 35))
         return Splits(TokenSequences(train, bptt), TokenSequences(valid, bptt), TokenSequences(test, bptt))
 
+    def check_data(self, data_dir: Path) -> None:
+        find_ptb(Path(data_dir).resolve())
+
     def build_model(self, seed: int) -> nn.Module:
         return LSTMLanguageModel(
             int(self.params["vocab_size"]),

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .cifar import load_cifar10
+from .cifar import check_cifar10, load_cifar10
 from .images import ImageArrays, ImageClassification
 
 
@@ -91,6 +91,9 @@ class Cifar10ResNet20(ImageClassification):
 
     def load(self, data_dir: Path) -> ImageArrays:
         return load_cifar10(data_dir)
+
+    def check_data(self, data_dir: Path) -> None:
+        check_cifar10(data_dir)
 
     def build_model(self, seed: int) -> nn.Module:
         return resnet_cifar(20, self.num_classes)

@@ -33,8 +33,7 @@ def _read(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
-@lru_cache(maxsize=1)
-def _load_stl10(folder: Path) -> ImageArrays:
+def _require_stl10(folder: Path) -> None:
     require_files(
         folder,
         ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"],
@@ -43,7 +42,17 @@ def _load_stl10(folder: Path) -> ImageArrays:
         f"test_X.bin and test_y.bin, unpacked from stl10_binary.tar.gz) under {folder.parent}; "
         f"download it from {STL10_URL}",
     )
+
+
+@lru_cache(maxsize=1)
+def _load_stl10(folder: Path) -> ImageArrays:
+    _require_stl10(folder)
     return ImageArrays(*_read(folder, "train"), *_read(folder, "test"))
+
+
+def check_stl10(data_dir: Path) -> None:
+    """Raise ``WorkloadError`` (what goes where) unless STL-10's files are under ``data_dir``."""
+    _require_stl10(Path(data_dir).resolve() / "stl10_binary")
 
 
 def load_stl10(data_dir: Path) -> ImageArrays:

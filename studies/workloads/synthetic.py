@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -16,7 +17,9 @@ class Synthetic(Workload):
 
     The data is a fixed draw (generator seed 1234, independent of the trial seed) so every trial
     of a study sees the same problem; the trial seed changes only initialisation and shuffling.
-    Parameters: ``n_train`` (256), ``features`` (8), ``classes`` (3), ``hidden`` (0: linear).
+    Parameters: ``n_train`` (256), ``features`` (8), ``classes`` (3), ``hidden`` (0: linear), and
+    ``hold``: a file path; while that file exists each trial waits before it trains, so a test can
+    hold a study with its trials started and none finished (a handshake, not a guess at timing).
     """
 
     name = "synthetic"
@@ -29,6 +32,9 @@ class Synthetic(Workload):
         self.params.setdefault("num_classes", int(self.params.get("classes", 3)))
 
     def splits(self, data_dir: Path, seed: int) -> Splits:
+        hold = self.params.get("hold")
+        while hold and Path(str(hold)).exists():
+            time.sleep(0.05)
         n_train = int(self.params.get("n_train", 256))
         features = int(self.params.get("features", 8))
         classes = int(self.params["num_classes"])

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from .base import Splits, Workload
 from .images import image_splits
-from .mnist import load_mnist
+from .mnist import check_mnist, load_mnist
 
 PIXELS = 28 * 28
 
@@ -75,6 +75,9 @@ class MnistVAE(Workload):
     def splits(self, data_dir: Path, seed: int) -> Splits:
         val_size = int(self.params.get("val_size", 5000))
         return image_splits(load_mnist(Path(data_dir)), val_size=val_size, crop_padding=0, normalize=False)
+
+    def check_data(self, data_dir: Path) -> None:
+        check_mnist(data_dir)
 
     def build_model(self, seed: int) -> nn.Module:
         return VAE(int(self.params.get("hidden", 400)), int(self.params.get("latent", 20)))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .cifar import load_cifar100
+from .cifar import check_cifar100, load_cifar100
 from .images import ImageArrays, ImageClassification
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -65,6 +65,9 @@ class Cifar100VGG16(ImageClassification):
 
     def load(self, data_dir: Path) -> ImageArrays:
         return load_cifar100(data_dir)
+
+    def check_data(self, data_dir: Path) -> None:
+        check_cifar100(data_dir)
 
     def build_model(self, seed: int) -> nn.Module:
         return vgg16_bn(self.num_classes, float(self.params.get("dropout", 0.5)))

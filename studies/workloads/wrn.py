@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .images import ImageArrays, ImageClassification
-from .stl10 import load_stl10
+from .stl10 import check_stl10, load_stl10
 
 
 class WideBasicBlock(nn.Module):
@@ -85,6 +85,9 @@ class Stl10WRN16x8(ImageClassification):
 
     def load(self, data_dir: Path) -> ImageArrays:
         return load_stl10(data_dir)
+
+    def check_data(self, data_dir: Path) -> None:
+        check_stl10(data_dir)
 
     def build_model(self, seed: int) -> nn.Module:
         return wide_resnet(16, 8, self.num_classes, float(self.params.get("dropout", 0.0)))

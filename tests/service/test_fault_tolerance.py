@@ -10,6 +10,7 @@ failure too (found by the test's own data dir in their environment, or their tem
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from cluster_helpers import (
     serve_env,
     study_rows,
     synthetic_spec,
+    trial_rows,
     wait_for_study,
     wait_until,
 )
@@ -94,13 +96,34 @@ def _kill_mid_trial(driver_pid: int) -> psutil.Process | None:
     return worker
 
 
-def _progress(client: DemonlabClient, study_id: str, at_least: int) -> Any:
+def _held(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with a hold file: its trials start, then wait until ``_release`` removes the file."""
+    hold = Path(tempfile.mkdtemp(prefix="dl-hold-")) / "hold"
+    hold.touch()
+    spec["workload_params"] = {**spec.get("workload_params", {}), "hold": str(hold)}
+    return spec
+
+
+def _release(spec: dict[str, Any]) -> None:
+    hold = Path(spec["workload_params"]["hold"])
+    hold.unlink()
+    hold.parent.rmdir()
+
+
+def _started_and_held(client: DemonlabClient, study_id: str) -> Any:
+    """Wait until the driver runs a trial (Ray started, trials waiting on the hold file): mid-study."""
+
     def check(study: Any) -> bool:
-        if study.status in ("completed", "failed", "cancelled"):
+        if study.status in ("completed", "completed_with_failures", "failed", "cancelled"):
             raise AssertionError(f"study {study_id} is {study.status} before the failure: {study.error}")
-        return bool(study.progress.done >= at_least)
+        return client.trials(study_id, status="running").count >= 1
 
     return wait_for_study(client, study_id, timeout=120, until=check)
+
+
+def _trials_done(database_url: str, study_id: str) -> int:
+    rows = trial_rows(database_url, study_id)
+    return sum(1 for row in rows if row["status"] in ("completed", "diverged"))
 
 
 @pytest.mark.slow
@@ -135,14 +158,15 @@ def test_postgresql_stopped_and_restarted_mid_study_the_driver_reconnects(pg: Pr
     (port,) = free_ports(1)
     env = serve_env(database_url=pg.url, data_dir=data_dir, HEARTBEAT_SECONDS="1", STALE_AFTER_SECONDS="120")
     server = ServeProcess(env, port, data_dir / "serve.log").start()
-    spec = synthetic_spec("db-outage", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384)
+    spec = _held(synthetic_spec("db-outage", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384))
     with DemonlabClient(server.url) as client:
         study_id = client.submit(spec).id
-        seen = _progress(client, study_id, at_least=1)
-        assert seen.progress.done < 6, "the study finished before the outage: make its trials longer"
+        seen = _started_and_held(client, study_id)
+        assert seen.progress.done == 0  # held: the outage strikes mid-study whatever the machine's speed
         pg.stop("fast")
         outage = time.monotonic()
-        time.sleep(8)
+        _release(spec)  # the trials train while the database is down; their results wait for it
+        time.sleep(8)  # the outage's length (not a guess at timing)
         pg.start()
         down_for = time.monotonic() - outage
         study = wait_for_study(client, study_id, timeout=150)
@@ -164,15 +188,18 @@ def test_the_api_and_scheduler_process_killed_and_restarted_running_studies_carr
     (port,) = free_ports(1)
     env = serve_env(database_url=db_url, data_dir=data_dir, HEARTBEAT_SECONDS="1", STALE_AFTER_SECONDS="30")
     first = ServeProcess(env, port, data_dir / "serve-1.log").start()
-    spec = synthetic_spec("serve-restart", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384)
+    spec = _held(synthetic_spec("serve-restart", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384))
     with DemonlabClient(first.url) as client:
         study_id = client.submit(spec).id
-        seen = _progress(client, study_id, at_least=1)
-    assert seen.progress.done < 6, "the study finished before the restart: make its trials longer"
+        seen = _started_and_held(client, study_id)
+    assert seen.progress.done == 0  # held: the restart strikes mid-study whatever the machine's speed
     driver = _driver_pid(seen.job_id)
     first.kill()  # SIGKILL: no shutdown of anything
     assert psutil.pid_exists(driver), "the driver died with the service"
-    time.sleep(2)  # the study runs on with no service at all
+    _release(spec)
+    wait_until(  # the study runs on with no service at all: a result arrives
+        lambda: _trials_done(db_url, study_id) >= 1, timeout=120, interval=0.2, what="a result without the service"
+    )
     second = ServeProcess(env, port, data_dir / "serve-2.log").start()
     with DemonlabClient(second.url) as client:
         study = wait_for_study(client, study_id, timeout=150)

@@ -21,8 +21,9 @@ import pytest
 from sqlalchemy import Engine
 
 from service.cli import main
-from service.client import ApiError, DemonlabClient
+from service.client import ApiError, DemonlabClient, ServiceUnreachable
 from service.db import StudyStatus, dal, session_scope
+from service.errors import DemonlabError
 from service.settings import clear_settings_cache
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 
@@ -369,5 +370,9 @@ def test_cli_token_create(
 
 
 def test_client_against_a_closed_port() -> None:
-    with DemonlabClient("http://127.0.0.1:9", timeout=2) as client, pytest.raises(httpx.ConnectError):
+    with DemonlabClient("http://127.0.0.1:9", timeout=2) as client, pytest.raises(ServiceUnreachable) as caught:
         client.healthz()
+    assert isinstance(caught.value, ApiError)
+    assert isinstance(caught.value, DemonlabError)
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+    assert "cannot reach http://127.0.0.1:9" in str(caught.value)

@@ -17,12 +17,21 @@ from pathlib import Path
 
 import psutil
 import pytest
+from sqlalchemy import Engine
 
+from service.db import StudyStatus, dal, session_scope
 from service.jobs.launchers import LocalLauncher, _terminate_group, clean_up_dead_job
+from service.jobs.scheduler import Scheduler
 from service.settings import Settings
 
-# Exits on SIGTERM like the driver does (after a moment), else sleeps for a minute.
-POLITE = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(60)"
+# Exits on SIGTERM like the driver does, else sleeps for a minute; says "ready" once its handler is in.
+POLITE = (
+    "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
+    "print('ready', flush=True); time.sleep(60)"
+)
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+)
 # The same, and first starts a grandchild in its group that ignores nothing (Ray's agents, say).
 WITH_HELPER = (
     "import subprocess, sys, time; "
@@ -48,6 +57,13 @@ def start(spawned: list[subprocess.Popen[bytes]], code: str) -> subprocess.Popen
     return process
 
 
+def ready(process: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+    """Wait for the stand-in's "ready" line (a handshake, not a guess at how long start-up takes)."""
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n"
+    return process
+
+
 def group_members(pgid: int) -> list[int]:
     members = []
     for process in psutil.process_iter():
@@ -60,8 +76,7 @@ def group_members(pgid: int) -> list[int]:
 
 
 def test_stopping_a_driver_that_exits_on_sigterm_returns_at_once(spawned: list[subprocess.Popen[bytes]]) -> None:
-    driver = start(spawned, POLITE)
-    time.sleep(0.5)  # let it install its handler
+    driver = ready(start(spawned, POLITE))  # its handler is installed
 
     started = time.monotonic()
     _terminate_group(driver.pid, grace=5.0)
@@ -71,8 +86,7 @@ def test_stopping_a_driver_that_exits_on_sigterm_returns_at_once(spawned: list[s
 
 
 def test_a_driver_that_ignores_sigterm_is_killed_after_the_grace(spawned: list[subprocess.Popen[bytes]]) -> None:
-    stubborn = start(spawned, "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)")
-    time.sleep(0.5)
+    stubborn = ready(start(spawned, STUBBORN))
 
     _terminate_group(stubborn.pid, grace=0.5)
 
@@ -89,16 +103,14 @@ def test_launcher_collects_exited_drivers(tmp_path: Path) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
-    launcher.reap()
+    assert launcher.reap() == [f"local:{platform.node()}:{child_pid}"]
 
     assert launcher._children == {}
     assert not psutil.pid_exists(child_pid)
 
 
 def test_clean_up_stops_what_a_dead_driver_left(spawned: list[subprocess.Popen[bytes]]) -> None:
-    driver = start(spawned, WITH_HELPER)
-    assert driver.stdout is not None
-    assert driver.stdout.readline() == b"ready\n"
+    driver = ready(start(spawned, WITH_HELPER))
     helpers = [pid for pid in group_members(driver.pid) if pid != driver.pid]
     assert len(helpers) == 1
     job_id = f"local:{platform.node()}:{driver.pid}"
@@ -120,3 +132,36 @@ def test_clean_up_ignores_other_hosts_and_ray_jobs(spawned: list[subprocess.Pope
     clean_up_dead_job("ray:demonlab-abc-1-2")
 
     assert driver.poll() is None
+
+
+def test_a_driver_that_exits_is_relaunched_at_once_not_after_the_stale_wait(
+    spawned: list[subprocess.Popen[bytes]], engine: Engine, settings: Settings
+) -> None:
+    """The scheduler's own child exits while its study runs (killed, crashed): the study is requeued
+    on the next tick although its heartbeat is fresh; a live driver's study is left alone."""
+    launcher = LocalLauncher(settings)
+    scheduler = Scheduler(settings, engine, launcher=launcher)
+    ids = []
+    for name in ("killed", "alive"):
+        with session_scope(engine) as session:
+            study = dal.create_study(
+                session, name=name, workload="synthetic", spec={}, spec_hash=name, trial_keys=[], launcher="local"
+            )
+            ids.append(study.id)
+            (claimed,) = dal.claim_queued_studies(session, limit=1, launcher_id="test")
+            driver = ready(start(spawned, POLITE))
+            launcher._children[driver.pid] = driver
+            dal.set_job_id(session, claimed.id, f"local:{platform.node()}:{driver.pid}")
+            dal.heartbeat(session, claimed.id, attempt=claimed.attempts)
+    killed, alive = spawned
+    killed.kill()
+    killed.wait(timeout=10)  # gone (the launcher still has to collect it: it is its child)
+
+    assert scheduler.recover(launcher.reap()) == [ids[0]]
+
+    with session_scope(engine, read_only=True) as session:
+        assert dal.get_study(session, ids[0]).status is StudyStatus.QUEUED
+        assert dal.get_study(session, ids[1]).status is StudyStatus.RUNNING
+        assert dal.find_stale_running(session, stale_after_seconds=settings.stale_after_seconds) == []
+    assert scheduler.recover(launcher.reap()) == []  # nothing twice
+    assert alive.poll() is None

@@ -75,4 +75,4 @@ def test_sqlite_foreign_keys_back_on_after_migrating(tmp_path: Any) -> None:
 
 
 def test_one_head() -> None:
-    assert head_revisions() == frozenset({"0002_issue11"})
+    assert head_revisions() == frozenset({"0002_issue9"})

@@ -261,19 +261,92 @@ BASE_SPEC: dict[str, Any] = {
 
 
 @pytest.mark.parametrize(
-    ("workload", "params"),
+    ("workload", "params", "field"),
     [
-        ("synthetic", {"classes": [1]}),
-        ("synthetic", {"classes": None}),
-        ("synthetic", {"classes": 0}),
-        ("synthetic", {"classes": 1}),
-        ("digits_mlp", {"num_classes": [3]}),
-        ("ptb_lstm", {"vocab_size": "abc"}),
+        ("synthetic", {"classes": [1]}, "classes"),
+        ("synthetic", {"classes": None}, "classes"),
+        ("synthetic", {"classes": 0}, "classes"),
+        ("synthetic", {"classes": 1}, "classes"),
+        ("synthetic", {"n_train": 1e12}, "n_train"),
+        ("synthetic", {"n_train": -5}, "n_train"),
+        ("synthetic", {"n_train": "abc"}, "n_train"),
+        ("synthetic", {"hidden": 1e9}, "hidden"),
+        ("synthetic", {"typo": 1}, "typo"),
+        ("synthetic", {"n_train": {"a": {"b": [1]}}}, "n_train"),
+        ("digits_mlp", {"num_classes": [3]}, "num_classes"),
+        ("ptb_lstm", {"vocab_size": "abc"}, "vocab_size"),
+        ("cifar10_resnet20", {"augment": "yes"}, "augment"),
+        ("cifar100_vgg16", {"dropout": 1.5}, "dropout"),
     ],
 )
-def test_workload_params_of_the_wrong_kind_are_a_validation_error(workload: str, params: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError, match="workload_params: not valid for"):
+def test_workload_params_are_typed_and_bounded_per_workload(workload: str, params: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
         StudySpec.model_validate({**BASE_SPEC, "workload": workload, "workload_params": params})
+    assert [e["loc"] for e in caught.value.errors()] == [("workload_params", field)]
+
+
+def test_workload_params_keep_what_was_written() -> None:
+    spec = StudySpec.model_validate({**BASE_SPEC, "workload_params": {"n_train": 128, "hidden": 4}})
+    assert spec.workload_params == {"n_train": 128, "hidden": 4}  # defaults stay implicit
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"workload_params": {"hidden": 4.0}}, ("workload_params", "hidden")),
+        ({"workload_params": {"n_train": True}}, ("workload_params", "n_train")),
+        ({"max_failures": False}, ("max_failures",)),
+        ({"epochs": 2.0}, ("epochs",)),
+        ({"resources": {"cpu": True}}, ("resources", "cpu")),
+    ],
+)
+def test_types_are_strict(change: dict[str, Any], field: tuple[str, ...]) -> None:
+    """A JSON ``true`` is not the number 1, nor ``2.0`` a count: what the schema says is what passes."""
+    with pytest.raises(ValidationError) as caught:
+        StudySpec.model_validate({**BASE_SPEC, **change})
+    assert field in [e["loc"] for e in caught.value.errors()]
+
+
+def test_every_workload_has_a_parameter_model_in_the_schema() -> None:
+    from studies.workloads import workload_names
+    from studies.workloads.params import PARAMS
+
+    assert sorted(PARAMS) == workload_names()
+    schema = StudySpec.model_json_schema()["properties"]["workload_params"]
+    titles = {branch["title"] for branch in schema["anyOf"]}
+    assert titles == set(workload_names())
+    synthetic = next(b for b in schema["anyOf"] if b["title"] == "synthetic")
+    assert synthetic["properties"]["n_train"]["maximum"] == 100_000
+    assert synthetic["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (
+            {
+                "search": {
+                    "mode": "optuna",
+                    "n_trials": 2,
+                    "lr": {"min": 0.01, "max": 0.1},
+                    "beta_init": {"min": 0, "max": 0.9},
+                    "seed": 2**70,
+                }
+            },
+            ("search", "optuna", "seed"),
+        ),
+        ({"seeds": [0, 2**40]}, ("seeds",)),
+        ({"lr": [10.0**-k for k in range(1, 1200)]}, ("lr", "list[float]")),
+        ({"weight_decay": 1e300}, ("weight_decay",)),
+        ({"resources": {"custom": {"tpu": 1e300}}}, ("resources", "custom", "tpu")),
+    ],
+)
+def test_every_number_that_could_exhaust_memory_or_time_is_bounded(
+    change: dict[str, Any], field: tuple[Any, ...]
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        StudySpec.model_validate({**BASE_SPEC, **change})
+    assert field in [e["loc"] for e in caught.value.errors()]
 
 
 @pytest.mark.parametrize(
@@ -291,3 +364,11 @@ def test_workload_params_of_the_wrong_kind_are_a_validation_error(workload: str,
 def test_arm_parameter_values_are_checked(arm: str, params: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         StudySpec.model_validate({**BASE_SPEC, "arms": [{"name": arm, "params": params}]})
+
+
+def test_yaml_reads_scientific_notation_as_numbers() -> None:
+    """YAML 1.1 reads ``1e-4`` as a string; the spec's types are strict, so the loader reads it as a float."""
+    text = "name: x\nworkload: synthetic\narms: [demon_sgdm]\nlr: [1e-4, 1E-2, 0.1]\nbeta_init: [0.9]\nepochs: 1\n"
+    assert parse_spec_text(text).lr == [0.0001, 0.01, 0.1]
+    with pytest.raises(ValidationError):  # a quoted number stays a string, and a string is not a number
+        parse_spec_text(text.replace("1e-4", "'1e-4'"))

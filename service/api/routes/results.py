@@ -6,34 +6,34 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from studies.results import TrialStatus
+from studies.vocab import ArmName, MetricName, Split, Stat
+
 from ... import analysis
 from ...db import dal
 from ...db.engine import session_scope
 from ...errors import InvalidInput
 from ...presenters import trial_public
 from ...schemas import GridPublic, SensitivityPublic, TrialsPublic
-from ..deps import EngineDep
+from ..deps import EngineDep, OffsetQuery
+from ..responses import errors
 
-router = APIRouter(prefix="/studies/{study_id}", tags=["results"])
-
-TRIAL_STATUSES = ("pending", "running", "completed", "diverged", "failed", "cancelled")
+router = APIRouter(prefix="/studies/{study_id}", tags=["results"], responses=errors(404))
 
 
 @router.get("/trials", response_model=TrialsPublic)
 def list_trials(
     study_id: str,
     engine: EngineDep,
-    arm: str | None = None,
-    status: str | None = None,
+    arm: ArmName | None = None,
+    status: TrialStatus | None = None,
     lr: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
     beta_init: Annotated[float | None, Query(ge=0, lt=1, allow_inf_nan=False)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     curves: bool = False,
 ) -> TrialsPublic:
     """Trials of a study, filtered; ``curves=true`` adds each trial's per-epoch curve."""
-    if status is not None and status not in TRIAL_STATUSES:
-        raise InvalidInput("status", f"unknown status {status!r}; valid choices: {', '.join(TRIAL_STATUSES)}")
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
         arms = [a["name"] for a in study.spec.get("arms", [])]
@@ -57,10 +57,10 @@ def list_trials(
 def get_grid(
     study_id: str,
     engine: EngineDep,
-    arm: str | None = None,
-    metric: str | None = None,
-    split: str = "test",
-    stat: str = "median",
+    arm: ArmName | None = None,
+    metric: MetricName | None = None,
+    split: Split = "test",
+    stat: Stat = "median",
 ) -> dict[str, Any]:
     """One arm's lr × β_init grid of a statistic over seeds (raw values, lower is better)."""
     return analysis.grid(engine, study_id, arm=arm, metric=metric, split=split, stat=stat)
@@ -71,8 +71,8 @@ def get_sensitivity(
     study_id: str,
     engine: EngineDep,
     eps: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-    metric: str | None = None,
-    split: str = "test",
+    metric: MetricName | None = None,
+    split: Split = "test",
     relative: bool = False,
 ) -> dict[str, Any]:
     """METRICS.md figures per arm and per pair (oriented: higher is better, y = −value).
@@ -89,7 +89,11 @@ def _arms(arms: str | None) -> list[str] | None:
 
 @router.get("/heatmap.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
 def heatmap_png(
-    study_id: str, engine: EngineDep, metric: str | None = None, split: str = "test", arms: str | None = None
+    study_id: str,
+    engine: EngineDep,
+    metric: MetricName | None = None,
+    split: Split = "test",
+    arms: Annotated[str | None, Query(description="comma-separated arm names (default: every arm)")] = None,
 ) -> Response:
     """Heatmaps of the arms side by side, one colour scale, plus the divergence-rate map (PNG)."""
     data = analysis.heatmap(engine, study_id, metric=metric, split=split, arms=_arms(arms), fmt="png")
@@ -98,7 +102,11 @@ def heatmap_png(
 
 @router.get("/heatmap.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
 def heatmap_svg(
-    study_id: str, engine: EngineDep, metric: str | None = None, split: str = "test", arms: str | None = None
+    study_id: str,
+    engine: EngineDep,
+    metric: MetricName | None = None,
+    split: Split = "test",
+    arms: Annotated[str | None, Query(description="comma-separated arm names (default: every arm)")] = None,
 ) -> Response:
     """The same heatmaps as SVG."""
     data = analysis.heatmap(engine, study_id, metric=metric, split=split, arms=_arms(arms), fmt="svg")

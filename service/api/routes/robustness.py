@@ -6,19 +6,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from studies.vocab import ArmName
+
 from ... import analysis
 from ...schemas import RobustnessPublic
 from ..deps import EngineDep
+from ..responses import errors
 
 router = APIRouter(tags=["robustness"])
 
 
-@router.get("/robustness", response_model=RobustnessPublic)
+@router.get("/robustness", response_model=RobustnessPublic, responses=errors())
 def get_robustness(
     engine: EngineDep,
     workload: str,
-    arm: str | None = None,
-    epochs: Annotated[int | None, Query(ge=1)] = None,
+    arm: ArmName | None = None,
+    epochs: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> dict[str, Any]:
     """Per-arm sensitivity figures aggregated over every completed study on ``workload``."""
     return analysis.robustness(engine, workload=workload, arm=arm, epochs=epochs)

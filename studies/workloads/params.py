@@ -1,0 +1,113 @@
+"""Each workload's parameters (a spec's ``workload_params``) as a typed, bounded pydantic model.
+
+A spec names a workload and gives it parameters; without a model those were free-form, so
+``n_train: 1e12`` or ``hidden: -5`` was accepted and failed (or exhausted memory) only when a trial
+ran. Each model here lists a workload's parameters with their defaults and bounds; unknown keys are
+refused. The bounds are generous for real studies and stop a value that could exhaust memory or time
+(a billion-unit layer, a trillion samples). ``validate_params`` is what the spec calls; the models
+also appear in the spec's JSON schema (and so in the HTTP API's OpenAPI document).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+__all__ = ["PARAMS", "WorkloadParams", "params_model", "validate_params"]
+
+
+class WorkloadParams(BaseModel):
+    """Base of every workload's parameters: no unknown keys, no infinities, and strict types (an
+    integer parameter takes neither ``true`` nor ``"128"`` nor ``4.0``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+
+class SyntheticParams(WorkloadParams):
+    """``synthetic``: Gaussian clusters, softmax regression (or one hidden layer)."""
+
+    n_train: int = Field(default=256, ge=2, le=100_000, description="training samples (val and test: half each)")
+    features: int = Field(default=8, ge=1, le=4096, description="input features")
+    classes: int = Field(default=3, ge=2, le=1000, description="number of classes")
+    hidden: int = Field(default=0, ge=0, le=4096, description="hidden units (0: a linear model)")
+    hold: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="a file path: while that file exists each trial waits before it trains (tests use it to "
+        "hold a study at a known point instead of racing the clock)",
+    )
+
+
+class DigitsMLPParams(WorkloadParams):
+    """``digits_mlp``: a 64 → hidden → hidden → 10 MLP."""
+
+    hidden: int = Field(default=64, ge=1, le=4096, description="units per hidden layer")
+
+
+class DigitsCNNParams(WorkloadParams):
+    """``digits_cnn``: conv(1 → c) - conv(c → 2c) - pool - linear."""
+
+    channels: int = Field(default=16, ge=1, le=512, description="channels of the first convolution")
+
+
+class ImageParams(WorkloadParams):
+    """The file-based image classifiers: augmentation and the validation holdout."""
+
+    augment: StrictBool = Field(default=True, description="random crop + horizontal flip on the training set")
+    val_size: int | None = Field(
+        default=None, ge=1, le=100_000, description="training images held out for validation (default per dataset)"
+    )
+    num_classes: int | None = Field(default=None, ge=1, le=1000, description="fixed by the dataset; checked if given")
+
+
+class ResNet20Params(ImageParams):
+    """``cifar10_resnet20``."""
+
+
+class DropoutImageParams(ImageParams):
+    """``cifar100_vgg16`` and ``stl10_wrn16_8``: an image classifier with dropout."""
+
+    dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout rate (default per model)")
+
+
+class MnistVAEParams(WorkloadParams):
+    """``mnist_vae``: a 784-hidden-latent VAE."""
+
+    val_size: int = Field(default=5000, ge=1, le=59_999, description="training images held out for validation")
+    hidden: int = Field(default=400, ge=1, le=8192, description="hidden units of encoder and decoder")
+    latent: int = Field(default=20, ge=1, le=1024, description="latent dimensions")
+
+
+class PtbParams(WorkloadParams):
+    """``ptb_lstm``: an LSTM language model."""
+
+    vocab_size: int = Field(default=10_000, ge=2, le=200_000, description="vocabulary size (>= the file's word types)")
+    bptt: int = Field(default=35, ge=1, le=1000, description="backpropagation-through-time steps")
+    hidden: int = Field(default=650, ge=1, le=8192, description="LSTM units per layer")
+    layers: int = Field(default=2, ge=1, le=8, description="LSTM layers")
+    dropout: float = Field(default=0.5, ge=0, lt=1, description="dropout rate")
+
+
+PARAMS: dict[str, type[WorkloadParams]] = {
+    "synthetic": SyntheticParams,
+    "digits_mlp": DigitsMLPParams,
+    "digits_cnn": DigitsCNNParams,
+    "cifar10_resnet20": ResNet20Params,
+    "cifar100_vgg16": DropoutImageParams,
+    "stl10_wrn16_8": DropoutImageParams,
+    "mnist_vae": MnistVAEParams,
+    "ptb_lstm": PtbParams,
+}
+
+
+def params_model(workload: str) -> type[WorkloadParams]:
+    """The parameter model of ``workload`` (``KeyError`` for an unknown name)."""
+    return PARAMS[workload]
+
+
+def validate_params(workload: str, params: Any) -> dict[str, Any]:
+    """``params`` checked against the workload's model: the keys given, typed (``ValidationError``
+    naming each bad key otherwise). Defaults stay implicit so stored specs keep what the user wrote."""
+    model = params_model(workload).model_validate(params)
+    return model.model_dump(exclude_unset=True, exclude_none=True)

@@ -1,0 +1,150 @@
+"""The published OpenAPI schema says what the app really does: the error body of every 4xx, the
+statuses each route returns, the bearer scheme, the valid values of enumerated parameters, and the
+methods a path allows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.db import StudyStatus
+from studies.results import TrialStatus
+from studies.vocab import ARMS, METRICS, SPLITS, STATS
+
+STUDIES = "/api/v1/studies"
+
+
+@pytest.fixture
+def schema(api: TestClient) -> dict[str, Any]:
+    body: dict[str, Any] = api.get("/openapi.json").json()
+    return body
+
+
+def operation(schema: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    op: dict[str, Any] = schema["paths"][path][method]
+    return op
+
+
+def resolve(schema: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    name = ref["$ref"].rsplit("/", 1)[-1]
+    resolved: dict[str, Any] = schema["components"]["schemas"][name]
+    return resolved
+
+
+def test_every_422_is_the_error_body_the_app_returns(api: TestClient, schema: dict[str, Any]) -> None:
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            if "422" in op["responses"]:
+                ref = op["responses"]["422"]["content"]["application/json"]["schema"]
+                assert ref == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
+    error_body = schema["components"]["schemas"]["ErrorBody"]
+    body = api.get(STUDIES, params={"limit": 0}).json()  # what a 422 really looks like
+    assert set(body) <= set(error_body["properties"])
+    assert set(body["errors"][0]) == set(resolve(schema, {"$ref": "#/components/schemas/FieldError"})["properties"])
+    assert body == {
+        "detail": "invalid limit: Input should be greater than or equal to 1",
+        "field": "limit",
+        "errors": [{"field": "limit", "reason": "Input should be greater than or equal to 1"}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "statuses"),
+    [
+        ("post", STUDIES, {"202", "401", "409", "413", "422"}),
+        ("get", f"{STUDIES}/{{study_id}}", {"200", "404"}),
+        ("post", f"{STUDIES}/{{study_id}}/cancel", {"200", "401", "404", "409"}),
+        ("delete", f"{STUDIES}/{{study_id}}", {"204", "401", "404", "409"}),
+        ("get", f"{STUDIES}/{{study_id}}/trials", {"200", "404", "422"}),
+        ("get", f"{STUDIES}/{{study_id}}/grid", {"200", "404", "422"}),
+        ("get", f"{STUDIES}/{{study_id}}/export.csv", {"200", "404"}),
+    ],
+)
+def test_routes_document_the_statuses_they_return(
+    schema: dict[str, Any], method: str, path: str, statuses: set[str]
+) -> None:
+    assert statuses <= set(operation(schema, method, path)["responses"])
+
+
+def test_mutations_declare_the_bearer_scheme(schema: dict[str, Any]) -> None:
+    assert schema["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API token (`demonlab token create`)",
+    }
+    for method, path in [
+        ("post", STUDIES),
+        ("post", f"{STUDIES}/{{study_id}}/cancel"),
+        ("delete", f"{STUDIES}/{{study_id}}"),
+    ]:
+        assert operation(schema, method, path)["security"] == [{"bearer": []}]
+    assert "security" not in operation(schema, "get", STUDIES)  # reads need no token
+
+
+def _enum(schema: dict[str, Any], method: str, path: str, name: str) -> list[str]:
+    (param,) = [p for p in operation(schema, method, path)["parameters"] if p["name"] == name]
+    branches = param["schema"].get("anyOf", [param["schema"]])
+    for branch in branches:
+        if "$ref" in branch:
+            branch = resolve(schema, branch)
+        if "enum" in branch:
+            return list(branch["enum"])
+    raise AssertionError(f"{name} of {method} {path} is not an enum: {param['schema']}")
+
+
+def test_enumerated_parameters_are_typed_once_and_listed(schema: dict[str, Any]) -> None:
+    grid = f"{STUDIES}/{{study_id}}/grid"
+    assert _enum(schema, "get", STUDIES, "status") == [s.value for s in StudyStatus]
+    assert "completed_with_failures" in _enum(schema, "get", STUDIES, "status")
+    assert _enum(schema, "get", f"{STUDIES}/{{study_id}}/trials", "status") == [s.value for s in TrialStatus]
+    assert _enum(schema, "get", f"{STUDIES}/{{study_id}}/trials", "arm") == list(ARMS)
+    assert _enum(schema, "get", grid, "arm") == list(ARMS)
+    assert _enum(schema, "get", grid, "metric") == list(METRICS)
+    assert _enum(schema, "get", grid, "split") == list(SPLITS)
+    assert _enum(schema, "get", grid, "stat") == list(STATS)
+    assert _enum(schema, "get", f"{STUDIES}/{{study_id}}/sensitivity", "split") == list(SPLITS)
+    study = schema["components"]["schemas"]["StudySummary"]["properties"]["status"]
+    assert resolve(schema, study)["enum"] == [s.value for s in StudyStatus]
+
+
+def test_every_endpoint_but_two_has_a_response_model(schema: dict[str, Any]) -> None:
+    untyped = []
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            ok = op["responses"].get("200") or op["responses"].get("202") or op["responses"].get("204")
+            content = (ok or {}).get("content", {})
+            json_schema = content.get("application/json", {}).get("schema")
+            if method == "delete" or any(kind != "application/json" for kind in content):
+                continue  # 204, or a file (PNG, SVG, CSV, Parquet)
+            if not json_schema or json_schema == {} or json_schema.get("additionalProperties") is True:
+                untyped.append(f"{method.upper()} {path}")
+    assert sorted(untyped) == ["GET /api/v1/robustness", "GET /api/v1/studies/{study_id}/sensitivity"]
+
+
+def test_options_and_other_methods_list_every_method_of_the_path(api: TestClient, study_id: str) -> None:
+    path = f"{STUDIES}/{study_id}"
+    for method in ("OPTIONS", "PUT", "PATCH"):
+        response = api.request(method, path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == "DELETE, GET, HEAD"
+        assert response.json() == {"detail": "Method Not Allowed"}
+    assert api.request("OPTIONS", STUDIES).headers["allow"] == "GET, HEAD, POST"
+
+
+@pytest.fixture
+def study_id(api: TestClient, smoke_spec: dict[str, Any]) -> str:
+    created: str = api.post(STUDIES, json=smoke_spec).json()["id"]
+    return created
+
+
+def test_offsets_are_bounded_in_the_schema_as_in_the_app(api: TestClient, schema: dict[str, Any]) -> None:
+    for path in (STUDIES, f"{STUDIES}/{{study_id}}/trials"):
+        (offset,) = [p for p in operation(schema, "get", path)["parameters"] if p["name"] == "offset"]
+        assert offset["schema"]["maximum"] == 10**12
+    response = api.get(STUDIES, params={"offset": 10**30})
+    assert response.status_code == 422
+    assert response.json()["field"] == "offset"
+    assert api.get(STUDIES, params={"offset": 10**12}).json()["data"] == []

@@ -1,0 +1,96 @@
+"""The OpenAPI contract under fuzzing: schemathesis runs all its checks over the whole API against a
+real uvicorn server (no scheduler, so nothing trains), with a token configured, and finds nothing.
+
+Every phase runs (examples, coverage, fuzzing, stateful: submitting a study and following the links
+to its pages), bounded by examples per operation and a time budget, with a fixed seed so a failure
+reproduces (``st replay`` or the printed curl command).
+
+One allowance, written in ``CONFIG``: on the operations whose valid values depend on stored data or on
+rules across fields, a 422 is a correct answer to a request the schema alone allows. A submitted
+spec can be schema-valid and still refused (a grid needs learning rates and β values; the trial
+count is limited per deployment; each workload has its own parameters); a study's grid, sensitivity,
+heatmaps and trials take only the arms and metric that study has. Everything else is checked as
+shipped: ``positive_data_acceptance`` still applies to those operations (no 400, no 5xx, no other
+status), and every other check applies everywhere.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from service.db import dal, session_scope
+
+STUDY_DEPENDENT = [
+    "POST /api/v1/studies",
+    "GET /api/v1/studies/{study_id}/trials",
+    "GET /api/v1/studies/{study_id}/grid",
+    "GET /api/v1/studies/{study_id}/sensitivity",
+    "GET /api/v1/studies/{study_id}/heatmap.png",
+    "GET /api/v1/studies/{study_id}/heatmap.svg",
+]
+CONFIG = f"""
+[[operations]]
+include-name = {STUDY_DEPENDENT!r}
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "413", "422"]
+"""
+MAX_EXAMPLES = 10
+MAX_SECONDS = 100
+SEED = 20261130
+
+
+@pytest.fixture
+def server(live_server: Any, engine: Engine) -> Iterator[tuple[str, str]]:
+    """A real server with one API token (so the auth checks have something to check)."""
+    with live_server(run_scheduler=False) as url:
+        with session_scope(engine) as session:
+            token = dal.create_token(session, "schemathesis")
+        yield url, token
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the contract is the app's, not the engine's
+def test_schemathesis_finds_no_failure(server: tuple[str, str], tmp_path: Path) -> None:
+    url, token = server
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    operations = sum(len(methods) for methods in httpx.get(f"{url}/openapi.json").json()["paths"].values())
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(config),
+        "--no-color",
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--max-time",
+        str(MAX_SECONDS),
+        "--seed",
+        str(SEED),
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--request-timeout",
+        "30",
+        "--workers",
+        "1",
+        "--report-dir",
+        str(tmp_path / "reports"),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=MAX_SECONDS + 120, cwd=tmp_path)
+    output = run.stdout + run.stderr
+    (tmp_path / "schemathesis.log").write_text(output)
+    assert run.returncode == 0, output[output.find("FAILURES") :][:20_000]
+    assert f"Tested: {operations}" in output, output[-5_000:]
+    assert "failure" not in output.split("SUMMARY")[-1].replace("0 failures", ""), output[-5_000:]
