@@ -93,7 +93,14 @@ def _heatmaps(
                 "missing": np.asarray(table.n_missing).astype(int).tolist(),
                 "interval_low": _matrix(table.raw_interval_low),
                 "interval_high": _matrix(table.raw_interval_high),
-                "interval_level": _matrix(table.interval_level),
+                # the level only where there is an interval (as /grid's median_level): null, not 0
+                "interval_level": _matrix(
+                    np.where(
+                        np.isin(np.asarray(table.interval_status), ("ok", "reduced_level")),
+                        table.interval_level,
+                        np.nan,
+                    )
+                ),
                 "divergence_rate": _matrix(rate),
                 "divergence_colours": _colours(rates, rate, rate),
             }
