@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+NOT_ESTIMATED = "not estimated: "
 MIN_BOOTSTRAP_SEEDS = 6  # the report's ``min_bootstrap_seeds`` when it does not say (README)
 
 
@@ -125,7 +126,7 @@ def _status_note(label: str, figure: dict[str, Any]) -> Line | None:
     status = figure.get("status", "ok")
     if status in (None, "ok"):
         return None
-    return Line(label, f"not estimated: {_reason(status)}")
+    return Line(label, f"{NOT_ESTIMATED}{_reason(status)}")
 
 
 def _peak(f: dict[str, Any], c: Context) -> str:
@@ -302,7 +303,14 @@ def pair_lines(pair: dict[str, Any], context: Context) -> list[Line]:
     a, b = str(pair.get("arm_a", "a")), str(pair.get("arm_b", "b"))
     if pair.get("error"):
         return [Line("not comparable", _short(str(pair["error"])))]
-    lines = [delta_sentence(d, a, b, context) for d in pair.get("deltas", []) if isinstance(d, dict)]
+    deltas = [delta_sentence(d, a, b, context) for d in pair.get("deltas", []) if isinstance(d, dict)]
+    lines = [line for line in deltas if not line.sentence.startswith(NOT_ESTIMATED)]
+    # Δs without a value (every grid figure of a search study: "incomplete") in one line per reason
+    reasons: dict[str, list[str]] = {}
+    for line in deltas:
+        if line.sentence.startswith(NOT_ESTIMATED):
+            reasons.setdefault(line.sentence.removeprefix(NOT_ESTIMATED), []).append(line.label)
+    lines += [Line(f"Not estimated ({reason})", "; ".join(labels)) for reason, labels in reasons.items()]
     win = pair.get("win_probability")
     if isinstance(win, dict):
         lines.append(_win_probability(win, a, b, context))

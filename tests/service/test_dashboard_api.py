@@ -309,8 +309,9 @@ def test_words_read_reports_defensively() -> None:
     sentences = [line.sentence for line in words.pair_lines(pair, context)]
     assert sentences == [
         "sgdm_step is better: Δ = -0.5 (positive means demon_sgdm is better), interval [-0.7, -0.1], coverage ≥ 95%",
-        "not estimated: undefined",
         "no estimate",
+        "peak test error",  # the Δs without a value, gathered under their reason
     ]
+    assert words.pair_lines(pair, context)[2].label == "Not estimated (undefined)"
     error = {"arm_a": "a", "arm_b": "b", "error": "different grids"}
     assert words.pair_lines(error, context)[0].sentence == "different grids"
