@@ -80,9 +80,11 @@ def level_pct(value: Any) -> str:
     """An interval's level as a percentage to 0.1 point, without a trailing '.0': 0.96875 → '96.9%',
     0.75 → '75%' (rounding 0.875 to '88%' would claim a level the interval does not have)."""
     try:
-        return f"{round(100 * float(value), 1):g}%"
+        level = float(value)
     except (TypeError, ValueError):
         return "–"
+    shown = round(100 * level, 1)
+    return "> 99.9%" if shown >= 100 > 100 * level else f"{shown:g}%"  # many seeds: never "100%"
 
 
 def eps_text(eps: Any, relative: bool) -> str:

@@ -124,6 +124,7 @@ def test_search_points_and_importances(api: TestClient) -> None:
     assert len(arm["points"]) == 12
     assert {(p["lr"], p["beta_init"]) for p in arm["points"]} == set(points)
     assert arm["importances"]["lr"] > 0.8
+    assert arm["importance_method"] == "Optuna's PED-ANOVA"  # named: the page says which evaluator
     page = api.get(f"/studies/{study_id}")
     assert 'id="scatter"' in page.text
 
@@ -297,6 +298,7 @@ def test_words_read_reports_defensively() -> None:
     assert words.cell_interval({"raw_low": 0.1, "raw_high": 0.2, "level": 0.875, "status": "reduced_level"}) == (
         "interval [0.1, 0.2] at 87.5%"
     )
+    assert words.level_pct(0.99998) == "> 99.9%"  # 16 seeds: a level short of 100% is not shown as 100%
     pair = {
         "arm_a": "demon_sgdm",
         "arm_b": "sgdm_step",

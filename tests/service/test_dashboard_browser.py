@@ -533,6 +533,7 @@ def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_pa
     assert page.locator("svg.heatmap").count() == 0  # a sparse sample is not drawn as a grid
     importances = page.locator("#scatter table.data:not(.points-table)").first
     assert importances.locator("tbody tr").count() == 2  # lr and β_init
+    assert importances.locator("caption").inner_text() == "parameter importances (Optuna's PED-ANOVA)"
     page.click("#heatmap-table-toggle")
     step_table = page.locator(".points-table").nth(1)
     assert step_table.locator("tbody tr").count() == len(sampled)

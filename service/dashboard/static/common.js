@@ -79,7 +79,9 @@ const demonlab = (() => {
   /** An interval's level to 0.1 point (0.96875 → "96.9%", 0.875 → "87.5%"): never rounded up to a
    * level the interval does not have. */
   function level(value) {
-    return value === null || value === undefined ? "–" : Number((100 * value).toFixed(1)).toString() + "%";
+    if (value === null || value === undefined) return "–";
+    const shown = Number((100 * value).toFixed(1));
+    return shown >= 100 && value < 1 ? "> 99.9%" : shown.toString() + "%"; // many seeds: never "100%"
   }
 
   /** A table from column names and rows of cells (text). */

@@ -290,7 +290,7 @@
       parts.push(el("div", { class: "arm-maps" },
         charts.scatter(points, `${arm.arm}: ${points.length} sampled points (median over seeds)`),
         twin,
-        importance.length ? table(["parameter", "importance"], importance, "parameter importances (fANOVA)") : el("p", { class: "muted", text: arm.importance_note || "" })
+        importance.length ? table(["parameter", "importance"], importance, `parameter importances (${arm.importance_method || "Optuna"})`) : el("p", { class: "muted", text: arm.importance_note || "" })
       ));
     }
     box.replaceChildren(el("div", { class: "heatmaps" }, ...parts),
