@@ -93,7 +93,14 @@ def _heatmaps(
                 "missing": np.asarray(table.n_missing).astype(int).tolist(),
                 "interval_low": _matrix(table.raw_interval_low),
                 "interval_high": _matrix(table.raw_interval_high),
-                "interval_level": _matrix(table.interval_level),
+                # the level only where there is an interval (as /grid's median_level): null, not 0
+                "interval_level": _matrix(
+                    np.where(
+                        np.isin(np.asarray(table.interval_status), ("ok", "reduced_level")),
+                        table.interval_level,
+                        np.nan,
+                    )
+                ),
                 "divergence_rate": _matrix(rate),
                 "divergence_colours": _colours(rates, rate, rate),
             }
@@ -170,7 +177,8 @@ MAX_POINTS = 5000  # per arm, for the search scatter
 
 def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
     """A search study's sampled trials per arm, coloured by score on one scale, with the parameter
-    importances Optuna computes from them (fANOVA, its default)."""
+    importances Optuna's PED-ANOVA evaluator computes from them (``IMPORTANCE_METHOD``; the sensitivity
+    report's variance figure uses fANOVA on the same points, so the two need not agree)."""
     from matplotlib import colormaps
 
     with session_scope(engine, read_only=True) as session:
@@ -209,9 +217,20 @@ def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
             for r, colour in zip(rows.itertuples(), colours, strict=True)
         ]
         importances, note = _importances(pts)
-        arms.append({"arm": arm, "points": pts, "importances": importances, "importance_note": note})
+        arms.append(
+            {
+                "arm": arm,
+                "points": pts,
+                "importances": importances,
+                "importance_method": IMPORTANCE_METHOD,
+                "importance_note": note,
+            }
+        )
     legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
     return {"study_id": study_id, "split": split, "metric": spec.metric_name, "legend": legend, "arms": arms}
+
+
+IMPORTANCE_METHOD = "Optuna's PED-ANOVA"
 
 
 def _importances(pts: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
@@ -240,7 +259,10 @@ def _importances(pts: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
         ]
     )
     try:
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}, ""
+        # named, not Optuna's default (which changed from fANOVA to PED-ANOVA), so the page's label holds
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        return {k: float(v) for k, v in importances.items()}, ""
     except (RuntimeError, ValueError) as exc:
         return {}, f"importances not computable: {exc}"
 

@@ -46,6 +46,7 @@ templates = Jinja2Templates(
 )
 templates.env.filters["num"] = words.num
 templates.env.filters["pct"] = words.pct
+templates.env.filters["level"] = words.level_pct
 router = APIRouter(include_in_schema=False)
 
 
@@ -149,14 +150,22 @@ def figures_fragment(
         if isinstance(figures, dict)
     ]
     pairs = [
-        {"title": f"{p.get('arm_a', '?')} vs {p.get('arm_b', '?')}", "lines": words.pair_lines(p)}
+        {"title": f"{p.get('arm_a', '?')} vs {p.get('arm_b', '?')}", "lines": words.pair_lines(p, context)}
         for p in report.get("pairs", [])
         if isinstance(p, dict)
     ]
     return page(
         request,
         "figures.html",
-        {"error": None, "context": context, "arms": arms, "pairs": pairs, "version": report.get("metrics_version")},
+        {
+            "error": None,
+            "context": context,
+            "arms": arms,
+            "pairs": pairs,
+            "version": report.get("metrics_version"),
+            "n_resamples": report.get("n_resamples"),
+            "min_level": report.get("min_level"),
+        },
     )
 
 

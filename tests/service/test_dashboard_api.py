@@ -1,9 +1,12 @@
 """The dashboard's server side without a browser (in-process app, SQLite and PostgreSQL): the heatmap
 and search-point JSON, spec parsing with field lines, the pages' headers, escaping and name search,
-and the figures in words reading reports whose fields differ from today's."""
+the figures in words of real sensitivity reports (metrics version 3: intervals at their real level,
+pair intervals as a coverage bound, Δ > 0 = the first arm better, ε beside every ε-figure), and
+the words reading reports whose fields differ from today's."""
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from typing import Any
@@ -68,12 +71,16 @@ def test_heatmaps_share_one_scale_and_mark_divergence(api: TestClient, smoke_spe
     body = api.get(f"/api/v1/studies/{study_id}/heatmaps").json()
     assert body["lrs"] == [0.01, 0.1, 1.0]
     assert body["betas"] == [0.8, 0.9]
-    assert body["interval_level"] == 0.95
     assert [a["arm"] for a in body["arms"]] == list(ARMS)
     demon, step = body["arms"]
     grid = api.get(f"/api/v1/studies/{study_id}/grid", params={"arm": "demon_sgdm"}).json()
     assert demon["values"] == grid["values"]  # the same medians as /grid
-    assert demon["ci_low"] == grid["ci_low"]
+    assert demon["interval_low"] == grid["median_low"]  # and the same intervals, at their real level
+    assert demon["interval_high"] == grid["median_high"]
+    assert demon["interval_level"] == grid["median_level"]
+    assert demon["interval_level"][1][0] == 0.5  # two seeds: 1 - 2^(1-2), never labelled 95%
+    assert demon["interval_low"][0][0] is None  # one seed: no interval
+    assert demon["interval_level"][0][0] is None
     assert demon["n"][0][0] == 1
     assert demon["missing"][0][0] == 1
     assert step["diverged"][2] == [2, 2]
@@ -117,6 +124,7 @@ def test_search_points_and_importances(api: TestClient) -> None:
     assert len(arm["points"]) == 12
     assert {(p["lr"], p["beta_init"]) for p in arm["points"]} == set(points)
     assert arm["importances"]["lr"] > 0.8
+    assert arm["importance_method"] == "Optuna's PED-ANOVA"  # named: the page says which evaluator
     page = api.get(f"/studies/{study_id}")
     assert 'id="scatter"' in page.text
 
@@ -170,50 +178,142 @@ def test_pages_headers_escaping_and_search(api: TestClient, smoke_spec: dict[str
     assert api.get("/static/study.js").status_code == 200
 
 
+def grid_study(api: TestClient, seeds: int) -> str:
+    """A finished-looking grid study with real results: demon_sgdm better by 0.05 everywhere, a
+    valley at lr 0.1, every seed of sgdm_step diverged at lr 1 and β_init 0.9."""
+    lrs, betas = (0.01, 0.1, 1.0), (0.8, 0.9)
+    spec = {
+        "name": f"{seeds} seeds",
+        "workload": "synthetic",
+        "arms": list(ARMS),
+        "lr": list(lrs),
+        "beta_init": list(betas),
+        "seeds": seeds,
+        "epochs": 1,
+    }
+    study_id = submit(api, spec)
+    results = []
+    for key in (TrialKey(a, lr, b, s) for a in ARMS for lr in lrs for b in betas for s in range(seeds)):
+        if (key.arm, key.lr, key.beta_init) == ("sgdm_step", 1.0, 0.9):
+            results.append(TrialResult(key=key, status=TrialStatus.DIVERGED, epochs=(), val_loss=math.inf))
+            continue
+        value = 0.2 + 0.1 * abs(math.log10(key.lr) + 1) + 0.1 * (0.9 - key.beta_init) + 0.003 * ((7 * key.seed) % 5)
+        results.append(completed(key, round(value + (0.05 if key.arm == "sgdm_step" else 0.0), 6)))
+    record(api, study_id, results)
+    return study_id
+
+
+def page_text(markup: str) -> str:
+    """The text a reader sees: tags dropped, entities decoded, whitespace collapsed."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", markup)))
+
+
+# (seeds, the cell/peak interval as the page must print it: its real level 1 - 2^(1-n), or none)
+SEED_CASES = [(1, None), (3, "75%"), (6, "96.9%")]
+
+
+@pytest.mark.parametrize(("seeds", "level"), SEED_CASES)
+def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int, level: str | None) -> None:
+    study_id = grid_study(api, seeds)
+    report = api.get(f"/api/v1/studies/{study_id}/sensitivity").json()
+    assert report["metrics_version"] == 3
+    metric = report["study"]["metric"]
+    assert metric == "error"
+    fragment = api.get(f"/studies/{study_id}/figures")
+    assert fragment.status_code == 200
+    text = page_text(fragment.text)
+    eps = f"ε = {words.num(report['eps'])}"
+    assert f"ε used: {words.num(report['eps'])} ({report['eps_source']})" in text
+    assert "Δ > 0 means the first arm is better" in text
+
+    for arm, figures in report["arms"].items():
+        peak = figures["peak"]
+        interval = peak["score_interval"]
+        where = f"lr {words.num(peak['lr'])}, β_init {words.num(peak['beta_init'], 4)}"
+        said = f"{where}: median test {metric} {words.num(peak['raw_score'])}, "
+        if level is None:
+            assert interval["level"] is None
+            assert said + "no interval: too few seeds (one seed)" in text, arm
+        else:
+            bounds = f"[{words.num(interval['raw_low'])}, {words.num(interval['raw_high'])}]"
+            assert said + f"interval {bounds} at {level}, over {seeds} seeds" in text, arm
+        good = figures["eps_good"]
+        assert (
+            f"with {eps}: {words.pct(good['fraction'])} of the grid ({good['n_good']} of {good['n_cells']} cells)"
+            in text
+        )
+        assert (
+            f"with {eps}: good learning rates span {words.num(figures['eps_good_lr_width']['mean_decades'], 2)}" in text
+        )
+    arm_text = page_text(fragment.text.split('class="pair-figures"')[0])
+    assert "95%" not in arm_text.replace("at least 95%", "")  # no cell or peak interval claims 95% unless it has it
+
+    (pair,) = report["pairs"]
+    deltas = {(d["metric"], d["k"]): d for d in pair["deltas"]}
+    peak_delta = deltas[("peak", None)]
+    assert peak_delta["delta"] > 0  # demon_sgdm is better by construction, and Δ > 0 says so
+    said = (
+        f"demon_sgdm's peak test {metric} is {words.num(peak_delta['delta'])} lower than sgdm_step's: "
+        f"Δ = +{words.num(peak_delta['delta'])} (positive means demon_sgdm is better), "
+    )
+    fraction = deltas[("eps_good_fraction", None)]
+    assert f"ε-good share of the grid ({eps}):" in text
+    if seeds < report["min_bootstrap_seeds"]:
+        assert peak_delta["interval"]["low"] is None
+        assert said + "no interval: too few seeds (n < 6)" in text
+        assert text.count("no interval: too few seeds (n < 6)") == len(pair["deltas"]) + 1  # + win probability
+        assert "coverage ≥" not in text
+        assert "bootstrap replicates" not in text
+    else:
+        bounds = f"[{words.num(peak_delta['interval']['low'])}, {words.num(peak_delta['interval']['high'])}]"
+        assert said + f"interval {bounds}, coverage ≥ 95%; bootstrap replicates: " in text
+        assert text.count("coverage ≥ 95%") == len(pair["deltas"]) + len(pair["win_probability"]["ks"])
+        share = words.pct(fraction["bootstrap_share_ties"])
+        assert f"{share} Δ = 0" in text
+        win = pair["win_probability"]
+        first = win["intervals"][0]
+        assert (
+            f"k={win['ks'][0]}: {words.pct(win['a_wins'][0])} "
+            f"(interval [{words.pct(first['low'])}, {words.pct(first['high'])}], coverage ≥ 95%)"
+        ) in text
+    for old in ("good_fraction", "ci_low", "p_positive", "higher is better"):  # v1 names and wording
+        assert old not in fragment.text
+
+
 def test_words_read_reports_defensively() -> None:
+    """A figure of an unknown name or shape, a status instead of a value, a Δ of an unknown metric
+    or without a value: the page still says something true."""
     context = words.Context(metric="error", split="test", eps=0.01, relative=False)
     arm = {
-        "peak": {
-            "status": "ok",
-            "lr": 0.1,
-            "beta_init": 0.9,
-            "raw_score": 0.12,
-            "raw_score_ci_low": 0.1,
-            "raw_score_ci_high": 0.14,
-            "level": 0.9,
-            "n_seeds": 5,
-        },
-        "good_fraction": {"status": "too_few_seeds"},
+        "peak": {"status": "ok", "lr": 0.1, "beta_init": 0.9, "raw_score": 0.12, "n_seeds": 2},
+        "eps_good": {"status": "incomplete"},
         "a_new_figure": {"value": 3},
         "variance": "not a mapping",
     }
     lines = {line.label: line.sentence for line in words.arm_lines(arm, context)}
-    assert "interval [0.1, 0.14] at 90%" in lines["Peak"]
-    assert lines["ε-good region"] == "not estimated: too few seeds"
+    assert lines["Peak"].endswith("median test error 0.12, over 2 seeds")  # no interval field: none claimed
+    assert lines["ε-good region"] == "not estimated: incomplete"
     assert lines["a new figure"] == '{"value": 3}'
     assert "Variance" not in lines
+    assert words.cell_interval({"raw_low": 0.1, "raw_high": 0.2, "level": 0.875, "status": "reduced_level"}) == (
+        "interval [0.1, 0.2] at 87.5%"
+    )
+    assert words.level_pct(0.99998) == "> 99.9%"  # 16 seeds: a level short of 100% is not shown as 100%
     pair = {
         "arm_a": "demon_sgdm",
         "arm_b": "sgdm_step",
         "deltas": [
-            {
-                "metric": "good_fraction",
-                "estimate": 0.12,
-                "ci_low": 0.05,
-                "ci_high": 0.2,
-                "bootstrap_share_positive": 0.97,
-            },
-            {"metric": "peak", "status": "too_few_seeds"},
-            {"metric": "renamed_metric"},
+            {"metric": "renamed_metric", "delta": -0.5, "interval": {"low": -0.7, "high": -0.1, "min_level": 0.95}},
+            {"metric": "peak", "status": "undefined"},
+            {"metric": "lr_sensitivity"},
         ],
-        "ties": 3,
     }
-    sentences = [line.sentence for line in words.pair_lines(pair)]
-    assert sentences[0] == (
-        "demon_sgdm's ε-good region is 0.12 larger than sgdm_step's, interval [0.05, 0.2] at 95%; "
-        "97% of bootstrap resamples favour demon_sgdm (better for demon_sgdm)"
-    )
-    assert sentences[1] == "not estimated: too few seeds"
-    assert sentences[2] == "no estimate"
-    assert sentences[3] == "3"
-    assert words.pair_lines({"arm_a": "a", "arm_b": "b", "error": "different grids"})[0].sentence == "different grids"
+    sentences = [line.sentence for line in words.pair_lines(pair, context)]
+    assert sentences == [
+        "sgdm_step is better: Δ = -0.5 (positive means demon_sgdm is better), interval [-0.7, -0.1], coverage ≥ 95%",
+        "no estimate",
+        "peak test error",  # the Δs without a value, gathered under their reason
+    ]
+    assert words.pair_lines(pair, context)[2].label == "Not estimated (undefined)"
+    error = {"arm_a": "a", "arm_b": "b", "error": "different grids"}
+    assert words.pair_lines(error, context)[0].sentence == "different grids"

@@ -2,8 +2,9 @@
 ``demonlab serve`` (a subprocess on a free port, SQLite, no scheduler). Results are recorded into the
 database by the test, as a study's driver would, while the page is open.
 
-Screenshots of every page are saved under the test's tmp dir; the study page's is also copied to
-``docs/dashboard-study.png`` (the README shows it).
+Screenshots of every page are saved under the test's tmp dir. With ``DEMONLAB_UPDATE_SCREENSHOTS=1``
+the study page's is also copied to ``docs/dashboard-study.png`` (the README shows it); without it
+the tracked file is left alone.
 """
 
 from __future__ import annotations
@@ -304,7 +305,11 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     assert float(cell.get_attribute("data-value")) == pytest.approx(median)
     text = tooltip.inner_text()
     assert f"median {js_num(median, 3)} (3 seeds with a result)" in text
-    assert "95% interval of the median: [" in text
+    # 3 seeds: the order-statistic interval [min, max] has level 1 - 2^(1-3) = 75%, and says so
+    assert grid["median_level"][i][j] == 0.75
+    bounds = f"[{js_num(grid['median_low'][i][j], 3)}, {js_num(grid['median_high'][i][j], 3)}]"
+    assert f"interval of the median: {bounds} at 75%" in text
+    assert "95%" not in text
     assert "0 of 3 seeds diverged" in text
     seeds = [s.inner_text() for s in tooltip.locator(".seed").all()]
     expected = [f"seed {s}: {js_num(score(TrialKey('demon_sgdm', 0.01, 0.9, s)) + 0.01, 4)}" for s in SEEDS]
@@ -324,10 +329,27 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     assert details.locator("table.data").first.locator("tbody tr").count() == len(SEEDS)
     assert details.locator("svg polyline.series").count() == len(SEEDS)
 
-    # Figures in words with the ε used; every chart has a table on request.
+    # Figures in words (metrics v3) with the ε used; every chart has a table on request.
     page.wait_for_selector("#figures .arm-figures")
-    assert "ε used:" in page.locator("#figures").inner_text()
+    report = server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()
+    figures = page.locator("#figures").inner_text()
+    assert f"ε used: {js_num(report['eps'], 3)} ({report['eps_source']})" in figures
+    for arm in ARMS:
+        interval = report["arms"][arm]["peak"]["score_interval"]
+        bounds = f"[{js_num(interval['raw_low'], 3)}, {js_num(interval['raw_high'], 3)}]"
+        assert f"interval {bounds} at 75%, over 3 seeds" in page.locator(".arm-figures", has_text=arm).inner_text()
+    assert figures.count("with ε = 0.01:") == 2 * len(ARMS)  # the ε-good share and the good lr range
     assert page.locator("#figures .pair-figures h3").inner_text() == "demon_sgdm vs sgdm_step"
+    pair = page.locator("#figures .pair-figures").inner_text()
+    peak_delta = next(d for d in report["pairs"][0]["deltas"] if d["metric"] == "peak")
+    assert peak_delta["delta"] > 0  # demon_sgdm is better by construction
+    assert (
+        f"demon_sgdm's peak test error is {js_num(peak_delta['delta'], 3)} lower than sgdm_step's: "
+        f"Δ = +{js_num(peak_delta['delta'], 3)} (positive means demon_sgdm is better), "
+        "no interval: too few seeds (n < 6)"
+    ) in pair
+    assert "ε-good share of the grid (ε = 0.01):" in pair
+    assert "coverage ≥" not in pair  # 3 seeds: no pair interval is claimed
     page.click("#heatmap-table-toggle")
     assert page.locator("#heatmap-tables table").count() == len(ARMS)
     assert page.locator("#heatmap-tables table").first.locator("tbody tr").count() == len(LRS) * len(BETAS)
@@ -335,8 +357,74 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     page.mouse.move(5, 5)
     page.locator("#tooltip").wait_for(state="hidden")
     path = shot(page, tmp_path, "study")
-    DOCS.mkdir(exist_ok=True)
-    shutil.copyfile(path, DOCS / "dashboard-study.png")
+    if os.environ.get("DEMONLAB_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(path, DOCS / "dashboard-study.png")
+    no_problems(page)
+
+
+def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, page: Any, tmp_path: Path) -> None:
+    ids = [server.submit(spec(name)) for name in ("budget a", "budget b")]
+    start(server.engine)
+    for study_id in ids:
+        record(server.engine, study_id, keys())
+        finish(server.engine, study_id)
+    page.goto(f"{server.url}/compare?studies={','.join(ids)}&workload=synthetic")
+    per_study = page.locator("#per-study table")
+    per_study.wait_for()
+    header = [c.inner_text() for c in per_study.locator("thead th").all()]
+    assert header[:5] == ["study", "arm", "peak (raw)", "peak interval (its level)", "ε"]
+    rows = per_study.locator("tbody tr")
+    assert rows.count() == len(ids) * len(ARMS)
+    report = server.http.get(f"/api/v1/studies/{ids[0]}/sensitivity").json()
+    demon = report["arms"]["demon_sgdm"]
+    cells = [c.inner_text() for c in rows.first.locator("td").all()]
+    interval = demon["peak"]["score_interval"]
+    assert cells[2:] == [
+        js_num(demon["peak"]["raw_score"], 3),
+        f"[{js_num(interval['raw_low'], 3)}, {js_num(interval['raw_high'], 3)}] at 75%",
+        js_num(demon["eps_good"]["eps"], 3),
+        f"{round(100 * demon['eps_good']['fraction'])}%",
+        js_num(demon["eps_good_lr_width"]["mean_decades"], 3),
+        js_num(demon["lr_sensitivity"]["pooled"], 3),
+    ]
+
+    # The robustness aggregate: one group per arm (both studies share every key), as bars and a table.
+    page.locator("#robustness svg.chart").first.wait_for()
+    aggregate = server.http.get("/api/v1/robustness", params={"workload": "synthetic"}).json()
+    assert len(aggregate["groups"]) == len(ARMS)
+    assert page.locator("#robustness svg.chart").count() == 4
+    assert page.locator("#robustness .chart-title").first.text_content().startswith("ε-good share")
+    # every group label is drawn inside its chart (none cut at the left edge)
+    lefts = page.eval_on_selector_all("#robustness svg.chart text.tick", "ts => ts.map((t) => t.getBBox().x)")
+    assert len(lefts) == 4 * 2 * len(ARMS)  # a label and a value per group, in 4 charts
+    assert min(lefts) >= 0
+    page.click("#robust-table-toggle")
+    table = page.locator("#robustness table")
+    expect(table).to_be_visible()
+    lines = [[c.inner_text() for c in r.locator("td").all()] for r in table.locator("tbody tr").all()]
+    group = next(g for g in aggregate["groups"] if g["key"]["arm"] == "demon_sgdm")
+    label = "demon_sgdm · 3 epochs · ε 0.01 (2 studies)"
+    share = group["eps_good_fraction"]
+    assert [
+        label,
+        "ε-good share",
+        js_num(share["mean"], 3),
+        js_num(share["min"], 3),
+        js_num(share["max"], 3),
+        "2",
+    ] in lines
+    width = group["eps_good_lr_width_mean_decades"]
+    assert [
+        label,
+        "good lr decades",
+        js_num(width["mean"], 3),
+        js_num(width["min"], 3),
+        js_num(width["max"], 3),
+        "2",
+    ] in lines
+    assert all(line[2] != "–" for line in lines)  # every figure found under its v3 name
+    shot(page, tmp_path, "compare")
     no_problems(page)
 
 
@@ -445,10 +533,15 @@ def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_pa
     assert page.locator("svg.heatmap").count() == 0  # a sparse sample is not drawn as a grid
     importances = page.locator("#scatter table.data:not(.points-table)").first
     assert importances.locator("tbody tr").count() == 2  # lr and β_init
+    assert importances.locator("caption").inner_text() == "parameter importances (Optuna's PED-ANOVA)"
     page.click("#heatmap-table-toggle")
     step_table = page.locator(".points-table").nth(1)
     assert step_table.locator("tbody tr").count() == len(sampled)
     assert step_table.locator("tbody tr").last.locator("td").last.inner_text() == "2"  # lr 1: both seeds diverged
     assert charts.nth(1).locator("circle.point.diverged").count() == 1
+    # the grid figures a sparse sample cannot give are said once per pair, not one line each
+    page.wait_for_selector("#figures .pair-figures")
+    assert page.locator("#figures .pair-figures li", has_text="Not estimated (incomplete)").count() == 1
+    assert page.locator("#figures .pair-figures li", has_text="peak test error").count() == 1
     shot(page, tmp_path, "search")
     no_problems(page)

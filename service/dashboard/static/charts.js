@@ -137,7 +137,11 @@ const charts = (() => {
 
   /** Horizontal bars with min–max whiskers: rows = [{label, mean, min, max}]. */
   function bars(rows, title, unit) {
-    const width = 520, rowH = 24, left = 200, right = 60, top = 24;
+    // the label column as wide as the longest label (≈ 6.5 px a character at the tick font), so no
+    // label is cut at the chart's left edge; the bars keep 320 px
+    const longest = Math.max(0, ...rows.map((r) => String(r.label).length));
+    const rowH = 24, right = 60, top = 24, left = Math.min(420, Math.max(120, Math.ceil(6.5 * longest) + 12));
+    const width = left + 320 + right;
     const height = top + rowH * rows.length + 30;
     const root = svg("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title, class: "chart" });
     root.append(svg("text", { x: 4, y: 14, class: "chart-title", text: title }));

@@ -76,6 +76,14 @@ const demonlab = (() => {
     return value === null || value === undefined ? "–" : Math.round(100 * value) + "%";
   }
 
+  /** An interval's level to 0.1 point (0.96875 → "96.9%", 0.875 → "87.5%"): never rounded up to a
+   * level the interval does not have. */
+  function level(value) {
+    if (value === null || value === undefined) return "–";
+    const shown = Number((100 * value).toFixed(1));
+    return shown >= 100 && value < 1 ? "> 99.9%" : shown.toString() + "%"; // many seeds: never "100%"
+  }
+
   /** A table from column names and rows of cells (text). */
   function table(columns, rows, caption) {
     return el(
@@ -110,5 +118,5 @@ const demonlab = (() => {
 
   document.addEventListener("DOMContentLoaded", wireTokenForm);
 
-  return { api, el, svg, num, pct, table, token };
+  return { api, el, svg, num, pct, level, table, token };
 })();

@@ -3,18 +3,23 @@
 "use strict";
 
 (() => {
-  const { api, el, num, pct, table } = demonlab;
+  const { api, el, num, pct, level, table } = demonlab;
   const root = document.getElementById("compare");
   const ids = (root.dataset.ids || "").split(",").filter(Boolean);
   const armFilter = root.dataset.arm;
   const workload = root.dataset.workload;
 
   // figure path → column title (kept in one place; a missing figure shows as –)
+  // (metrics_version 3: README "Sensitivity figures"). The peak's interval is printed at its real level.
+  const peakInterval = (iv) => (iv && iv.level && iv.raw_low !== null && iv.raw_low !== undefined
+    ? `[${num(iv.raw_low)}, ${num(iv.raw_high)}] at ${level(iv.level)}` : "no interval: too few seeds");
+  const epsText = (g) => (g && g.eps !== undefined ? (g.relative ? `${pct(g.eps)} of the peak` : num(g.eps)) : "–");
   const COLUMNS = [
     [["peak", "raw_score"], "peak (raw)", num],
-    [["good_fraction", "fraction"], "ε-good share", pct],
-    [["good_fraction", "eps"], "ε", num],
-    [["good_lr_width", "mean_decades"], "good lr decades", num],
+    [["peak", "score_interval"], "peak interval (its level)", peakInterval],
+    [["eps_good"], "ε", epsText],
+    [["eps_good", "fraction"], "ε-good share", pct],
+    [["eps_good_lr_width", "mean_decades"], "good lr decades", num],
     [["lr_sensitivity", "pooled"], "lr sensitivity", num],
   ];
   const names = new Map([...document.querySelectorAll("tr.compared")].map((tr) => [tr.dataset.study, tr.dataset.name]));
@@ -68,9 +73,10 @@
     box.replaceChildren(...parts);
   }
 
+  // /robustness group fields (studies/metrics/_report.py); ε is part of each group's key.
   const STATS = [
-    ["good_fraction", "ε-good share", true],
-    ["good_lr_width_mean_decades", "good lr decades", false],
+    ["eps_good_fraction", "ε-good share", true],
+    ["eps_good_lr_width_mean_decades", "good lr decades", false],
     ["raw_peak_score", "peak (raw)", false],
     ["lr_sensitivity_pooled", "lr sensitivity", false],
   ];
@@ -89,11 +95,12 @@
       box.replaceChildren(el("p", { class: "muted", text: `No completed study on ${workload} yet.` }));
       return;
     }
-    const label = (g) => `${g.key.arm} · ${g.key.epochs ?? "?"} epochs (${g.n_studies} stud${g.n_studies === 1 ? "y" : "ies"})`;
+    const groupEps = (k) => (k.eps === "seed_spread" ? "seed spread" : k.relative ? `${pct(k.eps)} of the peak` : num(k.eps));
+    const label = (g) => `${g.key.arm} · ${g.key.epochs ?? "?"} epochs · ε ${groupEps(g.key)} (${g.n_studies} stud${g.n_studies === 1 ? "y" : "ies"})`;
     const chartsBox = el("div", { class: "heatmaps" });
     for (const [field, title, share] of STATS) {
       const rows = groups.map((g) => Object.assign({ label: label(g) }, g[field] || {}));
-      chartsBox.append(charts.bars(rows.map((x) => ({ label: x.label, mean: x.mean, min: x.min, max: x.max })), `${title}: mean, min–max over studies`, share ? "" : ""));
+      chartsBox.append(charts.bars(rows.map((x) => ({ label: x.label, mean: x.mean, min: x.min, max: x.max })), `${title}: mean, min–max over studies (point estimates, no intervals)`, share ? "" : ""));
     }
     const tableRows = [];
     for (const g of groups) {

@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { api, el, num, pct, table } = demonlab;
+  const { api, el, num, pct, level, table } = demonlab;
   const root = document.getElementById("study");
   const id = root.dataset.study;
   const isSearch = root.dataset.search === "true";
@@ -153,11 +153,13 @@
     drawTables();
   }
 
-  // An order-statistic interval of the cell's median at the level it really has (1 − 2^(1−S) for
-  // its S seeds' [min, max]); none when too few seeds gave a result.
+  // An order-statistic interval of the cell's median at the level it really has (1 − 2^(1−S) with
+  // S seeds: 50% at 2, 75% at 3, ≥ 95% from 6); none with one seed or none.
   function intervalText(c) {
-    if (c.level === null || c.level === undefined || c.low === null || c.low === undefined) return "none (too few seeds)";
-    return `[${num(c.low)}, ${num(c.high)}] at ${pct(c.level)}`;
+    if (!c.level || c.low === null || c.low === undefined || c.high === null || c.high === undefined) {
+      return c.n > 0 ? "no interval: too few seeds (one seed)" : "no interval: no results";
+    }
+    return `[${num(c.low)}, ${num(c.high)}] at ${level(c.level)}`;
   }
 
   function drawTables() {
@@ -288,7 +290,7 @@
       parts.push(el("div", { class: "arm-maps" },
         charts.scatter(points, `${arm.arm}: ${points.length} sampled points (median over seeds)`),
         twin,
-        importance.length ? table(["parameter", "importance"], importance, "parameter importances (fANOVA)") : el("p", { class: "muted", text: arm.importance_note || "" })
+        importance.length ? table(["parameter", "importance"], importance, `parameter importances (${arm.importance_method || "Optuna"})`) : el("p", { class: "muted", text: arm.importance_note || "" })
       ));
     }
     box.replaceChildren(el("div", { class: "heatmaps" }, ...parts),
