@@ -68,7 +68,7 @@ class DemonlabClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ServiceUnreachable(str(self._http.base_url), exc) from exc
+            raise ServiceUnreachable(str(self._http.base_url).rstrip("/"), exc) from exc
         if response.status_code >= 400:
             self._raise(response)
         return response

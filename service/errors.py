@@ -91,7 +91,7 @@ class ServiceUnreachable(ApiError):
     """No answer from the service (refused, reset, timed out): ``status`` is 0, the cause is chained."""
 
     def __init__(self, url: str, cause: Exception) -> None:
-        super().__init__(0, f"cannot reach {url}: {cause or type(cause).__name__}")
+        super().__init__(0, f"cannot reach the server at {url}: {cause or type(cause).__name__}")
         self.url = url
 
 

@@ -375,4 +375,4 @@ def test_client_against_a_closed_port() -> None:
     assert isinstance(caught.value, ApiError)
     assert isinstance(caught.value, DemonlabError)
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
-    assert "cannot reach http://127.0.0.1:9" in str(caught.value)
+    assert "cannot reach the server at http://127.0.0.1:9" in str(caught.value)

@@ -3,7 +3,7 @@
 What the dashboard, the Python client and ``demonlab submit --wait`` follow instead of polling:
 
 - ``progress`` (data: the study as ``GET /studies/{id}`` shows it) on connect and whenever the
-  counters or the status change;
+  counters or the status change, and once when the first trial starts running;
 - ``trial`` (data: the trial as ``/trials`` shows it, without its curve) for each trial recorded
   (completed, diverged or failed) after the stream's start; its ``id`` is a cursor, so a client that
   reconnects with ``Last-Event-ID`` gets the trials it missed and no others;
@@ -124,6 +124,22 @@ def _counters(study: Study) -> tuple[Any, ...]:
     return (study.status, study.trials_done, study.trials_failed, study.trials_diverged, study.trials_total)
 
 
+def _any_trial_started(engine: Engine, study_id: str) -> bool:
+    """Whether a trial of the study is running (or ran): the moment a follower stops saying "starting"."""
+    with session_scope(engine, read_only=True) as session:
+        running = select(Trial.id).where(Trial.study_id == study_id, Trial.status == "running").limit(1)
+        return session.scalar(running) is not None
+
+
+async def _started(engine: Engine, study: Study, already: bool) -> bool:
+    """``already``, or whether the study's first trial has started (asked only until it has)."""
+    if already or study.trials_done or study.trials_failed:
+        return True
+    if study.status.value != "running":
+        return False
+    return await run_in_threadpool(_any_trial_started, engine, study.id)
+
+
 async def study_events(
     engine: Engine, study_id: str, cursor: Cursor | None, *, poll_seconds: float, heartbeat_seconds: float
 ) -> AsyncIterator[str]:
@@ -138,9 +154,11 @@ async def study_events(
     # The first progress event carries the cursor, so a client that reconnects resumes from here.
     yield format_event("progress", study_public(study).model_dump(mode="json"), str(cursor))
     seen: tuple[Any, ...] | None = None
+    started = False  # a progress event also marks the first trial's start ("starting Ray…" ends there)
     last_sent = time.monotonic()
     while True:
-        counters = _counters(study)
+        started = await _started(engine, study, started)
+        counters = (*_counters(study), started)
         if seen is None or counters != seen:
             for trial_cursor, trial in await run_in_threadpool(_trials_after, engine, study_id, cursor):
                 cursor = trial_cursor
