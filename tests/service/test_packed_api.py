@@ -73,7 +73,11 @@ def test_a_killed_packed_driver_is_relaunched_and_resumes_its_packs_from_their_c
     """SIGKILL the local driver while its two forked packs train (each has checkpointed an epoch):
     the relaunched driver resumes both packs from their checkpoints instead of starting over, and
     every trial is stored once with the uninterrupted run's figures (``RTOL`` of test_packed)."""
-    service = packed_service
+    kill_a_packed_driver_and_check_it_resumes(packed_service, tmp_path)
+
+
+def kill_a_packed_driver_and_check_it_resumes(service: Service, tmp_path: Path) -> None:
+    """The test above, on ``service`` (also run with drivers forked from the warm process)."""
     data = slow_spec("packed-kill", [0.01, 0.1]) | {"execution": {"mode": "packed", "pack_size": 8}}
     created = service.client.submit(data)
     study = service.wait_for(created.id, lambda s: s.job_id is not None or finished(s))
