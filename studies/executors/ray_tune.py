@@ -132,7 +132,13 @@ class RayTuneExecutor:
         summary = RunSummary()
         if not keys:
             return summary
-        units = pack(keys, self.trials_per_task)
+        if self.packed and self.checkpoint_dir:  # packs of an earlier launch resume as they were
+            from ..packed.checkpoint import claim
+
+            resumed, fresh = claim(self.checkpoint_dir, keys)
+            units = resumed + pack(fresh, self.trials_per_task)
+        else:
+            units = pack(keys, self.trials_per_task)
         tokens = [[key.token() for key in unit] for unit in units]
         unit_keys = {str(i): unit for i, unit in enumerate(units)}
         token = register(DriverHooks(sink, summary, should_stop, unit_keys, on_start))

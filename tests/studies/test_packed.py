@@ -32,7 +32,7 @@ from studies.packed.checkpoint import checkpoint_dir, checkpoint_path, claim
 from studies.packed.schedules import MemberSchedules
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.runner import TrialPlan, run_trial
-from studies.spec import StudySpec
+from studies.spec import StudySpec, expand_trials
 from studies.workloads import WORKLOADS, get_workload
 from studies.workloads.digits import DigitsCNN
 
@@ -302,6 +302,34 @@ def test_packs_on_ray_are_tune_trials_with_per_trial_results(tmp_path: Any) -> N
     by_key = {r.key: r for r in packed}
     for single in per_trial:
         assert_same(by_key[single.key], single)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_a_checkpointed_pack_resumes_on_ray(tmp_path: Any) -> None:
+    """A pack stopped after its first epoch (by an earlier launch) is resumed as one Tune trial of a
+    relaunched Ray study, the other pending trials packed afresh: every trial once, per-trial results."""
+    data = _spec(arms=["demon_sgdm", "sgdm_step"], lr=[0.03, 0.3], beta_init=[0.8, 0.9], seeds=2, epochs=3)
+    spec = StudySpec.model_validate(data | {"execution": {"mode": "packed"}})
+    plan = TrialPlan.from_spec(spec, tmp_path / "datasets")
+    keys = expand_trials(spec)
+    stopped = keys[3:8]
+    run_pack(
+        plan,
+        stopped,
+        checkpoint=checkpoint_path(checkpoint_dir(tmp_path, "ray-resume", plan), stopped),
+        should_stop=lambda: True,
+    )
+    results: list[TrialResult] = []
+    summary = execute_study(spec, results.append, executor="ray", data_dir=tmp_path, study_id="ray-resume")
+    assert summary.total == len(results) == 16
+    assert not summary.errors
+    assert sorted(r.key for r in results) == sorted(keys)
+    assert {r.key for r in results if r.extra.get("resumed_from_epoch") == 1} == set(stopped)
+    assert {r.extra["pack_size"] for r in results if r.key in stopped} == {5}
+    for result in results:
+        assert_same(result, run_trial(plan, result.key))
+    assert list(checkpoint_dir(tmp_path, "ray-resume", plan).glob("*.pack.pt")) == []
 
 
 def _interrupted_then_resumed(
