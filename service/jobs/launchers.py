@@ -46,6 +46,7 @@ def driver_env(settings: Settings) -> dict[str, str]:
         "DEMONLAB_LAUNCHER": settings.launcher,
         "DEMONLAB_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
         "DEMONLAB_STALE_AFTER_SECONDS": str(settings.stale_after_seconds),
+        "DEMONLAB_WARM_DRIVERS": "1" if settings.warm_drivers else "0",
         "RAY_AUTH_MODE": settings.ray_auth_mode,
     }
     if settings.dataset_dir is not None:

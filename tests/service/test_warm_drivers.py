@@ -98,10 +98,26 @@ def test_a_killed_forked_driver_is_relaunched_and_resumes_its_packs(warm: Servic
     kill_a_packed_driver_and_check_it_resumes(warm, tmp_path)  # the drivers forked (in `warm`)
 
 
+def test_a_small_per_trial_study_runs_in_the_forked_driver_without_ray(
+    warm: Service, smoke_spec: dict[str, object]
+) -> None:
+    """24 trials × 2 epochs ≤ SMALL_STUDY_EPOCHS: one trial after another in the driver, no Ray."""
+    created = warm.client.submit(smoke_spec)
+    _forked_driver(warm, created.id)
+    study = warm.wait_for(created.id, finished)
+    assert study.status == "completed", warm.logs()
+    trials = warm.trials(created.id)
+    assert len(trials) == 24
+    assert_each_key_once(warm.engine, created.id)
+    assert {t.status for t in trials} <= set(RESULTS)
+    assert all("/" not in (t.node or "") for t in trials)  # not on Ray
+
+
 def test_a_per_trial_study_starts_its_own_ray_from_a_forked_driver(
     warm: Service, smoke_spec: dict[str, object]
 ) -> None:
-    created = warm.client.submit(smoke_spec)
+    """24 trials × 10 epochs > SMALL_STUDY_EPOCHS: the forked driver starts a local Ray."""
+    created = warm.client.submit(smoke_spec | {"name": "warm-ray", "epochs": 10})
     driver = _forked_driver(warm, created.id)
     study = warm.wait_for(created.id, finished)
     assert study.status == "completed", warm.logs()
