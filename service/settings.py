@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".work"), validate_default=True)
     database_url: str = Field(default="", validate_default=True)
     launcher: Literal["local", "ray"] = "local"
+    # local launcher: fork drivers from a warm process (service.jobs.forkserver) instead of starting
+    # a fresh Python for each; off by default until the fault-tolerance suites have run with it.
+    warm_drivers: bool = False
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("DEMONLAB_RAY_ADDRESS", "RAY_ADDRESS"))
     ray_auth_mode: str = Field(
         default="disabled", validation_alias=AliasChoices("DEMONLAB_RAY_AUTH_MODE", "RAY_AUTH_MODE")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import shlex
@@ -17,9 +18,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..settings import Settings
+
+logger = logging.getLogger("demonlab.launcher")
+
+if TYPE_CHECKING:
+    from .forkserver import ForkServerClient
 
 
 class Launcher(Protocol):
@@ -40,6 +46,7 @@ def driver_env(settings: Settings) -> dict[str, str]:
         "DEMONLAB_LAUNCHER": settings.launcher,
         "DEMONLAB_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
         "DEMONLAB_STALE_AFTER_SECONDS": str(settings.stale_after_seconds),
+        "DEMONLAB_WARM_DRIVERS": "1" if settings.warm_drivers else "0",
         "RAY_AUTH_MODE": settings.ray_auth_mode,
     }
     if settings.dataset_dir is not None:
@@ -53,15 +60,38 @@ class LocalLauncher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._forkserver: ForkServerClient | None = None
+        if settings.warm_drivers:
+            from .forkserver import ForkServerClient
 
-    def launch(self, study_id: str, attempt: int) -> str:
-        logs = self.settings.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log = open(logs / f"{study_id}-{attempt}.log", "ab")  # noqa: SIM115 - the child owns it
+            self._forkserver = ForkServerClient()
+
+    def warm(self) -> None:
+        """Start the warm process drivers are forked from (``warm_drivers``), so it is ready before
+        the first study: the scheduler's launcher does; one made only to stop a job does not."""
+        if self._forkserver is not None:
+            self._forkserver.start(self._env(), str(Path.cwd()))
+
+    def _env(self) -> dict[str, str]:
         env = {**os.environ, **driver_env(self.settings)}
         env.pop("RAY_ADDRESS", None)  # the driver reads DEMONLAB_RAY_ADDRESS: join that cluster, else start Ray
         if self.settings.ray_address:
             env["DEMONLAB_RAY_ADDRESS"] = self.settings.ray_address
+        return env
+
+    def launch(self, study_id: str, attempt: int) -> str:
+        logs = self.settings.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = self._env()
+        if self._forkserver is not None:  # a driver forked from the warm process, in its own session
+            try:
+                pid = self._forkserver.launch(
+                    study_id, attempt, logs / f"{study_id}-{attempt}.log", env, str(Path.cwd())
+                )
+                return f"local:{platform.node()}:{pid}"
+            except (OSError, RuntimeError, ValueError):
+                logger.warning("study %s: no warm driver; starting a fresh one", study_id, exc_info=True)
+        log = open(logs / f"{study_id}-{attempt}.log", "ab")  # noqa: SIM115 - the child owns it
         process = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "execute", study_id, "--attempt", str(attempt)],
             stdout=log,
@@ -99,7 +129,9 @@ class LocalLauncher:
 
         try:
             process = psutil.Process(pid)
-            return process.status() != psutil.STATUS_ZOMBIE and "execute" in " ".join(process.cmdline())
+            command = " ".join(process.cmdline())  # a forked driver has its fork server's command line
+            alive = process.status() != psutil.STATUS_ZOMBIE
+            return alive and ("execute" in command or "service.jobs.forkserver" in command)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
@@ -218,7 +250,9 @@ def make_launcher(settings: Settings) -> Launcher:
     """The launcher the settings name."""
     if settings.launcher == "ray":
         return RayJobLauncher(settings)
-    return LocalLauncher(settings)
+    launcher = LocalLauncher(settings)
+    launcher.warm()
+    return launcher
 
 
 def launcher_for_job(settings: Settings, job_id: str) -> Launcher:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from ..packed.checkpoint import checkpoint_dir
 from ..results import TrialKey
 from ..runner import TrialPlan
 from ..spec import OptunaSearchSpec, StudySpec, expand_trials
@@ -120,7 +121,8 @@ def execute_study(
     if executor == "inprocess":
         if packed:
             workers = max(1, len(os.sched_getaffinity(0)) // max(1, int(spec.resources.cpu)))
-            executor_ = PackedExecutor(spec.execution.pack_size, workers=workers)
+            folder = checkpoint_dir(data_dir, study_id, plan)
+            executor_ = PackedExecutor(spec.execution.pack_size, workers=workers, checkpoint_dir=folder)
             return executor_.run(plan, todo, sink, should_stop, on_trial_start)
         return InProcessExecutor().run(plan, todo, sink, should_stop)
     resources = ensure_ray(address=ray_address, data_dir=data_dir, num_cpus=num_cpus)
@@ -137,6 +139,7 @@ def execute_study(
         storage_dir=data_dir,
         experiment_name=study_id,
         packed=packed,
+        checkpoint_dir=str(checkpoint_dir(data_dir, study_id, plan)) if packed else None,
     )
     return ray_executor.run(plan, todo, sink, should_stop, on_trial_start)
 

@@ -9,16 +9,25 @@ spread over every worker of the cluster. Either way each member reaches the sink
 worker), capped so that a pack's estimated memory (``member_bytes``: a one-member probe forward of
 the real model at the study's batch size, times parameters, gradients, optimizer state and
 activations, with a safety factor) fits in half the device's free memory: never out of memory.
+
+Durability (``checkpoint_dir``): every pack checkpoints after each epoch and a relaunch resumes the
+packs holding pending trials before packing the rest (``studies.packed.checkpoint``). Members reach
+the sink the moment they are done, also from forked packs (through a queue).
 """
 
 from __future__ import annotations
 
 import math
+import os
+import queue
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..packed import PackedNet, run_pack
+from ..packed.checkpoint import checkpoint_path, claim
 from ..packed.schedules import MemberSchedules
 from ..results import TrialKey, TrialResult
 from ..runner import TrialPlan, _load, pick_device
@@ -65,16 +74,23 @@ def resolve_pack_size(
 class PackedExecutor:
     """Run packs in this process, or in ``workers`` forked processes (one pack per core, CPU only).
 
-    With one worker each member reaches the sink the moment it is done; with several, a pack's
-    members reach it when their pack finishes (results travel back as dicts through a pipe).
+    Each member reaches the sink the moment it is done (from a forked pack, as a dict through a
+    queue). With ``checkpoint_dir`` packs checkpoint every epoch there and resume from it.
     """
 
     name = "packed"
 
-    def __init__(self, pack_size: int | str = "auto", device: str | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        pack_size: int | str = "auto",
+        device: str | None = None,
+        workers: int = 1,
+        checkpoint_dir: Path | None = None,
+    ) -> None:
         self.pack_size = pack_size
         self.device = device
         self.workers = max(1, workers)
+        self.checkpoint_dir = checkpoint_dir
 
     def run(
         self,
@@ -84,63 +100,111 @@ class PackedExecutor:
         should_stop: StopCheck = never_stop,
         on_start: Callable[[list[TrialKey]], None] | None = None,
     ) -> RunSummary:
-        """Run every key in packs unless ``should_stop`` turns true between packs.
+        """Run every key in packs unless ``should_stop`` turns true (polled after each epoch).
 
-        ``on_start`` gets each pack's keys as the pack starts (forked: as it is handed to the pool).
+        ``on_start`` gets each pack's pending keys as the pack starts (forked: as it is handed to
+        the pool). A stopped pack keeps its checkpoint for the next launch.
         """
         summary = RunSummary()
         if not keys:
             return summary
         device = pick_device(self.device)
         workers = self.workers if device.type == "cpu" else 1
-        size = resolve_pack_size(self.pack_size, plan, len(keys), workers, device)
-        units = pack(keys, size)
+        resumed, fresh = claim(self.checkpoint_dir, keys) if self.checkpoint_dir else ([], list(keys))
+        units = resumed
+        if fresh:
+            units += pack(fresh, resolve_pack_size(self.pack_size, plan, len(fresh), workers, device))
+        pending = set(keys)
+        jobs = [_Job(plan, unit, self.device, self._path(unit), pending) for unit in units]
 
         def emit(result: TrialResult) -> None:
             summary.add(result)
             sink(result)
 
         if workers == 1 or len(units) == 1:
-            for unit in units:
+            for job in jobs:
                 if should_stop():
                     summary.cancelled = True
                     break
                 if on_start is not None:
-                    on_start(unit)
-                run_pack(plan, unit, device=self.device, emit=emit)
+                    on_start([key for key in job.keys if key in pending])
+                if job.run(emit, should_stop) < len([key for key in job.keys if key in pending]):
+                    summary.cancelled = True  # stopped after an epoch: its checkpoint stays
+                    break
             return summary
         # Build one member's schedule here first: a torch optimizer's first construction imports
         # torch._dynamo (~3 s), which the forked children then inherit instead of each paying it.
         MemberSchedules(units[0][:1], plan.arm_params, 1, plan.weight_decay)
         if on_start is not None:
-            for unit in units:
-                on_start(unit)
-        return self._run_forked(plan, units, emit, should_stop, summary, min(workers, len(units)))
+            for job in jobs:
+                on_start([key for key in job.keys if key in pending])
+        return self._run_forked(jobs, emit, should_stop, summary, min(workers, len(units)))
+
+    def _path(self, unit: list[TrialKey]) -> Path | None:
+        return checkpoint_path(self.checkpoint_dir, unit) if self.checkpoint_dir else None
 
     def _run_forked(
-        self,
-        plan: TrialPlan,
-        units: list[list[TrialKey]],
-        emit: Sink,
-        should_stop: StopCheck,
-        summary: RunSummary,
-        workers: int,
+        self, jobs: list[_Job], emit: Sink, should_stop: StopCheck, summary: RunSummary, workers: int
     ) -> RunSummary:
+        """Run ``jobs`` in a pool of forked processes; their results come back through a queue as
+        each member finishes. A stop terminates the pool (the packs' checkpoints stay)."""
         import multiprocessing
 
         # fork: the children inherit the loaded data and imports (a spawned one would take seconds).
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for results in pool.imap_unordered(_pack_in_child, [(plan, unit, self.device) for unit in units]):
-                for raw in results:
-                    emit(TrialResult.from_dict(raw))
+        context = multiprocessing.get_context("fork")
+        results: Any = context.Queue()
+        with context.Pool(workers, initializer=_set_results_queue, initargs=(results,)) as pool:
+            running = [pool.apply_async(_pack_in_child, (job,)) for job in jobs]
+            received = 0
+            while True:
+                try:
+                    emit(TrialResult.from_dict(results.get(timeout=0.5)))
+                    received += 1
+                except queue.Empty:
+                    pass
                 if should_stop():
                     summary.cancelled = True
                     pool.terminate()
                     break
+                # A pack's count arrives through another pipe than its results: wait for both.
+                if all(r.ready() for r in running) and received >= sum(r.get() for r in running):
+                    break
         return summary
 
 
-def _pack_in_child(job: tuple[TrialPlan, list[TrialKey], str | None]) -> list[dict[str, object]]:
-    plan, keys, device = job
-    torch.set_num_threads(plan.threads)
-    return [r.to_dict() for r in run_pack(plan, keys, device=device)]
+class _Job:
+    """One pack to run: its keys, its checkpoint, and which of its results are wanted."""
+
+    def __init__(
+        self, plan: TrialPlan, keys: list[TrialKey], device: str | None, path: Path | None, deliver: set[TrialKey]
+    ) -> None:
+        self.plan, self.keys, self.device, self.path, self.deliver = plan, keys, device, path, deliver
+
+    def run(self, emit: Sink, should_stop: StopCheck = never_stop) -> int:
+        """Run the pack; return how many results it delivered."""
+        results = run_pack(
+            self.plan,
+            self.keys,
+            device=self.device,
+            emit=emit,
+            checkpoint=self.path,
+            should_stop=should_stop,
+            deliver=self.deliver,
+        )
+        return len(results)
+
+
+_RESULTS: Any = None  # the forked child's queue to the parent
+
+
+def _set_results_queue(results: Any) -> None:
+    global _RESULTS
+    _RESULTS = results
+
+
+def _pack_in_child(job: _Job) -> int:
+    """Run ``job`` in a forked worker; stop after an epoch (checkpoint kept) once the driver that
+    forked it is gone (killed outright), rather than train on for a relaunch that will resume it."""
+    torch.set_num_threads(job.plan.threads)
+    parent = os.getppid()
+    return job.run(lambda result: _RESULTS.put(result.to_dict()), lambda: os.getppid() != parent)

@@ -29,15 +29,26 @@ from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkC
 from .base import RunSummary, Sink, StopCheck, never_stop, objective_value, pack
 
 
-def _grid_trainable(config: dict[str, Any], plan: TrialPlan, units: list[list[str]], packed: bool = False) -> None:
-    """Run one unit of trials (one after another, or as one pack) and report all their results."""
+def _grid_trainable(
+    config: dict[str, Any],
+    plan: TrialPlan,
+    units: list[list[str]],
+    packed: bool = False,
+    checkpoint_dir: str | None = None,
+) -> None:
+    """Run one unit of trials (one after another, or as one pack) and report all their results.
+
+    A pack checkpoints each epoch under ``checkpoint_dir`` (a path of the driver's machine: resumed
+    by a relaunch when the pack runs on a node that sees it) and resumes from it."""
     from ray import tune
 
     keys = [TrialKey.from_token(token) for token in units[config["unit"]]]
     if packed:
         from ..packed import run_pack
+        from ..packed.checkpoint import checkpoint_path
 
-        results = run_pack(plan, keys)
+        path = checkpoint_path(checkpoint_dir, keys) if checkpoint_dir else None
+        results = run_pack(plan, keys, checkpoint=path)
     else:
         results = [run_trial(plan, key) for key in keys]
     tune.report({RESULTS_FIELD: json.dumps([r.to_dict() for r in results])})
@@ -96,11 +107,13 @@ class RayTuneExecutor:
         experiment_name: str = "study",
         max_concurrent_trials: int | None = None,
         packed: bool = False,
+        checkpoint_dir: str | None = None,
     ) -> None:
         self.resources = _resources(cpu, gpu, custom_resources)
         self.max_failures = max_failures
         self.trials_per_task = trials_per_task
         self.packed = packed  # a unit of ``trials_per_task`` keys is one pack (studies.packed)
+        self.checkpoint_dir = checkpoint_dir  # where packs checkpoint each epoch
         self.storage_dir = storage_dir
         self.experiment_name = experiment_name
         self.max_concurrent_trials = max_concurrent_trials
@@ -119,12 +132,21 @@ class RayTuneExecutor:
         summary = RunSummary()
         if not keys:
             return summary
-        units = pack(keys, self.trials_per_task)
+        if self.packed and self.checkpoint_dir:  # packs of an earlier launch resume as they were
+            from ..packed.checkpoint import claim
+
+            resumed, fresh = claim(self.checkpoint_dir, keys)
+            units = resumed + pack(fresh, self.trials_per_task)
+        else:
+            units = pack(keys, self.trials_per_task)
         tokens = [[key.token() for key in unit] for unit in units]
         unit_keys = {str(i): unit for i, unit in enumerate(units)}
         token = register(DriverHooks(sink, summary, should_stop, unit_keys, on_start))
         trainable = tune.with_resources(
-            tune.with_parameters(_grid_trainable, plan=plan, units=tokens, packed=self.packed), self.resources
+            tune.with_parameters(
+                _grid_trainable, plan=plan, units=tokens, packed=self.packed, checkpoint_dir=self.checkpoint_dir
+            ),
+            self.resources,
         )
         tuner = tune.Tuner(
             trainable,

@@ -17,17 +17,26 @@ line so that member k's result is the per-trial result of its key:
 
 Results leave through ``emit`` the moment a member is done: a diverged member at once, the
 completed ones after the test evaluation.
+
+Durability: with a ``checkpoint`` path the pack saves its whole state there after every epoch
+(``studies.packed.checkpoint``) and, when the file exists for the same members and plan, resumes
+from it: a killed pack loses at most the epoch it was in, and the resumed results equal the
+uninterrupted ones. ``should_stop`` is polled after each epoch's save: a stopped pack returns its
+finished members only and keeps its checkpoint for a relaunch. The file is deleted at the end.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import astuple, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -38,6 +47,7 @@ from demon.packed import packed_adam, packed_demon_adam, packed_demon_sgd, packe
 from ..environment import hardware
 from ..results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from ..runner import EVAL_BATCH_SIZE, TrialPlan, _load, _seed_everything, node_name, pick_device
+from . import checkpoint as checkpoints
 from .models import PackedNet, packing_problem
 from .schedules import KINDS, MemberSchedules, optimizer_kind
 
@@ -54,15 +64,25 @@ class _Member:
     key: TrialKey
     epochs: list[EpochRecord] = field(default_factory=list)
     status: TrialStatus | None = None  # None while training
+    result: TrialResult | None = None  # once finished
 
 
 def run_pack(
-    plan: TrialPlan, keys: Sequence[TrialKey], *, device: str | None = None, emit: Emit | None = None
+    plan: TrialPlan,
+    keys: Sequence[TrialKey],
+    *,
+    device: str | None = None,
+    emit: Emit | None = None,
+    checkpoint: Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    deliver: Collection[TrialKey] | None = None,
 ) -> list[TrialResult]:
     """Train ``keys`` as one pack; return (and ``emit``) one result per key, in ``keys``' order.
 
     Like ``run_trial`` it never raises for the trials' own failure: an error fails every member
-    not yet done, with the error text.
+    not yet done, with the error text. ``checkpoint``: save there after each epoch and resume from
+    it; ``should_stop``: polled after each epoch, a stopped pack returns only its finished members;
+    ``deliver``: the keys whose results are wanted (a resumed pack's others already reached the sink).
     """
     started = time.perf_counter()
     torch_device = pick_device(device)
@@ -71,12 +91,16 @@ def run_pack(
     done: dict[TrialKey, TrialResult] = {}
 
     def finish(result: TrialResult) -> None:
+        if deliver is not None and result.key not in deliver:
+            return
         done[result.key] = result
         if emit is not None:
             emit(result)
 
     try:
-        _Pack(plan, keys, torch_device, started, finish).train()
+        pack = _Pack(plan, keys, torch_device, started, finish, checkpoint)
+        if pack.train(should_stop) and checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
         for key in keys:
@@ -84,14 +108,20 @@ def run_pack(
                 finish(TrialResult(key=key, status=TrialStatus.FAILED, device=str(torch_device), error=error))
     finally:
         torch.set_num_threads(previous_threads)
-    return [done[key] for key in keys]
+    return [done[key] for key in keys if key in done]
 
 
 class _Pack:
     """One pack's training state; ``train`` runs it to the end."""
 
     def __init__(
-        self, plan: TrialPlan, keys: Sequence[TrialKey], device: torch.device, started: float, finish: Emit
+        self,
+        plan: TrialPlan,
+        keys: Sequence[TrialKey],
+        device: torch.device,
+        started: float,
+        finish: Emit,
+        checkpoint: Path | None = None,
     ) -> None:
         self.workload, self.splits = _load(plan)
         problem = packing_problem(self.workload)
@@ -128,6 +158,11 @@ class _Pack:
         self.active = torch.ones(size, dtype=torch.bool, device=device)
         self.ceiling = torch.full((size,), math.inf, dtype=torch.float64, device=device)
         self.step = 0
+        self.epoch = 0  # epochs done
+        self.resumed_from = 0  # the epoch a resumed pack started from (recorded in its results)
+        self.checkpoint = checkpoint
+        if checkpoint is not None:
+            self._resume(checkpoint)
 
     def _kind_groups(self) -> list[tuple[str, slice, bool]]:
         """(kind, contiguous member slice, nesterov) runs of the sorted members."""
@@ -146,13 +181,88 @@ class _Pack:
         nesterov = self.nesterov[key.arm] and (kind == "demon_sgd" or key.beta_init > 0)
         return kind, nesterov
 
-    def train(self) -> None:
-        for epoch in range(self.plan.epochs):
-            if not bool(self.active.any()):
-                break
-            loss_sum = self._train_epoch(epoch)
-            self._end_epoch(epoch, loss_sum)
+    def train(self, should_stop: Callable[[], bool] | None = None) -> bool:
+        """Train the remaining epochs and test; False when ``should_stop`` stopped it first."""
+        while self.epoch < self.plan.epochs and bool(self.active.any()):
+            loss_sum = self._train_epoch(self.epoch)
+            self._end_epoch(self.epoch, loss_sum)
+            self.epoch += 1
+            if self.checkpoint is not None:
+                checkpoints.save(self.checkpoint, self._state())
+            if should_stop is not None and should_stop():
+                return False
         self._test()
+        return True
+
+    def _state(self) -> dict[str, Any]:
+        """Everything the next epoch reads (see ``studies.packed.checkpoint``)."""
+        return {
+            "plan": checkpoints.plan_digest(self.plan),
+            "keys": [m.key.token() for m in self.members],
+            "epoch": self.epoch,
+            "step": self.step,
+            "elapsed": time.perf_counter() - self.started,
+            "params": [p.detach() for p in self.net.params],
+            "running": [[index, mean, var] for index, (mean, var) in self.net.running.items()],
+            "state": self.state,
+            "active": self.active,
+            "ceiling": self.ceiling,
+            "lr": self.schedules.lr,
+            "beta": self.schedules.beta,
+            "plateaus": {
+                str(member): {"scheduler": run.plateau.state_dict(), "optimizer": run.optimizer.state_dict()}
+                for member, run in self.schedules.plateaus.items()
+                if run.plateau is not None
+            },
+            "generators": [g.get_state() for g in self.generators],
+            "rng": torch.get_rng_state(),
+            "members": [
+                {
+                    "status": m.status.value if m.status is not None else None,
+                    "epochs": [list(astuple(e)) for e in m.epochs],
+                    "result": json.dumps(m.result.to_dict()) if m.result is not None else None,
+                }
+                for m in self.members
+            ],
+        }
+
+    def _resume(self, path: Path) -> None:
+        """Continue from the checkpoint at ``path`` if it is this pack's; deliver its finished members."""
+        state = checkpoints.load(path, self.device)
+        if state is None:
+            return
+        if state["plan"] != checkpoints.plan_digest(self.plan) or state["keys"] != [
+            m.key.token() for m in self.members
+        ]:
+            return  # another pack's or another plan's: start afresh (and overwrite it)
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.resumed_from = self.epoch
+        self.started -= float(state["elapsed"])
+        with torch.no_grad():
+            for param, saved in zip(self.net.params, state["params"], strict=True):
+                param.copy_(saved)
+            for index, mean, var in state["running"]:
+                self.net.running[int(index)][0].copy_(mean)
+                self.net.running[int(index)][1].copy_(var)
+            for buffers, saved_buffers in zip(self.state, state["state"], strict=True):
+                for buffer, saved in zip(buffers, saved_buffers, strict=True):
+                    buffer.copy_(saved)
+        self.active, self.ceiling = state["active"], state["ceiling"]
+        self.schedules.lr, self.schedules.beta = state["lr"], state["beta"]
+        for member, saved in state["plateaus"].items():
+            run = self.schedules.plateaus[int(member)]
+            run.optimizer.load_state_dict(saved["optimizer"])
+            assert run.plateau is not None
+            run.plateau.load_state_dict(saved["scheduler"])
+        for generator, saved in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(saved.cpu())
+        torch.set_rng_state(state["rng"].cpu())
+        for member, saved in zip(self.members, state["members"], strict=True):
+            member.epochs = [EpochRecord(int(e[0]), *map(float, e[1:])) for e in saved["epochs"]]
+            if saved["status"] is not None:
+                member.status = TrialStatus(saved["status"])
+                member.result = TrialResult.from_dict(json.loads(saved["result"]))
+                self.finish(member.result)
 
     def _train_epoch(self, epoch: int) -> torch.Tensor:
         orders = torch.stack([torch.randperm(len(self.x_train), generator=g) for g in self.generators]).to(self.device)
@@ -218,7 +328,8 @@ class _Pack:
         for index in indices.tolist():
             member = self.members[index]
             member.status = TrialStatus.DIVERGED
-            self.finish(self._result(member))
+            member.result = self._result(member)
+            self.finish(member.result)
 
     def _end_epoch(self, epoch: int, loss_sum: torch.Tensor) -> None:
         val_loss, val_metric = self._evaluate(self.splits.val)
@@ -276,7 +387,8 @@ class _Pack:
         for index in self.active.nonzero().flatten().tolist():
             member = self.members[index]
             member.status = TrialStatus.COMPLETED
-            self.finish(self._result(member, float(test_loss[index]), float(test_metric[index])))
+            member.result = self._result(member, float(test_loss[index]), float(test_metric[index]))
+            self.finish(member.result)
 
     def _result(self, member: _Member, test_loss: float = math.nan, test_metric: float = math.nan) -> TrialResult:
         """The member's ``TrialResult``, field for field as ``run_trial`` builds it."""
@@ -301,5 +413,6 @@ class _Pack:
                 "pack_size": len(self.members),
                 "pack_wall_seconds": round(elapsed, 3),
                 "hardware": hardware(str(self.device)),
+                **({"resumed_from_epoch": self.resumed_from} if self.resumed_from else {}),
             },
         )

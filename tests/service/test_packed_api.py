@@ -4,14 +4,22 @@ end by a real local driver (slow)."""
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
-from test_end_to_end import Service, assert_each_key_once, finished
+from test_end_to_end import RUN_TIMEOUT, STALE_AFTER_SECONDS, Service, assert_each_key_once, finished, slow_spec
 from test_end_to_end import service as packed_service  # noqa: F401 (test_end_to_end's `service` fixture)
 
-from studies.results import TrialStatus
+from studies.executors import execute_study
+from studies.results import TrialKey, TrialResult, TrialStatus
+from studies.spec import StudySpec
 
 STUDIES = "/api/v1/studies"
 
@@ -55,3 +63,54 @@ def test_packed_study_runs_through_a_local_driver_without_ray(
         assert "/" not in trial.node, "ran on Ray"
         if trial.status is TrialStatus.COMPLETED:
             assert trial.epochs_done == 2
+
+
+@pytest.mark.slow
+def test_a_killed_packed_driver_is_relaunched_and_resumes_its_packs_from_their_checkpoints(
+    packed_service: Service,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """SIGKILL the local driver while its two forked packs train (each has checkpointed an epoch):
+    the relaunched driver resumes both packs from their checkpoints instead of starting over, and
+    every trial is stored once with the uninterrupted run's figures (``RTOL`` of test_packed)."""
+    kill_a_packed_driver_and_check_it_resumes(packed_service, tmp_path)
+
+
+def kill_a_packed_driver_and_check_it_resumes(service: Service, tmp_path: Path) -> None:
+    """The test above, on ``service`` (also run with drivers forked from the warm process)."""
+    data = slow_spec("packed-kill", [0.01, 0.1]) | {"execution": {"mode": "packed", "pack_size": 8}}
+    created = service.client.submit(data)
+    study = service.wait_for(created.id, lambda s: s.job_id is not None or finished(s))
+    first = service.drivers.note(study.job_id)
+    folder = service.data_dir / "packs"
+
+    def both_packs_checkpointed() -> bool:
+        states = [torch.load(p, weights_only=True) for p in folder.glob("*/*.pack.pt")]
+        return len(states) == 2 and all(s["epoch"] >= 2 for s in states)
+
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not both_packs_checkpointed():
+        assert time.monotonic() < deadline, service.logs()
+        assert not finished(service.client.get_study(created.id)), "the packs ran out before the kill"
+        time.sleep(0.05)
+    os.kill(first, signal.SIGKILL)
+    study = service.wait_for(created.id, finished, timeout=RUN_TIMEOUT + STALE_AFTER_SECONDS)
+    assert study.status == "completed", service.logs()
+    assert study.attempts == 2
+    assert_each_key_once(service.engine, created.id)
+    trials = service.trials(created.id)
+    assert len(trials) == 16
+    assert all(t.extra.get("resumed_from_epoch", 0) >= 2 for t in trials), [t.extra for t in trials]
+    assert list(folder.glob("*/*.pack.pt")) == []  # deleted when each pack finished
+
+    reference: list[TrialResult] = []
+    execute_study(StudySpec.model_validate(data), reference.append, executor="inprocess", data_dir=tmp_path)
+    by_key = {r.key: r for r in reference}
+    for trial in trials:
+        expected = by_key[TrialKey(trial.arm, trial.lr, trial.beta_init, trial.seed)]
+        assert (trial.status, trial.epochs_done) == (expected.status, expected.epochs_done)
+        for field in ("val_loss", "test_loss"):
+            mine, theirs = getattr(trial, field), getattr(expected, field)
+            assert (mine is None) == (theirs is None)
+            if mine is not None:
+                assert math.isclose(mine, theirs, rel_tol=1e-4), (trial.arm, trial.lr, field, mine, theirs)

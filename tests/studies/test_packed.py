@@ -26,12 +26,13 @@ import torch
 
 from studies.arms import arm_names, build_arm
 from studies.executors import execute_study
-from studies.executors.packed import member_bytes, resolve_pack_size
+from studies.executors.packed import PackedExecutor, member_bytes, resolve_pack_size
 from studies.packed import packing_problem, run_pack
+from studies.packed.checkpoint import checkpoint_dir, checkpoint_path, claim
 from studies.packed.schedules import MemberSchedules
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.runner import TrialPlan, run_trial
-from studies.spec import StudySpec
+from studies.spec import StudySpec, expand_trials
 from studies.workloads import WORKLOADS, get_workload
 from studies.workloads.digits import DigitsCNN
 
@@ -301,3 +302,140 @@ def test_packs_on_ray_are_tune_trials_with_per_trial_results(tmp_path: Any) -> N
     by_key = {r.key: r for r in packed}
     for single in per_trial:
         assert_same(by_key[single.key], single)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_a_checkpointed_pack_resumes_on_ray(tmp_path: Any) -> None:
+    """A pack stopped after its first epoch (by an earlier launch) is resumed as one Tune trial of a
+    relaunched Ray study, the other pending trials packed afresh: every trial once, per-trial results."""
+    data = _spec(arms=["demon_sgdm", "sgdm_step"], lr=[0.03, 0.3], beta_init=[0.8, 0.9], seeds=2, epochs=3)
+    spec = StudySpec.model_validate(data | {"execution": {"mode": "packed"}})
+    plan = TrialPlan.from_spec(spec, tmp_path / "datasets")
+    keys = expand_trials(spec)
+    stopped = keys[3:8]
+    run_pack(
+        plan,
+        stopped,
+        checkpoint=checkpoint_path(checkpoint_dir(tmp_path, "ray-resume", plan), stopped),
+        should_stop=lambda: True,
+    )
+    results: list[TrialResult] = []
+    summary = execute_study(spec, results.append, executor="ray", data_dir=tmp_path, study_id="ray-resume")
+    assert summary.total == len(results) == 16
+    assert not summary.errors
+    assert sorted(r.key for r in results) == sorted(keys)
+    assert {r.key for r in results if r.extra.get("resumed_from_epoch") == 1} == set(stopped)
+    assert {r.extra["pack_size"] for r in results if r.key in stopped} == {5}
+    for result in results:
+        assert_same(result, run_trial(plan, result.key))
+    assert list(checkpoint_dir(tmp_path, "ray-resume", plan).glob("*.pack.pt")) == []
+
+
+def _interrupted_then_resumed(
+    plan: TrialPlan, keys: list[TrialKey], folder: Any, after_epochs: int
+) -> tuple[list[TrialResult], list[TrialResult]]:
+    """Run ``keys`` as a pack stopped after ``after_epochs`` epochs, then resume it as a relaunched
+    executor would (``claim`` with the keys not yet delivered): (first part's, resumed part's) results."""
+    epochs_seen = [0]
+
+    def stop_after() -> bool:
+        epochs_seen[0] += 1
+        return epochs_seen[0] >= after_epochs
+
+    path = checkpoint_path(folder, keys)
+    first = run_pack(plan, keys, checkpoint=path, should_stop=stop_after)
+    assert path.exists()
+    delivered = {r.key for r in first}
+    pending = [key for key in keys if key not in delivered]
+    resumed_packs, rest = claim(folder, pending)
+    assert rest == []
+    assert len(resumed_packs) == 1
+    assert set(resumed_packs[0]) == set(keys)
+    emitted: list[TrialResult] = []
+    second = run_pack(plan, resumed_packs[0], checkpoint=path, emit=emitted.append, deliver=set(pending))
+    assert sorted(r.key for r in emitted) == sorted(pending)  # finished members are not delivered twice
+    assert not path.exists()  # deleted when the pack finished
+    assert list(folder.iterdir()) == []  # no temporary file left behind
+    return first, second
+
+
+def _same_as_uninterrupted(resumed: TrialResult, whole: TrialResult) -> None:
+    assert resumed.key == whole.key
+    assert (resumed.status, resumed.epochs) == (whole.status, whole.epochs), resumed.key  # bit-equal curves
+    for field in ("val_metric", "val_loss", "test_metric", "test_loss", "best_val_metric", "epochs_done"):
+        assert getattr(resumed, field) == getattr(whole, field), (resumed.key, field)
+
+
+def test_a_stopped_pack_resumes_from_its_checkpoint_with_the_uninterrupted_results(tmp_path: Any) -> None:
+    """Every arm kind (plateau members fed their own validation losses), members diverging before and
+    after the interruption: stopped after epoch 2 of 4 and resumed, each member's per-epoch losses and
+    test figures equal the uninterrupted pack's exactly (the checkpoint holds all the state read next)."""
+    plan = TrialPlan(
+        workload="synthetic", epochs=4, batch_size=16, weight_decay=1e-3, arm_params={"sgdm_plateau": {"patience": 0}}
+    )
+    whole = {r.key: r for r in run_pack(plan, PACK_KEYS)}
+    first, second = _interrupted_then_resumed(plan, PACK_KEYS, tmp_path, after_epochs=2)
+    assert sorted(r.epochs_done for r in first) == [0, 1]  # diverged before the stop: delivered then
+    assert {r.key for r in first}.isdisjoint(r.key for r in second)
+    for result in first + second:
+        _same_as_uninterrupted(result, whole[result.key])
+    assert {r.extra.get("resumed_from_epoch") for r in second} == {2}
+
+
+def test_batchnorm_pack_resumes_with_its_running_statistics(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setitem(WORKLOADS, DigitsBatchNormCNN.name, DigitsBatchNormCNN)
+    plan = TrialPlan(workload=DigitsBatchNormCNN.name, epochs=2, batch_size=64)
+    keys = [TrialKey("demon_sgdm", 0.01, 0.9, seed) for seed in (0, 1)] + [TrialKey("adam_step", 0.001, 0.9, 0)]
+    whole = {r.key: r for r in run_pack(plan, keys)}
+    first, second = _interrupted_then_resumed(plan, keys, tmp_path, after_epochs=1)
+    assert first == []
+    for result in second:
+        _same_as_uninterrupted(result, whole[result.key])
+
+
+def test_a_checkpoint_of_another_plan_or_pack_is_not_resumed(tmp_path: Any) -> None:
+    plan = TrialPlan(workload="synthetic", epochs=2, batch_size=16)
+    keys = [TrialKey("demon_sgdm", 0.03, 0.9, 0), TrialKey("adam_none", 0.01, 0.9, 1)]
+    path = checkpoint_path(tmp_path, keys)
+    run_pack(plan, keys, checkpoint=path, should_stop=lambda: True)
+    other = TrialPlan(workload="synthetic", epochs=2, batch_size=8)
+    assert checkpoint_dir(tmp_path, "s", plan) != checkpoint_dir(tmp_path, "s", other)
+    fresh = {r.key: r for r in run_pack(other, keys)}
+    for result in run_pack(other, keys, checkpoint=path):  # plan differs: trained from scratch
+        _same_as_uninterrupted(result, fresh[result.key])
+    assert not path.exists()
+    run_pack(plan, keys, checkpoint=path, should_stop=lambda: True)
+    assert path.exists()
+    resumed, rest = claim(tmp_path, [TrialKey("sgdm_none", 0.1, 0.9, 0)])  # nothing pending of it: stale
+    assert (resumed, rest) == ([], [TrialKey("sgdm_none", 0.1, 0.9, 0)])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_cancelled_packed_study_relaunched_reruns_only_what_is_missing(tmp_path: Any, workers: int) -> None:
+    """The executor as the driver runs it: stopped mid-study (one pack per worker, forked with two),
+    then relaunched with the trials that did not reach the sink: every trial reaches it exactly once,
+    with the uninterrupted result, and no checkpoint is left."""
+    plan = TrialPlan(workload="synthetic", epochs=60, batch_size=16)
+    keys = PACK_KEYS[:4] + PACK_KEYS[-3:] + [TrialKey("sgdm_none", 0.03, 0.9, 1)]
+    whole = {r.key: r for r in run_pack(plan, keys)}
+    folder = tmp_path / "packs"
+    first: list[TrialResult] = []
+
+    def stop_soon() -> bool:  # once a pack has checkpointed an epoch (forked: within 0.5 s of it)
+        return any(folder.glob("*.pack.pt"))
+
+    executor = PackedExecutor(pack_size=4, workers=workers, checkpoint_dir=folder)
+    summary = executor.run(plan, keys, first.append, should_stop=stop_soon)
+    assert summary.cancelled
+    assert len(first) < len(keys)
+    assert list(folder.glob("*.pack.pt"))  # the stopped packs' checkpoints
+    pending = [key for key in keys if key not in {r.key for r in first}]
+    second: list[TrialResult] = []
+    summary = PackedExecutor(pack_size=4, workers=workers, checkpoint_dir=folder).run(plan, pending, second.append)
+    assert not summary.cancelled
+    assert sorted(r.key for r in first + second) == sorted(keys)  # each exactly once
+    for result in first + second:
+        _same_as_uninterrupted(result, whole[result.key])
+    assert list(folder.iterdir()) == []
