@@ -468,6 +468,7 @@ class ErrorBody(BaseModel):
     detail: str
     field: str | None = None
     errors: list[FieldError] | None = None
+    line: int | None = Field(default=None, description="the line of a spec's text at fault (POST /specs/parse)")
 
 
 class Health(BaseModel):

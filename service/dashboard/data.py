@@ -7,22 +7,26 @@ PNG heatmaps; ``Reds`` for divergence rates), so the page only paints rectangles
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
+
+from studies.vocab import MetricName, Split
 
 from .. import analysis
 from ..api.deps import EngineDep
+from ..api.responses import errors
 from ..db import dal
 from ..db.engine import session_scope
-from ..errors import InvalidInput
+from .models import HeatmapsPublic, ParsedSpec, PlacementPublic, PointsPublic, SpecText
 
-router = APIRouter(prefix="/studies/{study_id}", tags=["dashboard"])
+router = APIRouter(prefix="/studies/{study_id}", tags=["dashboard"], responses=errors(404))
 
 SCORE_CMAP = "viridis_r"  # as studies.heatmaps: bright is good (low raw values)
 RATE_CMAP = "Reds"
@@ -44,13 +48,11 @@ def _norm(values: list[float]) -> Any:
     return LogNorm(low, high) if low > 0 and high / low >= 10 else Normalize(low, high)
 
 
-def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: str) -> dict[str, Any]:
+def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: Split) -> dict[str, Any]:
     """Every arm's median grid, coloured on one scale, and its divergence-rate map (cached per study
     progress, like every results endpoint)."""
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
-    if split not in ("val", "test"):
-        raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
     spec = analysis.study_spec(study)
     name, kind = analysis.metric_kind(spec, metric)
     progress = analysis._progress_key(study)
@@ -145,7 +147,7 @@ def _legend(norm: Any, finite: list[float], steps: int = 6) -> list[float]:
     return [float(norm.inverse(i / (steps - 1))) for i in range(steps)]
 
 
-@router.get("/placement")
+@router.get("/placement", response_model=PlacementPublic)
 def get_placement(study_id: str, engine: EngineDep) -> dict[str, Any]:
     """Where the study's trials ran: trials and wall seconds per (node, device), and in all (cached per
     study progress; the study page loads it after its first paint)."""
@@ -159,12 +161,12 @@ def get_placement(study_id: str, engine: EngineDep) -> dict[str, Any]:
     return dict(analysis._cached(("placement", *analysis._progress_key(study)), compute))
 
 
-@router.get("/heatmaps")
+@router.get("/heatmaps", response_model=HeatmapsPublic)
 def get_heatmaps(
     study_id: str,
     engine: EngineDep,
-    metric: str | None = None,
-    split: Annotated[str, Query(description="val or test")] = "test",
+    metric: MetricName | None = None,
+    split: Split = "test",
 ) -> dict[str, Any]:
     """Every arm's lr × β_init median grid on one shared colour scale (raw values, lower is better),
     with per-cell seed counts, diverged counts, the median's interval and its level, and the
@@ -175,7 +177,7 @@ def get_heatmaps(
 MAX_POINTS = 5000  # per arm, for the search scatter
 
 
-def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
+def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
     """A search study's sampled trials per arm, coloured by score on one scale, with the parameter
     importances Optuna's PED-ANOVA evaluator computes from them (``IMPORTANCE_METHOD``; the sensitivity
     report's variance figure uses fANOVA on the same points, so the two need not agree)."""
@@ -185,8 +187,6 @@ def points(engine: Engine, study_id: str, *, split: str) -> dict[str, Any]:
         study = dal.get_study(session, study_id)
         frame = dal.trial_scores_frame(session, study_id, metric="metric")
     spec = analysis.study_spec(study)
-    if split not in ("val", "test"):
-        raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
     fail = analysis.y_fail(spec, "metric")
     frame = frame[frame["status"].isin(["completed", "diverged"])]
     scores = frame[split].where(frame["status"] == "completed", fail).clip(upper=fail)
@@ -267,43 +267,61 @@ def _importances(pts: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
         return {}, f"importances not computable: {exc}"
 
 
-@router.get("/points")
-def get_points(study_id: str, engine: EngineDep, split: str = "test") -> dict[str, Any]:
+@router.get("/points", response_model=PointsPublic)
+def get_points(study_id: str, engine: EngineDep, split: Split = "test") -> dict[str, Any]:
     """A search study's sampled points per arm with colours on one scale and parameter importances."""
     return points(engine, study_id, split=split)
 
 
 specs_router = APIRouter(prefix="/specs", tags=["dashboard"])
 
-
-class SpecText(BaseModel):
-    """A spec as the user wrote it: YAML or JSON text."""
-
-    text: str = Field(max_length=1_000_000)
+MAX_FIELDS = 100_000  # YAML aliases can make a small text a huge tree: bound the walk
 
 
-def field_lines(node: Any, prefix: str = "") -> dict[str, int]:
-    """Every field's dotted path (``arms.0.name``) → its line (1-based), from a composed YAML node."""
+def field_lines(node: Any) -> dict[str, int]:
+    """Every field's dotted path (``arms.0.name``) → its line (1-based), from a composed YAML node.
+
+    ``ValueError`` past ``MAX_FIELDS`` fields (counted through aliases, which repeat a node), or for
+    an alias inside its own anchor (a cycle, which JSON cannot hold)."""
     import yaml
 
     lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = f"{prefix}{key.value}"
-            lines[path] = key.start_mark.line + 1
-            lines.update(field_lines(value, path + "."))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            path = f"{prefix}{index}"
-            lines[path] = item.start_mark.line + 1
-            lines.update(field_lines(item, path + "."))
+    path_nodes: set[int] = set()  # the nodes from the root to here: an alias back to one is a cycle
+    walked = [0]  # fields walked, repeated keys and aliases included
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            children = [(f"{prefix}{key.value}", key, value) for key, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(f"{prefix}{index}", item, item) for index, item in enumerate(node.value)]
+        else:
+            return
+        if id(node) in path_nodes:
+            raise ValueError(f"an alias refers to a field that holds it (line {node.start_mark.line + 1})")
+        walked[0] += len(children)
+        if walked[0] > MAX_FIELDS:
+            raise ValueError(f"more than {MAX_FIELDS} fields")
+        path_nodes.add(id(node))
+        for path, marked, value in children:
+            lines[path] = marked.start_mark.line + 1
+            walk(value, path + ".")
+        path_nodes.discard(id(node))
+
+    walk(node, "")
     return lines
 
 
-@specs_router.post("/parse", response_model=None)
-def parse_spec(body: SpecText) -> dict[str, Any] | JSONResponse:
+def _json_value(value: Any) -> Any:
+    """What YAML reads but JSON lacks: dates as ISO text; anything else is ``TypeError``."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"a {type(value).__name__} value has no JSON form")
+
+
+@specs_router.post("/parse", response_model=ParsedSpec, responses=errors(413))
+def parse_spec(body: SpecText) -> Any:
     """YAML or JSON text → the spec object and each field's line (what the submit page sends next).
-    Text that is not a mapping is a 422 naming the line."""
+    Text that is not a JSON-like mapping is a 422 naming the line where known."""
     import yaml
 
     def invalid(reason: str, line: int | None = None) -> JSONResponse:
@@ -320,6 +338,19 @@ def parse_spec(body: SpecText) -> dict[str, Any] | JSONResponse:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         return invalid(f"not valid YAML or JSON: {problem}", mark.line + 1 if mark is not None else None)
+    except ValueError as exc:  # a scalar YAML cannot build: a date like 2026-13-01, an int of 5000 digits
+        return invalid(f"not valid YAML or JSON: {exc}")
+    except RecursionError:
+        return invalid("nested too deeply")
     if not isinstance(spec, dict):
         return invalid("a spec must be a mapping of fields (name, workload, arms, ...)", 1)
-    return {"spec": spec, "lines": field_lines(node)}
+    try:
+        lines = field_lines(node)
+        # the spec as JSON will send it: keys as text, dates as ISO text; NaN and infinities have no JSON
+        spec = json.loads(json.dumps(spec, allow_nan=False, default=_json_value))
+    except (TypeError, ValueError) as exc:  # too many fields, a cycle, a value JSON lacks
+        reason = "numbers must be finite" if str(exc).startswith("Out of range") else str(exc)
+        return invalid(reason)
+    except RecursionError:
+        return invalid("nested too deeply")
+    return {"spec": spec, "lines": lines}

@@ -143,6 +143,37 @@ def test_spec_parse_gives_each_field_its_line(api: TestClient) -> None:
     assert api.post("/api/v1/specs/parse", json={"text": "  "}).status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("epochs: .nan\n", "numbers must be finite"),
+        ("when: 2026-13-01\n", "month must be in 1..12"),
+        ("a: &a [*a]\n", "an alias refers to a field that holds it"),  # YAML can build a cycle; JSON cannot hold one
+        (
+            "a: &a [x, x]\n"
+            + "".join(
+                f"{c}: &{c} [*{p}, *{p}]\n"
+                for p, c in zip("abcdefghijklmnopqrstuvwxy", "bcdefghijklmnopqrstuvwxyz", strict=True)
+            ),
+            "fields",
+        ),
+        ("x: &x [" + ", ".join(["0"] * 50_000) + "]\n" + "a: *x\n" * 10, "fields"),  # one key, repeated
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ],
+)
+def test_spec_parse_refuses_what_json_cannot_send(api: TestClient, text: str, reason: str) -> None:
+    response = api.post("/api/v1/specs/parse", json={"text": text})
+    assert response.status_code == 422
+    assert response.json()["field"] == "spec"
+    assert reason in response.json()["detail"]
+
+
+def test_spec_parse_sends_yaml_scalars_as_json_would(api: TestClient) -> None:
+    body = api.post("/api/v1/specs/parse", json={"text": "1: one\nwhen: 2026-11-30\nnull: ~\n"}).json()
+    assert body["spec"] == {"1": "one", "when": "2026-11-30", "null": None}
+    assert body["lines"] == {"1": 1, "when": 2, "null": 3}
+
+
 def test_pages_headers_escaping_and_search(api: TestClient, smoke_spec: dict[str, Any]) -> None:
     evil = submit(api, smoke_spec | {"name": "<img src=x onerror=alert(1)> Sweep"})
     submit(api, smoke_spec | {"name": "other"})

@@ -174,8 +174,8 @@ def test_deleted_study_ends_its_stream(client: DemonlabClient, smoke_spec: dict[
     events = []
     for event in client.events(study_id, timeout=10):
         events.append(event)
-        if len(events) == 1:  # the stream is open: delete the study
-            run_later(lambda: client.delete(study_id), delay=0.1)
+        if len(events) == 1:  # the stream is open: delete the study (on another connection of the pool)
+            client.delete(study_id)
     assert [e.event for e in events] == ["progress", "end"]
     assert events[-1].data == {"status": "deleted"}
 

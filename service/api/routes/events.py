@@ -40,6 +40,7 @@ from ...db.models import Study, Trial
 from ...errors import InvalidInput, NotFound
 from ...presenters import study_public, trial_public
 from ..deps import EngineDep, SettingsDep
+from ..responses import errors
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["events"])
 
@@ -190,7 +191,10 @@ async def study_events(
 @router.get(
     "/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "a stream of server-sent events"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "a stream of server-sent events"},
+        **errors(404),
+    },
 )
 async def get_events(
     study_id: str,
