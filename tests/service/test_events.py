@@ -167,6 +167,10 @@ def test_stream_errors(client: DemonlabClient, server: str, smoke_spec: dict[str
         next(iter(client.events(study_id, last_event_id="yesterday")))
     assert bad.value.status == 422
     assert bad.value.field == "Last-Event-ID"
+    for beyond in ("9" * 20 + ".1", "1." + "9" * 20):  # past datetime's years, past a 64-bit trial id
+        with pytest.raises(ApiError) as huge:
+            next(iter(client.events(study_id, last_event_id=beyond)))
+        assert (huge.value.status, huge.value.field) == (422, "Last-Event-ID")
 
 
 def test_deleted_study_ends_its_stream(client: DemonlabClient, smoke_spec: dict[str, Any]) -> None:

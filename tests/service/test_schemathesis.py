@@ -9,7 +9,8 @@ One allowance, written in ``CONFIG``: on the operations whose valid values depen
 rules across fields, a 422 is a correct answer to a request the schema alone allows. A submitted
 spec can be schema-valid and still refused (a grid needs learning rates and β values; the trial
 count is limited per deployment; each workload has its own parameters); a study's grid, sensitivity,
-heatmaps and trials take only the arms and metric that study has. Everything else is checked as
+heatmaps and trials take only the arms and metric that study has; ``POST /specs/parse`` takes any text
+and answers 422 (naming the line) where it is not a YAML or JSON mapping. Everything else is checked as
 shipped: ``positive_data_acceptance`` still applies to those operations (no 400, no 5xx, no other
 status), and every other check applies everywhere.
 """
@@ -35,10 +36,12 @@ STUDY_DEPENDENT = [
     "GET /api/v1/studies/{study_id}/sensitivity",
     "GET /api/v1/studies/{study_id}/heatmap.png",
     "GET /api/v1/studies/{study_id}/heatmap.svg",
+    "GET /api/v1/studies/{study_id}/heatmaps",
 ]
+CONTENT_CHECKED = ["POST /api/v1/specs/parse"]  # a text field whose YAML syntax no schema states
 CONFIG = f"""
 [[operations]]
-include-name = {STUDY_DEPENDENT!r}
+include-name = {STUDY_DEPENDENT + CONTENT_CHECKED!r}
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409", "413", "422"]
 """
 MAX_EXAMPLES = 10

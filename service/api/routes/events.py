@@ -47,6 +47,9 @@ router = APIRouter(prefix="/studies/{study_id}", tags=["events"])
 RECORDED = ("completed", "diverged", "failed")
 BATCH = 500  # trials read per query; a stream catches up batch by batch
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# An event id as the schema states it (empty: none): µs within datetime's range (17 digits: up to the
+# year 5138), a trial id within the databases' 64-bit integers (18 digits).
+EVENT_ID = r"^(\d{1,17}\.\d{1,18})?$"
 
 
 @dataclass(frozen=True, order=True)
@@ -200,7 +203,14 @@ async def get_events(
     study_id: str,
     engine: EngineDep,
     settings: SettingsDep,
-    last_event_id: Annotated[str | None, Header()] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            pattern=EVENT_ID,
+            description="the id of the last event received (`<µs>.<trial id>`): resume after it",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     """Progress, each recorded trial and status changes of a study, live, until it finishes.
 
