@@ -204,13 +204,13 @@ async def get_events(
     engine: EngineDep,
     settings: SettingsDep,
     last_event_id: Annotated[
-        str | None,
+        str,
         Header(
             alias="Last-Event-ID",
             pattern=EVENT_ID,
             description="the id of the last event received (`<µs>.<trial id>`): resume after it",
         ),
-    ] = None,
+    ] = "",
 ) -> StreamingResponse:
     """Progress, each recorded trial and status changes of a study, live, until it finishes.
 
