@@ -112,7 +112,7 @@ def execute_study(
             spec.seed_values,
             sink,
             metric_kind=spec.metric_kind,
-            split=spec.split,
+            split="val",  # a search chooses on validation, always; spec.split is the split figures report
             y_fail=failure_value(spec),
             should_stop=should_stop,
         )
