@@ -104,6 +104,7 @@ def _empty_public_schema(admin: Engine, url: URL) -> None:
     with engine.connect() as connection:
         connection.exec_driver_sql("DROP SCHEMA public CASCADE")
         connection.exec_driver_sql("CREATE SCHEMA public")
+        connection.exec_driver_sql("DROP SCHEMA IF EXISTS optuna CASCADE")  # Optuna's storage (service.jobs.driver)
     engine.dispose()
 
 
