@@ -68,23 +68,43 @@ class Workload(ABC):
     def build_model(self, seed: int) -> nn.Module:
         """A freshly initialised model; the runner seeds torch before calling this."""
 
+    def member_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The batched loss hook: each member's mean training loss, ``(K,)``, from its model's outputs
+        ``(K, B, ...)`` and targets ``(K, B)`` (default: a classifier's cross-entropy).
+
+        The per-trial path calls it with K = 1 and the pack with K members, so both reduce every
+        member's batch in the same order and their losses and gradients are equal bit for bit.
+        """
+        per_sample = nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+        return per_sample.view(targets.shape).mean(dim=1)
+
+    def member_scores(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batched evaluation hook: per member, the sums over one batch of the loss and of the
+        metric's per-sample values, each ``(K,)`` (default: cross-entropy and 1 per misclassified
+        sample, so the metric is the error rate). ``evaluate`` divides both by the sample count."""
+        per_sample = nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten(), reduction="none")
+        wrong = outputs.argmax(dim=-1) != targets
+        return per_sample.view(targets.shape).sum(dim=1), wrong.sum(dim=1)
+
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        """Mean training loss of one batch (default: cross-entropy of a classifier)."""
+        """Mean training loss of one batch: ``member_loss`` of a one-member pack. A workload that
+        overrides this (rather than the hook) does not pack."""
         inputs, targets = batch
-        return nn.functional.cross_entropy(model(inputs), targets)
+        return self.member_loss(model(inputs).unsqueeze(0), targets.unsqueeze(0))[0]
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: Any) -> tuple[float, float]:
-        """(mean loss, metric) over an iterable of batches (default: cross-entropy and error rate)."""
-        total_loss, wrong, count = 0.0, 0, 0
+        """(mean loss, metric) over an iterable of batches: ``member_scores`` of a one-member pack,
+        summed in float64 over batches in their order (as the pack sums each member's)."""
+        total_loss, total_metric, count = 0.0, 0.0, 0
         for inputs, targets in batches:
-            logits = model(inputs)
-            total_loss += float(nn.functional.cross_entropy(logits, targets, reduction="sum"))
-            wrong += int((logits.argmax(dim=1) != targets).sum())
+            loss_sum, metric_sum = self.member_scores(model(inputs).unsqueeze(0), targets.unsqueeze(0))
+            total_loss += float(loss_sum[0])
+            total_metric += float(metric_sum[0])
             count += int(targets.numel())
         if count == 0:
             return math.nan, math.nan
-        return total_loss / count, wrong / count
+        return total_loss / count, total_metric / count
 
     def chance_metric(self) -> float:
         """The metric at chance level: the failure score y_fail of a diverged trial (METRICS.md)."""
