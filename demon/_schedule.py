@@ -64,14 +64,10 @@ def check_beta_min(beta_min: Any, beta_init: float) -> None:
     if isinstance(beta_min, bool) or not isinstance(beta_min, (int, float)):
         raise ValueError(f"Invalid beta_min value: {beta_min!r} (expected a number in [0, beta_init])")
     if not math.isfinite(beta_min) or not 0.0 <= beta_min <= beta_init:
-        raise ValueError(
-            f"Invalid beta_min value: {beta_min} (expected 0 <= beta_min <= beta_init = {beta_init})"
-        )
+        raise ValueError(f"Invalid beta_min value: {beta_min} (expected 0 <= beta_min <= beta_init = {beta_init})")
 
 
-def demon_beta(
-    step: int, total_steps: int, beta_init: float, *, delay_steps: int = 0, beta_min: float = 0.0
-) -> float:
+def demon_beta(step: int, total_steps: int, beta_init: float, *, delay_steps: int = 0, beta_min: float = 0.0) -> float:
     """Return Demon's momentum coefficient β_t at iteration ``step`` of ``total_steps``.
 
     Args:

@@ -1,14 +1,14 @@
 """DemonSGD and DemonAdam against the paper's equations, written here in plain float64 torch.
 
-The references (``float64_reference.py``) are DEMON.md's Algorithm 1 and Algorithm 2 transcribed line
+The references (``float64_reference.py``) are the paper's Algorithm 1 and Algorithm 2 transcribed line
 by line (plus our documented decisions: Adam's second moment divided by 1 − β2^k with k the updates
 of that parameter, no first-moment correction by default, ε inside the square root; SGD's Nesterov
 look-ahead, not in the paper) and the variants of docs/demon.md (delay, floor, first-moment
-correction, decoupled weight decay). They share no code with ``demon/``, not even the schedule. The runs are long enough (240 steps) for
-one group's ``total_steps`` to end inside the run, so the clamp β_t = 0 is exercised, while another
-group's ``total_steps`` lies beyond it. Some parameters skip steps (no gradient) to pin down k and the
-lazy state. The other oracle is DEMON.md's: with a constant lr, Demon SGDM is torch's
-``SGD(momentum=β_t, dampening=0)``.
+correction, decoupled weight decay). They share no code with ``demon/``, not even the schedule. The
+runs are long enough (240 steps) for one group's ``total_steps`` to end inside the run, so the clamp
+β_t = 0 is exercised, while another group's ``total_steps`` lies beyond it. Some parameters skip
+steps (no gradient) to pin down k and the lazy state. The other oracle is the paper's: with a
+constant lr, Demon SGDM is torch's ``SGD(momentum=β_t, dampening=0)``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import torch
+from float64_reference import adam_step, reference_beta, sgd_step
 
 import demon
 from demon import DemonAdam, DemonSGD, demon_beta
-from float64_reference import adam_step, reference_beta, sgd_step
 
 STEPS = 240
 SHAPES = [(3, 4), (5,), (2, 3, 2), (7,), (4, 4), (1,)]
