@@ -362,7 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a study spec locally (no service) and write its outputs")
     p.add_argument("spec", help="study spec, YAML or JSON")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--executor", choices=["ray", "inprocess"], default="ray")
+    p.add_argument(
+        "--executor",
+        choices=["auto", "inprocess", "ray"],
+        default="auto",
+        help="where trials run (default auto: packed studies in this process, one pack per core; "
+        "per-trial grids and searches on a local Ray)",
+    )
     p.add_argument("--data-dir", default=".work", help="work dir for Ray's temp dir and Tune (default .work)")
     p.add_argument("--dataset-dir", default=None, help="where workloads find datasets (default DATA_DIR/datasets)")
     p.set_defaults(func=_cmd_run)

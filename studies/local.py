@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .executors import check_executor, execute_study, failure_value, shutdown_ray
+from .executors import ExecutorName, check_executor, execute_study, failure_value, placement, shutdown_ray
 from .report import summary_table, write_outputs
 from .results import TrialResult
 from .spec import StudySpec
@@ -20,7 +20,7 @@ def run_local(
     spec: StudySpec,
     out_dir: Path,
     *,
-    executor: Literal["inprocess", "ray"] = "ray",
+    executor: ExecutorName = "auto",
     data_dir: Path = Path(".work"),
     dataset_dir: Path | None = None,
     progress: bool = True,
@@ -45,7 +45,7 @@ def run_local(
         summary = execute_study(spec, sink, executor=executor, data_dir=data_dir, dataset_dir=dataset_dir)
     finally:
         bar.close()
-        if executor == "ray" or spec.search.mode == "optuna":
+        if placement(spec, executor) == "ray":
             shutdown_ray()
     report = write_outputs(spec, results.values(), out_dir, failure_value(spec))
     report["run"] = {

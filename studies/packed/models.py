@@ -151,7 +151,7 @@ class PackedNet:
         self.layers = _layers(models[0])
         self.params: list[torch.Tensor] = []
         self.slots: list[tuple[int, int | None]] = []  # per layer: (weight index, bias index) or (-1, None)
-        self.running: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # BatchNorm2d: (K, C) mean and var
+        self.running: dict[int, list[torch.Tensor]] = {}  # BatchNorm2d layer: [(K, C) mean, (K, C) var]
         self.training = True  # BatchNorm2d: batch statistics (and running-statistics updates) or running ones
         per_member = [_layers(m) for m in models]
         for index, layer in enumerate(self.layers):
@@ -163,7 +163,7 @@ class PackedNet:
             if isinstance(layer, nn.BatchNorm2d):
                 mean = torch.stack([c.running_mean for c in copies]).to(device)  # type: ignore[misc]
                 var = torch.stack([c.running_var for c in copies]).to(device)  # type: ignore[misc]
-                self.running[index] = (mean.contiguous(), var.contiguous())
+                self.running[index] = [mean.contiguous(), var.contiguous()]
         self.widest = 1  # largest activation of one member for one sample (elements), from the last forward
         self.activation_elements = 0  # all activations of one member for one sample, from the last forward
 
@@ -182,6 +182,14 @@ class PackedNet:
             return weight_index, None
         self.params.append(bias.to(device).contiguous().requires_grad_(True))
         return weight_index, len(self.params) - 1
+
+    def adopt(self, params: list[torch.Tensor], running: dict[int, list[torch.Tensor]]) -> None:
+        """Train on ``params`` and ``running`` (a resumed pack's saved tensors) instead of its own."""
+        shapes = [p.shape for p in self.params], {i: [t.shape for t in r] for i, r in self.running.items()}
+        if shapes != ([p.shape for p in params], {i: [t.shape for t in r] for i, r in running.items()}):
+            raise ValueError("the saved pack's tensors do not fit this model")
+        self.params = [p.detach().requires_grad_(True) for p in params]
+        self.running = running
 
     def forward(self, inputs: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
         """Logits ``(k, B, classes)`` of ``members`` for inputs ``(k, B, ...)``: one batch per member."""

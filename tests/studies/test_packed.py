@@ -23,12 +23,10 @@ from typing import Any
 import pytest
 import torch
 
-from studies.arms import build_arm
-from studies.executors import execute_study
+from studies.executors import Work, execute_study
 from studies.executors.packed import PackedExecutor, member_bytes, resolve_pack_size
 from studies.packed import packing_problem, run_pack
 from studies.packed.checkpoint import checkpoint_dir, checkpoint_path, claim
-from studies.packed.schedules import MemberSchedules
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.runner import TrialPlan, run_trial
 from studies.spec import StudySpec, expand_trials
@@ -79,38 +77,6 @@ def assert_close(packed: TrialResult, single: TrialResult, *, curves: bool = Tru
 def close(field: str, a: float, b: float, key: TrialKey) -> None:
     tolerance = {"abs_tol": CONV_METRIC_ATOL} if field.endswith("metric") else {"rel_tol": CONV_RTOL, "abs_tol": 1e-6}
     assert math.isclose(a, b, **tolerance), (key, field, a, b)
-
-
-def test_schedules_equal_the_arms_own_stepped_optimizer() -> None:
-    """Every arm's η_t, β_t tables equal a dummy optimizer stepped for real with its schedulers."""
-    total = 23
-    keys = [TrialKey(arm, lr, beta, 0) for arm in arm_names() for lr in (0.1, 0.3) for beta in (0.0, 0.9)]
-    schedules = MemberSchedules(keys, {}, total, 0.0)
-    for member, key in enumerate(keys):
-        dummy = torch.nn.Parameter(torch.zeros(1))
-        run = build_arm(key.arm, {}, [dummy], lr=key.lr, beta_init=key.beta_init, total_steps=total)
-        for t in range(total):
-            group = run.optimizer.param_groups[0]
-            beta = (
-                run.optimizer.current_betas()[0]  # type: ignore[attr-defined]
-                if key.arm.startswith("demon")
-                else group.get("momentum", group.get("betas", (0.0,))[0])
-            )
-            assert float(schedules.lr[t, member]) == group["lr"], (key, t)
-            assert float(schedules.beta[t, member]) == beta, (key, t)
-            dummy.grad = torch.zeros(1)
-            run.optimizer.step()
-            run.after_iteration()
-
-
-def test_plateau_member_follows_its_own_validation_loss() -> None:
-    keys = [TrialKey("sgdm_plateau", 0.1, 0.9, 0), TrialKey("sgdm_plateau", 0.1, 0.9, 1)]
-    schedules = MemberSchedules(keys, {"sgdm_plateau": {"patience": 0}}, 10, 0.0)
-    for epoch in range(3):
-        schedules.after_epoch(0, 1.0, 3 * (epoch + 1))  # member 0 never improves after the first
-        schedules.after_epoch(1, 1.0 - epoch, 3 * (epoch + 1))  # member 1 always improves
-    assert schedules.lr[:, 1].tolist() == [0.1] * 10
-    assert schedules.lr[9, 0].item() == pytest.approx(0.1 * 0.1 * 0.1)
 
 
 PACK_KEYS = [
@@ -230,7 +196,9 @@ def _spec(**changes: Any) -> dict[str, Any]:
 
 def test_spec_execution_field() -> None:
     default = StudySpec.model_validate(_spec())
-    assert default.execution.mode == "per_trial"
+    assert default.execution.mode == "auto"
+    per_trial = StudySpec.model_validate(_spec(execution={"mode": "per_trial"}))
+    assert per_trial.spec_hash() == default.spec_hash()  # same results: "the same study"
     packed = StudySpec.model_validate(_spec(execution={"mode": "packed", "pack_size": 8}))
     assert (packed.execution.mode, packed.execution.pack_size) == ("packed", 8)
     assert packed.spec_hash() != default.spec_hash()
@@ -447,14 +415,16 @@ def test_a_cancelled_packed_study_relaunched_reruns_only_what_is_missing(tmp_pat
     def stop_soon() -> bool:  # once a pack has checkpointed an epoch (forked: within 0.5 s of it)
         return any(folder.glob("*.pack.pt"))
 
-    executor = PackedExecutor(pack_size=4, workers=workers, checkpoint_dir=folder)
-    summary = executor.run(plan, keys, first.append, should_stop=stop_soon)
+    executor = PackedExecutor(pack_size=4, workers=workers, checkpoint_dir=folder, checkpoint_seconds=0)
+    summary = executor.run(Work(plan, keys, should_stop=stop_soon), first.append)
     assert summary.cancelled
     assert len(first) < len(keys)
     assert list(folder.glob("*.pack.pt"))  # the stopped packs' checkpoints
     pending = [key for key in keys if key not in {r.key for r in first}]
     second: list[TrialResult] = []
-    summary = PackedExecutor(pack_size=4, workers=workers, checkpoint_dir=folder).run(plan, pending, second.append)
+    summary = PackedExecutor(pack_size=4, workers=workers, checkpoint_dir=folder).run(
+        Work(plan, pending), second.append
+    )
     assert not summary.cancelled
     assert sorted(r.key for r in first + second) == sorted(keys)  # each exactly once
     for result in first + second:
