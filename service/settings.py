@@ -75,6 +75,11 @@ class Settings(BaseSettings):
             return value
         return f"sqlite:///{data_dir / DATABASE_FILENAME}"
 
+    @property
+    def datasets(self) -> Path:
+        """Where the workloads read their datasets: ``dataset_dir``, else ``<data_dir>/datasets``."""
+        return self.dataset_dir or self.data_dir / "datasets"
+
     @model_validator(mode="after")
     def _stale_outlives_heartbeat(self) -> Self:
         """A study must miss more than one heartbeat before it is declared dead."""
