@@ -347,7 +347,9 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 
 def _score_args(p: argparse.ArgumentParser, split: str) -> None:
     p.add_argument("--metric", default=None, help="the workload's metric (default) or 'loss'")
-    p.add_argument("--split", default=split, choices=["val", "test"])
+    from studies.vocab import SPLITS
+
+    p.add_argument("--split", default=split, choices=SPLITS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from studies.vocab import MetricName, Split
+from studies.vocab import MetricName, Split, impute_scores
 
 from .. import analysis
 from ..api.deps import EngineDep
@@ -190,9 +190,9 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
         frame = dal.trial_scores_frame(session, study_id, metric="metric")
     spec = analysis.study_spec(study)
     fail = analysis.y_fail(spec, "metric")
+    frame = frame.assign(score=impute_scores(frame[split], frame["status"], fail))
     frame = frame[frame["status"].isin(["completed", "diverged"])]
-    scores = frame[split].where(frame["status"] == "completed", fail).clip(upper=fail)
-    frame = frame.assign(score=scores, diverged=(frame["status"] == "diverged").astype(int), seeds=1)
+    frame = frame.assign(diverged=(frame["status"] == "diverged").astype(int), seeds=1)
     # One point per sampled (lr, β_init): the median over its seeds, as a grid cell.
     grouped = (
         frame.groupby(["arm", "lr", "beta_init"], sort=True)

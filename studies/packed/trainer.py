@@ -47,6 +47,7 @@ from demon.packed import packed_adam, packed_demon_adam, packed_demon_sgd, packe
 from ..environment import hardware
 from ..results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from ..runner import EVAL_BATCH_SIZE, TrialPlan, _load, _seed_everything, node_name, pick_device
+from ..vocab.arms import arm
 from . import checkpoint as checkpoints
 from .models import PackedNet, packing_problem
 from .schedules import KINDS, MemberSchedules, optimizer_kind
@@ -150,9 +151,7 @@ class _Pack:
         ).to(device)
         size = len(self.members)
         self.weight_decay = torch.full((size,), plan.weight_decay, dtype=torch.float64, device=device)
-        self.nesterov = {
-            m.key.arm: bool(plan.arm_params.get(m.key.arm, {}).get("nesterov", False)) for m in self.members
-        }
+        self.arm_params = plan.arm_params
         self.groups = self._kind_groups()
         self.state = [[torch.zeros_like(p) for p in self.net.params] for _ in range(2)]
         self.active = torch.ones(size, dtype=torch.bool, device=device)
@@ -178,7 +177,7 @@ class _Pack:
     def _group_of(self, index: int) -> tuple[str, bool]:
         key = self.members[index].key
         kind = optimizer_kind(key.arm)
-        nesterov = self.nesterov[key.arm] and (kind == "demon_sgd" or key.beta_init > 0)
+        nesterov = arm(key.arm).nesterov(self.arm_params.get(key.arm, {}), key.beta_init)
         return kind, nesterov
 
     def train(self, should_stop: Callable[[], bool] | None = None) -> bool:

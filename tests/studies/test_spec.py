@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from studies.arms import arm_names
 from studies.results import TrialKey
 from studies.spec import (
     LogRange,
@@ -20,6 +19,7 @@ from studies.spec import (
     load_spec,
     parse_spec_text,
 )
+from studies.vocab.arms import arm_names
 from studies.workloads import workload_names
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "studies" / "examples"
@@ -308,8 +308,8 @@ def test_types_are_strict(change: dict[str, Any], field: tuple[str, ...]) -> Non
 
 
 def test_every_workload_has_a_parameter_model_in_the_schema() -> None:
+    from studies.vocab.workload_params import PARAMS
     from studies.workloads import workload_names
-    from studies.workloads.params import PARAMS
 
     assert sorted(PARAMS) == workload_names()
     schema = StudySpec.model_json_schema()["properties"]["workload_params"]

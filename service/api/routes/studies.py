@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Response
 
 from studies.spec import EXAMPLE
+from studies.vocab.statuses import StudyStatus
 
 from ... import submission
 from ...db import dal
 from ...db.engine import session_scope
-from ...db.models import StudyStatus
 from ...presenters import study_public, study_summary
 from ...schemas import StudiesPublic, StudyCreated, StudyPublic
 from ..deps import AuthDep, EngineDep, OffsetQuery, SettingsDep
