@@ -58,12 +58,8 @@ def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: Split)
     spec = analysis.study_spec(study)
     name, kind = analysis.metric_kind(spec, metric)
     progress = analysis._progress_key(study)
-    return dict(
-        analysis._cached(
-            ("dashboard-heatmaps", *progress, name, split),
-            lambda: _heatmaps(engine, study, spec, name, kind, split, progress),
-        )
-    )
+    compute = lambda: _heatmaps(engine, study, spec, name, kind, split, progress)  # noqa: E731
+    return dict(analysis._throttled("dashboard-heatmaps", study, (name, split), compute))
 
 
 def _heatmaps(
