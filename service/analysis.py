@@ -2,8 +2,9 @@
 
 The figures themselves come from ``studies.metrics`` and ``studies.heatmaps`` (one implementation for
 the CLI and the service); this module only fetches the per-seed rows and caches what is expensive.
-A report is cached per (study, progress, metric, split, ε): a new result changes the progress
-counters and so the key, and a finished study's reports are computed once.
+Grids, sensitivity reports and heatmaps go through ``service.report_cache``: per (study, metric,
+split, ε...), recomputed when the study's progress changed but at most every few seconds while it
+runs, one at a time at a low CPU priority; a finished study's reports are computed once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .db import dal
 from .db.engine import session_scope
 from .db.models import Study
 from .errors import Conflict, InvalidInput
+from .report_cache import reports
 
 # Replicates of the paired seed bootstrap behind every pair interval (``studies.metrics``' default:
 # 2000). A report is computed once per study progress and cached, so this costs the first visitor.
@@ -118,6 +120,13 @@ def _axes(spec: Any, frame: pd.DataFrame) -> Any:
     return grid_axes(spec, frame)
 
 
+def _throttled(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
+    """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``)."""
+    key = (what, study.id, *params)
+    running = not study.status.is_finished
+    return reports.get(key, progress=_progress_key(study), running=running, compute=compute)
+
+
 def _progress_key(study: Study) -> tuple[Any, ...]:
     return (study.id, study.status.value, study.trials_done, study.trials_failed, study.attempts)
 
@@ -149,7 +158,7 @@ def grid(
         matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
         return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
 
-    result: dict[str, Any] = _cached(("grid", *_progress_key(study), arm, name, split, stat), compute)
+    result: dict[str, Any] = _throttled("grid", study, (arm, name, split, stat), compute)
     return result
 
 
@@ -251,8 +260,7 @@ def sensitivity(
         }
         return report
 
-    key = ("sensitivity", *_progress_key(study), name, split, eps_used, relative)
-    result: dict[str, Any] = _cached(key, compute)
+    result: dict[str, Any] = _throttled("sensitivity", study, (name, split, eps_used, relative), compute)
     return result
 
 
@@ -286,7 +294,7 @@ def heatmap(
             )
         )
 
-    data: bytes = _cached(("heatmap", *_progress_key(study), name, split, tuple(arms or ()), fmt), compute)
+    data: bytes = _throttled("heatmap", study, (name, split, tuple(arms or ()), fmt), compute)
     return data
 
 

@@ -3,7 +3,8 @@
 The arms themselves (kind, schedule, parameters, Nesterov rule) are declared once, torch-free, in
 ``studies.vocab.arms``; this module turns a declaration into torch objects:
 
-- Demon arms: ``DemonSGD`` / ``DemonAdam`` with a constant learning rate (Demon replaces the schedule).
+- Demon arms: ``DemonSGD`` / ``DemonAdam`` with a constant learning rate (Demon replaces the schedule),
+  and the variants the arm declares (delay, floor, decoupled weight decay, first-moment correction).
 - LR schedules: torch's SGD(momentum) / Adam with torch's LR schedulers, stepped per iteration
   (plateau: per epoch on the validation loss).
 - ``cosmom``, ``linmom``: SGD with its momentum decayed to 0 by a cosine or a line, the paper's
@@ -31,10 +32,10 @@ from torch.optim.lr_scheduler import (
 
 from demon import DemonAdam, DemonSGD
 
-from .schedules import MOMENTUM_SHAPES, Schedule, arm_schedules, scheduler_args
+from .schedules import MOMENTUM_SHAPES, Schedule, arm_schedules, demon_variants, scheduler_args
 from .vocab.arms import Arm, arm, check_arm
 
-__all__ = ["ArmRun", "MomentumSchedule", "build_arm", "check_arm"]
+__all__ = ["ArmRun", "MomentumSchedule", "build_arm", "check_arm", "demon_variants"]
 
 
 @dataclass
@@ -85,19 +86,17 @@ def build_arm(
     declared = arm(name)
     settings = declared.settings(params)
     nesterov = declared.nesterov(params, beta_init)
-    if declared.demon and declared.kind == "sgdm":
-        sgd = DemonSGD(
-            model_params,
-            lr=lr,
-            beta_init=beta_init,
-            total_steps=total_steps,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-        )
-        return ArmRun(sgd)
     if declared.demon:
-        adam = DemonAdam(model_params, lr=lr, beta_init=beta_init, total_steps=total_steps, weight_decay=weight_decay)
-        return ArmRun(adam)
+        common: dict[str, Any] = {
+            "lr": lr,
+            "beta_init": beta_init,
+            "total_steps": total_steps,
+            "weight_decay": weight_decay,
+        }
+        common.update(demon_variants(settings, total_steps))
+        if declared.kind == "sgdm":
+            return ArmRun(DemonSGD(model_params, nesterov=nesterov, **common))
+        return ArmRun(DemonAdam(model_params, **common))
     optimizer: Optimizer
     if declared.kind == "sgdm":
         optimizer = torch.optim.SGD(

@@ -26,7 +26,7 @@ from demon import demon_beta
 
 from .vocab.arms import Arm
 
-__all__ = ["Schedule", "arm_schedules", "scheduler_args"]
+__all__ = ["Schedule", "arm_schedules", "demon_variants", "scheduler_args"]
 
 Schedule = Callable[[int], float]
 """A value per iteration t ≥ 0."""
@@ -145,6 +145,15 @@ MOMENTUM_SHAPES: dict[str, Callable[[float], float]] = {
 }
 """The paper's momentum-schedule baselines: the fraction of β_init kept at a fraction f of training."""
 
+
+def demon_variants(settings: Mapping[str, Any], total_steps: int) -> dict[str, Any]:
+    """A Demon arm's variant parameters as optimizer keywords: ``delay`` (a fraction of training)
+    becomes ``delay_steps`` = round(delay · T), kept below T; the others pass as they are."""
+    variants = {k: v for k, v in settings.items() if k not in ("delay", "nesterov")}
+    variants["delay_steps"] = min(round(settings.get("delay", 0.0) * total_steps), total_steps - 1)
+    return variants
+
+
 _LR: dict[str, Callable[[float, dict[str, Any]], Schedule]] = {
     "step": lambda lr, a: _multistep(lr, **a),
     "cosine": lambda lr, a: _cosine(lr, **a),
@@ -162,8 +171,9 @@ def arm_schedules(
     args = scheduler_args(name, settings, lr, beta_init, total_steps)
     lr_schedule = _LR[name](lr, args) if name in _LR else _constant(lr)
     if declared.demon:
-        variants = {k: settings[k] for k in ("delay_steps", "beta_min") if k in settings}
-        return lr_schedule, lambda t: demon_beta(t, total_steps, beta_init, **variants)
+        variants = demon_variants(settings, total_steps)
+        delay, floor = variants["delay_steps"], variants.get("beta_min", 0.0)
+        return lr_schedule, lambda t: demon_beta(t, total_steps, beta_init, delay_steps=delay, beta_min=floor)
     if name in MOMENTUM_SHAPES:
         return lr_schedule, _momentum_decay(beta_init, total_steps, MOMENTUM_SHAPES[name])
     if name == "onecycle" and args["cycle_momentum"]:

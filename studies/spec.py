@@ -27,11 +27,11 @@ from pydantic import (
 )
 
 from .results import TrialKey
-from .vocab.arms import arm_names, check_arm
+from .vocab.arms import arm_names, check_arm, label_pattern
 from .vocab.samplers import DEFAULT_SAMPLER, sampler_names
 from .vocab.scores import MetricKind, Split
 from .vocab.workload_params import PARAMS, validate_params
-from .vocab.workloads import WorkloadEntry, workload_entry, workload_names
+from .vocab.workloads import WorkloadEntry, packable_workloads, workload_entry, workload_names
 
 DEFAULT_MAX_TRIALS = 20_000
 MAX_SEED = 2**31 - 1  # a trial's seed is a 32-bit INTEGER column; Optuna's sampler seed is bounded alike
@@ -95,9 +95,17 @@ class Range(_Strict):
 
 
 class ArmSpec(_Strict):
-    """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm)."""
+    """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm).
 
-    name: str = Field(json_schema_extra=_enum(arm_names()))
+    To run one arm several times with different parameters (a sweep of ``delay`` or ``beta_min``),
+    label each run ``<arm>@<tag>`` (``demon_sgdm@delay0.25``): the label names it everywhere in the
+    study's results, its parameters are its own.
+    """
+
+    name: str = Field(
+        max_length=64,  # the trials table's arm column
+        json_schema_extra={"anyOf": [_enum(arm_names()), {"pattern": label_pattern(tuple(arm_names()))}]},
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -167,6 +175,18 @@ class Execution(_Strict):
 
     mode: Literal["auto", "per_trial", "packed"] = "auto"
     pack_size: Literal["auto"] | Annotated[int, Field(ge=1, le=100_000)] = "auto"
+
+
+def _check_floors(spec: StudySpec) -> None:
+    """A Demon arm's ``beta_min`` must not exceed any β_init it runs at (the floor would raise β)."""
+    lowest = spec.search.beta_init.min if isinstance(spec.search, OptunaSearchSpec) else min(spec.beta_init)
+    for entry in spec.arms:
+        floor = entry.params.get("beta_min", 0.0)
+        if floor > lowest:
+            raise ValueError(
+                f"arms: {entry.name!r} has beta_min {floor} above the study's smallest beta_init {lowest} "
+                "(the floor must not exceed any beta_init it runs at)"
+            )
 
 
 class StudySpec(_Strict):
@@ -272,18 +292,14 @@ class StudySpec(_Strict):
     @field_validator("execution")
     @classmethod
     def _packable(cls, value: Execution, info: ValidationInfo) -> Execution:
-        if value.mode != "packed" or "workload" not in info.data:
+        if value.mode != "packed" or info.data.get("workload") not in workload_names():
             return value
-        from .packed.models import packing_problem
-        from .workloads import get_workload
-
         name = info.data["workload"]
-        try:
-            problem = packing_problem(get_workload(name, info.data.get("workload_params") or {}))
-        except (TypeError, ValueError, ArithmeticError, KeyError):
-            return value  # bad workload_params are reported on their own field
-        if problem:
-            raise ValueError(f"execution.mode 'packed' is not available for workload {name!r}: {problem}")
+        if not workload_entry(name).packs:
+            raise ValueError(
+                f"execution.mode 'packed' is not available for workload {name!r}: packing trains classifiers "
+                f"with in-memory data and the default loss; workloads that pack: {', '.join(packable_workloads())}"
+            )
         if isinstance(info.data.get("search"), OptunaSearchSpec):
             raise ValueError("execution.mode 'packed' runs grid studies; Optuna search proposes one point at a time")
         return value
@@ -299,6 +315,7 @@ class StudySpec(_Strict):
                 raise ValueError("lr: a grid study needs at least one learning rate")
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
+        _check_floors(self)
         limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
         if self.trial_count > limit:
             raise ValueError(

@@ -970,19 +970,22 @@ def list_tokens(session: Session) -> list[TokenRecord]:
     return [_token_record(t, now) for t in session.scalars(select(ApiToken).order_by(ApiToken.id))]
 
 
-def revoke_token(session: Session, id_or_name: str) -> TokenRecord:
-    """Revoke the token with this id, or the one token with this name; returns it as revoked.
+def revoke_token(session: Session, name: str | None = None, *, token_id: int | None = None) -> TokenRecord:
+    """Revoke the one token named ``name``, or the token with id ``token_id`` (exactly one of the two:
+    a name made of digits is a name, never an id); returns it as revoked.
 
-    ``NotFound`` when none matches; ``Conflict`` when the name is shared (use the id)."""
-    if id_or_name.isdigit():
-        tokens = list(session.scalars(select(ApiToken).where(ApiToken.id == int(id_or_name))))
+    ``NotFound`` when none matches; ``Conflict`` when the name is shared (revoke by id)."""
+    if (name is None) == (token_id is None):
+        raise InvalidInput("token", "give a token's name or its id, not both")
+    if token_id is not None:
+        tokens = list(session.scalars(select(ApiToken).where(ApiToken.id == token_id)))
     else:
-        tokens = list(session.scalars(select(ApiToken).where(ApiToken.name == id_or_name)))
+        tokens = list(session.scalars(select(ApiToken).where(ApiToken.name == name)))
     if not tokens:
-        raise NotFound("token", id_or_name)
+        raise NotFound("token", f"id {token_id}" if token_id is not None else str(name))
     if len(tokens) > 1:
         ids = ", ".join(str(t.id) for t in tokens)
-        raise Conflict(f"{len(tokens)} tokens are named {id_or_name!r} (ids {ids}): revoke one by its id")
+        raise Conflict(f"{len(tokens)} tokens are named {name!r} (ids {ids}): revoke one with --id")
     token = tokens[0]
     if token.revoked_at is None:
         token.revoked_at = utcnow()

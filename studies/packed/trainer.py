@@ -36,6 +36,7 @@ import time
 import traceback
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import TensorDataset
@@ -127,6 +128,13 @@ def run_pack(
     return [done[key] for key in keys if key in done]
 
 
+def _kernel_group(key: TrialKey, arm_params: dict[str, dict[str, Any]]) -> tuple[int, tuple[tuple[str, bool], ...]]:
+    """Members that share a kernel and its flags (the arm registry's ``kernel_options``) step together."""
+    declared = arm(key.arm)
+    options = declared.kernel_options(arm_params.get(key.arm, {}), key.beta_init)
+    return KERNELS.index(declared.kernel), tuple(sorted(options.items()))
+
+
 def _refused(plan: TrialPlan, key: TrialKey, device: torch.device, finish: Emit) -> bool:
     """Fail a member whose arm cannot be built (unknown, bad parameters) on its own, as its trial
     alone fails, rather than failing the whole pack; True when it was refused."""
@@ -158,7 +166,7 @@ class _Pack:
         if not isinstance(self.splits.train, TensorDataset):
             raise PackError(f"workload {plan.workload!r} cannot run packed: its data is not in memory tensors")
         self.plan, self.device, self.finish = plan, device, finish
-        self.keys = sorted(keys, key=lambda k: KERNELS.index(arm(k.arm).kernel))  # stable: keys' order within
+        self.keys = sorted(keys, key=lambda k: _kernel_group(k, plan.arm_params))  # stable: keys' order within
         # Ray's node id when inside Ray; importing Ray just to learn that we are not would cost ~1 s.
         self.node = node_name() if "ray" in sys.modules else platform.node()
         x_train, y_train = self.splits.train.tensors
@@ -215,21 +223,19 @@ class _Pack:
         for result in saved.results.values():
             self.finish(result)
 
-    def _kernel_groups(self) -> list[tuple[str, slice, bool]]:
-        """(kernel, contiguous member slice, nesterov) runs of the sorted members."""
-        groups: list[tuple[str, slice, bool]] = []
+    def _kernel_groups(self) -> list[tuple[str, slice, dict[str, bool]]]:
+        """(kernel, contiguous member slice, the kernel's flags) runs of the sorted members."""
+        groups: list[tuple[str, slice, dict[str, bool]]] = []
         start = 0
         for index in range(1, len(self.keys) + 1):
             if index == len(self.keys) or self._group_of(index) != self._group_of(start):
-                kernel, nesterov = self._group_of(start)
-                groups.append((kernel, slice(start, index), nesterov))
+                kernel, options = self._group_of(start)
+                groups.append((KERNELS[kernel], slice(start, index), dict(options)))
                 start = index
         return groups
 
-    def _group_of(self, index: int) -> tuple[str, bool]:
-        key = self.keys[index]
-        declared = arm(key.arm)
-        return declared.kernel, declared.nesterov(self.plan.arm_params.get(key.arm, {}), key.beta_init)
+    def _group_of(self, index: int) -> tuple[int, tuple[tuple[str, bool], ...]]:
+        return _kernel_group(self.keys[index], self.plan.arm_params)
 
     def train(self, should_stop: Callable[[], bool] | None = None) -> bool:
         """Train the remaining epochs and test; False when ``should_stop`` stopped it first."""
@@ -285,20 +291,23 @@ class _Pack:
         lr, beta = self.schedules.at(self.state.step)
         decay = self.decay
         with torch.no_grad():
-            for kernel, part, nesterov in self.groups:
+            for kernel, part, options in self.groups:
                 p = [x[part] for x in params]
                 g = [x[part] for x in grads]
                 first, second = ([s[part] for s in moments] for moments in self.state.moments)
                 wd = decay[part] if decay is not None else None
                 step = self.state.step + 1
                 if kernel == "sgd":
-                    packed_sgd(p, g, first, lr=lr[part], momentum=beta[part], weight_decay=wd, nesterov=nesterov)
+                    packed_sgd(p, g, first, lr=lr[part], momentum=beta[part], weight_decay=wd, **options)
                 elif kernel == "demon_sgd":
-                    packed_demon_sgd(p, g, first, lr=lr[part], beta=beta[part], weight_decay=wd, nesterov=nesterov)
+                    packed_demon_sgd(p, g, first, lr=lr[part], beta=beta[part], weight_decay=wd, **options)
                 elif kernel == "adam":
                     packed_adam(p, g, first, second, step=step, lr=lr[part], beta1=beta[part], weight_decay=wd)
                 else:
-                    packed_demon_adam(p, g, first, second, step=step, lr=lr[part], beta=beta[part], weight_decay=wd)
+                    rate, momentum = lr[part], beta[part]
+                    packed_demon_adam(
+                        p, g, first, second, step=step, lr=rate, beta=momentum, weight_decay=wd, **options
+                    )
 
     def _freeze(self, bad: torch.Tensor) -> None:
         """Record ``bad`` members as diverged now, then zero them so they stay finite and still."""

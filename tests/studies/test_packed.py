@@ -102,6 +102,19 @@ def test_every_arm_kind_packs_like_per_trial_on_synthetic() -> None:
         assert result.extra["pack_size"] == len(PACK_KEYS)
 
 
+def test_demon_variants_pack_like_per_trial() -> None:
+    """Labelled Demon arms with every variant (delay, floor, decoupled weight decay, first-moment
+    correction, Nesterov) beside a plain one, in one pack: each member equals its trial bit for bit."""
+    variants = {
+        "demon_sgdm@v": {"delay": 0.25, "beta_min": 0.3, "decoupled_weight_decay": True, "nesterov": True},
+        "demon_adam@v": {"delay": 0.5, "first_moment_correction": True, "decoupled_weight_decay": True},
+    }
+    plan = TrialPlan(workload="synthetic", epochs=3, batch_size=16, weight_decay=1e-3, arm_params=variants)
+    keys = [TrialKey(a, lr, 0.9, seed) for a in (*variants, "demon_sgdm") for lr in (0.03, 0.3) for seed in (0, 1)]
+    for result in run_pack(plan, keys):
+        assert_same(result, run_trial(plan, result.key))
+
+
 def test_packed_digits_mlp_matches_per_trial_and_cnn_within_tolerance() -> None:
     """Real data, both digits models, two seeds each: the MLP bit for bit, the CNN (a grouped
     convolution) within the stated tolerance."""

@@ -27,6 +27,8 @@ SETTINGS: list[dict[str, dict[str, Any]]] = [
         "sgdm_exp": {"final_factor": 0.5},
         "sgdm_onecycle": {"pct_start": 0.45, "div_factor": 25.0, "final_div_factor": 10.0, "momentum_span": 0.3},
         "adam_onecycle": {"pct_start": 0.1, "momentum_span": 0.0},
+        "demon_sgdm": {"delay": 0.25, "beta_min": 0.3, "decoupled_weight_decay": True},
+        "demon_adam": {"delay": 0.6, "first_moment_correction": True},
     },
 ]
 
@@ -49,6 +51,8 @@ def test_every_arm_equals_its_torch_schedulers_bit_for_bit(total_steps: int, set
         params = settings.get(name, {})
         resolved = declared.settings(params)
         for lr, beta_init in ((0.1, 0.9), (0.37, 0.0), (3.0, 0.95)):
+            if resolved.get("beta_min", 0.0) > beta_init:
+                continue  # a floor above β_init is refused (demon.check_beta_min)
             weight = torch.nn.Parameter(torch.zeros(2))
             run = build_arm(name, params, [weight], lr=lr, beta_init=beta_init, total_steps=total_steps)
             lr_at, beta_at = arm_schedules(declared, resolved, lr=lr, beta_init=beta_init, total_steps=total_steps)

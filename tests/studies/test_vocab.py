@@ -128,7 +128,7 @@ def test_nesterov_rule(name: str, params: dict[str, bool], beta_init: float, nes
     ("name", "params", "message"),
     [
         ("adam_step", {"nesterov": True}, "unknown parameter(s) ['nesterov']; valid parameters: gamma, milestones"),
-        ("demon_adam", {"gamma": 0.5}, "unknown parameter(s) ['gamma']; valid parameters: none"),
+        ("adam_none", {"gamma": 0.5}, "unknown parameter(s) ['gamma']; valid parameters: none"),
         ("sgdm_step", {"gamma": 0.0}, "parameter 'gamma' must lie in (0, 1] (got 0.0)"),
         ("sgdm_step", {"milestones": [0.5, 1.5]}, "'milestones' must be a non-empty list of fractions"),
         ("sgdm_plateau", {"patience": 1.5}, "'patience' must be a whole number (got 1.5)"),
@@ -147,7 +147,13 @@ def test_arm_parameters_are_checked_by_the_registry(name: str, params: dict[str,
 def test_defaults_are_declared_with_the_parameters() -> None:
     assert arm("sgdm_step").defaults() == {"nesterov": False, "milestones": [0.5, 0.75], "gamma": 0.1}
     assert arm("adam_exp").settings({"final_factor": 0.5}) == {"final_factor": 0.5}
-    assert arm("demon_adam").defaults() == {}
+    assert arm("demon_adam").defaults() == {
+        "delay": 0.0,
+        "beta_min": 0.0,
+        "decoupled_weight_decay": False,
+        "first_moment_correction": False,
+    }
+    assert arm("adam_none").defaults() == {}
 
 
 def test_register_refuses_a_taken_name() -> None:
@@ -217,3 +223,11 @@ def test_the_vocabulary_and_the_spec_import_without_torch_scipy_or_sqlalchemy() 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_declared_packability_is_what_the_pack_finds() -> None:
+    from studies.packed import packing_problem
+
+    for name in vocab.workload_names():
+        problem = packing_problem(get_workload(name, {}))
+        assert vocab.workload_entry(name).packs == (problem is None), (name, problem)
