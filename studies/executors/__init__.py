@@ -28,12 +28,12 @@ from ..training import TrialPlan
 from ..vocab import make_sampler, y_fail
 from .base import Context, Executor, RunSummary, Sink, StartHook, StopCheck, Work, never_stop, objective_value
 from .inprocess import InProcessExecutor
+from .modes import Mode, execution_mode
 from .packed import PackedExecutor, resolve_pack_size
 from .ray_session import InfeasibleResources, check_feasible, ensure_ray, ray_temp_dir, shutdown_ray
 
 Placement = Literal["inprocess", "ray"]
 ExecutorName = Literal["auto", "inprocess", "ray"]
-Mode = Literal["per_trial", "packed", "search"]
 Factory = Callable[[StudySpec, Context], Executor]
 _RAY_TUNE_NAMES = ("OptunaExecutor", "RayTuneExecutor")
 
@@ -77,19 +77,6 @@ REFUSED: dict[tuple[Placement, Mode], str] = {
 DEFAULT_PLACEMENT: dict[Mode, Placement] = {"packed": "inprocess", "per_trial": "ray", "search": "ray"}
 """``auto``: packs in this process (one forked pack per core: no Ray to start); per-trial grids on
 Ray (every core, each trial its own task); searches through Ray Tune's OptunaSearch."""
-
-
-def execution_mode(spec: StudySpec) -> Mode:
-    """How the study's trials run: ``search`` for an Optuna search; else the spec's execution mode,
-    ``auto`` resolved to ``packed`` when the workload packs and ``per_trial`` when it does not."""
-    if spec.search.mode == "optuna":
-        return "search"
-    if spec.execution.mode != "auto":
-        return spec.execution.mode
-    from ..packed import packing_problem
-    from ..workloads import get_workload
-
-    return "per_trial" if packing_problem(get_workload(spec.workload, spec.workload_params)) else "packed"
 
 
 def placement(spec: StudySpec, executor: ExecutorName) -> Placement:

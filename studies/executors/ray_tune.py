@@ -29,6 +29,7 @@ from ..vocab import y_fail
 from ..vocab.samplers import make_sampler
 from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkCallback, register
 from .base import Context, RunSummary, Sink, Work, objective_value, pack
+from .modes import execution_mode
 from .ray_session import check_feasible, ensure_ray
 
 
@@ -134,7 +135,6 @@ class RayTuneExecutor:
         """The executor of a grid study (packed when its execution is): the spec's resources,
         retries and trials per task; packs checkpoint under the study's folder."""
         from ..packed.checkpoint import checkpoint_dir
-        from . import execution_mode
 
         packed = execution_mode(spec) == "packed"
         plan = TrialPlan.from_spec(spec, context.data_dir / "datasets")
