@@ -117,6 +117,7 @@ def execute_study(
     num_cpus: int | None = None,
     on_trial_start: StartHook | None = None,
     device: str | None = None,
+    while_waiting: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Run a study's trials (``keys``: the pending ones of a grid; default: all) and sink every result.
 
@@ -127,7 +128,7 @@ def execute_study(
     chosen = executor_for(spec, executor, context)
     plan = TrialPlan.from_spec(spec, dataset_dir or Path(data_dir) / "datasets")
     todo = () if spec.search.mode == "optuna" else list(keys) if keys is not None else expand_trials(spec)
-    return chosen.run(Work(plan, todo, should_stop, on_trial_start), sink)
+    return chosen.run(Work(plan, todo, should_stop, on_trial_start, while_waiting), sink)
 
 
 __all__ = [

@@ -34,12 +34,16 @@ def never_stop() -> bool:
 class Work:
     """What one ``Executor.run`` call runs: the plan and, for a grid, the trials (``keys``: the
     pending ones). A search proposes its own trials and takes no keys. ``on_start`` is told each
-    trial's key before its result can reach the sink (the service marks them running)."""
+    trial's key before its result can reach the sink (the service marks them running).
+    ``while_waiting``: work of the caller's to do in this process while the trials train in other
+    processes (executors that train elsewhere call it once; ``demonlab run`` imports what writes its
+    outputs)."""
 
     plan: TrialPlan
     keys: Sequence[TrialKey] = ()
     should_stop: StopCheck = never_stop
     on_start: StartHook | None = None
+    while_waiting: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ class PackedExecutor:
         if work.on_start is not None:
             for job in jobs:
                 work.on_start(job.pending())
-        return self._run_forked(jobs, emit, work.should_stop, summary, min(workers, len(units)))
+        return self._run_forked(jobs, emit, work, summary, min(workers, len(units)))
 
     @staticmethod
     def _run_here(
@@ -156,11 +156,11 @@ class PackedExecutor:
     def _path(self, unit: list[TrialKey]) -> Path | None:
         return checkpoint_path(self.checkpoint_dir, unit) if self.checkpoint_dir else None
 
-    def _run_forked(
-        self, jobs: list[_Job], emit: Sink, should_stop: StopCheck, summary: RunSummary, workers: int
-    ) -> RunSummary:
+    def _run_forked(self, jobs: list[_Job], emit: Sink, work: Work, summary: RunSummary, workers: int) -> RunSummary:
         """Run ``jobs`` in a pool of forked processes; their results come back through a queue as
-        each member finishes. A stop terminates the pool (the packs' checkpoints stay)."""
+        each member finishes (``work.while_waiting`` runs here once they are forked; results wait in
+        the queue meanwhile). A stop terminates the pool (the packs' checkpoints stay)."""
+        should_stop, while_waiting = work.should_stop, work.while_waiting
         import multiprocessing
 
         # fork: the children inherit the loaded data and imports (a spawned one would take seconds).
@@ -168,6 +168,8 @@ class PackedExecutor:
         results: Any = context.Queue()
         with context.Pool(workers, initializer=_set_results_queue, initargs=(results,)) as pool:
             running = [pool.apply_async(_pack_in_child, (job,)) for job in jobs]
+            if while_waiting is not None:  # the children are forked: this process is free meanwhile
+                while_waiting()
             received = 0
             while True:
                 try:
