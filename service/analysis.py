@@ -64,6 +64,13 @@ def metric_kind(spec: Any, metric: str | None) -> tuple[str, Literal["metric", "
     return name, kind
 
 
+def workload_metric(spec: Any) -> str:
+    """The name of the workload's own metric (what a trial's ``*_metric`` columns hold), e.g. "error"."""
+    from studies.workloads import get_workload
+
+    return str(get_workload(spec.workload, spec.workload_params).metric_name)
+
+
 def y_fail(spec: Any, kind: str) -> float:
     """The failure score of a diverged trial for this metric kind."""
     from studies.workloads import get_workload
