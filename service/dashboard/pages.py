@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from studies.results import TrialStatus
+from studies.vocab import FINISHED_STUDY_STATUSES, StudyStatus, TrialStatus
 
 from .. import analysis
 from ..api.deps import EngineDep
@@ -30,8 +30,8 @@ from . import words
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent.parent / "studies" / "examples"
-STATUSES = ("queued", "running", "completed", "completed_with_failures", "failed", "cancelled")
-FINISHED = ("completed", "completed_with_failures", "failed", "cancelled")  # nothing left to cancel
+STATUSES: tuple[str, ...] = tuple(StudyStatus)
+FINISHED = tuple(s.value for s in FINISHED_STUDY_STATUSES)  # nothing left to cancel
 PAGE_SIZE = 25
 DEFAULT_EXAMPLE = "synthetic_smoke"  # the submit page's text when no example is chosen: seconds to run
 

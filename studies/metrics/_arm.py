@@ -20,7 +20,6 @@ from studies.metrics._grid import (
     BoolArray,
     FloatArray,
     GridAxes,
-    Split,
     build_grid,
     check_split,
     finite,
@@ -34,6 +33,7 @@ from studies.metrics._landscape import (
     lr_sensitivity,
     peak_index,
 )
+from studies.vocab import Split
 
 DEFAULT_EPS = 0.01  # one percentage point of error rate
 DEFAULT_KS = (1, 2, 4, 8, 16)

@@ -45,7 +45,6 @@ from studies.metrics._grid import (
     FloatArray,
     GridAxes,
     IntArray,
-    Split,
     build_grids,
     check_split,
     finite,
@@ -70,6 +69,7 @@ from studies.metrics._resample import (
     paired_bootstrap,
     resampled_medians,
 )
+from studies.vocab import Split
 
 DEFAULT_PAIR_RESAMPLES = DEFAULT_RESAMPLES
 TOO_FEW_SEEDS = "too_few_seeds"
