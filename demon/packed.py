@@ -153,7 +153,10 @@ def packed_demon_adam(
     """
     correction = 1.0 - beta2**step
     shrink = _shrink_factors(lr, weight_decay) if decoupled_weight_decay else None
-    step_size = lr.to(torch.float64) / (1.0 - beta.to(torch.float64) ** step) if first_moment_correction else lr
+    step_size = lr
+    if first_moment_correction:  # η/(1 − β_t^k) per member, in Python floats as DemonAdam computes it
+        sizes = [rate / (1.0 - b**step) for rate, b in zip(lr.tolist(), beta.tolist(), strict=True)]
+        step_size = torch.tensor(sizes, dtype=torch.float64, device=lr.device)
     for param, grad, m, e in zip(params, grads, moments, second_moments, strict=True):
         g = _prepare(grad, param, weight_decay, shrink)
         e.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # E_k = β2 E + (1 − β2) g²

@@ -3,7 +3,8 @@
 The arms themselves (kind, schedule, parameters, Nesterov rule) are declared once, torch-free, in
 ``studies.vocab.arms``; this module turns a declaration into torch objects:
 
-- Demon arms: ``DemonSGD`` / ``DemonAdam`` with a constant learning rate (Demon replaces the schedule).
+- Demon arms: ``DemonSGD`` / ``DemonAdam`` with a constant learning rate (Demon replaces the schedule),
+  and the variants the arm declares (delay, floor, decoupled weight decay, first-moment correction).
 - LR schedules: torch's SGD(momentum) / Adam with torch's LR schedulers, stepped per iteration
   (plateau: per epoch on the validation loss).
 - ``cosmom``, ``linmom``: SGD with its momentum decayed to 0 by a cosine or a line, the paper's
@@ -33,7 +34,7 @@ from demon import DemonAdam, DemonSGD
 
 from .vocab.arms import arm, check_arm
 
-__all__ = ["ArmRun", "MomentumSchedule", "build_arm", "check_arm"]
+__all__ = ["ArmRun", "MomentumSchedule", "build_arm", "check_arm", "demon_variants"]
 
 
 @dataclass
@@ -86,19 +87,17 @@ def build_arm(
     declared = arm(name)
     settings = declared.settings(params)
     nesterov = declared.nesterov(params, beta_init)
-    if declared.demon and declared.kind == "sgdm":
-        sgd = DemonSGD(
-            model_params,
-            lr=lr,
-            beta_init=beta_init,
-            total_steps=total_steps,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-        )
-        return ArmRun(sgd)
     if declared.demon:
-        adam = DemonAdam(model_params, lr=lr, beta_init=beta_init, total_steps=total_steps, weight_decay=weight_decay)
-        return ArmRun(adam)
+        common: dict[str, Any] = {
+            "lr": lr,
+            "beta_init": beta_init,
+            "total_steps": total_steps,
+            "weight_decay": weight_decay,
+        }
+        common.update(demon_variants(settings, total_steps))
+        if declared.kind == "sgdm":
+            return ArmRun(DemonSGD(model_params, nesterov=nesterov, **common))
+        return ArmRun(DemonAdam(model_params, **common))
     optimizer: Optimizer
     if declared.kind == "sgdm":
         optimizer = torch.optim.SGD(
@@ -107,6 +106,14 @@ def build_arm(
     else:
         optimizer = torch.optim.Adam(model_params, lr=lr, betas=(beta_init, 0.999), weight_decay=weight_decay)
     return _with_schedule(optimizer, declared.schedule.name, settings, lr, beta_init, total_steps)
+
+
+def demon_variants(settings: dict[str, Any], total_steps: int) -> dict[str, Any]:
+    """A Demon arm's variant parameters as optimizer keywords: ``delay`` (a fraction of training)
+    becomes ``delay_steps`` = round(delay · T), kept below T; the others pass as they are."""
+    variants = {k: v for k, v in settings.items() if k not in ("delay", "nesterov")}
+    variants["delay_steps"] = min(round(settings.get("delay", 0.0) * total_steps), total_steps - 1)
+    return variants
 
 
 def _with_schedule(

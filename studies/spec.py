@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from .results import TrialKey
-from .vocab.arms import arm_names, check_arm
+from .vocab.arms import arm_names, check_arm, label_pattern
 from .vocab.samplers import DEFAULT_SAMPLER, sampler_names
 from .vocab.scores import MetricKind, Split
 from .vocab.workload_params import PARAMS, validate_params
@@ -95,9 +95,17 @@ class Range(_Strict):
 
 
 class ArmSpec(_Strict):
-    """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm)."""
+    """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm).
 
-    name: str = Field(json_schema_extra=_enum(arm_names()))
+    To run one arm several times with different parameters (a sweep of ``delay`` or ``beta_min``),
+    label each run ``<arm>@<tag>`` (``demon_sgdm@delay0.25``): the label names it everywhere in the
+    study's results, its parameters are its own.
+    """
+
+    name: str = Field(
+        max_length=64,  # the trials table's arm column
+        json_schema_extra={"anyOf": [_enum(arm_names()), {"pattern": label_pattern(tuple(arm_names()))}]},
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -165,6 +173,18 @@ class Execution(_Strict):
 
     mode: Literal["per_trial", "packed"] = "per_trial"
     pack_size: Literal["auto"] | Annotated[int, Field(ge=1, le=100_000)] = "auto"
+
+
+def _check_floors(spec: StudySpec) -> None:
+    """A Demon arm's ``beta_min`` must not exceed any β_init it runs at (the floor would raise β)."""
+    lowest = spec.search.beta_init.min if isinstance(spec.search, OptunaSearchSpec) else min(spec.beta_init)
+    for entry in spec.arms:
+        floor = entry.params.get("beta_min", 0.0)
+        if floor > lowest:
+            raise ValueError(
+                f"arms: {entry.name!r} has beta_min {floor} above the study's smallest beta_init {lowest} "
+                "(the floor must not exceed any beta_init it runs at)"
+            )
 
 
 class StudySpec(_Strict):
@@ -297,6 +317,7 @@ class StudySpec(_Strict):
                 raise ValueError("lr: a grid study needs at least one learning rate")
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
+        _check_floors(self)
         limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
         if self.trial_count > limit:
             raise ValueError(

@@ -13,7 +13,7 @@ from studies.metrics._exceptions import ComparisonError, MetricsError
 from studies.metrics._grid import ORIENTATION, GridAxes, build_grids, check_split
 from studies.metrics._pair import DEFAULT_PAIR_RESAMPLES, POSITIVE_MEANS, check_comparable, compare_pairs
 from studies.metrics._resample import DEFAULT_LEVEL, MIN_BOOTSTRAP_SEEDS, RESAMPLING
-from studies.vocab import ARM_REGISTRY
+from studies.vocab import arm
 
 # Bumped whenever a field's meaning changes (and the field is renamed): 2 = paired seed bootstrap,
 # order-statistic cell intervals with their level, Δ > 0 = arm a better, ε anchored on the split;
@@ -31,7 +31,10 @@ def default_pairs(arms: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def _is_demon(name: str) -> bool:
-    return name in ARM_REGISTRY and ARM_REGISTRY[name].demon
+    try:  # a labelled arm (``demon_sgdm@delay0.25``) is Demon when its registered arm is
+        return arm(name).demon
+    except ValueError:
+        return False
 
 
 def sensitivity_report(

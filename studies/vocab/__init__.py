@@ -14,10 +14,12 @@ mypy sees ``ArmName`` and ``MetricName`` as ``str``, the runtime (pydantic, Fast
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import StringConstraints
 
 from .arms import ARMS as ARM_REGISTRY
-from .arms import Arm, arm, arm_names, check_arm
+from .arms import Arm, arm, arm_names, check_arm, label_pattern
 from .samplers import SAMPLERS, make_sampler, sampler_names
 from .scores import (
     METRIC_KINDS,
@@ -70,6 +72,6 @@ ARMS: tuple[str, ...] = tuple(arm_names())
 if TYPE_CHECKING:
     ArmName = str
     MetricName = str
-else:
-    ArmName = Literal[ARMS]
+else:  # a registered name, or a labelled one (``demon_sgdm@delay0.25``: see ``arms``)
+    ArmName = Literal[ARMS] | Annotated[str, StringConstraints(pattern=label_pattern(ARMS))]
     MetricName = Literal[METRICS]

@@ -8,12 +8,18 @@ builder (``studies.arms.build_arm``), the packed schedules and kernels (``studie
 default Demon-versus-baseline pairs of the report and the docs. Adding an arm is one ``register``
 call (``docs/arms.md``).
 
+A study may run one arm several times with different parameters (e.g. Demon with and without a
+delay): each run is a *labelled* arm, ``<registered name>@<tag>`` (``demon_sgdm@delay0.25``), which
+``arm()`` resolves to the registered arm. The label is the arm's name everywhere in the study (trial
+keys, grids, pairs, the API); its parameters come from the spec.
+
 For every arm β_init is the (initial) momentum or β1, so grids of different arms line up cell by cell.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,14 +27,19 @@ from typing import Any, Literal
 __all__ = [
     "ARMS",
     "SCHEDULES",
+    "TAG_PATTERN",
     "Arm",
     "Param",
     "Schedule",
     "arm",
     "arm_names",
     "check_arm",
+    "label_pattern",
     "register",
 ]
+
+TAG_PATTERN = r"[A-Za-z0-9_.=+-]{1,40}"
+"""What may follow ``@`` in a labelled arm (``demon_sgdm@delay0.25``)."""
 
 Kind = Literal["sgdm", "adam"]
 Kernel = Literal["sgd", "demon_sgd", "adam", "demon_adam"]
@@ -40,7 +51,8 @@ class Param:
 
     Numbers lie in ``[low, high]`` (each end open unless ``*_inclusive``), ``whole`` ones are
     integers; ``kind="flag"`` takes true/false; ``kind="fractions"`` a non-empty list of fractions of
-    training in (0, 1). ``problem(value)`` says why a value is not valid, or None.
+    training in (0, 1). ``problem(value)`` says why a value is not valid, or None. A ``kernel_flag``
+    is passed under its own name to the arm's packed kernel (``Arm.kernel_options``).
     """
 
     name: str
@@ -52,6 +64,7 @@ class Param:
     low_inclusive: bool = True
     high_inclusive: bool = True
     whole: bool = False
+    kernel_flag: bool = False
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not valid for this parameter, or None."""
@@ -113,11 +126,12 @@ class Arm:
     schedule: Schedule
     paper_name: str
     demon: bool = False
+    extra: tuple[Param, ...] = ()  # parameters of this arm beyond its kind's and its schedule's
     params: tuple[Param, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         own = (NESTEROV,) if self.kind == "sgdm" else ()
-        object.__setattr__(self, "params", own + self.schedule.params)
+        object.__setattr__(self, "params", own + self.schedule.params + self.extra)
 
     @property
     def kernel(self) -> Kernel:
@@ -140,6 +154,14 @@ class Arm:
         SGD refuses Nesterov without momentum) β_init > 0 unless Demon runs it."""
         wanted = bool(params.get("nesterov", False)) and self.kind == "sgdm"
         return wanted and (self.demon or beta_init > 0)
+
+    def kernel_options(self, params: Mapping[str, Any], beta_init: float) -> dict[str, bool]:
+        """The keyword flags of this arm's packed kernel for a trial at ``beta_init``: ``nesterov``
+        for SGD kinds, and every parameter declared as a ``kernel_flag``."""
+        settings = self.settings(params)
+        options = {"nesterov": self.nesterov(params, beta_init)} if self.kind == "sgdm" else {}
+        options.update({p.name: bool(settings[p.name]) for p in self.params if p.kernel_flag})
+        return options
 
     def check(self, params: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` for an unknown parameter or a value out of its range, naming both."""
@@ -206,9 +228,47 @@ SCHEDULES: dict[str, Schedule] = {
         ),
         Schedule("cosmom", "momentum β_init · ½(1 + cos πt/T): cosine decay to 0", moves_lr=False, moves_beta=True),
         Schedule("linmom", "momentum β_init · (1 − t/T): linear decay to 0", moves_lr=False, moves_beta=True),
-        Schedule("demon", "Demon's momentum decay (constant lr)", moves_lr=False, moves_beta=True),
+        Schedule(
+            "demon",
+            "Demon's momentum decay (constant lr); docs/demon.md gives the variants' equations",
+            (
+                Param(
+                    "delay",
+                    0.0,
+                    "fraction of training at β_init before the decay starts (t₀ = round(delay · T), at most T − 1)",
+                    low=0.0,
+                    high=1.0,
+                    high_inclusive=False,
+                ),
+                Param(
+                    "beta_min",
+                    0.0,
+                    "the floor β decays to, reached at T (at most every β_init of the study)",
+                    low=0.0,
+                    high=1.0,
+                    high_inclusive=False,
+                ),
+                Param(
+                    "decoupled_weight_decay",
+                    False,
+                    "weight decay as θ ← θ(1 − ηλ) before the step instead of L2 (not in the paper)",
+                    kind="flag",
+                    kernel_flag=True,
+                ),
+            ),
+            moves_lr=False,
+            moves_beta=True,
+        ),
     )
 }
+
+FIRST_MOMENT_CORRECTION = Param(
+    "first_moment_correction",
+    False,
+    "divide Demon Adam's first moment by 1 − β_t^k (not in the paper's Algorithm 2)",
+    kind="flag",
+    kernel_flag=True,
+)
 
 _PAPER_SCHEDULE = {
     "none": "",
@@ -236,7 +296,7 @@ def register(new: Arm) -> Arm:
 
 def _register_paper_arms() -> None:
     register(Arm("demon_sgdm", "sgdm", SCHEDULES["demon"], "Demon SGDM", demon=True))
-    register(Arm("demon_adam", "adam", SCHEDULES["demon"], "Demon Adam", demon=True))
+    register(Arm("demon_adam", "adam", SCHEDULES["demon"], "Demon Adam", demon=True, extra=(FIRST_MOMENT_CORRECTION,)))
     kinds: tuple[tuple[Kind, str], ...] = (("sgdm", "SGDM"), ("adam", "Adam"))
     for kind, title in kinds:
         for name in ("none", "step", "cosine", "linear", "exp", "onecycle", "plateau"):
@@ -254,11 +314,21 @@ def arm_names() -> list[str]:
 
 
 def arm(name: str) -> Arm:
-    """The arm called ``name``; ``ValueError`` listing the valid names for an unknown one."""
+    """The arm called ``name`` (or labelled ``name@tag``); ``ValueError`` listing the valid names."""
+    base, separator, tag = name.partition("@")
+    if separator and not re.fullmatch(TAG_PATTERN, tag):
+        raise ValueError(
+            f"invalid arm label {name!r}: after '@' give 1-40 letters, digits or _ . = + - (e.g. demon_sgdm@delay0.25)"
+        )
     try:
-        return ARMS[name]
+        return ARMS[base]
     except KeyError:
-        raise ValueError(f"unknown arm {name!r}; valid choices: {', '.join(ARMS)}") from None
+        raise ValueError(f"unknown arm {name!r}; valid choices: {', '.join(ARMS)} (or one of them @tag)") from None
+
+
+def label_pattern(names: tuple[str, ...]) -> str:
+    """A regular expression matching a labelled arm of one of ``names``: ``^(a|b)@tag$``."""
+    return f"^({'|'.join(re.escape(n) for n in names)})@{TAG_PATTERN}$"
 
 
 def check_arm(name: str, params: Mapping[str, Any]) -> None:

@@ -141,7 +141,12 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
         "arms",
         r"unknown parameter\(s\) \['milestone'\]; valid parameters: gamma, milestones, nesterov",
     ),
-    ({"arms": [{"name": "demon_adam", "params": {"nesterov": True}}]}, "arms", r"valid parameters: none"),
+    ({"arms": [{"name": "adam_none", "params": {"nesterov": True}}]}, "arms", r"valid parameters: none"),
+    (
+        {"arms": [{"name": "demon_adam", "params": {"nesterov": True}}]},
+        "arms",
+        r"valid parameters: beta_min, decoupled",
+    ),
     ({"arms": [{"name": "sgdm_step", "params": {"milestones": [0.5, 1.5]}}]}, "arms", r"fractions"),
     ({"arms": ["demon_sgdm", "demon_sgdm"]}, "arms", r"unique"),
     ({"metric": "accuracy"}, "metric", r"metric: unknown metric 'accuracy'; valid choices: error, loss"),

@@ -127,7 +127,7 @@ def test_nesterov_rule(name: str, params: dict[str, bool], beta_init: float, nes
     ("name", "params", "message"),
     [
         ("adam_step", {"nesterov": True}, "unknown parameter(s) ['nesterov']; valid parameters: gamma, milestones"),
-        ("demon_adam", {"gamma": 0.5}, "unknown parameter(s) ['gamma']; valid parameters: none"),
+        ("adam_none", {"gamma": 0.5}, "unknown parameter(s) ['gamma']; valid parameters: none"),
         ("sgdm_step", {"gamma": 0.0}, "parameter 'gamma' must lie in (0, 1] (got 0.0)"),
         ("sgdm_step", {"milestones": [0.5, 1.5]}, "'milestones' must be a non-empty list of fractions"),
         ("sgdm_plateau", {"patience": 1.5}, "'patience' must be a whole number (got 1.5)"),
@@ -146,7 +146,13 @@ def test_arm_parameters_are_checked_by_the_registry(name: str, params: dict[str,
 def test_defaults_are_declared_with_the_parameters() -> None:
     assert arm("sgdm_step").defaults() == {"nesterov": False, "milestones": [0.5, 0.75], "gamma": 0.1}
     assert arm("adam_exp").settings({"final_factor": 0.5}) == {"final_factor": 0.5}
-    assert arm("demon_adam").defaults() == {}
+    assert arm("demon_adam").defaults() == {
+        "delay": 0.0,
+        "beta_min": 0.0,
+        "decoupled_weight_decay": False,
+        "first_moment_correction": False,
+    }
+    assert arm("adam_none").defaults() == {}
 
 
 def test_register_refuses_a_taken_name() -> None:
