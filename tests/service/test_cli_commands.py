@@ -371,5 +371,8 @@ def test_a_file_that_cannot_be_read_is_a_one_line_error(capsys: pytest.CaptureFi
     for path, reason in ((tmp_path / "missing.yaml", "No such file or directory"), (tmp_path, "Is a directory")):
         code, out, err = cli(capsys, "submit", str(path), "--url", "http://127.0.0.1:9")
         assert code == 2
-        assert err.startswith("demonlab: error: ") and reason in err and str(path) in err, err
-        assert err.count("\n") == 1 and "Traceback" not in out + err
+        assert err.startswith("demonlab: error: "), err
+        assert reason in err, err
+        assert str(path) in err, err
+        assert err.count("\n") == 1
+        assert "Traceback" not in out + err
