@@ -66,6 +66,11 @@ def metric_kind(spec: Any, metric: str | None) -> tuple[str, MetricKind]:
     return name, kind
 
 
+def workload_metric(spec: Any) -> str:
+    """The name of the workload's own metric (what a trial's ``*_metric`` columns hold), e.g. "error"."""
+    return vocab.workload_entry(spec.workload).metric_name
+
+
 def y_fail(spec: Any, kind: MetricKind) -> float:
     """The failure score of a diverged trial of this study for this metric kind."""
     return vocab.y_fail(spec.workload, spec.workload_params, kind)

@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
             "higher-is-better (y = -value)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs is the dashboard's (service.dashboard.apidocs): offline, under its CSP
+        redoc_url=None,  # ReDoc needs inline styles and its CDN: not offered
     )
     app.state.settings = settings
     app.state.rate_limits = RateLimits(

@@ -683,8 +683,10 @@ def list_trials(
     offset: int = 0,
     limit: int = 100,
     with_curves: bool = False,
+    sort: str | None = None,
 ) -> tuple[list[TrialRecord], int]:
-    """One page of a study's trials in key order, and how many match in all."""
+    """One page of a study's trials in key order (or by ``sort``: a column of ``TRIAL_SORTS``, "-" first
+    for descending, then key order), and how many match in all."""
     _check_page(offset, limit)
     _require_study(session, study_id)
     conditions = [Trial.study_id == study_id]
@@ -693,10 +695,39 @@ def list_trials(
     conditions += [] if lr is None else [Trial.lr == lr]
     conditions += [] if beta_init is None else [Trial.beta_init == beta_init]
     total = session.scalar(select(func.count()).select_from(Trial).where(*conditions)) or 0
-    page = select(Trial).where(*conditions).order_by(Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
+    key_order = (Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
+    page = select(Trial).where(*conditions).order_by(*_sort_order(sort), *key_order)
     trials = session.scalars(page.offset(offset).limit(limit)).all()
     curves = _curves(session, [trial.id for trial in trials]) if with_curves else None
     return [_trial_record(t, None if curves is None else curves.get(t.id, ())) for t in trials], total
+
+
+# The trial columns a page of trials may be sorted by (``list_trials(sort=...)``, ``/trials?sort=``).
+TRIAL_SORTS = (
+    "arm",
+    "lr",
+    "beta_init",
+    "seed",
+    "status",
+    "val_metric",
+    "test_metric",
+    "val_loss",
+    "epochs_done",
+    "wall_seconds",
+)
+
+
+def _sort_order(sort: str | None) -> list[Any]:
+    if not sort:
+        return []
+    name = sort.removeprefix("-")
+    if name not in TRIAL_SORTS:
+        raise InvalidInput(
+            "sort", f"unknown sort {sort!r}; valid choices: {', '.join(TRIAL_SORTS)} (a leading - for descending)"
+        )
+    column = getattr(Trial, name)
+    # missing values (a diverged trial's metric) last either way
+    return [column.is_(None), column.desc() if sort.startswith("-") else column.asc()]
 
 
 def _curves(session: Session, trial_ids: Sequence[int]) -> dict[int, tuple[EpochRecord, ...]]:
