@@ -87,7 +87,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     from .dashboard import install as install_dashboard
 
     install_dashboard(app, API_PREFIX)
-    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes, body_timeout=settings.http_body_timeout_s)
     _register_errors(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -58,6 +58,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from .api.server import server_config
     from .app import create_app
     from .settings import get_settings
 
@@ -78,7 +79,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     # Open event streams (a dashboard tab, `submit --wait`) never end by themselves: give them a few
     # seconds on shutdown, then close them, rather than waiting for every browser to go away.
-    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    config = server_config(app, settings, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

@@ -64,11 +64,13 @@ def _start_server(port: int) -> tuple[Any, threading.Thread]:
     from .app import create_app
     from .settings import get_settings
 
-    app = create_app(get_settings(), run_scheduler=True)
+    settings = get_settings()
+    app = create_app(settings, run_scheduler=True)
+    from .api.server import server_config
     from .console import SHUTDOWN_GRACE_S
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+    config = server_config(
+        app, settings, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
