@@ -1,7 +1,8 @@
 """The workload registry: name → ``Workload`` class.
 
 Each workload gives a model, train/val/test data, a loss, a metric and a divergence ceiling.
-Data that ships offline: ``synthetic``, ``digits_mlp``, ``digits_cnn``. Data read from files under
+Data that ships offline: ``synthetic``, ``synthetic_family``, ``digits_mlp``, ``digits_cnn``,
+``wine_mlp``, ``breast_cancer_mlp``. Data read from files under
 ``data_dir`` (never downloaded): ``mnist_vae`` (CPU-sized) and the paper's GPU workloads
 ``cifar10_resnet20``, ``cifar100_vgg16``, ``stl10_wrn16_8``, ``ptb_lstm``.
 ``get_workload`` raises ``WorkloadError`` listing the valid names for an unknown one.
@@ -16,6 +17,8 @@ from .digits import DigitsCNN, DigitsMLP
 from .ptb import PtbLSTM
 from .resnet import Cifar10ResNet20
 from .synthetic import Synthetic
+from .synthetic_family import SyntheticFamily
+from .tabular import BreastCancerMLP, WineMLP
 from .vae import MnistVAE
 from .vgg import Cifar100VGG16
 from .wrn import Stl10WRN16x8
@@ -31,6 +34,9 @@ WORKLOADS: dict[str, type[Workload]] = {
         Stl10WRN16x8,
         MnistVAE,
         PtbLSTM,
+        WineMLP,
+        BreastCancerMLP,
+        SyntheticFamily,
     )
 }
 
