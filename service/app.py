@@ -21,7 +21,7 @@ from studies.metrics import MetricsError
 from studies.spec import StudySpec
 
 from .api.limits import BodySizeLimit
-from .api.routes import events, health, results, robustness, studies
+from .api.routes import atlases, events, health, results, robustness, studies
 from .db.engine import make_engine
 from .db.migrations import upgrade_to_head
 from .errors import (
@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         lifespan=lifespan,
     )
     app.state.settings = settings
-    for router in (studies.router, results.router, events.router, robustness.router, health.router):
+    for router in (studies.router, results.router, events.router, robustness.router, atlases.router, health.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     from .dashboard import install as install_dashboard

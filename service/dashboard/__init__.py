@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from . import data, pages
+from . import atlas_page, data, pages
 
 __all__ = ["install"]
 
@@ -18,4 +18,5 @@ def install(app: FastAPI, api_prefix: str) -> None:
     app.include_router(data.router, prefix=api_prefix)
     app.include_router(data.specs_router, prefix=api_prefix)
     app.include_router(pages.router)
+    app.include_router(atlas_page.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="dashboard-static")
