@@ -22,11 +22,12 @@ from typing import Any
 import httpx
 
 from studies.atlas.models import AtlasResult
+from studies.vocab import FINISHED_STUDY_STATUSES
 
 from .errors import ApiError, ServiceUnreachable
 from .schemas import GridPublic, StudiesPublic, StudyCreated, StudyPublic, TrialsPublic
 
-FINISHED = ("completed", "completed_with_failures", "failed", "cancelled")
+FINISHED: tuple[str, ...] = tuple(FINISHED_STUDY_STATUSES)
 
 
 __all__ = ["FINISHED", "ApiError", "DemonlabClient", "ServiceUnreachable"]

@@ -12,15 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studies.errors import MetricsError
 from studies.metrics._cells import DEFAULT_CONFIDENCE, cell_medians, cell_moments, interval_dict, median_interval
-from studies.metrics._exceptions import MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
     ArmGrid,
     BoolArray,
     FloatArray,
     GridAxes,
-    Split,
     build_grid,
     check_split,
     finite,
@@ -34,6 +33,7 @@ from studies.metrics._landscape import (
     lr_sensitivity,
     peak_index,
 )
+from studies.vocab import Split
 
 DEFAULT_EPS = 0.01  # one percentage point of error rate
 DEFAULT_KS = (1, 2, 4, 8, 16)

@@ -20,19 +20,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
-from studies.metrics._exceptions import MetricsError
+from studies.errors import MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
     ArmGrid,
     FloatArray,
     GridAxes,
     IntArray,
-    Split,
     build_grids,
     check_split,
     finite,
     neg,
 )
+from studies.vocab import Split
 
 DEFAULT_CONFIDENCE = 0.95
 CELL_INTERVAL_METHOD = "order statistics of the seeds' results (distribution-free median interval)"

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from studies.errors import ComparisonError, MetricsError
 from studies.metrics._arm import (
     DEFAULT_KS,
     INCOMPLETE,
@@ -37,7 +38,6 @@ from studies.metrics._arm import (
     is_complete,
     medians,
 )
-from studies.metrics._exceptions import ComparisonError, MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
     ArmGrid,
@@ -45,7 +45,6 @@ from studies.metrics._grid import (
     FloatArray,
     GridAxes,
     IntArray,
-    Split,
     build_grids,
     check_split,
     finite,
@@ -70,6 +69,7 @@ from studies.metrics._resample import (
     paired_bootstrap,
     resampled_medians,
 )
+from studies.vocab import Split
 
 DEFAULT_PAIR_RESAMPLES = DEFAULT_RESAMPLES
 TOO_FEW_SEEDS = "too_few_seeds"

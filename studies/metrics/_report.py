@@ -8,13 +8,13 @@ from typing import Any
 
 import pandas as pd
 
+from studies.errors import ComparisonError, MetricsError
 from studies.metrics._arm import DEFAULT_EPS, DEFAULT_KS, check_eps, metrics_from_grid, peak_seed_spread
-from studies.metrics._exceptions import ComparisonError, MetricsError
 from studies.metrics._grid import ORIENTATION, GridAxes, build_grids, check_split
 from studies.metrics._pair import DEFAULT_PAIR_RESAMPLES, POSITIVE_MEANS, check_comparable, compare_pairs
 from studies.metrics._resample import DEFAULT_LEVEL, MIN_BOOTSTRAP_SEEDS, RESAMPLING
+from studies.vocab import arm
 
-DEMON_PREFIX = "demon_"
 # Bumped whenever a field's meaning changes (and the field is renamed): 2 = paired seed bootstrap,
 # order-statistic cell intervals with their level, Δ > 0 = arm a better, ε anchored on the split;
 # 3 = pair intervals state the coverage they guarantee as a bound (``min_level``, was ``level``).
@@ -25,9 +25,16 @@ SEED_SPREAD_FALLBACK = (0.01, True)
 
 
 def default_pairs(arms: Iterable[str]) -> list[tuple[str, str]]:
-    """Every arm named ``demon_*`` against every arm that is not, in sorted order."""
+    """Every Demon arm (``studies.vocab`` arm registry) against every arm that is not, in sorted order."""
     names = sorted(arms)
-    return [(a, b) for a in names if a.startswith(DEMON_PREFIX) for b in names if not b.startswith(DEMON_PREFIX)]
+    return [(a, b) for a in names if _is_demon(a) for b in names if not _is_demon(b)]
+
+
+def _is_demon(name: str) -> bool:
+    try:  # a labelled arm (``demon_sgdm@delay0.25``) is Demon when its registered arm is
+        return arm(name).demon
+    except ValueError:
+        return False
 
 
 def sensitivity_report(

@@ -76,10 +76,6 @@ class SyntheticFamily(Workload):
     default_epochs = 10
     default_batch_size = 32
 
-    def __init__(self, params: dict[str, object] | None = None) -> None:
-        super().__init__(params)
-        self.params.setdefault("num_classes", int(self._get("classes")))
-
     def _get(self, key: str) -> float:
         return float(self.params.get(key, DEFAULTS[key]))
 

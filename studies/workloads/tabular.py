@@ -52,10 +52,6 @@ class _TabularMLP(Workload):
     classes = 2
     default_epochs = 10
 
-    def __init__(self, params: dict[str, object] | None = None) -> None:
-        super().__init__(params)
-        self.params.setdefault("num_classes", self.classes)
-
     def splits(self, data_dir: Path, seed: int) -> Splits:
         x_train, y_train, x_val, y_val, x_test, y_test = tabular_arrays(self.dataset)
         return Splits(

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from studies.packed import packing_problem
 from studies.spec import StudySpec, expand_trials
+from studies.vocab.workload_params import validate_params
 from studies.workloads import get_workload
-from studies.workloads.params import validate_params
 from studies.workloads.synthetic_family import family_arrays
 
 DATA = Path("unused")
