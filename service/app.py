@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
             "higher-is-better (y = -value)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs is the dashboard's (service.dashboard.apidocs): offline, under its CSP
+        redoc_url=None,  # ReDoc needs inline styles and its CDN: not offered
     )
     app.state.settings = settings
     app.state.rate_limits = RateLimits(
@@ -85,7 +87,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     from .dashboard import install as install_dashboard
 
     install_dashboard(app, API_PREFIX)
-    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes, body_timeout=settings.http_body_timeout_s)
     _register_errors(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
