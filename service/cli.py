@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .console import SHUTDOWN_GRACE_S
+from .console import SHUTDOWN_GRACE_S, safe_url
 from .logs import configure_logging
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -74,7 +74,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     threading.Thread(target=_freeze_long_lived, name="demonlab-warm-up", daemon=True).start()
     print(
         f"demonlab: dashboard at http://{host}:{port}/ and API docs at http://{host}:{port}/docs "
-        f"(database {_safe_url(settings.database_url)})",
+        f"(database {safe_url(settings.database_url)})",
         flush=True,
     )
     # Open event streams (a dashboard tab, `submit --wait`) never end by themselves: give them a few
@@ -111,7 +111,7 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     upgrade_to_head(engine)
     print(
-        f"demonlab: scheduler on {_safe_url(settings.database_url)} (launcher {settings.launcher})",
+        f"demonlab: scheduler on {safe_url(settings.database_url)} (launcher {settings.launcher})",
         flush=True,
     )
     Scheduler(settings, engine, poll_seconds=args.poll).run()
@@ -343,12 +343,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, spec_path=args.spec, token=args.token, keep_serving=not args.exit_when_done)
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("DEMONLAB_URL", DEFAULT_URL), help="service URL")
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
@@ -524,10 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except (ValueError, FileNotFoundError, DemonlabError) as exc:
-        print(f"demonlab: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+    except (ValueError, OSError, DemonlabError) as exc:  # a bad value, an unreadable or unwritable file
         print(f"demonlab: error: {exc}", file=sys.stderr)
         return 2
     return code
