@@ -34,7 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import api_latency  # noqa: E402  (the bench's data and server helpers, one implementation)
+import api_latency  # the bench's data and server helpers, one implementation
 
 CHROMIUM = "/usr/bin/chromium"
 TARGET_S = 1.5
