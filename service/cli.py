@@ -392,6 +392,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, spec_path=args.spec, token=args.token, keep_serving=not args.exit_when_done)
 
 
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from .atlas_cli import run_atlas
+
+    return run_atlas(
+        suite=args.suite,
+        seeds=args.seeds,
+        workloads=args.workloads,
+        out=Path(args.out) if args.out else None,
+        url=args.url,
+        token=args.token,
+        port=args.port,
+    )
+
+
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
     """Help that shows each option's default, unless it has none or its help already says it (a
     default read from the environment, such as a token, is never printed)."""
@@ -449,6 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (default: $DEMONLAB_TOKEN)")
     p.add_argument("--exit-when-done", action="store_true", help="stop serving once the study is summarised")
     p.set_defaults(func=_cmd_demo)
+
+    p = command("atlas", "one study per (workload, optimizer family) of a suite; the answer across them")
+    p.add_argument("--suite", default="cpu", choices=["cpu", "paper", "smoke"], help="which suite of workloads")
+    p.add_argument("--seeds", type=int, default=8, help="seeds per study")
+    p.add_argument("--workloads", nargs="*", default=None, help="only these workloads of the suite (labels)")
+    p.add_argument("--out", default=None, help="report folder (default: DATA_DIR/atlas; with --url: none)")
+    p.add_argument("--url", default=None, help="a running service (default: start one in this process)")
+    p.add_argument("--port", type=int, default=None, help="port of the service started here")
+    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (default: $DEMONLAB_TOKEN)")
+    p.set_defaults(func=_cmd_atlas)
 
     p = command("serve", "the HTTP API, the dashboard and the scheduler")
     p.add_argument("--host", default=None, help="bind address (default: $DEMONLAB_HOST or 127.0.0.1)")
