@@ -257,6 +257,7 @@ def sensitivity(
             "eps": report["eps"],
             "relative": report["relative"],
             "status": study.status.value,
+            "protocol": spec.protocol_note,  # full_train: no validation split, no cell chosen
         }
         return report
 
