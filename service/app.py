@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from studies.metrics import MetricsError
+from studies.errors import MetricsError
 from studies.spec import StudySpec
 
 from .api.limits import BodySizeLimit

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import threading
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .console import SHUTDOWN_GRACE_S
+from .logs import configure_logging
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXPORT_FORMATS = ("csv", "parquet")
@@ -54,6 +54,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
     import uvicorn
 
     from .app import create_app
@@ -61,8 +63,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     host = args.host or settings.host
-    port = args.port or settings.port
+    port = settings.port if args.port is None else args.port
     app = create_app(settings, run_scheduler=not args.no_scheduler)
+    # Bound here, so `--port 0` takes a free port and the line below says which (no guess, no race).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    port = sock.getsockname()[1]
     threading.Thread(target=_freeze_long_lived, name="demonlab-warm-up", daemon=True).start()
     print(
         f"demonlab: dashboard at http://{host}:{port}/ and API docs at http://{host}:{port}/docs "
@@ -71,7 +78,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     # Open event streams (a dashboard tab, `submit --wait`) never end by themselves: give them a few
     # seconds on shutdown, then close them, rather than waiting for every browser to go away.
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -376,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="the HTTP API and the scheduler")
     p.add_argument("--host", default=None, help="bind address (default DEMONLAB_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default DEMONLAB_PORT or 8000)")
+    p.add_argument("--port", type=int, default=None, help="port; 0 takes a free one (default DEMONLAB_PORT or 8000)")
     p.add_argument("--no-scheduler", action="store_true", help="API only (run `demonlab scheduler` elsewhere)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_cmd_serve)
@@ -493,10 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``demonlab`` console script."""
-    logging.basicConfig(
-        level=os.environ.get("DEMONLAB_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     import httpx

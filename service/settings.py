@@ -81,6 +81,11 @@ class Settings(BaseSettings):
             return value
         return f"sqlite:///{data_dir / DATABASE_FILENAME}"
 
+    @property
+    def datasets(self) -> Path:
+        """Where the workloads read their datasets: ``dataset_dir``, else ``<data_dir>/datasets``."""
+        return self.dataset_dir or self.data_dir / "datasets"
+
     @field_validator("parse_rate_limit", "failed_token_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:

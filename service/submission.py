@@ -16,7 +16,6 @@ checked and stored the same way whichever door it comes in by:
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,7 +31,7 @@ from .db.models import Study
 from .errors import InvalidInput, SpecInvalid, field_name, reason
 from .settings import Settings
 
-__all__ = ["cancel", "check_runnable", "dataset_dir", "store_study", "submit", "validate_spec"]
+__all__ = ["cancel", "check_runnable", "store_study", "submit", "validate_spec"]
 
 
 def _spec_error(error: Any) -> dict[str, str]:
@@ -59,11 +58,6 @@ def validate_spec(body: Any, settings: Settings) -> StudySpec:
     return spec
 
 
-def dataset_dir(settings: Settings) -> Path:
-    """Where the workloads read their datasets."""
-    return settings.dataset_dir or settings.data_dir / "datasets"
-
-
 def runs_here(settings: Settings) -> bool:
     """Whether the study's driver runs on this machine (the local launcher, no cluster)."""
     return settings.launcher == "local" and not settings.ray_address
@@ -75,7 +69,7 @@ def check_runnable(spec: StudySpec, settings: Settings) -> None:
     if not runs_here(settings):
         return
     try:
-        get_workload(spec.workload, spec.workload_params).check_data(dataset_dir(settings))
+        get_workload(spec.workload, spec.workload_params).check_data(settings.datasets)
     except WorkloadError as exc:
         raise InvalidInput("workload", f"the dataset of {spec.workload!r} is not available here: {exc}") from exc
     if spec.resources.custom:

@@ -1,18 +1,25 @@
-"""The study driver, ``demonlab execute STUDY_ID``: run a study's pending trials and record each one.
+"""The study driver, ``python -m service.jobs.driver STUDY_ID``: run a study's pending trials and
+record each one.
 
 It runs the trials not yet done with the ``studies`` Ray executor (or Optuna search), writes each
 result the moment it finishes (an idempotent upsert, retried through database outages so nothing
 is lost), heartbeats the study row, stops within seconds when the study is cancelled, and marks the
 study finished. A relaunched driver sees only what is not done.
+
+Launchers start it as this module (``main``), never through the CLI: the job layer does not call up
+into ``service.cli`` (``demonlab execute`` is the same entry point for a person).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
@@ -23,9 +30,9 @@ from studies.vocab.statuses import StudyStatus
 from ..analysis import study_spec
 from ..db import dal
 from ..db.engine import make_engine, session_scope
-from ..errors import Conflict, NotFound, StorageUnavailable
-from ..settings import Settings
-from ..submission import dataset_dir
+from ..errors import Conflict, DemonlabError, NotFound, StorageUnavailable
+from ..logs import configure_logging
+from ..settings import Settings, get_settings
 
 log = logging.getLogger("demonlab.driver")
 
@@ -80,6 +87,21 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m service.jobs.driver STUDY_ID [--attempt N]``: what every launcher starts."""
+    parser = argparse.ArgumentParser(prog="python -m service.jobs.driver", description="Drive one study.")
+    parser.add_argument("study_id", help="the study to run")
+    parser.add_argument("--attempt", type=int, default=None, help="the launch this driver belongs to")
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    try:
+        return execute(args.study_id, get_settings(), attempt=args.attempt)
+    except DemonlabError as exc:  # the study was deleted, the database is gone: said, not a traceback
+        log.error("study %s: %s", args.study_id, exc)
+        return 2
+
+
 def execute(study_id: str, settings: Settings, attempt: int | None = None) -> int:
     """Run one study to the end; return a process exit code.
 
@@ -121,7 +143,7 @@ def _missing_data(spec: Any, settings: Settings) -> str | None:
     from studies.workloads import WorkloadError, get_workload
 
     try:
-        get_workload(spec.workload, spec.workload_params).check_data(dataset_dir(settings))
+        get_workload(spec.workload, spec.workload_params).check_data(settings.datasets)
     except WorkloadError as exc:
         return f"the dataset of {spec.workload!r} is not available: {exc}"
     return None
@@ -288,3 +310,7 @@ def optuna_url(settings: Settings) -> str:
         engine.dispose()
     url = url.update_query_dict({"options": f"-csearch_path={OPTUNA_SCHEMA}"})
     return url.render_as_string(hide_password=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -58,6 +58,7 @@ Conventions, everywhere in this package:
 
 from __future__ import annotations
 
+from studies.errors import ComparisonError, GridError, MetricsError
 from studies.metrics._arm import (
     DEFAULT_EPS,
     DEFAULT_KS,
@@ -73,7 +74,6 @@ from studies.metrics._arm import (
     arm_metrics,
 )
 from studies.metrics._cells import DEFAULT_CONFIDENCE, CellTable, cell_table, cell_tables
-from studies.metrics._exceptions import ComparisonError, GridError, MetricsError
 from studies.metrics._grid import ORIENTATION, GridAxes
 from studies.metrics._pair import (
     DEFAULT_PAIR_RESAMPLES,

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studies.errors import MetricsError
 from studies.metrics._cells import DEFAULT_CONFIDENCE, cell_medians, cell_moments, interval_dict, median_interval
-from studies.metrics._exceptions import MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
     ArmGrid,

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from studies.errors import ComparisonError, MetricsError
 from studies.metrics._arm import (
     DEFAULT_KS,
     INCOMPLETE,
@@ -37,7 +38,6 @@ from studies.metrics._arm import (
     is_complete,
     medians,
 )
-from studies.metrics._exceptions import ComparisonError, MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
     ArmGrid,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from studies.errors import ComparisonError, MetricsError
 from studies.metrics._arm import DEFAULT_EPS, DEFAULT_KS, check_eps, metrics_from_grid, peak_seed_spread
-from studies.metrics._exceptions import ComparisonError, MetricsError
 from studies.metrics._grid import ORIENTATION, GridAxes, build_grids, check_split
 from studies.metrics._pair import DEFAULT_PAIR_RESAMPLES, POSITIVE_MEANS, check_comparable, compare_pairs
 from studies.metrics._resample import DEFAULT_LEVEL, MIN_BOOTSTRAP_SEEDS, RESAMPLING

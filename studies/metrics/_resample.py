@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import bootstrap
 
-from studies.metrics._exceptions import MetricsError
+from studies.errors import MetricsError
 from studies.metrics._grid import FloatArray, IntArray
 
 RESAMPLING = "seeds, paired across cells, splits and arms"
