@@ -145,7 +145,7 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
         "workload": spec.workload,
         "metric": spec.metric_name,
         "split": spec.split,  # the split every figure is on; cells are chosen on "val"
-        "protocol": spec.protocol_note,  # full_train: no validation split, no cell chosen
+        **({"protocol": spec.protocol_note} if spec.full_train else {}),  # no validation split, no cell chosen
     }
     report["environment"] = study_environment(spec, nodes_used((r.node, r.device, r.extra) for r in results))
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
