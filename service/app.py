@@ -22,7 +22,7 @@ from studies.spec import StudySpec
 
 from .api.limits import BodySizeLimit
 from .api.ratelimit import RateLimits
-from .api.routes import events, health, results, robustness, studies
+from .api.routes import atlases, events, health, results, robustness, studies
 from .db.engine import make_engine
 from .db.migrations import upgrade_to_head
 from .errors import (
@@ -74,18 +74,20 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
             "higher-is-better (y = -value)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs is the dashboard's (service.dashboard.apidocs): offline, under its CSP
+        redoc_url=None,  # ReDoc needs inline styles and its CDN: not offered
     )
     app.state.settings = settings
     app.state.rate_limits = RateLimits(
         parse_limit=settings.parse_rate_limit, failed_token_limit=settings.failed_token_limit
     )
-    for router in (studies.router, results.router, events.router, robustness.router, health.router):
+    for router in (studies.router, results.router, events.router, robustness.router, atlases.router, health.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     from .dashboard import install as install_dashboard
 
     install_dashboard(app, API_PREFIX)
-    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes, body_timeout=settings.http_body_timeout_s)
     _register_errors(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .console import SHUTDOWN_GRACE_S
+from .console import SHUTDOWN_GRACE_S, safe_url
 from .logs import configure_logging
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -58,6 +58,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from .api.server import server_config
     from .app import create_app
     from .settings import get_settings
 
@@ -73,12 +74,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     threading.Thread(target=_freeze_long_lived, name="demonlab-warm-up", daemon=True).start()
     print(
         f"demonlab: dashboard at http://{host}:{port}/ and API docs at http://{host}:{port}/docs "
-        f"(database {_safe_url(settings.database_url)})",
+        f"(database {safe_url(settings.database_url)})",
         flush=True,
     )
     # Open event streams (a dashboard tab, `submit --wait`) never end by themselves: give them a few
     # seconds on shutdown, then close them, rather than waiting for every browser to go away.
-    config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    config = server_config(app, settings, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 
@@ -110,7 +111,7 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     upgrade_to_head(engine)
     print(
-        f"demonlab: scheduler on {_safe_url(settings.database_url)} (launcher {settings.launcher})",
+        f"demonlab: scheduler on {safe_url(settings.database_url)} (launcher {settings.launcher})",
         flush=True,
     )
     Scheduler(settings, engine, poll_seconds=args.poll).run()
@@ -357,10 +358,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, spec_path=args.spec, token=args.token, keep_serving=not args.exit_when_done)
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from .atlas_cli import run_atlas
 
-    return make_url(url).render_as_string(hide_password=True)
+    return run_atlas(
+        suite=args.suite,
+        seeds=args.seeds,
+        workloads=args.workloads,
+        out=Path(args.out) if args.out else None,
+        url=args.url,
+        token=args.token,
+        port=args.port,
+    )
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
@@ -396,6 +405,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
     p.add_argument("--exit-when-done", action="store_true", help="stop serving once the study is summarised")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("atlas", help="one study per (workload, optimizer family) of a suite; the answer across them")
+    p.add_argument("--suite", default="cpu", choices=["cpu", "paper", "smoke"])
+    p.add_argument("--seeds", type=int, default=8, help="seeds per study (default 8)")
+    p.add_argument("--workloads", nargs="*", default=None, help="only these workloads of the suite (labels)")
+    p.add_argument("--out", default=None, help="report folder (default DATA_DIR/atlas; with --url: none)")
+    p.add_argument("--url", default=None, help="a running service (default: start one in this process)")
+    p.add_argument("--port", type=int, default=None, help="port of the service started here")
+    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
+    p.set_defaults(func=_cmd_atlas)
 
     p = sub.add_parser("serve", help="the HTTP API and the scheduler")
     p.add_argument("--host", default=None, help="bind address (default DEMONLAB_HOST or 127.0.0.1)")
@@ -547,10 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except (ValueError, FileNotFoundError, DemonlabError) as exc:
-        print(f"demonlab: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+    except (ValueError, OSError, DemonlabError) as exc:  # a bad value, an unreadable or unwritable file
         print(f"demonlab: error: {exc}", file=sys.stderr)
         return 2
     return code

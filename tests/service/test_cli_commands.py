@@ -364,3 +364,15 @@ def test_token_revoke_by_a_name_of_digits_is_by_name_and_by_id_only_with_id(
         cli(capsys, "token", "revoke", "second", "--id", "2")
     assert usage.value.code == 2
     assert "argument --id: not allowed with argument name" in capsys.readouterr().err
+
+
+def test_a_file_that_cannot_be_read_is_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A missing spec, a directory given as a spec (both OSErrors): a message naming it, no traceback."""
+    for path, reason in ((tmp_path / "missing.yaml", "No such file or directory"), (tmp_path, "Is a directory")):
+        code, out, err = cli(capsys, "submit", str(path), "--url", "http://127.0.0.1:9")
+        assert code == 2
+        assert err.startswith("demonlab: error: "), err
+        assert reason in err, err
+        assert str(path) in err, err
+        assert err.count("\n") == 1
+        assert "Traceback" not in out + err
