@@ -236,5 +236,31 @@ def test_api_docs_work_offline_under_the_csp(server: Server, page: Any, tmp_path
     assert page.locator(".opblock").count() > 10  # every operation, from /openapi.json
     assert page.locator(".opblock-summary-path", has_text="/api/v1/studies/{study_id}/heatmaps").count() == 1
     assert hosts == {urlparse(server.url).netloc}  # nothing from a CDN
+    accessible(page, "API docs")
+    page.locator(".opblock-summary-control").first.click()  # an operation opened: its parameters and schema
+    page.locator(".opblock-body").first.wait_for()
+    accessible(page, "API docs, an operation open")
     shot(page, tmp_path, "docs", full_page=False)
+    no_problems(page)
+
+
+def test_tooltip_is_capped_with_a_median_curve(server: Server, page: Any, tmp_path: Path) -> None:
+    many = tuple(range(12))
+    study_id = server.submit(spec("many seeds", seeds=len(many)))
+    start(server.engine)
+    record_all(server.engine, study_id, keys(seeds=many))
+    finish(server.engine, study_id)
+    open_study(page, server, study_id)
+    page.locator("svg.heatmap [data-arm='demon_sgdm'][data-i='1'][data-j='1']").hover()
+    tooltip = page.locator("#tooltip")
+    tooltip.locator(".seed").first.wait_for()
+    assert tooltip.locator(".seed").count() == 8
+    assert tooltip.locator(".more").inner_text() == "+4 more (click the cell for every seed)"
+    assert "band min–max over 12 seeds" in tooltip.locator("svg.tip-chart").text_content()
+    assert tooltip.locator("svg.tip-chart polyline.series").count() == 1  # one median curve, not 12
+    box = tooltip.bounding_box()
+    assert box is not None
+    assert box["height"] <= 380
+    assert box["y"] + box["height"] <= 900  # inside the window
+    accessible(page, "capped tooltip")
     no_problems(page)
