@@ -343,6 +343,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, spec_path=args.spec, token=args.token, keep_serving=not args.exit_when_done)
 
 
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from .atlas_cli import run_atlas
+
+    return run_atlas(
+        suite=args.suite,
+        seeds=args.seeds,
+        workloads=args.workloads,
+        out=Path(args.out) if args.out else None,
+        url=args.url,
+        token=args.token,
+        port=args.port,
+    )
+
+
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("DEMONLAB_URL", DEFAULT_URL), help="service URL")
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
@@ -376,6 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
     p.add_argument("--exit-when-done", action="store_true", help="stop serving once the study is summarised")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("atlas", help="one study per (workload, optimizer family) of a suite; the answer across them")
+    p.add_argument("--suite", default="cpu", choices=["cpu", "paper", "smoke"])
+    p.add_argument("--seeds", type=int, default=8, help="seeds per study (default 8)")
+    p.add_argument("--workloads", nargs="*", default=None, help="only these workloads of the suite (labels)")
+    p.add_argument("--out", default=None, help="report folder (default DATA_DIR/atlas; with --url: none)")
+    p.add_argument("--url", default=None, help="a running service (default: start one in this process)")
+    p.add_argument("--port", type=int, default=None, help="port of the service started here")
+    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
+    p.set_defaults(func=_cmd_atlas)
 
     p = sub.add_parser("serve", help="the HTTP API and the scheduler")
     p.add_argument("--host", default=None, help="bind address (default DEMONLAB_HOST or 127.0.0.1)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from . import apidocs, compare, data, pages
+from . import apidocs, atlas_page, compare, data, pages
 
 __all__ = ["install"]
 
@@ -20,5 +20,6 @@ def install(app: FastAPI, api_prefix: str) -> None:
     app.include_router(data.specs_router, prefix=api_prefix)
     app.include_router(compare.router, prefix=api_prefix)
     app.include_router(pages.router)
+    app.include_router(atlas_page.router)
     apidocs.install(app)  # before /static: its assets live under /static/apidocs
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="dashboard-static")

@@ -72,6 +72,9 @@ WORKLOAD_ENTRIES: dict[str, WorkloadEntry] = {
         WorkloadEntry("stl10_wrn16_8", "studies.workloads.wrn:Stl10WRN16x8"),
         WorkloadEntry("mnist_vae", "studies.workloads.vae:MnistVAE", "nll"),
         WorkloadEntry("ptb_lstm", "studies.workloads.ptb:PtbLSTM", "perplexity"),
+        WorkloadEntry("wine_mlp", "studies.workloads.tabular:WineMLP", packs=True),
+        WorkloadEntry("breast_cancer_mlp", "studies.workloads.tabular:BreastCancerMLP", packs=True),
+        WorkloadEntry("synthetic_family", "studies.workloads.synthetic_family:SyntheticFamily", packs=True),
     )
 }
 

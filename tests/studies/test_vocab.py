@@ -188,6 +188,9 @@ def test_an_unknown_sampler_lists_the_choices() -> None:
         ("stl10_wrn16_8", {}),
         ("mnist_vae", {}),
         ("ptb_lstm", {"vocab_size": 50}),
+        ("wine_mlp", {}),
+        ("breast_cancer_mlp", {"hidden": 4}),
+        ("synthetic_family", {"classes": 6}),
     ],
 )
 def test_y_fail_is_the_torch_workloads_chance_level(workload: str, params: dict[str, int]) -> None:
@@ -202,7 +205,8 @@ def test_chance_levels_follow_the_parameters() -> None:
     assert vocab.y_fail("synthetic", {"classes": 4}, "metric") == pytest.approx(0.75)
     assert vocab.y_fail("cifar100_vgg16", {}, "loss") == pytest.approx(math.log(100))
     assert vocab.y_fail("ptb_lstm", {"vocab_size": 50}, "metric") == 50.0
-    with pytest.raises(vocab.WorkloadError, match="unknown workload 'imagenet'; valid choices: cifar100_vgg16"):
+    valid = "valid choices: breast_cancer_mlp, cifar100_vgg16"
+    with pytest.raises(vocab.WorkloadError, match=f"unknown workload 'imagenet'; {valid}"):
         vocab.y_fail("imagenet", {}, "metric")
 
 
