@@ -33,7 +33,12 @@ def swagger_ui(request: Request) -> Response:
     from .pages import page
 
     app = request.app
-    context = {"openapi_url": app.openapi_url, "assets": ASSETS_URL, "version": app.version, "description": app.description}
+    context = {
+        "openapi_url": app.openapi_url,
+        "assets": ASSETS_URL,
+        "version": app.version,
+        "description": app.description,
+    }
     return page(request, "apidocs.html", context)
 
 

@@ -58,10 +58,10 @@ def page(browser: Any) -> Iterator[Any]:
         yield fresh
 
 
-def finished_study(server: Server, name: str = "landscape") -> str:
-    study_id = server.submit(spec(name))
+def finished_study(server: Server, name: str = "landscape", seeds: int = 3) -> str:
+    study_id = server.submit(spec(name, seeds=seeds))
     start(server.engine)
-    record_all(server.engine, study_id, keys())
+    record_all(server.engine, study_id, keys(seeds=tuple(range(seeds))))
     finish(server.engine, study_id)
     return study_id
 
@@ -77,7 +77,7 @@ def in_first_screen(page: Any, selector: str) -> bool:
 
 
 def test_first_screen_answers_which_arm_by_how_much_how_sure(server: Server, page: Any, tmp_path: Path) -> None:
-    study_id = finished_study(server)
+    study_id = finished_study(server, seeds=8)  # enough seeds for every pair interval
     open_study(page, server, study_id)
     report = server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()
     heatmaps = server.http.get(f"/api/v1/studies/{study_id}/heatmaps").json()
@@ -100,6 +100,10 @@ def test_first_screen_answers_which_arm_by_how_much_how_sure(server: Server, pag
     )
     assert forest.locator("line.zero-line").count() == 1
     assert "demon_sgdm better →" in forest.text_content()
+    path = shot(page, tmp_path, "first-screen", full_page=False)
+    if os.environ.get("DEMONLAB_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(path, DOCS / "dashboard-study.png")
     page.click("#forest button")  # its table twin
     rows = page.locator("#forest table.forest-table tbody tr")
     assert rows.count() == len(deltas)
@@ -119,10 +123,6 @@ def test_first_screen_answers_which_arm_by_how_much_how_sure(server: Server, pag
     assert labels == expected
     assert "Blue: demon_sgdm lower (better) than sgdm_step" in page.locator("#differences").inner_text()
     accessible(page, "first screen")
-    path = shot(page, tmp_path, "first-screen", full_page=False)
-    if os.environ.get("DEMONLAB_UPDATE_SCREENSHOTS") == "1":
-        DOCS.mkdir(exist_ok=True)
-        shutil.copyfile(path, DOCS / "dashboard-study.png")
     no_problems(page)
 
 
