@@ -286,6 +286,7 @@ def sensitivity(
             "eps": report["eps"],
             "relative": report["relative"],
             "status": study.status.value,
+            "protocol": spec.protocol_note,  # full_train: no validation split, no cell chosen (else None)
         }
         return report
 

@@ -3,7 +3,7 @@
 - Local, no service: ``run`` (a spec to files), ``demo`` (what ``make run`` runs).
 - Service processes: ``serve`` (API + scheduler), ``scheduler``, ``execute STUDY_ID`` (a driver).
 - Client commands over HTTP: ``submit``, ``status``, ``list``, ``cancel``, ``delete``, ``trials``, ``grid``,
-  ``sensitivity``, ``compare``, ``robustness``, ``heatmap``, ``export``.
+  ``sensitivity``, ``compare``, ``robustness``, ``heatmap``, ``export``, ``replicate`` (Fig. 2 beside the paper).
 - ``token create`` / ``list`` / ``revoke`` (on the database directly, like ``serve``).
 
 What the demo shares with these commands (reading specs, following a study, tables) lives in
@@ -269,6 +269,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replicate(args: argparse.Namespace) -> int:
+    from studies.replicate import from_export, from_files, replication_report, report_text, write_report
+
+    source = Path(args.study)
+    if source.exists():
+        trials, study = from_files(source, Path(args.spec) if args.spec else None)
+    else:
+        trials, study = from_export(_client(args).export(args.study, fmt="parquet"))
+    report = replication_report(trials, study, paper=args.paper)
+    print(report.model_dump_json(indent=2) if args.json else report_text(report))
+    if args.out:
+        print("wrote " + ", ".join(str(p) for p in write_report(report, Path(args.out))), file=sys.stderr)
+    return 0
+
+
 def _token_engine() -> Any:
     from .db.engine import make_engine
     from .db.migrations import upgrade_to_head
@@ -501,6 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _client_args(p)
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("replicate", help="a finished Fig. 2 study beside the paper's cells, claims and verdicts")
+    p.add_argument("study", help="study id, or a `demonlab run` output (directory or trials file) with --spec")
+    p.add_argument("--paper", required=True, choices=("fig2-wrn", "fig2-vgg", "fig2-rn20"), help="the paper's panel")
+    p.add_argument("--spec", default=None, help="the spec a local run ran (with a path as study)")
+    p.add_argument("--out", default=None, help="also write replication.json, .png and .svg into this directory")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _client_args(p)
+    p.set_defaults(func=_cmd_replicate)
 
     p = sub.add_parser("token", help="API tokens")
     token_sub = p.add_subparsers(dest="token_command", required=True)
