@@ -29,6 +29,7 @@ from .training import (
     TrialPlan,
     batch_slices,
     epoch_order,
+    has_validation,
     load_data,
     node_name,
     pick_device,
@@ -37,7 +38,7 @@ from .training import (
 )
 from .workloads.base import Workload
 
-__all__ = ["TrialPlan", "run_trial"]
+__all__ = ["TrialPlan", "has_validation", "run_trial"]
 
 
 def run_trial(plan: TrialPlan, key: TrialKey, *, device: str | None = None) -> TrialResult:
@@ -78,9 +79,11 @@ def _train(plan: TrialPlan, log: TrialLog, device: torch.device) -> tuple[float,
         if train_loss is None:
             log.status = TrialStatus.DIVERGED
             return math.nan, math.nan
-        val_loss, val_metric = _evaluate(workload, model, splits.val, device)
+        val_loss, val_metric = math.nan, math.nan  # no validation split (full_train): nothing to check
+        if has_validation(splits):
+            val_loss, val_metric = _evaluate(workload, model, splits.val, device)
         log.epochs.append(EpochRecord(epoch + 1, train_loss, val_loss, val_metric))
-        if bool(divergence.validation(torch.tensor([val_loss], dtype=torch.float64))):
+        if has_validation(splits) and bool(divergence.validation(torch.tensor([val_loss], dtype=torch.float64))):
             log.status = TrialStatus.DIVERGED
             return math.nan, math.nan
         arm.after_epoch(val_loss)

@@ -51,6 +51,7 @@ __all__ = [
     "TrialPlan",
     "batch_slices",
     "epoch_order",
+    "has_validation",
     "load_data",
     "node_name",
     "pick_device",
@@ -106,6 +107,12 @@ def _cached_data(workload: str, params_key: str, data_dir: str) -> tuple[Workloa
 def load_data(plan: TrialPlan) -> tuple[Workload, Splits]:
     """The plan's workload and its splits, loaded once per process (every trial sees the same)."""
     return _cached_data(plan.workload, json.dumps(plan.workload_params, sort_keys=True), plan.data_dir)
+
+
+def has_validation(splits: Splits) -> bool:
+    """Whether the workload held out a validation set (not with a spec's ``full_train``: then no
+    validation figures are recorded and only the training loss can diverge)."""
+    return len(splits.val) > 0  # type: ignore[arg-type]
 
 
 def seed_trial(seed: int) -> torch.Generator:

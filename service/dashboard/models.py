@@ -18,8 +18,11 @@ __all__ = [
     "ArmHeatmap",
     "ArmPoints",
     "ColourScale",
+    "CompareMapsPublic",
+    "DifferenceMaps",
     "HeatmapsPublic",
     "LegendStop",
+    "PairDifference",
     "ParsedSpec",
     "PlacementPublic",
     "PlacementRow",
@@ -63,8 +66,27 @@ class ArmHeatmap(BaseModel):
     divergence_colours: list[list[Colour]]
 
 
+class PairDifference(BaseModel):
+    """One pair's difference of medians per cell, first arm − second, in raw units (below 0: the first
+    arm's score is lower, i.e. better); null where either cell has no result."""
+
+    arm_a: ArmName
+    arm_b: ArmName
+    values: list[list[float | None]]
+    colours: list[list[Colour]]
+
+
+class DifferenceMaps(BaseModel):
+    """Every default pair's difference map on one symmetric diverging scale (blue below 0, red above)."""
+
+    max_abs: float | None = Field(description="the largest |difference| of every pair (null: none yet)")
+    legend: list[LegendStop]
+    pairs: list[PairDifference]
+
+
 class HeatmapsPublic(BaseModel):
-    """Every arm's median grid on one shared colour scale, and its divergence-rate map."""
+    """Every arm's median grid on one shared colour scale, its divergence-rate map, and each pair's
+    difference map. Arms in the sensitivity report's order."""
 
     study_id: str
     status: StudyStatus
@@ -72,11 +94,64 @@ class HeatmapsPublic(BaseModel):
     split: Split
     stat: Literal["median"]
     lower_is_better: Literal[True]
+    percent: bool = Field(description="an error metric shown in percent (as the PNG heatmaps); values stay raw")
+    y_fail: float = Field(description="the failure score a diverged seed counts as (raw units)")
     seeds: int = Field(description="seeds per cell in the study's grid")
     lrs: list[float]
     betas: list[float]
     scale: ColourScale
+    rate_legend: list[LegendStop] = Field(description="the divergence maps' colour bar, 0 to 1")
+    missing_colour: Colour = Field(description="the grey of a cell without a result yet")
     arms: list[ArmHeatmap]
+    differences: DifferenceMaps
+
+
+class CompareMap(BaseModel):
+    """One arm of one compared study, coloured on the scale its metric shares with every compared map."""
+
+    study_id: str
+    metric: MetricName
+    percent: bool
+    arm: ArmName
+    values: list[list[float | None]]
+    colours: list[list[Colour]]
+    n: list[list[int]]
+    diverged: list[list[int]]
+
+
+class CompareGrid(BaseModel):
+    study_id: str
+    lrs: list[float]
+    betas: list[float]
+
+
+class StudyDifference(BaseModel):
+    """The same arm in two studies on the same grid: study_a − study_b per cell, raw units (below 0:
+    study_a's score is lower, i.e. better)."""
+
+    arm: ArmName
+    study_a: str
+    study_b: str
+    values: list[list[float | None]]
+    colours: list[list[Colour]]
+
+
+class StudyDifferences(BaseModel):
+    max_abs: float | None
+    legend: list[LegendStop]
+    pairs: list[StudyDifference]
+    notes: list[str] = Field(description="why a later study has no difference map (another grid or metric)")
+
+
+class CompareMapsPublic(BaseModel):
+    """Several studies' median maps on one colour scale per metric, and each later study's difference
+    from the first."""
+
+    split: Split
+    studies: list[CompareGrid]
+    scales: dict[str, ColourScale] = Field(description="metric → the scale its maps share")
+    maps: list[CompareMap]
+    differences: StudyDifferences
 
 
 class PlacementRow(BaseModel):

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, func, select
 from service.cli import main
 from service.client import DemonlabClient
 from service.db import Trial, TrialEpoch, session_scope
-from service.jobs.driver import optuna_url
+from service.jobs.optuna_record import optuna_url
 from service.schemas import StudyPublic
 from service.settings import Settings
 from studies.results import TrialStatus
