@@ -119,8 +119,16 @@ def seed_trial(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch for the trial's initialisation; return its data-order generator."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    if _accelerator():
+        torch.manual_seed(seed)  # also queues the seeding of every accelerator's generators
+    else:  # the same CPU generator state, without the ~1 ms torch.manual_seed spends on absent devices
+        torch.default_generator.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@lru_cache(maxsize=1)
+def _accelerator() -> bool:
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
 def epoch_order(n: int, generator: torch.Generator) -> torch.Tensor:

@@ -102,7 +102,12 @@ class _PackedLinear(torch.autograd.Function):
     the batch. Products below ``SMALL_GEMM`` run member by member as ``addmm``/``mm``."""
 
     @staticmethod
-    def forward(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        # forward with ctx, not setup_context: torch binds a setup_context Function's arguments with
+        # inspect.signature on every call, which costs more than a small layer's GEMM.
+        ctx.save_for_backward(inputs, weight)
         if _small(inputs, weight):
             rows = [
                 torch.addmm(bias[k], inputs[k], weight[k].t()) if bias is not None else inputs[k].mm(weight[k].t())
@@ -112,11 +117,6 @@ class _PackedLinear(torch.autograd.Function):
         if bias is None:
             return torch.bmm(inputs, weight.mT)
         return torch.baddbmm(bias, inputs, weight.mT)
-
-    @staticmethod
-    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple[object, ...], output: object) -> None:
-        h, weight, _ = inputs
-        ctx.save_for_backward(h, weight)  # type: ignore[arg-type]
 
     @staticmethod
     def backward(
