@@ -28,6 +28,23 @@ from .db.models import Study
 from .errors import Conflict, InvalidInput
 from .report_cache import reports
 
+__all__ = [
+    "cached",
+    "export",
+    "export_metadata",
+    "grid",
+    "heatmap",
+    "metric_kind",
+    "progress_key",
+    "robustness",
+    "scores_frame",
+    "sensitivity",
+    "study_axes",
+    "study_spec",
+    "throttled_report",
+    "y_fail",
+]
+
 # Replicates of the paired seed bootstrap behind every pair interval (``studies.metrics``' default:
 # 2000). A report is computed once per study progress and cached, so this costs the first visitor.
 SENSITIVITY_RESAMPLES = 2000
@@ -36,7 +53,9 @@ _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached(key: tuple[Any, ...], compute: Any) -> Any:
+def cached(key: tuple[Any, ...], compute: Any) -> Any:
+    """``compute()``'s value, kept under ``key`` (least recently used out past 256 entries): for
+    answers that change only with a study's progress (put ``progress_key(study)`` in the key)."""
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -88,10 +107,12 @@ _frames_lock = threading.Lock()
 _frame_locks: dict[tuple[Any, ...], threading.Lock] = {}
 
 
-def _frame(engine: Engine, study_id: str, kind: MetricKind, progress: tuple[Any, ...] | None = None) -> pd.DataFrame:
+def scores_frame(
+    engine: Engine, study_id: str, kind: MetricKind, progress: tuple[Any, ...] | None = None
+) -> pd.DataFrame:
     """The study's per-seed scores (callers have already looked the study up).
 
-    With ``progress`` (``_progress_key``), the frame is shared by the requests of one page (heatmaps
+    With ``progress`` (``progress_key``), the frame is shared by the requests of one page (heatmaps
     and sensitivity arrive together): one read of the study's trials, not one per endpoint. Requests
     for the same frame wait for the first one's read; other studies' reads are not held up."""
     if progress is None:
@@ -116,7 +137,9 @@ def _frame(engine: Engine, study_id: str, kind: MetricKind, progress: tuple[Any,
         return frame
 
 
-def _axes(spec: Any, frame: pd.DataFrame) -> Any:
+def study_axes(spec: Any, frame: pd.DataFrame) -> Any:
+    """The grid the figures are drawn on: the spec's, or a search's sampled points (``Conflict`` while
+    it has sampled none)."""
     from studies.report import grid_axes
     from studies.spec import OptunaSearchSpec
 
@@ -125,14 +148,15 @@ def _axes(spec: Any, frame: pd.DataFrame) -> Any:
     return grid_axes(spec, frame)
 
 
-def _throttled(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
+def throttled_report(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
     """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``)."""
     key = (what, study.id, *params)
     running = not study.status.is_finished
-    return reports.get(key, progress=_progress_key(study), running=running, compute=compute)
+    return reports.get(key, progress=progress_key(study), running=running, compute=compute)
 
 
-def _progress_key(study: Study) -> tuple[Any, ...]:
+def progress_key(study: Study) -> tuple[Any, ...]:
+    """What changes whenever a study's results do: a key part for every cache of its answers."""
     return (study.id, study.status.value, study.trials_done, study.trials_failed, study.attempts)
 
 
@@ -158,12 +182,12 @@ def grid(
     def compute() -> dict[str, Any]:
         with session_scope(engine, read_only=True) as session:
             frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
-        axes = _axes(spec, frame)
+        axes = study_axes(spec, frame)
         table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split)
         matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
         return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
 
-    result: dict[str, Any] = _throttled("grid", study, (arm, name, split, stat), compute)
+    result: dict[str, Any] = throttled_report("grid", study, (arm, name, split, stat), compute)
     return result
 
 
@@ -244,10 +268,10 @@ def sensitivity(
         relative = default_eps(name)[1]
 
     def compute() -> dict[str, Any]:
-        frame = _frame(engine, study_id, kind, _progress_key(study))
+        frame = scores_frame(engine, study_id, kind, progress_key(study))
         report: dict[str, Any] = sensitivity_report(
             frame,
-            _axes(spec, frame),
+            study_axes(spec, frame),
             y_fail(spec, kind),
             eps=eps_used,
             relative=relative,
@@ -262,10 +286,11 @@ def sensitivity(
             "eps": report["eps"],
             "relative": report["relative"],
             "status": study.status.value,
+            "protocol": spec.protocol_note,  # full_train: no validation split, no cell chosen (else None)
         }
         return report
 
-    result: dict[str, Any] = _throttled("sensitivity", study, (name, split, eps_used, relative), compute)
+    result: dict[str, Any] = throttled_report("sensitivity", study, (name, split, eps_used, relative), compute)
     return result
 
 
@@ -286,11 +311,11 @@ def heatmap(
     name, kind = metric_kind(spec, metric)
 
     def compute() -> bytes:
-        frame = _frame(engine, study_id, kind)
+        frame = scores_frame(engine, study_id, kind)
         return bytes(
             render_heatmap(
                 frame,
-                _axes(spec, frame),
+                study_axes(spec, frame),
                 y_fail(spec, kind),
                 arms=arms,
                 split=split,
@@ -299,7 +324,7 @@ def heatmap(
             )
         )
 
-    data: bytes = _throttled("heatmap", study, (name, split, tuple(arms or ()), fmt), compute)
+    data: bytes = throttled_report("heatmap", study, (name, split, tuple(arms or ()), fmt), compute)
     return data
 
 
@@ -343,6 +368,10 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
     (``completed``, and ``completed_with_failures``, whose failed trials count as missing)."""
     from studies.metrics import aggregate_robustness
 
+    try:
+        vocab.workload_entry(workload)
+    except vocab.WorkloadError as exc:  # "digits": did you mean digits_cnn or digits_mlp?
+        raise InvalidInput("workload", str(exc)) from None
     with session_scope(engine, read_only=True) as session:
         studies = [
             study

@@ -15,11 +15,17 @@ from typing import Any
 
 from studies.vocab import StudyStatus
 
+from .errors import DemonlabError
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "digits.yaml"
 
 
 class PortBusy(ValueError):
     """The port asked for is taken: ``make run`` says so instead of serving somewhere else."""
+
+
+class ServiceDidNotStart(DemonlabError):
+    """The API server stopped while starting (its database unreachable, say): said in one line."""
 
 
 def _port_is_free(port: int) -> bool:
@@ -52,7 +58,9 @@ def pick_port(requested: int | None, default: int) -> tuple[int, str | None]:
     return port, f"port {default} is already in use; serving on {port} instead (choose one with --port)"
 
 
-def _start_server(port: int) -> tuple[Any, threading.Thread]:
+def start_server(port: int) -> tuple[Any, threading.Thread]:
+    """The app with its scheduler, served by uvicorn on ``port`` in a thread of this process, once it
+    answers (``ServiceDidNotStart`` if it stops while starting)."""
     import uvicorn
 
     from .app import create_app
@@ -72,7 +80,7 @@ def _start_server(port: int) -> tuple[Any, threading.Thread]:
     deadline = time.monotonic() + 60
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start (see the log above)")
+            raise ServiceDidNotStart("the API server did not start (see the log above)")
         time.sleep(0.1)
     return server, thread
 
@@ -85,7 +93,7 @@ def run_demo(
     ``token`` (the CLI passes ``DEMONLAB_TOKEN``) authorises the submission once tokens exist; without
     one on a database that has tokens, the demo stops before starting anything and says what to do."""
     from .client import DemonlabClient
-    from .console import follow, read_spec
+    from .console import follow, read_spec, safe_url
     from .settings import get_settings
 
     settings = get_settings()
@@ -102,8 +110,8 @@ def run_demo(
         print(f"demonlab: {note}", flush=True)
     base = f"http://127.0.0.1:{port}"
     print(f"dashboard: {base}/  (open it in a browser to follow the study live)", flush=True)
-    print(f"demonlab: starting the service at {base} (database {settings.database_url})", flush=True)
-    server, thread = _start_server(port)
+    print(f"demonlab: starting the service at {base} (database {safe_url(settings.database_url)})", flush=True)
+    server, thread = start_server(port)
     client = DemonlabClient(base, token=token)
     try:
         created = client.submit(spec)

@@ -377,6 +377,10 @@ class SensitivityStudy(BaseModel):
     eps: float
     relative: bool
     status: str
+    protocol: str | None = Field(
+        default=None,
+        description="set for a full_train study: trained without a validation split, so no cell is chosen",
+    )
 
 
 class SensitivityPublic(BaseModel):
@@ -442,13 +446,6 @@ class RobustnessPublic(BaseModel):
     orientation: str
     groups: list[RobustnessGroup]
     query: RobustnessQuery
-
-
-class TokenCreated(BaseModel):
-    """A new API token: the secret is shown once and stored only as a hash."""
-
-    name: str
-    token: str
 
 
 class FieldError(BaseModel):

@@ -63,9 +63,9 @@ def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: Split)
         study = dal.get_study(session, study_id)
     spec = analysis.study_spec(study)
     name, kind = analysis.metric_kind(spec, metric)
-    progress = analysis._progress_key(study)
+    progress = analysis.progress_key(study)
     compute = lambda: _heatmaps(engine, study, spec, name, kind, split, progress)  # noqa: E731
-    return dict(analysis._throttled("dashboard-heatmaps", study, (name, split), compute))
+    return dict(analysis.throttled_report("dashboard-heatmaps", study, (name, split), compute))
 
 
 def _heatmaps(
@@ -76,8 +76,8 @@ def _heatmaps(
     from studies.heatmaps import is_percent
     from studies.metrics import cell_tables, default_pairs
 
-    frame = analysis._frame(engine, study.id, kind, progress)  # shared with /sensitivity of the same page
-    axes = analysis._axes(spec, frame)
+    frame = analysis.scores_frame(engine, study.id, kind, progress)  # shared with /sensitivity of the same page
+    axes = analysis.study_axes(spec, frame)
     arms = sorted(a.name for a in spec.arms)  # the order of the sensitivity report, the PNG and the CLI
     fail = analysis.y_fail(spec, kind)
     tables = cell_tables(frame, axes, fail, arms, split=split)
@@ -190,7 +190,7 @@ def get_placement(study_id: str, engine: EngineDep) -> dict[str, Any]:
         with session_scope(engine, read_only=True) as session:
             return dal.trial_placement(session, study_id)
 
-    return dict(analysis._cached(("placement", *analysis._progress_key(study)), compute))
+    return dict(analysis.cached(("placement", *analysis.progress_key(study)), compute))
 
 
 @router.get("/heatmaps", response_model=HeatmapsPublic)
