@@ -35,7 +35,7 @@ def run_atlas(
     stream = stream or sys.stdout
     if url is not None:
         return _run(url, token, suite, seeds, workloads, out, stream)
-    from .demo import _start_server, pick_port
+    from .demo import pick_port, start_server
     from .settings import get_settings
 
     settings = get_settings()
@@ -44,7 +44,7 @@ def run_atlas(
         print(f"demonlab: {note}", file=stream, flush=True)
     base = f"http://127.0.0.1:{chosen}"
     print(f"demonlab: starting the service at {base} (database {settings.database_url})", file=stream, flush=True)
-    server, thread = _start_server(chosen)
+    server, thread = start_server(chosen)
     try:
         return _run(base, token, suite, seeds, workloads, out or settings.data_dir / "atlas", stream)
     finally:

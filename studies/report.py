@@ -255,7 +255,7 @@ def pair_lines(report: dict[str, Any]) -> list[str]:
             span, shares = f"(no interval: {interval.get('status', '-')})", ""
         improvement = _short(poi.get("distributions"))
         lines.append(
-            f"{a} vs {b}: dF_eps ({eps_caption(pair)}; > 0 = {a} better) = {_short(delta.get('delta'))} {span}"
+            f"{a} vs {b}: ΔF_ε ({eps_caption(pair)}; > 0 = {a} better) = {_short(delta.get('delta'))} {span}"
             f"{shares}; P({a} cell beats {b} cell) = {improvement}, matched cells {_short(poi.get('matched'))}"
         )
     return lines

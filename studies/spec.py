@@ -28,6 +28,7 @@ from pydantic import (
 
 from .results import TrialKey
 from .vocab.arms import arm, arm_names, check_arm, label_pattern
+from .vocab.names import unknown_name
 from .vocab.samplers import DEFAULT_SAMPLER, sampler_names
 from .vocab.scores import MetricKind, Split
 from .vocab.workload_params import PARAMS, validate_params
@@ -134,7 +135,7 @@ class OptunaSearchSpec(_Strict):
     @classmethod
     def _sampler(cls, value: str) -> str:
         if value not in sampler_names():
-            raise ValueError(f"unknown sampler {value!r}; valid choices: {', '.join(sampler_names())}")
+            raise ValueError(unknown_name("sampler", value, sampler_names()))
         return value
 
     @field_validator("lr")
@@ -290,7 +291,7 @@ class StudySpec(_Strict):
     @classmethod
     def _workload(cls, value: str) -> str:
         if value not in workload_names():
-            raise ValueError(f"unknown workload {value!r}; valid choices: {', '.join(workload_names())}")
+            raise ValueError(unknown_name("workload", value, workload_names()))
         return value
 
     @field_validator("workload_params", mode="before")
