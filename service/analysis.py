@@ -286,6 +286,7 @@ def sensitivity(
             "eps": report["eps"],
             "relative": report["relative"],
             "status": study.status.value,
+            "protocol": spec.protocol_note,  # full_train: no validation split, no cell chosen (else None)
         }
         return report
 
@@ -367,6 +368,10 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
     (``completed``, and ``completed_with_failures``, whose failed trials count as missing)."""
     from studies.metrics import aggregate_robustness
 
+    try:
+        vocab.workload_entry(workload)
+    except vocab.WorkloadError as exc:  # "digits": did you mean digits_cnn or digits_mlp?
+        raise InvalidInput("workload", str(exc)) from None
     with session_scope(engine, read_only=True) as session:
         studies = [
             study

@@ -37,7 +37,7 @@ def run_atlas(
     stream = stream or sys.stdout
     if url is not None:
         return _run(url, token, suite, seeds, workloads, out, stream)
-    from .demo import _start_server, pick_port
+    from .demo import pick_port, start_server
     from .settings import clear_settings_cache, get_settings
 
     # Its drivers inherit the environment: no Optuna mirror unless asked for (it costs minutes per
@@ -50,7 +50,7 @@ def run_atlas(
         print(f"demonlab: {note}", file=stream, flush=True)
     base = f"http://127.0.0.1:{chosen}"
     print(f"demonlab: starting the service at {base} (database {settings.database_url})", file=stream, flush=True)
-    server, thread = _start_server(chosen)
+    server, thread = start_server(chosen)
     try:
         return _run(base, token, suite, seeds, workloads, out or settings.data_dir / "atlas", stream)
     finally:

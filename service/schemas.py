@@ -377,6 +377,10 @@ class SensitivityStudy(BaseModel):
     eps: float
     relative: bool
     status: str
+    protocol: str | None = Field(
+        default=None,
+        description="set for a full_train study: trained without a validation split, so no cell is chosen",
+    )
 
 
 class SensitivityPublic(BaseModel):

@@ -145,6 +145,7 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
         "workload": spec.workload,
         "metric": spec.metric_name,
         "split": spec.split,  # the split every figure is on; cells are chosen on "val"
+        **({"protocol": spec.protocol_note} if spec.full_train else {}),  # no validation split, no cell chosen
     }
     report["environment"] = study_environment(spec, nodes_used((r.node, r.device, r.extra) for r in results))
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
@@ -179,11 +180,14 @@ def eps_caption(report: dict[str, Any]) -> str:
 
 
 def heatmap_note(report: dict[str, Any]) -> str:
-    """The heatmap caption's ε-figure: each arm's ε-good fraction, with the ε it used."""
+    """The heatmap caption's ε-figure: each arm's ε-good fraction, with the ε it used (and, for a
+    full-train study, that no cell was chosen)."""
     fractions = ", ".join(
         f"{arm} {_short(_dig(metrics, 'eps_good', 'fraction'))}" for arm, metrics in report.get("arms", {}).items()
     )
-    return f"share of cells within {eps_caption(report)} of the best: {fractions}"
+    full_train = _dig(report, "study", "protocol") is not None
+    prefix = "full-train replication: no validation split, no cell chosen. " if full_train else ""
+    return prefix + f"share of cells within {eps_caption(report)} of the best: {fractions}"
 
 
 def summary_table(report: dict[str, Any]) -> str:
@@ -192,8 +196,11 @@ def summary_table(report: dict[str, Any]) -> str:
     ε-good fraction F_ε (ε printed above the table), the mean ε-good lr width, q(1) and the
     diverged share."""
     split = report.get("split", "test")
+    protocol = _dig(report, "study", "protocol")
+    chosen = "no cell chosen: no validation split" if protocol else "cells chosen on val"
     lines = [
-        f"figures on {split} (cells chosen on val); good = within {eps_caption(report)} of the best cell on {split}",
+        *([str(protocol)] if protocol else []),
+        f"figures on {split} ({chosen}); good = within {eps_caption(report)} of the best cell on {split}",
         f"{'arm':<16} {'best ' + split:>10} {'interval':>19} {'level':>6} {'F_eps':>7} {'width(dec)':>10}"
         f" {'E[best@1]':>10} {'diverged':>9}",
     ]
@@ -248,7 +255,7 @@ def pair_lines(report: dict[str, Any]) -> list[str]:
             span, shares = f"(no interval: {interval.get('status', '-')})", ""
         improvement = _short(poi.get("distributions"))
         lines.append(
-            f"{a} vs {b}: dF_eps ({eps_caption(pair)}; > 0 = {a} better) = {_short(delta.get('delta'))} {span}"
+            f"{a} vs {b}: ΔF_ε ({eps_caption(pair)}; > 0 = {a} better) = {_short(delta.get('delta'))} {span}"
             f"{shares}; P({a} cell beats {b} cell) = {improvement}, matched cells {_short(poi.get('matched'))}"
         )
     return lines

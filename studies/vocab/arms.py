@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .names import unknown_name
+
 __all__ = [
     "ARMS",
     "SCHEDULES",
@@ -323,7 +325,7 @@ def arm(name: str) -> Arm:
     try:
         return ARMS[base]
     except KeyError:
-        raise ValueError(f"unknown arm {name!r}; valid choices: {', '.join(ARMS)} (or one of them @tag)") from None
+        raise ValueError(unknown_name("arm", name, list(ARMS)) + " (or one of them @tag)") from None
 
 
 def label_pattern(names: tuple[str, ...]) -> str:

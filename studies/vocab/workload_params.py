@@ -114,7 +114,11 @@ class ImageParams(WorkloadParams):
 
     augment: StrictBool = Field(default=True, description="random crop + horizontal flip on the training set")
     val_size: int | None = Field(
-        default=None, ge=1, le=100_000, description="training images held out for validation (default per dataset)"
+        default=None,
+        ge=0,
+        le=100_000,
+        description="training images held out for validation (default per dataset; 0 only with the spec's "
+        "full_train: the paper's protocol, no validation split)",
     )
     num_classes: int | None = Field(default=None, ge=1, le=1000, description="fixed by the dataset; checked if given")
 
@@ -148,7 +152,12 @@ class Cifar100Params(DropoutImageParams):
 class MnistVAEParams(WorkloadParams):
     """``mnist_vae``: a 784-hidden-latent VAE."""
 
-    val_size: int = Field(default=5000, ge=1, le=59_999, description="training images held out for validation")
+    val_size: int = Field(
+        default=5000,
+        ge=0,
+        le=59_999,
+        description="training images held out for validation (0 only with the spec's full_train)",
+    )
     hidden: int = Field(default=400, ge=1, le=8192, description="hidden units of encoder and decoder")
     latent: int = Field(default=20, ge=1, le=1024, description="latent dimensions")
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .names import unknown_name
 from .scores import MetricKind
 
 if TYPE_CHECKING:  # the parameter models are built on first use: the HTTP client never needs them
@@ -97,7 +98,7 @@ def workload_entry(name: str) -> WorkloadEntry:
     try:
         return WORKLOAD_ENTRIES[name]
     except KeyError:
-        raise WorkloadError(f"unknown workload {name!r}; valid choices: {', '.join(workload_names())}") from None
+        raise WorkloadError(unknown_name("workload", name, workload_names())) from None
 
 
 def y_fail(workload: str, params: Mapping[str, Any] | None, kind: MetricKind) -> float:

@@ -396,6 +396,7 @@ def test_sensitivity_reports_arms_and_pairs(api: TestClient, results_study: str)
         "eps": 0.01,
         "relative": False,
         "status": "queued",
+        "protocol": None,  # set only for a full_train study
     }
     demon = body["arms"]["demon_sgdm"]
     assert demon["coverage"]["complete"] is True

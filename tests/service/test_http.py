@@ -286,7 +286,7 @@ def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[
     assert lines[0].startswith("figures on test (cells chosen on val); good = within eps = 0.01 of the best")
     assert lines[1].split()[:3] == ["arm", "best", "test"]
     assert {line.split()[0] for line in lines[2 : 2 + len(ARMS)]} == set(ARMS)
-    assert any(line.startswith("demon_sgdm vs sgdm_step: dF_eps (eps = 0.01;") for line in lines)
+    assert any(line.startswith("demon_sgdm vs sgdm_step: ΔF_ε (eps = 0.01;") for line in lines)
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server, "--json", "--eps", "0.05", "--split", "val")
     assert code == 0
     report = json.loads(out)
@@ -296,9 +296,9 @@ def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[
     code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "demon_sgdm", "--b", "sgdm_step", "--json")
     assert code == 0
     assert [(p["arm_a"], p["arm_b"]) for p in json.loads(out)] == [("demon_sgdm", "sgdm_step")]
-    code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "adam_step")
+    code, _, err = cli(capsys, "compare", study_id, "--url", server, "--a", "adam_step")
     assert code == 1
-    assert "no matching pair" in out
+    assert err.startswith("demonlab: no pair adam_step vs any arm in the report; the pairs it has: --a demon_sgdm")
 
     for name in ("map.png", "map.svg"):
         code, out, _ = cli(capsys, "heatmap", study_id, "--url", server, "--out", str(tmp_path / name))

@@ -52,7 +52,7 @@ def scores(
 def answer(report: dict[str, Any]) -> dict[str, Any]:
     """What ``service.analysis.sensitivity`` adds to the report."""
     study = {"id": "s1", "metric": "error", "split": "test", "eps": report["eps"], "relative": report["relative"]}
-    return report | {"study": study | {"status": "completed"}}
+    return report | {"study": study | {"status": "completed", "protocol": None}}
 
 
 def roundtrip(report: dict[str, Any]) -> dict[str, Any]:
