@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     max_concurrent_studies: int = Field(default=2, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_after_seconds: float = Field(default=30.0, gt=0)
+    driver_retry_seconds: float = Field(
+        default=300.0, gt=0, description="a driver pauses its study after the database is away this long"
+    )
     events_poll_seconds: float = Field(default=0.5, gt=0, description="how often an event stream looks for news")
     events_heartbeat_seconds: float = Field(default=15.0, gt=0, description="idle event streams send a comment")
     host: str = "127.0.0.1"
