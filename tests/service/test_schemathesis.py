@@ -3,7 +3,9 @@ real uvicorn server (no scheduler, so nothing trains), with a token configured, 
 
 Every phase runs (examples, coverage, fuzzing, stateful: submitting a study and following the links
 to its pages), bounded by examples per operation and a time budget, with a fixed seed so a failure
-reproduces (``st replay`` or the printed curl command).
+reproduces (``st replay`` or the printed curl command). The stateful phase submits specs the server
+accepts (``schemathesis_hooks.py``), so it reads, cancels and deletes real studies: the test asserts
+that it followed links (before the hook it followed none of 42).
 
 Two allowances, written in ``CONFIG``. First, on the operations whose valid values depend on stored data or on
 rules across fields, a 422 is a correct answer to a request the schema alone allows. A submitted
@@ -18,6 +20,8 @@ refused with 413 before it is parsed, which is also a correct rejection of schem
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -99,9 +103,16 @@ def test_schemathesis_finds_no_failure(server: tuple[str, str], tmp_path: Path) 
         "--report-dir",
         str(tmp_path / "reports"),
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=MAX_SECONDS + 120, cwd=tmp_path)
+    hooks = {"SCHEMATHESIS_HOOKS": "schemathesis_hooks", "PYTHONPATH": str(Path(__file__).parent)}
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=MAX_SECONDS + 120, cwd=tmp_path, env=os.environ | hooks
+    )
     output = run.stdout + run.stderr
     (tmp_path / "schemathesis.log").write_text(output)
     assert run.returncode == 0, output[output.find("FAILURES") :][:20_000]
     assert f"Tested: {operations}" in output, output[-5_000:]
-    assert "failure" not in output.split("SUMMARY")[-1].replace("0 failures", ""), output[-5_000:]
+    summary = output.split("SUMMARY")[-1].replace("0 failures", "").replace("dropped by `filter_failure`", "")
+    assert "failure" not in summary, output[-5_000:]
+    links = re.search(r"API Links:\s+(\d+) covered / (\d+) selected", output)
+    assert links is not None, output[-5_000:]
+    assert int(links[1]) >= 10, f"the stateful phase followed {links[1]} of {links[2]} links into real studies"
