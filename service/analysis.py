@@ -301,6 +301,20 @@ def sensitivity(
     return result
 
 
+def replication(engine: Engine, study_id: str, *, paper: str) -> Any:
+    """The study beside one panel of the paper's Fig. 2 (``studies.replicate``, docs/replication.md)."""
+    from studies.replicate import StudyInfo, replication_report
+
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+        frame = dal.trials_export_frame(session, study_id)
+        info = StudyInfo.from_spec(study.id, study.status.value, study.spec)
+    try:
+        return replication_report(frame, info, paper=paper)
+    except ValueError as exc:  # the study lacks the panel's arms
+        raise InvalidInput("paper", str(exc)) from exc
+
+
 def heatmap(
     engine: Engine, study_id: str, *, metric: str | None, split: str, arms: list[str] | None, fmt: str
 ) -> bytes:

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # local launcher: fork drivers from a warm process (service.jobs.forkserver) instead of starting
     # a fresh Python for each; off by default until the fault-tolerance suites have run with it.
     warm_drivers: bool = False
+    # Mirror every grid study's results into Optuna's storage (optuna-dashboard). Off for the atlas's
+    # own service: a 2,640-trial packed study's results arrive together and mirroring them took minutes.
+    optuna_mirror: bool = True
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("DEMONLAB_RAY_ADDRESS", "RAY_ADDRESS"))
     ray_auth_mode: str = Field(
         default="disabled", validation_alias=AliasChoices("DEMONLAB_RAY_AUTH_MODE", "RAY_AUTH_MODE")

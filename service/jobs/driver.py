@@ -274,8 +274,12 @@ def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes:
 
 
 def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any) -> Any:
-    """The writer of every result into Optuna's storage, started (None, with a warning, if it cannot open)."""
+    """The writer of every result into Optuna's storage, started (None, with a warning, if it cannot open;
+    None when ``settings.optuna_mirror`` is off)."""
     from studies.vocab import y_fail
+
+    if not settings.optuna_mirror:
+        return None
 
     from .optuna_record import MirrorWriter, OptunaRecorder
 
