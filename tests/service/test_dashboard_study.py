@@ -203,6 +203,11 @@ def test_dark_mode_and_print(server: Server, browser: Any, tmp_path: Path) -> No
         assert page.locator("#cancel-button").is_hidden()
         assert page.locator("#forest svg.forest").is_visible()
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
+        page.emulate_media(media="screen", color_scheme="dark")
+        for path in ("/", "/submit", f"/compare?studies={study_id}&workload=synthetic"):
+            page.goto(server.url + path)
+            page.wait_for_load_state("networkidle")
+            accessible(page, f"dark mode {path}")
         no_problems(page)
 
 
