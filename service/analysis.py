@@ -148,11 +148,17 @@ def study_axes(spec: Any, frame: pd.DataFrame) -> Any:
     return grid_axes(spec, frame)
 
 
-def throttled_report(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
-    """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``)."""
+def throttled_report(
+    what: str, study: Study, params: tuple[Any, ...], compute: Any, *, engine: Engine | None = None
+) -> Any:
+    """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``);
+    with ``engine``, a finished study's report is also stored in the database (``service.db.report_store``)."""
+    from .db.report_store import SqlReportStore
+
     key = (what, study.id, *params)
     running = not study.status.is_finished
-    return reports.get(key, progress=progress_key(study), running=running, compute=compute)
+    store = SqlReportStore(engine, study.id) if engine is not None else None
+    return reports.get(key, progress=progress_key(study), running=running, compute=compute, store=store)
 
 
 def progress_key(study: Study) -> tuple[Any, ...]:
@@ -290,8 +296,23 @@ def sensitivity(
         }
         return report
 
-    result: dict[str, Any] = throttled_report("sensitivity", study, (name, split, eps_used, relative), compute)
+    params = (name, split, eps_used, relative)
+    result: dict[str, Any] = throttled_report("sensitivity", study, params, compute, engine=engine)
     return result
+
+
+def replication(engine: Engine, study_id: str, *, paper: str) -> Any:
+    """The study beside one panel of the paper's Fig. 2 (``studies.replicate``, docs/replication.md)."""
+    from studies.replicate import StudyInfo, replication_report
+
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+        frame = dal.trials_export_frame(session, study_id)
+        info = StudyInfo.from_spec(study.id, study.status.value, study.spec)
+    try:
+        return replication_report(frame, info, paper=paper)
+    except ValueError as exc:  # the study lacks the panel's arms
+        raise InvalidInput("paper", str(exc)) from exc
 
 
 def heatmap(

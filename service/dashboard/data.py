@@ -65,7 +65,7 @@ def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: Split)
     name, kind = analysis.metric_kind(spec, metric)
     progress = analysis.progress_key(study)
     compute = lambda: _heatmaps(engine, study, spec, name, kind, split, progress)  # noqa: E731
-    return dict(analysis.throttled_report("dashboard-heatmaps", study, (name, split), compute))
+    return dict(analysis.throttled_report("dashboard-heatmaps", study, (name, split), compute, engine=engine))
 
 
 def _heatmaps(
@@ -261,7 +261,10 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
             }
         )
     legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
-    return {"study_id": study_id, "split": split, "metric": name, "legend": legend, "arms": arms}
+    from studies.heatmaps import is_percent
+
+    percent = is_percent(name, np.asarray(finite or [np.nan], dtype=float), fail)  # the PNG's rule, as /heatmaps
+    return {"study_id": study_id, "split": split, "metric": name, "percent": percent, "legend": legend, "arms": arms}
 
 
 IMPORTANCE_METHOD = "Optuna's PED-ANOVA"

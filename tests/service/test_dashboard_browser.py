@@ -11,7 +11,6 @@ without it the tracked files are left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,13 @@ from dashboard_helpers import (
     SEEDS,
     Server,
     accessible,
-    chromium,
     finish,
     js_num,
     keys,
-    new_page,
     no_problems,
     record,
     record_all,
     score,
-    serve,
     shot,
     spec,
     start,
@@ -43,24 +39,6 @@ from service.db import dal, session_scope
 from studies.results import TrialKey
 
 pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    with serve(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with new_page(browser, height=1000) as fresh:
-        yield fresh
 
 
 def pct1(value: float) -> str:
@@ -427,6 +405,10 @@ def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_pa
     step_table = page.locator(".points-table").nth(1)
     assert step_table.locator("tbody tr").count() == len(sampled)
     assert step_table.locator("tbody tr").last.locator("td").last.inner_text() == "2"  # lr 1: both seeds diverged
+    points = server.http.get(f"/api/v1/studies/{study_id}/points").json()
+    assert points["percent"] is True  # an error rate: in percent, as the grid pages and the PNG
+    first = points["arms"][1]["points"][0]["value"]
+    assert step_table.locator("tbody tr").first.locator("td").nth(2).inner_text() == pct1(first)
     assert charts.nth(1).locator("circle.point.diverged").count() == 1
     accessible(page, "search study tables")
     shot(page, tmp_path, "search")
