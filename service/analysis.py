@@ -148,11 +148,17 @@ def study_axes(spec: Any, frame: pd.DataFrame) -> Any:
     return grid_axes(spec, frame)
 
 
-def throttled_report(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
-    """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``)."""
+def throttled_report(
+    what: str, study: Study, params: tuple[Any, ...], compute: Any, *, engine: Engine | None = None
+) -> Any:
+    """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``);
+    with ``engine``, a finished study's report is also stored in the database (``service.db.report_store``)."""
+    from .db.report_store import SqlReportStore
+
     key = (what, study.id, *params)
     running = not study.status.is_finished
-    return reports.get(key, progress=progress_key(study), running=running, compute=compute)
+    store = SqlReportStore(engine, study.id) if engine is not None else None
+    return reports.get(key, progress=progress_key(study), running=running, compute=compute, store=store)
 
 
 def progress_key(study: Study) -> tuple[Any, ...]:
@@ -290,7 +296,8 @@ def sensitivity(
         }
         return report
 
-    result: dict[str, Any] = throttled_report("sensitivity", study, (name, split, eps_used, relative), compute)
+    params = (name, split, eps_used, relative)
+    result: dict[str, Any] = throttled_report("sensitivity", study, params, compute, engine=engine)
     return result
 
 

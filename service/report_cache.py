@@ -13,6 +13,8 @@ sensitivity p99 reached 1.8 s. Here:
   recomputation, and the report is recomputed at most every few seconds per study. Only the first
   reader of a report waits for it; a finished study's report is computed once for its final progress.
 - Requests that need the same report wait for one computation (single flight), never start their own.
+- A finished study's report can also have a ``store`` (``service.db.report_store``): read before
+  computing, written after, so it survives restarts and is computed once per study.
 - Every computation runs on one worker thread of the process whose scheduling priority is lowered
   (``nice`` +10 on Linux, where a thread has its own): readers use at most one core, and the study's
   driver and packs win any contention for it.
@@ -54,6 +56,20 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPUTE_NICENESS)
 
 
+def _stored(compute: Callable[[], T], store: Any, key: Hashable, progress: Hashable) -> Callable[[], T]:
+    """``compute`` that first looks in ``store`` and saves what it computes there."""
+
+    def load_or_compute() -> T:
+        found: T | None = store.load(key, progress)
+        if found is not None:
+            return found
+        value = compute()
+        store.save(key, progress, value)
+        return value
+
+    return load_or_compute
+
+
 class ReportCache:
     """Reports by key, throttled while their study runs; ``get`` is safe from many threads."""
 
@@ -68,10 +84,15 @@ class ReportCache:
         )
         self.computations = 0  # how many times a report was really computed (tests and benches read it)
 
-    def get(self, key: Hashable, *, progress: Hashable, running: bool, compute: Callable[[], T]) -> T:
+    def get(
+        self, key: Hashable, *, progress: Hashable, running: bool, compute: Callable[[], T], store: Any = None
+    ) -> T:
         """The report ``key`` at ``progress``, or, while ``running``, the last one computed (then
         recomputed in the background when it is ``recompute_seconds`` old); ``compute`` runs on the
-        report thread."""
+        report thread. A finished study's report is looked up in ``store`` first and saved there."""
+        compute = self._counted(compute)
+        if store is not None and not running:
+            compute = _stored(compute, store, key, progress)
         while True:
             with self._lock:
                 entry = self._entries.get(key)
@@ -92,6 +113,14 @@ class ReportCache:
             self._pending[key] = (progress, self._worker.submit(self._compute, key, progress, compute))
         return self._pending[key]
 
+    def _counted(self, compute: Callable[[], T]) -> Callable[[], T]:
+        def counted() -> T:
+            with self._lock:
+                self.computations += 1
+            return compute()
+
+        return counted
+
     def settle(self) -> None:
         """Wait for the computations under way (tests and benches: no report is left half-made)."""
         with self._lock:
@@ -103,7 +132,6 @@ class ReportCache:
         try:
             value = compute()
             with self._lock:
-                self.computations += 1
                 self._entries[key] = _Entry(progress, value, self._clock())
                 self._entries.move_to_end(key)
                 while len(self._entries) > _KEPT:

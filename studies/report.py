@@ -118,7 +118,8 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report (with
     the ``environment`` the trials ran on, ``studies.environment``).
 
-    The figures and heatmaps are on ``spec.split`` (cells are always chosen on validation)."""
+    The figures and heatmaps are on ``spec.split`` (cells are chosen on validation; a ``full_train``
+    study has no validation split, so none is chosen)."""
     from .environment import nodes_used, study_environment
     from .heatmaps import write_heatmaps
     from .metrics import sensitivity_report

@@ -247,7 +247,7 @@ class StudySpec(_Strict):
     split: Split = Field(
         default="test",
         description="the split the study's figures and heatmaps report (metrics.json of `demonlab run`); "
-        "cells are always chosen on validation",
+        "cells are chosen on validation (none in a full_train study: it has no validation split)",
     )
     max_failures: int = Field(default=2, ge=0, le=100)
     trials_per_task: int = Field(default=1, ge=1, le=1000)

@@ -245,7 +245,19 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         distinct = list(dict.fromkeys(e.split(": ", 1)[-1] for e in summary.errors))
         error = f"{summary.failed} trial(s) failed: " + "; ".join(distinct[:3])
     _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
+    _store_report(engine, study_id)
     return 0
+
+
+def _store_report(engine: Engine, study_id: str) -> None:
+    """Compute the finished study's sensitivity report (what its page shows first) and store it
+    (``service.db.report_store``): its first visitor does not wait seconds for it. Best effort."""
+    from ..analysis import sensitivity
+
+    try:
+        sensitivity(engine, study_id, metric=None, split="test", eps=None)
+    except Exception:  # no figure possible (every trial failed, say): the page says why when asked
+        log.info("study %s: no report stored", study_id, exc_info=True)
 
 
 def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes: bool = False) -> None:

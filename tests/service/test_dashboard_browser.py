@@ -11,7 +11,6 @@ without it the tracked files are left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,13 @@ from dashboard_helpers import (
     SEEDS,
     Server,
     accessible,
-    chromium,
     finish,
     js_num,
     keys,
-    new_page,
     no_problems,
     record,
     record_all,
     score,
-    serve,
     shot,
     spec,
     start,
@@ -43,24 +39,6 @@ from service.db import dal, session_scope
 from studies.results import TrialKey
 
 pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    with serve(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with new_page(browser, height=1000) as fresh:
-        yield fresh
 
 
 def pct1(value: float) -> str:

@@ -125,3 +125,37 @@ def _record(api: TestClient, study_id: str, keys: list[TrialKey]) -> None:
     for key in keys:
         with session_scope(engine_of(api)) as session:
             dal.record_trial_result(session, study_id, make_result(key))
+
+
+def test_a_finished_studys_report_is_stored_and_survives_a_restart(api: TestClient, smoke_spec: dict[str, Any]) -> None:
+    """The first visitor after every restart recomputed a finished study's report (5 s at 100,000
+    trials); it is stored with the study now, and dropped with it."""
+    from sqlalchemy import func, select
+
+    from service.db.models import StudyReport
+
+    study_id = submit(api, smoke_spec)
+    claim(engine_of(api))
+    _record(api, study_id, all_keys())
+    finish(engine_of(api), study_id)
+    url = f"/api/v1/studies/{study_id}/sensitivity"
+    before = reports.computations
+    first = api.get(url)
+    assert first.status_code == 200, first.text
+    assert reports.computations == before + 1
+
+    reports.forget(study_id)  # what a restart forgets
+    again = api.get(url)
+    assert again.json() == first.json()
+    assert reports.computations == before + 1  # read back, not computed
+
+    def stored() -> int:
+        with session_scope(engine_of(api), read_only=True) as session:
+            return (
+                session.scalar(select(func.count()).select_from(StudyReport).where(StudyReport.study_id == study_id))
+                or 0
+            )
+
+    assert stored() == 1
+    assert api.delete(f"/api/v1/studies/{study_id}").status_code == 204
+    assert stored() == 0

@@ -11,7 +11,8 @@ Two allowances, written in ``CONFIG``. First, on the operations whose valid valu
 rules across fields, a 422 is a correct answer to a request the schema alone allows. A submitted
 spec can be schema-valid and still refused (a grid needs learning rates and β values; the trial
 count is limited per deployment; each workload has its own parameters); a study's grid, sensitivity,
-heatmaps and trials take only the arms and metric that study has; ``POST /specs/parse`` takes any text
+heatmaps and trials take only the arms and metric that study has, its replication only a paper panel
+whose arms it has; ``POST /specs/parse`` takes any text
 and answers 422 (naming the line) where it is not a YAML or JSON mapping. Everything else is checked as
 shipped: ``positive_data_acceptance`` still applies to those operations (no 400, no 5xx, no other
 status), and every other check applies everywhere. Second, a body over the request-size limit is
@@ -42,6 +43,7 @@ STUDY_DEPENDENT = [
     "GET /api/v1/studies/{study_id}/heatmap.png",
     "GET /api/v1/studies/{study_id}/heatmap.svg",
     "GET /api/v1/studies/{study_id}/heatmaps",
+    "GET /api/v1/studies/{study_id}/replication",  # a paper panel whose arms the study does not have
     "POST /api/v1/atlases",  # a suite whose data or GPU is not here (paper), or more seeds than the trial limit
 ]
 CONTENT_CHECKED = ["POST /api/v1/specs/parse"]  # a text field whose YAML syntax no schema states
