@@ -178,8 +178,7 @@ class _Pack:
         self.checkpoint, self.checkpoint_seconds = checkpoint, checkpoint_seconds
         if checkpoint is not None:
             self._resume(checkpoint)
-        self.divergence = Divergence(self.workload.divergence_factor, len(self.keys))
-        self.divergence.ceiling, self.divergence.started = self.state.ceiling, self.state.step > 0
+        self.divergence = Divergence(self.workload.divergence_factor, self.state.ceiling, self.state.step > 0)
         self.groups = self._kernel_groups()
         self.decay = None  # L2 weight decay per member (one value for the study), None without
         if plan.weight_decay != 0:
@@ -271,7 +270,7 @@ class _Pack:
                 p.grad = None
             losses = self.workload.member_loss(self.net.forward(self.x_train[index]), self.y_train[index])
             values = losses.detach().to(torch.float64)
-            bad = state.active & self.divergence.train_step(values)
+            bad = state.active & ~self.divergence.train_step(values)
             diverged = bool(bad.any())
             if diverged:
                 state.active &= ~bad
@@ -332,7 +331,7 @@ class _Pack:
                 float(val_metric[index]),
             )
             state.logs[index].epochs.append(record)
-        bad = state.active & self.divergence.validation(val_loss)
+        bad = state.active & ~self.divergence.within(val_loss)
         for index in (state.active & ~bad).nonzero().flatten().tolist():
             self.schedules.after_epoch(index, float(val_loss[index]), state.step)
         if bool(bad.any()):
