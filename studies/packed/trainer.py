@@ -64,7 +64,8 @@ from .models import PackedNet, packing_problem
 from .schedules import MemberSchedules
 
 Emit = Callable[[TrialResult], None]
-EVAL_ELEMENTS = 1 << 24  # activation elements per evaluation chunk of members (64 MiB in float32)
+EVAL_ELEMENTS = 1 << 20  # activation elements per evaluation chunk of members (4 MiB in float32): a
+# pack's memory peaks in evaluation (a split for every member at once), so it is evaluated in chunks
 CHECKPOINT_SECONDS = 30.0  # the default cadence of a pack's checkpoints (DEMONLAB_CHECKPOINT_SECONDS)
 KERNELS = ("sgd", "demon_sgd", "adam", "demon_adam")  # the order members are sorted in
 
