@@ -4,17 +4,23 @@ Runs from ``service.db.migrations.upgrade_to_head`` (which hands over a connecti
 ``config.attributes["connection"]``) or from the ``alembic`` CLI (which gives ``sqlalchemy.url``).
 ``render_as_batch`` makes ALTERs work on SQLite by copying tables; SQLite's foreign keys are off while
 migrating, or a table copy's DROP would cascade into its children and delete their rows.
+
+``upgrade_to_head`` hands over a connection already inside its own (locked) transaction, having turned
+the foreign keys off itself; Alembic then runs inside that transaction and the caller commits. A
+connection not in a transaction (the ``alembic`` CLI, a test's downgrade) is handled here: foreign
+keys off, the migrations, a commit, then foreign keys back on. The commit matters: SQLAlchemy begins
+a transaction on the first query (Alembic's look at the version table), Alembic does not end it on
+SQLite when there is nothing to migrate, and a ``PRAGMA foreign_keys=ON`` inside it is ignored: every
+restart left the pooled connection without ON DELETE CASCADE.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
 from service.db.engine import make_engine
-from service.db.migrations import VERSION_TABLE
+from service.db.migrations import VERSION_TABLE, sqlite_foreign_keys
 from service.db.models import Base
 
 config = context.config
@@ -49,9 +55,10 @@ def run_migrations_online() -> None:
 
 
 def _migrate(connection: Connection) -> None:
-    sqlite = connection.dialect.name == "sqlite"
+    external = connection.in_transaction()  # upgrade_to_head's: it owns the transaction and the PRAGMAs
+    sqlite = connection.dialect.name == "sqlite" and not external
     if sqlite:
-        _sqlite_foreign_keys(connection, on=False)
+        sqlite_foreign_keys(connection, on=False)
     try:
         context.configure(
             connection=connection,
@@ -62,15 +69,13 @@ def _migrate(connection: Connection) -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+        if not external and connection.in_transaction():
+            connection.commit()
     finally:
         if sqlite:
-            _sqlite_foreign_keys(connection, on=True)
-
-
-def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
-    # On the DBAPI connection, outside any transaction: inside one, SQLite ignores this PRAGMA.
-    driver_connection: Any = connection.connection.driver_connection
-    driver_connection.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+            if connection.in_transaction():  # a migration failed half-way
+                connection.rollback()
+            sqlite_foreign_keys(connection, on=True)
 
 
 if context.is_offline_mode():
