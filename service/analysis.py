@@ -2,7 +2,7 @@
 
 The figures themselves come from ``studies.metrics`` and ``studies.heatmaps`` (one implementation for
 the CLI and the service); this module only fetches the per-seed rows and caches what is expensive.
-A report is cached per (study, progress, metric, split, ε): a new result changes the progress
+A report is cached per (study, progress, metric, split, target): a new result changes the progress
 counters and so the key, and a finished study's reports are computed once.
 """
 
@@ -212,53 +212,38 @@ def _clean(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def sensitivity(
-    engine: Engine, study_id: str, *, metric: str | None, split: str, eps: float | None, relative: bool = False
-) -> dict[str, Any]:
-    """The METRICS.md figures per arm and per pair (cached per study progress).
+def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str, target: float | None = None) -> Any:
+    """Each pair's verdict and the figures per arm and per pair (a ``SensitivityPublic``; cached per
+    study progress).
 
-    ``eps`` None takes the metric's default (one point of error rate; the seed spread at the arms'
-    peaks otherwise, see ``studies.report.default_eps``); a given ``eps`` is absolute unless
-    ``relative``. The report says which ε it used (``eps``, ``relative``, ``eps_source``)."""
+    ``target`` (raw units) overrides the spec's ``verdict.target``; without either the report takes
+    the default target rule. The primary figure, difference of interest and power are the spec's
+    ``verdict`` (``studies.metrics.VerdictSpec`` defaults without one)."""
     from studies.metrics import sensitivity_report
-    from studies.report import default_eps, default_eps_source
+    from studies.report import verdict_spec
+
+    from .schemas import SensitivityPublic, SensitivityStudy
 
     _check_split(split)
-    if eps is not None and (not math.isfinite(eps) or eps < 0):
-        raise InvalidInput("eps", f"must be a finite number >= 0 (got {eps})")
+    if target is not None and (not math.isfinite(target) or target <= 0):
+        raise InvalidInput("target", f"must be a finite number > 0 (got {target})")
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
     spec = study_spec(study)
     name, kind = metric_kind(spec, metric)
-    eps_used: float | str = eps if eps is not None else default_eps(name)[0]
-    if eps is None:
-        relative = default_eps(name)[1]
+    choices = verdict_spec(spec, name)
+    fail = y_fail(spec, kind)
+    if target is not None and target >= fail:
+        raise InvalidInput("target", f"must be below the failure score {fail:g} of {name} (got {target})")
 
-    def compute() -> dict[str, Any]:
+    def compute() -> Any:
         frame = _frame(engine, study_id, kind, _progress_key(study))
-        report: dict[str, Any] = sensitivity_report(
-            frame,
-            _axes(spec, frame),
-            y_fail(spec, kind),
-            eps=eps_used,
-            relative=relative,
-            split=split,
-            n_resamples=SENSITIVITY_RESAMPLES,
-            eps_source=default_eps_source(name) if eps is None else None,
-        )
-        report["study"] = {
-            "id": study_id,
-            "metric": name,
-            "split": split,
-            "eps": report["eps"],
-            "relative": report["relative"],
-            "status": study.status.value,
-        }
-        return report
+        report = sensitivity_report(frame, _axes(spec, frame), fail, target=target, verdict=choices, split=split)
+        about = SensitivityStudy(id=study_id, metric=name, split=split, status=study.status.value)
+        return SensitivityPublic(**dict(report), study=about)
 
-    key = ("sensitivity", *_progress_key(study), name, split, eps_used, relative)
-    result: dict[str, Any] = _cached(key, compute)
-    return result
+    key = ("sensitivity", *_progress_key(study), name, split, target)
+    return _cached(key, compute)
 
 
 def heatmap(
@@ -330,10 +315,13 @@ def export_metadata(study: Any) -> dict[str, Any]:
     }
 
 
-def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> dict[str, Any]:
-    """How robust is each arm on ``workload``: per-arm metrics aggregated over finished studies
-    (``completed``, and ``completed_with_failures``, whose failed trials count as missing)."""
+def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> Any:
+    """How robust is each arm on ``workload``: per-arm figures over finished studies (``completed``,
+    and ``completed_with_failures``, whose failed trials count as missing), study by study with
+    their intervals (a ``RobustnessPublic``)."""
     from studies.metrics import aggregate_robustness
+
+    from .schemas import RobustnessPublic, RobustnessQuery
 
     with session_scope(engine, read_only=True) as session:
         studies = [
@@ -341,15 +329,15 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
             for status in ("completed", "completed_with_failures")
             for study in dal.list_studies(session, status=status, workload=workload, offset=0, limit=10_000)[0]
         ]
-    reports = []
+    entries = []
     for study in studies:
         spec = study_spec(study)
         if epochs is not None and spec.epochs != epochs:
             continue
         if arm is not None and arm not in [a.name for a in spec.arms]:
             continue
-        report = sensitivity(engine, study.id, metric=None, split="test", eps=None)
-        reports.append(
+        report = sensitivity(engine, study.id, metric=None, split="test")
+        entries.append(
             {
                 "study_id": study.id,
                 "key": {
@@ -360,10 +348,12 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
                     "seeds": list(spec.seed_values),
                     "metric": spec.metric_name,
                     "split": "test",
+                    # a default target differs per study by design: studies group by the rule
+                    "target": report.target.raw_value if report.target.chosen_on == "given" else "default",
                 },
-                "arms": {k: v for k, v in report["arms"].items() if arm is None or k == arm},
+                "arms": {k: v for k, v in report.arms.items() if arm is None or k == arm},
             }
         )
-    result: dict[str, Any] = aggregate_robustness(reports)
-    result["query"] = {"workload": workload, "arm": arm, "epochs": epochs, "studies": len(reports)}
-    return result
+    result = aggregate_robustness(entries)
+    query = RobustnessQuery(workload=workload, arm=arm, epochs=epochs, studies=len(entries))
+    return RobustnessPublic(**dict(result), query=query)

@@ -132,7 +132,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    study = _client(args).get_study(args.study_id)
+    client = _client(args)
+    study = client.get_study(args.study_id)
+    if study.status in ("completed", "completed_with_failures"):  # the answer first
+        from studies.report import verdict_lines
+
+        print("\n".join(verdict_lines(client.sensitivity(study.id))))
     p = study.progress
     print(f"{study.id} {study.name!r} [{study.workload}] {study.status}: {p.done}/{p.total} done,", end=" ")
     print(f"{p.diverged} diverged, {p.failed} failed")
@@ -173,30 +178,24 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
-    report = _client(args).sensitivity(args.study_id, eps=args.eps, metric=args.metric, split=args.split)
+    report = _client(args).sensitivity(args.study_id, target=args.target, metric=args.metric, split=args.split)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(report.model_dump_json(indent=2))
         return 0
-    from studies.report import pair_lines, summary_table
+    from studies.report import pair_lines, summary_table, verdict_lines
 
-    print(summary_table(report))
-    for line in pair_lines(report):
-        print(line)
+    print("\n".join([*verdict_lines(report), summary_table(report), *pair_lines(report)]))
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    report = _client(args).sensitivity(args.study_id, eps=args.eps, metric=args.metric, split=args.split)
-    pairs = [
-        p
-        for p in report.get("pairs", [])
-        if (args.a is None or p.get("arm_a") == args.a) and (args.b is None or p.get("arm_b") == args.b)
-    ]
+    report = _client(args).sensitivity(args.study_id, target=args.target, metric=args.metric, split=args.split)
+    pairs = [p for p in report.pairs if (args.a in (None, p.arm_a)) and (args.b in (None, p.arm_b))]
     if not pairs:
         print("no matching pair of arms (see `demonlab sensitivity`)")
         return 1
     if args.json:
-        print(json.dumps(pairs, indent=2))
+        print(json.dumps([p.model_dump(mode="json") for p in pairs], indent=2))
         return 0
     from .console import compare_table
 
@@ -231,7 +230,7 @@ def _cmd_trials(args: argparse.Namespace) -> int:
 def _cmd_robustness(args: argparse.Namespace) -> int:
     result = _client(args).robustness(args.workload, arm=args.arm, epochs=args.epochs)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(result.model_dump_json(indent=2))
         return 0
     from .console import robustness_table
 
@@ -433,19 +432,21 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(p)
     p.set_defaults(func=_cmd_grid)
 
-    p = sub.add_parser("sensitivity", help="sensitivity figures per arm")
+    p = sub.add_parser("sensitivity", help="each pair's verdict, then the figures per arm and per pair")
     p.add_argument("study_id")
-    p.add_argument("--eps", type=float, default=None)
+    p.add_argument("--target", type=float, default=None, help="the error (or loss) a run must beat, raw units")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     _score_args(p, "test")
     _client_args(p)
     p.set_defaults(func=_cmd_sensitivity)
 
-    p = sub.add_parser("compare", help="Demon against a baseline: deltas, win probability, P(improvement)")
+    p = sub.add_parser(
+        "compare", help="Demon against a baseline: the verdict, the primary Δ with its interval, seed planning"
+    )
     p.add_argument("study_id")
     p.add_argument("--a", default=None, help="first arm (default: every demon_* arm)")
     p.add_argument("--b", default=None, help="second arm (default: every baseline)")
-    p.add_argument("--eps", type=float, default=None)
+    p.add_argument("--target", type=float, default=None, help="the error (or loss) a run must beat, raw units")
     p.add_argument("--json", action="store_true", help="print the pairs as JSON")
     _score_args(p, "test")
     _client_args(p)

@@ -15,7 +15,7 @@ from typing import Any
 
 
 class TrialStatus(enum.StrEnum):
-    """Life cycle of a trial. ``diverged`` is a result (METRICS.md); ``failed`` is missing data."""
+    """Life cycle of a trial. ``diverged`` is a result (docs/metrics.md); ``failed`` is missing data."""
 
     PENDING = "pending"
     RUNNING = "running"

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from .arms import arm_names, check_arm
+from .metrics.models import VerdictSpec
 from .results import TrialKey
 from .vocab import Split
 from .workloads import Workload, get_workload, workload_names
@@ -195,6 +196,11 @@ class StudySpec(_Strict):
         default="test",
         description="the split the study's figures and heatmaps report (metrics.json of `demonlab run`); "
         "cells are always chosen on validation",
+    )
+    verdict: VerdictSpec | None = Field(
+        default=None,
+        description="what each pair's verdict compares, fixed before the data: the primary figure, the "
+        "target error, the smallest difference worth detecting and the power (docs/statistics.md)",
     )
     max_failures: int = Field(default=2, ge=0, le=100)
     trials_per_task: int = Field(default=1, ge=1, le=1000)

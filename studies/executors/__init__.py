@@ -41,7 +41,7 @@ def __getattr__(name: str) -> Any:
 
 
 def failure_value(spec: StudySpec) -> float:
-    """y_fail for the spec's metric: the workload's chance-level metric or loss (METRICS.md)."""
+    """y_fail for the spec's metric: the workload's chance-level metric or loss (docs/metrics.md)."""
     workload = get_workload(spec.workload, spec.workload_params)
     return workload.chance_loss() if spec.metric_kind == "loss" else workload.chance_metric()
 

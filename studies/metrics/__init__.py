@@ -38,12 +38,45 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from studies.metrics._arm import DEFAULT_KS, MIN_INTERVAL_SEEDS
-    from studies.metrics._cells import DEFAULT_CONFIDENCE, CellTable, cell_table, cell_tables
-    from studies.metrics._exceptions import ComparisonError, GridError, MetricsError
-    from studies.metrics._grid import ORIENTATION, GridAxes
-    from studies.metrics._report import DEFAULT_TARGET, aggregate_robustness, default_pairs, sensitivity_report
-    from studies.metrics.models import METRICS_VERSION, VerdictSpec
+    from studies.metrics._arm import DEFAULT_KS as DEFAULT_KS
+    from studies.metrics._arm import MIN_INTERVAL_SEEDS as MIN_INTERVAL_SEEDS
+    from studies.metrics._cells import (
+        DEFAULT_CONFIDENCE as DEFAULT_CONFIDENCE,
+    )
+    from studies.metrics._cells import (
+        CellTable as CellTable,
+    )
+    from studies.metrics._cells import (
+        cell_table as cell_table,
+    )
+    from studies.metrics._cells import (
+        cell_tables as cell_tables,
+    )
+    from studies.metrics._exceptions import (
+        ComparisonError as ComparisonError,
+    )
+    from studies.metrics._exceptions import (
+        GridError as GridError,
+    )
+    from studies.metrics._exceptions import (
+        MetricsError as MetricsError,
+    )
+    from studies.metrics._grid import ORIENTATION as ORIENTATION
+    from studies.metrics._grid import GridAxes as GridAxes
+    from studies.metrics._report import (
+        DEFAULT_TARGET as DEFAULT_TARGET,
+    )
+    from studies.metrics._report import (
+        aggregate_robustness as aggregate_robustness,
+    )
+    from studies.metrics._report import (
+        default_pairs as default_pairs,
+    )
+    from studies.metrics._report import (
+        sensitivity_report as sensitivity_report,
+    )
+    from studies.metrics.models import METRICS_VERSION as METRICS_VERSION
+    from studies.metrics.models import VerdictSpec as VerdictSpec
 
 _WHERE = {
     "DEFAULT_KS": "_arm",

@@ -26,6 +26,7 @@ from studies.metrics.models import (
     IntervalStatus,
     PairFigure,
     PairReport,
+    Role,
     VerdictSpec,
 )
 
@@ -61,15 +62,28 @@ def win_ks(ks: tuple[int, ...], n_cells: int) -> tuple[int, ...]:
 
 def _delta(figure: PairFigure, k: int | None, m: SeedMean, primary: bool, never: bool, min_seeds: int) -> Delta:
     null = 0.5 if figure in PROBABILITIES else 0.0
-    role = "primary" if primary else "exploratory"
+    role: Role = "primary" if primary else "exploratory"
     if never:
-        return Delta(figure=figure, k=k, role=role, status="never_trained", null=null,
-                     interval=Interval(status="never_trained", method=T_INTERVAL))
+        return Delta(
+            figure=figure,
+            k=k,
+            role=role,
+            status="never_trained",
+            null=null,
+            interval=Interval(status="never_trained", method=T_INTERVAL),
+        )
     value, n = finite(m.estimate), int(m.n)
     if value is None:
         status: FigureStatus = "incomplete"
-        return Delta(figure=figure, k=k, role=role, status=status, null=null, n_seeds=n,
-                     interval=Interval(status="incomplete", method=T_INTERVAL))
+        return Delta(
+            figure=figure,
+            k=k,
+            role=role,
+            status=status,
+            null=null,
+            n_seeds=n,
+            interval=Interval(status="incomplete", method=T_INTERVAL),
+        )
     low, high = finite(m.low), finite(m.high)
     interval_status: IntervalStatus = "ok"
     if n < min_seeds:
@@ -93,7 +107,9 @@ def _delta(figure: PairFigure, k: int | None, m: SeedMean, primary: bool, never:
         ),
         n_seeds=n,
         p_value=finite(m.p_value) if ok else None,
-        significant=(bool(low is not None and high is not None and (low > null or high < null)) if ok and primary else None),
+        significant=(
+            bool(low is not None and high is not None and (low > null or high < null)) if ok and primary else None
+        ),
     )
 
 

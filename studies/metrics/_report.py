@@ -62,13 +62,17 @@ def resolve_target(
     if raw_target is not None:
         value = float(raw_target)
         if not (math.isfinite(value) and value < y_fail):
-            raise MetricsError(f"Invalid target value: {raw_target} (need a finite value below the failure score {y_fail:g})")
+            raise MetricsError(
+                f"Invalid target value: {raw_target} (need a finite value below the failure score {y_fail:g})"
+            )
         target = Target(raw_value=value, value=0.0 - value, source="given", chosen_on="given")
         return np.asarray(-value), None, target
     pool = np.concatenate([seed_major(g.val_by_seed).reshape(len(g.axes.seeds), -1) for g in grids.values()], axis=1)
     theta, theta_jk = default_threshold(pool, y_fail)
-    value = finite(theta)
-    target = Target(raw_value=None if value is None else 0.0 - value, value=value, source=DEFAULT_TARGET, chosen_on="val")
+    found = finite(theta)
+    target = Target(
+        raw_value=None if found is None else 0.0 - found, value=found, source=DEFAULT_TARGET, chosen_on="val"
+    )
     return theta, theta_jk, target
 
 
@@ -120,7 +124,9 @@ def sensitivity_report(
         cubes = (*_cubes(grids[arm_a], checked), *_cubes(grids[arm_b], checked))
         pair_seeds_ = (seeds[arm_a], seeds[arm_b])
         reports.append(
-            pair_report((arms[arm_a], arms[arm_b]), pair_seeds_, cubes, spec, ks_used, target_model.raw_value, min_seeds)
+            pair_report(
+                (arms[arm_a], arms[arm_b]), pair_seeds_, cubes, spec, ks_used, target_model.raw_value, min_seeds
+            )
         )
     return SensitivityReport(
         split=checked,
@@ -190,7 +196,12 @@ def _group(key: dict[str, Any], items: list[tuple[Any, ArmReport]]) -> Robustnes
     def peak(report: ArmReport) -> Estimate:
         p = report.peak
         interval = p.score_interval.model_copy(
-            update={"low": p.score_interval.raw_low, "high": p.score_interval.raw_high, "raw_low": None, "raw_high": None}
+            update={
+                "low": p.score_interval.raw_low,
+                "high": p.score_interval.raw_high,
+                "raw_low": None,
+                "raw_high": None,
+            }
         )
         return Estimate(value=p.raw_score, interval=interval, n_seeds=p.n_seeds)
 

@@ -104,8 +104,7 @@ def share_per_beta(ok: FloatArray) -> FloatArray:
 
 def _complete(x: FloatArray) -> BoolArray:
     """Per seed: its whole grid has results, (..., S, I, J) → (..., S)."""
-    out: BoolArray = np.isfinite(x).all(axis=(-2, -1))
-    return out
+    return np.asarray(np.isfinite(x).all(axis=(-2, -1)))
 
 
 def lr_width(ok: FloatArray, bounds: FloatArray) -> tuple[FloatArray, FloatArray]:

@@ -15,7 +15,7 @@ import math
 from scipy.stats import nct
 from scipy.stats import t as student_t
 
-from studies.metrics.models import Delta, Interval, Outcome, PrimaryFigure, Verdict, VerdictSpec
+from studies.metrics.models import LEVEL, Delta, Interval, Outcome, Verdict, VerdictSpec
 
 MAX_SEEDS_PLANNED = 10_000
 
@@ -83,7 +83,9 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 
 def _span(interval: Interval) -> str:
-    return f"[{interval.low:.2g}, {interval.high:.2g}]" if interval.low is not None and interval.high is not None else ""
+    return (
+        f"[{interval.low:.2g}, {interval.high:.2g}]" if interval.low is not None and interval.high is not None else ""
+    )
 
 
 def verdict(
@@ -97,58 +99,50 @@ def verdict(
 ) -> Verdict:
     """The pair's verdict. ``never``: the pair's arms that never trained; ``se_plan`` the primary
     Δ's standard error for planning (its per-seed spread over √seeds, never 0)."""
-    figure: PrimaryFigure = spec.primary
-    d = spec.difference
-    base = {
-        "primary": figure,
-        "k": spec.primary_k,
-        "difference_of_interest": d,
-        "power": spec.power,
-        "n_seeds": primary.n_seeds,
-        "never_trained": never,
-    }
+    n, d = primary.n_seeds, spec.difference
+    base = Verdict(
+        outcome="inconclusive_too_few_seeds",
+        statement="",
+        never_trained=never,
+        primary=spec.primary,
+        k=spec.primary_k,
+        difference_of_interest=d,
+        power=spec.power,
+        n_seeds=n,
+    )
     if never:
         winner = next((arm for arm in (arm_a, arm_b) if arm not in never), None)
-        said = " and ".join(never)
-        statement = f"{said} never trained (no cell's median beat the failure score)"
-        statement += f": {winner} is the one that trains." if winner else ": neither arm trains."
-        return Verdict(outcome="never_trained", statement=statement, winner=winner, **base)
-    noun = NOUNS[figure] + (f" (k={spec.primary_k})" if spec.primary_k else "")
-    n = primary.n_seeds
-    sd = se_plan * math.sqrt(n) if n >= 2 else math.nan
-    needed = seeds_needed(sd, d, primary.interval.level or 0.95, spec.power, min_seeds)
-    level = 0.95 if primary.interval.level is None else primary.interval.level
-    mde = smallest_detectable(se_plan, n, level, spec.power) if primary.interval.status == "ok" else None
+        said = " and ".join(never) + " never trained (no cell's median beat the failure score)"
+        said += f": {winner} is the one that trains." if winner else ": neither arm trains."
+        return base.model_copy(update={"outcome": "never_trained", "statement": said, "winner": winner})
+    level = primary.interval.level or LEVEL
+    needed = seeds_needed(se_plan * math.sqrt(n) if n >= 2 else math.nan, d, level, spec.power, min_seeds)
+    ok = primary.interval.status == "ok"
+    mde = smallest_detectable(se_plan, n, level, spec.power) if ok else None
     numbers = {"delta": primary.value, "interval": primary.interval, "level": level, "seeds_needed": needed}
+    numbers["smallest_detectable_difference"] = mde
+    noun = NOUNS[spec.primary] + (f" (k={spec.primary_k})" if spec.primary_k else "")
     head = f"Δ {noun} = {_fmt(primary.value)} (> 0: {arm_a} better)"
-    if primary.interval.status != "ok":
-        outcome: Outcome = "inconclusive_too_few_seeds"
+    power = f"{spec.power:.0%} power"
+    if not ok:
         why = "too few seeds for an interval" if primary.interval.status == "too_few_seeds" else "no interval"
         plan = f"about {needed} seeds" if needed else f"at least {min_seeds} seeds"
-        statement = f"Inconclusive ({why}, {n} seeds): {head}; {plan} would detect a Δ of {d:g} with {spec.power:.0%} power."
-        return Verdict(outcome=outcome, statement=statement, smallest_detectable_difference=None, **base, **numbers)
-    low, high = primary.interval.low, primary.interval.high
-    assert low is not None and high is not None
+        said = f"Inconclusive ({why}, {n} seeds): {head}; {plan} would detect a Δ of {d:g} with {power}."
+        return base.model_copy(update={"statement": said, **numbers})
+    low, high = primary.interval.low or 0.0, primary.interval.high or 0.0
     span = f"{level:.0%} interval {_span(primary.interval)}, {n} seeds"
     if low > 0 or high < 0:
         better, worse = (arm_a, arm_b) if low > 0 else (arm_b, arm_a)
-        outcome = "a_less_sensitive" if low > 0 else "b_less_sensitive"
-        statement = f"{better} is less sensitive than {worse}: {head}, {span}."
-        return Verdict(outcome=outcome, statement=statement, winner=better, smallest_detectable_difference=mde, **base, **numbers)
+        outcome: Outcome = "a_less_sensitive" if low > 0 else "b_less_sensitive"
+        said = f"{better} is less sensitive than {worse}: {head}, {span}."
+        return base.model_copy(update={"outcome": outcome, "statement": said, "winner": better, **numbers})
     if mde is not None and mde <= d:
-        statement = (
-            f"No detectable difference: {head}, {span}; this study detects a Δ of {mde:.2g} or more "
-            f"with {spec.power:.0%} power."
-        )
-        return Verdict(outcome="no_detectable_difference", statement=statement, smallest_detectable_difference=mde, **base, **numbers)
+        said = f"No detectable difference: {head}, {span}; this study detects a Δ of {mde:.2g} or more with {power}."
+        return base.model_copy(update={"outcome": "no_detectable_difference", "statement": said, **numbers})
     plan = f"about {needed} seeds would" if needed else f"more than {MAX_SEEDS_PLANNED} seeds would"
-    statement = (
-        f"Inconclusive: {head}, {span}; it detects only a Δ of {mde:.2g} or more with {spec.power:.0%} power, "
-        f"and {plan} detect {d:g}."
-    )
-    return Verdict(
-        outcome="inconclusive_too_few_seeds", statement=statement, smallest_detectable_difference=mde, **base, **numbers
-    )
+    said = f"Inconclusive: {head}, {span}; it detects only a Δ of {_fmt(mde)} or more with {power}"
+    said += f", and {plan} detect {d:g}."
+    return base.model_copy(update={"statement": said, **numbers})
 
 
 def family_statement(primary: Delta, exploratory: list[Delta]) -> str:

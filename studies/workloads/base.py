@@ -87,7 +87,7 @@ class Workload(ABC):
         return total_loss / count, wrong / count
 
     def chance_metric(self) -> float:
-        """The metric at chance level: the failure score y_fail of a diverged trial (METRICS.md)."""
+        """The metric at chance level: the failure score y_fail of a diverged trial (docs/metrics.md)."""
         return 1.0 - 1.0 / float(self.params.get("num_classes", 10))
 
     def chance_loss(self) -> float:

@@ -82,14 +82,16 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     code, out, _ = cli(capsys, "compare", study_id, "--url", server)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["a", "vs", "b", "ΔF_eps"]
+    assert lines[0].split()[:5] == ["a", "vs", "b", "verdict", "primary"]
     assert lines[1].startswith("demon_sgdm vs sgdm_step")
-    assert lines[-1].startswith("every Δ > 0 favours a. ΔF_eps: share of ε-good cells")
+    assert lines[-1].startswith("Δ > 0 favours a; 95% interval: a t interval over seeds")
     code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--json")
     pairs = json.loads(out)
     assert [(p["arm_a"], p["arm_b"]) for p in pairs] == [("demon_sgdm", "sgdm_step")]
-    good = next(d for d in pairs[0]["deltas"] if d["metric"] == "eps_good_fraction")
-    assert lines[1].split()[3] == f"{good['delta']:.3g}"  # the table shows what the JSON says
+    verdict, primary = pairs[0]["verdict"], pairs[0]["primary"]
+    # the table shows what the JSON says: the outcome, the primary figure and its Δ
+    assert lines[1].split()[3:6] == [verdict["outcome"], primary["figure"], f"{primary['value']:.3g}"]
+    assert lines[2] == f"demon_sgdm vs sgdm_step: {verdict['statement']}"
 
     code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server)
     assert code == 0
@@ -99,9 +101,10 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "workload synthetic: 1 completed study"
-    assert lines[1].split()[:3] == ["arm", "epochs", "studies"]
+    assert lines[1].split()[:5] == ["arm", "epochs", "studies", "never", "trained"]
     assert sorted(line.split()[0] for line in lines[2:4]) == sorted(ARMS)
-    assert all(line.split()[1:3] == ["2", "1"] for line in lines[2:4])
+    assert all(line.split()[1:4] == ["2", "1", "0"] for line in lines[2:4])
+    assert lines[-1].endswith("not an interval")
     code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server, "--arm", "sgdm_step", "--json")
     assert [g["key"]["arm"] for g in json.loads(out)["groups"]] == ["sgdm_step"]
 
@@ -111,8 +114,9 @@ def test_cli_sensitivity_explains_its_columns(server: str, engine: Engine, capsy
     record_all(engine, study_id)
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server)
     assert code == 0
+    assert out.startswith("VERDICT demon_sgdm vs sgdm_step: ")  # the answer first
     legend = out[out.index("\nbest:") :]
-    for column in ("best", "interval, level", "F_eps", "width(dec)", "E[best@1]", "diverged"):
+    for column in ("best", "success share", "lr width", "E[best@1]", "diverged"):
         assert f"{column}:" in legend
 
 

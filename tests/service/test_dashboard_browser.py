@@ -329,27 +329,29 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     assert details.locator("table.data").first.locator("tbody tr").count() == len(SEEDS)
     assert details.locator("svg polyline.series").count() == len(SEEDS)
 
-    # Figures in words (metrics v3) with the ε used; every chart has a table on request.
+    # Figures in words (metrics v4): the verdict first, the target, every figure with its interval or
+    # the reason it has none; every chart has a table on request.
     page.wait_for_selector("#figures .arm-figures")
     report = server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()
     figures = page.locator("#figures").inner_text()
-    assert f"ε used: {js_num(report['eps'], 3)} ({report['eps_source']})" in figures
+    assert f"A run succeeds when it beats test error {js_num(report['target']['raw_value'], 3)}" in figures
     for arm in ARMS:
-        interval = report["arms"][arm]["peak"]["score_interval"]
-        bounds = f"[{js_num(interval['raw_low'], 3)}, {js_num(interval['raw_high'], 3)}]"
-        assert f"interval {bounds} at 75%, over 3 seeds" in page.locator(".arm-figures", has_text=arm).inner_text()
-    assert figures.count("with ε = 0.01:") == 2 * len(ARMS)  # the ε-good share and the good lr range
+        peak = report["arms"][arm]["peak"]
+        said = f"median test error {js_num(peak['raw_score'], 3)}, no interval: too few seeds (intervals from 8)"
+        assert said in page.locator(".arm-figures", has_text=arm).inner_text()
     assert page.locator("#figures .pair-figures h3").inner_text() == "demon_sgdm vs sgdm_step"
     pair = page.locator("#figures .pair-figures").inner_text()
-    peak_delta = next(d for d in report["pairs"][0]["deltas"] if d["metric"] == "peak")
-    assert peak_delta["delta"] > 0  # demon_sgdm is better by construction
+    (compared,) = report["pairs"]
+    assert f"Verdict: {compared['verdict']['statement']}" in pair
+    assert compared["verdict"]["outcome"] == "inconclusive_too_few_seeds"  # 3 seeds: no interval
+    value = compared["primary"]["value"]
+    sign = "0" if value == 0 else ("+" if value > 0 else "-") + js_num(abs(value), 3)
     assert (
-        f"demon_sgdm's peak test error is {js_num(peak_delta['delta'], 3)} lower than sgdm_step's: "
-        f"Δ = +{js_num(peak_delta['delta'], 3)} (positive means demon_sgdm is better), "
-        "no interval: too few seeds (n < 6)"
+        f"Primary: share of the grid beating the target: Δ = {sign} "
+        "(positive means demon_sgdm is better; no interval: too few seeds (intervals from 8))"
     ) in pair
-    assert "ε-good share of the grid (ε = 0.01):" in pair
-    assert "coverage ≥" not in pair  # 3 seeds: no pair interval is claimed
+    assert "95% interval" not in pair  # 3 seeds: no interval is claimed
+    assert figures.index("Verdict:") < figures.index("Success share")  # the answer first
     page.click("#heatmap-table-toggle")
     assert page.locator("#heatmap-tables table").count() == len(ARMS)
     assert page.locator("#heatmap-tables table").first.locator("tbody tr").count() == len(LRS) * len(BETAS)
@@ -373,57 +375,45 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     per_study = page.locator("#per-study table")
     per_study.wait_for()
     header = [c.inner_text() for c in per_study.locator("thead th").all()]
-    assert header[:5] == ["study", "arm", "peak (raw)", "peak interval (its level)", "ε"]
+    assert header[:6] == ["study", "arm", "peak (raw)", "peak interval", "target (raw)", "success share [95%]"]
     rows = per_study.locator("tbody tr")
     assert rows.count() == len(ids) * len(ARMS)
     report = server.http.get(f"/api/v1/studies/{ids[0]}/sensitivity").json()
     demon = report["arms"]["demon_sgdm"]
     cells = [c.inner_text() for c in rows.first.locator("td").all()]
-    interval = demon["peak"]["score_interval"]
     assert cells[2:] == [
         js_num(demon["peak"]["raw_score"], 3),
-        f"[{js_num(interval['raw_low'], 3)}, {js_num(interval['raw_high'], 3)}] at 75%",
-        js_num(demon["eps_good"]["eps"], 3),
-        f"{round(100 * demon['eps_good']['fraction'])}%",
-        js_num(demon["eps_good_lr_width"]["mean_decades"], 3),
-        js_num(demon["lr_sensitivity"]["pooled"], 3),
+        "no interval: too few seeds",
+        js_num(demon["success"]["raw_target"], 3),
+        f"{round(100 * demon['success']['share']['value'])}% no interval: too few seeds",
+        f"{js_num(demon['success']['lr_width']['value'], 3)} no interval: too few seeds",
+        f"{js_num(demon['lr_sensitivity']['pooled']['value'], 3)} no interval: too few seeds",
     ]
 
-    # The robustness aggregate: one group per arm (both studies share every key), as bars and a table.
+    # The robustness aggregate: one group per arm (both studies share every key), each study's
+    # estimate with its interval, as bars and a table.
     page.locator("#robustness svg.chart").first.wait_for()
     aggregate = server.http.get("/api/v1/robustness", params={"workload": "synthetic"}).json()
     assert len(aggregate["groups"]) == len(ARMS)
     assert page.locator("#robustness svg.chart").count() == 4
-    assert page.locator("#robustness .chart-title").first.text_content().startswith("ε-good share")
-    # every group label is drawn inside its chart (none cut at the left edge)
+    assert page.locator("#robustness .chart-title").first.text_content().startswith("success share: each study's")
+    # every label is drawn inside its chart (none cut at the left edge)
     lefts = page.eval_on_selector_all("#robustness svg.chart text.tick", "ts => ts.map((t) => t.getBBox().x)")
-    assert len(lefts) == 4 * 2 * len(ARMS)  # a label and a value per group, in 4 charts
+    assert len(lefts) == 4 * 2 * len(ARMS) * len(ids)  # a label and a value per study and group, in 4 charts
     assert min(lefts) >= 0
     page.click("#robust-table-toggle")
     table = page.locator("#robustness table")
     expect(table).to_be_visible()
     lines = [[c.inner_text() for c in r.locator("td").all()] for r in table.locator("tbody tr").all()]
     group = next(g for g in aggregate["groups"] if g["key"]["arm"] == "demon_sgdm")
-    label = "demon_sgdm · 3 epochs · ε 0.01 (2 studies)"
-    share = group["eps_good_fraction"]
-    assert [
-        label,
-        "ε-good share",
-        js_num(share["mean"], 3),
-        js_num(share["min"], 3),
-        js_num(share["max"], 3),
-        "2",
-    ] in lines
-    width = group["eps_good_lr_width_mean_decades"]
-    assert [
-        label,
-        "good lr decades",
-        js_num(width["mean"], 3),
-        js_num(width["min"], 3),
-        js_num(width["max"], 3),
-        "2",
-    ] in lines
-    assert all(line[2] != "–" for line in lines)  # every figure found under its v3 name
+    label = "demon_sgdm · 3 epochs · default target (2 studies)"
+    for study in group["success_share"]["studies"]:
+        share = f"{round(100 * study['value'])}%"
+        assert [label, "success share", study["study_id"], share, "no interval: too few seeds"] in lines
+    for study in group["success_lr_width"]["studies"]:
+        width = js_num(study["value"], 3)
+        assert [label, "succeeding lr decades", study["study_id"], width, "no interval: too few seeds"] in lines
+    assert all(line[3] != "–" for line in lines)  # every figure found under its v4 name
     shot(page, tmp_path, "compare")
     no_problems(page)
 
@@ -542,6 +532,6 @@ def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_pa
     # the grid figures a sparse sample cannot give are said once per pair, not one line each
     page.wait_for_selector("#figures .pair-figures")
     assert page.locator("#figures .pair-figures li", has_text="Not estimated (incomplete)").count() == 1
-    assert page.locator("#figures .pair-figures li", has_text="peak test error").count() == 1
+    assert page.locator("#figures .pair-figures li", has_text="width of the succeeding lr range").count() == 1
     shot(page, tmp_path, "search")
     no_problems(page)

@@ -55,7 +55,7 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         "metric": "error",
         "split": "test",  # the spec's split (default "test"): the split every figure is on
     }
-    assert metrics["metrics_version"] == 3
+    assert metrics["metrics_version"] == 4
     assert metrics["split"] == "test"
     assert set(metrics["arms"]) == {"demon_sgdm", "sgdm_step"}
     environment = metrics["environment"]  # what reproduces the run
@@ -74,19 +74,22 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
     assert counts is not None
     assert int(counts[1]) + int(counts[2]) == 24
     assert counts[3] == "0"
-    assert f"good = within eps = {metrics['eps']:.3g} of the best cell on test" in printed  # ε beside F_eps
+    (pair,) = metrics["pairs"]
+    assert printed.startswith(f"VERDICT demon_sgdm vs sgdm_step: {pair['verdict']['statement']}\n")  # the answer first
+    assert pair["verdict"]["outcome"] == "inconclusive_too_few_seeds"  # two seeds: no interval
+    target = metrics["target"]["raw_value"]
+    assert f"success: a run beats the target test < {target:.3g}" in printed  # the target beside the shares
     table = printed[printed.index("best test") :].splitlines()
-    rows = {line.split()[0]: line.split()[1:] for line in table[1:3]}
+    rows = {line.split()[0]: line for line in table[1:3]}
     assert set(rows) == {"demon_sgdm", "sgdm_step"}
-    for arm, cells in rows.items():  # every column filled from metrics.json
-        # best, [low, high], level, F_eps, width, E[best@1], diverged
-        assert len(cells) == 8
-        assert float(cells[0]) == pytest.approx(metrics["arms"][arm]["peak"]["raw_score"], rel=1e-3)
-        interval = metrics["arms"][arm]["peak"]["score_interval"]
-        assert cells[3] == f"{interval['level']:.1%}"  # two seeds: [min, max] at 50%, never "95%"
-        assert float(cells[4]) == pytest.approx(metrics["arms"][arm]["eps_good"]["fraction"], rel=1e-3)
+    for arm, line in rows.items():  # every column filled from metrics.json
+        figures = metrics["arms"][arm]
+        assert float(line.split()[1]) == pytest.approx(figures["peak"]["raw_score"], rel=1e-3)
+        assert f"{100 * figures['success']['share']['value']:.0f}% (no interval: too few seeds)" in line
+        diverged = figures["coverage"]["n_diverged"]
+        assert line.endswith(f"{diverged}/{diverged + figures['coverage']['n_completed']}")
     assert f"outputs in {out}/" in printed
-    assert "E[best@1]: expected score of one cell drawn at random" in printed  # the table's legend
+    assert "E[best@1]: the\nexpected score of one configuration drawn at random" in printed  # the table's legend
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -63,15 +63,27 @@ TEST_SHIFT = 0.005
 
 Grid = np.ndarray[Any, np.dtype[np.float64]]
 ZERO: Grid = np.zeros((5, 3))
-MU_A: Grid = np.array([[0.30, 0.25, 0.20], [0.18, 0.15, 0.13], [0.12, 0.11, 0.12], [0.14, 0.13, 0.16], [0.20, 0.22, 0.30]])
-MU_B: Grid = MU_A + np.array([[0.02, 0, -0.01], [0.01, 0.01, 0], [0, 0.01, 0.02], [0.01, 0.02, 0.03], [0.05, 0.04, 0.05]])
+MU_A: Grid = np.array(
+    [[0.30, 0.25, 0.20], [0.18, 0.15, 0.13], [0.12, 0.11, 0.12], [0.14, 0.13, 0.16], [0.20, 0.22, 0.30]]
+)
+MU_B: Grid = MU_A + np.array(
+    [[0.02, 0, -0.01], [0.01, 0.01, 0], [0, 0.01, 0.02], [0.01, 0.02, 0.03], [0.05, 0.04, 0.05]]
+)
 P_CORNER: Grid = np.zeros((5, 3))
 P_CORNER[-1, :] = 0.25
 P_CORNER[-1, -1] = 0.6
-FLAT: Grid = np.array([[0.30, 0.28, 0.26], [0.12, 0.115, 0.11], [0.105, 0.10, 0.10], [0.11, 0.10, 0.105], [0.14, 0.13, 0.15]])
-SHARP: Grid = np.array([[0.40, 0.38, 0.36], [0.25, 0.22, 0.20], [0.15, 0.09, 0.16], [0.24, 0.20, 0.26], [0.45, 0.5, 0.55]])
-TIED: Grid = np.array([[0.30, 0.25, 0.20], [0.131, 0.130, 0.132], [0.130, 0.131, 0.130], [0.133, 0.131, 0.135], [0.20, 0.22, 0.30]])
-TIED_B: Grid = TIED + np.array([[0.02, 0, -0.01], [0.002, 0, 0.001], [0, 0.004, 0], [0.01, 0.02, 0.03], [0.05, 0.04, 0.05]])
+FLAT: Grid = np.array(
+    [[0.30, 0.28, 0.26], [0.12, 0.115, 0.11], [0.105, 0.10, 0.10], [0.11, 0.10, 0.105], [0.14, 0.13, 0.15]]
+)
+SHARP: Grid = np.array(
+    [[0.40, 0.38, 0.36], [0.25, 0.22, 0.20], [0.15, 0.09, 0.16], [0.24, 0.20, 0.26], [0.45, 0.5, 0.55]]
+)
+TIED: Grid = np.array(
+    [[0.30, 0.25, 0.20], [0.131, 0.130, 0.132], [0.130, 0.131, 0.130], [0.133, 0.131, 0.135], [0.20, 0.22, 0.30]]
+)
+TIED_B: Grid = TIED + np.array(
+    [[0.02, 0, -0.01], [0.002, 0, 0.001], [0, 0.004, 0], [0.01, 0.02, 0.03], [0.05, 0.04, 0.05]]
+)
 P_B_ONLY: Grid = np.zeros((5, 3))
 P_B_ONLY[-2:, :] = [[0.3, 0.3, 0.4], [0.7, 0.8, 0.9]]
 
@@ -144,7 +156,10 @@ def figures(arms: list[tuple[Grid, Grid]], jackknife: bool = True) -> dict[str, 
     out |= {f"b {name}": v for name, v in arm_means(b).items()}
     for (figure, k), m in pair.items():
         name = figure.replace("_", " ") + ("" if k is None else f" k={k}")
-        out[("Δ " if figure not in ("win_probability", "improvement_matched", "improvement_any") else "") + name] = (m, ())
+        out[("Δ " if figure not in ("win_probability", "improvement_matched", "improvement_any") else "") + name] = (
+            m,
+            (),
+        )
     return out
 
 
@@ -267,7 +282,11 @@ def power_lines(table: dict[tuple[str, int, str], Cell]) -> str:
         for s in ASSERTED:
             cell = table.get((land, s, "Δ success share"))
             if cell is not None:
-                out.append(f"{land}, {s} seeds: verdict in the true direction in {cell.power / cell.n:.0%} of studies")
+                truth = truths(land)["Δ success share"]
+                out.append(
+                    f"{land} (true Δ success share {truth:+.3f}), {s} seeds: the verdict names the less "
+                    f"sensitive arm in {cell.power / cell.n:.0%} of studies"
+                )
     return "\n".join(out)
 
 
@@ -302,8 +321,15 @@ def frame(arms: list[tuple[Grid, Grid]], study: int) -> pd.DataFrame:
             status = "failed" if np.isnan(v) else "diverged" if v <= -Y_FAIL else "completed"
             ok = status == "completed"
             rows.append(
-                {"arm": arm, "lr": LRS[i], "beta_init": BETAS[j], "seed": s, "status": status,
-                 "val": -v if ok else math.nan, "test": -t if ok else math.nan}
+                {
+                    "arm": arm,
+                    "lr": LRS[i],
+                    "beta_init": BETAS[j],
+                    "seed": s,
+                    "status": status,
+                    "val": -v if ok else math.nan,
+                    "test": -t if ok else math.nan,
+                }
             )
     return pd.DataFrame(rows)
 
@@ -314,11 +340,14 @@ def test_the_report_is_the_battery_s_code(name: str) -> None:
     arms = draw(LANDSCAPES[name], 3, 8, np.random.default_rng(7))
     a, b, pair = seedwise(arms)
     for study in range(3):
-        report = sensitivity_report(frame(arms, study), GridAxes(LRS, BETAS, tuple(range(8))), Y_FAIL, pairs=[("a", "b")])
+        report = sensitivity_report(
+            frame(arms, study), GridAxes(LRS, BETAS, tuple(range(8))), Y_FAIL, pairs=[("a", "b")]
+        )
         for arm, seeds in (("a", a), ("b", b)):
             got = report.arms[arm]
             if got.status != "ok":
-                assert arm == "b" and name == "v never_trains"
+                assert arm == "b"
+                assert name == "v never_trains"
                 continue
             assert got.success.share.value == pytest.approx(float(seeds.share.estimate[study]))
             assert got.success.share.interval.low == pytest.approx(float(seeds.share.low[study]))
