@@ -1,19 +1,25 @@
-"""What DemonSGD and DemonAdam share: hyperparameter checks and the global iteration counter.
+"""What DemonSGD and DemonAdam share: hyperparameter checks, the global iteration counter and T.
 
 The counter lives in optimizer state under the string key ``"demon_step"`` (torch's
 ``Optimizer.state_dict`` keeps non-tensor keys as they are), so a checkpoint resumes on the same
 β. It advances once per ``step()`` call, never once per parameter group: a public port that kept
 it per group decayed k groups k times too fast.
+
+The schedule's length T (``total_steps``) is a param-group hyperparameter, so ``load_state_dict``
+restores the checkpoint's T, as torch restores a checkpoint's lr. Resuming with a longer run is
+therefore explicit: ``set_total_steps(T)`` after loading (and a warning when the checkpoint's T
+replaces a different one the optimizer was built with).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
 
-from ._schedule import check_beta_init, check_total_steps, demon_beta
+from ._schedule import check_beta_init, check_beta_min, check_delay_steps, check_total_steps, demon_beta
 
 STEP_KEY = "demon_step"
 
@@ -37,10 +43,19 @@ def check_weight_decay(weight_decay: Any) -> None:
         raise ValueError(f"Invalid weight_decay value: {weight_decay!r} (expected a number >= 0)")
 
 
-def check_demon_group(beta_init: Any, total_steps: Any) -> None:
-    """Validate the two Demon hyperparameters a param group may carry."""
+def check_demon_group(beta_init: Any, total_steps: Any, delay_steps: Any = 0, beta_min: Any = 0.0) -> None:
+    """Validate the Demon schedule's hyperparameters a param group may carry."""
     check_beta_init(beta_init)
     check_total_steps(total_steps)
+    check_delay_steps(delay_steps, total_steps)
+    check_beta_min(beta_min, beta_init)
+
+
+def group_beta(step: int, group: dict[str, Any]) -> float:
+    """β_t of one param group at iteration ``step`` (its own β_init, T, delay and floor)."""
+    return demon_beta(
+        step, group["total_steps"], group["beta_init"], delay_steps=group["delay_steps"], beta_min=group["beta_min"]
+    )
 
 
 class DemonStepMixin:
@@ -59,7 +74,42 @@ class DemonStepMixin:
 
     def current_betas(self) -> list[float]:
         """β_t for each param group at the next ``step()``."""
-        return [demon_beta(self.demon_step, g["total_steps"], g["beta_init"]) for g in self.param_groups]
+        return [group_beta(self.demon_step, g) for g in self.param_groups]
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Set T of every param group, e.g. to extend a resumed run: call it after ``load_state_dict``.
+
+        From the next ``step()`` on, β follows the schedule of a run planned for ``total_steps``
+        iterations from the start: β_t = demon_beta(t, total_steps, …) at the current t. Lengthening T
+        mid-run therefore raises β (e.g. β_init 0.9, t = 500: 0.818 at T = 1000, 0.871 at T = 2000);
+        the steps already taken are not replayed.
+
+        Raises:
+            ValueError: naming the bad value, for T < 1 or T not above a group's ``delay_steps``;
+                then no group is changed.
+        """
+        for group in self.param_groups:
+            check_demon_group(group["beta_init"], total_steps, group["delay_steps"], group["beta_min"])
+        for group in self.param_groups:
+            group["total_steps"] = total_steps
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, which restores each group's T; warns if that changes T.
+
+        The checkpoint's T replaces the one this optimizer was built with, as torch does for lr;
+        silently, that would turn a longer resumed run into one whose momentum is already 0. To extend
+        the schedule, call ``set_total_steps`` after loading.
+        """
+        built = [group["total_steps"] for group in self.param_groups]
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+        loaded = [group["total_steps"] for group in self.param_groups]
+        if loaded != built:
+            warnings.warn(
+                f"load_state_dict: the checkpoint's total_steps {loaded} replace this optimizer's {built}; "
+                "to extend the schedule call set_total_steps(T) after loading",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)  # type: ignore[misc]
@@ -70,7 +120,7 @@ class DemonStepMixin:
             raise
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        check_demon_group(group["beta_init"], group["total_steps"])
+        check_demon_group(group["beta_init"], group["total_steps"], group["delay_steps"], group["beta_min"])
         check_lr(group["lr"])
         check_weight_decay(group["weight_decay"])
 

@@ -21,8 +21,8 @@ from ._base import (
     check_weight_decay,
     default_foreach,
     foreach_blocks,
+    group_beta,
 )
-from ._schedule import demon_beta
 
 __all__ = ["DemonAdam", "demon_adam"]
 
@@ -36,6 +36,7 @@ class DemonAdam(DemonStepMixin, Optimizer):
         E_{k} &= \beta_2 E_{k-1} + (1 - \beta_2)\, g_t^2 \\
         m_t &= g_t + \beta_t\, m_{t-1} \qquad (\text{a plain sum: no } (1-\beta_t) \text{ factor}) \\
         \theta_{t+1} &= \theta_t - \eta\, \frac{m_t}{\sqrt{E_k / (1 - \beta_2^{k}) + \epsilon}}
+        \qquad (m_t / (1 - \beta_t^{k}) \text{ with } \texttt{first\_moment\_correction})
 
     Only β1 decays; β2 stays fixed; ε sits *inside* the square root, as in the paper. The first
     moment is the paper's sum form ("a slightly adjusted Adam"), so the steady-state step per unit
@@ -44,12 +45,23 @@ class DemonAdam(DemonStepMixin, Optimizer):
 
     **Bias correction** (the paper leaves it out "for clarity"; this is our decision): the second
     moment is divided by (1 − β2^k), k the number of updates that parameter's E has had, because E
-    starts at 0 and would otherwise make the first ~1/(1 − β2) = 1000 steps far too large. The first
-    moment gets none: the sum form starts from m = 0 + g_0 = g_0, which carries no zero-init bias,
-    and "correcting" it with the decaying β_t would be ill-defined.
+    starts at 0 and would otherwise make the first ~1/(1 − β2) = 1000 steps far too large.
+
+    The first moment is *not* corrected by default, because Algorithm 2 has no correction. It is
+    not free of zero-init bias either: under a constant gradient the sum form gives
+    m_k = g (1 − β^k)/(1 − β), which ramps up towards its steady state g/(1 − β) exactly as Adam's
+    EMA ramps up towards g (the same relative bias, 1 − β^k). Uncorrected, that ramp acts as a short
+    warm-up: the first update is η·g/sqrt(Ê + ε), plain Adam's. ``first_moment_correction=True``
+    divides m by (1 − β_t^k), β_t the current (decayed) β and k that parameter's update count, as
+    torch's Adam does with whatever β1 it is given and as public Demon Adam ports do; the first
+    update is then 1/(1 − β_init) times larger (10× at β_init = 0.9). Late in training β_t^k → 0
+    and the correction vanishes.
 
     Weight decay λ is either added to the gradient (L2, the default) or, with
     ``decoupled_weight_decay=True``, applied as θ ← θ(1 − ηλ) before the step (AdamW style).
+    The schedule may be delayed (``delay_steps``) and floored (``beta_min``): see ``demon_beta``.
+    ``load_state_dict`` restores the checkpoint's ``total_steps`` (warning if that differs from the
+    optimizer's); ``set_total_steps`` extends a resumed run.
 
     Reference: J. Chen, C. Wolfe, Z. Li, A. Kyrillidis, "Demon: Improved Neural Network Training with
     Momentum Decay", ICASSP 2022, arXiv 1910.04952.
@@ -63,6 +75,9 @@ class DemonAdam(DemonStepMixin, Optimizer):
         total_steps: T ≥ 1, total iterations of the run (required, keyword-only).
         weight_decay: λ ≥ 0 (default 0).
         decoupled_weight_decay: AdamW-style decay instead of L2 (default False).
+        delay_steps: t₀, iterations at β_init before the decay starts, 0 ≤ t₀ < T (default 0).
+        beta_min: β_min, the floor the decay ends at, 0 ≤ β_min ≤ β_init (default 0).
+        first_moment_correction: divide m by (1 − β_t^k) (default False, as in Algorithm 2).
         maximize: ascend the objective instead (default False).
         foreach: use the ``torch._foreach_*`` kernel (default None: torch's own rule).
 
@@ -88,11 +103,14 @@ class DemonAdam(DemonStepMixin, Optimizer):
         total_steps: int,
         weight_decay: float = 0.0,
         decoupled_weight_decay: bool = False,
+        delay_steps: int = 0,
+        beta_min: float = 0.0,
+        first_moment_correction: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
         check_lr(lr)
-        check_demon_group(beta_init, total_steps)
+        check_demon_group(beta_init, total_steps, delay_steps, beta_min)
         _check_beta2(beta2)
         _check_eps(eps)
         check_weight_decay(weight_decay)
@@ -102,8 +120,11 @@ class DemonAdam(DemonStepMixin, Optimizer):
             "beta2": beta2,
             "eps": eps,
             "total_steps": total_steps,
+            "delay_steps": delay_steps,
+            "beta_min": beta_min,
             "weight_decay": weight_decay,
             "decoupled_weight_decay": decoupled_weight_decay,
+            "first_moment_correction": first_moment_correction,
             "maximize": maximize,
             "foreach": foreach,
         }
@@ -111,7 +132,10 @@ class DemonAdam(DemonStepMixin, Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        for group in self.param_groups:
+        for group in self.param_groups:  # defaults for options added later, so old checkpoints load
+            group.setdefault("delay_steps", 0)
+            group.setdefault("beta_min", 0.0)
+            group.setdefault("first_moment_correction", False)
             group.setdefault("decoupled_weight_decay", False)
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
@@ -157,12 +181,13 @@ class DemonAdam(DemonStepMixin, Optimizer):
                 moments,
                 second_moments,
                 counts,
-                beta=demon_beta(t, group["total_steps"], group["beta_init"]),
+                beta=group_beta(t, group),
                 beta2=group["beta2"],
                 lr=group["lr"],
                 eps=group["eps"],
                 weight_decay=group["weight_decay"],
                 decoupled_weight_decay=group["decoupled_weight_decay"],
+                first_moment_correction=group["first_moment_correction"],
                 maximize=group["maximize"],
                 foreach=group["foreach"],
             )
@@ -193,6 +218,7 @@ def demon_adam(
     eps: float,
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
+    first_moment_correction: bool = False,
     maximize: bool = False,
     foreach: bool | None = None,
 ) -> None:
@@ -217,6 +243,7 @@ def demon_adam(
             eps=eps,
             weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay,
+            first_moment_correction=first_moment_correction,
             maximize=maximize,
         )
 
@@ -234,6 +261,7 @@ def _single_tensor_demon_adam(
     eps: float,
     weight_decay: float,
     decoupled_weight_decay: bool,
+    first_moment_correction: bool,
     maximize: bool,
 ) -> None:
     for param, grad, m, e, k in zip(params, grads, moments, second_moments, counts, strict=True):
@@ -246,7 +274,7 @@ def _single_tensor_demon_adam(
         e.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # E_k = β2 E + (1 − β2) g²
         m.mul_(beta).add_(g)  # m_t = g_t + β_t m_{t−1}
         denom = (e / (1.0 - beta2**k)).add_(eps).sqrt_()  # sqrt(Ê + ε), ε inside
-        param.addcdiv_(m, denom, value=-lr)
+        param.addcdiv_(m, denom, value=-_step_size(lr, beta, k, first_moment_correction))
 
 
 def _multi_tensor_demon_adam(
@@ -262,6 +290,7 @@ def _multi_tensor_demon_adam(
     eps: float,
     weight_decay: float,
     decoupled_weight_decay: bool,
+    first_moment_correction: bool,
     maximize: bool,
 ) -> None:
     g: list[torch.Tensor] | tuple[torch.Tensor, ...] = grads
@@ -280,4 +309,13 @@ def _multi_tensor_demon_adam(
     denom = torch._foreach_mul(second_moments, corrections)
     torch._foreach_add_(denom, eps)
     torch._foreach_sqrt_(denom)
-    torch._foreach_addcdiv_(params, moments, denom, value=-lr)
+    if first_moment_correction:  # one step size per tensor: k may differ between parameters
+        steps = [-_step_size(lr, beta, k, True) for k in counts]
+        torch._foreach_addcdiv_(params, moments, denom, steps)
+    else:
+        torch._foreach_addcdiv_(params, moments, denom, value=-lr)
+
+
+def _step_size(lr: float, beta: float, k: int, first_moment_correction: bool) -> float:
+    """η, or η/(1 − β_t^k) when the first moment is bias-corrected (computed in float64)."""
+    return lr / (1.0 - beta**k) if first_moment_correction else lr

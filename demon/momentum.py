@@ -7,12 +7,13 @@ with torch's SGD, Adam and AdamW in every implementation (single-tensor, ``forea
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
-from ._schedule import check_beta_init, check_total_steps, demon_beta
+from ._schedule import check_beta_init, check_beta_min, check_delay_steps, check_total_steps, demon_beta
 
 __all__ = ["DemonMomentum"]
 
@@ -24,8 +25,16 @@ class DemonMomentum:
         \beta_t = \beta_{init}\,\frac{1 - t/T}{(1-\beta_{init}) + \beta_{init}(1 - t/T)},
         \qquad \beta_t = 0 \text{ for } t \ge T
 
-    Call ``step()`` once after each ``optimizer.step()``, like an LR scheduler. On construction it
-    sets β_0 = β_init in every group; after k calls the groups carry β_k.
+    (optionally delayed by t₀ and floored at β_min: see ``demon_beta``). Call ``step()`` once after
+    each ``optimizer.step()``, like an LR scheduler. On construction it sets β_0 = β_init in every
+    group; after k calls the groups carry β_k.
+
+    **It keeps its own state.** The iteration count t, T and the base βs live in this object, not
+    in the optimizer (whose ``state_dict`` holds only the β last written). To resume, save
+    ``scheduler.state_dict()`` beside ``optimizer.state_dict()`` and load both, as with torch's LR
+    schedulers; a fresh scheduler on a loaded optimizer would start again at t = 0.
+    ``load_state_dict`` restores the saved T (warning if it differs from this one's);
+    ``set_total_steps`` extends a resumed run.
 
     **How the result differs from** ``DemonSGD`` / ``DemonAdam`` (the paper's algorithms):
 
@@ -35,14 +44,19 @@ class DemonMomentum:
       ``dampening`` other than 0 multiplies every gradient by (1 − dampening): not the paper's.
     - torch's ``Adam``/``AdamW`` use the EMA form m = β1 m + (1 − β1) g and correct it by
       (1 − β1^k) using the *current* β1, whereas Demon Adam uses the plain sum m = g + β_t m with no
-      first-moment correction. The EMA form does not decay the effective step size η/(1 − β_t), so
-      "Adam + DemonMomentum" is a Demon-like momentum schedule on Adam, not Algorithm 2.
+      first-moment correction. ``DemonMomentum(torch.optim.Adam(...))`` is therefore the EMA-form
+      "Demon Adam" of the public ports, not Algorithm 2 (docs/demon.md gives the measured
+      agreement). Its steady-state step per unit gradient is η, where Algorithm 2's is η/(1 − β_t):
+      the two reach the same step when the EMA form's lr is 1/(1 − β_t) times larger (10× at
+      β = 0.9, 1× once β has decayed to 0), so the best lr of a heatmap shifts between them.
 
     Args:
         optimizer: a torch optimizer whose groups carry ``momentum`` or ``betas``.
         total_steps: T ≥ 1, the total number of iterations (``step()`` calls).
         beta_init: β_init in [0, 1) for every group; default None takes each group's own initial
             ``momentum`` / ``betas[0]``.
+        delay_steps: t₀, iterations at β_init before the decay starts, 0 ≤ t₀ < T (default 0).
+        beta_min: β_min, the floor the decay ends at, at most every group's β_init (default 0).
 
     Example:
         >>> model = torch.nn.Linear(3, 1)
@@ -55,18 +69,30 @@ class DemonMomentum:
         0.818
     """
 
-    def __init__(self, optimizer: Optimizer, total_steps: int, beta_init: float | None = None) -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        total_steps: int,
+        beta_init: float | None = None,
+        *,
+        delay_steps: int = 0,
+        beta_min: float = 0.0,
+    ) -> None:
         check_total_steps(total_steps)
+        check_delay_steps(delay_steps, total_steps)
         if beta_init is not None:
             check_beta_init(beta_init)
         self.optimizer = optimizer
         self.total_steps = total_steps
+        self.delay_steps = delay_steps
+        self.beta_min = beta_min
         self.last_step = 0
         self.base_betas: list[float] = []
         for index, group in enumerate(optimizer.param_groups):
             current = _read_beta(group, index)
             base = float(current) if beta_init is None else beta_init
             check_beta_init(base)
+            check_beta_min(beta_min, base)
             self.base_betas.append(base)
         self._apply()
 
@@ -77,24 +103,53 @@ class DemonMomentum:
 
     def get_last_beta(self) -> list[float]:
         """The β each group carries now."""
-        return [demon_beta(self.last_step, self.total_steps, b) for b in self.base_betas]
+        return [
+            demon_beta(self.last_step, self.total_steps, b, delay_steps=self.delay_steps, beta_min=self.beta_min)
+            for b in self.base_betas
+        ]
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Set T (e.g. to extend a resumed run) and write β_t of the new schedule into the groups.
+
+        As ``DemonSGD.set_total_steps``: from now on β follows a run planned for ``total_steps``.
+        """
+        check_total_steps(total_steps)
+        check_delay_steps(self.delay_steps, total_steps)
+        self.total_steps = total_steps
+        self._apply()
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: T, the base βs and the iteration count."""
+        """Everything needed to resume: T, the delay, the floor, the base βs and the iteration count."""
         return {
             "total_steps": self.total_steps,
+            "delay_steps": self.delay_steps,
+            "beta_min": self.beta_min,
             "base_betas": list(self.base_betas),
             "last_step": self.last_step,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a ``state_dict`` and write the matching β into the optimizer's groups."""
+        """Restore a ``state_dict`` and write the matching β into the optimizer's groups.
+
+        Warns when the saved T replaces a different one (call ``set_total_steps`` after loading to
+        extend the run). A state saved before the delay and floor existed loads with neither.
+        """
         base_betas = list(state_dict["base_betas"])
         if len(base_betas) != len(self.optimizer.param_groups):
             raise ValueError(
                 f"Invalid state_dict: {len(base_betas)} base_betas for {len(self.optimizer.param_groups)} param groups"
             )
-        self.total_steps = int(state_dict["total_steps"])
+        total_steps = int(state_dict["total_steps"])
+        if total_steps != self.total_steps:
+            warnings.warn(
+                f"DemonMomentum.load_state_dict: the saved total_steps {total_steps} replace this scheduler's "
+                f"{self.total_steps}; to extend the schedule call set_total_steps(T) after loading",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.total_steps = total_steps
+        self.delay_steps = int(state_dict.get("delay_steps", 0))
+        self.beta_min = float(state_dict.get("beta_min", 0.0))
         self.base_betas = base_betas
         self.last_step = int(state_dict["last_step"])
         self._apply()

@@ -8,10 +8,13 @@ names, in the same order of operations:
 
 - ``packed_sgd``: ``torch.optim.SGD`` (momentum, dampening 0, optional Nesterov, L2 weight decay),
   lr outside the buffer: buf = β buf + g; θ −= lr·buf.
-- ``packed_demon_sgd``: ``DemonSGD`` (Algorithm 1, velocity form): v = β_t v − η g; θ += v.
+- ``packed_demon_sgd``: ``DemonSGD`` (Algorithm 1, velocity form): v = β_t v − η g; θ += v;
+  optionally with decoupled weight decay θ ← θ(1 − ηλ).
 - ``packed_adam``: ``torch.optim.Adam`` (L2 weight decay, no AMSGrad), per-member β1.
 - ``packed_demon_adam``: ``DemonAdam`` (Algorithm 2): E = β2 E + (1 − β2) g²; m = g + β_t m;
-  θ −= η m / sqrt(E / (1 − β2^k) + ε).
+  θ −= η m / sqrt(E / (1 − β2^k) + ε); optionally decoupled weight decay and m /(1 − β_t^k).
+
+The schedule's delay and floor need nothing here: β_t arrives per member, from ``demon_beta``.
 
 Scalars that torch's and demon's per-trial kernels take as Python floats are computed here in
 float64 per member and cast to the parameter dtype, as torch casts a Python scalar. The result per
@@ -41,6 +44,26 @@ def _decayed(grad: torch.Tensor, param: torch.Tensor, weight_decay: torch.Tensor
     return grad.addcmul(param, per_member(weight_decay, param))
 
 
+def _shrink_factors(lr: torch.Tensor, weight_decay: torch.Tensor | None) -> torch.Tensor | None:
+    """1 − ηλ per member in float64 (as the per-trial kernels compute it in Python), or None."""
+    if weight_decay is None:
+        return None
+    return 1.0 - lr.to(torch.float64) * weight_decay.to(torch.float64)
+
+
+def _prepare(
+    grad: torch.Tensor,
+    param: torch.Tensor,
+    weight_decay: torch.Tensor | None,
+    shrink: torch.Tensor | None,
+) -> torch.Tensor:
+    """Weight decay of one tensor: decoupled (θ ← θ(1 − ηλ) in place, g unchanged) or L2 (g + λθ)."""
+    if shrink is not None:
+        param.mul_(per_member(shrink, param))
+        return grad
+    return _decayed(grad, param, weight_decay)
+
+
 def packed_sgd(
     params: list[torch.Tensor],
     grads: list[torch.Tensor],
@@ -68,11 +91,13 @@ def packed_demon_sgd(
     lr: torch.Tensor,
     beta: torch.Tensor,
     weight_decay: torch.Tensor | None = None,
+    decoupled_weight_decay: bool = False,
     nesterov: bool = False,
 ) -> None:
     """Demon SGDM (Algorithm 1, velocity form) per member with its own β_t and η."""
+    shrink = _shrink_factors(lr, weight_decay) if decoupled_weight_decay else None
     for param, grad, velocity in zip(params, grads, velocities, strict=True):
-        g = _decayed(grad, param, weight_decay)
+        g = _prepare(grad, param, weight_decay, shrink)
         b = per_member(beta, param)
         neg_lr = per_member(-lr, param)
         velocity.mul_(b).addcmul_(g, neg_lr)  # v_{t+1} = β_t v_t − η g_t
@@ -119,12 +144,22 @@ def packed_demon_adam(
     beta2: float = 0.999,
     eps: float = 1e-8,
     weight_decay: torch.Tensor | None = None,
+    decoupled_weight_decay: bool = False,
+    first_moment_correction: bool = False,
 ) -> None:
-    """Demon Adam (Algorithm 2, ``DemonAdam``'s bias correction of E) per member; ``step`` = k from 1."""
+    """Demon Adam (Algorithm 2, ``DemonAdam``'s bias correction of E) per member; ``step`` = k from 1.
+
+    ``first_moment_correction``: η/(1 − β_t^k) per member, computed in float64 as ``DemonAdam`` does.
+    """
     correction = 1.0 - beta2**step
+    shrink = _shrink_factors(lr, weight_decay) if decoupled_weight_decay else None
+    step_size = lr
+    if first_moment_correction:  # η/(1 − β_t^k) per member, in Python floats as DemonAdam computes it
+        sizes = [rate / (1.0 - b**step) for rate, b in zip(lr.tolist(), beta.tolist(), strict=True)]
+        step_size = torch.tensor(sizes, dtype=torch.float64, device=lr.device)
     for param, grad, m, e in zip(params, grads, moments, second_moments, strict=True):
-        g = _decayed(grad, param, weight_decay)
+        g = _prepare(grad, param, weight_decay, shrink)
         e.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # E_k = β2 E + (1 − β2) g²
         m.mul_(per_member(beta, param)).add_(g)  # m_t = g_t + β_t m_{t−1}
         denom = (e / correction).add_(eps).sqrt_()  # sqrt(Ê + ε), ε inside
-        param.addcmul_(m / denom, per_member(-lr, param))
+        param.addcmul_(m / denom, per_member(-step_size, param))

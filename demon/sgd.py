@@ -20,8 +20,8 @@ from ._base import (
     check_weight_decay,
     default_foreach,
     foreach_blocks,
+    group_beta,
 )
-from ._schedule import demon_beta
 
 __all__ = ["DemonSGD", "demon_sgd"]
 
@@ -45,7 +45,14 @@ class DemonSGD(DemonStepMixin, Optimizer):
 
     ``t`` counts ``step()`` calls (iterations, not epochs) and lives in optimizer state, so
     ``state_dict``/``load_state_dict`` resume on the same β. Each param group may carry its own
-    ``beta_init`` and ``total_steps``; the counter is shared and advances once per ``step()``.
+    ``beta_init``, ``total_steps``, ``delay_steps`` and ``beta_min``; the counter is shared and
+    advances once per ``step()``. ``load_state_dict`` restores the checkpoint's ``total_steps``
+    (warning if that differs from the optimizer's); ``set_total_steps`` extends a resumed run.
+
+    Not in the paper (each off by default, each documented in ``docs/demon.md``): a delay t₀ and a
+    floor β_min of the schedule (see ``demon_beta``), and decoupled weight decay
+    θ ← θ(1 − ηλ) before the step instead of adding λθ to the gradient (as AdamW does for Adam:
+    the decay is then not amplified by the momentum's 1/(1 − β_t)).
 
     Reference: J. Chen, C. Wolfe, Z. Li, A. Kyrillidis, "Demon: Improved Neural Network Training with
     Momentum Decay", ICASSP 2022, arXiv 1910.04952.
@@ -56,6 +63,9 @@ class DemonSGD(DemonStepMixin, Optimizer):
         beta_init: β_init in [0, 1), the momentum at t = 0 (default 0.9).
         total_steps: T, the total number of iterations of the run, ≥ 1 (required, keyword-only).
         weight_decay: λ, L2 penalty added to the gradient (default 0).
+        delay_steps: t₀, iterations at β_init before the decay starts, 0 ≤ t₀ < T (default 0).
+        beta_min: β_min, the floor the decay ends at, 0 ≤ β_min ≤ β_init (default 0).
+        decoupled_weight_decay: apply λ as θ ← θ(1 − ηλ) instead of L2 (default False).
         nesterov: Nesterov's look-ahead, ``θ += β_t v_{t+1} − η g_t`` (default False). **Not in the
             paper**; offered because torch's SGD has it.
         maximize: ascend the objective instead (default False).
@@ -82,18 +92,24 @@ class DemonSGD(DemonStepMixin, Optimizer):
         *,
         total_steps: int,
         weight_decay: float = 0.0,
+        delay_steps: int = 0,
+        beta_min: float = 0.0,
+        decoupled_weight_decay: bool = False,
         nesterov: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
         check_lr(lr)
-        check_demon_group(beta_init, total_steps)
+        check_demon_group(beta_init, total_steps, delay_steps, beta_min)
         check_weight_decay(weight_decay)
         defaults = {
             "lr": lr,
             "beta_init": beta_init,
             "total_steps": total_steps,
+            "delay_steps": delay_steps,
+            "beta_min": beta_min,
             "weight_decay": weight_decay,
+            "decoupled_weight_decay": decoupled_weight_decay,
             "nesterov": nesterov,
             "maximize": maximize,
             "foreach": foreach,
@@ -103,6 +119,9 @@ class DemonSGD(DemonStepMixin, Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         for group in self.param_groups:  # defaults for options added later, so old checkpoints load
+            group.setdefault("delay_steps", 0)
+            group.setdefault("beta_min", 0.0)
+            group.setdefault("decoupled_weight_decay", False)
             group.setdefault("nesterov", False)
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
@@ -134,9 +153,10 @@ class DemonSGD(DemonStepMixin, Optimizer):
                 params,
                 grads,
                 velocities,
-                beta=demon_beta(t, group["total_steps"], group["beta_init"]),
+                beta=group_beta(t, group),
                 lr=group["lr"],
                 weight_decay=group["weight_decay"],
+                decoupled_weight_decay=group["decoupled_weight_decay"],
                 nesterov=group["nesterov"],
                 maximize=group["maximize"],
                 foreach=group["foreach"],
@@ -153,6 +173,7 @@ def demon_sgd(
     beta: float,
     lr: float,
     weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
     nesterov: bool = False,
     maximize: bool = False,
     foreach: bool | None = None,
@@ -170,6 +191,7 @@ def demon_sgd(
             beta=beta,
             lr=lr,
             weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
             nesterov=nesterov,
             maximize=maximize,
         )
@@ -183,13 +205,17 @@ def _single_tensor_demon_sgd(
     beta: float,
     lr: float,
     weight_decay: float,
+    decoupled_weight_decay: bool,
     nesterov: bool,
     maximize: bool,
 ) -> None:
     for param, grad, velocity in zip(params, grads, velocities, strict=True):
         g = -grad if maximize else grad
         if weight_decay != 0:
-            g = g.add(param, alpha=weight_decay)
+            if decoupled_weight_decay:
+                param.mul_(1.0 - lr * weight_decay)  # θ ← θ(1 − ηλ), before the step (AdamW style)
+            else:
+                g = g.add(param, alpha=weight_decay)
         velocity.mul_(beta).add_(g, alpha=-lr)  # v_{t+1} = β_t v_t − η g_t
         if nesterov:
             param.add_(velocity, alpha=beta).add_(g, alpha=-lr)
@@ -205,6 +231,7 @@ def _multi_tensor_demon_sgd(
     beta: float,
     lr: float,
     weight_decay: float,
+    decoupled_weight_decay: bool,
     nesterov: bool,
     maximize: bool,
 ) -> None:
@@ -212,7 +239,10 @@ def _multi_tensor_demon_sgd(
     if maximize:
         g = torch._foreach_neg(g)
     if weight_decay != 0:
-        g = torch._foreach_add(g, params, alpha=weight_decay)
+        if decoupled_weight_decay:
+            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        else:
+            g = torch._foreach_add(g, params, alpha=weight_decay)
     torch._foreach_mul_(velocities, beta)
     torch._foreach_add_(velocities, g, alpha=-lr)
     if nesterov:

@@ -2,8 +2,9 @@
 
 The figures themselves come from ``studies.metrics`` and ``studies.heatmaps`` (one implementation for
 the CLI and the service); this module only fetches the per-seed rows and caches what is expensive.
-A report is cached per (study, progress, metric, split, target): a new result changes the progress
-counters and so the key, and a finished study's reports are computed once.
+Grids, sensitivity reports and heatmaps go through ``service.report_cache``: per (study, metric,
+split, target...), recomputed when the study's progress changed but at most every few seconds while
+it runs, one at a time at a low CPU priority; a finished study's reports are computed once.
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ import json
 import math
 import threading
 from collections import OrderedDict
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 from sqlalchemy.engine import Engine
+
+from studies import vocab
+from studies.vocab import MetricKind, StudyStatus
 
 from .db import dal
 from .db.engine import session_scope
 from .db.models import Study
 from .errors import Conflict, InvalidInput
+from .report_cache import reports
 
-STATS = ("mean", "median", "min", "max")
-# Replicates of the paired seed bootstrap behind every pair interval (``studies.metrics``' default:
-# 2000). A report is computed once per study progress and cached, so this costs the first visitor.
-SENSITIVITY_RESAMPLES = 2000
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -52,29 +53,25 @@ def study_spec(study: Study) -> Any:
     return StudySpec.model_validate(study.spec, context={"max_trials": math.inf})
 
 
-def metric_kind(spec: Any, metric: str | None) -> tuple[str, Literal["metric", "loss"]]:
+def metric_kind(spec: Any, metric: str | None) -> tuple[str, MetricKind]:
     """Map a metric name (the workload's own, "loss", or None for the study's) to (name, column kind)."""
     name = metric or spec.metric_name
-    from studies.workloads import get_workload
-
-    workload_metric = get_workload(spec.workload, spec.workload_params).metric_name
+    workload_metric = vocab.workload_entry(spec.workload).metric_name
     if name not in (workload_metric, "loss"):
         raise InvalidInput("metric", f"unknown metric {name!r}; valid choices: {workload_metric}, loss")
-    kind: Literal["metric", "loss"] = "loss" if name == "loss" else "metric"
+    kind: MetricKind = "loss" if name == "loss" else "metric"
     return name, kind
 
 
-def y_fail(spec: Any, kind: str) -> float:
-    """The failure score of a diverged trial for this metric kind."""
-    from studies.workloads import get_workload
-
-    workload = get_workload(spec.workload, spec.workload_params)
-    return workload.chance_loss() if kind == "loss" else workload.chance_metric()
+def y_fail(spec: Any, kind: MetricKind) -> float:
+    """The failure score of a diverged trial of this study for this metric kind."""
+    return vocab.y_fail(spec.workload, spec.workload_params, kind)
 
 
 def _check_split(split: str) -> None:
-    if split not in ("val", "test"):
-        raise InvalidInput("split", f"unknown split {split!r}; valid choices: val, test")
+    problem = vocab.split_problem(split)
+    if problem:
+        raise InvalidInput("split", problem)
 
 
 _FRAMES: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
@@ -83,9 +80,7 @@ _frames_lock = threading.Lock()
 _frame_locks: dict[tuple[Any, ...], threading.Lock] = {}
 
 
-def _frame(
-    engine: Engine, study_id: str, kind: Literal["metric", "loss"], progress: tuple[Any, ...] | None = None
-) -> pd.DataFrame:
+def _frame(engine: Engine, study_id: str, kind: MetricKind, progress: tuple[Any, ...] | None = None) -> pd.DataFrame:
     """The study's per-seed scores (callers have already looked the study up).
 
     With ``progress`` (``_progress_key``), the frame is shared by the requests of one page (heatmaps
@@ -122,6 +117,13 @@ def _axes(spec: Any, frame: pd.DataFrame) -> Any:
     return grid_axes(spec, frame)
 
 
+def _throttled(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
+    """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``)."""
+    key = (what, study.id, *params)
+    running = not study.status.is_finished
+    return reports.get(key, progress=_progress_key(study), running=running, compute=compute)
+
+
 def _progress_key(study: Study) -> tuple[Any, ...]:
     return (study.id, study.status.value, study.trials_done, study.trials_failed, study.attempts)
 
@@ -134,8 +136,8 @@ def grid(
     from studies.metrics import cell_table
 
     _check_split(split)
-    if stat not in STATS:
-        raise InvalidInput("stat", f"unknown stat {stat!r}; valid choices: {', '.join(STATS)}")
+    if stat not in vocab.STATS:
+        raise InvalidInput("stat", f"unknown stat {stat!r}; valid choices: {', '.join(vocab.STATS)}")
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
     spec = study_spec(study)
@@ -153,7 +155,7 @@ def grid(
         matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
         return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
 
-    result: dict[str, Any] = _cached(("grid", *_progress_key(study), arm, name, split, stat), compute)
+    result: dict[str, Any] = _throttled("grid", study, (arm, name, split, stat), compute)
     return result
 
 
@@ -165,9 +167,8 @@ def _stat_matrix(frame: pd.DataFrame, axes: Any, table: Any, split: str, stat: s
         return table.raw_mean
     if stat == "median":
         return table.raw_median
-    rows = frame[frame["status"].isin(["completed", "diverged"])].copy()
-    rows[split] = rows[split].where(rows["status"] == "completed", fail).clip(upper=fail)
-    values = rows.dropna(subset=[split]).groupby(["lr", "beta_init"])[split].agg(stat)
+    rows = frame.assign(score=vocab.impute_scores(frame[split], frame["status"], fail))
+    values = rows.dropna(subset=["score"]).groupby(["lr", "beta_init"])["score"].agg(stat)
     return np.array([[values.get((lr, beta), np.nan) for beta in axes.betas] for lr in axes.lrs], dtype=float)
 
 
@@ -242,8 +243,7 @@ def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str
         about = SensitivityStudy(id=study_id, metric=name, split=split, status=study.status.value)
         return SensitivityPublic(**dict(report), study=about)
 
-    key = ("sensitivity", *_progress_key(study), name, split, target)
-    return _cached(key, compute)
+    return _throttled("sensitivity", study, (name, split, target), compute)
 
 
 def heatmap(
@@ -276,7 +276,7 @@ def heatmap(
             )
         )
 
-    data: bytes = _cached(("heatmap", *_progress_key(study), name, split, tuple(arms or ()), fmt), compute)
+    data: bytes = _throttled("heatmap", study, (name, split, tuple(arms or ()), fmt), compute)
     return data
 
 
@@ -326,7 +326,8 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
     with session_scope(engine, read_only=True) as session:
         studies = [
             study
-            for status in ("completed", "completed_with_failures")
+            for status in StudyStatus
+            if status.has_results
             for study in dal.list_studies(session, status=status, workload=workload, offset=0, limit=10_000)[0]
         ]
     entries = []

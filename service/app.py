@@ -21,6 +21,7 @@ from studies.metrics import MetricsError
 from studies.spec import StudySpec
 
 from .api.limits import BodySizeLimit
+from .api.ratelimit import RateLimits
 from .api.routes import events, health, results, robustness, studies
 from .db.engine import make_engine
 from .db.migrations import upgrade_to_head
@@ -31,6 +32,7 @@ from .errors import (
     NotFound,
     SpecInvalid,
     StorageUnavailable,
+    TooManyRequests,
     Unauthorized,
     field_name,
     reason,
@@ -74,6 +76,9 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limits = RateLimits(
+        parse_limit=settings.parse_rate_limit, failed_token_limit=settings.failed_token_limit
+    )
     for router in (studies.router, results.router, events.router, robustness.router, health.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
@@ -133,6 +138,12 @@ def _register_errors(app: FastAPI) -> None:
     async def _unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
         response = _error(401, str(exc))
         response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(TooManyRequests)
+    async def _too_many(request: Request, exc: TooManyRequests) -> JSONResponse:
+        response = _error(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(StorageUnavailable)

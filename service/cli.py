@@ -320,7 +320,7 @@ def _cmd_token_revoke(args: argparse.Namespace) -> int:
     engine = _token_engine()
     try:
         with session_scope(engine) as session:
-            revoked = dal.revoke_token(session, args.token)
+            revoked = dal.revoke_token(session, args.name, token_id=args.id)
     finally:
         engine.dispose()
     print(f"revoked token {revoked.id} ({revoked.name!r})")
@@ -346,7 +346,9 @@ def _client_args(p: argparse.ArgumentParser) -> None:
 
 def _score_args(p: argparse.ArgumentParser, split: str) -> None:
     p.add_argument("--metric", default=None, help="the workload's metric (default) or 'loss'")
-    p.add_argument("--split", default=split, choices=["val", "test"])
+    from studies.vocab import SPLITS
+
+    p.add_argument("--split", default=split, choices=SPLITS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -482,8 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_token_create)
     t = token_sub.add_parser("list", help="every token: id, name, created, last used, expiry, state")
     t.set_defaults(func=_cmd_token_list)
-    t = token_sub.add_parser("revoke", help="revoke a token by id or name (it stops working at once)")
-    t.add_argument("token", help="the token's id (from `token list`) or its name")
+    t = token_sub.add_parser("revoke", help="revoke a token by name or --id (it stops working at once)")
+    who = t.add_mutually_exclusive_group(required=True)
+    who.add_argument("name", nargs="?", help="the token's name (a name of digits is a name, not an id)")
+    who.add_argument("--id", type=int, help="the token's id (from `token list`)")
     t.set_defaults(func=_cmd_token_revoke)
     return parser
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from studies.vocab import FINISHED_STUDY_STATUSES
+
 from .errors import ApiError, ServiceUnreachable
 from .schemas import (
     GridPublic,
@@ -32,7 +34,7 @@ from .schemas import (
     TrialsPublic,
 )
 
-FINISHED = ("completed", "completed_with_failures", "failed", "cancelled")
+FINISHED: tuple[str, ...] = tuple(FINISHED_STUDY_STATUSES)
 
 
 __all__ = ["FINISHED", "ApiError", "DemonlabClient", "ServiceUnreachable"]

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from studies.vocab import StudyStatus
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "digits.yaml"
 
 
@@ -111,7 +113,7 @@ def run_demo(
         print(f"  live in the dashboard: {base}/studies/{created.id}", flush=True)
         study = follow(client, created.id)
         print(f"study {study.id}: {study.status}" + (f" — {study.error}" if study.error else ""))
-        if study.status in ("completed", "completed_with_failures"):
+        if StudyStatus(study.status).has_results:
             _summarise(client, study.id, settings.data_dir, base)
     except BaseException:
         server.should_exit = True

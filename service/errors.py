@@ -11,6 +11,7 @@ the service catches at the level it cares about::
      ├── InvalidInput        422  a value the service cannot accept (names the field and the reason)
      │    └── SpecInvalid    422  a study spec that fails validation, with every error
      ├── Unauthorized        401  a mutating request without a valid bearer token
+     ├── TooManyRequests     429  a client over a rate limit (``retry_after`` seconds)
      ├── StorageUnavailable  503  the database cannot be reached, is locked, or failed to answer
      └── ApiError                 (client side) the service answered an HTTP error: status, detail, field
           └── ServiceUnreachable  no answer at all: connection refused, timeout (wraps httpx's error)
@@ -27,6 +28,7 @@ __all__ = [
     "ServiceUnreachable",
     "SpecInvalid",
     "StorageUnavailable",
+    "TooManyRequests",
     "Unauthorized",
     "field_name",
     "reason",
@@ -71,6 +73,14 @@ class SpecInvalid(InvalidInput):
 
 class Unauthorized(DemonlabError):
     """A mutating request without a valid bearer token while tokens are configured."""
+
+
+class TooManyRequests(DemonlabError):
+    """A client over one of the service's rate limits: try again in ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class StorageUnavailable(DemonlabError):

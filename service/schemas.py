@@ -14,10 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from studies.metrics.models import RobustnessReport, SensitivityReport
-from studies.results import TrialStatus
-from studies.vocab import ArmName, MetricName, Split, Stat
-
-from .db.models import StudyStatus
+from studies.vocab import ArmName, MetricName, Split, Stat, StudyStatus, TrialStatus
 
 
 class StudyCreated(BaseModel):

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     api_tokens_required: bool = False
     max_trials_per_study: int = Field(default=20_000, gt=0)
     max_request_bytes: int = Field(default=1 << 20, gt=0, description="request bodies above this get 413")
+    parse_rate_limit: str = Field(
+        default="10/second", description="POST /specs/parse per client address ('limits' notation: N/second|minute)"
+    )
+    failed_token_limit: str = Field(
+        default="10/minute", description="wrong bearer tokens per client address before it gets 429"
+    )
     max_concurrent_studies: int = Field(default=2, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_after_seconds: float = Field(default=30.0, gt=0)
@@ -74,6 +80,18 @@ class Settings(BaseSettings):
         if value or data_dir is None:  # no data_dir: its own error is being reported
             return value
         return f"sqlite:///{data_dir / DATABASE_FILENAME}"
+
+    @field_validator("parse_rate_limit", "failed_token_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        """A limit in the ``limits`` library's notation ("10/second", "100 per minute")."""
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '10/second': {value!r}") from exc
+        return value
 
     @model_validator(mode="after")
     def _stale_outlives_heartbeat(self) -> Self:

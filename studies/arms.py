@@ -1,13 +1,14 @@
-"""Arms: named optimizer recipes built from ``demon`` and torch's own schedulers.
+"""Arms on torch: the optimizer and schedulers of one trial, built from the arm's declaration.
 
-- ``demon_sgdm``, ``demon_adam``: Demon with a constant learning rate (Demon replaces the schedule).
-- ``sgdm_<schedule>``, ``adam_<schedule>`` for schedule ∈ {none, step, cosine, linear, exp, onecycle,
-  plateau}: torch's SGD(momentum) / Adam with torch's LR schedulers, stepped per iteration (plateau:
-  per epoch on the validation loss).
-- ``sgdm_cosmom``, ``sgdm_linmom``: SGD with its momentum decayed to 0 by a cosine or a line, the
-  paper's momentum-schedule baselines (torch has no such scheduler, so these few lines are ours).
+The arms themselves (kind, schedule, parameters, Nesterov rule) are declared once, torch-free, in
+``studies.vocab.arms``; this module turns a declaration into torch objects:
 
-For every arm β_init is the (initial) momentum or β1, so grids of different arms line up cell by cell.
+- Demon arms: ``DemonSGD`` / ``DemonAdam`` with a constant learning rate (Demon replaces the schedule),
+  and the variants the arm declares (delay, floor, decoupled weight decay, first-moment correction).
+- LR schedules: torch's SGD(momentum) / Adam with torch's LR schedulers, stepped per iteration
+  (plateau: per epoch on the validation loss).
+- ``cosmom``, ``linmom``: SGD with its momentum decayed to 0 by a cosine or a line, the paper's
+  momentum-schedule baselines (torch has no such scheduler, so these few lines are ours).
 """
 
 from __future__ import annotations
@@ -31,90 +32,9 @@ from torch.optim.lr_scheduler import (
 
 from demon import DemonAdam, DemonSGD
 
-SCHEDULES = ("none", "step", "cosine", "linear", "exp", "onecycle", "plateau")
-MOMENTUM_SCHEDULES = ("cosmom", "linmom")
+from .vocab.arms import arm, check_arm
 
-# Parameters each schedule accepts, with defaults (fractions are of the total iterations).
-SCHEDULE_PARAMS: dict[str, dict[str, Any]] = {
-    "none": {},
-    "step": {"milestones": [0.5, 0.75], "gamma": 0.1},
-    "cosine": {"eta_min": 0.0},
-    "linear": {"end_factor": 0.0},
-    "exp": {"final_factor": 0.01},
-    "onecycle": {"pct_start": 0.3, "div_factor": 10.0, "final_div_factor": 1.0, "momentum_span": 0.1},
-    "plateau": {"factor": 0.1, "patience": 2},
-    "cosmom": {},
-    "linmom": {},
-}
-COMMON_PARAMS = {"nesterov": False}
-
-
-def arm_names() -> list[str]:
-    """Every valid arm name."""
-    names = ["demon_sgdm", "demon_adam"]
-    names += [f"{base}_{s}" for base in ("sgdm", "adam") for s in SCHEDULES]
-    names += [f"sgdm_{m}" for m in MOMENTUM_SCHEDULES]
-    return names
-
-
-def _split(name: str) -> tuple[str, str]:
-    base, _, schedule = name.partition("_")
-    return base, schedule
-
-
-def check_arm(name: str, params: dict[str, Any]) -> None:
-    """Raise ``ValueError`` for an unknown arm or parameter, listing the valid choices."""
-    if name not in arm_names():
-        raise ValueError(f"unknown arm {name!r}; valid choices: {', '.join(arm_names())}")
-    base, schedule = _split(name)
-    allowed = dict(COMMON_PARAMS) if "sgdm" in (base, schedule) else {}
-    if base != "demon":
-        allowed.update(SCHEDULE_PARAMS[schedule])
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        choices = ", ".join(sorted(allowed)) or "none"
-        raise ValueError(f"arm {name!r}: unknown parameter(s) {unknown}; valid parameters: {choices}")
-    for param, value in params.items():
-        problem = _param_problem(param, value)
-        if problem:
-            raise ValueError(f"arm {name!r}: parameter {param!r} {problem} (got {value!r})")
-
-
-# Valid range of each numeric schedule parameter: (low, high, low inclusive, high inclusive).
-PARAM_RANGES: dict[str, tuple[float, float, bool, bool]] = {
-    "gamma": (0.0, 1.0, False, True),
-    "eta_min": (0.0, math.inf, True, False),
-    "end_factor": (0.0, 1.0, True, True),
-    "final_factor": (0.0, 1.0, False, True),
-    "pct_start": (0.0, 1.0, False, False),
-    "div_factor": (0.0, math.inf, False, False),
-    "final_div_factor": (0.0, math.inf, False, False),
-    "momentum_span": (0.0, 1.0, True, True),
-    "factor": (0.0, 1.0, False, False),
-    "patience": (0.0, 10_000.0, True, True),
-}
-
-
-def _param_problem(param: str, value: Any) -> str | None:
-    """Why ``value`` is not valid for ``param``, or None."""
-    if param == "nesterov":
-        return None if isinstance(value, bool) else "must be true or false"
-    if param == "milestones":
-        fractions = isinstance(value, list) and value and all(_number(m) and 0 < m < 1 for m in value)
-        return None if fractions else "must be a non-empty list of fractions of training in (0, 1)"
-    low, high, low_in, high_in = PARAM_RANGES[param]
-    if not _number(value):
-        return "must be a number"
-    if param == "patience" and value != int(value):
-        return "must be a whole number of epochs"
-    above = value >= low if low_in else value > low
-    below = value <= high if high_in else value < high
-    interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
-    return None if above and below else f"must lie in {interval}"
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+__all__ = ["ArmRun", "MomentumSchedule", "build_arm", "check_arm", "demon_variants"]
 
 
 @dataclass
@@ -164,35 +84,36 @@ def build_arm(
     weight_decay: float = 0.0,
 ) -> ArmRun:
     """Instantiate arm ``name`` for one trial (``total_steps`` iterations in all)."""
-    check_arm(name, params)
-    base, schedule = _split(name)
-    nesterov = bool(params.get("nesterov", False))
-    if name == "demon_sgdm":
-        sgd = DemonSGD(
-            model_params,
-            lr=lr,
-            beta_init=beta_init,
-            total_steps=total_steps,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-        )
-        return ArmRun(sgd)
-    if name == "demon_adam":
-        adam = DemonAdam(model_params, lr=lr, beta_init=beta_init, total_steps=total_steps, weight_decay=weight_decay)
-        return ArmRun(adam)
+    declared = arm(name)
+    settings = declared.settings(params)
+    nesterov = declared.nesterov(params, beta_init)
+    if declared.demon:
+        common: dict[str, Any] = {
+            "lr": lr,
+            "beta_init": beta_init,
+            "total_steps": total_steps,
+            "weight_decay": weight_decay,
+        }
+        common.update(demon_variants(settings, total_steps))
+        if declared.kind == "sgdm":
+            return ArmRun(DemonSGD(model_params, nesterov=nesterov, **common))
+        return ArmRun(DemonAdam(model_params, **common))
     optimizer: Optimizer
-    if base == "sgdm":
+    if declared.kind == "sgdm":
         optimizer = torch.optim.SGD(
-            model_params,
-            lr=lr,
-            momentum=beta_init,
-            weight_decay=weight_decay,
-            nesterov=nesterov and beta_init > 0,
+            model_params, lr=lr, momentum=beta_init, weight_decay=weight_decay, nesterov=nesterov
         )
     else:
         optimizer = torch.optim.Adam(model_params, lr=lr, betas=(beta_init, 0.999), weight_decay=weight_decay)
-    settings = {**SCHEDULE_PARAMS[schedule], **params}
-    return _with_schedule(optimizer, schedule, settings, lr, beta_init, total_steps)
+    return _with_schedule(optimizer, declared.schedule.name, settings, lr, beta_init, total_steps)
+
+
+def demon_variants(settings: dict[str, Any], total_steps: int) -> dict[str, Any]:
+    """A Demon arm's variant parameters as optimizer keywords: ``delay`` (a fraction of training)
+    becomes ``delay_steps`` = round(delay · T), kept below T; the others pass as they are."""
+    variants = {k: v for k, v in settings.items() if k not in ("delay", "nesterov")}
+    variants["delay_steps"] = min(round(settings.get("delay", 0.0) * total_steps), total_steps - 1)
+    return variants
 
 
 def _with_schedule(

@@ -3,31 +3,18 @@
 These cross process boundaries (Ray workers, the service's database layer), so they are plain
 frozen dataclasses of builtins that pickle cleanly and convert to and from JSON-able dicts.
 Scores are raw workload units where lower is better (error rate, loss, perplexity); the metric
-code orients them (y = −value) itself.
+code orients them (y = −value) itself. ``TrialStatus`` is the vocabulary's (``studies.vocab``).
 """
 
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .vocab.statuses import TrialStatus
 
-class TrialStatus(enum.StrEnum):
-    """Life cycle of a trial. ``diverged`` is a result (docs/metrics.md); ``failed`` is missing data."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_done(self) -> bool:
-        """Completed and diverged trials are results and never run again."""
-        return self in (TrialStatus.COMPLETED, TrialStatus.DIVERGED)
+__all__ = ["EpochRecord", "TrialKey", "TrialResult", "TrialStatus"]
 
 
 @dataclass(frozen=True, order=True)

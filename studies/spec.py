@@ -26,17 +26,17 @@ from pydantic import (
     model_validator,
 )
 
-from .arms import arm_names, check_arm
 from .metrics.models import VerdictSpec
 from .results import TrialKey
-from .vocab import Split
-from .workloads import Workload, get_workload, workload_names
-from .workloads.params import PARAMS, validate_params
+from .vocab.arms import arm_names, check_arm, label_pattern
+from .vocab.samplers import DEFAULT_SAMPLER, sampler_names
+from .vocab.scores import MetricKind, Split
+from .vocab.workload_params import PARAMS, validate_params
+from .vocab.workloads import WorkloadEntry, workload_entry, workload_names
 
 DEFAULT_MAX_TRIALS = 20_000
 MAX_SEED = 2**31 - 1  # a trial's seed is a 32-bit INTEGER column; Optuna's sampler seed is bounded alike
 MAX_VALUES = 1000  # learning rates or β_init values listed in one spec
-SAMPLERS = ("tpe", "gp", "cmaes", "random", "qmc")
 
 
 EXAMPLE: dict[str, Any] = {
@@ -96,9 +96,17 @@ class Range(_Strict):
 
 
 class ArmSpec(_Strict):
-    """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm)."""
+    """An arm by name, with optional parameters (e.g. ``{"milestones": [0.3, 0.6]}`` for a step arm).
 
-    name: str = Field(json_schema_extra=_enum(arm_names()))
+    To run one arm several times with different parameters (a sweep of ``delay`` or ``beta_min``),
+    label each run ``<arm>@<tag>`` (``demon_sgdm@delay0.25``): the label names it everywhere in the
+    study's results, its parameters are its own.
+    """
+
+    name: str = Field(
+        max_length=64,  # the trials table's arm column
+        json_schema_extra={"anyOf": [_enum(arm_names()), {"pattern": label_pattern(tuple(arm_names()))}]},
+    )
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -117,7 +125,7 @@ class OptunaSearchSpec(_Strict):
     """Optuna search: per arm, ``n_trials`` points (log-uniform lr, uniform β_init), each on every seed."""
 
     mode: Literal["optuna"]
-    sampler: str = "tpe"
+    sampler: str = Field(default=DEFAULT_SAMPLER, json_schema_extra=_enum(sampler_names()))
     n_trials: int = Field(ge=1, le=100_000)
     lr: Range
     beta_init: Range
@@ -126,8 +134,8 @@ class OptunaSearchSpec(_Strict):
     @field_validator("sampler")
     @classmethod
     def _sampler(cls, value: str) -> str:
-        if value not in SAMPLERS:
-            raise ValueError(f"unknown sampler {value!r}; valid choices: {', '.join(SAMPLERS)}")
+        if value not in sampler_names():
+            raise ValueError(f"unknown sampler {value!r}; valid choices: {', '.join(sampler_names())}")
         return value
 
     @field_validator("lr")
@@ -166,6 +174,18 @@ class Execution(_Strict):
 
     mode: Literal["per_trial", "packed"] = "per_trial"
     pack_size: Literal["auto"] | Annotated[int, Field(ge=1, le=100_000)] = "auto"
+
+
+def _check_floors(spec: StudySpec) -> None:
+    """A Demon arm's ``beta_min`` must not exceed any β_init it runs at (the floor would raise β)."""
+    lowest = spec.search.beta_init.min if isinstance(spec.search, OptunaSearchSpec) else min(spec.beta_init)
+    for entry in spec.arms:
+        floor = entry.params.get("beta_min", 0.0)
+        if floor > lowest:
+            raise ValueError(
+                f"arms: {entry.name!r} has beta_min {floor} above the study's smallest beta_init {lowest} "
+                "(the floor must not exceed any beta_init it runs at)"
+            )
 
 
 class StudySpec(_Strict):
@@ -279,6 +299,7 @@ class StudySpec(_Strict):
         if value.mode != "packed" or "workload" not in info.data:
             return value
         from .packed import packing_problem
+        from .workloads import get_workload
 
         name = info.data["workload"]
         try:
@@ -302,6 +323,7 @@ class StudySpec(_Strict):
                 raise ValueError("lr: a grid study needs at least one learning rate")
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
+        _check_floors(self)
         limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
         if self.trial_count > limit:
             raise ValueError(
@@ -323,10 +345,10 @@ class StudySpec(_Strict):
     @property
     def metric_name(self) -> str:
         """The metric the study optimises and reports (default: the workload's own)."""
-        return self.metric or get_workload(self.workload, self.workload_params).metric_name
+        return self.metric or workload_entry(self.workload).metric_name
 
     @property
-    def metric_kind(self) -> Literal["metric", "loss"]:
+    def metric_kind(self) -> MetricKind:
         """Which stored score the metric is: the workload's primary metric or its loss."""
         return "loss" if self.metric_name == "loss" else "metric"
 
@@ -346,17 +368,17 @@ class StudySpec(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _checked_workload(name: str, params: dict[str, Any]) -> Workload:
-    """The workload with these parameters, or a ``ValueError`` naming ``workload_params`` when they
-    are of the wrong type or make its failure scores meaningless (e.g. ``classes: 0``)."""
+def _checked_workload(name: str, params: dict[str, Any]) -> WorkloadEntry:
+    """The workload's entry, or a ``ValueError`` naming ``workload_params`` when they make its
+    failure scores meaningless (e.g. ``classes: 0``) or contradict its data (``num_classes``)."""
+    entry = workload_entry(name)
     try:
-        workload = get_workload(name, params)
-        fail_values = (workload.chance_metric(), workload.chance_loss())
+        fail_values = entry.chance_levels(params)
     except (TypeError, ValueError, ArithmeticError, KeyError) as exc:
         raise ValueError(f"workload_params: not valid for {name!r}: {exc}") from None
     if not all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in fail_values):
         raise ValueError(f"workload_params: not valid for {name!r}: chance-level scores {fail_values}")
-    return workload
+    return entry
 
 
 def _yaml_loader() -> Any:
@@ -415,7 +437,6 @@ def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAU
 
 
 __all__ = [
-    "SAMPLERS",
     "ArmSpec",
     "Execution",
     "GridSearch",

@@ -16,6 +16,7 @@ from ..db import dal
 from ..db.engine import session_scope
 from ..errors import Unauthorized
 from ..settings import Settings
+from .ratelimit import client_address, rate_limits
 
 # Declares the ``bearer`` security scheme in the OpenAPI schema; the check itself is ``require_token``
 # (a missing header is not an error while no token is configured).
@@ -50,6 +51,7 @@ def require_token(
 
     Tokens are "configured" when any exists in the database (expired and revoked ones too) or
     ``api_tokens_required`` is set; an expired or revoked token is refused (401) and says which.
+    Wrong tokens are rate-limited per client address (``service.api.ratelimit``): 429 past the limit.
     """
     with session_scope(engine) as session:
         if not settings.api_tokens_required and not dal.any_tokens(session):
@@ -60,8 +62,11 @@ def require_token(
             raise Unauthorized(
                 "this endpoint requires 'Authorization: Bearer <token>' (create one with `demonlab token create`)"
             )
+        limits, client = rate_limits(request), client_address(request)
+        limits.check_token_guesses(client)  # 429 while this address is over its wrong-token allowance
         state = dal.check_token(session, token.strip())
         if state != "active":
+            limits.count_wrong_token(client)
             what = {"expired": "has expired", "revoked": "was revoked"}.get(state, "is not valid")
             raise Unauthorized(f"the bearer token {what} (create one with `demonlab token create`)")
 

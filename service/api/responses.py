@@ -19,6 +19,7 @@ DESCRIPTIONS = {
     409: "the request clashes with the study's state (running, already finished, a reused idempotency key)",
     413: "the request body is larger than the limit (DEMONLAB_MAX_REQUEST_BYTES)",
     422: "a parameter or the body is not valid: the field at fault and why",
+    429: "too many requests from this address (a spec parse, or wrong tokens): see Retry-After",
     503: "the database cannot be reached",
 }
 

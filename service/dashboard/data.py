@@ -13,15 +13,17 @@ import math
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from studies.vocab import MetricName, Split
+from studies.vocab import MetricName, Split, impute_scores
 
 from .. import analysis
 from ..api.deps import EngineDep
+from ..api.ratelimit import limit_spec_parsing
 from ..api.responses import errors
+from ..api.text_limits import TextTooCostly, check_text_cost, yaml_loader
 from ..db import dal
 from ..db.engine import session_scope
 from .models import HeatmapsPublic, ParsedSpec, PlacementPublic, PointsPublic, SpecText
@@ -56,12 +58,8 @@ def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: Split)
     spec = analysis.study_spec(study)
     name, kind = analysis.metric_kind(spec, metric)
     progress = analysis._progress_key(study)
-    return dict(
-        analysis._cached(
-            ("dashboard-heatmaps", *progress, name, split),
-            lambda: _heatmaps(engine, study, spec, name, kind, split, progress),
-        )
-    )
+    compute = lambda: _heatmaps(engine, study, spec, name, kind, split, progress)  # noqa: E731
+    return dict(analysis._throttled("dashboard-heatmaps", study, (name, split), compute))
 
 
 def _heatmaps(
@@ -188,9 +186,9 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
         frame = dal.trial_scores_frame(session, study_id, metric="metric")
     spec = analysis.study_spec(study)
     fail = analysis.y_fail(spec, "metric")
+    frame = frame.assign(score=impute_scores(frame[split], frame["status"], fail))
     frame = frame[frame["status"].isin(["completed", "diverged"])]
-    scores = frame[split].where(frame["status"] == "completed", fail).clip(upper=fail)
-    frame = frame.assign(score=scores, diverged=(frame["status"] == "diverged").astype(int), seeds=1)
+    frame = frame.assign(diverged=(frame["status"] == "diverged").astype(int), seeds=1)
     # One point per sampled (lr, β_init): the median over its seeds, as a grid cell.
     grouped = (
         frame.groupby(["arm", "lr", "beta_init"], sort=True)
@@ -318,7 +316,9 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} value has no JSON form")
 
 
-@specs_router.post("/parse", response_model=ParsedSpec, responses=errors(413))
+@specs_router.post(
+    "/parse", response_model=ParsedSpec, responses=errors(413, 429), dependencies=[Depends(limit_spec_parsing)]
+)
 def parse_spec(body: SpecText) -> Any:
     """YAML or JSON text → the spec object and each field's line (what the submit page sends next).
     Text that is not a JSON-like mapping is a 422 naming the line where known."""
@@ -331,9 +331,13 @@ def parse_spec(body: SpecText) -> Any:
 
     if not body.text.strip():
         return invalid("the spec is empty")
+    try:  # bounded work before anything is built (service.api.text_limits)
+        check_text_cost(body.text)
+    except TextTooCostly as exc:
+        return invalid(exc.reason, exc.line)
     try:
-        node = yaml.compose(body.text, Loader=yaml.SafeLoader)
-        spec = yaml.safe_load(body.text)
+        node = yaml.compose(body.text, Loader=yaml_loader())
+        spec = yaml.load(body.text, Loader=yaml_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)

@@ -12,8 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from studies.vocab import ArmName, MetricName, Split
-
-from ..db.models import StudyStatus
+from studies.vocab.statuses import StudyStatus
 
 __all__ = [
     "ArmHeatmap",

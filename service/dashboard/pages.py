@@ -18,6 +18,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from studies.vocab import StudyStatus
+
 from .. import analysis
 from ..api.deps import EngineDep
 from ..db import dal
@@ -28,7 +30,7 @@ from . import words
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent.parent / "studies" / "examples"
-STATUSES = ("queued", "running", "completed", "completed_with_failures", "failed", "cancelled")
+STATUSES: tuple[str, ...] = tuple(StudyStatus)
 PAGE_SIZE = 25
 
 CSP = (

@@ -28,7 +28,7 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -52,9 +52,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.errors import Conflict, InvalidInput, NotFound
 from service.tokens import token_state
-from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
+from studies.results import EpochRecord, TrialKey, TrialResult
+from studies.vocab import METRIC_KINDS, MetricKind, Split, StudyStatus, TrialStatus, split_problem
 
-from .models import ApiToken, Study, StudyStatus, Trial, TrialEpoch, utcnow
+from .models import ApiToken, Study, Trial, TrialEpoch, utcnow
 from .nonfinite import ValueKind, decode_float, encode_float
 
 if TYPE_CHECKING:
@@ -760,10 +761,11 @@ def trial_record(trial: Trial) -> TrialRecord:
 
 
 def _score_column(split: str, metric: str) -> InstrumentedAttribute[float | None]:
-    if split not in ("val", "test"):
-        raise InvalidInput("split", f"must be 'val' or 'test', got {split!r}")
-    if metric not in ("metric", "loss"):
-        raise InvalidInput("metric", f"must be 'metric' or 'loss', got {metric!r}")
+    problem = split_problem(split)
+    if problem:
+        raise InvalidInput("split", problem)
+    if metric not in METRIC_KINDS:
+        raise InvalidInput("metric", f"unknown metric kind {metric!r}; valid choices: {', '.join(METRIC_KINDS)}")
     column: InstrumentedAttribute[float | None] = getattr(Trial, f"{split}_{metric}")
     return column
 
@@ -772,7 +774,7 @@ def trial_scores_frame(
     session: Session,
     study_id: str,
     *,
-    metric: Literal["metric", "loss"] = "metric",
+    metric: MetricKind = "metric",
     arm: str | None = None,
 ) -> pd.DataFrame:
     """Every trial's (of ``arm``, or all) final val and test score as a DataFrame (``FRAME_COLUMNS``).
@@ -836,8 +838,8 @@ def grid_aggregate(
     study_id: str,
     *,
     arm: str,
-    metric: Literal["metric", "loss"] = "metric",
-    split: Literal["val", "test"] = "val",
+    metric: MetricKind = "metric",
+    split: Split = "val",
 ) -> list[GridCell]:
     """Per (lr, β_init) cell of ``arm``: trial counts and mean/min/max of completed trials' finite
     scores, as one indexed ``GROUP BY`` (diverged trials are counted, not averaged)."""
@@ -968,19 +970,22 @@ def list_tokens(session: Session) -> list[TokenRecord]:
     return [_token_record(t, now) for t in session.scalars(select(ApiToken).order_by(ApiToken.id))]
 
 
-def revoke_token(session: Session, id_or_name: str) -> TokenRecord:
-    """Revoke the token with this id, or the one token with this name; returns it as revoked.
+def revoke_token(session: Session, name: str | None = None, *, token_id: int | None = None) -> TokenRecord:
+    """Revoke the one token named ``name``, or the token with id ``token_id`` (exactly one of the two:
+    a name made of digits is a name, never an id); returns it as revoked.
 
-    ``NotFound`` when none matches; ``Conflict`` when the name is shared (use the id)."""
-    if id_or_name.isdigit():
-        tokens = list(session.scalars(select(ApiToken).where(ApiToken.id == int(id_or_name))))
+    ``NotFound`` when none matches; ``Conflict`` when the name is shared (revoke by id)."""
+    if (name is None) == (token_id is None):
+        raise InvalidInput("token", "give a token's name or its id, not both")
+    if token_id is not None:
+        tokens = list(session.scalars(select(ApiToken).where(ApiToken.id == token_id)))
     else:
-        tokens = list(session.scalars(select(ApiToken).where(ApiToken.name == id_or_name)))
+        tokens = list(session.scalars(select(ApiToken).where(ApiToken.name == name)))
     if not tokens:
-        raise NotFound("token", id_or_name)
+        raise NotFound("token", f"id {token_id}" if token_id is not None else str(name))
     if len(tokens) > 1:
         ids = ", ".join(str(t.id) for t in tokens)
-        raise Conflict(f"{len(tokens)} tokens are named {id_or_name!r} (ids {ids}): revoke one by its id")
+        raise Conflict(f"{len(tokens)} tokens are named {name!r} (ids {ids}): revoke one with --id")
     token = tokens[0]
     if token.revoked_at is None:
         token.revoked_at = utcnow()

@@ -13,10 +13,13 @@
 
 ``session_scope(engine)`` is the only place that commits: it commits on success, rolls back on any
 error, and turns SQLAlchemy's operational, integrity and data errors into the service's domain errors.
+An unreachable database is logged with the driver's message (which names the server's host and port)
+and raised as a ``StorageUnavailable`` that does not: its text is what anonymous clients see in a 503.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +33,10 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
 from service.errors import Conflict, InvalidInput, StorageUnavailable
 
-__all__ = ["make_engine", "normalize_url", "read_only_engine", "session_scope"]
+__all__ = ["UNAVAILABLE", "make_engine", "normalize_url", "read_only_engine", "session_scope"]
+
+log = logging.getLogger("demonlab.db")
+UNAVAILABLE = "the database is unavailable; try again shortly"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _READ_ONLY = "demonlab_read_only"  # execution option that makes SQLite begin a deferred transaction
@@ -120,7 +126,8 @@ def session_scope(engine: Engine, *, read_only: bool = False) -> Iterator[Sessio
         raise Conflict(f"the change conflicts with stored data: {exc.orig}") from exc
     except OperationalError as exc:
         session.rollback()
-        raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+        log.warning("database unavailable: %s", exc.orig)
+        raise StorageUnavailable(UNAVAILABLE) from exc
     except DataError as exc:  # e.g. a NUL character in PostgreSQL text, an integer out of its column's range
         session.rollback()
         raise InvalidInput("value", f"the database cannot take it: {str(exc.orig).splitlines()[0]}") from exc

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from studies.results import TrialStatus
+from studies.vocab.statuses import StudyStatus, TrialStatus
 
 from .nonfinite import ValueKind
 
@@ -60,24 +60,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-class StudyStatus(enum.StrEnum):
-    """Life cycle of a study: queued → running → completed | completed_with_failures | failed |
-    cancelled (running → queued on recovery). A study ends ``completed_with_failures`` when some of
-    its trials failed (crashed, not diverged) and ``failed`` when all of them did or it could not run."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    COMPLETED_WITH_FAILURES = "completed_with_failures"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_finished(self) -> bool:
-        """Finished studies are never claimed again unless explicitly requeued."""
-        return self not in (StudyStatus.QUEUED, StudyStatus.RUNNING)
 
 
 def utcnow() -> dt.datetime:

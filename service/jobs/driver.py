@@ -18,11 +18,11 @@ from typing import Any, Literal
 from sqlalchemy.engine import Engine
 
 from studies.results import TrialResult
+from studies.vocab.statuses import StudyStatus
 
 from ..analysis import study_spec
 from ..db import dal
 from ..db.engine import make_engine, session_scope
-from ..db.models import StudyStatus
 from ..errors import Conflict, NotFound, StorageUnavailable
 from ..settings import Settings
 from ..submission import dataset_dir
@@ -211,11 +211,14 @@ def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes:
 
 def _optuna_recorder(settings: Settings, study_id: str, spec: Any) -> Any:
     """The recorder of every result into Optuna's storage (None, with a warning, if it cannot open)."""
-    from ..analysis import y_fail
+    from studies.vocab import y_fail
+
     from .optuna_record import OptunaRecorder
 
     try:
-        return OptunaRecorder(optuna_url(settings), study_id, spec, y_fail(spec, "metric"))
+        return OptunaRecorder(
+            optuna_url(settings), study_id, spec, y_fail(spec.workload, spec.workload_params, "metric")
+        )
     except Exception:
         log.warning(
             "study %s: Optuna's storage is unavailable; results are not mirrored there", study_id, exc_info=True

@@ -19,7 +19,8 @@ import logging
 import math
 from typing import Any
 
-from studies.results import TrialResult, TrialStatus
+from studies.results import TrialResult
+from studies.vocab import TrialStatus, impute_score
 
 log = logging.getLogger("demonlab.optuna")
 
@@ -91,7 +92,7 @@ class OptunaRecorder:
         if token in self._recorded[key.arm]:
             return
         diverged = result.status is TrialStatus.DIVERGED
-        value = self.y_fail if diverged else _finite(result.val_metric)
+        value = impute_score(result.val_metric, result.status, self.y_fail)
         if value is None:  # completed without a finite validation score: nothing to plot
             return
         attrs = {

@@ -17,9 +17,10 @@ import uuid
 
 from sqlalchemy.engine import Engine
 
+from studies.vocab.statuses import StudyStatus
+
 from ..db import dal
 from ..db.engine import session_scope
-from ..db.models import StudyStatus
 from ..errors import Conflict, DemonlabError
 from ..settings import Settings
 from .launchers import Launcher, clean_up_dead_job, launcher_for_job, make_launcher

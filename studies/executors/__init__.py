@@ -21,14 +21,14 @@ from ..packed.checkpoint import checkpoint_dir
 from ..results import TrialKey
 from ..runner import TrialPlan
 from ..spec import OptunaSearchSpec, StudySpec, expand_trials
-from ..workloads import get_workload
+from ..vocab import make_sampler, y_fail
 from .base import RunSummary, Sink, StopCheck, never_stop, objective_value
 from .inprocess import InProcessExecutor
 from .packed import PackedExecutor, resolve_pack_size
 from .ray_session import InfeasibleResources, check_feasible, ensure_ray, ray_temp_dir, shutdown_ray
 
 ExecutorName = Literal["inprocess", "ray"]
-_RAY_TUNE_NAMES = ("OptunaExecutor", "RayTuneExecutor", "make_sampler")
+_RAY_TUNE_NAMES = ("OptunaExecutor", "RayTuneExecutor")
 
 
 def __getattr__(name: str) -> Any:
@@ -41,9 +41,8 @@ def __getattr__(name: str) -> Any:
 
 
 def failure_value(spec: StudySpec) -> float:
-    """y_fail for the spec's metric: the workload's chance-level metric or loss (docs/metrics.md)."""
-    workload = get_workload(spec.workload, spec.workload_params)
-    return workload.chance_loss() if spec.metric_kind == "loss" else workload.chance_metric()
+    """y_fail for the spec's metric: the workload's chance-level metric or loss (``studies.vocab.y_fail``)."""
+    return y_fail(spec.workload, spec.workload_params, spec.metric_kind)
 
 
 def check_executor(spec: StudySpec, executor: ExecutorName) -> None:

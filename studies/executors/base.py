@@ -7,11 +7,11 @@ cooperative: executors poll ``should_stop`` between trials.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..results import TrialKey, TrialResult, TrialStatus
+from ..vocab import impute_score
 
 Sink = Callable[[TrialResult], None]
 StopCheck = Callable[[], bool]
@@ -50,13 +50,10 @@ class RunSummary:
 
 
 def objective_value(result: TrialResult, metric_kind: str, split: str, y_fail: float) -> float:
-    """The lower-is-better value a search optimises: diverged → y_fail, worse finite values clipped."""
-    if result.status is TrialStatus.DIVERGED:
-        return y_fail
-    value = result.score(metric_kind, split)
-    if value is None or not math.isfinite(value):
-        return y_fail
-    return min(value, y_fail)
+    """The lower-is-better value a search optimises: the imputed score (``studies.vocab.impute_score``),
+    and y_fail where there is none (a search needs a value for every point it proposed)."""
+    score = impute_score(result.score(metric_kind, split), result.status, y_fail)
+    return y_fail if score is None else score
 
 
 def pack(keys: Sequence[TrialKey], size: int) -> list[list[TrialKey]]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..results import TrialKey
 from ..runner import TrialPlan, run_trial
+from ..vocab.samplers import make_sampler
 from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkCallback, register
 from .base import RunSummary, Sink, StopCheck, never_stop, objective_value, pack
 
@@ -167,24 +167,6 @@ class RayTuneExecutor:
             HOOKS.pop(token, None)
         summary.errors.extend(str(e).splitlines()[0] for e in grid.errors if str(e))
         return summary
-
-
-def make_sampler(name: str, seed: int) -> Any:
-    """Optuna's sampler for ``name`` ∈ {tpe, gp, cmaes, random, qmc}, seeded."""
-    import optuna
-
-    samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
-        "gp": lambda: optuna.samplers.GPSampler(seed=seed),
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
-    }
-    if name not in samplers:
-        raise ValueError(f"unknown sampler {name!r}; valid choices: {', '.join(samplers)}")
-    with warnings.catch_warnings():  # QMCSampler is "experimental": chosen on purpose, not worth a warning
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return samplers[name]()
 
 
 def optuna_storage(url: str | None) -> Any:

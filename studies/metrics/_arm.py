@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from studies.metrics._cells import DEFAULT_CONFIDENCE, cell_medians, cell_moments, median_interval
-from studies.metrics._grid import ArmGrid, FloatArray, GridAxes, Split, finite, neg
+from studies.metrics._grid import ArmGrid, FloatArray, GridAxes, finite, neg
 from studies.metrics._landscape import anova_shares
 from studies.metrics._seedwise import ArmSeeds, SeedMean, trained
 from studies.metrics.models import (
@@ -38,6 +38,7 @@ from studies.metrics.models import (
     Success,
     Variance,
 )
+from studies.vocab import Split
 
 DEFAULT_KS = (1, 2, 4, 8, 16)
 # Fewer seeds than this: no interval. The coverage battery (tests/studies/test_metrics_coverage.py)

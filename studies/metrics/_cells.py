@@ -27,12 +27,12 @@ from studies.metrics._grid import (
     FloatArray,
     GridAxes,
     IntArray,
-    Split,
     build_grids,
     check_split,
     finite,
     neg,
 )
+from studies.vocab import Split
 
 DEFAULT_CONFIDENCE = 0.95
 CELL_INTERVAL_METHOD = "order statistics of the seeds' results (distribution-free median interval)"

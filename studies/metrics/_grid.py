@@ -1,7 +1,7 @@
 """The grid of a study and the per-seed scores scattered onto it, oriented higher-is-better.
 
-This is the only place where raw workload values (lower is better) become scores y = −value,
-where diverged trials take the failure score and where missing trials are recognised. Everything
+This is the only place where raw workload values (lower is better) become scores y = −value (the
+failure score and missing trials by ``studies.vocab.impute_scores``, the rule every place uses). Everything
 downstream works on the dense arrays built here: one (I, J, S) array per arm and split, the seeds
 of each cell sorted ascending with the missing ones (NaN) last.
 """
@@ -12,23 +12,21 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from studies.metrics._exceptions import GridError, MetricsError
+from studies.vocab import SPLITS, Split, TrialStatus, impute_scores
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
-Split = Literal["val", "test"]
-
 ORIENTATION = "higher is better (y = -value)"
-SPLITS: tuple[Split, ...] = ("val", "test")
-STATUSES = frozenset({"completed", "diverged", "failed", "cancelled", "pending", "running"})
+STATUSES = frozenset(TrialStatus)
 COLUMNS = ("arm", "lr", "beta_init", "seed", "status", "val", "test")
 
 
@@ -174,7 +172,6 @@ def build_grids(
     if unknown_status.any():
         raise GridError(f"unknown trial status(es): {sorted(set(status[unknown_status].tolist()))}")
     diverged = status == "diverged"
-    completed = status == "completed"
 
     cell = ((codes.astype(np.int64) * n_lr + i) * n_beta + j).astype(np.int64)
     flat = cell * n_seed + s
@@ -186,9 +183,8 @@ def build_grids(
     seeded: dict[str, FloatArray] = {}
     counts: dict[str, IntArray] = {}
     for split in SPLITS:
-        y = _orient(frame[split].to_numpy(dtype=np.float64), y_fail)
-        y[diverged] = -y_fail
-        ok = diverged | (completed & np.isfinite(y))
+        y = -impute_scores(frame[split].to_numpy(dtype=np.float64), status, y_fail)
+        ok = np.isfinite(y)
         cube = np.full(n_slots, np.nan)
         cube[flat[ok]] = y[ok]
         seeded[split] = cube.reshape(n_arms, n_lr, n_beta, n_seed)
@@ -222,13 +218,6 @@ def build_grids(
 
 def build_grid(scores: pd.DataFrame, axes: GridAxes, arm: str, y_fail: float) -> ArmGrid:
     return build_grids(scores, axes, y_fail, [arm])[arm]
-
-
-def _orient(values: FloatArray, y_fail: float) -> FloatArray:
-    with np.errstate(invalid="ignore"):
-        y = np.maximum(-values, -y_fail)  # NaN stays NaN (missing); −inf is clipped
-    y[~np.isfinite(y)] = np.nan  # +inf (a raw −inf) is nonsense: missing
-    return y
 
 
 def _float_index(values: FloatArray, grid: Sequence[float], name: str) -> IntArray:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from studies.metrics._arm import DEFAULT_KS, MIN_INTERVAL_SEEDS, T_INTERVAL, arm_report, grid_model, seed_major
 from studies.metrics._exceptions import ComparisonError, MetricsError
-from studies.metrics._grid import ArmGrid, FloatArray, GridAxes, Split, build_grids, check_split, finite
+from studies.metrics._grid import ArmGrid, FloatArray, GridAxes, build_grids, check_split, finite
 from studies.metrics._pair import check_comparable, pair_report
 from studies.metrics._seedwise import TARGET_QUANTILE, ArmSeeds, arm_seeds, default_threshold
 from studies.metrics.models import (
@@ -29,8 +29,8 @@ from studies.metrics.models import (
     Target,
     VerdictSpec,
 )
+from studies.vocab import Split, arm
 
-DEMON_PREFIX = "demon_"
 DEFAULT_TARGET = (
     f"default: the lower quartile ({TARGET_QUANTILE:g} quantile) of the validation scores of every run that "
     "trained, pooled over the study's arms"
@@ -42,9 +42,16 @@ ESTIMAND = (
 
 
 def default_pairs(arms: Iterable[str]) -> list[tuple[str, str]]:
-    """Every arm named ``demon_*`` against every arm that is not, in sorted order."""
+    """Every Demon arm (``studies.vocab`` arm registry) against every arm that is not, in sorted order."""
     names = sorted(arms)
-    return [(a, b) for a in names if a.startswith(DEMON_PREFIX) for b in names if not b.startswith(DEMON_PREFIX)]
+    return [(a, b) for a in names if _is_demon(a) for b in names if not _is_demon(b)]
+
+
+def _is_demon(name: str) -> bool:
+    try:  # a labelled arm (``demon_sgdm@delay0.25``) is Demon when its registered arm is
+        return arm(name).demon
+    except ValueError:
+        return False
 
 
 def check_ks(ks: tuple[int, ...], n_cells: int) -> tuple[int, ...]:
@@ -169,9 +176,9 @@ def aggregate_robustness(entries: list[dict[str, Any]]) -> RobustnessReport:
         arms = entry.get("arms") if isinstance(entry, Mapping) else None
         if not isinstance(arms, Mapping) or not all(isinstance(r, ArmReport) for r in arms.values()):
             raise MetricsError(f"entry {n} is not {{'key': ..., 'arms': {{arm: ArmReport}}}}")
-        for arm, report in arms.items():
+        for name, report in arms.items():
             key = dict(entry.get("key") or {})
-            key.setdefault("arm", arm)
+            key.setdefault("arm", name)
             key.setdefault("split", report.split)
             canonical = json.dumps(key, sort_keys=True, default=str)
             groups.setdefault(canonical, (key, []))[1].append((entry.get("study_id"), report))

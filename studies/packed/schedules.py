@@ -26,17 +26,14 @@ from demon import DemonAdam, DemonSGD
 
 from ..arms import ArmRun, build_arm
 from ..results import TrialKey
+from ..vocab.arms import arm
 
 KINDS = ("sgd", "demon_sgd", "adam", "demon_adam")
 
 
-def optimizer_kind(arm: str) -> str:
-    """Which packed kernel runs arm ``arm``: one of ``KINDS``."""
-    if arm == "demon_sgdm":
-        return "demon_sgd"
-    if arm == "demon_adam":
-        return "demon_adam"
-    return "sgd" if arm.startswith("sgdm_") else "adam"
+def optimizer_kind(name: str) -> str:
+    """Which packed kernel runs arm ``name``: one of ``KINDS`` (``ValueError`` for an unknown arm)."""
+    return arm(name).kernel
 
 
 def _dummy_arm(key: TrialKey, arm_params: dict[str, Any], total_steps: int, weight_decay: float) -> ArmRun:
@@ -86,16 +83,11 @@ def _trace(run: ArmRun, total_steps: int) -> tuple[list[float], list[float]]:
     return lrs, betas
 
 
-def schedule_inputs(arm: str) -> tuple[bool, bool]:
-    """Whether arm's η_t schedule depends on lr and its β_t schedule on β_init (see ``arms``).
-
-    Demon and the momentum schedules keep η constant; torch's LR schedulers keep β constant;
-    OneCycle moves both. A trace is computed once per distinct input, not per member.
-    """
-    schedule = arm.partition("_")[2]
-    if optimizer_kind(arm).startswith("demon") or schedule in ("cosmom", "linmom"):
-        return False, True
-    return True, schedule == "onecycle"
+def schedule_inputs(name: str) -> tuple[bool, bool]:
+    """Whether arm's η_t schedule depends on lr and its β_t schedule on β_init (the arm's declared
+    ``Schedule``). A trace is computed once per distinct input, not per member."""
+    schedule = arm(name).schedule
+    return schedule.moves_lr, schedule.moves_beta
 
 
 class MemberSchedules:

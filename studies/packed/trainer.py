@@ -47,9 +47,10 @@ from demon.packed import packed_adam, packed_demon_adam, packed_demon_sgd, packe
 from ..environment import hardware
 from ..results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from ..runner import EVAL_BATCH_SIZE, TrialPlan, _load, _seed_everything, node_name, pick_device
+from ..vocab.arms import arm
 from . import checkpoint as checkpoints
 from .models import PackedNet, packing_problem
-from .schedules import KINDS, MemberSchedules, optimizer_kind
+from .schedules import KINDS, MemberSchedules
 
 Emit = Callable[[TrialResult], None]
 EVAL_ELEMENTS = 1 << 24  # activation elements per evaluation chunk of members (64 MiB in float32)
@@ -111,6 +112,13 @@ def run_pack(
     return [done[key] for key in keys if key in done]
 
 
+def _kernel_group(key: TrialKey, arm_params: dict[str, dict[str, Any]]) -> tuple[int, tuple[tuple[str, bool], ...]]:
+    """Members that share a kernel and its flags (the arm registry's ``kernel_options``) step together."""
+    declared = arm(key.arm)
+    options = declared.kernel_options(arm_params.get(key.arm, {}), key.beta_init)
+    return KINDS.index(declared.kernel), tuple(sorted(options.items()))
+
+
 class _Pack:
     """One pack's training state; ``train`` runs it to the end."""
 
@@ -129,7 +137,7 @@ class _Pack:
             raise PackError(f"workload {plan.workload!r} cannot run packed: {problem}")
         if not isinstance(self.splits.train, TensorDataset):
             raise PackError(f"workload {plan.workload!r} cannot run packed: its data is not in memory tensors")
-        order = sorted(range(len(keys)), key=lambda i: KINDS.index(optimizer_kind(keys[i].arm)))
+        order = sorted(range(len(keys)), key=lambda i: _kernel_group(keys[i], plan.arm_params))
         self.members = [_Member(keys[i]) for i in order]
         self.plan, self.device, self.started, self.finish = plan, device, started, finish
         # Ray's node id when inside Ray; importing Ray just to learn that we are not would cost ~1 s.
@@ -150,9 +158,7 @@ class _Pack:
         ).to(device)
         size = len(self.members)
         self.weight_decay = torch.full((size,), plan.weight_decay, dtype=torch.float64, device=device)
-        self.nesterov = {
-            m.key.arm: bool(plan.arm_params.get(m.key.arm, {}).get("nesterov", False)) for m in self.members
-        }
+        self.arm_params = plan.arm_params
         self.groups = self._kind_groups()
         self.state = [[torch.zeros_like(p) for p in self.net.params] for _ in range(2)]
         self.active = torch.ones(size, dtype=torch.bool, device=device)
@@ -164,22 +170,19 @@ class _Pack:
         if checkpoint is not None:
             self._resume(checkpoint)
 
-    def _kind_groups(self) -> list[tuple[str, slice, bool]]:
-        """(kind, contiguous member slice, nesterov) runs of the sorted members."""
-        groups: list[tuple[str, slice, bool]] = []
+    def _kind_groups(self) -> list[tuple[str, slice, dict[str, bool]]]:
+        """(kind, contiguous member slice, the kernel's flags) runs of the sorted members."""
+        groups: list[tuple[str, slice, dict[str, bool]]] = []
         start = 0
         for index in range(1, len(self.members) + 1):
             if index == len(self.members) or self._group_of(index) != self._group_of(start):
-                kind, nesterov = self._group_of(start)
-                groups.append((kind, slice(start, index), nesterov))
+                kind, options = self._group_of(start)
+                groups.append((KINDS[kind], slice(start, index), dict(options)))
                 start = index
         return groups
 
-    def _group_of(self, index: int) -> tuple[str, bool]:
-        key = self.members[index].key
-        kind = optimizer_kind(key.arm)
-        nesterov = self.nesterov[key.arm] and (kind == "demon_sgd" or key.beta_init > 0)
-        return kind, nesterov
+    def _group_of(self, index: int) -> tuple[int, tuple[tuple[str, bool], ...]]:
+        return _kernel_group(self.members[index].key, self.arm_params)
 
     def train(self, should_stop: Callable[[], bool] | None = None) -> bool:
         """Train the remaining epochs and test; False when ``should_stop`` stopped it first."""
@@ -299,22 +302,30 @@ class _Pack:
         lr, beta = self.schedules.lr[self.step], self.schedules.beta[self.step]
         decay = self.weight_decay if self.plan.weight_decay != 0 else None
         with torch.no_grad():
-            for kind, part, nesterov in self.groups:
+            for kind, part, options in self.groups:
                 params = [p[part] for p in self.net.params]
                 g = [x[part] for x in grads]
                 first, second = ([s[part] for s in state] for state in self.state)
                 wd = decay[part] if decay is not None else None
                 if kind == "sgd":
-                    packed_sgd(params, g, first, lr=lr[part], momentum=beta[part], weight_decay=wd, nesterov=nesterov)
+                    packed_sgd(params, g, first, lr=lr[part], momentum=beta[part], weight_decay=wd, **options)
                 elif kind == "demon_sgd":
-                    packed_demon_sgd(params, g, first, lr=lr[part], beta=beta[part], weight_decay=wd, nesterov=nesterov)
+                    packed_demon_sgd(params, g, first, lr=lr[part], beta=beta[part], weight_decay=wd, **options)
                 elif kind == "adam":
                     packed_adam(
                         params, g, first, second, step=self.step + 1, lr=lr[part], beta1=beta[part], weight_decay=wd
                     )
                 else:
                     packed_demon_adam(
-                        params, g, first, second, step=self.step + 1, lr=lr[part], beta=beta[part], weight_decay=wd
+                        params,
+                        g,
+                        first,
+                        second,
+                        step=self.step + 1,
+                        lr=lr[part],
+                        beta=beta[part],
+                        weight_decay=wd,
+                        **options,
                     )
 
     def _freeze(self, bad: torch.Tensor) -> None:

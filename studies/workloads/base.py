@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..vocab.workloads import WORKLOAD_ENTRIES, WorkloadEntry, WorkloadError, workload_entry
 
-class WorkloadError(ValueError):
-    """A workload cannot run as asked: bad parameters, or its data is not where it should be."""
+__all__ = ["Splits", "Workload", "WorkloadError"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class Workload(ABC):
     """One trainable problem. Subclasses set the class attributes and implement the methods.
 
     Attributes:
-        name: the registry name (``digits_mlp``...).
-        metric_name: what ``metric`` means ("error" for classifiers, "perplexity", "nll").
+        name: the registry name (``digits_mlp``...); its metric and chance level are declared in
+            ``studies.vocab.workloads`` under that name.
         default_epochs / default_batch_size: the paper's or a sensible budget.
         divergence_factor: a running train loss above ``divergence_factor × initial loss`` (or any
             non-finite loss) marks the trial diverged and stops it early.
@@ -44,7 +44,6 @@ class Workload(ABC):
     """
 
     name: str = ""
-    metric_name: str = "error"
     description: str = ""
     default_epochs: int = 10
     default_batch_size: int = 128
@@ -53,6 +52,20 @@ class Workload(ABC):
 
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         self.params: dict[str, Any] = dict(params or {})
+        self._given = dict(self.params)  # as the spec gave them (subclasses add derived keys to params)
+
+    @property
+    def entry(self) -> WorkloadEntry:
+        """The declaration of this workload, or of the nearest declared workload it derives from."""
+        for cls in type(self).__mro__:
+            if getattr(cls, "name", "") in WORKLOAD_ENTRIES:
+                return WORKLOAD_ENTRIES[cls.name]  # type: ignore[attr-defined]
+        return workload_entry(self.name)  # raises, naming the valid workloads
+
+    @property
+    def metric_name(self) -> str:
+        """What ``metric`` means ("error" for classifiers, "perplexity", "nll")."""
+        return self.entry.metric_name
 
     @abstractmethod
     def splits(self, data_dir: Path, seed: int) -> Splits:
@@ -87,12 +100,12 @@ class Workload(ABC):
         return total_loss / count, wrong / count
 
     def chance_metric(self) -> float:
-        """The metric at chance level: the failure score y_fail of a diverged trial (docs/metrics.md)."""
-        return 1.0 - 1.0 / float(self.params.get("num_classes", 10))
+        """The metric at chance level: y_fail of a diverged trial (declared in ``studies.vocab.workloads``)."""
+        return self.entry.chance_levels(self._given)[0]
 
     def chance_loss(self) -> float:
         """The loss at chance level (a uniform prediction), y_fail for the loss metric."""
-        return math.log(float(self.params.get("num_classes", 10)))
+        return self.entry.chance_levels(self._given)[1]
 
     def move_batch(self, batch: Any, device: torch.device) -> Any:
         """Put a batch on ``device`` (default: a tuple of tensors)."""

@@ -101,7 +101,6 @@ class PtbLSTM(Workload):
     """2-layer LSTM language model on PTB; metric: perplexity."""
 
     name = "ptb_lstm"
-    metric_name = "perplexity"
     description = "2-layer LSTM LM, 650 units (Zaremba et al. 2014 medium) on Penn Treebank; stateless BPTT"
     default_epochs = 39
     default_batch_size = 20
@@ -146,9 +145,3 @@ class PtbLSTM(Workload):
             return math.nan, math.nan
         mean = total / count
         return mean, math.exp(mean) if mean < 700.0 else math.inf  # exp overflows past ~709
-
-    def chance_metric(self) -> float:
-        return float(self.params["vocab_size"])
-
-    def chance_loss(self) -> float:
-        return math.log(float(self.params["vocab_size"]))

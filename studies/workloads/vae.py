@@ -67,7 +67,6 @@ class MnistVAE(Workload):
     """VAE on MNIST; loss and metric are the negative ELBO per image."""
 
     name = "mnist_vae"
-    metric_name = "nll"
     description = "VAE (Kingma & Welling 2014, 784-400-20 MLP) on MNIST; metric = negative ELBO (nats)"
     default_epochs = 50
     default_batch_size = 100
@@ -102,9 +101,3 @@ class MnistVAE(Workload):
         if count == 0:
             return math.nan, math.nan
         return total / count, total / count
-
-    def chance_metric(self) -> float:
-        return PIXELS * math.log(2.0)
-
-    def chance_loss(self) -> float:
-        return PIXELS * math.log(2.0)

@@ -37,8 +37,16 @@ def test_single_block_when_empty_or_off_the_cpu(params: list[torch.Tensor]) -> N
     assert foreach_blocks(params) == [slice(None)]
 
 
-def test_blocked_sgd_step_is_bit_identical() -> None:
-    hyper = {"beta": 0.9, "lr": 0.01, "weight_decay": 0.01, "nesterov": True, "maximize": True}
+@pytest.mark.parametrize("decoupled", [False, True], ids=["l2", "decoupled"])
+def test_blocked_sgd_step_is_bit_identical(decoupled: bool) -> None:
+    hyper = {
+        "beta": 0.9,
+        "lr": 0.01,
+        "weight_decay": 0.01,
+        "decoupled_weight_decay": decoupled,
+        "nesterov": True,
+        "maximize": True,
+    }
     blocked, whole = tensors(0), tensors(0)
     velocities = [tensors(1), tensors(1)]
     for _ in range(3):
@@ -48,14 +56,16 @@ def test_blocked_sgd_step_is_bit_identical() -> None:
     assert all(torch.equal(a, b) for a, b in zip(*velocities, strict=True))
 
 
-def test_blocked_adam_step_is_bit_identical() -> None:
+@pytest.mark.parametrize("corrected", [False, True], ids=["paper", "first_moment_correction"])
+def test_blocked_adam_step_is_bit_identical(corrected: bool) -> None:
     hyper = {
         "beta": 0.9,
         "beta2": 0.999,
         "lr": 1e-3,
         "eps": 1e-8,
         "weight_decay": 0.01,
-        "decoupled_weight_decay": False,
+        "decoupled_weight_decay": corrected,
+        "first_moment_correction": corrected,
         "maximize": False,
     }
     blocked, whole = tensors(0), tensors(0)

@@ -205,8 +205,16 @@ def test_state_dict_round_trip(cls: type[torch.optim.Optimizer], kwargs: dict[st
     state = sched.state_dict()
     fresh_opt = make_optimizer(cls, make_params(), kwargs)
     fresh = DemonMomentum(fresh_opt, total_steps=5, beta_init=0.3)
-    fresh.load_state_dict(state)
-    assert fresh.state_dict() == state == {"total_steps": TOTAL_STEPS, "base_betas": [0.9, 0.5], "last_step": 7}
+    with pytest.warns(UserWarning, match=re.escape("saved total_steps 30 replace this scheduler's 5")):
+        fresh.load_state_dict(state)
+    assert fresh.state_dict() == state
+    assert state == {
+        "total_steps": TOTAL_STEPS,
+        "delay_steps": 0,
+        "beta_min": 0.0,
+        "base_betas": [0.9, 0.5],
+        "last_step": 7,
+    }
     assert [read_beta(g) for g in fresh_opt.param_groups] == [read_beta(g) for g in opt.param_groups]
     fresh.step()
     sched.step()

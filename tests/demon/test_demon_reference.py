@@ -1,13 +1,14 @@
 """DemonSGD and DemonAdam against the paper's equations, written here in plain float64 torch.
 
-The references below are DEMON.md's Algorithm 1 and Algorithm 2 transcribed line by line (plus our
-documented decisions: Adam's second moment divided by 1 − β2^k with k the updates of that parameter,
-no first-moment correction, ε inside the square root; SGD's Nesterov look-ahead, not in the paper).
-They share no code with ``demon/``, not even the schedule. The runs are long enough (240 steps) for
-one group's ``total_steps`` to end inside the run, so the clamp β_t = 0 is exercised, while another
-group's ``total_steps`` lies beyond it. Some parameters skip steps (no gradient) to pin down k and the
-lazy state. The other oracle is DEMON.md's: with a constant lr, Demon SGDM is torch's
-``SGD(momentum=β_t, dampening=0)``.
+The references (``float64_reference.py``) are the paper's Algorithm 1 and Algorithm 2 transcribed line
+by line (plus our documented decisions: Adam's second moment divided by 1 − β2^k with k the updates
+of that parameter, no first-moment correction by default, ε inside the square root; SGD's Nesterov
+look-ahead, not in the paper) and the variants of docs/demon.md (delay, floor, first-moment
+correction, decoupled weight decay). They share no code with ``demon/``, not even the schedule. The
+runs are long enough (240 steps) for one group's ``total_steps`` to end inside the run, so the clamp
+β_t = 0 is exercised, while another group's ``total_steps`` lies beyond it. Some parameters skip
+steps (no gradient) to pin down k and the lazy state. The other oracle is the paper's: with a
+constant lr, Demon SGDM is torch's ``SGD(momentum=β_t, dampening=0)``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from float64_reference import adam_step, reference_beta, sgd_step
 
 import demon
 from demon import DemonAdam, DemonSGD, demon_beta
@@ -33,7 +35,10 @@ SGD_DEFAULTS = {
     "lr": 0.01,
     "beta_init": 0.9,
     "total_steps": 150,
+    "delay_steps": 0,
+    "beta_min": 0.0,
     "weight_decay": 0.0,
+    "decoupled_weight_decay": False,
     "nesterov": False,
     "maximize": False,
 }
@@ -43,8 +48,11 @@ ADAM_DEFAULTS = {
     "beta2": 0.999,
     "eps": 1e-8,
     "total_steps": 150,
+    "delay_steps": 0,
+    "beta_min": 0.0,
     "weight_decay": 0.0,
     "decoupled_weight_decay": False,
+    "first_moment_correction": False,
     "maximize": False,
 }
 SGD_CASES = [
@@ -55,6 +63,13 @@ SGD_CASES = [
     {"nesterov": True, "weight_decay": 0.01, "maximize": True},
     {"beta_init": 0.0},
 ]
+# The variants (docs/demon.md), each alone and together; 40 < every group's T, 0.3 ≤ every β_init.
+SGD_VARIANTS = [
+    {"delay_steps": 40},
+    {"beta_min": 0.3},
+    {"weight_decay": 0.01, "decoupled_weight_decay": True},
+    {"delay_steps": 40, "beta_min": 0.3, "weight_decay": 0.05, "decoupled_weight_decay": True, "nesterov": True},
+]
 ADAM_CASES = [
     {},
     {"weight_decay": 0.01},
@@ -63,7 +78,15 @@ ADAM_CASES = [
     {"maximize": True, "weight_decay": 0.1, "decoupled_weight_decay": True},
     {"beta2": 0.99, "eps": 1e-6, "total_steps": 300},
 ]
-OPTIMIZER_CASES = [(DemonSGD, case) for case in SGD_CASES] + [(DemonAdam, case) for case in ADAM_CASES]
+ADAM_VARIANTS = [
+    {"delay_steps": 40},
+    {"beta_min": 0.3},
+    {"first_moment_correction": True},
+    {"delay_steps": 40, "beta_min": 0.3, "first_moment_correction": True, "weight_decay": 0.01},
+]
+OPTIMIZER_CASES = [(DemonSGD, case) for case in SGD_CASES + SGD_VARIANTS] + [
+    (DemonAdam, case) for case in ADAM_CASES + ADAM_VARIANTS
+]
 DEFAULTS = {DemonSGD: SGD_DEFAULTS, DemonAdam: ADAM_DEFAULTS}
 
 Grads = list[list[torch.Tensor | None]]
@@ -88,40 +111,38 @@ def hyperparameters(defaults: dict[str, Any], case: dict[str, Any], index: int) 
     return {**defaults, **case, **LAYOUT[index][1]}
 
 
-def reference_beta(t: int, total_steps: int, beta_init: float) -> float:
-    """DEMON.md's second closed form, clamped: β_init (T − t) / (T − β_init t), 0 for t ≥ T."""
-    return beta_init * (total_steps - t) / (total_steps - beta_init * t) if t < total_steps else 0.0
-
-
 def reference_demon_sgd(
     init: list[torch.Tensor], grads: Grads, defaults: dict[str, Any], case: dict[str, Any]
 ) -> list[torch.Tensor]:
-    """Algorithm 1: θ_{t+1} = θ_t − η g_t + β_t v_t;  v_{t+1} = β_t v_t − η g_t."""
+    """Algorithm 1 (``float64_reference.sgd_step``) over the layout's groups, β_t of each group."""
     theta = [p.clone() for p in init]
     v = [torch.zeros_like(p) for p in init]
     for t in range(STEPS):
         for index, (indices, _) in enumerate(LAYOUT):
             h = hyperparameters(defaults, case, index)
-            beta, lr = reference_beta(t, h["total_steps"], h["beta_init"]), h["lr"]
+            beta = reference_beta(t, h["total_steps"], h["beta_init"], h["delay_steps"], h["beta_min"])
             for i in indices:
                 grad = grads[t][i]
                 if grad is None:
                     continue
-                g = -grad if h["maximize"] else grad
-                g = g + h["weight_decay"] * theta[i]
-                v_next = beta * v[i] - lr * g
-                if h["nesterov"]:  # not in the paper: θ += β_t v_{t+1} − η g_t
-                    theta[i] = theta[i] + beta * v_next - lr * g
-                else:
-                    theta[i] = theta[i] - lr * g + beta * v[i]
-                v[i] = v_next
+                theta[i], v[i] = sgd_step(
+                    theta[i],
+                    v[i],
+                    grad,
+                    beta=beta,
+                    lr=h["lr"],
+                    weight_decay=h["weight_decay"],
+                    decoupled=h["decoupled_weight_decay"],
+                    nesterov=h["nesterov"],
+                    maximize=h["maximize"],
+                )
     return theta
 
 
 def reference_demon_adam(
     init: list[torch.Tensor], grads: Grads, defaults: dict[str, Any], case: dict[str, Any]
 ) -> list[torch.Tensor]:
-    """Algorithm 2 with our bias correction: θ −= η m / sqrt(E / (1 − β2^k) + ε), m = g + β_t m."""
+    """Algorithm 2 (``float64_reference.adam_step``): θ −= η m / sqrt(E / (1 − β2^k) + ε), m = g + β_t m."""
     theta = [p.clone() for p in init]
     second = [torch.zeros_like(p) for p in init]
     first = [torch.zeros_like(p) for p in init]
@@ -129,21 +150,27 @@ def reference_demon_adam(
     for t in range(STEPS):
         for index, (indices, _) in enumerate(LAYOUT):
             h = hyperparameters(defaults, case, index)
-            beta, beta2, lr = reference_beta(t, h["total_steps"], h["beta_init"]), h["beta2"], h["lr"]
+            beta = reference_beta(t, h["total_steps"], h["beta_init"], h["delay_steps"], h["beta_min"])
             for i in indices:
                 grad = grads[t][i]
                 if grad is None:
                     continue
-                g = -grad if h["maximize"] else grad
-                if h["decoupled_weight_decay"]:
-                    theta[i] = theta[i] * (1 - lr * h["weight_decay"])
-                else:
-                    g = g + h["weight_decay"] * theta[i]
-                second[i] = beta2 * second[i] + (1 - beta2) * g * g
-                first[i] = g + beta * first[i]
                 updates[i] += 1
-                corrected = second[i] / (1 - beta2 ** updates[i])
-                theta[i] = theta[i] - lr * first[i] / torch.sqrt(corrected + h["eps"])
+                theta[i], first[i], second[i] = adam_step(
+                    theta[i],
+                    first[i],
+                    second[i],
+                    grad,
+                    updates[i],
+                    beta=beta,
+                    lr=h["lr"],
+                    beta2=h["beta2"],
+                    eps=h["eps"],
+                    weight_decay=h["weight_decay"],
+                    decoupled=h["decoupled_weight_decay"],
+                    first_moment_correction=h["first_moment_correction"],
+                    maximize=h["maximize"],
+                )
     return theta
 
 

@@ -396,3 +396,32 @@ def test_unauthorised_bad_spec_is_401_not_422(api: TestClient, study_id: str, sm
         response = api.post(STUDIES, json=smoke_spec | {"epochs": -1})
 
     check_error(response, 401)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the app under test; the lost database is PostgreSQL
+def test_a_lost_database_is_a_503_that_does_not_say_where_it_is(
+    api: TestClient, study_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The driver's message names the server (``connection to server at "127.0.0.1", port N failed``):
+    it goes to the log, not to anonymous clients."""
+    from cluster_helpers import free_ports
+    from sqlalchemy.pool import NullPool
+
+    from service.db import make_engine
+
+    (port,) = free_ports(1)  # nothing listens there: connection refused
+    lost = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/demonlab", poolclass=NullPool)
+    kept = engine_of(api)
+    api.app.state.engine = lost  # type: ignore[attr-defined]
+    try:
+        with caplog.at_level("WARNING", logger="demonlab.db"):
+            responses = [api.get(STUDIES), api.get(f"{STUDIES}/{study_id}"), api.delete(f"{STUDIES}/{study_id}")]
+    finally:
+        api.app.state.engine = kept  # type: ignore[attr-defined]
+        lost.dispose()
+    for response in responses:
+        assert response.status_code == 503, response.text
+        assert response.json() == {"detail": "the database is unavailable; try again shortly"}
+        assert str(port) not in response.text
+        assert "127.0.0.1" not in response.text
+    assert str(port) in caplog.text  # the operator still learns where it failed

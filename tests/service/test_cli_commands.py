@@ -338,9 +338,33 @@ def test_tokens_list_revoke_and_expire(
     code, out, _ = cli(capsys, "token", "list")
     assert [line.split()[-1] for line in out.splitlines()[1:3]] == ["revoked", "expired"]
     assert len(out.splitlines()[1].split()) == 9  # ci was used once: its last-use time is shown
-    code, _, err = cli(capsys, "token", "revoke", str(2))
+    code, _, err = cli(capsys, "token", "revoke", "--id", "2")
     assert code == 0
     # Every token revoked: the API still asks for one rather than opening up.
     code, _, err = cli(capsys, "submit", str(SMOKE_SPEC_PATH), "--url", server)
     assert code == 2
     assert "requires 'Authorization: Bearer <token>'" in err
+
+
+def test_token_revoke_by_a_name_of_digits_is_by_name_and_by_id_only_with_id(
+    engine: Engine, token_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``token revoke 3`` revoked the token with id 3, not the one named "3"."""
+    for name in ("first", "second", "1"):  # ids 1, 2, 3: the token named "1" has id 3
+        assert cli(capsys, "token", "create", "--name", name)[0] == 0
+
+    code, out, err = cli(capsys, "token", "revoke", "1")
+    assert code == 0, err
+    assert out == "revoked token 3 ('1')\n"
+    code, out, _ = cli(capsys, "token", "revoke", "--id", "1")
+    assert code == 0
+    assert out == "revoked token 1 ('first')\n"
+    code, out, _ = cli(capsys, "token", "list")
+    assert [line.split()[-1] for line in out.splitlines()[1:4]] == ["revoked", "active", "revoked"]
+
+    code, _, err = cli(capsys, "token", "revoke", "--id", "9")
+    assert (code, err) == (2, "demonlab: error: token 'id 9' not found\n")
+    with pytest.raises(SystemExit) as usage:  # both: argparse refuses it
+        cli(capsys, "token", "revoke", "second", "--id", "2")
+    assert usage.value.code == 2
+    assert "argument --id: not allowed with argument name" in capsys.readouterr().err

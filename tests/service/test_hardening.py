@@ -141,3 +141,65 @@ def test_a_client_sees_the_413_as_an_api_error(live_server: Any, smoke_spec: dic
         assert caught.value.status == 413
         assert caught.value.field == "body"
         assert httpx.get(f"{url}/api/v1/studies").json()["count"] == 0
+
+
+# ------------------------------------------------------------------ specs/parse: bounded work, rate limits
+PARSE = "/api/v1/specs/parse"
+
+
+@pytest.mark.parametrize("depth", [33, 256, 300, 489])
+def test_spec_parse_of_deep_text_is_422_not_500(api: TestClient, depth: int) -> None:
+    """256 to ~490 levels passed the parser and broke the response's serialisation (a 500)."""
+    response = api.post(PARSE, json={"text": "a: " + "[" * depth + "]" * depth})
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["detail"] == "invalid spec: nested too deeply (more than 32 levels) (line 1)"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: [" + ", ".join(f"&a{i} {i}" for i in range(50_000)) + "]\n",  # 50,000 anchors: 5 s of CPU before
+        "x: &x [" + ", ".join(["1"] * 100) + "]\n" + "y: [" + ", ".join(["*x"] * 20) + "]\n",  # 2,125 values
+        "".join(f"k{i}: {i}\n" for i in range(1_001)),
+    ],
+    ids=["anchors", "aliases", "keys"],
+)
+def test_spec_parse_refuses_text_over_its_work_limit(api: TestClient, text: str) -> None:
+    response = api.post(PARSE, json={"text": text})
+    assert response.status_code == 422, response.text[:300]
+    assert "too many fields (more than 2000 values, aliases counted as what they repeat)" in response.json()["detail"]
+
+
+def test_spec_parse_takes_text_up_to_its_work_limit(api: TestClient) -> None:
+    # the mapping, 2 keys, x (100 values with its list) and y (1 + 18 × 100): 1,904 values
+    text = "x: &x [" + ", ".join(["1"] * 99) + "]\n" + "y: [" + ", ".join(["*x"] * 18) + "]\n"
+    response = api.post(PARSE, json={"text": text})
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["spec"]["y"]) == 18
+
+
+def test_spec_parse_is_rate_limited_per_client(api_factory: ApiFactory) -> None:
+    api = api_factory(parse_rate_limit="3/minute")
+    statuses = [api.post(PARSE, json={"text": "name: x\n"}).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = api.post(PARSE, json={"text": "name: x\n"})
+    assert refused.json()["detail"] == "too many spec parses from this address (limit 3 per 1 minute)"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+
+
+def test_wrong_tokens_are_rate_limited_per_client(api_factory: ApiFactory, smoke_spec: dict[str, Any]) -> None:
+    """After the allowance of wrong tokens, even the right one waits: guessing costs time."""
+    from service.db import dal, session_scope
+
+    api = api_factory(failed_token_limit="3/minute")
+    with session_scope(api.app.state.engine) as session:  # type: ignore[attr-defined]
+        token = dal.create_token(session, "ci")
+    wrong = {"authorization": "Bearer dlt_wrong"}
+    assert [api.post(STUDIES, json=smoke_spec, headers=wrong).status_code for _ in range(3)] == [401, 401, 401]
+
+    refused = api.post(STUDIES, json=smoke_spec, headers={"authorization": f"Bearer {token}"})
+    assert refused.status_code == 429
+    assert refused.json()["detail"] == "too many wrong tokens from this address (limit 3 per 1 minute)"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert api.post(STUDIES, json=smoke_spec).status_code == 401  # no token at all: not a guess, same answer
+    assert api.get(STUDIES).json()["count"] == 0  # reads need no token and are not limited

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from demon import DemonAdam, DemonSGD
-from studies.arms import ArmRun, arm_names, build_arm, check_arm
+from studies.arms import ArmRun, build_arm
+from studies.vocab.arms import arm_names, check_arm
 
 LR = 0.5
 BETA = 0.9

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import torch
 
-from studies.arms import arm_names, build_arm
+from studies.arms import build_arm
 from studies.executors import execute_study
 from studies.executors.packed import PackedExecutor, member_bytes, resolve_pack_size
 from studies.packed import packing_problem, run_pack
@@ -33,6 +33,7 @@ from studies.packed.schedules import MemberSchedules
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.runner import TrialPlan, run_trial
 from studies.spec import StudySpec, expand_trials
+from studies.vocab.arms import arm_names
 from studies.workloads import WORKLOADS, get_workload
 from studies.workloads.digits import DigitsCNN
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from studies.arms import arm_names
 from studies.results import TrialKey
 from studies.spec import (
     LogRange,
@@ -20,6 +19,7 @@ from studies.spec import (
     load_spec,
     parse_spec_text,
 )
+from studies.vocab.arms import arm_names
 from studies.workloads import workload_names
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "studies" / "examples"
@@ -141,7 +141,12 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
         "arms",
         r"unknown parameter\(s\) \['milestone'\]; valid parameters: gamma, milestones, nesterov",
     ),
-    ({"arms": [{"name": "demon_adam", "params": {"nesterov": True}}]}, "arms", r"valid parameters: none"),
+    ({"arms": [{"name": "adam_none", "params": {"nesterov": True}}]}, "arms", r"valid parameters: none"),
+    (
+        {"arms": [{"name": "demon_adam", "params": {"nesterov": True}}]},
+        "arms",
+        r"valid parameters: beta_min, decoupled",
+    ),
     ({"arms": [{"name": "sgdm_step", "params": {"milestones": [0.5, 1.5]}}]}, "arms", r"fractions"),
     ({"arms": ["demon_sgdm", "demon_sgdm"]}, "arms", r"unique"),
     ({"metric": "accuracy"}, "metric", r"metric: unknown metric 'accuracy'; valid choices: error, loss"),
@@ -308,8 +313,8 @@ def test_types_are_strict(change: dict[str, Any], field: tuple[str, ...]) -> Non
 
 
 def test_every_workload_has_a_parameter_model_in_the_schema() -> None:
+    from studies.vocab.workload_params import PARAMS
     from studies.workloads import workload_names
-    from studies.workloads.params import PARAMS
 
     assert sorted(PARAMS) == workload_names()
     schema = StudySpec.model_json_schema()["properties"]["workload_params"]

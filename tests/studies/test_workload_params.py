@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from studies.vocab.workload_params import PARAMS, validate_params
 from studies.workloads import WorkloadError, get_workload, workload_names
-from studies.workloads.params import PARAMS, validate_params
 
 
 def test_every_workload_accepts_its_defaults() -> None:

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Header, Query, Response
 
 from studies.spec import EXAMPLE
+from studies.vocab.statuses import StudyStatus
 
 from ... import submission
 from ...db import dal
 from ...db.engine import session_scope
-from ...db.models import StudyStatus
 from ...presenters import study_public, study_summary
 from ...schemas import StudiesPublic, StudyCreated, StudyPublic
 from ..deps import AuthDep, EngineDep, OffsetQuery, SettingsDep
@@ -36,7 +36,7 @@ SPEC_BODY = {
     status_code=202,
     response_model=StudyCreated,
     dependencies=[AuthDep],
-    responses=errors(401, 409, 413),
+    responses=errors(401, 409, 413, 429),
     openapi_extra={"requestBody": SPEC_BODY},
 )
 def submit_study(
@@ -77,13 +77,15 @@ def get_study(study_id: str, engine: EngineDep) -> StudyPublic:
         return study_public(dal.get_study(session, study_id))
 
 
-@router.post("/{study_id}/cancel", response_model=StudyPublic, dependencies=[AuthDep], responses=errors(401, 404, 409))
+@router.post(
+    "/{study_id}/cancel", response_model=StudyPublic, dependencies=[AuthDep], responses=errors(401, 404, 409, 429)
+)
 def cancel_study(study_id: str, engine: EngineDep, settings: SettingsDep) -> StudyPublic:
     """Cancel: pending trials become cancelled and the study's job is stopped within seconds."""
     return study_public(submission.cancel(engine, settings, study_id))
 
 
-@router.delete("/{study_id}", status_code=204, dependencies=[AuthDep], responses=errors(401, 404, 409))
+@router.delete("/{study_id}", status_code=204, dependencies=[AuthDep], responses=errors(401, 404, 409, 429))
 def delete_study(study_id: str, engine: EngineDep) -> Response:
     """Delete a study and its trials (refused with 409 while it runs)."""
     with session_scope(engine) as session:

@@ -346,8 +346,7 @@
     else loadHeatmaps();
     loadFigures();
     loadPlacement();
-    const finished = ["completed", "failed", "cancelled", "completed_with_failures"].includes(root.dataset.status);
-    if (finished) $("live").textContent = "";
+    if (root.dataset.finished === "true") $("live").textContent = "";
     else follow();
   });
 })();

@@ -1,4 +1,4 @@
-"""Each workload's parameters (a spec's ``workload_params``) as a typed, bounded pydantic model.
+"""Each workload's parameters (a spec's ``workload_params``) as a typed, bounded pydantic model (torch-free).
 
 A spec names a workload and gives it parameters; without a model those were free-form, so
 ``n_train: 1e12`` or ``hidden: -5`` was accepted and failed (or exhausted memory) only when a trial
@@ -10,11 +10,14 @@ also appear in the spec's JSON schema (and so in the HTTP API's OpenAPI document
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-__all__ = ["PARAMS", "WorkloadParams", "params_model", "validate_params"]
+__all__ = ["PARAMS", "PIXELS", "WorkloadParams", "params_model", "validate_params"]
+
+PIXELS = 784  # MNIST's 28 × 28 binary pixels: the VAE's chance NLL is PIXELS · log 2 nats
 
 
 class WorkloadParams(BaseModel):
@@ -22,6 +25,17 @@ class WorkloadParams(BaseModel):
     integer parameter takes neither ``true`` nor ``"128"`` nor ``4.0``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+    def chance_levels(self) -> tuple[float, float]:
+        """(metric, loss) of a model that guesses: the failure scores y_fail of a diverged trial.
+        Default: a uniform guess over ``class_count`` classes, error 1 − 1/k and cross-entropy log k."""
+        classes = float(self.class_count)
+        return 1.0 - 1.0 / classes, math.log(classes)
+
+    @property
+    def class_count(self) -> int:
+        """How many classes a classifier workload tells apart (10 unless a workload says otherwise)."""
+        return 10
 
 
 class SyntheticParams(WorkloadParams):
@@ -31,6 +45,11 @@ class SyntheticParams(WorkloadParams):
     features: int = Field(default=8, ge=1, le=4096, description="input features")
     classes: int = Field(default=3, ge=2, le=1000, description="number of classes")
     hidden: int = Field(default=0, ge=0, le=4096, description="hidden units (0: a linear model)")
+
+    @property
+    def class_count(self) -> int:
+        return self.classes
+
     hold: str | None = Field(
         default=None,
         max_length=4096,
@@ -54,11 +73,23 @@ class DigitsCNNParams(WorkloadParams):
 class ImageParams(WorkloadParams):
     """The file-based image classifiers: augmentation and the validation holdout."""
 
+    dataset_classes: ClassVar[int] = 10
+
     augment: StrictBool = Field(default=True, description="random crop + horizontal flip on the training set")
     val_size: int | None = Field(
         default=None, ge=1, le=100_000, description="training images held out for validation (default per dataset)"
     )
     num_classes: int | None = Field(default=None, ge=1, le=1000, description="fixed by the dataset; checked if given")
+
+    @model_validator(mode="after")
+    def _dataset_classes(self) -> ImageParams:
+        if self.num_classes is not None and self.num_classes != self.dataset_classes:
+            raise ValueError(f"num_classes: {self.num_classes} given, the dataset has {self.dataset_classes}")
+        return self
+
+    @property
+    def class_count(self) -> int:
+        return self.dataset_classes
 
 
 class ResNet20Params(ImageParams):
@@ -66,9 +97,15 @@ class ResNet20Params(ImageParams):
 
 
 class DropoutImageParams(ImageParams):
-    """``cifar100_vgg16`` and ``stl10_wrn16_8``: an image classifier with dropout."""
+    """``stl10_wrn16_8`` (and, with 100 classes, ``cifar100_vgg16``): an image classifier with dropout."""
 
     dropout: float | None = Field(default=None, ge=0, lt=1, description="dropout rate (default per model)")
+
+
+class Cifar100Params(DropoutImageParams):
+    """``cifar100_vgg16``."""
+
+    dataset_classes: ClassVar[int] = 100
 
 
 class MnistVAEParams(WorkloadParams):
@@ -77,6 +114,10 @@ class MnistVAEParams(WorkloadParams):
     val_size: int = Field(default=5000, ge=1, le=59_999, description="training images held out for validation")
     hidden: int = Field(default=400, ge=1, le=8192, description="hidden units of encoder and decoder")
     latent: int = Field(default=20, ge=1, le=1024, description="latent dimensions")
+
+    def chance_levels(self) -> tuple[float, float]:
+        """A decoder that says 1/2 for every pixel: PIXELS · log 2 nats, as NLL and as loss."""
+        return PIXELS * math.log(2.0), PIXELS * math.log(2.0)
 
 
 class PtbParams(WorkloadParams):
@@ -88,13 +129,17 @@ class PtbParams(WorkloadParams):
     layers: int = Field(default=2, ge=1, le=8, description="LSTM layers")
     dropout: float = Field(default=0.5, ge=0, lt=1, description="dropout rate")
 
+    def chance_levels(self) -> tuple[float, float]:
+        """A uniform guess over the vocabulary: perplexity V, cross-entropy log V."""
+        return float(self.vocab_size), math.log(float(self.vocab_size))
+
 
 PARAMS: dict[str, type[WorkloadParams]] = {
     "synthetic": SyntheticParams,
     "digits_mlp": DigitsMLPParams,
     "digits_cnn": DigitsCNNParams,
     "cifar10_resnet20": ResNet20Params,
-    "cifar100_vgg16": DropoutImageParams,
+    "cifar100_vgg16": Cifar100Params,
     "stl10_wrn16_8": DropoutImageParams,
     "mnist_vae": MnistVAEParams,
     "ptb_lstm": PtbParams,

@@ -1,0 +1,90 @@
+"""What a spec needs to know of each workload without importing torch: its name, where its torch
+class lives, its metric, its parameters and its chance level (the failure score y_fail).
+
+The torch half of a workload (model, data, loss, evaluation) is ``studies.workloads``: its classes
+read their metric and chance level from here, and ``studies.workloads.get_workload`` imports a
+class the first time it is asked for. So validating a spec, choosing a metric or computing y_fail
+costs no torch import (the service's routes and the CLI rely on that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .scores import MetricKind
+from .workload_params import PARAMS, WorkloadParams, validate_params
+
+__all__ = [
+    "METRICS",
+    "WORKLOAD_ENTRIES",
+    "WorkloadEntry",
+    "WorkloadError",
+    "workload_entry",
+    "workload_names",
+    "y_fail",
+]
+
+
+class WorkloadError(ValueError):
+    """A workload cannot run as asked: bad parameters, or its data is not where it should be."""
+
+
+@dataclass(frozen=True)
+class WorkloadEntry:
+    """One workload's torch-free declaration.
+
+    ``target`` is ``"module:Class"`` of its ``studies.workloads.Workload``; ``metric_name`` what its
+    metric is ("error", "perplexity", "nll"). Its parameters' model (``workload_params.PARAMS``)
+    gives its chance levels: the score of a diverged trial (y_fail).
+    """
+
+    name: str
+    target: str
+    metric_name: str = "error"
+
+    def params(self, values: Mapping[str, Any] | None = None) -> WorkloadParams:
+        """The workload's parameter model with ``values`` (``ValidationError`` naming a bad key)."""
+        return PARAMS[self.name].model_validate(validate_params(self.name, dict(values or {})))
+
+    def chance_levels(self, values: Mapping[str, Any] | None = None) -> tuple[float, float]:
+        """(metric, loss) of a chance-level model with these parameters."""
+        return self.params(values).chance_levels()
+
+
+WORKLOAD_ENTRIES: dict[str, WorkloadEntry] = {
+    entry.name: entry
+    for entry in (
+        WorkloadEntry("synthetic", "studies.workloads.synthetic:Synthetic"),
+        WorkloadEntry("digits_mlp", "studies.workloads.digits:DigitsMLP"),
+        WorkloadEntry("digits_cnn", "studies.workloads.digits:DigitsCNN"),
+        WorkloadEntry("cifar10_resnet20", "studies.workloads.resnet:Cifar10ResNet20"),
+        WorkloadEntry("cifar100_vgg16", "studies.workloads.vgg:Cifar100VGG16"),
+        WorkloadEntry("stl10_wrn16_8", "studies.workloads.wrn:Stl10WRN16x8"),
+        WorkloadEntry("mnist_vae", "studies.workloads.vae:MnistVAE", "nll"),
+        WorkloadEntry("ptb_lstm", "studies.workloads.ptb:PtbLSTM", "perplexity"),
+    )
+}
+
+METRICS: tuple[str, ...] = tuple(sorted({e.metric_name for e in WORKLOAD_ENTRIES.values()} | {"loss"}))
+"""Every metric a study can report: each workload's own and ``loss``."""
+
+
+def workload_names() -> list[str]:
+    """Registered workload names, sorted."""
+    return sorted(WORKLOAD_ENTRIES)
+
+
+def workload_entry(name: str) -> WorkloadEntry:
+    """The entry of workload ``name``; ``WorkloadError`` listing the valid names for an unknown one."""
+    try:
+        return WORKLOAD_ENTRIES[name]
+    except KeyError:
+        raise WorkloadError(f"unknown workload {name!r}; valid choices: {', '.join(workload_names())}") from None
+
+
+def y_fail(workload: str, params: Mapping[str, Any] | None, kind: MetricKind) -> float:
+    """The failure score of a diverged trial: the workload's chance-level metric or loss."""
+    metric, loss = workload_entry(workload).chance_levels(params)
+    return loss if kind == "loss" else metric

@@ -1,0 +1,120 @@
+"""Reports of a running study are recomputed at most every few seconds, one computation per report at
+a time, on a thread that yields the CPU to training; a finished study's report is computed once.
+
+Before this, every result a running study recorded made each reader recompute its sensitivity report
+(20 readers cut the study's throughput to a quarter). The clock here is the test's own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from fastapi.testclient import TestClient
+from test_api import all_keys, claim, engine_of, finish, make_result, submit
+
+from service.db import dal, session_scope
+from service.report_cache import COMPUTE_NICENESS, ReportCache, reports
+from studies.results import TrialKey
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_running_studys_report_is_recomputed_at_most_every_few_seconds() -> None:
+    clock = Clock()
+    cache = ReportCache(recompute_seconds=5.0, clock=clock)
+    calls: list[int] = []
+
+    def report(progress: int) -> Any:
+        return cache.get("r", progress=progress, running=True, compute=lambda: calls.append(progress) or progress)
+
+    assert report(1) == 1
+    clock.now = 4.9
+    assert report(2) == 1  # a newer result, but the report is under 5 s old: served as it is
+    clock.now = 5.1
+    assert report(3) == 3
+    assert report(3) == 3
+    assert calls == [1, 3]
+
+
+def test_a_finished_studys_report_follows_its_progress_at_once() -> None:
+    cache = ReportCache(recompute_seconds=5.0, clock=Clock())
+    calls: list[str] = []
+    assert cache.get("r", progress="running", running=True, compute=lambda: calls.append("a") or "a") == "a"
+    assert cache.get("r", progress="done", running=False, compute=lambda: calls.append("b") or "b") == "b"
+    assert cache.get("r", progress="done", running=False, compute=lambda: calls.append("c") or "c") == "b"
+    assert calls == ["a", "b"]
+
+
+def test_readers_of_one_report_share_one_computation() -> None:
+    cache = ReportCache(recompute_seconds=5.0, clock=Clock())
+    release = threading.Event()
+    started = threading.Event()
+    calls: list[int] = []
+
+    def slow() -> int:
+        started.set()
+        release.wait(timeout=30)
+        calls.append(1)
+        return 42
+
+    results: list[int] = []
+    first = threading.Thread(target=lambda: results.append(cache.get("r", progress=1, running=True, compute=slow)))
+    first.start()
+    assert started.wait(timeout=30)  # the first reader's computation is under way
+    others = [
+        threading.Thread(target=lambda: results.append(cache.get("r", progress=1, running=True, compute=slow)))
+        for _ in range(9)
+    ]
+    for thread in others:
+        thread.start()
+    release.set()
+    for thread in [first, *others]:
+        thread.join(timeout=30)
+    assert results == [42] * 10
+    assert calls == [1]
+    assert cache.computations == 1
+
+
+def test_reports_are_computed_at_a_lower_cpu_priority_than_the_callers() -> None:
+    """Linux gives each thread its own nice value (``getpriority(PRIO_PROCESS, 0)`` is the caller's)."""
+    caller = os.getpriority(os.PRIO_PROCESS, 0)
+    computing = ReportCache().get("nice", progress=0, running=False, compute=lambda: os.getpriority(os.PRIO_PROCESS, 0))
+    assert computing == min(19, caller + COMPUTE_NICENESS)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == caller  # the callers (request threads) keep theirs
+
+
+def test_sensitivity_of_a_running_study_is_not_recomputed_for_each_new_result(
+    api: TestClient, smoke_spec: dict[str, Any]
+) -> None:
+    study_id = submit(api, smoke_spec)
+    claim(engine_of(api))
+    keys = all_keys()
+    _record(api, study_id, keys[:12])
+    url = f"/api/v1/studies/{study_id}/sensitivity"
+    before = reports.computations
+    first = api.get(url)
+    assert first.status_code == 200, first.text
+    _record(api, study_id, keys[12:20])  # more results land while readers read
+    for _ in range(5):
+        assert api.get(url).json() == first.json()  # the report of a few seconds ago, not recomputed
+    assert reports.computations == before + 1
+
+    _record(api, study_id, keys[20:])
+    finish(engine_of(api), study_id)
+    final = api.get(url)
+    assert final.json() != first.json()  # finished: the final report at once
+    assert reports.computations == before + 2
+
+
+def _record(api: TestClient, study_id: str, keys: list[TrialKey]) -> None:
+    for key in keys:
+        with session_scope(engine_of(api)) as session:
+            dal.record_trial_result(session, study_id, make_result(key))
