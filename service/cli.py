@@ -436,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sensitivity", help="each pair's verdict, then the figures per arm and per pair")
     p.add_argument("study_id")
-    p.add_argument("--target", type=float, default=None, help="the error (or loss) a run must beat, raw units")
+    p.add_argument(
+        "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
+    )
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     _score_args(p, "test")
     _client_args(p)
@@ -448,7 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_id")
     p.add_argument("--a", default=None, help="first arm (default: every demon_* arm)")
     p.add_argument("--b", default=None, help="second arm (default: every baseline)")
-    p.add_argument("--target", type=float, default=None, help="the error (or loss) a run must beat, raw units")
+    p.add_argument(
+        "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
+    )
     p.add_argument("--json", action="store_true", help="print the pairs as JSON")
     _score_args(p, "test")
     _client_args(p)

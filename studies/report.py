@@ -166,13 +166,13 @@ def target_caption(report: SensitivityReport) -> str:
     if target.raw_value is None:
         return "no target (no run trained)"
     how = "given" if target.chosen_on == "given" else "the lower quartile of trained runs on val"
-    return f"target {report.split} < {target.raw_value:.3g} ({how})"
+    return f"target {report.split} <= {target.raw_value:.3g} ({how})"
 
 
 def heatmap_note(report: SensitivityReport) -> str:
-    """The heatmap caption's success figure: each arm's share of the grid beating the target."""
+    """The heatmap caption's success figure: each arm's share of the grid reaching the target."""
     shares = ", ".join(f"{arm} {estimate_text(a.success.share, pct=True)}" for arm, a in report.arms.items())
-    return f"share of the grid whose runs beat the {target_caption(report)}: {shares}"
+    return f"share of the grid whose runs reach the {target_caption(report)}: {shares}"
 
 
 def estimate_text(estimate: Estimate, *, pct: bool = False, raw: bool = False) -> str:
@@ -213,12 +213,12 @@ def verdict_lines(report: Any) -> list[str]:
 
 def summary_table(report: Any) -> str:
     """A plain-text table, one row per arm: the peak (raw units, lower is better) with its interval,
-    the share of the grid beating the target, the lr width of that region and q(1), each with its
+    the share of the grid reaching the target, the lr width of that region and q(1), each with its
     95% interval, and the diverged runs as a count."""
     typed = as_report(report)
     split = typed.split
     lines = [
-        f"figures on {split} (cells chosen on val); success: a run beats the {target_caption(typed)}; "
+        f"figures on {split} (cells chosen on val); success: a run reaches the {target_caption(typed)}; "
         f"[95% intervals] from {typed.min_interval_seeds} seeds",
         f"{'arm':<16} {'best ' + split:>26} {'success share':>20} {'lr width (dec)':>20}"
         f" {'E[best@1]':>22} {'diverged':>12}",
@@ -245,7 +245,7 @@ def summary_table(report: Any) -> str:
 
 SUMMARY_LEGEND = (
     "best: the cell picked on validation, its median (workload units, lower is better) [its seeds' interval];",
-    "success share: the share of the grid whose run beats the target, per seed, averaged over seeds;",
+    "success share: the share of the grid whose run reaches the target, per seed, averaged over seeds;",
     "lr width: per seed and β_init, the longest run of succeeding lrs in decades, averaged; E[best@1]: the",
     "expected score of one configuration drawn at random; diverged: runs that blew up, of those that ran",
     "(docs/statistics.md says what the intervals cover).",

@@ -324,6 +324,7 @@ class StudySpec(_Strict):
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
         _check_floors(self)
+        _check_target(self, workload)
         limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
         if self.trial_count > limit:
             raise ValueError(
@@ -366,6 +367,20 @@ class StudySpec(_Strict):
         exclude = {"execution"} if self.execution == Execution() else None
         canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_target(spec: StudySpec, workload: WorkloadEntry) -> None:
+    """A verdict target no run can miss is no target: it must be below the failure score."""
+    target = spec.verdict.target if spec.verdict else None
+    if target is None:
+        return
+    metric_fail, loss_fail = workload.chance_levels(spec.workload_params)
+    fail = loss_fail if spec.metric_kind == "loss" else metric_fail
+    if target >= fail:
+        raise ValueError(
+            f"verdict.target: {target:g} is not below the failure score {fail:g} of {spec.metric_name} "
+            "(a diverged run's score): even a diverged run would count as a success"
+        )
 
 
 def _checked_workload(name: str, params: dict[str, Any]) -> WorkloadEntry:

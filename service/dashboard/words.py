@@ -112,7 +112,7 @@ def estimate_text(estimate: Estimate, context: Context, *, raw: bool = False, sh
 
 
 def _target(context: Context) -> str:
-    return f"{context.split} {context.metric} < {num(context.raw_target)}"
+    return f"{context.split} {context.metric} ≤ {num(context.raw_target)}"
 
 
 def arm_lines(arm: ArmReport, context: Context) -> list[Line]:
@@ -134,7 +134,7 @@ def arm_lines(arm: ArmReport, context: Context) -> list[Line]:
     lines.append(
         Line(
             "Success share",
-            f"per seed, the share of the grid whose run beats {_target(context)}, averaged over seeds: "
+            f"per seed, the share of the grid whose run reaches {_target(context)}, averaged over seeds: "
             + estimate_text(success.share, context, share=True),
         )
     )
@@ -201,7 +201,7 @@ def _variance(arm: ArmReport) -> Line:
 
 
 FIGURE_NOUNS: dict[str, str] = {
-    "success_share": "share of the grid beating the target",
+    "success_share": "share of the grid reaching the target",
     "success_lr_width": "width of the succeeding lr range (decades)",
     "expected_best": "expected best score of k random configurations",
     "lr_sensitivity": "lr sensitivity (b's minus a's: a is more robust when > 0)",

@@ -18,7 +18,7 @@ Conventions, everywhere in this package (``docs/metrics.md``; the statistics in
   completed trials without a value on a split are missing: excluded and counted. A cell whose
   median is the failure score never trained; an arm with no trained cell is ``never_trained`` and
   has no landscape figure: failure is never robustness.
-- **Seed-wise figures.** The landscape figures (share of the grid beating the target, lr width,
+- **Seed-wise figures.** The landscape figures (share of the grid reaching the target, lr width,
   q(k), lr sensitivity, win probability, probability of improvement) are computed on each seed's
   grid — one run per configuration, the paper's protocol — and averaged over seeds, so no anchor
   is chosen across seeds and there is no winner's curse. Their intervals are t intervals over

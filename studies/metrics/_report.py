@@ -97,7 +97,7 @@ def sensitivity_report(
 ) -> SensitivityReport:
     """Every arm's figures and every pair's comparison and verdict.
 
-    ``target``: the raw error (or loss) a run must beat; None takes ``verdict.target``, then the
+    ``target``: the raw error (or loss) a run must reach (at most); None takes ``verdict.target``, then the
     default rule (``DEFAULT_TARGET``). ``verdict``: the primary figure, difference of interest and
     power (``VerdictSpec()`` by default). ``pairs`` defaults to ``default_pairs`` of the arms
     present; an explicitly requested pair on different grids raises ``ComparisonError``, a default

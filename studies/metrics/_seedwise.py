@@ -25,7 +25,7 @@ axes (one study: none; the coverage battery: thousands of studies at once), seed
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -64,7 +64,7 @@ def default_threshold(pool: FloatArray, y_fail: float, jackknife: bool = True) -
 
     ``pool`` is (..., S, P): per seed, the validation scores of every arm's cells (P = arms × cells).
     Only trials that trained count. θ̂ is the upper quartile (oriented) of the pool: a trial
-    succeeds when it beats the error that a quarter of the trained runs reach. Returns θ̂ (...,)
+    succeeds when it reaches the error that a quarter of the trained runs reach. Returns θ̂ (...,)
     and θ̂₍₋ₛ₎ (..., S) (None without ``jackknife``); NaN where nothing trained.
     """
     x = np.where(trained(pool, y_fail), pool, np.nan)
@@ -79,12 +79,15 @@ def default_threshold(pool: FloatArray, y_fail: float, jackknife: bool = True) -
 
 
 def success(test: FloatArray, theta: FloatArray) -> FloatArray:
-    """1.0 where a trial beats the threshold θ (raw: error below the target), 0.0 where not (a
+    """1.0 where a trial reaches the threshold θ (raw: error at most the target), 0.0 where not (a
     diverged trial never does), NaN where missing. ``theta`` broadcasts against (..., S, I, J)
     from its leading axes: shape (...,) → one θ per study."""
     th = np.asarray(theta, dtype=np.float64)[..., None, None, None]
+    # "at most the target", up to float rounding: on a metric of a few hundred test samples many
+    # runs share the target's exact value, and they reach it
+    tolerance = _TRAINED_MARGIN * np.maximum(1.0, np.abs(th))
     with np.errstate(invalid="ignore"):
-        out = np.where(np.isnan(test), np.nan, (test > th).astype(np.float64))
+        out = np.where(np.isnan(test), np.nan, (test >= th - tolerance).astype(np.float64))
     return out
 
 
@@ -267,6 +270,12 @@ def width_floor(ok: FloatArray, bounds: FloatArray, n_seeds: FloatArray) -> Floa
         return sd / np.sqrt(n_seeds)
 
 
+def clipped(m: SeedMean, low: float, high: float) -> SeedMean:
+    """``m`` with its interval cut to the figure's range (a share lies in [0, 1]): the truth lies
+    there, so cutting never lowers the coverage."""
+    return replace(m, low=np.clip(m.low, low, high), high=np.clip(m.high, low, high))
+
+
 def with_floor(m: SeedMean, floor: FloatArray, null: float = 0.0) -> SeedMean:
     """``m`` with its standard error raised to ``floor`` where it is lower (interval and p-value follow)."""
     se = np.where(np.isfinite(m.se), np.fmax(m.se, floor), m.se)
@@ -335,20 +344,21 @@ def arm_seeds(
     width = seed_mean(width_values, width_jk, level)
     q_values = best_of_k(val, test, ks)
     gap_values = lr_gap(test)
+    decades = float(bounds[-1] - bounds[0])
     return ArmSeeds(
         ok=ok,
         share_values=share_values,
         share_jk=share_jk,
-        share=with_floor(seed_mean(share_values, share_jk, level), share_floor(ok)),
-        per_beta=with_floor(seed_mean(beta_values, beta_jk, level), share_floor(ok, axis=(-2,))),
+        share=clipped(with_floor(seed_mean(share_values, share_jk, level), share_floor(ok)), 0.0, 1.0),
+        per_beta=clipped(with_floor(seed_mean(beta_values, beta_jk, level), share_floor(ok, axis=(-2,))), 0.0, 1.0),
         width_values=width_values,
         width_jk=width_jk,
-        width=with_floor(width, width_floor(ok, bounds, width.n)),
+        width=clipped(with_floor(width, width_floor(ok, bounds, width.n)), 0.0, decades),
         edge=edge,
         q_values=q_values,
         q=seed_mean(np.moveaxis(q_values, -1, -2), None, level),
         gap_values=gap_values,
-        gap=seed_mean(gap_values, None, level),
+        gap=clipped(seed_mean(gap_values, None, level), 0.0, np.inf),
     )
 
 
@@ -368,20 +378,21 @@ def pair_seeds(
     means a is better (paired per seed), and a's probabilities of being better (null ½).
     ``grids`` is (val a, test a, val b, test b), each (..., S, I, J)."""
     va, ta, vb, tb = grids
+    share_delta = seed_mean(a.share_values - b.share_values, _diff(a.share_jk, b.share_jk), level)
+    width_delta = seed_mean(a.width_values - b.width_values, _diff(a.width_jk, b.width_jk), level)
     out: dict[tuple[str, int | None], SeedMean] = {
-        ("success_share", None): seed_mean(a.share_values - b.share_values, _diff(a.share_jk, b.share_jk), level),
-        ("success_lr_width", None): seed_mean(a.width_values - b.width_values, _diff(a.width_jk, b.width_jk), level),
+        ("success_share", None): clipped(share_delta, -1.0, 1.0),
+        ("success_lr_width", None): width_delta,
     }
     for n, k in enumerate(ks):
         out[("expected_best", k)] = seed_mean(a.q_values[..., n] - b.q_values[..., n], None, level)
     out[("lr_sensitivity", None)] = seed_mean(b.gap_values - a.gap_values, None, level)
     wins = win_share(va, ta, vb, tb, win_ks)
     for n, k in enumerate(win_ks):
-        out[("win_probability", k)] = seed_mean(wins[..., n], None, level, null=0.5)
+        out[("win_probability", k)] = clipped(seed_mean(wins[..., n], None, level, null=0.5), 0.0, 1.0)
     matched, anywhere = improvement(ta, tb)
     halves = _half_sign(ta - tb)
-    out[("improvement_matched", None)] = with_floor(
-        seed_mean(matched, None, level, null=0.5), share_floor(halves), null=0.5
-    )
-    out[("improvement_any", None)] = seed_mean(anywhere, None, level, null=0.5)
+    floored = with_floor(seed_mean(matched, None, level, null=0.5), share_floor(halves), null=0.5)
+    out[("improvement_matched", None)] = clipped(floored, 0.0, 1.0)
+    out[("improvement_any", None)] = clipped(seed_mean(anywhere, None, level, null=0.5), 0.0, 1.0)
     return out

@@ -20,8 +20,8 @@ from studies.metrics.models import LEVEL, Delta, Interval, Outcome, Verdict, Ver
 MAX_SEEDS_PLANNED = 10_000
 
 NOUNS: dict[str, str] = {
-    "success_share": "share of the grid whose runs beat the target",
-    "success_lr_width": "width of the lr range whose runs beat the target (decades)",
+    "success_share": "share of the grid whose runs reach the target",
+    "success_lr_width": "width of the lr range whose runs reach the target (decades)",
     "expected_best": "expected best score of k random configurations",
     "lr_sensitivity": "lr sensitivity (mean gap to the best lr; lower is more robust)",
 }

@@ -56,7 +56,7 @@ class VerdictSpec(BaseModel):
 
     ``primary``: the figure whose Δ decides each pair's verdict (default ``success_share``: the
     share of the grid whose runs reach the target; ``docs/statistics.md`` says why). ``target``:
-    the error (or loss) a run must beat, in the metric's raw units; none = the default rule (the
+    the error (or loss) a run must reach (at most), in the metric's raw units; none = the default rule (the
     lower quartile of every trained run's validation score, pooled over the study's arms).
     ``difference_of_interest``: the smallest Δ of the primary figure worth detecting (default 0.1
     of the grid for ``success_share``, 0.5 decades for ``success_lr_width``; required for the
@@ -185,7 +185,7 @@ class BetaShare(_Model):
 class Success(_Model):
     """The paper's form of the claim: how much of the grid reaches the target.
 
-    ``share``: per seed, the share of the grid's cells whose run beats the target (a diverged or
+    ``share``: per seed, the share of the grid's cells whose run reaches the target (a diverged or
     failed run never does), averaged over seeds — the expected share of configurations that
     succeed with one run each. ``per_beta``: the same per β_init column. ``lr_width``: per seed
     and β_init, the longest run of succeeding cells along lr in decades, averaged over β_init and
@@ -341,7 +341,7 @@ class PairError(_Model):
 
 
 class Target(_Model):
-    """The error (or loss) a run must beat to count as a success, and where it came from."""
+    """The error (or loss) a run must reach (at most) to count as a success, and where it came from."""
 
     raw_value: float | None = Field(description="raw units (lower is better); null when no run trained")
     value: float | None = Field(description="oriented (-raw_value)")

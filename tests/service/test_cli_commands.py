@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -368,3 +369,44 @@ def test_token_revoke_by_a_name_of_digits_is_by_name_and_by_id_only_with_id(
         cli(capsys, "token", "revoke", "second", "--id", "2")
     assert usage.value.code == 2
     assert "argument --id: not allowed with argument name" in capsys.readouterr().err
+
+
+def test_status_prints_the_verdict_first_and_a_never_trained_arm_loses(
+    server: str, engine: Engine, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Through the service: sgdm_step diverges in every trial of an 8-seed study; the finished study's
+    status starts with the verdict (sgdm_step never trained, demon_sgdm wins), and the API says so."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(_smoke() | {"seeds": 8}))
+    study_id = cli_submit(capsys, server, spec)
+    for arm in ARMS:
+        for lr in (0.01, 0.1, 1.0):
+            for beta in (0.8, 0.9):
+                for seed in range(8):
+                    key = TrialKey(arm, lr, beta, seed)
+                    result = result_for(TrialKey("sgdm_step", 1.0, beta, seed) if arm == "sgdm_step" else key)
+                    with session_scope(engine) as session:
+                        dal.record_trial_result(session, study_id, replace(result, key=key))
+    code, out, _ = cli(capsys, "status", study_id, "--url", server)
+    assert code == 0
+    assert not out.startswith("VERDICT")  # a study still queued has no verdict yet
+    complete(engine, study_id)
+    code, out, _ = cli(capsys, "status", study_id, "--url", server)
+    assert code == 0
+    assert out.startswith(
+        "VERDICT demon_sgdm vs sgdm_step: sgdm_step never trained (no cell's median beat the failure score): "
+        "demon_sgdm is the one that trains.\n"
+    )
+    assert out.splitlines()[1].startswith(f"{study_id} ")
+    report = DemonlabClient(server).sensitivity(study_id)
+    assert report.arms["sgdm_step"].status == "never_trained"
+    (pair,) = report.pairs
+    assert not hasattr(pair, "error")
+    assert (pair.verdict.outcome, pair.verdict.winner) == ("never_trained", "demon_sgdm")  # type: ignore[union-attr]
+
+
+def _smoke() -> dict[str, Any]:
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load(SMOKE_SPEC_PATH.read_text())
+    return data

@@ -252,7 +252,10 @@ def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
     assert fragment.status_code == 200
     text = page_text(fragment.text)
     target = report["target"]
-    assert f"A run succeeds when it beats test {metric} {words.num(target['raw_value'])} ({target['source']})" in text
+    assert (
+        f"A run succeeds when its test {metric} is at most {words.num(target['raw_value'])} ({target['source']})"
+        in text
+    )
     assert "Δ > 0 means the first arm is better" in text
     assert "Metrics version 4." in text
 
@@ -268,7 +271,7 @@ def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
         assert f"({seeds} seeds)" not in verdict["statement"] or "seeds would detect" in verdict["statement"]
     primary = pair["primary"]
     said = (
-        f"Primary: share of the grid beating the target: Δ = +{words.num(primary['value'])} (positive means demon_sgdm"
+        f"Primary: share of the grid reaching the target: Δ = +{words.num(primary['value'])} (positive means demon_sgdm"
     )
     assert said in text
     assert pair["family"] in text

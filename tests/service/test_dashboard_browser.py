@@ -334,7 +334,7 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     page.wait_for_selector("#figures .arm-figures")
     report = server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()
     figures = page.locator("#figures").inner_text()
-    assert f"A run succeeds when it beats test error {js_num(report['target']['raw_value'], 3)}" in figures
+    assert f"A run succeeds when its test error is at most {js_num(report['target']['raw_value'], 3)}" in figures
     for arm in ARMS:
         peak = report["arms"][arm]["peak"]
         said = f"median test error {js_num(peak['raw_score'], 3)}, no interval: too few seeds (intervals from 8)"
@@ -347,7 +347,7 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     value = compared["primary"]["value"]
     sign = "0" if value == 0 else ("+" if value > 0 else "-") + js_num(abs(value), 3)
     assert (
-        f"Primary: share of the grid beating the target: Δ = {sign} "
+        f"Primary: share of the grid reaching the target: Δ = {sign} "
         "(positive means demon_sgdm is better; no interval: too few seeds (intervals from 8))"
     ) in pair
     assert "95% interval" not in pair  # 3 seeds: no interval is claimed

@@ -277,7 +277,7 @@ def only_pair(report: SensitivityReport) -> PairReport:
 
 
 def test_success_share_width_and_per_beta_by_hand() -> None:
-    # Two seeds, target 0.2 (given): a run succeeds when its test error is below 0.2.
+    # Two seeds, target 0.2 (given): a run succeeds when its test error is at most 0.2.
     val = [[[0.30, 0.10], [0.15, 0.12], [0.50, 0.19]], [[0.25, 0.30], [0.18, 0.11], [0.10, 0.40]]]
     report = report_of(seeded("a", val), axes=axes_for(val), target=0.2)
     success = report.arms["a"].success
@@ -296,14 +296,14 @@ def test_success_share_width_and_per_beta_by_hand() -> None:
 
 def test_default_target_is_the_pooled_lower_quartile_of_trained_validation_runs() -> None:
     a, b = landscape(8, seed=1), landscape(8, 0.05, seed=2)
-    report = report_of(seeded("demon_x", a), seeded("base", b), axes=axes_for(a))
+    report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a))
     pooled = np.concatenate([a.ravel(), b.ravel()])
     assert report.target.raw_value == pytest.approx(np.quantile(pooled, 0.25))
     assert report.target.chosen_on == "val"
     # diverged runs are not in the pool: a baseline that diverges in half its runs moves nothing
     div = np.zeros(b.shape, bool)
     div[:, 2, :] = True  # its largest lr diverges in every seed
-    again = report_of(seeded("demon_x", a), seeded("base", b, diverged=div), axes=axes_for(a))
+    again = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b, diverged=div), axes=axes_for(a))
     assert again.target.raw_value == pytest.approx(np.quantile(np.concatenate([a.ravel(), b[:, :2].ravel()]), 0.25))
 
 
@@ -315,9 +315,9 @@ def test_a_target_at_or_above_the_failure_score_is_refused() -> None:
 
 def test_seed_intervals_are_t_intervals_over_seeds() -> None:
     a, b = landscape(9, seed=3), landscape(9, 0.03, seed=4)
-    report = report_of(seeded("demon_x", a), seeded("base", b), axes=axes_for(a), target=0.2)
-    per_seed_a = (a < 0.2).mean(axis=(1, 2))
-    per_seed_b = (b < 0.2).mean(axis=(1, 2))
+    report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2)
+    per_seed_a = (a <= 0.2).mean(axis=(1, 2))
+    per_seed_b = (b <= 0.2).mean(axis=(1, 2))
     pair = only_pair(report)
     # a given target: the jackknife standard error is sd/√n, the interval scipy's one-sample t interval
     expected = ttest_1samp(per_seed_a - per_seed_b, 0.0).confidence_interval(0.95)
@@ -327,7 +327,7 @@ def test_seed_intervals_are_t_intervals_over_seeds() -> None:
         pytest.approx(expected.high),
     )
     assert pair.primary.p_value == pytest.approx(ttest_1samp(per_seed_a - per_seed_b, 0.0).pvalue)
-    q1 = report.arms["demon_x"].expected_best.values[0]
+    q1 = report.arms["demon_sgdm"].expected_best.values[0]
     assert q1.k == 1
     mean_error = a.mean(axis=(1, 2))  # q(1): one configuration at random, its expected test error
     ci = ttest_1samp(mean_error, 0.0).confidence_interval(0.95)
@@ -374,8 +374,8 @@ def test_the_jackknife_carries_the_default_target_s_own_noise() -> None:
 def test_an_arm_that_never_trains_gets_no_figures_and_loses_the_verdict() -> None:
     a = landscape(8)
     div = np.ones(a.shape, bool)
-    report = report_of(seeded("demon_x", a), seeded("base", a, diverged=div), axes=axes_for(a))
-    base = report.arms["base"]
+    report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", a, diverged=div), axes=axes_for(a))
+    base = report.arms["sgdm_step"]
     assert base.status == "never_trained"
     assert (base.coverage.n_cells_trained, base.coverage.n_diverged) == (0, 48)
     for status in (base.peak.status, base.success.status, base.expected_best.status, base.lr_sensitivity.status):
@@ -383,8 +383,8 @@ def test_an_arm_that_never_trains_gets_no_figures_and_loses_the_verdict() -> Non
     assert base.success.share.value is None  # not "every cell alike": no figure at all
     pair = only_pair(report)
     assert pair.verdict.outcome == "never_trained"
-    assert (pair.verdict.winner, pair.verdict.never_trained) == ("demon_x", ["base"])
-    assert pair.verdict.statement.startswith("base never trained")
+    assert (pair.verdict.winner, pair.verdict.never_trained) == ("demon_sgdm", ["sgdm_step"])
+    assert pair.verdict.statement.startswith("sgdm_step never trained")
     assert all(d.status == "never_trained" and d.value is None for d in [pair.primary, *pair.exploratory])
 
 
@@ -417,7 +417,7 @@ def test_cells_tied_on_validation_are_one_random_choice_for_the_peak_and_for_q()
 
 def test_identical_arms_give_an_exact_zero_and_no_detectable_difference() -> None:
     a = landscape(12, seed=7)
-    report = report_of(seeded("demon_x", a), seeded("base", a), axes=axes_for(a))
+    report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", a), axes=axes_for(a))
     pair = only_pair(report)
     for delta in [pair.primary, *pair.exploratory]:
         if delta.value is None:
@@ -433,21 +433,21 @@ def test_identical_arms_give_an_exact_zero_and_no_detectable_difference() -> Non
 
 def test_verdict_when_one_arm_reaches_the_target_over_more_of_the_grid() -> None:
     a, b = landscape(8, seed=8), landscape(8, 0.15, seed=9)
-    forward = only_pair(report_of(seeded("demon_x", a), seeded("base", b), axes=axes_for(a), target=0.2))
+    forward = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2))
     assert forward.verdict.outcome == "a_less_sensitive"
-    assert forward.verdict.winner == "demon_x"
-    assert forward.verdict.statement.startswith("demon_x is less sensitive than base: Δ share of the grid")
+    assert forward.verdict.winner == "demon_sgdm"
+    assert forward.verdict.statement.startswith("demon_sgdm is less sensitive than sgdm_step: Δ share of the grid")
     assert forward.primary.interval.low is not None
     assert forward.primary.interval.low > 0
     assert forward.verdict.smallest_detectable_difference is not None
-    backward = only_pair(report_of(seeded("demon_x", b), seeded("base", a), axes=axes_for(a), target=0.2))
+    backward = only_pair(report_of(seeded("demon_sgdm", b), seeded("sgdm_step", a), axes=axes_for(a), target=0.2))
     assert backward.verdict.outcome == "b_less_sensitive"
-    assert backward.verdict.winner == "base"
+    assert backward.verdict.winner == "sgdm_step"
 
 
 def test_too_few_seeds_says_how_many_would_do() -> None:
     a, b = landscape(4, seed=10), landscape(4, 0.01, seed=11)
-    pair = only_pair(report_of(seeded("demon_x", a), seeded("base", b), axes=axes_for(a), target=0.2))
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2))
     verdict = pair.verdict
     assert verdict.outcome == "inconclusive_too_few_seeds"
     assert verdict.seeds_needed is not None
@@ -459,7 +459,7 @@ def test_too_few_seeds_says_how_many_would_do() -> None:
 def test_the_spec_names_the_primary_figure_and_the_difference_that_matters() -> None:
     a, b = landscape(8, seed=12), landscape(8, 0.05, seed=13)
     spec = VerdictSpec(primary="expected_best", k=1, difference_of_interest=0.02)
-    pair = only_pair(report_of(seeded("demon_x", a), seeded("base", b), axes=axes_for(a), verdict=spec))
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), verdict=spec))
     assert (pair.primary.figure, pair.primary.k, pair.primary.role) == ("expected_best", 1, "primary")
     assert (pair.verdict.primary, pair.verdict.difference_of_interest) == ("expected_best", 0.02)
     assert ("success_share", None) in {(d.figure, d.k) for d in pair.exploratory}
@@ -470,7 +470,7 @@ def test_the_spec_names_the_primary_figure_and_the_difference_that_matters() -> 
 def test_holm_adjusts_the_exploratory_family_only() -> None:
     assert holm([0.01, 0.04, None, 0.03]) == [pytest.approx(0.03), pytest.approx(0.06), None, pytest.approx(0.06)]
     a, b = landscape(8, seed=14), landscape(8, 0.06, seed=15)
-    pair = only_pair(report_of(seeded("demon_x", a), seeded("base", b), axes=axes_for(a)))
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a)))
     tested = [d for d in pair.exploratory if d.p_value is not None]
     assert [d.holm_p_value for d in tested] == pytest.approx(holm([d.p_value for d in tested]))
     assert all(d.significant == (d.holm_p_value is not None and d.holm_p_value < 0.05) for d in tested)
@@ -552,7 +552,7 @@ def test_win_share_and_improvement_match_brute_force_on_one_seed() -> None:
 def test_lr_sensitivity_delta_is_positive_when_the_first_arm_is_less_sensitive() -> None:
     flat = np.full((8, 3, 2), 0.1) + np.random.default_rng(18).normal(0, 0.005, (8, 3, 2))
     steep = landscape(8, seed=19)
-    pair = only_pair(report_of(seeded("demon_x", flat), seeded("base", steep), axes=axes_for(flat)))
+    pair = only_pair(report_of(seeded("demon_sgdm", flat), seeded("sgdm_step", steep), axes=axes_for(flat)))
     gap = next(d for d in pair.exploratory if d.figure == "lr_sensitivity")
     assert gap.value is not None
     assert gap.value > 0
@@ -566,7 +566,7 @@ def test_paired_seeds_remove_a_shared_seed_effect() -> None:
     effect = np.random.default_rng(20).normal(0, 0.1, (8, 1, 1))
     a = landscape(8, sd=0.0) + effect
     b = a + 0.05
-    pair = only_pair(report_of(seeded("demon_x", a), seeded("base", b), axes=axes_for(a)))
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a)))
     q1 = next(d for d in pair.exploratory if d.figure == "expected_best" and d.k == 1)
     assert q1.value == pytest.approx(0.05)
     assert q1.interval.high - q1.interval.low < 1e-9  # type: ignore[operator]
@@ -587,13 +587,13 @@ def test_variance_shares_describe_the_cell_means() -> None:
 
 def test_incomplete_grid_keeps_the_share_and_says_so_for_the_rest() -> None:
     a = landscape(8, seed=21)
-    data = seeded("demon_x", a)
+    data = seeded("demon_sgdm", a)
     data = data[~((data["lr"] == 1.0) & (data["beta_init"] == 0.9))]  # a cell never run
-    b = seeded("base", landscape(8, 0.05, seed=22))
+    b = seeded("sgdm_step", landscape(8, 0.05, seed=22))
     report = report_of(data, b, axes=axes_for(a), target=0.2)
-    arm = report.arms["demon_x"]
+    arm = report.arms["demon_sgdm"]
     assert arm.coverage.complete is False
-    assert arm.success.share.value == pytest.approx(float((a[:, :, :] < 0.2).reshape(8, -1)[:, :5].mean()))
+    assert arm.success.share.value == pytest.approx(float((a <= 0.2).reshape(8, -1)[:, :5].mean()))
     assert arm.success.lr_width.interval.status == "incomplete"
     assert arm.expected_best.status == "incomplete"
     assert arm.variance.method == "optuna_fanova"
@@ -604,7 +604,7 @@ def test_incomplete_grid_keeps_the_share_and_says_so_for_the_rest() -> None:
 
 def test_report_is_strict_json_deterministic_and_has_no_old_names() -> None:
     a, b = landscape(8, seed=23), landscape(8, 0.04, seed=24)
-    data = pd.concat([seeded("demon_x", a), seeded("base", b)])
+    data = pd.concat([seeded("demon_sgdm", a), seeded("sgdm_step", b)])
     first = sensitivity_report(data, axes_for(a), Y_FAIL).model_dump(mode="json")
     second = sensitivity_report(data.sample(frac=1.0, random_state=1), axes_for(a), Y_FAIL).model_dump(mode="json")
     assert strict_json(first) == strict_json(second)
@@ -616,16 +616,16 @@ def test_report_is_strict_json_deterministic_and_has_no_old_names() -> None:
 
 def test_pairs_on_different_grids_are_refused_or_reported() -> None:
     a = landscape(3)
-    short = seeded("base", a)
+    short = seeded("sgdm_step", a)
     short = short[short["seed"] < 2]
     with pytest.raises(ComparisonError, match="not comparable"):
-        report_of(seeded("demon_x", a), short, axes=axes_for(a), pairs=[("demon_x", "base")])
-    report = report_of(seeded("demon_x", a), short, axes=axes_for(a))
+        report_of(seeded("demon_sgdm", a), short, axes=axes_for(a), pairs=[("demon_sgdm", "sgdm_step")])
+    report = report_of(seeded("demon_sgdm", a), short, axes=axes_for(a))
     (pair,) = report.pairs
     assert isinstance(pair, PairError)
-    assert "seed values only in 'demon_x': [2]" in pair.error
+    assert "seed values only in 'demon_sgdm': [2]" in pair.error
     with pytest.raises(MetricsError, match="cannot compare"):
-        report_of(seeded("demon_x", a), axes=axes_for(a), pairs=[("demon_x", "nope")])
+        report_of(seeded("demon_sgdm", a), axes=axes_for(a), pairs=[("demon_sgdm", "nope")])
 
 
 def test_default_pairs() -> None:
@@ -647,12 +647,12 @@ def test_aggregate_robustness_keeps_each_study_s_interval() -> None:
     runs = [landscape(8, seed=s) for s in (25, 26)]
     entries = []
     for n, a in enumerate(runs):
-        report = report_of(seeded("demon_x", a), axes=axes_for(a), target=0.2)
+        report = report_of(seeded("demon_sgdm", a), axes=axes_for(a), target=0.2)
         entries.append({"study_id": f"s{n}", "key": {"workload": "w"}, "arms": report.arms})
     result = aggregate_robustness(entries)
     (group,) = result.groups
     assert (group.n_studies, group.study_ids, group.n_never_trained) == (2, ["s0", "s1"], 0)
-    shares = [float((a < 0.2).mean()) for a in runs]
+    shares = [float((a <= 0.2).mean()) for a in runs]
     assert [s.value for s in group.success_share.studies] == pytest.approx(shares)
     assert all(s.interval.status == "ok" for s in group.success_share.studies)
     assert (group.success_share.range_low, group.success_share.range_high) == (
@@ -669,3 +669,17 @@ def test_invalid_arguments() -> None:
         report_of(seeded("a", a), axes=axes_for(a), split="train")
     with pytest.raises(MetricsError, match="ks"):
         report_of(seeded("a", a), axes=axes_for(a), ks=(0,))
+
+
+def test_the_spec_s_verdict_block_is_checked_against_the_workload() -> None:
+    from studies.spec import EXAMPLE, StudySpec
+
+    spec = StudySpec.model_validate({**EXAMPLE, "verdict": {"target": 0.2, "difference_of_interest": 0.15}})
+    assert spec.verdict is not None
+    assert (spec.verdict.primary, spec.verdict.target, spec.verdict.difference) == ("success_share", 0.2, 0.15)
+    with pytest.raises(ValueError, match=r"verdict\.target: 0\.9 is not below the failure score 0\.666667 of error"):
+        StudySpec.model_validate({**EXAMPLE, "verdict": {"target": 0.9}})
+    with pytest.raises(ValueError, match=r"verdict\.k applies only"):
+        StudySpec.model_validate({**EXAMPLE, "verdict": {"k": 2}})
+    with pytest.raises(ValueError, match="primary"):
+        StudySpec.model_validate({**EXAMPLE, "verdict": {"primary": "peak"}})

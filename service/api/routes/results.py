@@ -72,7 +72,7 @@ def get_sensitivity(
     engine: EngineDep,
     target: Annotated[
         float | None,
-        Query(gt=0, allow_inf_nan=False, description="the error (or loss) a run must beat, raw units"),
+        Query(gt=0, allow_inf_nan=False, description="the error (or loss) a run must reach (at most), raw units"),
     ] = None,
     metric: MetricName | None = None,
     split: Split = "test",
