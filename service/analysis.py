@@ -28,12 +28,31 @@ from .db.models import Study
 from .errors import Conflict, InvalidInput
 from .report_cache import reports
 
+__all__ = [
+    "cached",
+    "export",
+    "export_metadata",
+    "grid",
+    "heatmap",
+    "metric_kind",
+    "progress_key",
+    "robustness",
+    "scores_frame",
+    "sensitivity",
+    "study_axes",
+    "study_spec",
+    "throttled_report",
+    "y_fail",
+]
+
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _cached(key: tuple[Any, ...], compute: Any) -> Any:
+def cached(key: tuple[Any, ...], compute: Any) -> Any:
+    """``compute()``'s value, kept under ``key`` (least recently used out past 256 entries): for
+    answers that change only with a study's progress (put ``progress_key(study)`` in the key)."""
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -63,6 +82,11 @@ def metric_kind(spec: Any, metric: str | None) -> tuple[str, MetricKind]:
     return name, kind
 
 
+def workload_metric(spec: Any) -> str:
+    """The name of the workload's own metric (what a trial's ``*_metric`` columns hold), e.g. "error"."""
+    return vocab.workload_entry(spec.workload).metric_name
+
+
 def y_fail(spec: Any, kind: MetricKind) -> float:
     """The failure score of a diverged trial of this study for this metric kind."""
     return vocab.y_fail(spec.workload, spec.workload_params, kind)
@@ -80,10 +104,12 @@ _frames_lock = threading.Lock()
 _frame_locks: dict[tuple[Any, ...], threading.Lock] = {}
 
 
-def _frame(engine: Engine, study_id: str, kind: MetricKind, progress: tuple[Any, ...] | None = None) -> pd.DataFrame:
+def scores_frame(
+    engine: Engine, study_id: str, kind: MetricKind, progress: tuple[Any, ...] | None = None
+) -> pd.DataFrame:
     """The study's per-seed scores (callers have already looked the study up).
 
-    With ``progress`` (``_progress_key``), the frame is shared by the requests of one page (heatmaps
+    With ``progress`` (``progress_key``), the frame is shared by the requests of one page (heatmaps
     and sensitivity arrive together): one read of the study's trials, not one per endpoint. Requests
     for the same frame wait for the first one's read; other studies' reads are not held up."""
     if progress is None:
@@ -108,7 +134,9 @@ def _frame(engine: Engine, study_id: str, kind: MetricKind, progress: tuple[Any,
         return frame
 
 
-def _axes(spec: Any, frame: pd.DataFrame) -> Any:
+def study_axes(spec: Any, frame: pd.DataFrame) -> Any:
+    """The grid the figures are drawn on: the spec's, or a search's sampled points (``Conflict`` while
+    it has sampled none)."""
     from studies.report import grid_axes
     from studies.spec import OptunaSearchSpec
 
@@ -117,14 +145,15 @@ def _axes(spec: Any, frame: pd.DataFrame) -> Any:
     return grid_axes(spec, frame)
 
 
-def _throttled(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
+def throttled_report(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
     """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``)."""
     key = (what, study.id, *params)
     running = not study.status.is_finished
-    return reports.get(key, progress=_progress_key(study), running=running, compute=compute)
+    return reports.get(key, progress=progress_key(study), running=running, compute=compute)
 
 
-def _progress_key(study: Study) -> tuple[Any, ...]:
+def progress_key(study: Study) -> tuple[Any, ...]:
+    """What changes whenever a study's results do: a key part for every cache of its answers."""
     return (study.id, study.status.value, study.trials_done, study.trials_failed, study.attempts)
 
 
@@ -150,12 +179,12 @@ def grid(
     def compute() -> dict[str, Any]:
         with session_scope(engine, read_only=True) as session:
             frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
-        axes = _axes(spec, frame)
+        axes = study_axes(spec, frame)
         table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split)
         matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
         return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
 
-    result: dict[str, Any] = _throttled("grid", study, (arm, name, split, stat), compute)
+    result: dict[str, Any] = throttled_report("grid", study, (arm, name, split, stat), compute)
     return result
 
 
@@ -238,12 +267,12 @@ def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str
         raise InvalidInput("target", f"must be below the failure score {fail:g} of {name} (got {target})")
 
     def compute() -> Any:
-        frame = _frame(engine, study_id, kind, _progress_key(study))
-        report = sensitivity_report(frame, _axes(spec, frame), fail, target=target, verdict=choices, split=split)
+        frame = scores_frame(engine, study_id, kind, progress_key(study))
+        report = sensitivity_report(frame, study_axes(spec, frame), fail, target=target, verdict=choices, split=split)
         about = SensitivityStudy(id=study_id, metric=name, split=split, status=study.status.value)
         return SensitivityPublic(**dict(report), study=about)
 
-    return _throttled("sensitivity", study, (name, split, target), compute)
+    return throttled_report("sensitivity", study, (name, split, target), compute)
 
 
 def heatmap(
@@ -263,11 +292,11 @@ def heatmap(
     name, kind = metric_kind(spec, metric)
 
     def compute() -> bytes:
-        frame = _frame(engine, study_id, kind)
+        frame = scores_frame(engine, study_id, kind)
         return bytes(
             render_heatmap(
                 frame,
-                _axes(spec, frame),
+                study_axes(spec, frame),
                 y_fail(spec, kind),
                 arms=arms,
                 split=split,
@@ -276,7 +305,7 @@ def heatmap(
             )
         )
 
-    data: bytes = _throttled("heatmap", study, (name, split, tuple(arms or ()), fmt), compute)
+    data: bytes = throttled_report("heatmap", study, (name, split, tuple(arms or ()), fmt), compute)
     return data
 
 

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from studies.metrics import MetricsError
+from studies.errors import MetricsError
 from studies.spec import StudySpec
 
 from .api.limits import BodySizeLimit
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
             "higher-is-better (y = -value)."
         ),
         lifespan=lifespan,
+        docs_url=None,  # /docs is the dashboard's (service.dashboard.apidocs): offline, under its CSP
+        redoc_url=None,  # ReDoc needs inline styles and its CDN: not offered
     )
     app.state.settings = settings
     app.state.rate_limits = RateLimits(
@@ -85,7 +87,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     from .dashboard import install as install_dashboard
 
     install_dashboard(app, API_PREFIX)
-    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes, body_timeout=settings.http_body_timeout_s)
     _register_errors(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -93,7 +95,8 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema plus the study spec's models, which the submit route's body refers to (the
-    route validates the body itself, with the deployment's trial limit, so FastAPI never sees them)."""
+    route validates the body itself, with the deployment's trial limit, so FastAPI never sees them),
+    with the security the server applies now (``_security_mode``)."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         spec_schema = StudySpec.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -101,7 +104,41 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components.update(spec_schema.pop("$defs", {}))
         components["StudySpec"] = spec_schema
         app.openapi_schema = schema
-    return app.openapi_schema
+        app.state.openapi_by_mode = {open_: _security_mode(schema, open_=open_) for open_ in (True, False)}
+    schemas: dict[bool, dict[str, Any]] = app.state.openapi_by_mode
+    return schemas[_open_mode(app)]
+
+
+def _open_mode(app: FastAPI) -> bool:
+    """Whether the server accepts mutations without a token now: no token exists and none is required
+    (``service.api.deps.require_token``). Unknown (no database yet, or it is down): tokens required."""
+    settings: Settings = app.state.settings
+    engine = getattr(app.state, "engine", None)
+    if settings.api_tokens_required or engine is None:
+        return False
+    from .db import dal
+    from .db.engine import session_scope
+
+    try:
+        with session_scope(engine, read_only=True) as session:
+            return not dal.any_tokens(session)
+    except DemonlabError:
+        return False
+
+
+def _security_mode(schema: dict[str, Any], *, open_: bool) -> dict[str, Any]:
+    """The schema with each guarded operation's security as the server applies it: the bearer token
+    required, or (open mode: no token created yet) optional, ``[{}, {"bearer": []}]``."""
+    import copy
+
+    result = copy.deepcopy(schema)
+    mode = "open: no token exists yet, so the token is optional" if open_ else "a valid token is required"
+    for operations in result["paths"].values():
+        for operation in operations.values():
+            if operation.get("security") == [{"bearer": []}]:
+                operation["security"] = [{}, {"bearer": []}] if open_ else [{"bearer": []}]
+                operation["description"] = f"{operation.get('description', '')}\n\nAuthentication: {mode}.".strip()
+    return result
 
 
 def _error(

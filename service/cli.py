@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import threading
@@ -24,7 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .console import SHUTDOWN_GRACE_S
+from .console import SHUTDOWN_GRACE_S, safe_url
+from .logs import configure_logging
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXPORT_FORMATS = ("csv", "parquet")
@@ -54,24 +54,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
     import uvicorn
 
+    from .api.server import server_config
     from .app import create_app
     from .settings import get_settings
 
     settings = get_settings()
     host = args.host or settings.host
-    port = args.port or settings.port
+    port = settings.port if args.port is None else args.port
     app = create_app(settings, run_scheduler=not args.no_scheduler)
+    # Bound here, so `--port 0` takes a free port and the line below says which (no guess, no race).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    port = sock.getsockname()[1]
     threading.Thread(target=_freeze_long_lived, name="demonlab-warm-up", daemon=True).start()
     print(
         f"demonlab: dashboard at http://{host}:{port}/ and API docs at http://{host}:{port}/docs "
-        f"(database {_safe_url(settings.database_url)})",
+        f"(database {safe_url(settings.database_url)})",
         flush=True,
     )
     # Open event streams (a dashboard tab, `submit --wait`) never end by themselves: give them a few
     # seconds on shutdown, then close them, rather than waiting for every browser to go away.
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    config = server_config(app, settings, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -102,7 +111,7 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     upgrade_to_head(engine)
     print(
-        f"demonlab: scheduler on {_safe_url(settings.database_url)} (launcher {settings.launcher})",
+        f"demonlab: scheduler on {safe_url(settings.database_url)} (launcher {settings.launcher})",
         flush=True,
     )
     Scheduler(settings, engine, poll_seconds=args.poll).run()
@@ -333,12 +342,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, spec_path=args.spec, token=args.token, keep_serving=not args.exit_when_done)
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", default=os.environ.get("DEMONLAB_URL", DEFAULT_URL), help="service URL")
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
@@ -375,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="the HTTP API and the scheduler")
     p.add_argument("--host", default=None, help="bind address (default DEMONLAB_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port (default DEMONLAB_PORT or 8000)")
+    p.add_argument("--port", type=int, default=None, help="port; 0 takes a free one (default DEMONLAB_PORT or 8000)")
     p.add_argument("--no-scheduler", action="store_true", help="API only (run `demonlab scheduler` elsewhere)")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=_cmd_serve)
@@ -498,10 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``demonlab`` console script."""
-    logging.basicConfig(
-        level=os.environ.get("DEMONLAB_LOG_LEVEL", "WARNING"),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     import httpx
@@ -523,10 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except (ValueError, FileNotFoundError, DemonlabError) as exc:
-        print(f"demonlab: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
+    except (ValueError, OSError, DemonlabError) as exc:  # a bad value, an unreadable or unwritable file
         print(f"demonlab: error: {exc}", file=sys.stderr)
         return 2
     return code

@@ -16,6 +16,13 @@ STARTING = "starting Ray…"
 SHUTDOWN_GRACE_S = 3  # seconds open requests (event streams) get when the server stops
 
 
+def safe_url(url: str) -> str:
+    """A database URL as it may be printed: its password masked (``postgresql://u:***@host/db``)."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def read_spec(path: str) -> dict[str, Any]:
     """A spec file as the mapping to submit: parsed (JSON or YAML) by ``studies.spec``, so malformed
     text is a ``ValueError`` naming the file and the reason; validation is the service's job."""

@@ -15,11 +15,17 @@ from typing import Any
 
 from studies.vocab import StudyStatus
 
+from .errors import DemonlabError
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "studies" / "examples" / "digits.yaml"
 
 
 class PortBusy(ValueError):
     """The port asked for is taken: ``make run`` says so instead of serving somewhere else."""
+
+
+class ServiceDidNotStart(DemonlabError):
+    """The API server stopped while starting (its database unreachable, say): said in one line."""
 
 
 def _port_is_free(port: int) -> bool:
@@ -58,11 +64,13 @@ def _start_server(port: int) -> tuple[Any, threading.Thread]:
     from .app import create_app
     from .settings import get_settings
 
-    app = create_app(get_settings(), run_scheduler=True)
+    settings = get_settings()
+    app = create_app(settings, run_scheduler=True)
+    from .api.server import server_config
     from .console import SHUTDOWN_GRACE_S
 
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
+    config = server_config(
+        app, settings, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
@@ -70,7 +78,7 @@ def _start_server(port: int) -> tuple[Any, threading.Thread]:
     deadline = time.monotonic() + 60
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start (see the log above)")
+            raise ServiceDidNotStart("the API server did not start (see the log above)")
         time.sleep(0.1)
     return server, thread
 
@@ -83,7 +91,7 @@ def run_demo(
     ``token`` (the CLI passes ``DEMONLAB_TOKEN``) authorises the submission once tokens exist; without
     one on a database that has tokens, the demo stops before starting anything and says what to do."""
     from .client import DemonlabClient
-    from .console import follow, read_spec
+    from .console import follow, read_spec, safe_url
     from .settings import get_settings
 
     settings = get_settings()
@@ -100,7 +108,7 @@ def run_demo(
         print(f"demonlab: {note}", flush=True)
     base = f"http://127.0.0.1:{port}"
     print(f"dashboard: {base}/  (open it in a browser to follow the study live)", flush=True)
-    print(f"demonlab: starting the service at {base} (database {settings.database_url})", flush=True)
+    print(f"demonlab: starting the service at {base} (database {safe_url(settings.database_url)})", flush=True)
     server, thread = _start_server(port)
     client = DemonlabClient(base, token=token)
     try:

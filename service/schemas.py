@@ -173,13 +173,6 @@ class RobustnessPublic(RobustnessReport):
     query: RobustnessQuery
 
 
-class TokenCreated(BaseModel):
-    """A new API token: the secret is shown once and stored only as a hash."""
-
-    name: str
-    token: str
-
-
 class FieldError(BaseModel):
     """One validation error: the field as the user wrote it (``lr.0``, ``workload_params.n_train``)."""
 

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     failed_token_limit: str = Field(
         default="10/minute", description="wrong bearer tokens per client address before it gets 429"
     )
+    http_header_timeout_s: float = Field(default=10.0, gt=0, description="a request's headers must arrive within this")
+    http_body_timeout_s: float = Field(default=30.0, gt=0, description="a request's whole body must arrive within this")
+    http_keep_alive_s: int = Field(default=5, gt=0, description="an idle keep-alive connection closes after this")
+    http_max_connections: int = Field(default=1000, gt=0, description="connections and tasks at once (then 503)")
     max_concurrent_studies: int = Field(default=2, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_after_seconds: float = Field(default=30.0, gt=0)
@@ -80,6 +84,11 @@ class Settings(BaseSettings):
         if value or data_dir is None:  # no data_dir: its own error is being reported
             return value
         return f"sqlite:///{data_dir / DATABASE_FILENAME}"
+
+    @property
+    def datasets(self) -> Path:
+        """Where the workloads read their datasets: ``dataset_dir``, else ``<data_dir>/datasets``."""
+        return self.dataset_dir or self.data_dir / "datasets"
 
     @field_validator("parse_rate_limit", "failed_token_limit")
     @classmethod

@@ -126,7 +126,7 @@ def build_figure(
     if not tables:
         raise ValueError("no trials to draw")
     medians = np.stack([t.raw_median for t in tables.values()])
-    percent = _is_percent(metric_label, medians, y_fail)
+    percent = is_percent(metric_label, medians, y_fail)
     scale = 100.0 if percent else 1.0
     unit = " (%)" if percent else ""
     norm = _norm(medians * scale)
@@ -191,7 +191,9 @@ def _save(figure: Figure, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def _is_percent(metric_label: str, medians: np.ndarray[Any, Any], y_fail: float) -> bool:
+def is_percent(metric_label: str, medians: np.ndarray[Any, Any], y_fail: float) -> bool:
+    """Whether an error metric is shown in percent (values and failure score in [0, 1]): the PNG's rule,
+    which the dashboard follows, so both show the same numbers."""
     finite = medians[np.isfinite(medians)]
     in_unit = bool(finite.size) and float(finite.min()) >= 0.0 and float(finite.max()) <= 1.0 and y_fail <= 1.0
     return in_unit and "err" in metric_label.lower()  # error, error rate, top1_err

@@ -32,7 +32,7 @@ from .vocab.arms import arm_names, check_arm, label_pattern
 from .vocab.samplers import DEFAULT_SAMPLER, sampler_names
 from .vocab.scores import MetricKind, Split
 from .vocab.workload_params import PARAMS, validate_params
-from .vocab.workloads import WorkloadEntry, workload_entry, workload_names
+from .vocab.workloads import WorkloadEntry, packable_workloads, workload_entry, workload_names
 
 DEFAULT_MAX_TRIALS = 20_000
 MAX_SEED = 2**31 - 1  # a trial's seed is a 32-bit INTEGER column; Optuna's sampler seed is bounded alike
@@ -296,18 +296,14 @@ class StudySpec(_Strict):
     @field_validator("execution")
     @classmethod
     def _packable(cls, value: Execution, info: ValidationInfo) -> Execution:
-        if value.mode != "packed" or "workload" not in info.data:
+        if value.mode != "packed" or info.data.get("workload") not in workload_names():
             return value
-        from .packed import packing_problem
-        from .workloads import get_workload
-
         name = info.data["workload"]
-        try:
-            problem = packing_problem(get_workload(name, info.data.get("workload_params") or {}))
-        except (TypeError, ValueError, ArithmeticError, KeyError):
-            return value  # bad workload_params are reported on their own field
-        if problem:
-            raise ValueError(f"execution.mode 'packed' is not available for workload {name!r}: {problem}")
+        if not workload_entry(name).packs:
+            raise ValueError(
+                f"execution.mode 'packed' is not available for workload {name!r}: packing trains classifiers "
+                f"with in-memory data and the default loss; workloads that pack: {', '.join(packable_workloads())}"
+            )
         if isinstance(info.data.get("search"), OptunaSearchSpec):
             raise ValueError("execution.mode 'packed' runs grid studies; Optuna search proposes one point at a time")
         return value

@@ -1,6 +1,7 @@
 """The web dashboard, served by the API's own app under ``/``: pages (``pages``), the JSON they draw
 from (``data``, under ``/api/v1``), the figures in words (``words``), and static files shipped in the
-package (``static/``: our own CSS and JavaScript, no CDN, no external font).
+package (``static/``: our own CSS and JavaScript, no CDN, no external font), and the API's documentation
+pages with their assets served from the package (``apidocs``).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from . import data, pages
+from . import apidocs, data, pages
 
 __all__ = ["install"]
 
@@ -18,4 +19,5 @@ def install(app: FastAPI, api_prefix: str) -> None:
     app.include_router(data.router, prefix=api_prefix)
     app.include_router(data.specs_router, prefix=api_prefix)
     app.include_router(pages.router)
+    apidocs.install(app)  # before /static: its assets live under /static/apidocs
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="dashboard-static")

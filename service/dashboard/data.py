@@ -1,8 +1,11 @@
-"""JSON the dashboard draws from: every arm's heatmap cells on one shared colour scale.
+"""JSON the dashboard draws from: every arm's heatmap cells on one shared colour scale, and each
+pair's difference map.
 
 The server sends grids, never every trial: one ``/grid`` per arm (cached per study progress by
 ``service.analysis``), coloured here with matplotlib's colour maps (``viridis_r`` for scores, as the
-PNG heatmaps; ``Reds`` for divergence rates), so the page only paints rectangles.
+PNG heatmaps; ``Reds`` for divergence rates; ``RdBu_r`` for differences), so the page only paints
+rectangles. Arms come in the sensitivity report's order (sorted, as the PNG and the CLI) and an
+error metric is shown in percent where the PNG shows it so (``percent``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -32,7 +36,9 @@ router = APIRouter(prefix="/studies/{study_id}", tags=["dashboard"], responses=e
 
 SCORE_CMAP = "viridis_r"  # as studies.heatmaps: bright is good (low raw values)
 RATE_CMAP = "Reds"
+DIFFERENCE_CMAP = "RdBu_r"  # below 0 (first arm lower, i.e. better) blue, above 0 red, white at 0
 MISSING = "#d9d9d9"
+LEGEND_STOPS = 17  # colour-bar stops: enough for a smooth gradient on a log scale
 
 
 def _hex(rgba: Any) -> str:
@@ -57,9 +63,9 @@ def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: Split)
         study = dal.get_study(session, study_id)
     spec = analysis.study_spec(study)
     name, kind = analysis.metric_kind(spec, metric)
-    progress = analysis._progress_key(study)
+    progress = analysis.progress_key(study)
     compute = lambda: _heatmaps(engine, study, spec, name, kind, split, progress)  # noqa: E731
-    return dict(analysis._throttled("dashboard-heatmaps", study, (name, split), compute))
+    return dict(analysis.throttled_report("dashboard-heatmaps", study, (name, split), compute))
 
 
 def _heatmaps(
@@ -67,44 +73,19 @@ def _heatmaps(
 ) -> dict[str, Any]:
     from matplotlib import colormaps
 
-    from studies.metrics import cell_tables
+    from studies.heatmaps import is_percent
+    from studies.metrics import cell_tables, default_pairs
 
-    frame = analysis._frame(engine, study.id, kind, progress)  # shared with /sensitivity of the same page
-    axes = analysis._axes(spec, frame)
-    arms = [a.name for a in spec.arms]
+    frame = analysis.scores_frame(engine, study.id, kind, progress)  # shared with /sensitivity of the same page
+    axes = analysis.study_axes(spec, frame)
+    arms = sorted(a.name for a in spec.arms)  # the order of the sensitivity report, the PNG and the CLI
     fail = analysis.y_fail(spec, kind)
     tables = cell_tables(frame, axes, fail, arms, split=split)
     medians = {arm: np.asarray(tables[arm].raw_median, dtype=float) for arm in arms}
     finite = [float(v) for m in medians.values() for v in m.ravel() if math.isfinite(v)]
     norm = _norm(finite)
     scores, rates = colormaps[SCORE_CMAP], colormaps[RATE_CMAP]
-    body_arms = []
-    for arm in arms:
-        table, values = tables[arm], medians[arm]
-        n = np.asarray(table.n_results, dtype=float)
-        rate = np.divide(np.asarray(table.n_diverged, dtype=float), n, out=np.full(n.shape, np.nan), where=n > 0)
-        body_arms.append(
-            {
-                "arm": arm,
-                "values": _matrix(values),
-                "colours": _colours(scores, norm(np.ma.masked_invalid(values)), values),
-                "n": np.asarray(table.n_results).astype(int).tolist(),
-                "diverged": np.asarray(table.n_diverged).astype(int).tolist(),
-                "missing": np.asarray(table.n_missing).astype(int).tolist(),
-                "interval_low": _matrix(table.raw_interval_low),
-                "interval_high": _matrix(table.raw_interval_high),
-                # the level only where there is an interval (as /grid's median_level): null, not 0
-                "interval_level": _matrix(
-                    np.where(
-                        np.isin(np.asarray(table.interval_status), ("ok", "reduced_level")),
-                        table.interval_level,
-                        np.nan,
-                    )
-                ),
-                "divergence_rate": _matrix(rate),
-                "divergence_colours": _colours(rates, rate, rate),
-            }
-        )
+    body_arms = [_arm_body(arm, tables[arm], medians[arm], scores, rates, norm) for arm in arms]
     return {
         "study_id": study.id,
         "status": study.status.value,
@@ -112,6 +93,8 @@ def _heatmaps(
         "split": split,
         "stat": "median",
         "lower_is_better": True,
+        "percent": is_percent(name, np.stack(list(medians.values())), fail),
+        "y_fail": fail,
         "seeds": len(axes.seeds),
         "lrs": [float(v) for v in axes.lrs],
         "betas": [float(v) for v in axes.betas],
@@ -121,7 +104,58 @@ def _heatmaps(
             "log": type(norm).__name__ == "LogNorm",
             "legend": [{"value": v, "colour": _hex(scores(float(norm(v))))} for v in _legend(norm, finite)],
         },
+        "rate_legend": [{"value": v, "colour": _hex(rates(v))} for v in np.linspace(0.0, 1.0, LEGEND_STOPS)],
+        "missing_colour": MISSING,
         "arms": body_arms,
+        "differences": _differences([(a, b) for a, b in default_pairs(arms)], medians),
+    }
+
+
+def _arm_body(arm: str, table: Any, values: Any, scores: Any, rates: Any, norm: Any) -> dict[str, Any]:
+    """One arm's cells: medians and their colours, counts, the median's interval, divergence rates."""
+    n = np.asarray(table.n_results, dtype=float)
+    rate = np.divide(np.asarray(table.n_diverged, dtype=float), n, out=np.full(n.shape, np.nan), where=n > 0)
+    return {
+        "arm": arm,
+        "values": _matrix(values),
+        "colours": _colours(scores, norm(np.ma.masked_invalid(values)), values),
+        "n": np.asarray(table.n_results).astype(int).tolist(),
+        "diverged": np.asarray(table.n_diverged).astype(int).tolist(),
+        "missing": np.asarray(table.n_missing).astype(int).tolist(),
+        "interval_low": _matrix(table.raw_interval_low),
+        "interval_high": _matrix(table.raw_interval_high),
+        # the level only where there is an interval (as /grid's median_level): null, not 0
+        "interval_level": _matrix(
+            np.where(
+                np.isin(np.asarray(table.interval_status), ("ok", "reduced_level")),
+                table.interval_level,
+                np.nan,
+            )
+        ),
+        "divergence_rate": _matrix(rate),
+        "divergence_colours": _colours(rates, rate, rate),
+    }
+
+
+def _differences(pairs: list[tuple[str, str]], medians: dict[str, Any]) -> dict[str, Any]:
+    """Each default pair's cell-by-cell difference of medians, first arm − second (raw units: below 0 the
+    first arm's score is lower, i.e. better), on one symmetric diverging scale for every pair."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    values = {pair: medians[pair[0]] - medians[pair[1]] for pair in pairs}
+    finite = [abs(float(v)) for d in values.values() for v in d.ravel() if math.isfinite(v)]
+    bound = max(finite) if finite and max(finite) > 0 else 1.0
+    norm, cmap = Normalize(-bound, bound), colormaps[DIFFERENCE_CMAP]
+    return {
+        "max_abs": max(finite) if finite else None,
+        "legend": [
+            {"value": float(v), "colour": _hex(cmap(norm(v)))} for v in np.linspace(-bound, bound, LEGEND_STOPS)
+        ],
+        "pairs": [
+            {"arm_a": a, "arm_b": b, "values": _matrix(d), "colours": _colours(cmap, norm(d), d)}
+            for (a, b), d in values.items()
+        ],
     }
 
 
@@ -139,7 +173,7 @@ def _colours(cmap: Any, normed: Any, values: Any) -> list[list[str]]:
     ]
 
 
-def _legend(norm: Any, finite: list[float], steps: int = 6) -> list[float]:
+def _legend(norm: Any, finite: list[float], steps: int = LEGEND_STOPS) -> list[float]:
     if not finite:
         return []
     return [float(norm.inverse(i / (steps - 1))) for i in range(steps)]
@@ -156,7 +190,7 @@ def get_placement(study_id: str, engine: EngineDep) -> dict[str, Any]:
         with session_scope(engine, read_only=True) as session:
             return dal.trial_placement(session, study_id)
 
-    return dict(analysis._cached(("placement", *analysis._progress_key(study)), compute))
+    return dict(analysis.cached(("placement", *analysis.progress_key(study)), compute))
 
 
 @router.get("/heatmaps", response_model=HeatmapsPublic)
@@ -183,9 +217,11 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
 
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
-        frame = dal.trial_scores_frame(session, study_id, metric="metric")
     spec = analysis.study_spec(study)
-    fail = analysis.y_fail(spec, "metric")
+    name, kind = analysis.metric_kind(spec, None)  # the spec's metric: its loss when it says `metric: loss`
+    with session_scope(engine, read_only=True) as session:
+        frame = dal.trial_scores_frame(session, study_id, metric=kind)
+    fail = analysis.y_fail(spec, kind)
     frame = frame.assign(score=impute_scores(frame[split], frame["status"], fail))
     frame = frame[frame["status"].isin(["completed", "diverged"])]
     frame = frame.assign(diverged=(frame["status"] == "diverged").astype(int), seeds=1)
@@ -199,7 +235,7 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
     norm = _norm(finite)
     cmap = colormaps[SCORE_CMAP]
     arms = []
-    for arm in [a.name for a in spec.arms]:
+    for arm in sorted(a.name for a in spec.arms):
         rows = grouped[grouped["arm"] == arm].head(MAX_POINTS)
         values = rows["score"].to_numpy(dtype=float)
         colours = _colours(cmap, norm(np.ma.masked_invalid(values))[None, :], values[None, :])[0]
@@ -225,7 +261,7 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
             }
         )
     legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
-    return {"study_id": study_id, "split": split, "metric": spec.metric_name, "legend": legend, "arms": arms}
+    return {"study_id": study_id, "split": split, "metric": name, "legend": legend, "arms": arms}
 
 
 IMPORTANCE_METHOD = "Optuna's PED-ANOVA"
@@ -259,10 +295,14 @@ def _importances(pts: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
     try:
         # named, not Optuna's default (which changed from fANOVA to PED-ANOVA), so the page's label holds
         evaluator = optuna.importance.PedAnovaImportanceEvaluator()
-        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
-        return {k: float(v) for k, v in importances.items()}, ""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except (RuntimeError, ValueError) as exc:
         return {}, f"importances not computable: {exc}"
+    if any("select the same set of trials" in str(w.message) for w in caught):  # every importance equal
+        return {}, f"too few points for importances ({len(usable)}: PED-ANOVA's top and region quantiles coincide)"
+    return {k: float(v) for k, v in importances.items()}, ""
 
 
 @router.get("/points", response_model=PointsPublic)
@@ -316,6 +356,15 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} value has no JSON form")
 
 
+def _problem(exc: Any) -> str:
+    return str(getattr(exc, "problem", None) or exc)
+
+
+def _line(exc: Any) -> int | None:
+    mark = getattr(exc, "problem_mark", None)
+    return int(mark.line) + 1 if mark is not None else None
+
+
 @specs_router.post(
     "/parse", response_model=ParsedSpec, responses=errors(413, 429), dependencies=[Depends(limit_spec_parsing)]
 )
@@ -329,6 +378,8 @@ def parse_spec(body: SpecText) -> Any:
         content = {"detail": f"invalid spec: {reason}{where}", "field": "spec", "line": line}
         return JSONResponse(status_code=422, content=content)
 
+    from studies.spec import read_spec_data
+
     if not body.text.strip():
         return invalid("the spec is empty")
     try:  # bounded work before anything is built (service.api.text_limits)
@@ -336,13 +387,16 @@ def parse_spec(body: SpecText) -> Any:
     except TextTooCostly as exc:
         return invalid(exc.reason, exc.line)
     try:
+        # the fields' lines from the document's structure (scalar types do not move a line), the values
+        # from the spec's own reader, as the CLI reads a spec file: one parser (``1e-4`` is a number)
         node = yaml.compose(body.text, Loader=yaml_loader())
-        spec = yaml.load(body.text, Loader=yaml_loader())
+        spec = read_spec_data(body.text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        return invalid(f"not valid YAML or JSON: {problem}", mark.line + 1 if mark is not None else None)
+        return invalid(f"not valid YAML or JSON: {_problem(exc)}", _line(exc))
     except ValueError as exc:  # a scalar YAML cannot build: a date like 2026-13-01, an int of 5000 digits
+        cause = exc.__cause__
+        if isinstance(cause, yaml.YAMLError):
+            return invalid(f"not valid YAML or JSON: {_problem(cause)}", _line(cause))
         return invalid(f"not valid YAML or JSON: {exc}")
     except RecursionError:
         return invalid("nested too deeply")

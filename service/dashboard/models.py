@@ -18,8 +18,10 @@ __all__ = [
     "ArmHeatmap",
     "ArmPoints",
     "ColourScale",
+    "DifferenceMaps",
     "HeatmapsPublic",
     "LegendStop",
+    "PairDifference",
     "ParsedSpec",
     "PlacementPublic",
     "PlacementRow",
@@ -63,8 +65,27 @@ class ArmHeatmap(BaseModel):
     divergence_colours: list[list[Colour]]
 
 
+class PairDifference(BaseModel):
+    """One pair's difference of medians per cell, first arm − second, in raw units (below 0: the first
+    arm's score is lower, i.e. better); null where either cell has no result."""
+
+    arm_a: ArmName
+    arm_b: ArmName
+    values: list[list[float | None]]
+    colours: list[list[Colour]]
+
+
+class DifferenceMaps(BaseModel):
+    """Every default pair's difference map on one symmetric diverging scale (blue below 0, red above)."""
+
+    max_abs: float | None = Field(description="the largest |difference| of every pair (null: none yet)")
+    legend: list[LegendStop]
+    pairs: list[PairDifference]
+
+
 class HeatmapsPublic(BaseModel):
-    """Every arm's median grid on one shared colour scale, and its divergence-rate map."""
+    """Every arm's median grid on one shared colour scale, its divergence-rate map, and each pair's
+    difference map. Arms in the sensitivity report's order."""
 
     study_id: str
     status: StudyStatus
@@ -72,11 +93,16 @@ class HeatmapsPublic(BaseModel):
     split: Split
     stat: Literal["median"]
     lower_is_better: Literal[True]
+    percent: bool = Field(description="an error metric shown in percent (as the PNG heatmaps); values stay raw")
+    y_fail: float = Field(description="the failure score a diverged seed counts as (raw units)")
     seeds: int = Field(description="seeds per cell in the study's grid")
     lrs: list[float]
     betas: list[float]
     scale: ColourScale
+    rate_legend: list[LegendStop] = Field(description="the divergence maps' colour bar, 0 to 1")
+    missing_colour: Colour = Field(description="the grey of a cell without a result yet")
     arms: list[ArmHeatmap]
+    differences: DifferenceMaps
 
 
 class PlacementRow(BaseModel):

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from studies.vocab import StudyStatus
+from studies.vocab import FINISHED_STUDY_STATUSES, StudyStatus, TrialStatus
 
 from .. import analysis
 from ..api.deps import EngineDep
@@ -31,7 +31,9 @@ from . import words
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent.parent / "studies" / "examples"
 STATUSES: tuple[str, ...] = tuple(StudyStatus)
+FINISHED = tuple(s.value for s in FINISHED_STUDY_STATUSES)  # nothing left to cancel
 PAGE_SIZE = 25
+DEFAULT_EXAMPLE = "synthetic_smoke"  # the submit page's text when no example is chosen: seconds to run
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -121,9 +123,14 @@ def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
         "study.html",
         {
             "study": public,
-            "arms": [a.get("name", "?") for a in spec.get("arms", [])],
+            # the sensitivity report's order (sorted), as the PNG and the CLI
+            "arms": sorted(str(a.get("name", "?")) for a in spec.get("arms", [])),
             "spec_yaml": yaml.safe_dump(spec, sort_keys=False, allow_unicode=True),
             "is_search": isinstance(search, dict) and search.get("mode") == "optuna",
+            "metric": analysis.study_spec(study).metric_name,
+            "workload_metric": analysis.workload_metric(analysis.study_spec(study)),
+            "finished": FINISHED,
+            "trial_statuses": [s.value for s in TrialStatus],
         },
     )
 
@@ -180,9 +187,9 @@ def compare_page(
 def submit_page(request: Request, example: str | None = None) -> Response:
     """Paste or upload a spec, or start from an example."""
     examples = _examples()
-    text = ""
-    if example:
-        if example not in examples:
-            raise InvalidInput("example", f"unknown example {example!r}; valid choices: {', '.join(examples)}")
-        text = (EXAMPLES / f"{example}.yaml").read_text()
-    return page(request, "submit.html", {"examples": examples, "example": example or "", "text": text})
+    if example and example not in examples:
+        raise InvalidInput("example", f"unknown example {example!r}; valid choices: {', '.join(examples)}")
+    # the text always matches the select: the chosen example, else the default one (a quick study)
+    example = example or (DEFAULT_EXAMPLE if DEFAULT_EXAMPLE in examples else (examples or [""])[0])
+    text = (EXAMPLES / f"{example}.yaml").read_text() if example else ""
+    return page(request, "submit.html", {"examples": examples, "example": example, "text": text})

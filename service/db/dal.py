@@ -17,7 +17,7 @@ Concurrency is part of the contract, on SQLite and on PostgreSQL alike:
   result twice leaves one row, and the study's progress counters are recomputed in that transaction.
 
 Scores come back decoded (``nan``, ``inf`` and ``-inf`` as Python floats; see ``service.db.nonfinite``),
-except in ``trial_scores_frame`` and ``grid_aggregate``, which are for numbers: NaN / excluded there.
+except in ``trial_scores_frame``, which is for numbers: NaN there.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
-    case,
     delete,
     func,
     insert,
@@ -53,7 +52,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from service.errors import Conflict, InvalidInput, NotFound
 from service.tokens import token_state
 from studies.results import EpochRecord, TrialKey, TrialResult
-from studies.vocab import METRIC_KINDS, MetricKind, Split, StudyStatus, TrialStatus, split_problem
+from studies.vocab import METRIC_KINDS, MetricKind, StudyStatus, TrialStatus, split_problem
 
 from .models import ApiToken, Study, Trial, TrialEpoch, utcnow
 from .nonfinite import ValueKind, decode_float, encode_float
@@ -62,7 +61,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "GridCell",
     "TokenRecord",
     "TrialRecord",
     "any_tokens",
@@ -75,7 +73,6 @@ __all__ = [
     "find_stale_running",
     "finish_study",
     "get_study",
-    "grid_aggregate",
     "heartbeat",
     "list_studies",
     "list_tokens",
@@ -91,7 +88,6 @@ __all__ = [
     "trial_machines",
     "trial_scores_frame",
     "trials_export_frame",
-    "verify_token",
 ]
 
 MAX_PAGE_SIZE = 10_000
@@ -151,21 +147,6 @@ class TrialRecord:
     def key(self) -> TrialKey:
         """The trial's unique key inside its study."""
         return TrialKey(arm=self.arm, lr=self.lr, beta_init=self.beta_init, seed=self.seed)
-
-
-@dataclass(frozen=True)
-class GridCell:
-    """One (lr, β_init) cell of an arm's grid: trial counts, and the finite scores of completed trials."""
-
-    lr: float
-    beta_init: float
-    trials: int
-    completed: int
-    diverged: int
-    finite: int
-    mean: float | None
-    min: float | None
-    max: float | None
 
 
 # ---------------------------------------------------------------------------------------------- studies
@@ -683,8 +664,10 @@ def list_trials(
     offset: int = 0,
     limit: int = 100,
     with_curves: bool = False,
+    sort: str | None = None,
 ) -> tuple[list[TrialRecord], int]:
-    """One page of a study's trials in key order, and how many match in all."""
+    """One page of a study's trials in key order (or by ``sort``: a column of ``TRIAL_SORTS``, "-" first
+    for descending, then key order), and how many match in all."""
     _check_page(offset, limit)
     _require_study(session, study_id)
     conditions = [Trial.study_id == study_id]
@@ -693,10 +676,39 @@ def list_trials(
     conditions += [] if lr is None else [Trial.lr == lr]
     conditions += [] if beta_init is None else [Trial.beta_init == beta_init]
     total = session.scalar(select(func.count()).select_from(Trial).where(*conditions)) or 0
-    page = select(Trial).where(*conditions).order_by(Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
+    key_order = (Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
+    page = select(Trial).where(*conditions).order_by(*_sort_order(sort), *key_order)
     trials = session.scalars(page.offset(offset).limit(limit)).all()
     curves = _curves(session, [trial.id for trial in trials]) if with_curves else None
     return [_trial_record(t, None if curves is None else curves.get(t.id, ())) for t in trials], total
+
+
+# The trial columns a page of trials may be sorted by (``list_trials(sort=...)``, ``/trials?sort=``).
+TRIAL_SORTS = (
+    "arm",
+    "lr",
+    "beta_init",
+    "seed",
+    "status",
+    "val_metric",
+    "test_metric",
+    "val_loss",
+    "epochs_done",
+    "wall_seconds",
+)
+
+
+def _sort_order(sort: str | None) -> list[Any]:
+    if not sort:
+        return []
+    name = sort.removeprefix("-")
+    if name not in TRIAL_SORTS:
+        raise InvalidInput(
+            "sort", f"unknown sort {sort!r}; valid choices: {', '.join(TRIAL_SORTS)} (a leading - for descending)"
+        )
+    column = getattr(Trial, name)
+    # missing values (a diverged trial's metric) last either way
+    return [column.is_(None), column.desc() if sort.startswith("-") else column.asc()]
 
 
 def _curves(session: Session, trial_ids: Sequence[int]) -> dict[int, tuple[EpochRecord, ...]]:
@@ -833,53 +845,6 @@ def trials_export_frame(session: Session, study_id: str) -> pd.DataFrame:
     return frame.astype(_EXPORT_DTYPES | dict.fromkeys(SCORE_NAMES, float))
 
 
-def grid_aggregate(
-    session: Session,
-    study_id: str,
-    *,
-    arm: str,
-    metric: MetricKind = "metric",
-    split: Split = "val",
-) -> list[GridCell]:
-    """Per (lr, β_init) cell of ``arm``: trial counts and mean/min/max of completed trials' finite
-    scores, as one indexed ``GROUP BY`` (diverged trials are counted, not averaged)."""
-    _require_study(session, study_id)
-    completed = Trial.status == TrialStatus.COMPLETED
-    score = case((completed, _score_column(split, metric)))  # NULL unless completed and finite
-    query = (
-        select(
-            Trial.lr,
-            Trial.beta_init,
-            func.count(),
-            func.sum(case((completed, 1), else_=0)),
-            func.sum(case((Trial.status == TrialStatus.DIVERGED, 1), else_=0)),
-            func.count(score),
-            func.avg(score),
-            func.min(score),
-            func.max(score),
-        )
-        .where(Trial.study_id == study_id, Trial.arm == arm)
-        .group_by(Trial.lr, Trial.beta_init)
-        .order_by(Trial.lr, Trial.beta_init)
-    )
-    return [_grid_cell(tuple(row)) for row in session.execute(query)]
-
-
-def _grid_cell(row: tuple[Any, ...]) -> GridCell:
-    lr, beta_init, trials, completed, diverged, finite, mean, low, high = row
-    return GridCell(
-        lr=lr,
-        beta_init=beta_init,
-        trials=int(trials),
-        completed=int(completed),
-        diverged=int(diverged),
-        finite=int(finite),
-        mean=None if mean is None else float(mean),
-        min=None if low is None else float(low),
-        max=None if high is None else float(high),
-    )
-
-
 def set_environment(session: Session, study_id: str, environment: dict[str, Any]) -> None:
     """Record what the study runs on (``studies.environment.study_environment``)."""
     _require_study(session, study_id)
@@ -917,11 +882,6 @@ def create_token(session: Session, name: str, *, expires_at: dt.datetime | None 
     session.add(ApiToken(name=name, token_hash=_hash_token(plaintext), created_at=utcnow(), expires_at=expires_at))
     session.flush()
     return plaintext
-
-
-def verify_token(session: Session, plaintext: str) -> bool:
-    """Whether ``plaintext`` is a usable token (known, not expired, not revoked); a match records its use."""
-    return check_token(session, plaintext) == "active"
 
 
 def check_token(session: Session, plaintext: str) -> str:

@@ -1,18 +1,25 @@
-"""The study driver, ``demonlab execute STUDY_ID``: run a study's pending trials and record each one.
+"""The study driver, ``python -m service.jobs.driver STUDY_ID``: run a study's pending trials and
+record each one.
 
 It runs the trials not yet done with the ``studies`` Ray executor (or Optuna search), writes each
 result the moment it finishes (an idempotent upsert, retried through database outages so nothing
 is lost), heartbeats the study row, stops within seconds when the study is cancelled, and marks the
 study finished. A relaunched driver sees only what is not done.
+
+Launchers start it as this module (``main``), never through the CLI: the job layer does not call up
+into ``service.cli`` (``demonlab execute`` is the same entry point for a person).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
@@ -21,11 +28,13 @@ from studies.results import TrialResult
 from studies.vocab.statuses import StudyStatus
 
 from ..analysis import study_spec
+from ..artefacts import remove_empty_pack_dirs
 from ..db import dal
 from ..db.engine import make_engine, session_scope
-from ..errors import Conflict, NotFound, StorageUnavailable
-from ..settings import Settings
-from ..submission import dataset_dir
+from ..errors import Conflict, DemonlabError, NotFound, StorageUnavailable
+from ..logs import configure_logging
+from ..settings import Settings, get_settings
+from .optuna_record import optuna_url  # where it lives now; tests and callers import it from here
 
 log = logging.getLogger("demonlab.driver")
 
@@ -80,6 +89,21 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m service.jobs.driver STUDY_ID [--attempt N]``: what every launcher starts."""
+    parser = argparse.ArgumentParser(prog="python -m service.jobs.driver", description="Drive one study.")
+    parser.add_argument("study_id", help="the study to run")
+    parser.add_argument("--attempt", type=int, default=None, help="the launch this driver belongs to")
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    try:
+        return execute(args.study_id, get_settings(), attempt=args.attempt)
+    except DemonlabError as exc:  # the study was deleted, the database is gone: said, not a traceback
+        log.error("study %s: %s", args.study_id, exc)
+        return 2
+
+
 def execute(study_id: str, settings: Settings, attempt: int | None = None) -> int:
     """Run one study to the end; return a process exit code.
 
@@ -121,7 +145,7 @@ def _missing_data(spec: Any, settings: Settings) -> str | None:
     from studies.workloads import WorkloadError, get_workload
 
     try:
-        get_workload(spec.workload, spec.workload_params).check_data(dataset_dir(settings))
+        get_workload(spec.workload, spec.workload_params).check_data(settings.datasets)
     except WorkloadError as exc:
         return f"the dataset of {spec.workload!r} is not available: {exc}"
     return None
@@ -134,7 +158,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
     heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds, attempt)
     heartbeat.start()
     signal.signal(signal.SIGTERM, lambda *_: heartbeat.cancelled.set())
-    recorder = _optuna_recorder(settings, study_id, spec)
+    mirror = _optuna_mirror(engine, settings, study_id, spec)
 
     def sink(result: TrialResult) -> None:
         def record() -> None:
@@ -146,8 +170,8 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         except NotFound:  # the study was deleted (after a cancel) while this driver stopped: stop quietly
             heartbeat.cancelled.set()
             return
-        if recorder is not None:
-            recorder.safe_record(result)
+        if mirror is not None:
+            mirror.submit(result)
 
     def started(keys: list[Any]) -> None:
         def mark() -> None:
@@ -184,6 +208,9 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
     finally:
         shutdown_ray()
         _record_environment(engine, study_id, spec, with_nodes=True)
+        if mirror is not None:
+            mirror.close()  # what is queued, then whatever the trials table has that the mirror lacks
+        remove_empty_pack_dirs(settings.data_dir, study_id)
     heartbeat.stop()
     if heartbeat.cancelled.is_set() or summary.cancelled:
         return 0
@@ -209,16 +236,15 @@ def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes:
         log.warning("study %s: could not record its environment", study_id, exc_info=True)
 
 
-def _optuna_recorder(settings: Settings, study_id: str, spec: Any) -> Any:
-    """The recorder of every result into Optuna's storage (None, with a warning, if it cannot open)."""
+def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any) -> Any:
+    """The writer of every result into Optuna's storage, started (None, with a warning, if it cannot open)."""
     from studies.vocab import y_fail
 
-    from .optuna_record import OptunaRecorder
+    from .optuna_record import MirrorWriter, OptunaRecorder
 
     try:
-        return OptunaRecorder(
-            optuna_url(settings), study_id, spec, y_fail(spec.workload, spec.workload_params, "metric")
-        )
+        fail = y_fail(spec.workload, spec.workload_params, "metric")
+        return MirrorWriter(OptunaRecorder(optuna_url(settings), study_id, spec, fail), engine, study_id).start()
     except Exception:
         log.warning(
             "study %s: Optuna's storage is unavailable; results are not mirrored there", study_id, exc_info=True
@@ -265,26 +291,5 @@ def driver_ray_address(settings: Settings) -> str | None:
     return settings.ray_address
 
 
-OPTUNA_SCHEMA = "optuna"
-
-
-def optuna_url(settings: Settings) -> str:
-    """Optuna's storage for search studies, beside (never inside) the service's tables.
-
-    Optuna's RDB storage has tables named ``studies`` and ``trials`` too, so it cannot share our
-    schema: on PostgreSQL it gets its own schema (``optuna``, via the connection's search_path) in the
-    same database; on SQLite its own file in the data dir. ``optuna-dashboard <this url>`` shows it.
-    """
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite":
-        return f"sqlite:///{settings.data_dir / 'optuna.db'}"
-    engine = make_engine(settings.database_url)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}")
-    finally:
-        engine.dispose()
-    url = url.update_query_dict({"options": f"-csearch_path={OPTUNA_SCHEMA}"})
-    return url.render_as_string(hide_password=False)
+if __name__ == "__main__":
+    sys.exit(main())

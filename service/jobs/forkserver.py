@@ -4,7 +4,8 @@ A driver started as ``python -m service.cli execute`` spends seconds importing t
 scikit-learn and torch's lazy optimizer machinery before its first trial (``bench/first_result.py``).
 The fork server pays that once: it imports them, then waits on its stdin for launch requests (one
 JSON line each: study id, attempt, log file, environment, working directory) and answers each with
-the pid of a forked child that runs exactly what ``demonlab execute STUDY --attempt N`` runs.
+the pid of a forked child that runs exactly what ``python -m service.jobs.driver STUDY --attempt N``
+runs (``service.jobs.driver.main``).
 
 The child is a driver like any other: its own session (``setsid``: the launcher stops it with its
 process group; it outlives a restart of the scheduler), its output in the study's log file, the
@@ -70,11 +71,11 @@ def _run_driver(request: dict[str, Any]) -> int:
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
-    from service.cli import main
+    from service.jobs.driver import main
     from service.settings import clear_settings_cache
 
     clear_settings_cache()
-    return main(["execute", request["study_id"], "--attempt", str(request["attempt"])])
+    return main([request["study_id"], "--attempt", str(request["attempt"])])
 
 
 def serve(requests: IO[str], answers: IO[str]) -> None:

@@ -1,7 +1,10 @@
-"""Launchers start a study's driver (``demonlab execute STUDY_ID``) and answer whether it still lives.
+"""Launchers start a study's driver (``python -m service.jobs.driver STUDY_ID``) and answer whether
+it still lives. Each implements the ``Launcher`` protocol (the scheduler knows no other), and one
+contract test suite runs over every implementation (``tests/service/test_launchers.py``).
 
-- ``local`` (default): a subprocess on this machine in its own session, so it outlives a restart of
-  the API/scheduler process; job id ``local:<host>:<pid>``.
+- ``local`` (default): a process on this machine in its own session, so it outlives a restart of
+  the API/scheduler process; job id ``local:<host>:<pid>``. With warm drivers it is forked from a
+  warm process (``service.jobs.forkserver``), else started fresh.
 - ``ray``: a Ray Job submitted with Ray's Jobs API to ``RAY_ADDRESS`` (the driver runs on the
   cluster); job id ``ray:<submission id>``; cancel stops the job.
 """
@@ -28,14 +31,40 @@ if TYPE_CHECKING:
     from .forkserver import ForkServerClient
 
 
+DRIVER_MODULE = "service.jobs.driver"
+
+
+def driver_command(study_id: str, attempt: int) -> list[str]:
+    """The driver's command line (``sys.executable`` first) for one launch of a study."""
+    return [sys.executable, "-m", DRIVER_MODULE, study_id, "--attempt", str(attempt)]
+
+
 class Launcher(Protocol):
-    """Start, probe and stop study drivers."""
+    """Start, probe and stop study drivers. Job ids are strings that name their launcher kind."""
 
-    def launch(self, study_id: str, attempt: int) -> str: ...
+    def launch(self, study_id: str, attempt: int) -> str:
+        """Start a driver for this launch of the study; return its job id."""
+        ...
 
-    def is_alive(self, job_id: str) -> bool: ...
+    def is_alive(self, job_id: str) -> bool:
+        """Whether the job's driver still runs (False for a job this launcher cannot see)."""
+        ...
 
-    def stop(self, job_id: str) -> None: ...
+    def stop(self, job_id: str) -> None:
+        """Stop the job's driver; a job that is gone already is not an error."""
+        ...
+
+    def owns(self, job_id: str) -> bool:
+        """Whether ``job_id`` is of this launcher's kind (else ask ``launcher_for_job``)."""
+        ...
+
+    def reap(self) -> list[str]:
+        """The jobs of this launcher seen to exit since the last call (certain evidence they are gone)."""
+        ...
+
+    def warm(self) -> None:
+        """Get ready for the first launch (start what launches need) without launching anything."""
+        ...
 
 
 def driver_env(settings: Settings) -> dict[str, str]:
@@ -57,6 +86,8 @@ def driver_env(settings: Settings) -> dict[str, str]:
 class LocalLauncher:
     """Run the driver as a subprocess of this machine, logging to ``<data_dir>/logs/``."""
 
+    prefix = "local:"
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -65,6 +96,9 @@ class LocalLauncher:
             from .forkserver import ForkServerClient
 
             self._forkserver = ForkServerClient()
+
+    def owns(self, job_id: str) -> bool:
+        return job_id.startswith(self.prefix)
 
     def warm(self) -> None:
         """Start the warm process drivers are forked from (``warm_drivers``), so it is ready before
@@ -93,7 +127,7 @@ class LocalLauncher:
                 logger.warning("study %s: no warm driver; starting a fresh one", study_id, exc_info=True)
         log = open(logs / f"{study_id}-{attempt}.log", "ab")  # noqa: SIM115 - the child owns it
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "execute", study_id, "--attempt", str(attempt)],
+            driver_command(study_id, attempt),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -131,7 +165,7 @@ class LocalLauncher:
             process = psutil.Process(pid)
             command = " ".join(process.cmdline())  # a forked driver has its fork server's command line
             alive = process.status() != psutil.STATUS_ZOMBIE
-            return alive and ("execute" in command or "service.jobs.forkserver" in command)
+            return alive and any(word in command for word in DRIVER_COMMANDS)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
@@ -144,6 +178,11 @@ class LocalLauncher:
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=1)
+
+
+# What a live driver's command line contains: this module's, an older release's (``demonlab execute``,
+# still running across an upgrade) or the fork server's (a forked driver keeps its parent's).
+DRIVER_COMMANDS = (DRIVER_MODULE, "execute", "service.jobs.forkserver")
 
 
 def clean_up_dead_job(job_id: str) -> None:
@@ -206,6 +245,8 @@ def _group_running(pgid: int) -> bool:
 class RayJobLauncher:
     """Submit the driver as a Ray Job to the cluster at ``settings.ray_address``."""
 
+    prefix = "ray:"
+
     def __init__(self, settings: Settings) -> None:
         if not settings.ray_address:
             raise ValueError("launcher 'ray' needs RAY_ADDRESS (the cluster's dashboard, e.g. http://head:8265)")
@@ -221,7 +262,7 @@ class RayJobLauncher:
         submission_id = f"demonlab-{study_id}-{attempt}-{int(time.time())}"
         env = driver_env(self.settings)
         client.submit_job(  # type: ignore[attr-defined]
-            entrypoint=f"python -m service.cli execute {shlex.quote(study_id)} --attempt {attempt}",
+            entrypoint=shlex.join(["python", *driver_command(study_id, attempt)[1:]]),
             submission_id=submission_id,
             runtime_env={"env_vars": env},
         )
@@ -235,6 +276,15 @@ class RayJobLauncher:
 
     def stop(self, job_id: str) -> None:
         self._client().stop_job(job_id.removeprefix("ray:"))  # type: ignore[attr-defined]
+
+    def owns(self, job_id: str) -> bool:
+        return job_id.startswith(self.prefix)
+
+    def reap(self) -> list[str]:
+        return []  # Ray's job manager collects its jobs; the scheduler probes them with is_alive
+
+    def warm(self) -> None:
+        return None  # the cluster is already running
 
 
 def _dashboard_url(address: str) -> str:
@@ -257,7 +307,7 @@ def make_launcher(settings: Settings) -> Launcher:
 
 def launcher_for_job(settings: Settings, job_id: str) -> Launcher:
     """The launcher that owns ``job_id`` (by its prefix), whatever the current setting."""
-    if job_id.startswith("ray:"):
+    if job_id.startswith(RayJobLauncher.prefix):
         return RayJobLauncher(settings)
     return LocalLauncher(settings)
 

@@ -1,47 +1,140 @@
 """Every finished trial of every study, also in the Optuna storage the service keeps, so
 ``optuna-dashboard <storage>`` shows grid studies too (search studies' samplers already write theirs).
 
-One Optuna study per arm: ``<study id>:<arm>`` for a grid study; for a search study that name is the
-sampler's own study (one trial per sampled point, its objective over seeds), so the per-seed trials go
-to ``<study id>:<arm>:seeds`` and the sampler never sees them. Each result is one Optuna trial:
-``lr`` (log-uniform) and ``beta_init`` (uniform) as parameters over the spec's ranges, the validation
-metric as its value (minimised; a diverged trial counts at the workload's failure score, as in every
-sensitivity figure), and as user attributes the seed, both splits' metric and loss, whether it
-diverged, epochs, wall seconds, node, device, and the demonlab study id.
+One Optuna study per arm, named for people: ``<name> · <arm> · <study id>`` (the search studies'
+per-seed trials: ``… · seeds``, apart from the sampler's own study, which has one trial per sampled
+point). Its user attributes say the demonlab study id, name, arm and what the value is. Each result
+is one Optuna trial: ``lr`` (log-uniform) and ``beta_init`` (uniform) as parameters over the spec's
+ranges, the validation metric as its value (minimised; a diverged trial counts at the workload's
+failure score, as in every sensitivity figure), each epoch's validation metric as an intermediate
+value (optuna-dashboard's learning curves), the trial's real start and end (its end is when it was
+recorded, its start that minus its wall time: the dashboard's timeline), and as user attributes the
+seed, both splits' metric and loss, whether it diverged, epochs, wall seconds, node and device.
 
-Recording is best effort: the service's own database is the record; a failure here is logged and
-never fails the study. A trial is written once (its key is a user attribute, checked per arm).
+The service's own database is the record; this is a mirror of it, and it always catches up:
+
+- ``MirrorWriter`` writes on its own thread, so a driver never waits for Optuna's storage (a write
+  per result cost 20% of a packed driver's wall). Failures are logged, never fail the study.
+- It backfills from the trials table when it starts (a relaunched driver: results recorded before a
+  kill between the database's commit and the mirror's write) and when the study ends (results whose
+  write failed, during a database outage say). After a study ends, mirror == trials table.
+- A trial is written once (its key is a user attribute, checked per arm).
+- ``delete_mirror`` removes a study's Optuna studies when the study is deleted.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from studies.results import TrialResult
+from sqlalchemy.engine import Engine
+
+from studies.results import EpochRecord, TrialKey, TrialResult
 from studies.vocab import TrialStatus, impute_score
+
+from ..settings import Settings
 
 log = logging.getLogger("demonlab.optuna")
 
+__all__ = [
+    "OPTUNA_SCHEMA",
+    "MirrorWriter",
+    "OptunaRecorder",
+    "delete_mirror",
+    "mirror_study_ids",
+    "optuna_study_name",
+    "optuna_url",
+]
 
-def optuna_study_name(study_id: str, arm: str, *, search: bool) -> str:
+SEPARATOR = " · "
+BACKFILL_PAGE = 5_000
+
+
+def optuna_study_name(study_id: str, arm: str, *, search: bool, name: str = "") -> str:
     """The Optuna study that holds a demonlab study's per-seed trials of ``arm``."""
-    return f"{study_id}:{arm}:seeds" if search else f"{study_id}:{arm}"
+    parts = [name or "study", arm, study_id] + (["seeds"] if search else [])
+    return SEPARATOR.join(parts)
 
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+@dataclass(frozen=True)
+class _Mirrored:
+    """What the mirror keeps of a result, from the driver's ``TrialResult`` or a stored trial row."""
+
+    key: TrialKey
+    status: TrialStatus
+    val_metric: float | None
+    val_loss: float | None
+    test_metric: float | None
+    test_loss: float | None
+    epochs_done: int
+    wall_seconds: float
+    node: str | None
+    device: str | None
+    curve: tuple[EpochRecord, ...]
+    finished_at: dt.datetime
+
+    @classmethod
+    def of_result(cls, result: TrialResult) -> _Mirrored:
+        return cls(
+            key=result.key,
+            status=result.status,
+            val_metric=result.val_metric,
+            val_loss=result.val_loss,
+            test_metric=result.test_metric,
+            test_loss=result.test_loss,
+            epochs_done=result.epochs_done,
+            wall_seconds=result.wall_seconds,
+            node=result.node,
+            device=result.device,
+            curve=tuple(result.epochs),
+            finished_at=dt.datetime.now(dt.UTC),
+        )
+
+    @classmethod
+    def of_row(cls, row: Any) -> _Mirrored:
+        """From a ``service.db.dal.TrialRecord`` read with its curve."""
+        return cls(
+            key=row.key,
+            status=row.status,
+            val_metric=row.val_metric,
+            val_loss=row.val_loss,
+            test_metric=row.test_metric,
+            test_loss=row.test_loss,
+            epochs_done=row.epochs_done,
+            wall_seconds=row.wall_seconds,
+            node=row.node,
+            device=row.device,
+            curve=tuple(row.curve or ()),
+            finished_at=row.updated_at,
+        )
+
+
+def _local_naive(moment: dt.datetime) -> dt.datetime:
+    """Optuna stores naive local times (``datetime.now()``): the same clock for our trials."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone().replace(tzinfo=None)
+
+
 class OptunaRecorder:
     """Writes a study's results into Optuna's RDB storage at ``storage_url``, one trial per result."""
 
-    def __init__(self, storage_url: str, study_id: str, spec: Any, y_fail: float) -> None:
+    def __init__(self, storage_url: str, study_id: str, spec: Any, y_fail: float, *, name: str = "") -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study_id = study_id
+        self.name = name or spec.name
         self.search = spec.search.mode == "optuna"
         self.y_fail = y_fail
         self.storage = optuna.storages.RDBStorage(url=storage_url, engine_kwargs={"pool_pre_ping": True})
@@ -64,12 +157,13 @@ class OptunaRecorder:
 
         if arm not in self._studies:
             study = optuna.create_study(
-                study_name=optuna_study_name(self.study_id, arm, search=self.search),
+                study_name=optuna_study_name(self.study_id, arm, search=self.search, name=self.name),
                 storage=self.storage,
                 direction="minimize",
                 load_if_exists=True,
             )
             study.set_user_attr("demonlab_study_id", self.study_id)
+            study.set_user_attr("demonlab_study_name", self.name)
             study.set_user_attr("arm", arm)
             study.set_user_attr("value", f"validation {self.metric} (lower is better; diverged = {self.y_fail:g})")
             self._recorded[arm] = {
@@ -82,42 +176,60 @@ class OptunaRecorder:
 
     def record(self, result: TrialResult) -> None:
         """Add one result (completed or diverged; others are not results yet) as an Optuna trial."""
+        self._record(_Mirrored.of_result(result))
+
+    def record_rows(self, rows: Sequence[Any]) -> int:
+        """Add stored trials (``dal.TrialRecord`` with curves) not in the mirror yet; how many were added."""
+        added = 0
+        for row in rows:
+            added += self._record(_Mirrored.of_row(row))
+        return added
+
+    def _record(self, item: _Mirrored) -> int:
         import optuna
 
-        if result.status not in (TrialStatus.COMPLETED, TrialStatus.DIVERGED):
-            return
-        key = result.key
+        if item.status not in (TrialStatus.COMPLETED, TrialStatus.DIVERGED):
+            return 0
+        key = item.key
         study = self._study(key.arm)
         token = key.token()
         if token in self._recorded[key.arm]:
-            return
-        diverged = result.status is TrialStatus.DIVERGED
-        value = impute_score(result.val_metric, result.status, self.y_fail)
+            return 0
+        value = impute_score(item.val_metric, item.status, self.y_fail)
         if value is None:  # completed without a finite validation score: nothing to plot
-            return
-        attrs = {
-            "demonlab_study_id": self.study_id,
-            "trial_key": token,
-            "arm": key.arm,
-            "seed": key.seed,
-            "diverged": diverged,
-            "val_metric": _finite(result.val_metric),
-            "test_metric": _finite(result.test_metric),
-            "val_loss": _finite(result.val_loss),
-            "test_loss": _finite(result.test_loss),
-            "epochs_done": result.epochs_done,
-            "wall_seconds": result.wall_seconds,
-            "node": result.node,
-            "device": result.device,
-        }
+            return 0
         trial = optuna.trial.create_trial(
             params={"lr": key.lr, "beta_init": key.beta_init},
             distributions=self.distributions,
             value=value,
-            user_attrs=attrs,
+            intermediate_values={
+                e.epoch: e.val_metric for e in item.curve if e.val_metric is not None and math.isfinite(e.val_metric)
+            },
+            user_attrs=self._attrs(item, token),
         )
+        finished = _local_naive(item.finished_at)
+        trial.datetime_complete = finished
+        trial.datetime_start = finished - dt.timedelta(seconds=max(0.0, _finite(item.wall_seconds) or 0.0))
         study.add_trial(trial)
         self._recorded[key.arm].add(token)
+        return 1
+
+    def _attrs(self, item: _Mirrored, token: str) -> dict[str, Any]:
+        return {
+            "demonlab_study_id": self.study_id,
+            "trial_key": token,
+            "arm": item.key.arm,
+            "seed": item.key.seed,
+            "diverged": item.status is TrialStatus.DIVERGED,
+            "val_metric": _finite(item.val_metric),
+            "test_metric": _finite(item.test_metric),
+            "val_loss": _finite(item.val_loss),
+            "test_loss": _finite(item.test_loss),
+            "epochs_done": item.epochs_done,
+            "wall_seconds": item.wall_seconds,
+            "node": item.node,
+            "device": item.device,
+        }
 
     def safe_record(self, result: TrialResult) -> None:
         """``record`` that logs and swallows any failure (the service's database is the record)."""
@@ -125,3 +237,127 @@ class OptunaRecorder:
             self.record(result)
         except Exception:
             log.warning("study %s: could not record %s in Optuna's storage", self.study_id, result.key, exc_info=True)
+
+
+def _stored_results(engine: Engine, study_id: str) -> Iterator[list[Any]]:
+    """The study's completed and diverged trials with their curves, a page at a time."""
+    from ..db import dal
+    from ..db.engine import session_scope
+
+    for status in (TrialStatus.COMPLETED, TrialStatus.DIVERGED):
+        offset = 0
+        while True:
+            with session_scope(engine, read_only=True) as session:
+                rows, total = dal.list_trials(
+                    session, study_id, status=status, offset=offset, limit=BACKFILL_PAGE, with_curves=True
+                )
+            if rows:
+                yield rows
+            offset += BACKFILL_PAGE
+            if offset >= total:
+                break
+
+
+class MirrorWriter:
+    """The driver's side of the mirror: ``submit`` returns at once; a thread writes; ``close`` waits
+    for it and backfills whatever the trials table has that the mirror lacks."""
+
+    _STOP = object()
+
+    def __init__(self, recorder: OptunaRecorder, engine: Engine, study_id: str) -> None:
+        self.recorder = recorder
+        self.engine = engine
+        self.study_id = study_id
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="demonlab-optuna-mirror", daemon=True)
+
+    def start(self) -> MirrorWriter:
+        self._thread.start()
+        return self
+
+    def submit(self, result: TrialResult) -> None:
+        """Queue one result for the mirror (never blocks, never raises)."""
+        self._queue.put(result)
+
+    def backfill(self) -> int:
+        """Write every stored result the mirror lacks; how many were added (0 if it failed, logged)."""
+        added = 0
+        try:
+            for rows in _stored_results(self.engine, self.study_id):
+                added += self.recorder.record_rows(rows)
+        except Exception:
+            log.warning("study %s: could not backfill Optuna's storage", self.study_id, exc_info=True)
+        if added:
+            log.info("study %s: %d result(s) added to Optuna's storage from the trials table", self.study_id, added)
+        return added
+
+    def _run(self) -> None:
+        self.backfill()  # a relaunch: what the last driver recorded but did not mirror
+        while True:
+            item = self._queue.get()
+            if item is self._STOP:
+                return
+            self.recorder.safe_record(item)
+
+    def close(self, *, timeout: float = 300.0) -> None:
+        """Write what is queued, then backfill from the trials table (the study has ended)."""
+        self._queue.put(self._STOP)
+        self._thread.join(timeout=timeout)
+        self.backfill()
+
+
+def mirror_study_ids(storage_url: str, study_id: str) -> list[str]:
+    """The Optuna studies of demonlab study ``study_id``: the mirror's and a search's sampler's."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(url=storage_url)
+    try:
+        return [
+            summary.study_name
+            for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)
+            if summary.user_attrs.get("demonlab_study_id") == study_id
+            or summary.study_name.startswith(f"{study_id}:")  # the sampler's (studies.executors)
+        ]
+    finally:
+        storage.engine.dispose()
+
+
+def delete_mirror(storage_url: str, study_id: str) -> int:
+    """Delete the Optuna studies of ``study_id``; how many there were."""
+    import optuna
+
+    names = mirror_study_ids(storage_url, study_id)
+    storage = optuna.storages.RDBStorage(url=storage_url)
+    try:
+        for name in names:
+            optuna.delete_study(study_name=name, storage=storage)
+    finally:
+        storage.engine.dispose()
+    return len(names)
+
+
+OPTUNA_SCHEMA = "optuna"
+
+
+def optuna_url(settings: Settings) -> str:
+    """Optuna's storage for search studies, beside (never inside) the service's tables.
+
+    Optuna's RDB storage has tables named ``studies`` and ``trials`` too, so it cannot share our
+    schema: on PostgreSQL it gets its own schema (``optuna``, via the connection's search_path) in the
+    same database; on SQLite its own file in the data dir. ``optuna-dashboard <this url>`` shows it.
+    """
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"sqlite:///{settings.data_dir / 'optuna.db'}"
+    from ..db.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}")
+    finally:
+        engine.dispose()
+    url = url.update_query_dict({"options": f"-csearch_path={OPTUNA_SCHEMA}"})
+    return url.render_as_string(hide_password=False)

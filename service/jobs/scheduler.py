@@ -52,10 +52,7 @@ class Scheduler:
 
     def tick(self) -> list[str]:
         """One pass: recover dead studies, then claim and launch; returns the ids launched."""
-        from .launchers import LocalLauncher
-
-        exited = self.launcher.reap() if isinstance(self.launcher, LocalLauncher) else []
-        self.recover(exited)
+        self.recover(self.launcher.reap())
         return self.launch_queued()
 
     def recover(self, exited: list[str] | None = None) -> list[str]:
@@ -100,7 +97,7 @@ class Scheduler:
 
     def _alive(self, job_id: str) -> bool:
         try:
-            launcher = self.launcher if _same_kind(self.launcher, job_id) else launcher_for_job(self.settings, job_id)
+            launcher = self.launcher if self.launcher.owns(job_id) else launcher_for_job(self.settings, job_id)
             return launcher.is_alive(job_id)
         except Exception:
             log.exception("cannot probe job %s", job_id)
@@ -151,9 +148,3 @@ class Scheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-
-
-def _same_kind(launcher: Launcher, job_id: str) -> bool:
-    from .launchers import LocalLauncher
-
-    return isinstance(launcher, LocalLauncher) == job_id.startswith("local:")

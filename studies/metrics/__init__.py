@@ -38,6 +38,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from studies.errors import (
+        ComparisonError as ComparisonError,
+    )
+    from studies.errors import (
+        GridError as GridError,
+    )
+    from studies.errors import (
+        MetricsError as MetricsError,
+    )
     from studies.metrics._arm import DEFAULT_KS as DEFAULT_KS
     from studies.metrics._arm import MIN_INTERVAL_SEEDS as MIN_INTERVAL_SEEDS
     from studies.metrics._cells import (
@@ -51,15 +60,6 @@ if TYPE_CHECKING:
     )
     from studies.metrics._cells import (
         cell_tables as cell_tables,
-    )
-    from studies.metrics._exceptions import (
-        ComparisonError as ComparisonError,
-    )
-    from studies.metrics._exceptions import (
-        GridError as GridError,
-    )
-    from studies.metrics._exceptions import (
-        MetricsError as MetricsError,
     )
     from studies.metrics._grid import ORIENTATION as ORIENTATION
     from studies.metrics._grid import GridAxes as GridAxes
@@ -85,9 +85,9 @@ _WHERE = {
     "CellTable": "_cells",
     "cell_table": "_cells",
     "cell_tables": "_cells",
-    "ComparisonError": "_exceptions",
-    "GridError": "_exceptions",
-    "MetricsError": "_exceptions",
+    "ComparisonError": "studies.errors",
+    "GridError": "studies.errors",
+    "MetricsError": "studies.errors",
     "ORIENTATION": "_grid",
     "GridAxes": "_grid",
     "DEFAULT_TARGET": "_report",
@@ -104,6 +104,8 @@ __all__ = sorted(_WHERE)
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'studies.metrics' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"studies.metrics.{_WHERE[name]}"), name)
+    where = _WHERE[name]
+    module = where if where.startswith("studies.") else f"studies.metrics.{where}"
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binom
 
-from studies.metrics._exceptions import MetricsError
+from studies.errors import MetricsError
 from studies.metrics._grid import (
     ORIENTATION,
     ArmGrid,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from studies.metrics._exceptions import GridError, MetricsError
+from studies.errors import GridError, MetricsError
 from studies.vocab import SPLITS, Split, TrialStatus, impute_scores
 
 FloatArray = NDArray[np.float64]

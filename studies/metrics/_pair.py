@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
+from studies.errors import ComparisonError
 from studies.metrics._arm import MIN_INTERVAL_SEEDS, T_INTERVAL
-from studies.metrics._exceptions import ComparisonError
 from studies.metrics._grid import ArmGrid, FloatArray, finite
 from studies.metrics._seedwise import ArmSeeds, SeedMean, pair_seeds
 from studies.metrics._verdict import family_statement, holm, verdict

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studies.errors import ComparisonError, MetricsError
 from studies.metrics._arm import DEFAULT_KS, MIN_INTERVAL_SEEDS, T_INTERVAL, arm_report, grid_model, seed_major
-from studies.metrics._exceptions import ComparisonError, MetricsError
 from studies.metrics._grid import ArmGrid, FloatArray, GridAxes, build_grids, check_split, finite
 from studies.metrics._pair import check_comparable, pair_report
 from studies.metrics._seedwise import TARGET_QUANTILE, ArmSeeds, arm_seeds, default_threshold

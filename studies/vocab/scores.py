@@ -11,12 +11,13 @@ trials, and completed trials without a finite value, are missing. ``impute_score
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
-
-import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from typing import TYPE_CHECKING, Literal, get_args
 
 from .statuses import TrialStatus
+
+if TYPE_CHECKING:  # numpy is imported by the functions that use it: the HTTP client never does
+    import numpy as np
+    from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "METRIC_KINDS",
@@ -57,6 +58,8 @@ def impute_scores(values: ArrayLike, statuses: ArrayLike, y_fail: float) -> NDAr
     Diverged → ``y_fail``; completed → ``min(value, y_fail)`` (+inf is clipped to y_fail; NaN and
     −inf are no score: missing); any other status → missing. ``values`` and ``statuses`` align.
     """
+    import numpy as np
+
     if not math.isfinite(y_fail):
         raise ValueError(f"Invalid y_fail value: {y_fail}")
     raw = np.asarray(values, dtype=np.float64)

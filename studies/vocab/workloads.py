@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .scores import MetricKind
-from .workload_params import PARAMS, WorkloadParams, validate_params
+
+if TYPE_CHECKING:  # the parameter models are built on first use: the HTTP client never needs them
+    from .workload_params import WorkloadParams
 
 __all__ = [
     "METRICS",
     "WORKLOAD_ENTRIES",
     "WorkloadEntry",
     "WorkloadError",
+    "packable_workloads",
     "workload_entry",
     "workload_names",
     "y_fail",
@@ -36,16 +39,21 @@ class WorkloadEntry:
     """One workload's torch-free declaration.
 
     ``target`` is ``"module:Class"`` of its ``studies.workloads.Workload``; ``metric_name`` what its
-    metric is ("error", "perplexity", "nll"). Its parameters' model (``workload_params.PARAMS``)
-    gives its chance levels: the score of a diverged trial (y_fail).
+    metric is ("error", "perplexity", "nll"); ``packs`` whether ``studies.packed`` can train its trials
+    as one batched model (a test checks it against ``studies.packed.packing_problem``). Its
+    parameters' model (``workload_params.PARAMS``) gives its chance levels: the score of a diverged
+    trial (y_fail).
     """
 
     name: str
     target: str
     metric_name: str = "error"
+    packs: bool = False
 
     def params(self, values: Mapping[str, Any] | None = None) -> WorkloadParams:
         """The workload's parameter model with ``values`` (``ValidationError`` naming a bad key)."""
+        from .workload_params import PARAMS, validate_params
+
         return PARAMS[self.name].model_validate(validate_params(self.name, dict(values or {})))
 
     def chance_levels(self, values: Mapping[str, Any] | None = None) -> tuple[float, float]:
@@ -56,9 +64,9 @@ class WorkloadEntry:
 WORKLOAD_ENTRIES: dict[str, WorkloadEntry] = {
     entry.name: entry
     for entry in (
-        WorkloadEntry("synthetic", "studies.workloads.synthetic:Synthetic"),
-        WorkloadEntry("digits_mlp", "studies.workloads.digits:DigitsMLP"),
-        WorkloadEntry("digits_cnn", "studies.workloads.digits:DigitsCNN"),
+        WorkloadEntry("synthetic", "studies.workloads.synthetic:Synthetic", packs=True),
+        WorkloadEntry("digits_mlp", "studies.workloads.digits:DigitsMLP", packs=True),
+        WorkloadEntry("digits_cnn", "studies.workloads.digits:DigitsCNN", packs=True),
         WorkloadEntry("cifar10_resnet20", "studies.workloads.resnet:Cifar10ResNet20"),
         WorkloadEntry("cifar100_vgg16", "studies.workloads.vgg:Cifar100VGG16"),
         WorkloadEntry("stl10_wrn16_8", "studies.workloads.wrn:Stl10WRN16x8"),
@@ -69,6 +77,11 @@ WORKLOAD_ENTRIES: dict[str, WorkloadEntry] = {
 
 METRICS: tuple[str, ...] = tuple(sorted({e.metric_name for e in WORKLOAD_ENTRIES.values()} | {"loss"}))
 """Every metric a study can report: each workload's own and ``loss``."""
+
+
+def packable_workloads() -> list[str]:
+    """The workloads whose trials can run packed, sorted."""
+    return sorted(name for name, entry in WORKLOAD_ENTRIES.items() if entry.packs)
 
 
 def workload_names() -> list[str]:

@@ -410,3 +410,15 @@ def _smoke() -> dict[str, Any]:
 
     data: dict[str, Any] = yaml.safe_load(SMOKE_SPEC_PATH.read_text())
     return data
+
+
+def test_a_file_that_cannot_be_read_is_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A missing spec, a directory given as a spec (both OSErrors): a message naming it, no traceback."""
+    for path, reason in ((tmp_path / "missing.yaml", "No such file or directory"), (tmp_path, "Is a directory")):
+        code, out, err = cli(capsys, "submit", str(path), "--url", "http://127.0.0.1:9")
+        assert code == 2
+        assert err.startswith("demonlab: error: "), err
+        assert reason in err, err
+        assert str(path) in err, err
+        assert err.count("\n") == 1
+        assert "Traceback" not in out + err

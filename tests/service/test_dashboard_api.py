@@ -9,8 +9,11 @@ from __future__ import annotations
 import html
 import math
 import re
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -334,3 +337,131 @@ def test_words_of_a_never_trained_arm_and_of_probabilities() -> None:
     trained = words.arm_lines(report.arms["demon_sgdm"], context)
     assert [line.label for line in trained][:2] == ["Peak", "Success share"]
     assert words.level_pct(0.99998) == "> 99.9%"  # a level short of 100% is not shown as 100%
+
+
+# ---------------------------------------------------------------- issue 17: the answer, units, parser
+
+
+def test_heatmaps_in_report_order_with_difference_maps_and_the_png_units(
+    api: TestClient, smoke_spec: dict[str, Any]
+) -> None:
+    from studies.heatmaps import is_percent
+
+    study_id = submit(api, smoke_spec | {"arms": ["sgdm_step", "demon_sgdm"]})  # spec order ≠ report order
+    keys = [TrialKey(a, lr, b, s) for a in ARMS for lr in (0.01, 0.1, 1.0) for b in (0.8, 0.9) for s in (0, 1)]
+    record(api, study_id, [completed(k, 0.1 + 0.1 * k.lr + (0.05 if k.arm == "sgdm_step" else 0.0)) for k in keys])
+    body = api.get(f"/api/v1/studies/{study_id}/heatmaps").json()
+    report = api.get(f"/api/v1/studies/{study_id}/sensitivity").json()
+    assert [a["arm"] for a in body["arms"]] == list(report["arms"]) == sorted(ARMS)
+    medians = [v for arm in body["arms"] for row in arm["values"] for v in row]
+    assert body["percent"] is is_percent(body["metric"], np.array(medians, dtype=float), body["y_fail"]) is True
+    (pair,) = body["differences"]["pairs"]
+    assert (pair["arm_a"], pair["arm_b"]) == (report["pairs"][0]["arm_a"], report["pairs"][0]["arm_b"])
+    demon, step = body["arms"]
+    for i, row in enumerate(pair["values"]):
+        for j, value in enumerate(row):
+            assert value == pytest.approx(demon["values"][i][j] - step["values"][i][j])
+            assert value == pytest.approx(-0.05)  # demon_sgdm's error is 5 points lower everywhere
+    assert body["differences"]["max_abs"] == pytest.approx(0.05)
+    legend = body["differences"]["legend"]
+    assert legend[0]["value"] == pytest.approx(-0.05)
+    assert legend[-1]["value"] == pytest.approx(0.05)
+    assert legend[len(legend) // 2]["colour"] in ("#f7f6f6", "#f7f7f7")  # white at 0 (RdBu_r)
+    assert body["missing_colour"] == "#d9d9d9"
+    assert [s["value"] for s in body["rate_legend"]][::8] == [0.0, 0.5, 1.0]
+    page = api.get(f"/studies/{study_id}").text
+    tags = re.findall(r'<span class="tag arm">([^<]+)</span>', page)
+    assert tags == sorted(ARMS)
+
+
+def test_search_points_name_the_spec_metric(api: TestClient) -> None:
+    """With ``metric: loss`` the sampled points are the validation loss, and say so."""
+    spec = {
+        "name": "search on loss",
+        "workload": "synthetic",
+        "arms": ["demon_sgdm"],
+        "seeds": 1,
+        "epochs": 1,
+        "metric": "loss",
+        "search": {
+            "mode": "optuna",
+            "n_trials": 4,
+            "lr": {"min": 0.001, "max": 1.0},
+            "beta_init": {"min": 0.5, "max": 0.95},
+        },
+    }
+    study_id = submit(api, spec)
+    points = [(0.001, 0.5), (0.01, 0.6), (0.1, 0.7), (1.0, 0.9)]
+    results = [
+        replace(completed(TrialKey("demon_sgdm", lr, b, 0), 0.25), test_loss=0.5 + 0.4 * lr, val_loss=0.25 + 0.4 * lr)
+        for lr, b in points
+    ]
+    record(api, study_id, results)
+    body = api.get(f"/api/v1/studies/{study_id}/points").json()
+    assert body["metric"] == "loss"
+    assert sorted(p["value"] for p in body["arms"][0]["points"]) == pytest.approx([0.5 + 0.4 * lr for lr, _ in points])
+    val = api.get(f"/api/v1/studies/{study_id}/points", params={"split": "val"}).json()
+    assert sorted(p["value"] for p in val["arms"][0]["points"]) == pytest.approx([0.25 + 0.4 * lr for lr, _ in points])
+
+
+def test_one_spec_parser_for_the_browser_and_the_cli(api: TestClient) -> None:
+    from studies.spec import parse_spec_text
+
+    text = "name: x\nworkload: synthetic\narms: [demon_sgdm]\nlr: [1e-4, 3e-2]\nbeta_init: [0.9]\nseeds: 1\nepochs: 1\n"
+    body = api.post("/api/v1/specs/parse", json={"text": text}).json()
+    assert body["spec"]["lr"] == [0.0001, 0.03] == parse_spec_text(text).lr_values
+    assert api.post("/api/v1/studies", json=body["spec"]).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("change", "errors"),
+    [
+        ({"seeds": "two"}, [{"field": "seeds", "reason": "Input should be a valid integer or a valid list"}]),
+        ({"seeds": [1, "x"]}, [{"field": "seeds.1", "reason": "Input should be a valid integer"}]),
+        ({"lr": {"min": 0.1, "max": "x", "num": 3}}, [{"field": "lr.max", "reason": "Input should be a valid number"}]),
+    ],
+)
+def test_a_union_field_fails_once_by_its_own_name(
+    api: TestClient, smoke_spec: dict[str, Any], change: dict[str, Any], errors: list[dict[str, str]]
+) -> None:
+    response = api.post("/api/v1/studies", json=smoke_spec | change)
+    assert response.status_code == 422
+    assert response.json()["errors"] == errors
+
+
+def test_submit_page_text_matches_its_select(api: TestClient) -> None:
+    page = api.get("/submit").text
+    selected = re.search(r'<option value="([^"]+)" selected>', page)
+    assert selected is not None
+    example = (Path(__file__).resolve().parents[2] / "studies" / "examples" / f"{selected.group(1)}.yaml").read_text()
+    assert html.escape(example, quote=False).strip() in page
+
+
+def test_trials_sorted_by_a_column(api: TestClient, smoke_spec: dict[str, Any]) -> None:
+    study_id = submit(api, smoke_spec)
+    keys = [TrialKey("demon_sgdm", lr, 0.8, s) for lr in (0.01, 0.1) for s in (0, 1)]
+    record(api, study_id, [completed(k, 0.5 - k.lr - 0.01 * k.seed) for k in keys])
+    record(
+        api, study_id, [TrialResult(key=TrialKey("demon_sgdm", 1.0, 0.8, 0), status=TrialStatus.DIVERGED, epochs=())]
+    )
+    url = f"/api/v1/studies/{study_id}/trials"
+    ascending = [t["val_metric"] for t in api.get(url, params={"sort": "val_metric"}).json()["data"]]
+    values = [0.5 - k.lr - 0.01 * k.seed for k in keys]
+    missing = [None] * (len(ascending) - len(values))  # the diverged trial and the pending ones last
+    assert ascending == pytest.approx([*sorted(values), *missing])
+    descending = [t["val_metric"] for t in api.get(url, params={"sort": "-val_metric"}).json()["data"]]
+    assert descending == pytest.approx([*sorted(values, reverse=True), *missing])
+    bad = api.get(url, params={"sort": "password"})
+    assert bad.status_code == 422
+    assert bad.json()["field"] == "sort"
+
+
+def test_api_docs_offline_under_the_dashboard_csp(api: TestClient) -> None:
+    docs = api.get("/docs")
+    assert docs.status_code == 200
+    assert docs.headers["content-security-policy"] == api.get("/").headers["content-security-policy"]
+    assert "cdn" not in docs.text.lower()
+    assert re.search(r"<script>(?!</script>)", docs.text) is None  # no inline script
+    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', docs.text):
+        assert api.get(asset).status_code == 200, asset
+    assert "/static/apidocs/swagger-ui-bundle.js" in docs.text

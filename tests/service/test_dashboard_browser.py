@@ -1,236 +1,70 @@
 """The dashboard in a real browser: Debian's headless Chromium driven by Playwright, against a real
 ``demonlab serve`` (a subprocess on a free port, SQLite, no scheduler). Results are recorded into the
-database by the test, as a study's driver would, while the page is open.
+database by the test, as a study's driver would, while the page is open. axe-core runs in every
+page state and must find nothing (``dashboard_helpers.accessible``).
 
 Screenshots of every page are saved under the test's tmp dir. With ``DEMONLAB_UPDATE_SCREENSHOTS=1``
-the study page's is also copied to ``docs/dashboard-study.png`` (the README shows it); without it
-the tracked file is left alone.
+the README's are also copied to ``docs/`` (``test_dashboard_study.py`` writes the study page's);
+without it the tracked files are left alone.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
-from sqlalchemy import Engine
+from dashboard_helpers import (
+    ARMS,
+    BETAS,
+    LRS,
+    SEEDS,
+    Server,
+    accessible,
+    chromium,
+    finish,
+    js_num,
+    keys,
+    new_page,
+    no_problems,
+    record,
+    score,
+    serve,
+    shot,
+    spec,
+    start,
+)
+from playwright.sync_api import expect
 
-from service.db import dal, make_engine, session_scope, upgrade_to_head
-from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
+from service.db import dal, session_scope
+from studies.results import TrialKey
 
 pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-ARMS = ("demon_sgdm", "sgdm_step")
-LRS = (0.001, 0.01, 0.1, 1.0)
-BETAS = (0.5, 0.9, 0.99)
-SEEDS = (0, 1, 2)
-
-
-def spec(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "workload": "synthetic",
-        "arms": list(ARMS),
-        "lr": list(LRS),
-        "beta_init": list(BETAS),
-        "seeds": len(SEEDS),
-        "epochs": 3,
-        "resources": {"cpu": 1, "gpu": 0},
-    }
-
-
-def keys() -> list[TrialKey]:
-    return [TrialKey(a, lr, b, s) for a in ARMS for lr in LRS for b in BETAS for s in SEEDS]
-
-
-def score(key: TrialKey) -> float:
-    """A landscape with a valley at lr 0.01, better at high β_init, Demon a little better."""
-    value = 0.1 + 0.1 * abs(math.log10(key.lr) + 2) + 0.2 * (0.99 - key.beta_init) + 0.01 * key.seed
-    return round(value + (0.04 if key.arm == "sgdm_step" else 0.0), 6)
-
-
-def result_for(key: TrialKey) -> TrialResult:
-    """Diverged at lr 1 for sgdm_step (every seed) and for seed 0 of demon_sgdm; completed elsewhere."""
-    if key.lr == 1.0 and (key.arm == "sgdm_step" or key.seed == 0):
-        return TrialResult(
-            key=key,
-            status=TrialStatus.DIVERGED,
-            epochs=(EpochRecord(0, 2.0, math.inf, math.nan),),
-            val_loss=math.inf,
-            epochs_done=1,
-            wall_seconds=0.1,
-            node="node-a",
-            device="cpu",
-        )
-    v = score(key)
-    curve = tuple(EpochRecord(e, 1.0 - 0.1 * e, 0.8 - 0.1 * e, v + 0.05 * (2 - e)) for e in range(3))
-    return TrialResult(
-        key=key,
-        status=TrialStatus.COMPLETED,
-        epochs=curve,
-        val_metric=v,
-        val_loss=0.6,
-        test_metric=v + 0.01,
-        test_loss=0.65,
-        best_val_metric=v,
-        epochs_done=3,
-        wall_seconds=0.2,
-        node="node-a",
-        device="cpu",
-    )
-
-
-def record(engine: Engine, study_id: str, batch: list[TrialKey]) -> None:
-    for key in batch:
-        with session_scope(engine) as session:
-            dal.record_trial_result(session, study_id, result_for(key))
-
-
-def start(engine: Engine) -> None:
-    with session_scope(engine) as session:
-        dal.claim_queued_studies(session, limit=100, launcher_id="browser-test")
-
-
-def finish(engine: Engine, study_id: str) -> None:
-    with session_scope(engine) as session:
-        dal.finish_study(session, study_id, status="completed")
-
-
-# ---------------------------------------------------------------------------------------- fixtures
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    engine: Engine
-    http: httpx.Client
-
-    def submit(self, body: dict[str, Any], token: str | None = None) -> str:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        response = self.http.post("/api/v1/studies", json=body, headers=headers)
-        assert response.status_code == 202, response.text
-        study_id: str = response.json()["id"]
-        return study_id
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    """``demonlab serve`` in a subprocess on a free port, on a fresh SQLite database."""
-    data_dir = Path(tmp_path / "data")
-    data_dir.mkdir()
-    url = f"sqlite:///{data_dir / 'demonlab.db'}"
-    port = _free_port()
-    env = os.environ | {
-        "DEMONLAB_DATA_DIR": str(data_dir),
-        "DEMONLAB_DATABASE_URL": url,
-        "DEMONLAB_EVENTS_POLL_SECONDS": "0.1",
-        "DEMONLAB_EVENTS_HEARTBEAT_SECONDS": "2",
-    }
-    env.pop("DEMONLAB_API_TOKENS_REQUIRED", None)
-    cli = Path(sys.executable).with_name("demonlab")
-    command = [str(cli), "serve", "--port", str(port), "--no-scheduler", "--log-level", "warning"]
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=base, timeout=30)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if http.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"demonlab serve did not start: {(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.1)
-        engine = make_engine(url)
-        upgrade_to_head(engine)
-        yield Server(base, engine, http)
-        engine.dispose()
-    finally:
-        http.close()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with serve(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with chromium() as running:
+        yield running
 
 
 @pytest.fixture
-def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
-    """A fresh page (its own context: empty sessionStorage); console errors and page errors are
-    collected in ``page.problems`` and fail the test."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: problems.append(f"console {message.type}: {message.text}") if message.type == "error" else None,
-    )
-    page.problems = problems
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+def page(browser: Any) -> Iterator[Any]:
+    with new_page(browser, height=1000) as fresh:
+        yield fresh
 
 
-def js_num(value: float, digits: int) -> str:
-    """A number as the page's ``demonlab.num`` writes it (``toPrecision``, then shortest form)."""
-    return repr(float(f"{value:.{digits}g}"))
-
-
-def shot(page: Any, tmp_path: Path, name: str) -> Path:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def no_problems(page: Any, *allowed: str) -> None:
-    problems = [p for p in page.problems if not any(a in p for a in allowed)]
-    assert problems == []
+def pct1(value: float) -> str:
+    """A fraction as the page writes an error rate: percent with one decimal (as the PNG)."""
+    return f"{100 * value:.1f}"
 
 
 # ------------------------------------------------------------------------------------------- tests
@@ -245,6 +79,7 @@ def test_list_shows_studies_and_filters(server: Server, page: Any, tmp_path: Pat
     assert rows.nth(0).get_attribute("data-study") == second  # newest first
     assert page.locator(f"tr[data-study='{first}'] .study-name").inner_text() == "digits sweep"
     assert page.locator(f"tr[data-study='{first}'] .status").inner_text() == "queued"
+    accessible(page, "studies list")
     page.fill("input[name=q]", "DIGITS")
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"q=DIGITS"))
@@ -270,6 +105,7 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     assert "style-src 'self'" in csp
     page.wait_for_selector("svg.heatmap .cell")
     assert page.locator("#done").inner_text() == str(len(half))
+    assert page.locator("#cancel-button").is_enabled()  # running: cancel is offered
     page.evaluate("window.__notReloaded = true")
 
     rest = [k for k in all_keys if k.seed == 2]
@@ -279,12 +115,14 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     finish(server.engine, study_id)
     expect(page.locator("#done")).to_have_text(str(len(all_keys)))
     expect(page.locator("#status")).to_have_text("completed")
+    expect(page.locator("#cancel-button")).to_be_disabled()  # finished: nothing left to cancel
     assert page.evaluate("window.__notReloaded") is True  # the same document: no reload
     assert page.locator("#progress").get_attribute("max") == str(len(all_keys))
     expect(page.locator("#placement tbody tr td").nth(2)).to_have_text(str(len(all_keys)))  # node-a ran all
 
     # One heatmap per arm, one cell per grid point, and the divergence-rate maps.
     expect(page.locator("#live")).to_have_text("finished")
+    page.wait_for_selector("#study[data-ready=true]")
     maps = page.locator("svg.heatmap")
     assert maps.count() == len(ARMS)
     for index in range(len(ARMS)):
@@ -294,8 +132,17 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     # every cell of the all-diverged row of sgdm_step is marked ×
     step = page.locator("svg.heatmap").nth(1)
     assert step.locator(".mark-all").count() == len(BETAS)
+    # the colour bars: the score's and the divergence rate's, each with the grey of "no result yet"
+    assert page.locator("#legend svg.colour-bar").count() == 2
+    assert page.locator("#legend svg.colour-bar", has_text="no result yet").count() == 2
+    # each cell's label is black or white, whichever contrasts more: ≥ 4.5:1 on every cell
+    ratios = page.eval_on_selector_all("svg.grid .cell", CONTRAST_JS)
+    assert len(ratios) == (2 * len(ARMS) + 1) * len(LRS) * len(BETAS)  # medians, divergence, the difference
+    assert min(r for r in ratios if r is not None) >= 4.5
+    accessible(page, "study page loaded")
 
-    # Hover lr 0.01, β_init 0.9 of demon_sgdm: its median, each seed's value, the interval and its level.
+    # Hover lr 0.01, β_init 0.9 of demon_sgdm: its median, each seed's value, the interval and its level,
+    # in percent as the PNG heatmaps.
     i, j = LRS.index(0.01), BETAS.index(0.9)
     cell = page.locator(f"svg.heatmap [data-arm='demon_sgdm'][data-i='{i}'][data-j='{j}']")
     cell.hover()
@@ -303,17 +150,22 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     tooltip.locator(".seed").first.wait_for()
     median = grid["values"][i][j]
     assert float(cell.get_attribute("data-value")) == pytest.approx(median)
+    assert cell.locator(".cell-label").text_content() == pct1(median)
     text = tooltip.inner_text()
-    assert f"median {js_num(median, 3)} (3 seeds with a result)" in text
+    assert f"median {pct1(median)}% (3 seeds with a result)" in text
     # 3 seeds: the order-statistic interval [min, max] has level 1 - 2^(1-3) = 75%, and says so
     assert grid["median_level"][i][j] == 0.75
-    bounds = f"[{js_num(grid['median_low'][i][j], 3)}, {js_num(grid['median_high'][i][j], 3)}]"
+    bounds = f"[{pct1(grid['median_low'][i][j])}, {pct1(grid['median_high'][i][j])}]%"
     assert f"interval of the median: {bounds} at 75%" in text
     assert "95%" not in text
     assert "0 of 3 seeds diverged" in text
     seeds = [s.inner_text() for s in tooltip.locator(".seed").all()]
-    expected = [f"seed {s}: {js_num(score(TrialKey('demon_sgdm', 0.01, 0.9, s)) + 0.01, 4)}" for s in SEEDS]
+    expected = [f"seed {s}: {pct1(score(TrialKey('demon_sgdm', 0.01, 0.9, s)) + 0.01)}%" for s in SEEDS]
     assert seeds == expected
+    # the median validation curve over the seeds, with its band
+    tooltip.locator("svg.tip-chart polyline.series").wait_for()
+    assert tooltip.locator("svg.tip-chart polygon.band").count() == 1
+    accessible(page, "tooltip shown")
     # A partly diverged cell names its diverged seed.
     page.locator(f"svg.heatmap [data-arm='demon_sgdm'][data-i='{LRS.index(1.0)}'][data-j='0']").hover()
     page.wait_for_selector("#tooltip .seed-diverged")
@@ -321,16 +173,25 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     assert "1 of 3 seeds diverged" in page.locator("#tooltip").inner_text()
     shot(page, tmp_path, "study-hover")
 
-    # Keyboard: focus the cell and press Enter → its trials with learning curves.
-    cell.focus()
-    page.keyboard.press("Enter")
+    # Click → the cell's trials and curves open, scrolled into view, with focus.
+    cell.click()
     details = page.locator("#cell-details")
     details.locator("table.data tbody tr").first.wait_for()
+    expect(details).to_be_focused()
+    top = details.evaluate("e => e.getBoundingClientRect().top")
+    assert 0 <= top < 200
     assert details.locator("table.data").first.locator("tbody tr").count() == len(SEEDS)
-    assert details.locator("svg polyline.series").count() == len(SEEDS)
+    # train and validation loss (median, band) and the validation error (median, band): one cell
+    curves = details.locator("svg.curve-chart")
+    assert curves.count() == 2
+    assert curves.nth(0).locator("polyline.series").count() == 2
+    assert curves.nth(0).locator("polyline.series.dashed").count() == 1
+    assert curves.nth(1).locator("polygon.band").count() == 1
+    accessible(page, "cell details open")
 
-    # Figures in words (metrics v4): the verdict first, the target, every figure with its interval or
-    # the reason it has none; every chart has a table on request.
+    # The figures in words (metrics v4), on request: the verdict first, the target, every figure with
+    # its interval or the reason it has none; every chart has a table on request.
+    page.click("#figures-details summary")
     page.wait_for_selector("#figures .arm-figures")
     report = server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()
     figures = page.locator("#figures").inner_text()
@@ -352,17 +213,28 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     ) in pair
     assert "95% interval" not in pair  # 3 seeds: no interval is claimed
     assert figures.index("Verdict:") < figures.index("Success share")  # the answer first
+    accessible(page, "figures in words open")
     page.click("#heatmap-table-toggle")
     assert page.locator("#heatmap-tables table").count() == len(ARMS)
     assert page.locator("#heatmap-tables table").first.locator("tbody tr").count() == len(LRS) * len(BETAS)
+    accessible(page, "tables shown")
     page.click("#heatmap-table-toggle")
     page.mouse.move(5, 5)
     page.locator("#tooltip").wait_for(state="hidden")
-    path = shot(page, tmp_path, "study")
-    if os.environ.get("DEMONLAB_UPDATE_SCREENSHOTS") == "1":
-        DOCS.mkdir(exist_ok=True)
-        shutil.copyfile(path, DOCS / "dashboard-study.png")
+    shot(page, tmp_path, "study")
     no_problems(page)
+
+
+# WCAG contrast of each cell's label against its rectangle (null: a cell without a label)
+CONTRAST_JS = """cells => cells.map((cell) => {
+  const label = cell.querySelector('text');
+  if (!label) return null;
+  const lum = (hex) => [1, 3, 5].map((k) => parseInt(hex.slice(k, k + 2), 16) / 255)
+    .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4))
+    .reduce((sum, c, k) => sum + [0.2126, 0.7152, 0.0722][k] * c, 0);
+  const [a, b] = [lum(cell.querySelector('rect').getAttribute('fill')), lum(label.getAttribute('fill'))];
+  return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+})"""
 
 
 def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, page: Any, tmp_path: Path) -> None:
@@ -419,7 +291,15 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
 
 
 def test_submit_shows_field_errors_then_opens_the_study(server: Server, page: Any, tmp_path: Path) -> None:
+    # The page opens with the text of the example its select shows.
+    page.goto(server.url + "/submit")
+    chosen = page.locator("#example").input_value()
+    examples = Path(__file__).resolve().parents[2] / "studies" / "examples"
+    assert page.locator("#spec-text").input_value() == (examples / f"{chosen}.yaml").read_text()
+    accessible(page, "submit page")
+
     page.goto(server.url + "/submit?example=synthetic_smoke")
+    assert page.locator("#example").input_value() == "synthetic_smoke"
     text = page.locator("#spec-text").input_value()
     assert "workload: synthetic" in text
     page.fill("#spec-text", text.replace("epochs: 2", "epochs: -3"))
@@ -435,18 +315,29 @@ def test_submit_shows_field_errors_then_opens_the_study(server: Server, page: An
     assert beside.locator(".ln").inner_text() == str(line)
     assert beside.locator("code").inner_text() == "epochs: -3"
     assert beside.locator(".inline-error").inner_text().startswith("← epochs: ")
+    accessible(page, "submit errors shown")
     shot(page, tmp_path, "submit-error")
+
+    # A value that fits no branch of a union: one error, by the field's own name.
+    page.fill("#spec-text", text.replace("seeds: 2", "seeds: two"))
+    page.click("#submit-button")
+    page.wait_for_selector("#spec-errors li[data-field='seeds']")
+    assert page.locator("#spec-errors li").count() == 1
+    assert "Input should be a valid integer or a valid list" in page.locator("#spec-errors").inner_text()
 
     page.fill("#spec-text", "name: [unclosed")
     page.click("#submit-button")
     page.wait_for_selector("#spec-errors li[data-field='spec']")
     assert "not valid YAML" in page.locator("#spec-errors").inner_text()
 
-    page.fill("#spec-text", text)
+    # lr written as 1e-2 is a number here as in the CLI (one parser).
+    page.fill("#spec-text", text.replace("lr: [0.01, 0.1, 1.0]", "lr: [1e-2, 1e-1, 1.0]"))
     page.click("#submit-button")
     page.wait_for_url(re.compile(r"/studies/[0-9a-f]{12}$"))
     assert page.locator("#study-name").inner_text() == "synthetic-smoke"
-    no_problems(page, "422")  # the browser logs the refused submission's 422
+    study_id = page.url.rsplit("/", 1)[1]
+    assert server.http.get(f"/api/v1/studies/{study_id}").json()["spec"]["lr"] == [0.01, 0.1, 1.0]
+    no_problems(page, "422")  # the browser logs the refused submissions' 422
 
 
 def test_cancel_needs_a_token_when_tokens_exist(server: Server, page: Any, tmp_path: Path) -> None:
@@ -468,7 +359,10 @@ def test_cancel_needs_a_token_when_tokens_exist(server: Server, page: Any, tmp_p
     page.click("#cancel-button")
     expect(page.locator("#action-message")).to_have_text("cancelled")
     expect(page.locator("#status")).to_have_text("cancelled")  # told by the event stream
+    expect(page.locator("#cancel-button")).to_be_disabled()
     assert server.http.get(f"/api/v1/studies/{study_id}").json()["status"] == "cancelled"
+    page.reload()
+    expect(page.locator("#cancel-button")).to_be_disabled()  # a finished study is served with it off
     no_problems(page, "401")
 
 
@@ -515,21 +409,35 @@ def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_pa
     sampled = [(10 ** (-3 + 3 * i / 7), 0.5 + 0.05 * ((3 * i) % 8)) for i in range(8)]
     record(server.engine, study_id, [TrialKey(a, lr, b, s) for a in ARMS for lr, b in sampled for s in (0, 1)])
     page.goto(f"{server.url}/studies/{study_id}")
-    page.locator("#scatter svg").first.wait_for()
-    charts = page.locator("#scatter svg.chart")
+    page.wait_for_selector("#study[data-ready=true]")
+    # it says what a search can and cannot give, and gives no grid figure or grid coverage
+    assert page.locator("#answer-title").inner_text() == "What this search can tell"
+    assert "not estimated" in page.locator("#search-summary").inner_text()
+    assert page.locator("svg.heatmap").count() == 0  # a sparse sample is not drawn as a grid
+    assert page.locator("#verdicts, #forest, #figures").count() == 0
+    assert "missing of" not in page.locator("main").inner_text()
+    charts = page.locator("#scatter svg.search-points")
     assert charts.count() == len(ARMS)
     for index in range(len(ARMS)):
         assert charts.nth(index).locator("circle.point").count() == len(sampled)  # one per point, seeds pooled
-    assert page.locator("svg.heatmap").count() == 0  # a sparse sample is not drawn as a grid
+    # slice plots: the score against lr and against β_init, every arm's points
+    slices = page.locator("#scatter svg.search-slice")
+    assert slices.count() == 2
+    finite = sum(1 for a in ARMS for lr, _ in sampled if not (a == "sgdm_step" and lr == 1.0))
+    assert slices.first.locator("circle.point").count() >= finite - 1
     importances = page.locator("#scatter table.data:not(.points-table)").first
     assert importances.locator("tbody tr").count() == 2  # lr and β_init
-    assert importances.locator("caption").inner_text() == "parameter importances (Optuna's PED-ANOVA)"
+    caption = "parameter importances for median test error (Optuna's PED-ANOVA)"
+    assert importances.locator("caption").inner_text() == caption
+    accessible(page, "search study")
     page.click("#heatmap-table-toggle")
     step_table = page.locator(".points-table").nth(1)
     assert step_table.locator("tbody tr").count() == len(sampled)
     assert step_table.locator("tbody tr").last.locator("td").last.inner_text() == "2"  # lr 1: both seeds diverged
     assert charts.nth(1).locator("circle.point.diverged").count() == 1
+    accessible(page, "search study tables")
     # the grid figures a sparse sample cannot give are said once per pair, not one line each
+    page.click("#figures-details summary")
     page.wait_for_selector("#figures .pair-figures")
     assert page.locator("#figures .pair-figures li", has_text="Not estimated (incomplete)").count() == 1
     assert page.locator("#figures .pair-figures li", has_text="width of the succeeding lr range").count() == 1

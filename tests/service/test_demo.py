@@ -122,3 +122,28 @@ def test_demo_with_a_token_runs_the_whole_loop_and_records_the_environment(
     assert node["trials"] == 4
     assert node["cpu"]
     assert node["devices"] == ["cpu"]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn's SystemExit
+def test_demo_prints_the_database_url_with_its_password_masked(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The URL of a database nobody listens on: the demo says where it starts, then fails to."""
+    with socket.socket() as sock:  # a port that refuses connections while this test runs
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        monkeypatch.setenv("DEMONLAB_DATABASE_URL", f"postgresql+psycopg://demo:s3cret@127.0.0.1:{port}/none")
+        monkeypatch.setenv("DEMONLAB_DATA_DIR", str(data_dir))
+        monkeypatch.setenv("DEMONLAB_TOKEN", "dlt_unused")  # so the demo does not ask the database first
+        spec = data_dir / "spec.json"
+        spec.write_text(json.dumps(SPEC))
+        clear_settings_cache()
+        try:
+            code = main(["demo", "--exit-when-done", "--spec", str(spec)])
+        finally:
+            clear_settings_cache()
+    out, err = capsys.readouterr()
+    assert code != 0
+    assert "s3cret" not in out + err
+    assert "postgresql+psycopg://demo:***@127.0.0.1" in out
+    assert "demonlab: error: the API server did not start" in err

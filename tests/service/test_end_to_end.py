@@ -1,5 +1,5 @@
 """End to end, on SQLite and PostgreSQL: the app with its scheduler over real HTTP launches real drivers
-(``python -m service.cli execute ID``, each starting its own local Ray), which run the trials and
+(``python -m service.jobs.driver ID``, each starting its own local Ray), which run the trials and
 record them. A study runs to completion; a cancel stops its driver within seconds; a driver killed
 with SIGKILL mid-study is noticed through its stale heartbeat and relaunched, and the study completes
 without running a finished trial twice.
@@ -29,7 +29,7 @@ from sqlalchemy import Engine, func, select
 from service.cli import main
 from service.client import DemonlabClient
 from service.db import Trial, TrialEpoch, session_scope
-from service.jobs.driver import optuna_url
+from service.jobs.optuna_record import optuna_url
 from service.schemas import StudyPublic
 from service.settings import Settings
 from studies.results import TrialStatus
@@ -103,7 +103,7 @@ class Drivers:
     def scan(self) -> None:
         for child in psutil.Process().children():
             try:
-                if "service.cli" in child.cmdline() and "execute" in child.cmdline():
+                if "service.jobs.driver" in child.cmdline():
                     self.leaders.add(child.pid)
             except psutil.Error:
                 continue

@@ -79,19 +79,37 @@ def test_the_event_stream_is_documented_as_text_event_stream(schema: dict[str, A
     assert set(ok["content"]) == {"text/event-stream"}
 
 
-def test_mutations_declare_the_bearer_scheme(schema: dict[str, Any]) -> None:
+MUTATIONS = [("post", STUDIES), ("post", f"{STUDIES}/{{study_id}}/cancel"), ("delete", f"{STUDIES}/{{study_id}}")]
+
+
+def test_mutations_declare_the_bearer_scheme_optional_while_no_token_exists(schema: dict[str, Any]) -> None:
+    """Open mode (no token created yet) accepts mutations without one: the schema says so."""
     assert schema["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
         "scheme": "bearer",
         "description": "an API token (`demonlab token create`)",
     }
-    for method, path in [
-        ("post", STUDIES),
-        ("post", f"{STUDIES}/{{study_id}}/cancel"),
-        ("delete", f"{STUDIES}/{{study_id}}"),
-    ]:
-        assert operation(schema, method, path)["security"] == [{"bearer": []}]
+    for method, path in MUTATIONS:
+        assert operation(schema, method, path)["security"] == [{}, {"bearer": []}]
+        assert "Authentication: open" in operation(schema, method, path)["description"]
     assert "security" not in operation(schema, "get", STUDIES)  # reads need no token
+
+
+def test_mutations_require_the_bearer_token_once_one_exists(api: TestClient, smoke_spec: dict[str, Any]) -> None:
+    from service.db import dal, session_scope
+
+    with session_scope(api.app.state.engine) as session:  # type: ignore[attr-defined]
+        dal.create_token(session, "ci")
+    schema = api.get("/openapi.json").json()
+    for method, path in MUTATIONS:
+        assert operation(schema, method, path)["security"] == [{"bearer": []}]
+        assert "Authentication: a valid token is required" in operation(schema, method, path)["description"]
+    assert api.post(STUDIES, json=smoke_spec).status_code == 401  # what the schema now says
+
+
+def test_mutations_require_the_bearer_token_when_the_deployment_requires_tokens(api_factory: Any) -> None:
+    schema = api_factory(api_tokens_required=True).get("/openapi.json").json()
+    assert operation(schema, "post", STUDIES)["security"] == [{"bearer": []}]
 
 
 def _enum(schema: dict[str, Any], method: str, path: str, name: str) -> list[str]:

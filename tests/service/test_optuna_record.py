@@ -1,6 +1,8 @@
 """Every finished trial also lands in the Optuna storage the service keeps (``optuna_url``), on SQLite
-and PostgreSQL: one Optuna study per arm, lr and β_init as distributions, the seed, both splits'
-scores, divergence and the demonlab study id as user attributes; once per trial across relaunches."""
+and PostgreSQL: one Optuna study per arm named for people, lr and β_init as distributions, the seed,
+both splits' scores, divergence and the demonlab study id as user attributes, per-epoch intermediate
+values, real start and end times; once per trial across relaunches. The mirror catches up with the
+trials table from SQL (mirror == trials table) and is deleted with its study."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import optuna
 import pytest
 
 from service.analysis import y_fail
-from service.jobs.driver import optuna_url
-from service.jobs.optuna_record import OptunaRecorder, optuna_study_name
+from service.artefacts import study_files
+from service.db import dal, session_scope
+from service.jobs.optuna_record import MirrorWriter, OptunaRecorder, mirror_study_ids, optuna_study_name, optuna_url
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from studies.spec import StudySpec, expand_trials
 
@@ -52,10 +55,12 @@ def test_grid_study_trials_are_in_optunas_storage(settings_factory: Any, smoke_s
 
     storage = optuna.storages.RDBStorage(optuna_url(settings))
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    assert names == {"abc123def456:demon_sgdm", "abc123def456:sgdm_step"}
+    assert names == {"synthetic-smoke · demon_sgdm · abc123def456", "synthetic-smoke · sgdm_step · abc123def456"}
     for arm in ("demon_sgdm", "sgdm_step"):
-        study = optuna.load_study(study_name=f"abc123def456:{arm}", storage=storage)
+        study = optuna.load_study(study_name=f"synthetic-smoke · {arm} · abc123def456", storage=storage)
         assert study.user_attrs["demonlab_study_id"] == "abc123def456"
+        assert study.user_attrs["demonlab_study_name"] == "synthetic-smoke"
+        assert study.user_attrs["arm"] == arm
         trials = study.get_trials()
         assert len(trials) == 12  # 3 lr × 2 β × 2 seeds, each once
         assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
@@ -79,6 +84,8 @@ def test_grid_study_trials_are_in_optunas_storage(settings_factory: Any, smoke_s
                 assert t.value == pytest.approx(expected)
                 assert t.user_attrs["test_metric"] == pytest.approx(expected + 0.01)
                 assert t.user_attrs["node"] == "node-a"
+                assert t.intermediate_values == {0: pytest.approx(expected)}  # one epoch: its val metric
+                assert (t.datetime_complete - t.datetime_start).total_seconds() == pytest.approx(0.2, abs=1e-3)
 
 
 def test_search_study_trials_stay_apart_from_the_sampler(settings_factory: Any) -> None:
@@ -99,10 +106,100 @@ def test_search_study_trials_stay_apart_from_the_sampler(settings_factory: Any) 
     spec = StudySpec.model_validate(raw, context={"max_trials": 1000})
     recorder = OptunaRecorder(optuna_url(settings), "0123456789ab", spec, 1.0)
     recorder.record(result(TrialKey("demon_sgdm", 0.02, 0.7, 1)))
-    assert optuna_study_name("0123456789ab", "demon_sgdm", search=True) == "0123456789ab:demon_sgdm:seeds"
+    name = optuna_study_name("0123456789ab", "demon_sgdm", search=True, name="search")
+    assert name == "search · demon_sgdm · 0123456789ab · seeds"
     storage = optuna.storages.RDBStorage(optuna_url(settings))
-    study = optuna.load_study(study_name="0123456789ab:demon_sgdm:seeds", storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
     (trial,) = study.get_trials()
     assert trial.params == {"lr": 0.02, "beta_init": 0.7}
     assert trial.distributions["lr"] == optuna.distributions.FloatDistribution(0.001, 1.0, log=True)
     assert "0123456789ab:demon_sgdm" not in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+
+
+def mirrored(settings: Any, study_id: str) -> dict[tuple[str, float, float, int], float]:
+    """The mirror of ``study_id``: (arm, lr, β_init, seed) → value, over every arm's Optuna study."""
+    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    found: dict[tuple[str, float, float, int], float] = {}
+    for name in mirror_study_ids(optuna_url(settings), study_id):
+        for t in optuna.load_study(study_name=name, storage=storage).get_trials():
+            key = (t.user_attrs["arm"], t.params["lr"], t.params["beta_init"], t.user_attrs["seed"])
+            assert key not in found, f"{key} mirrored twice"
+            found[key] = t.value
+    storage.engine.dispose()
+    return found
+
+
+def stored_results(engine: Any, study_id: str) -> set[tuple[str, float, float, int]]:
+    with session_scope(engine, read_only=True) as session:
+        rows, _ = dal.list_trials(session, study_id, limit=10_000)
+    return {(r.arm, r.lr, r.beta_init, r.seed) for r in rows if r.status in ("completed", "diverged")}
+
+
+def test_the_mirror_catches_up_with_the_trials_table(
+    settings_factory: Any, engine: Any, new_study: Any, smoke_spec: dict[str, Any]
+) -> None:
+    """A driver killed between the database's commit and the mirror's write left the mirror short
+    (79 of 80 trials): the next driver backfills from SQL when it starts and when the study ends."""
+    settings = settings_factory()
+    spec = StudySpec.model_validate(smoke_spec, context={"max_trials": 1000})
+    keys = expand_trials(spec)
+    study = new_study(name=spec.name, spec=smoke_spec, trial_keys=keys)
+    for key in keys:
+        with session_scope(engine) as session:
+            dal.record_trial_result(session, study.id, result(key))
+    first = OptunaRecorder(optuna_url(settings), study.id, spec, 0.9)
+    for key in keys[:5]:  # the rest were committed, then the driver died before mirroring them
+        first.record(result(key))
+    assert len(mirrored(settings, study.id)) == 5
+
+    writer = MirrorWriter(OptunaRecorder(optuna_url(settings), study.id, spec, 0.9), engine, study.id).start()
+    writer.close()  # the relaunched driver's study ends at once: its start and end backfill
+
+    mirror = mirrored(settings, study.id)
+    assert set(mirror) == stored_results(engine, study.id)
+    assert len(mirror) == 24
+    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    backfilled = optuna.load_study(study_name=f"synthetic-smoke · sgdm_step · {study.id}", storage=storage)
+    curve = {t.user_attrs["trial_key"]: t.intermediate_values for t in backfilled.get_trials()}
+    assert all(len(values) == 1 for key, values in curve.items() if "1.0" not in key)  # curves from trial_epochs
+
+
+def test_results_submitted_to_the_writer_reach_the_mirror_by_the_end(
+    settings_factory: Any, engine: Any, new_study: Any, smoke_spec: dict[str, Any]
+) -> None:
+    settings = settings_factory()
+    spec = StudySpec.model_validate(smoke_spec, context={"max_trials": 1000})
+    keys = expand_trials(spec)
+    study = new_study(name=spec.name, spec=smoke_spec, trial_keys=keys)
+    writer = MirrorWriter(OptunaRecorder(optuna_url(settings), study.id, spec, 0.9), engine, study.id).start()
+    for key in keys:
+        with session_scope(engine) as session:
+            dal.record_trial_result(session, study.id, result(key))
+        writer.submit(result(key))  # returns at once: the writer's thread writes
+    writer.close()
+    assert set(mirrored(settings, study.id)) == stored_results(engine, study.id)
+
+
+def test_deleting_a_study_deletes_its_mirror_and_its_files(
+    api_factory: Any, settings_factory: Any, smoke_spec: dict[str, Any]
+) -> None:
+    """DELETE left the study's Optuna studies, its pack checkpoints and its logs behind."""
+    api = api_factory()
+    settings = settings_factory()
+    spec = StudySpec.model_validate(smoke_spec, context={"max_trials": 1000})
+    kept, gone = (api.post("/api/v1/studies", json=smoke_spec).json()["id"] for _ in range(2))
+    for study_id in (kept, gone):
+        recorder = OptunaRecorder(optuna_url(settings), study_id, spec, 0.9)
+        recorder.record(result(expand_trials(spec)[0]))
+        optuna.create_study(study_name=f"{study_id}:demon_sgdm", storage=optuna_url(settings))  # a sampler's
+        for path in (f"packs/{study_id}-0123abcd/pack-1.pack.pt", f"logs/{study_id}-1.log", f"tune/{study_id}/t/x"):
+            (settings.data_dir / path).parent.mkdir(parents=True, exist_ok=True)
+            (settings.data_dir / path).write_text("x")
+    assert len(mirror_study_ids(optuna_url(settings), gone)) == 2
+
+    assert api.delete(f"/api/v1/studies/{gone}").status_code == 204
+
+    assert mirror_study_ids(optuna_url(settings), gone) == []
+    assert study_files(settings.data_dir, gone) == []
+    assert len(mirror_study_ids(optuna_url(settings), kept)) == 2  # another study's are left alone
+    assert len(study_files(settings.data_dir, kept)) == 3

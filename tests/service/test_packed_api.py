@@ -16,7 +16,9 @@ import torch
 from fastapi.testclient import TestClient
 from test_end_to_end import RUN_TIMEOUT, STALE_AFTER_SECONDS, Service, assert_each_key_once, finished, slow_spec
 from test_end_to_end import service as packed_service  # noqa: F401 (test_end_to_end's `service` fixture)
+from test_optuna_record import mirrored, stored_results
 
+from service.settings import Settings
 from studies.executors import execute_study
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.spec import StudySpec
@@ -102,6 +104,12 @@ def kill_a_packed_driver_and_check_it_resumes(service: Service, tmp_path: Path) 
     assert len(trials) == 16
     assert all(t.extra.get("resumed_from_epoch", 0) >= 2 for t in trials), [t.extra for t in trials]
     assert list(folder.glob("*/*.pack.pt")) == []  # deleted when each pack finished
+    assert list(folder.iterdir()) == []  # and their folder when the study ended
+    # The mirror in Optuna's storage holds every result once, those of the killed driver included.
+    settings = Settings(
+        data_dir=service.data_dir, database_url=service.engine.url.render_as_string(hide_password=False)
+    )
+    assert set(mirrored(settings, created.id)) == stored_results(service.engine, created.id)
 
     reference: list[TrialResult] = []
     execute_study(StudySpec.model_validate(data), reference.append, executor="inprocess", data_dir=tmp_path)

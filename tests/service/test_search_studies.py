@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 
 from service.app import create_app
 from service.db import make_engine
-from service.jobs.driver import optuna_url
+from service.jobs.optuna_record import optuna_url
 
 SEARCH_SPEC: dict[str, Any] = {
     "name": "search",

@@ -541,42 +541,6 @@ def test_list_trials_filters_and_pages(engine: Engine, new_study: NewStudy, grid
     assert bare[0].curve is None
 
 
-def test_grid_aggregate_matches_a_hand_computation(engine: Engine, new_study: NewStudy) -> None:
-    keys = [TrialKey(arm, lr, 0.9, seed) for arm in ("a", "b") for lr in (0.01, 0.1) for seed in range(3)]
-    study = new_study(trial_keys=keys)
-    reports = [
-        result(TrialKey("a", 0.1, 0.9, 0), val_metric=0.2, test_metric=0.5),
-        result(TrialKey("a", 0.1, 0.9, 1), val_metric=0.4, test_metric=0.7),
-        result(TrialKey("a", 0.1, 0.9, 2), TrialStatus.DIVERGED, val_metric=math.nan),
-        result(TrialKey("a", 0.01, 0.9, 0), val_metric=0.1),
-        result(TrialKey("a", 0.01, 0.9, 1), val_metric=math.inf),  # completed, but not a finite score
-        result(TrialKey("b", 0.01, 0.9, 0), val_metric=100.0),  # another arm: not in a's grid
-    ]
-    for report in reports:
-        record(engine, study.id, report)
-    with session_scope(engine, read_only=True) as session:
-        val = dal.grid_aggregate(session, study.id, arm="a")
-        test = dal.grid_aggregate(session, study.id, arm="a", split="test")
-        with pytest.raises(InvalidInput):
-            dal.grid_aggregate(session, study.id, arm="a", split="train")
-    assert val == [
-        dal.GridCell(lr=0.01, beta_init=0.9, trials=3, completed=2, diverged=0, finite=1, mean=0.1, min=0.1, max=0.1),
-        dal.GridCell(
-            lr=0.1,
-            beta_init=0.9,
-            trials=3,
-            completed=2,
-            diverged=1,
-            finite=2,
-            mean=pytest.approx(0.3),
-            min=0.2,
-            max=0.4,
-        ),
-    ]
-    assert (test[0].finite, test[0].mean) == (2, pytest.approx(0.3))  # default test_metric 0.3, twice
-    assert (test[1].mean, test[1].min, test[1].max) == (pytest.approx(0.6), 0.5, 0.7)
-
-
 def test_trial_scores_frame(engine: Engine, new_study: NewStudy, grid: list[TrialKey]) -> None:
     study = new_study()
     record(engine, study.id, result(grid[0], val_metric=0.1, test_metric=0.2, val_loss=1.5))
@@ -643,9 +607,9 @@ def test_tokens_are_stored_hashed(engine: Engine) -> None:
     assert stored.token_hash == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in repr([getattr(stored, c) for c in ("name", "token_hash")])
     with session_scope(engine) as session:
-        assert dal.verify_token(session, secret)
-        assert not dal.verify_token(session, secret + "x")
-        assert not dal.verify_token(session, "")
+        assert dal.check_token(session, secret) == "active"
+        assert dal.check_token(session, secret + "x") == "unknown"
+        assert dal.check_token(session, "") == "unknown"
         assert session.scalars(select(ApiToken)).one().last_used_at is not None
     with pytest.raises(InvalidInput), session_scope(engine) as session:
         dal.create_token(session, "")

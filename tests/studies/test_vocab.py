@@ -222,3 +222,11 @@ def test_the_vocabulary_and_the_spec_import_without_torch_scipy_or_sqlalchemy() 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_declared_packability_is_what_the_pack_finds() -> None:
+    from studies.packed import packing_problem
+
+    for name in vocab.workload_names():
+        problem = packing_problem(get_workload(name, {}))
+        assert vocab.workload_entry(name).packs == (problem is None), (name, problem)

@@ -32,8 +32,16 @@ def list_trials(
     offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     curves: bool = False,
+    sort: Annotated[
+        str | None,
+        Query(
+            max_length=20,
+            pattern=r"^-?[a-z_]+$",
+            description="a column to sort by, '-' first for descending: " + ", ".join(dal.TRIAL_SORTS),
+        ),
+    ] = None,
 ) -> TrialsPublic:
-    """Trials of a study, filtered; ``curves=true`` adds each trial's per-epoch curve."""
+    """Trials of a study, filtered and sorted; ``curves=true`` adds each trial's per-epoch curve."""
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
         arms = [a["name"] for a in study.spec.get("arms", [])]
@@ -49,6 +57,7 @@ def list_trials(
             offset=offset,
             limit=limit,
             with_curves=curves,
+            sort=sort,
         )
     return TrialsPublic(data=[trial_public(t) for t in rows], count=total, offset=offset, limit=limit)
 

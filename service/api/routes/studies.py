@@ -10,9 +10,11 @@ from studies.spec import EXAMPLE
 from studies.vocab.statuses import StudyStatus
 
 from ... import submission
+from ...artefacts import delete_study_artefacts
 from ...db import dal
 from ...db.engine import session_scope
 from ...presenters import study_public, study_summary
+from ...report_cache import reports
 from ...schemas import StudiesPublic, StudyCreated, StudyPublic
 from ..deps import AuthDep, EngineDep, OffsetQuery, SettingsDep
 from ..responses import errors
@@ -86,8 +88,11 @@ def cancel_study(study_id: str, engine: EngineDep, settings: SettingsDep) -> Stu
 
 
 @router.delete("/{study_id}", status_code=204, dependencies=[AuthDep], responses=errors(401, 404, 409, 429))
-def delete_study(study_id: str, engine: EngineDep) -> Response:
-    """Delete a study and its trials (refused with 409 while it runs)."""
+def delete_study(study_id: str, engine: EngineDep, settings: SettingsDep) -> Response:
+    """Delete a study with its trials, files (pack checkpoints, logs) and Optuna studies (refused with
+    409 while it runs)."""
     with session_scope(engine) as session:
         dal.delete_study(session, study_id)
+    delete_study_artefacts(settings, study_id)
+    reports.forget(study_id)
     return Response(status_code=204)

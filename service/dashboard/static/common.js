@@ -84,6 +84,35 @@ const demonlab = (() => {
     return shown >= 100 && value < 1 ? "> 99.9%" : shown.toString() + "%"; // many seeds: never "100%"
   }
 
+  /** Scores for people in the study's unit: percent (one decimal, as the PNG heatmaps) for an error
+   * metric the server marks `percent`, else 3 significant digits. `signed` adds the sign of a Δ. */
+  function scoreFormat(percent) {
+    const f = (value) => {
+      if (value === null || value === undefined || !Number.isFinite(Number(value))) return "–";
+      if (!percent) return num(value);
+      const p = 100 * Number(value);
+      return Math.abs(p) < 99.95 ? p.toFixed(1) : p.toFixed(0);
+    };
+    f.unit = percent ? "%" : "";
+    f.diffUnit = percent ? " points" : "";
+    f.signed = (value) => (Number(value) > 0 ? "+" : "") + f(value);
+    return f;
+  }
+
+  /** The page's state in its URL query (history.replaceState: a reload or a shared link keeps it);
+   * null or "" removes a key. */
+  function urlState(changes) {
+    const query = new URLSearchParams(window.location.search);
+    if (!changes) return query;
+    for (const [key, value] of Object.entries(changes)) {
+      if (value === null || value === undefined || value === "") query.delete(key);
+      else query.set(key, String(value));
+    }
+    const text = query.toString();
+    window.history.replaceState(null, "", window.location.pathname + (text ? "?" + text : "") + window.location.hash);
+    return query;
+  }
+
   /** A table from column names and rows of cells (text). */
   function table(columns, rows, caption) {
     return el(
@@ -118,5 +147,5 @@ const demonlab = (() => {
 
   document.addEventListener("DOMContentLoaded", wireTokenForm);
 
-  return { api, el, svg, num, pct, level, table, token };
+  return { api, el, svg, num, pct, level, table, token, scoreFormat, urlState };
 })();

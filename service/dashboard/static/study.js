@@ -1,18 +1,29 @@
-/* A study's page: live progress over the study's event stream (no reload), heatmaps of every arm on
- * one colour scale with hover/focus details and click/Enter trial lists, figures in words, the search
- * scatter, and the cancel/delete actions (token from this tab's sessionStorage). */
+/* A study's page: live progress over the study's event stream (no reload); the answer (verdicts,
+ * forest plot, lr slices, difference maps; study_answer.js), the heatmaps (study_maps.js), the trial
+ * table (study_trials.js), the search study's points, the figures in words, and the cancel/delete
+ * actions (token from this tab's sessionStorage). The page loads progressively: the maps first, then
+ * the sensitivity report, with a hint while it is computed; `data-ready` marks both drawn. The split,
+ * the opened cell, the curve overlay and the trial table's filters live in the URL. */
 "use strict";
 
 (() => {
-  const { api, el, num, pct, level, table } = demonlab;
+  const { api, el, num, pct, urlState, scoreFormat } = demonlab;
   const root = document.getElementById("study");
-  const id = root.dataset.study;
-  const isSearch = root.dataset.search === "true";
-  const base = "/api/v1/studies/" + encodeURIComponent(id);
   const $ = (name) => document.getElementById(name);
-  let heatmapData = null;
-  let showTables = false;
-  const seedCache = new Map();
+  const finished = (root.dataset.finished || "").split(" ");
+  const ctx = {
+    id: root.dataset.study,
+    base: "/api/v1/studies/" + encodeURIComponent(root.dataset.study),
+    isSearch: root.dataset.search === "true",
+    metricName: root.dataset.metric, // the spec's metric (the maps, the verdict)
+    trialMetric: root.dataset.workloadMetric, // what a trial's val_metric / test_metric hold
+    fmt: scoreFormat(false),
+    heatmaps: null,
+    showTables: false,
+  };
+  const maps = ctx.isSearch ? null : studyMaps(ctx);
+  const trials = studyTrials(ctx);
+  const split = () => $("split").value;
 
   // ------------------------------------------------------------------ progress (server-sent events)
 
@@ -39,19 +50,22 @@
     badge.textContent = status;
     badge.className = "status status-" + status;
     root.dataset.status = status;
+    const done = finished.includes(status);
+    $("cancel-button").disabled = done;
+    if (done) $("cancel-button").title = "the study has finished";
+    else $("cancel-button").removeAttribute("title");
   }
 
   // Live refreshes are spaced by at least 4× what the last one took, so a big study's page does not
   // keep the server recomputing its grids while it runs.
-  let refreshTimer = null, lastFigures = 0, lastLoadMs = 0;
+  let refreshTimer = null, lastReport = 0, lastLoadMs = 0;
   function scheduleRefresh() {
     if (refreshTimer) return;
     refreshTimer = setTimeout(() => {
       refreshTimer = null;
-      if (isSearch) loadScatter();
-      else loadHeatmaps();
-      if (Date.now() - lastFigures > Math.max(5000, 8 * lastLoadMs)) {
-        loadFigures();
+      loadMaps();
+      if (Date.now() - lastReport > Math.max(5000, 8 * lastLoadMs)) {
+        loadReport();
         loadPlacement();
       }
     }, Math.max(1000, 4 * lastLoadMs));
@@ -59,258 +73,164 @@
 
   function follow() {
     if (!window.EventSource) return;
-    const source = new EventSource(base + "/events");
+    const source = new EventSource(ctx.base + "/events");
     source.addEventListener("open", () => { $("live").textContent = "live"; });
     source.addEventListener("progress", (e) => showProgress(JSON.parse(e.data)));
     source.addEventListener("status", (e) => showStatus(JSON.parse(e.data).status));
     source.addEventListener("trial", (e) => {
       const t = JSON.parse(e.data);
-      seedCache.delete(cellKey(t.arm, t.lr, t.beta_init));
+      if (maps) maps.forget(t.arm, t.lr, t.beta_init);
       scheduleRefresh();
     });
     source.addEventListener("end", () => {
       source.close();
       $("live").textContent = "finished";
-      seedCache.clear();
-      if (isSearch) loadScatter();
-      else loadHeatmaps();
-      loadFigures();
-      loadPlacement();
+      if (maps) maps.forget();
+      loadAll();
     });
     source.addEventListener("error", () => {
       $("live").textContent = source.readyState === EventSource.CLOSED ? "" : "reconnecting…";
     });
   }
 
-  // ---------------------------------------------------------------------------------- heatmaps
+  // ------------------------------------------------------------------------- loading, progressively
 
-  const cellKey = (arm, lr, beta) => `${arm}|${lr}|${beta}`;
+  const pending = new Set();
+  let hintTimer = null, hintStart = 0;
+  function busy(what, on) {
+    if (on) pending.add(what);
+    else pending.delete(what);
+    if (pending.size && !hintTimer) {
+      hintStart = Date.now();
+      hintTimer = setInterval(hint, 500);
+    }
+    hint();
+  }
 
-  async function loadHeatmaps() {
-    const split = $("split").value;
+  function hint() {
+    const box = $("ready-state");
+    if (!pending.size) {
+      clearInterval(hintTimer);
+      hintTimer = null;
+      box.textContent = "";
+      root.dataset.ready = "true";
+      return;
+    }
+    root.dataset.ready = "false";
+    const seconds = Math.floor((Date.now() - hintStart) / 1000);
+    box.textContent = [...pending].join(", ") + "…" + (seconds >= 1 ? ` ${seconds} s` : "");
+  }
+
+  async function loadMaps() {
+    if (ctx.isSearch) return loadSearch();
+    busy("loading the maps", true);
     const started = Date.now();
-    const result = await api("GET", `${base}/heatmaps?split=${encodeURIComponent(split)}`);
+    const result = await api("GET", `${ctx.base}/heatmaps?split=${encodeURIComponent(split())}`);
     lastLoadMs = Date.now() - started;
+    busy("loading the maps", false);
     if (!result.ok) {
-      $("heatmaps").replaceChildren(el("p", { class: "muted", text: "No heatmap yet: " + (result.data && result.data.detail) }));
+      const text = "No heatmap yet: " + (result.data && result.data.detail);
+      $("heatmaps").replaceChildren(el("p", { class: "muted", text }));
+      $("slices").replaceChildren(el("p", { class: "muted", text }));
       return;
     }
-    heatmapData = result.data;
-    drawHeatmaps();
-  }
-
-  function cellInfo(arm, i, j) {
-    const d = heatmapData;
-    return {
-      arm: arm.arm, lr: d.lrs[i], beta: d.betas[j], value: arm.values[i][j], n: arm.n[i][j],
-      diverged: arm.diverged[i][j], missing: arm.missing[i][j], low: arm.interval_low[i][j], high: arm.interval_high[i][j],
-      level: arm.interval_level[i][j],
-    };
-  }
-
-  function drawHeatmaps() {
-    const d = heatmapData;
-    const box = $("heatmaps");
-    box.replaceChildren();
-    for (const arm of d.arms) {
-      const column = el("div", { class: "arm-maps" });
-      const map = charts.grid(`${arm.arm}: median ${d.split} ${d.metric}`, d.lrs, d.betas, (i, j) => {
-        const c = cellInfo(arm, i, j);
-        const all = c.n > 0 && c.diverged === c.n;
-        return {
-          fill: arm.colours[i][j],
-          label: all ? "" : c.value === null ? "" : num(c.value),
-          mark: all ? "×" : c.diverged > 0 ? "•" : "",
-          aria: `${arm.arm}, lr ${num(c.lr)}, β_init ${num(c.beta, 4)}: median ${num(c.value)}, ${c.diverged} of ${c.n} seeds diverged`,
-          data: { "data-arm": arm.arm, "data-i": i, "data-j": j, "data-value": c.value === null ? "" : c.value },
-        };
-      }, { interactive: true, className: "heatmap" });
-      const rates = charts.grid(`${arm.arm}: divergence rate`, d.lrs, d.betas, (i, j) => {
-        const rate = arm.divergence_rate[i][j];
-        return {
-          fill: arm.divergence_colours[i][j],
-          label: rate === null ? "" : `${arm.diverged[i][j]}/${arm.n[i][j]}`,
-          aria: `${arm.arm}, lr ${num(d.lrs[i])}, β_init ${num(d.betas[j], 4)}: ${rate === null ? "no result" : pct(rate) + " diverged"}`,
-        };
-      }, { interactive: false, className: "divergence" });
-      column.append(map, rates);
-      box.append(column);
+    const first = ctx.heatmaps === null;
+    ctx.heatmaps = result.data;
+    ctx.fmt = scoreFormat(result.data.percent);
+    studyAnswer.drawSlices(ctx.heatmaps, ctx.fmt);
+    studyAnswer.drawDifferences(ctx.heatmaps, ctx.fmt);
+    maps.draw();
+    if (first) {
+      maps.restore();
+      trials.load();
     }
-    box.querySelectorAll(".heatmap .cell").forEach((cell) => {
-      cell.addEventListener("mouseenter", () => hover(cell));
-      cell.addEventListener("focus", () => hover(cell));
-      cell.addEventListener("mouseleave", hideTooltip);
-      cell.addEventListener("blur", hideTooltip);
-      cell.addEventListener("click", () => details(cell));
-      cell.addEventListener("keydown", (e) => {
-        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); details(cell); }
-      });
-    });
-    $("legend").replaceChildren(
-      el("span", { class: "small muted", text: `median ${d.split} ${d.metric} (lower is better${d.scale.log ? ", log scale" : ""}) ` }),
-      charts.legend(d.scale.legend, "colour scale")
-    );
-    drawTables();
   }
 
-  // An order-statistic interval of the cell's median at the level it really has (1 − 2^(1−S) with
-  // S seeds: 50% at 2, 75% at 3, ≥ 95% from 6); none with one seed or none.
-  function intervalText(c) {
-    if (!c.level || c.low === null || c.low === undefined || c.high === null || c.high === undefined) {
-      return c.n > 0 ? "no interval: too few seeds (one seed)" : "no interval: no results";
-    }
-    return `[${num(c.low)}, ${num(c.high)}] at ${level(c.level)}`;
-  }
-
-  function drawTables() {
-    const box = $("heatmap-tables");
-    if (!box) return;
-    box.hidden = !showTables;
-    if (!showTables || !heatmapData) return;
-    const d = heatmapData;
-    box.replaceChildren(...d.arms.map((arm) => {
-      const rows = [];
-      d.lrs.forEach((lr, i) => d.betas.forEach((beta, j) => {
-        const c = cellInfo(arm, i, j);
-        rows.push([num(lr), num(beta, 4), num(c.value), intervalText(c), String(c.n), String(c.diverged), String(c.missing)]);
-      }));
-      return table(["lr", "β_init", "median", "interval of the median (its level)", "seeds", "diverged", "missing"], rows, arm.arm);
-    }));
-  }
-
-  function armOf(cell) {
-    return heatmapData.arms.find((a) => a.arm === cell.dataset.arm);
-  }
-
-  async function seeds(c) {
-    const key = cellKey(c.arm, c.lr, c.beta);
-    if (!seedCache.has(key)) {
-      const q = `arm=${encodeURIComponent(c.arm)}&lr=${c.lr}&beta_init=${c.beta}&limit=1000`;
-      seedCache.set(key, api("GET", `${base}/trials?${q}`).then((r) => (r.ok ? r.data.data : [])));
-    }
-    return seedCache.get(key);
-  }
-
-  async function hover(cell) {
-    const c = cellInfo(armOf(cell), Number(cell.dataset.i), Number(cell.dataset.j));
-    const tip = $("tooltip");
-    const metricKey = heatmapData.split + "_metric";
-    const seedList = el("ul", { class: "seeds" }, el("li", { class: "muted", text: "seeds: loading…" }));
-    tip.replaceChildren(
-      el("strong", { text: `${c.arm} · lr ${num(c.lr)} · β_init ${num(c.beta, 4)}` }),
-      el("div", { class: "tip-median", text: `median ${num(c.value)} (${c.n} seed${c.n === 1 ? "" : "s"} with a result)` }),
-      el("div", { class: "tip-interval", text: "interval of the median: " + intervalText(c) }),
-      el("div", { class: "tip-diverged", text: `${c.diverged} of ${c.n} seeds diverged` + (c.missing ? `, ${c.missing} missing` : "") }),
-      seedList
-    );
-    const box = cell.getBoundingClientRect();
-    tip.hidden = false;
-    tip.style.left = Math.round(window.scrollX + box.right + 8) + "px";
-    tip.style.top = Math.round(window.scrollY + box.top) + "px";
-    tip.dataset.cell = cellKey(c.arm, c.lr, c.beta);
-    const trials = await seeds(c);
-    if (tip.dataset.cell !== cellKey(c.arm, c.lr, c.beta)) return;
-    seedList.replaceChildren(...trials.map((t) => el("li", {
-      class: "seed seed-" + t.status,
-      text: `seed ${t.seed}: ` + (t.status === "completed" ? num(t[metricKey], 4) : t.status),
-    })));
-    if (!trials.length) seedList.replaceChildren(el("li", { class: "muted", text: "no trials" }));
-  }
-
-  function hideTooltip() {
-    if (!$("tooltip")) return;
-    $("tooltip").hidden = true;
-    $("tooltip").dataset.cell = "";
-  }
-
-  async function details(cell) {
-    const c = cellInfo(armOf(cell), Number(cell.dataset.i), Number(cell.dataset.j));
-    const box = $("cell-details");
-    box.hidden = false;
-    box.replaceChildren(el("h3", { text: `Trials of ${c.arm} at lr ${num(c.lr)}, β_init ${num(c.beta, 4)}` }), el("p", { class: "muted", text: "loading…" }));
-    const q = `arm=${encodeURIComponent(c.arm)}&lr=${c.lr}&beta_init=${c.beta}&limit=1000&curves=true`;
-    const r = await api("GET", `${base}/trials?${q}`);
+  async function loadReport() {
+    if (ctx.isSearch) return;
+    lastReport = Date.now();
+    busy("computing the verdict (a paired bootstrap over seeds)", true);
+    const r = await api("GET", `${ctx.base}/sensitivity?split=${encodeURIComponent(split())}`);
+    busy("computing the verdict (a paired bootstrap over seeds)", false);
     if (!r.ok) {
-      box.lastChild.textContent = r.data.detail;
+      $("verdicts").replaceChildren(el("p", { class: "muted", text: "No verdict yet: " + (r.data && r.data.detail) }));
+      $("forest").replaceChildren();
       return;
     }
-    const trials = r.data.data;
-    const rows = trials.map((t) => [String(t.seed), t.status, num(t.val_metric, 4), num(t.test_metric, 4), num(t.val_loss, 4), String(t.epochs_done), num(t.wall_seconds), t.node || "–", t.device || "–"]);
-    const series = trials.map((t) => ({ name: "seed " + t.seed, points: (t.curve || []).map((e) => [e.epoch, e.val_metric]) }));
-    const chart = charts.lines(series, "epoch", `validation ${heatmapData.metric}`, "Learning curves");
-    const curveRows = trials.flatMap((t) => (t.curve || []).map((e) => [String(t.seed), String(e.epoch), num(e.train_loss, 4), num(e.val_loss, 4), num(e.val_metric, 4)]));
-    const curveTable = table(["seed", "epoch", "train loss", "val loss", `val ${heatmapData.metric}`], curveRows, "learning curves");
-    curveTable.hidden = true;
-    const toggle = el("button", { type: "button", "aria-pressed": "false", text: "Show curves as table" });
-    toggle.addEventListener("click", () => {
-      curveTable.hidden = !curveTable.hidden;
-      toggle.setAttribute("aria-pressed", String(!curveTable.hidden));
-    });
-    box.replaceChildren(
-      box.firstChild,
-      table(["seed", "status", `val ${heatmapData.metric}`, `test ${heatmapData.metric}`, "val loss", "epochs", "seconds", "node", "device"], rows),
-      chart, toggle, curveTable
-    );
+    if (!ctx.heatmaps) ctx.fmt = scoreFormat(false);
+    studyAnswer.drawVerdicts(r.data, ctx.fmt);
+    if ($("figures-details").open) loadFigures();
   }
-
-  // ------------------------------------------------------------------------ figures, search, actions
 
   async function loadFigures() {
-    lastFigures = Date.now();
-    const split = $("split").value;
-    const response = await fetch(`/studies/${encodeURIComponent(id)}/figures?split=${encodeURIComponent(split)}`);
+    const response = await fetch(`/studies/${encodeURIComponent(ctx.id)}/figures?split=${encodeURIComponent(split())}`);
     // The fragment is rendered by the server's templates with autoescape: no user value is raw HTML.
     const html = await response.text();
     const doc = new DOMParser().parseFromString(html, "text/html");
     $("figures").replaceChildren(...doc.body.childNodes);
   }
 
-  async function loadScatter() {
-    const box = $("scatter");
-    if (!box) return;
+  // --------------------------------------------------------------------------------- search study
+
+  async function loadSearch() {
+    busy("loading the sampled points", true);
     const started = Date.now();
-    const r = await api("GET", `${base}/points?split=${encodeURIComponent($("split").value)}`);
+    const r = await api("GET", `${ctx.base}/points?split=${encodeURIComponent(split())}`);
     lastLoadMs = Date.now() - started;
+    busy("loading the sampled points", false);
+    const box = $("scatter");
     if (!r.ok) {
       box.replaceChildren(el("p", { class: "muted", text: r.data.detail }));
       return;
     }
-    const parts = [];
     const d = r.data;
-    for (const arm of d.arms) {
-      const points = arm.points.map((p) => Object.assign({}, p, {
-        allDiverged: p.seeds > 0 && p.diverged === p.seeds,
-        title: `lr ${num(p.lr)}, β_init ${num(p.beta_init, 4)}: median ${num(p.value, 4)} over ${p.seeds} seeds, ${p.diverged} diverged`,
+    const label = `median ${d.split} ${d.metric}`;
+    const parts = d.arms.map((arm) => {
+      const points = arm.points.map((p) => ({
+        x: p.lr, y: p.beta_init, colour: p.colour, ring: p.seeds > 0 && p.diverged === p.seeds,
+        title: `lr ${num(p.lr)}, β_init ${num(p.beta_init, 4)}: ${label} ${num(p.value, 4)} over ${p.seeds} seeds, ${p.diverged} diverged`,
       }));
       const importance = Object.entries(arm.importances || {}).map(([k, v]) => [k, pct(v)]);
-      const rows = points.map((p) => [num(p.lr), num(p.beta_init, 4), num(p.value, 4), String(p.seeds), String(p.diverged)]);
-      const twin = table(["lr", "β_init", `median ${d.split} ${d.metric}`, "seeds", "diverged"], rows, `${arm.arm}: sampled points`);
-      twin.hidden = !showTables;
+      const rows = arm.points.map((p) => [num(p.lr), num(p.beta_init, 4), num(p.value, 4), String(p.seeds), String(p.diverged)]);
+      const twin = demonlab.table(["lr", "β_init", label, "seeds", "diverged"], rows, `${arm.arm}: sampled points`);
+      twin.hidden = !ctx.showTables;
       twin.classList.add("points-table");
-      parts.push(el("div", { class: "arm-maps" },
-        charts.scatter(points, `${arm.arm}: ${points.length} sampled points (median over seeds)`),
+      return el("div", { class: "arm-maps" },
+        charts.scatter(points, { title: `${arm.arm}: ${points.length} sampled points, coloured by ${label}`, className: "search-points" }),
         twin,
-        importance.length ? table(["parameter", "importance"], importance, `parameter importances (${arm.importance_method || "Optuna"})`) : el("p", { class: "muted", text: arm.importance_note || "" })
-      ));
-    }
-    box.replaceChildren(el("div", { class: "heatmaps" }, ...parts),
-      el("div", { class: "legend" }, el("span", { class: "small muted", text: `median ${d.split} ${d.metric} (lower is better) ` }), charts.legend(d.legend, "colour scale")));
+        importance.length
+          ? demonlab.table(["parameter", "importance"], importance, `parameter importances for ${label} (${arm.importance_method || "Optuna"})`)
+          : el("p", { class: "muted", text: arm.importance_note || "" }));
+    });
+    const slices = ["lr", "beta_init"].map((param) => charts.scatter(
+      d.arms.flatMap((arm, k) => arm.points.filter((p) => p.value !== null).map((p) => ({
+        x: p[param], y: p.value, cls: "s" + (k % charts.SERIES),
+        title: `${arm.arm}: ${param} ${num(p[param], 4)} → ${num(p.value, 4)}`,
+      }))),
+      { title: `slice: ${label} against ${param === "lr" ? "lr" : "β_init"}, every arm`, logX: param === "lr", xLabel: param === "lr" ? "lr (log)" : "β_init", yLabel: label, fmtY: num, fmtX: param === "lr" ? num : (v) => num(v, 4), className: "search-slice" }));
+    const key = el("p", { class: "series-key small" }, "Slices: ", ...d.arms.map((arm, k) => el("span", { class: "key s" + (k % charts.SERIES) + "-label", text: "● " + arm.arm + " " })));
+    box.replaceChildren(
+      el("div", { class: "heatmaps" }, ...parts),
+      el("div", { class: "legend" }, el("span", { class: "small muted", text: `${label} (lower is better; red ring: every seed diverged) ` }), charts.legend(d.legend, "colour scale")),
+      key, el("div", { class: "heatmaps" }, ...slices));
   }
 
+  // ------------------------------------------------------------------------------------- the rest
+
   async function loadPlacement() {
-    const r = await api("GET", `${base}/placement`);
+    const r = await api("GET", `${ctx.base}/placement`);
     if (!r.ok) return;
     $("trial-time").textContent = `${num(r.data.wall_seconds)} s in all`;
     $("placement").replaceChildren(r.data.rows.length
-      ? table(["node", "device", "trials", "seconds"], r.data.rows.map((p) => [p.node, p.device || "–", String(p.trials), num(p.wall_seconds)]))
+      ? demonlab.table(["node", "device", "trials", "seconds"], r.data.rows.map((p) => [p.node, p.device || "–", String(p.trials), num(p.wall_seconds)]))
       : el("p", { class: "muted", text: "No trial has run yet." }));
   }
 
   async function act(kind) {
     const message = $("action-message");
     const verb = kind === "cancel" ? "Cancel" : "Delete";
-    if (!window.confirm(`${verb} study ${id}?`)) return;
-    const r = kind === "cancel" ? await api("POST", `${base}/cancel`) : await api("DELETE", base);
+    if (!window.confirm(`${verb} study ${ctx.id}?`)) return;
+    const r = kind === "cancel" ? await api("POST", `${ctx.base}/cancel`) : await api("DELETE", ctx.base);
     if (r.ok) {
       message.className = "ok";
       message.textContent = kind === "cancel" ? "cancelled" : "deleted";
@@ -325,28 +245,37 @@
     }
   }
 
+  async function loadAll() {
+    await loadMaps(); // the maps first: the report's trials frame is then already read
+    loadReport();
+    loadPlacement();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    const wanted = urlState().get("split");
+    if (wanted === "val" || wanted === "test") $("split").value = wanted;
     $("split").addEventListener("change", () => {
-      seedCache.clear();
-      if (isSearch) loadScatter();
-      else loadHeatmaps();
-      loadFigures();
+      urlState({ split: split() === "test" ? null : split() });
+      if (maps) maps.forget();
+      loadAll();
     });
-    $("heatmap-table-toggle").addEventListener("click", (e) => {
-      showTables = !showTables;
-      e.target.setAttribute("aria-pressed", String(showTables));
-      e.target.textContent = showTables ? "Hide table" : "Show as table";
-      drawTables();
-      document.querySelectorAll(".points-table").forEach((t) => { t.hidden = !showTables; });
-    });
+    const toggle = $("heatmap-table-toggle");
+    if (toggle) {
+      toggle.addEventListener("click", () => {
+        ctx.showTables = !ctx.showTables;
+        toggle.setAttribute("aria-pressed", String(ctx.showTables));
+        toggle.textContent = ctx.showTables ? "Hide tables" : "Show as table";
+        if (maps) maps.drawTables();
+        document.querySelectorAll(".points-table").forEach((t) => { t.hidden = !ctx.showTables; });
+      });
+    }
+    if ($("figures-details")) $("figures-details").addEventListener("toggle", () => { if ($("figures-details").open) loadFigures(); });
     $("cancel-button").addEventListener("click", () => act("cancel"));
     $("delete-button").addEventListener("click", () => act("delete"));
-    document.addEventListener("keydown", (e) => { if (e.key === "Escape") hideTooltip(); });
-    if (isSearch) loadScatter();
-    else loadHeatmaps();
-    loadFigures();
-    loadPlacement();
-    if (root.dataset.finished === "true") $("live").textContent = "";
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape" && maps) maps.hideTooltip(); });
+    if (ctx.isSearch) trials.load();
+    loadAll();
+    if (finished.includes(root.dataset.status)) $("live").textContent = "";
     else follow();
   });
 })();

@@ -1,4 +1,7 @@
-"""Errors raised by the metric code.
+"""Errors raised by the metric code (``studies.metrics``), importable without it.
+
+They live outside the package so that a caller that only maps them (the service's error handlers)
+imports neither the metric code nor scipy.
 
     ValueError
     └── MetricsError            anything wrong with what the metric code was given

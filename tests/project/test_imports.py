@@ -1,0 +1,214 @@
+"""The package import graph: no cycle (function-local imports included), and the light entry points
+(the HTTP client, the app, the CLI) import neither torch nor scipy until something needs them."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("demon", "studies", "service")
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the packages by dotted name (a package by its own name)."""
+    modules: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def _imported(module: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
+    """The project modules ``module`` imports anywhere in its body (top level or inside functions).
+
+    ``from package import name`` depends on ``package.name`` when that is a module, else on the
+    package; an import of ``a.b.c`` resolves to the longest prefix that is a project module."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                names.append(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                yield name
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module → the project modules it imports."""
+    known = _modules()
+    return {module: set(_imported(module, path, known)) for module, path in known.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    graph = import_graph()
+    assert graph["service.jobs.forkserver"] >= {"service.jobs.driver"}  # function-local imports count
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_function_local_import() -> None:
+    """The check above cannot pass vacuously: the old driver path (jobs → CLI) is a cycle to it."""
+    graph = import_graph()
+    graph["service.jobs.forkserver"].add("service.cli")
+    assert any({"service.cli", "service.jobs.forkserver"} <= set(c) for c in cycles(graph))
+
+
+HEAVY = ("torch", "scipy", "ray", "sklearn", "matplotlib", "optuna")
+
+
+def _loaded_after(code: str) -> dict[str, bool]:
+    """Which heavy packages (and SQLAlchemy, numpy, pandas) a fresh interpreter has imported after ``code``."""
+    names = [*HEAVY, "sqlalchemy", "numpy", "pandas"]
+    probe = f"{code}\nimport json, sys\nprint(json.dumps({{m: m in sys.modules for m in {names!r}}}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded: dict[str, bool] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_the_http_client_imports_no_heavy_package_nor_the_database() -> None:
+    loaded = _loaded_after("import service.client")  # not even numpy: every CLI API command imports it
+    assert not any(loaded.values()), loaded
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import service.app",
+        # building the app and its OpenAPI document (what /openapi.json serves) needs no route's imports
+        "from service.app import create_app\nfrom service.settings import Settings\n"
+        "create_app(Settings(data_dir='.work/imports-test')).openapi()",
+    ],
+)
+def test_the_app_imports_neither_torch_nor_scipy(code: str) -> None:
+    loaded = _loaded_after(code)
+    assert not any(loaded[m] for m in HEAVY), loaded
+
+
+def test_the_cli_starts_without_importing_the_service() -> None:
+    loaded = _loaded_after("from service.cli import build_parser\nbuild_parser().parse_args(['list'])")
+    assert not any(loaded.values()), loaded
+
+
+def _private_uses() -> set[str]:
+    """``module uses other.name`` for every private name (``_x``) a module takes from another module,
+    by ``from other import _x`` or ``other._x`` on an imported module."""
+    known = _modules()
+    found: set[str] = set()
+    for module, path in known.items():
+        tree = ast.parse(path.read_text(), str(path))
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        aliases: dict[str, str] = {}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            for alias in node.names:
+                if f"{base}.{alias.name}" in known:
+                    aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
+                elif _private(alias.name) and base in known and base != module:
+                    found.add(f"{module} uses {base}.{alias.name}")
+        for node in ast.walk(tree):
+            attribute = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            if attribute and node.value.id in aliases and _private(node.attr):  # type: ignore[attr-defined]
+                found.add(f"{module} uses {aliases[node.value.id]}.{node.attr}")  # type: ignore[attr-defined]
+    return found
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+# Known, being removed by the training-loop unification (issue 15 item 1); an entry that no longer
+# occurs fails the test below, so the list only shrinks.
+PRIVATE_USES_BEING_REMOVED = {
+    "studies.executors.packed uses studies.runner._load",
+    "studies.packed.trainer uses studies.runner._load",
+    "studies.packed.trainer uses studies.runner._seed_everything",
+}
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    """The dashboard read ``analysis._cached/_frame/_axes/_progress_key``: a public API now."""
+    uses = _private_uses()
+    assert uses - PRIVATE_USES_BEING_REMOVED == set()
+    assert uses >= PRIVATE_USES_BEING_REMOVED, "remove the entries that no longer occur"
+
+
+def _defined_public_names(module: str) -> set[str]:
+    path = _modules()[module]
+    tree = ast.parse(path.read_text(), str(path))
+    return {
+        node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not _private(node.name)
+    }
+
+
+@pytest.mark.parametrize("module", ["service.db.dal", "service.schemas", "service.analysis"])
+def test_every_public_name_of_the_service_layers_is_used_by_the_service(module: str) -> None:
+    """Dead code used by tests only (``dal.grid_aggregate``/``GridCell``, ``dal.verify_token``) or by
+    nothing (``schemas.TokenCreated``) was removed: a public name must have a caller in the code."""
+    own = _modules()[module]
+    code = "\n".join(p.read_text() for m, p in _modules().items() if p != own)
+    text = own.read_text()
+    unused = sorted(
+        name
+        for name in _defined_public_names(module)
+        if not re.search(rf"\b{name}\b", code) and len(re.findall(rf"\b{name}\b", text)) <= 1
+    )
+    assert unused == []

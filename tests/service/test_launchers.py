@@ -1,0 +1,150 @@
+"""The ``Launcher`` contract, run over every implementation: a fresh local driver, a driver forked from
+the warm process, and a Ray Job on a real single-node cluster.
+
+Each launches a real driver (``python -m service.jobs.driver``) for a real study on a SQLite file;
+the study's trials wait on a hold file, so "running" is a state the test holds, not a guess at
+timing. The contract: a launch returns a job id the launcher owns (and no other kind does); the
+driver really drives the study (it heartbeats); ``is_alive`` is true while it runs and turns false
+once it is stopped, or once it has finished by itself; a job ``reap`` reports is gone; stopping a
+job that is gone is not an error; ``warm`` launches nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cluster_helpers import ray_cluster, reap_data_dir, wait_until
+from sqlalchemy.engine import Engine
+
+from service.db import dal, make_engine, session_scope, upgrade_to_head
+from service.jobs.launchers import Launcher, LocalLauncher, RayJobLauncher, launcher_for_job
+from service.settings import Settings
+from service.submission import store_study
+from studies.spec import StudySpec
+from studies.vocab import StudyStatus
+
+pytestmark = pytest.mark.slow
+KINDS = ("local", "local-warm", "ray")
+
+
+@dataclass
+class Rig:
+    """One launcher under test, the settings its drivers read, and a way to make held studies."""
+
+    launcher: Launcher
+    settings: Settings
+    engine: Engine
+    hold: Path
+
+    def held_study(self, name: str) -> tuple[str, int]:
+        """A study claimed as the scheduler would (running, its launch counted); its trials wait on
+        ``hold``. Returns (study id, attempt)."""
+        self.hold.touch()
+        spec = StudySpec.model_validate(
+            {
+                "name": name,
+                "workload": "synthetic",
+                "workload_params": {"hold": str(self.hold)},
+                "arms": ["demon_sgdm"],
+                "lr": [0.05],
+                "beta_init": [0.9],
+                "epochs": 1,
+                "execution": {"mode": "packed", "pack_size": 1},
+            }
+        )
+        with session_scope(self.engine) as session:
+            study = store_study(session, spec, launcher=self.settings.launcher)
+            (claimed,) = dal.claim_queued_studies(session, limit=1, launcher_id="contract")
+            assert claimed.id == study.id
+            return claimed.id, claimed.attempts
+
+    def heartbeat_seen(self, study_id: str) -> bool:
+        with session_scope(self.engine, read_only=True) as session:
+            return dal.get_study(session, study_id).heartbeat_at is not None
+
+    def eventually(self, check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+        """Wait for ``check``; on a timeout, say what the drivers (and the fork server) logged."""
+        try:
+            wait_until(lambda: check() or None, timeout=timeout, interval=0.2, what=what)
+        except TimeoutError as exc:
+            logs = sorted((self.settings.data_dir / "logs").glob("*.log"))
+            raise TimeoutError(f"{exc}\n" + "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs)) from None
+
+    def status(self, study_id: str) -> StudyStatus:
+        with session_scope(self.engine, read_only=True) as session:
+            return dal.get_study(session, study_id).status
+
+
+def _settings(data_dir: Path, kind: str, ray_address: str | None) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        launcher="ray" if kind == "ray" else "local",
+        warm_drivers=kind == "local-warm",
+        ray_address=ray_address,
+        heartbeat_seconds=0.5,
+        stale_after_seconds=5.0,
+    )
+
+
+@pytest.fixture(params=KINDS)
+def rig(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Rig]:
+    kind: str = request.param
+    with contextlib.ExitStack() as stack:
+        address = None
+        if kind == "ray":
+            cluster = stack.enter_context(ray_cluster("lc"))
+            cluster.start_head(num_cpus=2, dashboard=True)
+            address = cluster.dashboard_url
+        settings = _settings(data_dir, kind, address)
+        engine = make_engine(settings.database_url)
+        upgrade_to_head(engine)
+        stack.callback(engine.dispose)
+        stack.callback(reap_data_dir, data_dir)
+        launcher: Launcher = RayJobLauncher(settings) if kind == "ray" else LocalLauncher(settings)
+        if isinstance(launcher, LocalLauncher) and launcher._forkserver is not None:
+            stack.callback(launcher._forkserver.close)
+        yield Rig(launcher, settings, engine, data_dir / "hold")
+
+
+def test_warm_launches_nothing_and_job_ids_name_their_launcher(rig: Rig) -> None:
+    rig.launcher.warm()
+    assert rig.launcher.reap() == []
+    study_id, attempt = rig.held_study("owns")
+    job = rig.launcher.launch(study_id, attempt)
+    assert rig.launcher.owns(job)
+    assert type(launcher_for_job(rig.settings, job)) is type(rig.launcher)
+    other = "ray:demonlab-x-1-0" if isinstance(rig.launcher, LocalLauncher) else "local:elsewhere:1"
+    assert not rig.launcher.owns(other)
+    rig.launcher.stop(job)
+
+
+def test_a_launched_driver_runs_until_stopped(rig: Rig) -> None:
+    study_id, attempt = rig.held_study("stopped")
+    job = rig.launcher.launch(study_id, attempt)
+    rig.eventually(lambda: rig.heartbeat_seen(study_id), "the driver's first heartbeat")
+    assert rig.launcher.is_alive(job)
+    assert rig.status(study_id) is StudyStatus.RUNNING
+
+    rig.launcher.stop(job)
+    rig.eventually(lambda: not rig.launcher.is_alive(job), "the stopped driver to be gone")
+    rig.launcher.stop(job)  # stopping a job that is gone is not an error
+    assert rig.status(study_id) is StudyStatus.RUNNING  # a stopped driver finishes nothing
+
+
+def test_a_driver_that_finishes_is_no_longer_alive(rig: Rig) -> None:
+    study_id, attempt = rig.held_study("finishes")
+    job = rig.launcher.launch(study_id, attempt)
+    rig.eventually(lambda: rig.heartbeat_seen(study_id), "the driver's first heartbeat")
+    os.unlink(rig.hold)
+
+    rig.eventually(lambda: rig.status(study_id) is StudyStatus.COMPLETED, "the study to complete")
+    if isinstance(rig.launcher, LocalLauncher) and rig.launcher._forkserver is None:
+        reaped: list[str] = []  # a fresh local driver is the launcher's own child: it is collected
+        rig.eventually(lambda: job in reaped or bool(reaped.extend(rig.launcher.reap())), "the child's exit")
+    rig.eventually(lambda: not rig.launcher.is_alive(job), "the finished driver to be gone")
+    assert rig.launcher.reap() == []
