@@ -626,7 +626,7 @@ def bench_one(kind: str, args: argparse.Namespace, layout: Layout) -> tuple[bool
 # --------------------------------------------------------------------------------- the study page
 
 PAGE_TARGET_MS = 1000.0  # the dashboard's study page of a 100,000-trial study loads in under 1 s
-STATIC = ("app.css", "common.js", "charts.js", "study.js")
+STATIC = ("app.css", "common.js", "charts.js", "study_answer.js", "study_maps.js", "study_trials.js", "study.js")
 
 
 def study_page_requests(study_id: str) -> list[tuple[str, str]]:
@@ -634,8 +634,9 @@ def study_page_requests(study_id: str) -> list[tuple[str, str]]:
     return [
         ("page HTML", f"/studies/{study_id}"),
         ("heatmaps JSON", f"/api/v1/studies/{study_id}/heatmaps?split=test"),
-        ("figures (sensitivity)", f"/studies/{study_id}/figures?split=test"),
+        ("sensitivity JSON (verdicts, forest)", f"/api/v1/studies/{study_id}/sensitivity?split=test"),
         ("placement JSON", f"/api/v1/studies/{study_id}/placement"),
+        ("trials page (25)", f"/api/v1/studies/{study_id}/trials?limit=25&offset=0"),
         *((f"static {name}", f"/static/{name}") for name in STATIC),
     ]
 

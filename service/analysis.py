@@ -269,7 +269,9 @@ def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str
     def compute() -> Any:
         frame = scores_frame(engine, study_id, kind, progress_key(study))
         report = sensitivity_report(frame, study_axes(spec, frame), fail, target=target, verdict=choices, split=split)
-        about = SensitivityStudy(id=study_id, metric=name, split=split, status=study.status.value)
+        about = SensitivityStudy(
+            id=study_id, metric=name, split=split, status=study.status.value, protocol=spec.protocol_note
+        )
         return SensitivityPublic(**dict(report), study=about)
 
     return throttled_report("sensitivity", study, (name, split, target), compute)
@@ -350,6 +352,10 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
     their intervals (a ``RobustnessPublic``)."""
     from studies.metrics import aggregate_robustness
 
+    try:
+        vocab.workload_entry(workload)
+    except vocab.WorkloadError as exc:  # "digits": did you mean digits_cnn or digits_mlp?
+        raise InvalidInput("workload", str(exc)) from None
     from .schemas import RobustnessPublic, RobustnessQuery
 
     with session_scope(engine, read_only=True) as session:

@@ -22,7 +22,7 @@ from studies.spec import StudySpec
 
 from .api.limits import BodySizeLimit
 from .api.ratelimit import RateLimits
-from .api.routes import events, health, results, robustness, studies
+from .api.routes import atlases, events, health, results, robustness, studies
 from .db.engine import make_engine
 from .db.migrations import upgrade_to_head
 from .errors import (
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
     app.state.rate_limits = RateLimits(
         parse_limit=settings.parse_rate_limit, failed_token_limit=settings.failed_token_limit
     )
-    for router in (studies.router, results.router, events.router, robustness.router, health.router):
+    for router in (studies.router, results.router, events.router, robustness.router, atlases.router, health.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     from .dashboard import install as install_dashboard

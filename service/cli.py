@@ -3,7 +3,7 @@
 - Local, no service: ``run`` (a spec to files), ``demo`` (what ``make run`` runs).
 - Service processes: ``serve`` (API + scheduler), ``scheduler``, ``execute STUDY_ID`` (a driver).
 - Client commands over HTTP: ``submit``, ``status``, ``list``, ``cancel``, ``delete``, ``trials``, ``grid``,
-  ``sensitivity``, ``compare``, ``robustness``, ``heatmap``, ``export``.
+  ``sensitivity``, ``compare``, ``robustness``, ``heatmap``, ``export``, ``replicate`` (Fig. 2 beside the paper).
 - ``token create`` / ``list`` / ``revoke`` (on the database directly, like ``serve``).
 
 What the demo shares with these commands (reading specs, following a study, tables) lives in
@@ -130,12 +130,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
     client = _client(args)
     created = client.submit(read_spec(args.spec), idempotency_key=args.idempotency_key)
-    print(f"study {created.id}: {created.status}, {created.trials_total} trials, {args.url}{created.url}")
+    print(f"study {created.id}: {created.status.label}, {created.trials_total} trials, {args.url}{created.url}")
     if args.wait:
         from .console import follow
 
         study = follow(client, created.id)
-        print(f"study {study.id}: {study.status}" + (f" ({study.error})" if study.error else ""))
+        print(f"study {study.id}: {study.status.label}" + (f" ({study.error})" if study.error else ""))
         return 0 if study.status == "completed" else 1
     return 0
 
@@ -148,7 +148,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
         print("\n".join(verdict_lines(client.sensitivity(study.id))))
     p = study.progress
-    print(f"{study.id} {study.name!r} [{study.workload}] {study.status}: {p.done}/{p.total} done,", end=" ")
+    print(f"{study.id} {study.name!r} [{study.workload}] {study.status.label}: {p.done}/{p.total} done,", end=" ")
     print(f"{p.diverged} diverged, {p.failed} failed")
     if study.error:
         print(f"error: {study.error}")
@@ -160,10 +160,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    page = _client(args).list_studies(status=args.status, workload=args.workload, name=args.name, limit=args.limit)
-    print(f"{'id':<13} {'status':<10} {'done/total':>11}  {'workload':<18} name")
-    for s in page.data:
-        print(f"{s.id:<13} {s.status:<10} {s.progress.done:>5}/{s.progress.total:<5}  {s.workload:<18} {s.name}")
+    from .console import table
+
+    status = args.status.replace(" ", "_") if args.status else None  # "completed with failures" as shown
+    page = _client(args).list_studies(status=status, workload=args.workload, name=args.name, limit=args.limit)
+    rows = [[s.id, s.status.label, f"{s.progress.done}/{s.progress.total}", s.workload, s.name] for s in page.data]
+    print(table(["id", "status", "done/total", "workload", "name"], rows))
     print(f"({len(page.data)} of {page.count})")
     return 0
 
@@ -201,7 +203,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     report = _client(args).sensitivity(args.study_id, target=args.target, metric=args.metric, split=args.split)
     pairs = [p for p in report.pairs if (args.a in (None, p.arm_a)) and (args.b in (None, p.arm_b))]
     if not pairs:
-        print("no matching pair of arms (see `demonlab sensitivity`)")
+        print(f"demonlab: {_missing_pair(report, args.a, args.b)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps([p.model_dump(mode="json") for p in pairs], indent=2))
@@ -212,9 +214,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_pair(report: dict[str, Any], a: str | None, b: str | None) -> str:
+    """Why ``compare`` has nothing to show, and what it could show instead."""
+    existing = [(str(p.get("arm_a")), str(p.get("arm_b"))) for p in report.get("pairs", [])]
+    asked = f"{a or 'any arm'} vs {b or 'any arm'}"
+    if not existing:
+        return f"no pair {asked}: the report compares no arms (it needs a Demon arm and a baseline)"
+    listed = ", ".join(f"--a {x} --b {y}" for x, y in existing)
+    swapped = f" (did you mean --a {b} --b {a}?)" if (b, a) in existing else ""
+    return f"no pair {asked} in the report{swapped}; the pairs it has: {listed}"
+
+
 def _cmd_cancel(args: argparse.Namespace) -> int:
     study = _client(args).cancel(args.study_id)
-    print(f"study {study.id}: {study.status}")
+    print(f"study {study.id}: {study.status.label}")
     return 0
 
 
@@ -268,6 +281,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_replicate(args: argparse.Namespace) -> int:
+    from studies.replicate import from_export, from_files, replication_report, report_text, write_report
+
+    source = Path(args.study)
+    if source.exists():
+        trials, study = from_files(source, Path(args.spec) if args.spec else None)
+    else:
+        trials, study = from_export(_client(args).export(args.study, fmt="parquet"))
+    report = replication_report(trials, study, paper=args.paper)
+    print(report.model_dump_json(indent=2) if args.json else report_text(report))
+    if args.out:
+        print("wrote " + ", ".join(str(p) for p in write_report(report, Path(args.out))), file=sys.stderr)
+    return 0
+
+
 def _token_engine() -> Any:
     from .db.engine import make_engine
     from .db.migrations import upgrade_to_head
@@ -298,7 +326,43 @@ def _cmd_token_create(args: argparse.Namespace) -> int:
         f"(shown once; stored only as a hash{until}. Send it as 'Authorization: Bearer <token>')",
         file=sys.stderr,
     )
+    print(_token_database_note(), file=sys.stderr)
+    print(_token_server_check(args.url, token), file=sys.stderr)
     return 0
+
+
+def _token_database_note() -> str:
+    """Which database the token went to, saying so when it is only the default one."""
+    from .settings import get_settings
+
+    settings = get_settings()
+    note = f"stored in the database {safe_url(settings.database_url)}"
+    if not {"data_dir", "database_url"} & settings.model_fields_set:
+        note += " (the default: DEMONLAB_DATA_DIR and DEMONLAB_DATABASE_URL are not set)"
+    return note
+
+
+def _token_server_check(url: str, token: str) -> str:
+    """Whether the server at ``url`` knows the new token: asked with a request that changes nothing
+    (cancelling a study id that cannot exist: 404 once the token passed, 401 when it did not), since
+    a server on another database stays open, or keeps refusing, whatever this command wrote."""
+    import httpx
+
+    probe = f"{url.rstrip('/')}/api/v1/studies/000000000000/cancel"
+    try:
+        with_token = httpx.post(probe, headers={"Authorization": f"Bearer {token}"}, timeout=5.0).status_code
+        without = httpx.post(probe, timeout=5.0).status_code if with_token == 404 else None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return f"no server answered at {url} to check the token against ({exc or type(exc).__name__})"
+    if (with_token, without) == (404, 401):
+        return f"the server at {url} accepts this token"
+    if with_token == 401 or (with_token, without) == (404, 404):
+        why = "does not know this token" if with_token == 401 else "asks for no token at all"
+        return (
+            f"warning: the server at {url} {why}: it uses another database (start it with this command's "
+            "DEMONLAB_DATA_DIR / DEMONLAB_DATABASE_URL, or create the token with the server's)"
+        )
+    return f"could not check the token against the server at {url} (HTTP {with_token})"
 
 
 def _cmd_token_list(args: argparse.Namespace) -> int:
@@ -342,60 +406,108 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(port=args.port, spec_path=args.spec, token=args.token, keep_serving=not args.exit_when_done)
 
 
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from .atlas_cli import run_atlas
+
+    return run_atlas(
+        suite=args.suite,
+        seeds=args.seeds,
+        workloads=args.workloads,
+        out=Path(args.out) if args.out else None,
+        url=args.url,
+        token=args.token,
+        port=args.port,
+    )
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, unless it has none or its help already says it (a
+    default read from the environment, such as a token, is never printed)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
 def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("DEMONLAB_URL", DEFAULT_URL), help="service URL")
-    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("DEMONLAB_URL", DEFAULT_URL),
+        help=f"the service's URL (default: $DEMONLAB_URL, else {DEFAULT_URL}; now %(default)s)",
+    )
+    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (default: $DEMONLAB_TOKEN)")
 
 
 def _score_args(p: argparse.ArgumentParser, split: str) -> None:
-    p.add_argument("--metric", default=None, help="the workload's metric (default) or 'loss'")
     from studies.vocab import SPLITS
 
-    p.add_argument("--split", default=split, choices=SPLITS)
+    p.add_argument("--metric", default=None, help="the workload's metric, or 'loss' (default: the study's metric)")
+    p.add_argument("--split", default=split, choices=SPLITS, help="which held-out split the scores are read on")
+
+
+def _study_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study_id", help="the study's id (from `demonlab list` or `demonlab submit`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
-    parser = argparse.ArgumentParser(
-        prog="demonlab", description="Hyperparameter-sensitivity studies of the Demon optimizer."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The argument parser of every command; every option and argument has help, defaults shown."""
+    from studies.vocab import STATS, StudyStatus, TrialStatus
 
-    p = sub.add_parser("run", help="run a study spec locally (no service) and write its outputs")
+    parser = argparse.ArgumentParser(
+        prog="demonlab", description="Hyperparameter-sensitivity studies of the Demon optimizer.", formatter_class=_Help
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Help)
+
+    p = command("run", "run a study spec locally (no service) and write its outputs")
     p.add_argument("spec", help="study spec, YAML or JSON")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--executor", choices=["ray", "inprocess"], default="ray")
-    p.add_argument("--data-dir", default=".work", help="work dir for Ray's temp dir and Tune (default .work)")
-    p.add_argument("--dataset-dir", default=None, help="where workloads find datasets (default DATA_DIR/datasets)")
+    p.add_argument("--executor", choices=["ray", "inprocess"], default="ray", help="where the trials run")
+    p.add_argument("--data-dir", default=".work", help="work dir for Ray's temp dir and Tune")
+    p.add_argument("--dataset-dir", default=None, help="where workloads find datasets (default: DATA_DIR/datasets)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("demo", help="what `make run` does: serve, submit the digits example, follow it, summarise")
-    p.add_argument("--port", type=int, default=None, help="port (refused if busy; default DEMONLAB_PORT or 8000)")
-    p.add_argument("--spec", default=None, help="spec to submit (default studies/examples/digits.yaml)")
-    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (or DEMONLAB_TOKEN)")
+    p = command("demo", "what `make run` does: serve, submit the digits example, follow it, summarise")
+    p.add_argument("--port", type=int, default=None, help="port, refused if busy (default: $DEMONLAB_PORT or 8000)")
+    p.add_argument("--spec", default=None, help="spec to submit (default: studies/examples/digits.yaml)")
+    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (default: $DEMONLAB_TOKEN)")
     p.add_argument("--exit-when-done", action="store_true", help="stop serving once the study is summarised")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("serve", help="the HTTP API and the scheduler")
-    p.add_argument("--host", default=None, help="bind address (default DEMONLAB_HOST or 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None, help="port; 0 takes a free one (default DEMONLAB_PORT or 8000)")
+    p = command("atlas", "one study per (workload, optimizer family) of a suite; the answer across them")
+    p.add_argument("--suite", default="cpu", choices=["cpu", "paper", "smoke"], help="which suite of workloads")
+    p.add_argument("--seeds", type=int, default=8, help="seeds per study")
+    p.add_argument("--workloads", nargs="*", default=None, help="only these workloads of the suite (labels)")
+    p.add_argument("--out", default=None, help="report folder (default: DATA_DIR/atlas; with --url: none)")
+    p.add_argument("--url", default=None, help="a running service (default: start one in this process)")
+    p.add_argument("--port", type=int, default=None, help="port of the service started here")
+    p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (default: $DEMONLAB_TOKEN)")
+    p.set_defaults(func=_cmd_atlas)
+
+    p = command("serve", "the HTTP API, the dashboard and the scheduler")
+    p.add_argument("--host", default=None, help="bind address (default: $DEMONLAB_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port; 0 takes a free one (default: $DEMONLAB_PORT or 8000)")
     p.add_argument("--no-scheduler", action="store_true", help="API only (run `demonlab scheduler` elsewhere)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help="uvicorn's log level (debug, info, warning, error)")
     p.set_defaults(func=_cmd_serve)
 
-    p = sub.add_parser("scheduler", help="the scheduler loop alone")
+    p = command("scheduler", "the scheduler loop alone (launches and recovers study drivers)")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between ticks")
     p.set_defaults(func=_cmd_scheduler)
 
-    p = sub.add_parser("execute", help="drive one study (launched by the scheduler)")
-    p.add_argument("study_id")
+    p = command("execute", "drive one study (what the scheduler launches: python -m service.jobs.driver)")
+    _study_arg(p)
     p.add_argument("--attempt", type=int, default=None, help="the launch this driver belongs to (set by the scheduler)")
     p.set_defaults(func=_cmd_execute)
 
-    p = sub.add_parser("submit", help="submit a spec (YAML or JSON) to the service")
-    p.add_argument("spec")
-    p.add_argument("--wait", action="store_true", help="follow the study with a progress bar until it finishes")
-    p.add_argument("--idempotency-key", default=None)
+    p = command("submit", "submit a spec (YAML or JSON) to the service")
+    p.add_argument("spec", help="study spec, YAML or JSON")
+    p.add_argument("--wait", action="store_true", help="follow the study's progress until it finishes")
+    p.add_argument("--idempotency-key", default=None, help="a key: submitting it again returns the same study")
     _client_args(p)
     p.set_defaults(func=_cmd_submit)
 
@@ -404,41 +516,45 @@ def build_parser() -> argparse.ArgumentParser:
         ("cancel", _cmd_cancel, "cancel a queued or running study (its finished trials are kept)"),
         ("delete", _cmd_delete, "delete a study and its trials (refused while it runs: cancel it first)"),
     ):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("study_id")
+        p = command(name, help_text)
+        _study_arg(p)
         _client_args(p)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("list", help="list studies")
-    p.add_argument("--status", default=None)
-    p.add_argument("--workload", default=None)
-    p.add_argument("--name", default=None)
-    p.add_argument("--limit", type=int, default=50)
+    p = command("list", "list studies, newest first")
+    p.add_argument(
+        "--status",
+        default=None,
+        type=lambda text: text.replace("_", " "),  # "completed_with_failures" as the API spells it, too
+        choices=[s.label for s in StudyStatus],
+        help="only studies in this state",
+    )
+    p.add_argument("--workload", default=None, help="only studies of this workload")
+    p.add_argument("--name", default=None, help="only studies whose name contains this")
+    p.add_argument("--limit", type=int, default=50, help="at most this many")
     _client_args(p)
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("trials", help="a study's trials as a table (a page of them)")
-    p.add_argument("study_id")
-    p.add_argument("--arm", default=None)
-    p.add_argument(
-        "--status", default=None, choices=["pending", "running", "completed", "diverged", "failed", "cancelled"]
-    )
-    p.add_argument("--offset", type=int, default=0)
-    p.add_argument("--limit", type=int, default=100)
+    p = command("trials", "a study's trials as a table (a page of them)")
+    _study_arg(p)
+    p.add_argument("--arm", default=None, help="only this arm's trials")
+    p.add_argument("--status", default=None, choices=list(TrialStatus), help="only trials in this state")
+    p.add_argument("--offset", type=int, default=0, help="trials to skip")
+    p.add_argument("--limit", type=int, default=100, help="at most this many")
     p.add_argument("--json", action="store_true", help="print the trials as JSON")
     _client_args(p)
     p.set_defaults(func=_cmd_trials)
 
-    p = sub.add_parser("grid", help="one arm's grid as a terminal table")
-    p.add_argument("study_id")
-    p.add_argument("--arm", default=None)
-    p.add_argument("--stat", default="median", choices=["mean", "median", "min", "max"])
+    p = command("grid", "one arm's grid as a terminal table")
+    _study_arg(p)
+    p.add_argument("--arm", default=None, help="the arm (default: the study's first)")
+    p.add_argument("--stat", default="median", choices=STATS, help="the statistic over each cell's seeds")
     _score_args(p, "test")
     _client_args(p)
     p.set_defaults(func=_cmd_grid)
 
-    p = sub.add_parser("sensitivity", help="each pair's verdict, then the figures per arm and per pair")
-    p.add_argument("study_id")
+    p = command("sensitivity", "each pair's verdict, then the figures per arm and per pair")
+    _study_arg(p)
     p.add_argument(
         "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
     )
@@ -447,11 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(p)
     p.set_defaults(func=_cmd_sensitivity)
 
-    p = sub.add_parser(
-        "compare", help="Demon against a baseline: the verdict, the primary Δ with its interval, seed planning"
-    )
-    p.add_argument("study_id")
-    p.add_argument("--a", default=None, help="first arm (default: every demon_* arm)")
+    p = command("compare", "Demon against a baseline: the verdict, the primary Δ with its interval, seed planning")
+    _study_arg(p)
+    p.add_argument("--a", default=None, help="first arm (default: every Demon arm)")
     p.add_argument("--b", default=None, help="second arm (default: every baseline)")
     p.add_argument(
         "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
@@ -461,37 +575,55 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(p)
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("robustness", help="each arm's figures over every completed study of a workload")
-    p.add_argument("workload")
-    p.add_argument("--arm", default=None)
-    p.add_argument("--epochs", type=int, default=None, help="only studies of this many epochs")
+    p = command("robustness", "each arm's figures over every completed study of a workload")
+    p.add_argument("workload", help="the workload (digits_mlp, synthetic, ...)")
+    p.add_argument("--arm", default=None, help="only this arm (default: every arm)")
+    p.add_argument("--epochs", type=int, default=None, help="only studies of this many epochs (default: all)")
     p.add_argument("--json", action="store_true", help="print the whole answer as JSON")
     _client_args(p)
     p.set_defaults(func=_cmd_robustness)
 
-    p = sub.add_parser("heatmap", help="download the heatmap (.png or .svg)")
-    p.add_argument("study_id")
+    p = command("heatmap", "download the heatmap (.png or .svg)")
+    _study_arg(p)
     p.add_argument("--out", required=True, help="file name; its suffix picks the format")
-    p.add_argument("--arms", nargs="*", default=None)
+    p.add_argument("--arms", nargs="*", default=None, help="the arms to draw (default: every arm)")
     _score_args(p, "test")
     _client_args(p)
     p.set_defaults(func=_cmd_heatmap)
 
-    p = sub.add_parser("export", help="download every trial (.csv or .parquet)")
-    p.add_argument("study_id")
-    p.add_argument("--out", required=True)
+    p = command("export", "download every trial (.csv or .parquet)")
+    _study_arg(p)
+    p.add_argument("--out", required=True, help="file name; its suffix (.csv, .parquet) picks the format")
     _client_args(p)
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("token", help="API tokens")
-    token_sub = p.add_subparsers(dest="token_command", required=True)
-    t = token_sub.add_parser("create", help="create a token (printed once)")
-    t.add_argument("--name", default="default")
+    p = command("replicate", "a finished Fig. 2 study beside the paper's cells, claims and verdicts")
+    p.add_argument("study", help="study id, or a `demonlab run` output (directory or trials file) with --spec")
+    p.add_argument("--paper", required=True, choices=("fig2-wrn", "fig2-vgg", "fig2-rn20"), help="the paper's panel")
+    p.add_argument("--spec", default=None, help="the spec a local run ran (with a path as study)")
+    p.add_argument("--out", default=None, help="also write replication.json, .png and .svg into this directory")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _client_args(p)
+    p.set_defaults(func=_cmd_replicate)
+
+    p = command("token", "API tokens, on the database of DEMONLAB_DATA_DIR / DEMONLAB_DATABASE_URL")
+    token_sub = p.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    t = token_sub.add_parser("create", help="create a token (printed once)", formatter_class=_Help)
+    t.add_argument("--name", default="default", help="a name to recognise it by")
     t.add_argument("--expires-in", default=None, help="lifetime, e.g. 90m, 12h, 30d, 2w (default: no expiry)")
+    t.add_argument(
+        "--url",
+        default=os.environ.get("DEMONLAB_URL", DEFAULT_URL),
+        help=f"the server to check the token against (default: $DEMONLAB_URL, else {DEFAULT_URL}; now %(default)s)",
+    )
     t.set_defaults(func=_cmd_token_create)
-    t = token_sub.add_parser("list", help="every token: id, name, created, last used, expiry, state")
+    t = token_sub.add_parser(
+        "list", help="every token: id, name, created, last used, expiry, state", formatter_class=_Help
+    )
     t.set_defaults(func=_cmd_token_list)
-    t = token_sub.add_parser("revoke", help="revoke a token by name or --id (it stops working at once)")
+    t = token_sub.add_parser(
+        "revoke", help="revoke a token by name or --id (it stops working at once)", formatter_class=_Help
+    )
     who = t.add_mutually_exclusive_group(required=True)
     who.add_argument("name", nargs="?", help="the token's name (a name of digits is a name, not an id)")
     who.add_argument("--id", type=int, help="the token's id (from `token list`)")

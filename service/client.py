@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from studies.atlas.models import AtlasResult
 from studies.vocab import FINISHED_STUDY_STATUSES
 
 from .errors import ApiError, ServiceUnreachable
@@ -262,6 +263,24 @@ class DemonlabClient:
         """The cross-study robustness query (typed)."""
         params = self._params(workload=workload, arm=arm, epochs=epochs)
         return RobustnessPublic.model_validate(self._request("GET", "/api/v1/robustness", params=params).json())
+
+    # atlases
+    def create_atlas(self, suite: str, *, seeds: int, workloads: list[str] | None = None) -> AtlasResult:
+        """Submit an atlas's missing studies (202); where it stands."""
+        body = {"suite": suite, "seeds": seeds, "workloads": workloads}
+        return AtlasResult.model_validate(self._request("POST", "/api/v1/atlases", json=body).json())
+
+    def atlas(self, key: str) -> AtlasResult:
+        """An atlas's progress, verdicts and pooled answer."""
+        return AtlasResult.model_validate(self._request("GET", f"/api/v1/atlases/{key}").json())
+
+    def atlas_report(self, key: str) -> str:
+        """The atlas's self-contained HTML report."""
+        return self._request("GET", f"/api/v1/atlases/{key}/report.html").text
+
+    def atlas_figure(self, key: str, name: str, *, fmt: str = "png") -> bytes:
+        """One figure of the atlas's report (PNG or SVG bytes)."""
+        return self._request("GET", f"/api/v1/atlases/{key}/figures/{name}.{fmt}").content
 
     # health
     def healthz(self) -> dict[str, Any]:

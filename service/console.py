@@ -46,22 +46,28 @@ def _started(client: Any, study: Any) -> bool:
     return bool(client.trials(study.id, status="running", limit=1).count)
 
 
+MIN_BAR_COLUMNS = 40  # narrower (a 0-column terminal: CI, some IDEs) draws nothing: plain lines instead
+
+
 class Progress:
-    """A study's progress on stderr: a tqdm bar on a terminal, else one plain line per change.
+    """A study's progress on stderr: a tqdm bar on a terminal at least ``MIN_BAR_COLUMNS`` wide, else
+    one plain line per change.
 
     The bar is made only once the total is known (no stray ``0trial`` line), and while a running study
     has no trial started yet it says so ("starting Ray…") instead of showing "running 0/N"."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, columns: int | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        width = _columns(self.stream) if columns is None else columns
+        self.tty = terminal and width >= MIN_BAR_COLUMNS
         self._bar: Any = None
         self._last = ""
 
     def show(self, study: Any, *, started: bool = True) -> None:
         """Show one poll of ``study``."""
         p = study.progress
-        state = study.status if (started or study.status != "running") else STARTING
+        state = _label(study.status) if (started or study.status != "running") else STARTING
         text = f"{state}, {p.diverged} diverged, {p.failed} failed"
         if not self.tty:
             line = f"{study.id}: {p.done}/{p.total} trials, {text}"
@@ -82,6 +88,23 @@ class Progress:
         """End the bar (a terminal's line stays as it was last drawn)."""
         if self._bar is not None:
             self._bar.close()
+
+
+def _columns(stream: TextIO) -> int:
+    """The width of the terminal ``stream`` writes to (0 when it has none or will not say)."""
+    import os
+
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def _label(status: Any) -> str:
+    """A study's status as a person reads it (``completed with failures``)."""
+    from studies.vocab import StudyStatus
+
+    return StudyStatus(status).label
 
 
 def follow(client: Any, study_id: str, stream: TextIO | None = None) -> Any:

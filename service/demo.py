@@ -58,7 +58,9 @@ def pick_port(requested: int | None, default: int) -> tuple[int, str | None]:
     return port, f"port {default} is already in use; serving on {port} instead (choose one with --port)"
 
 
-def _start_server(port: int) -> tuple[Any, threading.Thread]:
+def start_server(port: int) -> tuple[Any, threading.Thread]:
+    """The app with its scheduler, served by uvicorn on ``port`` in a thread of this process, once it
+    answers (``ServiceDidNotStart`` if it stops while starting)."""
     import uvicorn
 
     from .app import create_app
@@ -109,7 +111,7 @@ def run_demo(
     base = f"http://127.0.0.1:{port}"
     print(f"dashboard: {base}/  (open it in a browser to follow the study live)", flush=True)
     print(f"demonlab: starting the service at {base} (database {safe_url(settings.database_url)})", flush=True)
-    server, thread = _start_server(port)
+    server, thread = start_server(port)
     client = DemonlabClient(base, token=token)
     try:
         created = client.submit(spec)

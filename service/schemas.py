@@ -152,6 +152,10 @@ class SensitivityStudy(BaseModel):
     metric: str
     split: str
     status: str
+    protocol: str | None = Field(
+        default=None,
+        description="set for a full_train study: trained without a validation split, so no cell is chosen",
+    )
 
 
 class SensitivityPublic(SensitivityReport):

@@ -73,16 +73,20 @@ def render_heatmap(
     metric_label: str = "error",
     fmt: str = "png",
     note: str | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> bytes:
     """The heatmaps of ``arms`` (default: every arm with trials, sorted) as PNG or SVG bytes.
 
     Values are raw (lower is better) medians over seeds on ``split``; error rates in [0, 1] are
     shown in percent. ``scores`` and ``y_fail`` are as for ``studies.metrics``. ``note`` is added
-    to the caption (e.g. the success shares with the target they used).
+    to the caption (e.g. the success shares with the target they used). ``value_range`` (raw units) fixes
+    the colour scale, so that several figures share one (the atlas: one scale per workload).
     """
     if fmt not in FORMATS:
         raise ValueError(f"Invalid fmt: {fmt!r} (expected one of {FORMATS})")
-    figure = build_figure(scores, axes, y_fail, arms=arms, split=split, metric_label=metric_label, note=note)
+    figure = build_figure(
+        scores, axes, y_fail, arms=arms, split=split, metric_label=metric_label, note=note, value_range=value_range
+    )
     return _save(figure, fmt)
 
 
@@ -118,6 +122,7 @@ def build_figure(
     split: str = "test",
     metric_label: str = "error",
     note: str | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> Figure:
     """The matplotlib ``Figure`` behind ``render_heatmap`` (row 1: medians, row 2: divergence)."""
     from matplotlib.figure import Figure
@@ -129,7 +134,7 @@ def build_figure(
     percent = is_percent(metric_label, medians, y_fail)
     scale = 100.0 if percent else 1.0
     unit = " (%)" if percent else ""
-    norm = _norm(medians * scale)
+    norm = _norm(medians * scale if value_range is None else np.asarray(value_range, dtype=float) * scale)
     cmap = _colormap("viridis_r")
     rate_cmap = _colormap("Reds")
 

@@ -134,6 +134,7 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
         "workload": spec.workload,
         "metric": spec.metric_name,
         "split": spec.split,  # the split every figure is on; cells are chosen on "val"
+        **({"protocol": spec.protocol_note} if spec.full_train else {}),  # no validation split, no cell chosen
     }
     report["environment"] = study_environment(spec, nodes_used((r.node, r.device, r.extra) for r in results))
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
@@ -165,14 +166,23 @@ def target_caption(report: SensitivityReport) -> str:
     target = report.target
     if target.raw_value is None:
         return "no target (no run trained)"
-    how = "given" if target.chosen_on == "given" else "the lower quartile of trained runs on val"
+    how = "given" if target.chosen_on == "given" else f"the lower quartile of trained runs on {target.chosen_on}"
     return f"target {report.split} <= {target.raw_value:.3g} ({how})"
 
 
 def heatmap_note(report: SensitivityReport) -> str:
-    """The heatmap caption's success figure: each arm's share of the grid reaching the target."""
+    """The heatmap caption's success figure: each arm's share of the grid reaching the target (and,
+    for a study without a validation split, that no cell was chosen)."""
     shares = ", ".join(f"{arm} {estimate_text(a.success.share, pct=True)}" for arm, a in report.arms.items())
-    return f"share of the grid whose runs reach the {target_caption(report)}: {shares}"
+    prefix = "full-train replication: no validation split, no cell chosen. " if report.selected_on is None else ""
+    return prefix + f"share of the grid whose runs reach the {target_caption(report)}: {shares}"
+
+
+def protocol_of(report: Any) -> str | None:
+    """The study's protocol note (a full_train study's), from metrics.json's or the API's ``study``."""
+    study = report.get("study") if isinstance(report, dict) else getattr(report, "study", None)
+    note = study.get("protocol") if isinstance(study, dict) else getattr(study, "protocol", None)
+    return None if note is None else str(note)
 
 
 def estimate_text(estimate: Estimate, *, pct: bool = False, raw: bool = False) -> str:
@@ -217,8 +227,11 @@ def summary_table(report: Any) -> str:
     95% interval, and the diverged runs as a count."""
     typed = as_report(report)
     split = typed.split
+    protocol = protocol_of(report)
+    chosen = "cells chosen on val" if typed.selected_on == "val" else "no cell chosen: no validation split"
     lines = [
-        f"figures on {split} (cells chosen on val); success: a run reaches the {target_caption(typed)}; "
+        *([protocol] if protocol else []),
+        f"figures on {split} ({chosen}); success: a run reaches the {target_caption(typed)}; "
         f"[95% intervals] from {typed.min_interval_seeds} seeds",
         f"{'arm':<16} {'best ' + split:>26} {'success share':>20} {'lr width (dec)':>20}"
         f" {'E[best@1]':>22} {'diverged':>12}",

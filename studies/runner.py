@@ -115,6 +115,11 @@ def _evaluate(workload: Workload, model: nn.Module, dataset: Dataset[Any], devic
         model.train()
 
 
+def has_validation(splits: Splits) -> bool:
+    """Whether the workload held out a validation set (not with a spec's ``full_train``)."""
+    return len(splits.val) > 0  # type: ignore[arg-type]
+
+
 def pick_device(device: str | None = None) -> torch.device:
     """The given device, else the GPU Ray (or the user) made visible, else the CPU."""
     if device:
@@ -195,10 +200,12 @@ def _train(
                 arm.after_iteration()
                 loss_sum += value
                 count += 1
-            val_loss, val_metric = _evaluate(workload, model, splits.val, device)
+            val_loss, val_metric = math.nan, math.nan  # no validation split (full_train): nothing to check
+            if has_validation(splits):
+                val_loss, val_metric = _evaluate(workload, model, splits.val, device)
+                if not math.isfinite(val_loss) or val_loss > ceiling:
+                    raise Diverged(f"validation loss {val_loss} at epoch {epoch + 1}")
             epochs.append(EpochRecord(epoch + 1, loss_sum / max(count, 1), val_loss, val_metric))
-            if not math.isfinite(val_loss) or val_loss > ceiling:
-                raise Diverged(f"validation loss {val_loss} at epoch {epoch + 1}")
             arm.after_epoch(val_loss)
     except Diverged:
         status = TrialStatus.DIVERGED

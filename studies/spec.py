@@ -28,7 +28,8 @@ from pydantic import (
 
 from .metrics.models import VerdictSpec
 from .results import TrialKey
-from .vocab.arms import arm_names, check_arm, label_pattern
+from .vocab.arms import arm, arm_names, check_arm, label_pattern
+from .vocab.names import unknown_name
 from .vocab.samplers import DEFAULT_SAMPLER, sampler_names
 from .vocab.scores import MetricKind, Split
 from .vocab.workload_params import PARAMS, validate_params
@@ -135,7 +136,7 @@ class OptunaSearchSpec(_Strict):
     @classmethod
     def _sampler(cls, value: str) -> str:
         if value not in sampler_names():
-            raise ValueError(f"unknown sampler {value!r}; valid choices: {', '.join(sampler_names())}")
+            raise ValueError(unknown_name("sampler", value, sampler_names()))
         return value
 
     @field_validator("lr")
@@ -174,6 +175,38 @@ class Execution(_Strict):
 
     mode: Literal["per_trial", "packed"] = "per_trial"
     pack_size: Literal["auto"] | Annotated[int, Field(ge=1, le=100_000)] = "auto"
+
+
+FULL_TRAIN_NOTE = (
+    "full-train replication (the paper's protocol): trained on the whole training set, with no validation "
+    "split, so no cell is chosen on validation; the paper shows all cells and selects none"
+)
+
+
+def _check_full_train(spec: StudySpec) -> None:
+    """``val_size: 0`` only with ``full_train``; ``full_train`` only where nothing needs a validation split."""
+    val_size = spec.workload_params.get("val_size")
+    if not spec.full_train:
+        if val_size == 0:
+            raise ValueError(
+                "workload_params.val_size: 0 trains on the whole training set, allowed only with full_train: true "
+                "(then no cell can be chosen on validation)"
+            )
+        return
+    problems = []
+    if "val_size" not in PARAMS[spec.workload].model_fields:
+        problems.append(f"workload {spec.workload!r} has no validation holdout to give up (no val_size)")
+    elif val_size != 0:
+        problems.append(f"workload_params.val_size must be 0 (got {val_size})")
+    if isinstance(spec.search, OptunaSearchSpec):
+        problems.append("search must be grid (Optuna chooses points on validation)")
+    if spec.split != "test":
+        problems.append("split must be test (there is no validation split)")
+    plateau = [a.name for a in spec.arms if arm(a.name).schedule.per_epoch]
+    if plateau:
+        problems.append(f"arms {plateau} step on the validation loss")
+    if problems:
+        raise ValueError("full_train: " + "; ".join(problems))
 
 
 def _check_floors(spec: StudySpec) -> None:
@@ -225,6 +258,25 @@ class StudySpec(_Strict):
     max_failures: int = Field(default=2, ge=0, le=100)
     trials_per_task: int = Field(default=1, ge=1, le=1000)
     execution: Execution = Execution()
+    full_train: bool = Field(
+        default=False,
+        description="the paper's protocol: train on the whole training set (workload_params.val_size 0, set "
+        "when not given; workloads with a val_size only). There is then no validation split, so no cell can "
+        "be chosen on validation: the paper shows all cells and selects none. Grid search, split test and "
+        "no plateau arm only",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _full_train_holdout(cls, data: Any) -> Any:
+        """``full_train: true`` without a ``val_size`` means ``val_size: 0`` (where the workload has one)."""
+        if not isinstance(data, dict) or data.get("full_train") is not True:
+            return data
+        params = data.get("workload_params", {})
+        model = PARAMS.get(data.get("workload"))  # type: ignore[arg-type]
+        if isinstance(params, dict) and "val_size" not in params and model and "val_size" in model.model_fields:
+            return {**data, "workload_params": {**params, "val_size": 0}}
+        return data
 
     @field_validator("arms", mode="before")
     @classmethod
@@ -245,7 +297,7 @@ class StudySpec(_Strict):
     @classmethod
     def _workload(cls, value: str) -> str:
         if value not in workload_names():
-            raise ValueError(f"unknown workload {value!r}; valid choices: {', '.join(workload_names())}")
+            raise ValueError(unknown_name("workload", value, workload_names()))
         return value
 
     @field_validator("workload_params", mode="before")
@@ -321,6 +373,7 @@ class StudySpec(_Strict):
                 raise ValueError("beta_init: a grid study needs at least one value")
         _check_floors(self)
         _check_target(self, workload)
+        _check_full_train(self)
         limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
         if self.trial_count > limit:
             raise ValueError(
@@ -328,6 +381,11 @@ class StudySpec(_Strict):
                 "(reduce arms, lr values, beta_init values or seeds)"
             )
         return self
+
+    @property
+    def protocol_note(self) -> str | None:
+        """What every output of a ``full_train`` study says about choosing cells (None otherwise)."""
+        return FULL_TRAIN_NOTE if self.full_train else None
 
     @property
     def lr_values(self) -> list[float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from . import apidocs, data, pages
+from . import apidocs, atlas_page, compare, data, pages
 
 __all__ = ["install"]
 
@@ -18,6 +18,8 @@ def install(app: FastAPI, api_prefix: str) -> None:
     """Add the dashboard's pages, its JSON endpoints and its static files to ``app``."""
     app.include_router(data.router, prefix=api_prefix)
     app.include_router(data.specs_router, prefix=api_prefix)
+    app.include_router(compare.router, prefix=api_prefix)
     app.include_router(pages.router)
+    app.include_router(atlas_page.router)
     apidocs.install(app)  # before /static: its assets live under /static/apidocs
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="dashboard-static")

@@ -32,7 +32,14 @@ def swagger_ui(request: Request) -> Response:
     """Swagger UI over the app's OpenAPI schema ("try it out" included)."""
     from .pages import page
 
-    return page(request, "apidocs.html", {"openapi_url": request.app.openapi_url, "assets": ASSETS_URL})
+    app = request.app
+    context = {
+        "openapi_url": app.openapi_url,
+        "assets": ASSETS_URL,
+        "version": app.version,
+        "description": app.description,
+    }
+    return page(request, "apidocs.html", context)
 
 
 def install(app: FastAPI) -> None:

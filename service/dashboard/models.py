@@ -18,6 +18,7 @@ __all__ = [
     "ArmHeatmap",
     "ArmPoints",
     "ColourScale",
+    "CompareMapsPublic",
     "DifferenceMaps",
     "HeatmapsPublic",
     "LegendStop",
@@ -103,6 +104,54 @@ class HeatmapsPublic(BaseModel):
     missing_colour: Colour = Field(description="the grey of a cell without a result yet")
     arms: list[ArmHeatmap]
     differences: DifferenceMaps
+
+
+class CompareMap(BaseModel):
+    """One arm of one compared study, coloured on the scale its metric shares with every compared map."""
+
+    study_id: str
+    metric: MetricName
+    percent: bool
+    arm: ArmName
+    values: list[list[float | None]]
+    colours: list[list[Colour]]
+    n: list[list[int]]
+    diverged: list[list[int]]
+
+
+class CompareGrid(BaseModel):
+    study_id: str
+    lrs: list[float]
+    betas: list[float]
+
+
+class StudyDifference(BaseModel):
+    """The same arm in two studies on the same grid: study_a − study_b per cell, raw units (below 0:
+    study_a's score is lower, i.e. better)."""
+
+    arm: ArmName
+    study_a: str
+    study_b: str
+    values: list[list[float | None]]
+    colours: list[list[Colour]]
+
+
+class StudyDifferences(BaseModel):
+    max_abs: float | None
+    legend: list[LegendStop]
+    pairs: list[StudyDifference]
+    notes: list[str] = Field(description="why a later study has no difference map (another grid or metric)")
+
+
+class CompareMapsPublic(BaseModel):
+    """Several studies' median maps on one colour scale per metric, and each later study's difference
+    from the first."""
+
+    split: Split
+    studies: list[CompareGrid]
+    scales: dict[str, ColourScale] = Field(description="metric → the scale its maps share")
+    maps: list[CompareMap]
+    differences: StudyDifferences
 
 
 class PlacementRow(BaseModel):

@@ -175,11 +175,18 @@ def compare_page(
                 rows.append(study_public(dal.get_study(session, study_id)))
             except NotFound as exc:
                 return page(request, "missing.html", {"message": str(exc)}, status_code=404)
-    workload = workload or (rows[0].workload if rows else None)
+    # the robustness aggregate is asked for, never filled in silently: the studies' shared workload is offered
+    shared = {s.workload for s in rows}
     return page(
         request,
         "compare.html",
-        {"studies": rows, "ids": ",".join(s.id for s in rows), "arm": arm or "", "workload": workload or ""},
+        {
+            "studies": rows,
+            "ids": ",".join(s.id for s in rows),
+            "arm": arm or "",
+            "workload": workload or "",
+            "suggested_workload": shared.pop() if len(shared) == 1 and not workload else "",
+        },
     )
 
 

@@ -173,6 +173,9 @@ def arm_lines(arm: ArmReport, context: Context) -> list[Line]:
 
 def _peak(arm: ArmReport, context: Context) -> Line:
     p = arm.peak
+    if p.status != "ok":
+        why = "no validation split, so no cell is chosen" if arm.selected_on is None else _reason(p.status, context)
+        return Line("Peak", f"not given: {why}")
     text = (
         f"the best cell (chosen on validation) is lr {num(p.lr)}, β_init {num(p.beta_init, 4)}: "
         f"median {context.split} {context.metric} {num(p.raw_score)}"

@@ -956,3 +956,10 @@ def revoke_token(session: Session, name: str | None = None, *, token_id: int | N
 def any_tokens(session: Session) -> bool:
     """Whether any API token exists, even expired or revoked (the API requires one once the first is created)."""
     return session.scalar(select(ApiToken.id).limit(1)) is not None
+
+
+def studies_by_key_prefix(session: Session, prefix: str) -> list[Study]:
+    """Every study whose idempotency key starts with ``prefix``, oldest first (an atlas finds the
+    studies of one of its cells this way: ``service.atlas``)."""
+    query = select(Study).where(Study.idempotency_key.startswith(prefix, autoescape=True))
+    return list(session.scalars(query.order_by(Study.created_at, Study.id)).all())

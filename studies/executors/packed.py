@@ -200,6 +200,12 @@ _RESULTS: Any = None  # the forked child's queue to the parent
 def _set_results_queue(results: Any) -> None:
     global _RESULTS
     _RESULTS = results
+    # The driver's SIGTERM handler (stop after the epoch) is inherited through fork: restore the
+    # default, or the pool's terminate() at the end (a SIGTERM per worker) waits forever on a worker
+    # that ignored it.
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _pack_in_child(job: _Job) -> int:

@@ -89,9 +89,10 @@ def missing_figure(status: IntervalStatus) -> Estimate:
     return Estimate(interval=Interval(status=status, method=T_INTERVAL))
 
 
-def coverage(grid: ArmGrid, split: Split) -> Coverage:
+def coverage(grid: ArmGrid, split: Split, chooses: bool = True) -> Coverage:
+    """``chooses``: the study has a validation split (a cell is present with a result on both)."""
     n = grid.counts(split)
-    present = (grid.n_val > 0) & (n > 0)
+    present = ((grid.n_val > 0) | (not chooses)) & (n > 0)
     lrs, betas = grid.axes.lrs, grid.axes.betas
     return Coverage(
         complete=bool(present.all()),
@@ -186,12 +187,16 @@ def arm_report(
     ks: tuple[int, ...],
     raw_target: float | None,
     min_seeds: int = MIN_INTERVAL_SEEDS,
+    *,
+    chooses: bool = True,
 ) -> ArmReport:
-    """Every figure of one arm; ``seeds`` are its seed-wise figures (``_seedwise.arm_seeds``)."""
-    cover = coverage(grid, split)
+    """Every figure of one arm; ``seeds`` are its seed-wise figures (``_seedwise.arm_seeds``).
+    Without a validation split (``chooses`` false) the figures that choose a cell are undefined."""
+    cover = coverage(grid, split, chooses)
     base = ArmReport(
         arm=grid.arm,
         status="ok",
+        selected_on="val" if chooses else None,
         split=split,
         y_fail=grid.y_fail,
         grid=grid_model(grid.axes),
@@ -218,9 +223,11 @@ def arm_report(
     gap = estimate(seeds.gap, min_seeds=min_seeds)
     return base.model_copy(
         update={
-            "peak": peak(grid, split, min_seeds),
+            "peak": peak(grid, split, min_seeds) if chooses else Peak(status="undefined"),
             "success": success_figures(grid, seeds, raw_target, min_seeds),
-            "expected_best": expected_best_figure(seeds, ks, min_seeds),
+            "expected_best": expected_best_figure(seeds, ks, min_seeds)
+            if chooses
+            else ExpectedBest(status="undefined"),
             "lr_sensitivity": LrSensitivity(status="ok", pooled=gap)
             if gap.value is not None
             else LrSensitivity(status="incomplete"),

@@ -60,7 +60,12 @@ def win_ks(ks: tuple[int, ...], n_cells: int) -> tuple[int, ...]:
     return tuple(k for k in ks if k >= 2 and 4 * k <= n_cells)
 
 
-def _delta(figure: PairFigure, k: int | None, m: SeedMean, primary: bool, never: bool, min_seeds: int) -> Delta:
+CHOOSING = ("expected_best", "win_probability")  # figures that choose cells on validation
+
+
+def _delta(
+    figure: PairFigure, k: int | None, m: SeedMean, primary: bool, never: bool, min_seeds: int, chooses: bool = True
+) -> Delta:
     null = 0.5 if figure in PROBABILITIES else 0.0
     role: Role = "primary" if primary else "exploratory"
     if never:
@@ -74,7 +79,7 @@ def _delta(figure: PairFigure, k: int | None, m: SeedMean, primary: bool, never:
         )
     value, n = finite(m.estimate), int(m.n)
     if value is None:
-        status: FigureStatus = "incomplete"
+        status: FigureStatus = "incomplete" if chooses or figure not in CHOOSING else "undefined"
         return Delta(
             figure=figure,
             k=k,
@@ -82,7 +87,7 @@ def _delta(figure: PairFigure, k: int | None, m: SeedMean, primary: bool, never:
             status=status,
             null=null,
             n_seeds=n,
-            interval=Interval(status="incomplete", method=T_INTERVAL),
+            interval=Interval(status=status, method=T_INTERVAL),
         )
     low, high = finite(m.low), finite(m.high)
     interval_status: IntervalStatus = "ok"
@@ -121,8 +126,11 @@ def pair_report(
     ks: tuple[int, ...],
     raw_target: float | None,
     min_seeds: int = MIN_INTERVAL_SEEDS,
+    *,
+    chooses: bool = True,
 ) -> PairReport:
-    """Arm a (``reports[0]``) against arm b: every compared figure, the verdict and the family."""
+    """Arm a (``reports[0]``) against arm b: every compared figure, the verdict and the family.
+    Without a validation split (``chooses`` false) the figures that choose cells are undefined."""
     a, b = reports
     n_cells = len(a.grid.lrs) * len(a.grid.betas)
     level = seeds[0].share.level
@@ -131,9 +139,9 @@ def pair_report(
         raise ComparisonError(f"verdict.primary {spec.primary!r} k={spec.primary_k} is not a figure of this grid")
     never = [r.arm for r in reports if r.status != "ok"]
     key = (spec.primary, spec.primary_k)
-    primary = _delta(spec.primary, spec.primary_k, figures[key], True, bool(never), min_seeds)
+    primary = _delta(spec.primary, spec.primary_k, figures[key], True, bool(never), min_seeds, chooses)
     exploratory = [
-        _delta(figure, k, m, False, bool(never), min_seeds)  # type: ignore[arg-type]
+        _delta(figure, k, m, False, bool(never), min_seeds, chooses)  # type: ignore[arg-type]
         for (figure, k), m in figures.items()
         if (figure, k) != key
     ]

@@ -62,10 +62,11 @@ def check_ks(ks: tuple[int, ...], n_cells: int) -> tuple[int, ...]:
 
 
 def resolve_target(
-    grids: Mapping[str, ArmGrid], raw_target: float | None, y_fail: float
+    grids: Mapping[str, ArmGrid], raw_target: float | None, y_fail: float, split: Split = "test"
 ) -> tuple[FloatArray, FloatArray | None, Target]:
     """The oriented threshold θ, its delete-one-seed values (None for a given target) and the
-    report's ``Target``."""
+    report's ``Target``. The default is taken on validation, or on ``split`` when no arm has a
+    validation score (a full_train study)."""
     if raw_target is not None:
         value = float(raw_target)
         if not (math.isfinite(value) and value < y_fail):
@@ -74,13 +75,19 @@ def resolve_target(
             )
         target = Target(raw_value=value, value=0.0 - value, source="given", chosen_on="given")
         return np.asarray(-value), None, target
-    pool = np.concatenate([seed_major(g.val_by_seed).reshape(len(g.axes.seeds), -1) for g in grids.values()], axis=1)
+    on: Split = "val" if has_validation(grids) else split
+    by_seed = [g.by_seed(on) for g in grids.values()]
+    pool = np.concatenate([seed_major(x).reshape(x.shape[-1], -1) for x in by_seed], axis=1)
     theta, theta_jk = default_threshold(pool, y_fail)
     found = finite(theta)
-    target = Target(
-        raw_value=None if found is None else 0.0 - found, value=found, source=DEFAULT_TARGET, chosen_on="val"
-    )
+    source = DEFAULT_TARGET if on == "val" else DEFAULT_TARGET.replace("validation scores", f"{on} scores")
+    target = Target(raw_value=None if found is None else 0.0 - found, value=found, source=source, chosen_on=on)
     return theta, theta_jk, target
+
+
+def has_validation(grids: Mapping[str, ArmGrid]) -> bool:
+    """Whether any arm has a validation score (a full_train study has none: nothing is chosen)."""
+    return any(bool(g.n_val.any()) for g in grids.values())
 
 
 def sensitivity_report(
@@ -106,14 +113,17 @@ def sensitivity_report(
     checked = check_split(split)
     spec = verdict or VerdictSpec()
     grids = build_grids(scores, axes, y_fail)
-    theta, theta_jk, target_model = resolve_target(grids, target if target is not None else spec.target, y_fail)
+    theta, theta_jk, target_model = resolve_target(
+        grids, target if target is not None else spec.target, y_fail, checked
+    )
+    chooses = has_validation(grids)
     ks_used = check_ks(ks, axes.n_cells)
     bounds = axes.lr_bounds()
     seeds = {
         arm: arm_seeds(*_cubes(grid, checked), theta, theta_jk, bounds, ks_used, LEVEL) for arm, grid in grids.items()
     }
     arms = {
-        arm: arm_report(grid, seeds[arm], checked, ks_used, target_model.raw_value, min_seeds)
+        arm: arm_report(grid, seeds[arm], checked, ks_used, target_model.raw_value, min_seeds, chooses=chooses)
         for arm, grid in grids.items()
     }
     reports: list[PairReport | PairError] = []
@@ -132,10 +142,18 @@ def sensitivity_report(
         pair_seeds_ = (seeds[arm_a], seeds[arm_b])
         reports.append(
             pair_report(
-                (arms[arm_a], arms[arm_b]), pair_seeds_, cubes, spec, ks_used, target_model.raw_value, min_seeds
+                (arms[arm_a], arms[arm_b]),
+                pair_seeds_,
+                cubes,
+                spec,
+                ks_used,
+                target_model.raw_value,
+                min_seeds,
+                chooses=chooses,
             )
         )
     return SensitivityReport(
+        selected_on="val" if chooses else None,
         split=checked,
         y_fail=float(y_fail),
         target=target_model,

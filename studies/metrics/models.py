@@ -255,7 +255,9 @@ class ArmReport(_Model):
     arm: str
     status: ArmStatus
     orientation: str = ORIENTATION
-    selected_on: Literal["val"] = "val"
+    selected_on: Literal["val"] | None = Field(
+        default="val", description="null when the study has no validation split (full_train): no cell is chosen"
+    )
     split: str
     y_fail: float
     grid: GridAxesModel
@@ -346,7 +348,10 @@ class Target(_Model):
     raw_value: float | None = Field(description="raw units (lower is better); null when no run trained")
     value: float | None = Field(description="oriented (-raw_value)")
     source: str = Field(description="'given' (spec or query) or the default rule")
-    chosen_on: Literal["val", "given"]
+    chosen_on: Literal["val", "test", "given"] = Field(
+        description="the split the default target was taken on (validation; the split itself when the study has "
+        "no validation split), or 'given'"
+    )
 
 
 class SensitivityReport(_Model):
@@ -354,7 +359,11 @@ class SensitivityReport(_Model):
 
     metrics_version: int = METRICS_VERSION
     orientation: str = ORIENTATION
-    selected_on: Literal["val"] = "val"
+    selected_on: Literal["val"] | None = Field(
+        default="val",
+        description="null when the study has no validation split (full_train): no figure that chooses a cell "
+        "(the peak, q(k), win probabilities) is given",
+    )
     split: str
     y_fail: float
     target: Target

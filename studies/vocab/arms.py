@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from .names import unknown_name
 
 __all__ = [
     "ARMS",
@@ -111,6 +113,20 @@ class Schedule:
     moves_lr: bool = True
     moves_beta: bool = False
     per_epoch: bool = False
+
+    def with_defaults(self, **defaults: Any) -> Schedule:
+        """This schedule with other defaults for some of its parameters (each checked against its
+        range): an arm that is a known schedule with its own settings, e.g. other milestones."""
+        by_name = {p.name: p for p in self.params}
+        unknown = sorted(set(defaults) - set(by_name))
+        if unknown:
+            raise ValueError(f"schedule {self.name!r} has no parameter(s) {unknown}")
+        for name, value in defaults.items():
+            problem = by_name[name].problem(value)
+            if problem:
+                raise ValueError(f"schedule {self.name!r}: default {name!r} {problem} (got {value!r})")
+        params = tuple(replace(p, default=defaults.get(p.name, p.default)) for p in self.params)
+        return replace(self, params=params)
 
 
 NESTEROV = Param("nesterov", False, "Nesterov momentum (SGD kinds only; torch's SGD needs β_init > 0)", kind="flag")
@@ -323,7 +339,7 @@ def arm(name: str) -> Arm:
     try:
         return ARMS[base]
     except KeyError:
-        raise ValueError(f"unknown arm {name!r}; valid choices: {', '.join(ARMS)} (or one of them @tag)") from None
+        raise ValueError(unknown_name("arm", name, list(ARMS)) + " (or one of them @tag)") from None
 
 
 def label_pattern(names: tuple[str, ...]) -> str:

@@ -70,6 +70,43 @@ class DigitsCNNParams(WorkloadParams):
     channels: int = Field(default=16, ge=1, le=512, description="channels of the first convolution")
 
 
+class WineMLPParams(WorkloadParams):
+    """``wine_mlp``: 13 features → hidden → 3 classes."""
+
+    hidden: int = Field(default=32, ge=1, le=4096, description="units of the hidden layer")
+
+    @property
+    def class_count(self) -> int:
+        return 3
+
+
+class BreastCancerMLPParams(WorkloadParams):
+    """``breast_cancer_mlp``: 30 features → hidden → 2 classes."""
+
+    hidden: int = Field(default=32, ge=1, le=4096, description="units of the hidden layer")
+
+    @property
+    def class_count(self) -> int:
+        return 2
+
+
+class SyntheticFamilyParams(WorkloadParams):
+    """``synthetic_family``: Gaussian classes with a set input condition number and label noise."""
+
+    condition: float = Field(default=1.0, ge=1, le=1e8, description="condition number of the inputs' covariance")
+    label_noise: float = Field(default=0.0, ge=0, lt=1, description="share of labels replaced by a random class")
+    n_train: int = Field(default=512, ge=2, le=100_000, description="training samples (val and test: half each)")
+    features: int = Field(default=16, ge=1, le=4096, description="input features")
+    classes: int = Field(default=4, ge=2, le=1000, description="number of classes")
+    hidden: int = Field(default=32, ge=0, le=4096, description="hidden units (0: softmax regression)")
+    separation: float = Field(default=1.0, gt=0, le=100, description="standard deviation of the class centres")
+    data_seed: int = Field(default=2024, ge=0, le=2**31 - 1, description="seed of the data draw (not the trials')")
+
+    @property
+    def class_count(self) -> int:
+        return self.classes
+
+
 class ImageParams(WorkloadParams):
     """The file-based image classifiers: augmentation and the validation holdout."""
 
@@ -77,7 +114,11 @@ class ImageParams(WorkloadParams):
 
     augment: StrictBool = Field(default=True, description="random crop + horizontal flip on the training set")
     val_size: int | None = Field(
-        default=None, ge=1, le=100_000, description="training images held out for validation (default per dataset)"
+        default=None,
+        ge=0,
+        le=100_000,
+        description="training images held out for validation (default per dataset; 0 only with the spec's "
+        "full_train: the paper's protocol, no validation split)",
     )
     num_classes: int | None = Field(default=None, ge=1, le=1000, description="fixed by the dataset; checked if given")
 
@@ -111,7 +152,12 @@ class Cifar100Params(DropoutImageParams):
 class MnistVAEParams(WorkloadParams):
     """``mnist_vae``: a 784-hidden-latent VAE."""
 
-    val_size: int = Field(default=5000, ge=1, le=59_999, description="training images held out for validation")
+    val_size: int = Field(
+        default=5000,
+        ge=0,
+        le=59_999,
+        description="training images held out for validation (0 only with the spec's full_train)",
+    )
     hidden: int = Field(default=400, ge=1, le=8192, description="hidden units of encoder and decoder")
     latent: int = Field(default=20, ge=1, le=1024, description="latent dimensions")
 
@@ -138,6 +184,9 @@ PARAMS: dict[str, type[WorkloadParams]] = {
     "synthetic": SyntheticParams,
     "digits_mlp": DigitsMLPParams,
     "digits_cnn": DigitsCNNParams,
+    "wine_mlp": WineMLPParams,
+    "breast_cancer_mlp": BreastCancerMLPParams,
+    "synthetic_family": SyntheticFamilyParams,
     "cifar10_resnet20": ResNet20Params,
     "cifar100_vgg16": Cifar100Params,
     "stl10_wrn16_8": DropoutImageParams,

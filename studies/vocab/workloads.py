@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .names import unknown_name
 from .scores import MetricKind
 
 if TYPE_CHECKING:  # the parameter models are built on first use: the HTTP client never needs them
@@ -72,6 +73,9 @@ WORKLOAD_ENTRIES: dict[str, WorkloadEntry] = {
         WorkloadEntry("stl10_wrn16_8", "studies.workloads.wrn:Stl10WRN16x8"),
         WorkloadEntry("mnist_vae", "studies.workloads.vae:MnistVAE", "nll"),
         WorkloadEntry("ptb_lstm", "studies.workloads.ptb:PtbLSTM", "perplexity"),
+        WorkloadEntry("wine_mlp", "studies.workloads.tabular:WineMLP", packs=True),
+        WorkloadEntry("breast_cancer_mlp", "studies.workloads.tabular:BreastCancerMLP", packs=True),
+        WorkloadEntry("synthetic_family", "studies.workloads.synthetic_family:SyntheticFamily", packs=True),
     )
 }
 
@@ -94,7 +98,7 @@ def workload_entry(name: str) -> WorkloadEntry:
     try:
         return WORKLOAD_ENTRIES[name]
     except KeyError:
-        raise WorkloadError(f"unknown workload {name!r}; valid choices: {', '.join(workload_names())}") from None
+        raise WorkloadError(unknown_name("workload", name, workload_names())) from None
 
 
 def y_fail(workload: str, params: Mapping[str, Any] | None, kind: MetricKind) -> float:

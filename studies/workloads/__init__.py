@@ -1,9 +1,10 @@
 """The workload registry: name → ``Workload`` class (torch), imported on first use.
 
 Each workload gives a model, train/val/test data, a loss, a metric and a divergence ceiling.
-Data that ships offline: ``synthetic``, ``digits_mlp``, ``digits_cnn``. Data read from files under
-``data_dir`` (never downloaded): ``mnist_vae`` (CPU-sized) and the paper's GPU workloads
-``cifar10_resnet20``, ``cifar100_vgg16``, ``stl10_wrn16_8``, ``ptb_lstm``.
+Data that ships offline: ``synthetic``, ``synthetic_family``, ``digits_mlp``, ``digits_cnn``,
+``wine_mlp``, ``breast_cancer_mlp``. Data read from files under ``data_dir`` (never downloaded):
+``mnist_vae`` (CPU-sized) and the paper's GPU workloads ``cifar10_resnet20``, ``cifar100_vgg16``,
+``stl10_wrn16_8``, ``ptb_lstm``.
 
 What needs no torch (names, metrics, parameters, chance levels) is declared in
 ``studies.vocab.workloads``; importing this package imports no torch either: ``get_workload``

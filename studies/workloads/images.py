@@ -102,10 +102,12 @@ def image_splits(arrays: ImageArrays, *, val_size: int, crop_padding: int, norma
 
     Only the training part is augmented (``crop_padding`` > 0); the statistics come from it too.
     ``normalize=False`` leaves pixels in [0, 1] (for generative models with a Bernoulli decoder).
+    ``val_size`` 0 (a spec's ``full_train``, the paper's protocol) trains on every training image
+    and leaves the validation set empty.
     """
     n_train = int(arrays.train_labels.shape[0])
-    if not 0 < val_size < n_train:
-        raise WorkloadError(f"Invalid val_size {val_size}: need 0 < val_size < {n_train} training images")
+    if not 0 <= val_size < n_train:
+        raise WorkloadError(f"Invalid val_size {val_size}: need 0 <= val_size < {n_train} training images")
     cut = n_train - val_size
     train_images = arrays.train_images[:cut]
     if normalize:

@@ -144,8 +144,8 @@ def test_the_cli_starts_without_importing_the_service() -> None:
 
 
 def _private_uses() -> set[str]:
-    """``module uses other.name`` for every private name (``_x``) a module takes from another module,
-    by ``from other import _x`` or ``other._x`` on an imported module."""
+    """``module uses other.name`` for every private name (``_x``) a module takes from a module of another
+    package, by ``from other import _x`` or ``other._x`` (the modules of one package may share theirs)."""
     known = _modules()
     found: set[str] = set()
     for module, path in known.items():
@@ -162,13 +162,20 @@ def _private_uses() -> set[str]:
             for alias in node.names:
                 if f"{base}.{alias.name}" in known:
                     aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
-                elif _private(alias.name) and base in known and base != module:
+                elif _private(alias.name) and base in known and _package(base, known) != package:
                     found.add(f"{module} uses {base}.{alias.name}")
         for node in ast.walk(tree):
             attribute = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
             if attribute and node.value.id in aliases and _private(node.attr):  # type: ignore[attr-defined]
-                found.add(f"{module} uses {aliases[node.value.id]}.{node.attr}")  # type: ignore[attr-defined]
+                other = aliases[node.value.id]  # type: ignore[attr-defined]
+                if _package(other, known) != package:
+                    found.add(f"{module} uses {other}.{node.attr}")  # type: ignore[attr-defined]
     return found
+
+
+def _package(module: str, known: dict[str, Path]) -> str:
+    """The package a module belongs to (a package's ``__init__`` belongs to the package itself)."""
+    return module if known[module].name == "__init__.py" else module.rpartition(".")[0]
 
 
 def _private(name: str) -> bool:

@@ -65,8 +65,9 @@ def score(key: TrialKey) -> float:
     return round(value + (0.04 if key.arm == "sgdm_step" else 0.0), 6)
 
 
-def result_for(key: TrialKey) -> TrialResult:
-    """Diverged at lr 1 for sgdm_step (every seed) and for seed 0 of demon_sgdm; completed elsewhere."""
+def result_for(key: TrialKey, shift: float = 0.0) -> TrialResult:
+    """Diverged at lr 1 for sgdm_step (every seed) and for seed 0 of demon_sgdm; completed elsewhere,
+    ``shift`` added to every score (another study of the same landscape)."""
     if key.lr == 1.0 and (key.arm == "sgdm_step" or key.seed == 0):
         return TrialResult(
             key=key,
@@ -78,8 +79,8 @@ def result_for(key: TrialKey) -> TrialResult:
             node="node-a",
             device="cpu",
         )
-    v = score(key)
-    curve = tuple(EpochRecord(e, 1.0 - 0.1 * e, 0.8 - 0.1 * e, v + 0.05 * (2 - e)) for e in range(3))
+    v = round(score(key) + shift, 6)
+    curve = tuple(EpochRecord(e, 1.0 - 0.1 * e, 0.8 - 0.1 * e, v + 0.05 * (3 - e)) for e in range(1, 4))
     return TrialResult(
         key=key,
         status=TrialStatus.COMPLETED,
@@ -102,11 +103,11 @@ def record(engine: Engine, study_id: str, batch: list[TrialKey]) -> None:
             dal.record_trial_result(session, study_id, result_for(key))
 
 
-def record_all(engine: Engine, study_id: str, batch: list[TrialKey]) -> None:
+def record_all(engine: Engine, study_id: str, batch: list[TrialKey], shift: float = 0.0) -> None:
     """Many results in one transaction (a big study's fixture)."""
     with session_scope(engine) as session:
         for key in batch:
-            dal.record_trial_result(session, study_id, result_for(key))
+            dal.record_trial_result(session, study_id, result_for(key, shift))
 
 
 def start(engine: Engine) -> None:

@@ -394,7 +394,13 @@ def test_sensitivity_reports_the_verdict_arms_and_pairs(api: TestClient, results
     assert body["orientation"].startswith("higher is better")
     assert body["metrics_version"] == 4
     assert body["min_interval_seeds"] == 8
-    assert body["study"] == {"id": results_study, "metric": "error", "split": "test", "status": "queued"}
+    assert body["study"] == {
+        "id": results_study,
+        "metric": "error",
+        "split": "test",
+        "status": "queued",
+        "protocol": None,
+    }
     demon = body["arms"]["demon_sgdm"]
     assert demon["coverage"]["complete"] is True
     assert demon["coverage"]["n_completed"] == 12

@@ -8,6 +8,7 @@ Results are recorded straight into the database with the data-access layer, as a
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import io
 import json
@@ -22,13 +23,14 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, update
-from test_http import ARMS, SMOKE_SPEC_PATH, cli, cli_submit, complete, record_all, result_for
+from test_http import ARMS, BETAS, LRS, SMOKE_SPEC_PATH, cli, cli_submit, complete, record_all, result_for
 
 from service.client import DemonlabClient
 from service.console import STARTING, Progress, follow
 from service.db import ApiToken, StudyStatus, dal, session_scope
+from service.schemas import StudyPublic
 from service.settings import clear_settings_cache
-from studies.results import TrialKey
+from studies.results import TrialKey, TrialResult, TrialStatus
 
 LiveServer = Callable[..., AbstractContextManager[str]]
 
@@ -108,6 +110,20 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     assert lines[-1].endswith("not an interval")
     code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server, "--arm", "sgdm_step", "--json")
     assert [g["key"]["arm"] for g in json.loads(out)["groups"]] == ["sgdm_step"]
+
+    # A pair the report does not have: which pairs it has, and the swapped one when that exists.
+    code, out, err = cli(capsys, "compare", study_id, "--url", server, "--a", "sgdm_step", "--b", "sgdm_cosine")
+    assert (code, out) == (1, "")
+    assert err == (
+        "demonlab: no pair sgdm_step vs sgdm_cosine in the report; the pairs it has: --a demon_sgdm --b sgdm_step\n"
+    )
+    code, _, err = cli(capsys, "compare", study_id, "--url", server, "--a", "sgdm_step", "--b", "demon_sgdm")
+    assert "(did you mean --a demon_sgdm --b sgdm_step?)" in err
+    # A workload by half its name: the server suggests the full ones.
+    code, _, err = cli(capsys, "robustness", "digits", "--url", server)
+    assert code == 2
+    assert "unknown workload 'digits' (did you mean digits_cnn or digits_mlp?); valid choices: " in err, err
+    assert err.endswith("(field: workload)\n")
 
 
 def test_cli_sensitivity_explains_its_columns(server: str, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
@@ -422,3 +438,105 @@ def test_a_file_that_cannot_be_read_is_a_one_line_error(capsys: pytest.CaptureFi
         assert str(path) in err, err
         assert err.count("\n") == 1
         assert "Traceback" not in out + err
+
+
+def test_every_option_and_argument_has_help_with_its_default() -> None:
+    from service.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser, path: str) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from parsers(child, f"{path} {name}")
+
+    seen = 0
+    for path, parser in parsers(build_parser(), "demonlab"):
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            seen += 1
+            assert action.help, f"{path}: {action.dest} has no help"
+            shown = action.default not in (None, False) and "default" not in action.help
+            if shown and action.option_strings:
+                assert f"(default: {action.default})" in " ".join(text.split()), (path, action.dest)
+    assert seen > 60
+    # a token read from the environment is never printed by --help
+    assert "default: $DEMONLAB_TOKEN" in build_parser()._subparsers._group_actions[0].choices["list"].format_help()
+
+
+def test_human_output_has_no_snake_case_status(server: str, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    study_id = cli_submit(capsys, server)
+    crashed = TrialKey("demon_sgdm", 0.01, 0.8, 0)  # one trial crashed: the study ends with failures
+    for key in (TrialKey(arm, lr, beta, seed) for arm in ARMS for lr in LRS for beta in BETAS for seed in (0, 1)):
+        with session_scope(engine) as session:
+            failed = TrialResult(key=key, status=TrialStatus.FAILED, error="boom")
+            dal.record_trial_result(session, study_id, failed if key == crashed else result_for(key))
+    complete(engine, study_id)
+    for args in (["status", study_id], ["list"], ["list", "--status", "completed with failures"]):
+        code, out, _ = cli(capsys, *args, "--url", server)
+        assert code == 0
+        assert "completed with failures" in out, args
+        assert "completed_with_failures" not in out, args
+    code, out, _ = cli(capsys, "list", "--url", server, "--status", "completed_with_failures")  # the API's spelling
+    assert study_id in out
+
+
+def test_progress_off_a_terminal_is_plain_lines_with_readable_statuses() -> None:
+    """``submit --wait`` on a 0-column terminal (or a pipe): one plain line per change, no bar."""
+
+    class NarrowTerminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = NarrowTerminal()
+    progress = Progress(stream, columns=0)
+    study = StudyPublic.model_validate(
+        {
+            "id": "abc",
+            "name": "n",
+            "workload": "synthetic",
+            "status": "completed_with_failures",
+            "launcher": "local",
+            "job_id": None,
+            "attempts": 1,
+            "progress": {"done": 3, "total": 4, "diverged": 0, "failed": 1, "fraction": 1.0},
+            "created_at": "2026-01-01T00:00:00Z",
+            "started_at": None,
+            "finished_at": None,
+            "heartbeat_at": None,
+            "error": None,
+            "spec": {},
+        }
+    )
+    progress.show(study)
+    progress.show(study)
+    progress.close()
+    assert stream.getvalue() == "abc: 3/4 trials, completed with failures, 0 diverged, 1 failed\n"
+
+
+def test_token_create_says_where_it_stored_the_token_and_whether_the_server_knows_it(
+    server: str, token_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    code, out, err = cli(capsys, "token", "create", "--name", "here", "--url", server)
+    assert code == 0, err
+    assert "stored in the database " in err
+    assert "(the default" not in err
+    assert f"the server at {server} accepts this token" in err
+
+    # No DEMONLAB_DATA_DIR: the default ./.work database, which this server does not use.
+    monkeypatch.delenv("DEMONLAB_DATA_DIR")
+    monkeypatch.delenv("DEMONLAB_DATABASE_URL")
+    monkeypatch.chdir(tmp_path)
+    clear_settings_cache()
+    code, out, err = cli(capsys, "token", "create", "--name", "elsewhere", "--url", server)
+    clear_settings_cache()
+    assert code == 0, err
+    assert out.startswith("dlt_")
+    assert f"stored in the database sqlite:///{tmp_path.resolve()}/.work/demonlab.db (the default:" in err
+    assert f"warning: the server at {server} does not know this token: it uses another database" in err
+
+    code, _, err = cli(capsys, "token", "create", "--name", "nowhere", "--url", "http://127.0.0.1:9")
+    assert code == 0
+    assert "no server answered at http://127.0.0.1:9 to check the token against" in err

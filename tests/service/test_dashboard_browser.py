@@ -30,6 +30,7 @@ from dashboard_helpers import (
     new_page,
     no_problems,
     record,
+    record_all,
     score,
     serve,
     shot,
@@ -240,10 +241,36 @@ CONTRAST_JS = """cells => cells.map((cell) => {
 def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, page: Any, tmp_path: Path) -> None:
     ids = [server.submit(spec(name)) for name in ("budget a", "budget b")]
     start(server.engine)
-    for study_id in ids:
-        record(server.engine, study_id, keys())
+    for study_id, shift in zip(ids, (0.0, 0.02), strict=True):
+        record_all(server.engine, study_id, keys(), shift=shift)
         finish(server.engine, study_id)
-    page.goto(f"{server.url}/compare?studies={','.join(ids)}&workload=synthetic")
+
+    # Without a workload the aggregate is offered (the studies' shared one), never filled in silently.
+    page.goto(f"{server.url}/compare?studies={','.join(ids)}")
+    assert page.locator("input[name=workload]").input_value() == ""
+    assert page.locator("#robustness svg.chart").count() == 0
+    suggestion = page.locator("#robustness-suggestion")
+    assert suggestion.inner_text() == "aggregate every completed study on synthetic"
+
+    # One colour scale for every map: one colour bar, and equal medians get equal colours.
+    page.locator("#compare-maps svg.compare-map").first.wait_for()
+    assert page.locator("#compare-maps svg.compare-map").count() == len(ids) * len(ARMS)
+    assert page.locator("#compare-legend svg.colour-bar").count() == 1
+    body = server.http.get("/api/v1/compare/heatmaps", params={"studies": ",".join(ids)}).json()
+    colour = {}
+    for m in body["maps"]:
+        for row_values, row_colours in zip(m["values"], m["colours"], strict=True):
+            for v, c in zip(row_values, row_colours, strict=True):
+                assert colour.setdefault(v, c) == c
+    # The same arm across studies: budget b − budget a, +2 points in every trained cell.
+    differences = page.locator("#compare-differences svg.compare-difference")
+    assert differences.count() == len(ARMS)
+    labels = {t.text_content() for t in differences.first.locator(".cell-label").all()}
+    assert labels == {"+2.0"}
+    accessible(page, "compare without a workload")
+
+    suggestion.click()
+    page.wait_for_url(re.compile(r"workload=synthetic"))
     per_study = page.locator("#per-study table")
     per_study.wait_for()
     header = [c.inner_text() for c in per_study.locator("thead th").all()]
@@ -263,12 +290,14 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     ]
 
     # The robustness aggregate: one group per arm (both studies share every key), each study's
-    # estimate with its interval, as bars and a table.
+    # estimate with its interval, as bars and a table, each figure saying which way is better.
     page.locator("#robustness svg.chart").first.wait_for()
     aggregate = server.http.get("/api/v1/robustness", params={"workload": "synthetic"}).json()
     assert len(aggregate["groups"]) == len(ARMS)
-    assert page.locator("#robustness svg.chart").count() == 4
-    assert page.locator("#robustness .chart-title").first.text_content().startswith("success share: each study's")
+    titles = [t.text_content() for t in page.locator("#robustness .chart-title").all()]
+    assert len(titles) == 4
+    assert titles[0] == "success share (higher is better): each study's estimate with its 95% interval"
+    assert all("higher is better" in t or "lower is better" in t for t in titles)
     # every label is drawn inside its chart (none cut at the left edge)
     lefts = page.eval_on_selector_all("#robustness svg.chart text.tick", "ts => ts.map((t) => t.getBBox().x)")
     assert len(lefts) == 4 * 2 * len(ARMS) * len(ids)  # a label and a value per study and group, in 4 charts
@@ -281,11 +310,20 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     label = "demon_sgdm · 3 epochs · default target (2 studies)"
     for study in group["success_share"]["studies"]:
         share = f"{round(100 * study['value'])}%"
-        assert [label, "success share", study["study_id"], share, "no interval: too few seeds"] in lines
+        row = [label, "success share (higher is better)", study["study_id"], share, "no interval: too few seeds"]
+        assert row in lines
     for study in group["success_lr_width"]["studies"]:
         width = js_num(study["value"], 3)
-        assert [label, "succeeding lr decades", study["study_id"], width, "no interval: too few seeds"] in lines
+        row = [
+            label,
+            "succeeding lr decades (higher is better)",
+            study["study_id"],
+            width,
+            "no interval: too few seeds",
+        ]
+        assert row in lines
     assert all(line[3] != "–" for line in lines)  # every figure found under its v4 name
+    accessible(page, "compare with the robustness aggregate")
     shot(page, tmp_path, "compare")
     no_problems(page)
 

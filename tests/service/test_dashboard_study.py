@@ -58,10 +58,10 @@ def page(browser: Any) -> Iterator[Any]:
         yield fresh
 
 
-def finished_study(server: Server, name: str = "landscape") -> str:
-    study_id = server.submit(spec(name))
+def finished_study(server: Server, name: str = "landscape", seeds: int = 3) -> str:
+    study_id = server.submit(spec(name, seeds=seeds))
     start(server.engine)
-    record_all(server.engine, study_id, keys())
+    record_all(server.engine, study_id, keys(seeds=tuple(range(seeds))))
     finish(server.engine, study_id)
     return study_id
 
@@ -77,7 +77,7 @@ def in_first_screen(page: Any, selector: str) -> bool:
 
 
 def test_first_screen_answers_which_arm_by_how_much_how_sure(server: Server, page: Any, tmp_path: Path) -> None:
-    study_id = finished_study(server)
+    study_id = finished_study(server, seeds=8)  # enough seeds for every pair interval
     open_study(page, server, study_id)
     report = server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()
     heatmaps = server.http.get(f"/api/v1/studies/{study_id}/heatmaps").json()
@@ -100,6 +100,10 @@ def test_first_screen_answers_which_arm_by_how_much_how_sure(server: Server, pag
     )
     assert forest.locator("line.zero-line").count() == 1
     assert "demon_sgdm better →" in forest.text_content()
+    path = shot(page, tmp_path, "first-screen", full_page=False)
+    if os.environ.get("DEMONLAB_UPDATE_SCREENSHOTS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copyfile(path, DOCS / "dashboard-study.png")
     page.click("#forest button")  # its table twin
     rows = page.locator("#forest table.forest-table tbody tr")
     assert rows.count() == len(deltas)
@@ -119,10 +123,6 @@ def test_first_screen_answers_which_arm_by_how_much_how_sure(server: Server, pag
     assert labels == expected
     assert "Blue: demon_sgdm lower (better) than sgdm_step" in page.locator("#differences").inner_text()
     accessible(page, "first screen")
-    path = shot(page, tmp_path, "first-screen", full_page=False)
-    if os.environ.get("DEMONLAB_UPDATE_SCREENSHOTS") == "1":
-        DOCS.mkdir(exist_ok=True)
-        shutil.copyfile(path, DOCS / "dashboard-study.png")
     no_problems(page)
 
 
@@ -236,5 +236,31 @@ def test_api_docs_work_offline_under_the_csp(server: Server, page: Any, tmp_path
     assert page.locator(".opblock").count() > 10  # every operation, from /openapi.json
     assert page.locator(".opblock-summary-path", has_text="/api/v1/studies/{study_id}/heatmaps").count() == 1
     assert hosts == {urlparse(server.url).netloc}  # nothing from a CDN
+    accessible(page, "API docs")
+    page.locator(".opblock-summary-control").first.click()  # an operation opened: its parameters and schema
+    page.locator(".opblock-body").first.wait_for()
+    accessible(page, "API docs, an operation open")
     shot(page, tmp_path, "docs", full_page=False)
+    no_problems(page)
+
+
+def test_tooltip_is_capped_with_a_median_curve(server: Server, page: Any, tmp_path: Path) -> None:
+    many = tuple(range(12))
+    study_id = server.submit(spec("many seeds", seeds=len(many)))
+    start(server.engine)
+    record_all(server.engine, study_id, keys(seeds=many))
+    finish(server.engine, study_id)
+    open_study(page, server, study_id)
+    page.locator("svg.heatmap [data-arm='demon_sgdm'][data-i='1'][data-j='1']").hover()
+    tooltip = page.locator("#tooltip")
+    tooltip.locator(".seed").first.wait_for()
+    assert tooltip.locator(".seed").count() == 8
+    assert tooltip.locator(".more").inner_text() == "+4 more (click the cell for every seed)"
+    assert "band min–max over 12 seeds" in tooltip.locator("svg.tip-chart").text_content()
+    assert tooltip.locator("svg.tip-chart polyline.series").count() == 1  # one median curve, not 12
+    box = tooltip.bounding_box()
+    assert box is not None
+    assert box["height"] <= 380
+    assert box["y"] + box["height"] <= 900  # inside the window
+    accessible(page, "capped tooltip")
     no_problems(page)

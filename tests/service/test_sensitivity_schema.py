@@ -53,7 +53,7 @@ def scores(
 def answer(report: SensitivityReport) -> dict[str, Any]:
     """What ``service.analysis.sensitivity`` serves: the report and the study it describes, as JSON."""
     body = report.model_dump(mode="json")
-    return body | {"study": {"id": "s1", "metric": "error", "split": "test", "status": "completed"}}
+    return body | {"study": {"id": "s1", "metric": "error", "split": "test", "status": "completed", "protocol": None}}
 
 
 def roundtrip(report: SensitivityReport) -> dict[str, Any]:

@@ -683,3 +683,32 @@ def test_the_spec_s_verdict_block_is_checked_against_the_workload() -> None:
         StudySpec.model_validate({**EXAMPLE, "verdict": {"k": 2}})
     with pytest.raises(ValueError, match="primary"):
         StudySpec.model_validate({**EXAMPLE, "verdict": {"primary": "peak"}})
+
+
+def test_without_a_validation_split_nothing_is_chosen() -> None:
+    """A full_train study (no validation scores): the target is taken on the split, and the figures
+    that choose a cell on validation — the peak, q(k), win probabilities — are not given."""
+    a, b = landscape(8, seed=27), landscape(8, 0.15, seed=28)
+    data = pd.concat([seeded("demon_sgdm", a), seeded("sgdm_step", b)])
+    data["val"] = NAN
+    report = sensitivity_report(data, axes_for(a), Y_FAIL)
+    assert report.selected_on is None
+    assert report.target.chosen_on == "test"
+    pooled = np.concatenate([a.ravel(), b.ravel()])
+    assert report.target.raw_value == pytest.approx(np.quantile(pooled, 0.25))
+    arm = report.arms["demon_sgdm"]
+    assert (arm.status, arm.coverage.n_cells_present) == ("ok", 6)
+    assert (arm.peak.status, arm.expected_best.status) == ("undefined", "undefined")
+    assert arm.success.share.value == pytest.approx(float((a <= report.target.raw_value).mean()))
+    pair = only_pair(report)
+    assert pair.verdict.outcome == "a_less_sensitive"
+    undefined = {d.figure for d in pair.exploratory if d.status == "undefined"}
+    assert undefined == {"expected_best"}  # (a 6-cell grid is too small for a win probability)
+    from studies.report import summary_table
+
+    table = summary_table(report.model_dump(mode="json") | {"study": {"protocol": "trained on the whole set"}})
+    assert table.splitlines()[:2] == [
+        "trained on the whole set",
+        f"figures on test (no cell chosen: no validation split); success: a run reaches the target test <= "
+        f"{report.target.raw_value:.3g} (the lower quartile of trained runs on test); [95% intervals] from 8 seeds",
+    ]

@@ -105,7 +105,7 @@ def test_schedule_inputs_come_from_the_declaration() -> None:
 def test_an_unknown_arm_is_an_error_everywhere_not_adam() -> None:
     """It used to become "adam" silently in the pack's kernel choice."""
     for call in (lambda: optimizer_kind("sgd_momentum"), lambda: check_arm("sgd_momentum", {})):
-        with pytest.raises(ValueError, match="unknown arm 'sgd_momentum'; valid choices: demon_sgdm"):
+        with pytest.raises(ValueError, match=r"unknown arm 'sgd_momentum'; valid choices: demon_sgdm"):
             call()
 
 
@@ -188,6 +188,9 @@ def test_an_unknown_sampler_lists_the_choices() -> None:
         ("stl10_wrn16_8", {}),
         ("mnist_vae", {}),
         ("ptb_lstm", {"vocab_size": 50}),
+        ("wine_mlp", {}),
+        ("breast_cancer_mlp", {"hidden": 4}),
+        ("synthetic_family", {"classes": 6}),
     ],
 )
 def test_y_fail_is_the_torch_workloads_chance_level(workload: str, params: dict[str, int]) -> None:
@@ -202,7 +205,8 @@ def test_chance_levels_follow_the_parameters() -> None:
     assert vocab.y_fail("synthetic", {"classes": 4}, "metric") == pytest.approx(0.75)
     assert vocab.y_fail("cifar100_vgg16", {}, "loss") == pytest.approx(math.log(100))
     assert vocab.y_fail("ptb_lstm", {"vocab_size": 50}, "metric") == 50.0
-    with pytest.raises(vocab.WorkloadError, match="unknown workload 'imagenet'; valid choices: cifar100_vgg16"):
+    valid = "valid choices: breast_cancer_mlp, cifar100_vgg16"
+    with pytest.raises(vocab.WorkloadError, match=f"unknown workload 'imagenet'; {valid}"):
         vocab.y_fail("imagenet", {}, "metric")
 
 
@@ -230,3 +234,18 @@ def test_declared_packability_is_what_the_pack_finds() -> None:
     for name in vocab.workload_names():
         problem = packing_problem(get_workload(name, {}))
         assert vocab.workload_entry(name).packs == (problem is None), (name, problem)
+
+
+def test_an_unknown_name_suggests_the_names_it_was_probably_meant_as() -> None:
+    from studies.vocab.names import suggestions, unknown_name
+
+    workloads = vocab.workload_names()
+    assert suggestions("digits", workloads) == ["digits_cnn", "digits_mlp"]  # a prefix
+    assert suggestions("digits_mpl", workloads) == ["digits_mlp"]  # a typo
+    assert suggestions("demon_sgd", vocab.arm_names()) == ["demon_sgdm"]
+    assert suggestions("imagenet", workloads) == []
+    assert unknown_name("split", "train", ["val", "test"]) == "unknown split 'train'; valid choices: val, test"
+    with pytest.raises(
+        vocab.WorkloadError, match=r"unknown workload 'digits' \(did you mean digits_cnn or digits_mlp\?\)"
+    ):
+        vocab.workload_entry("digits")

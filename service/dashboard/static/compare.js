@@ -47,41 +47,68 @@
     box.replaceChildren(table(["study", "arm", ...COLUMNS.map((c) => c[1])], rows, "per-arm figures of each study (test split, the study's target)"));
   }
 
+  /** Every compared map on one colour scale per metric (the server recolours them), and each later
+   * study's difference from the first for the arms they share on one grid. */
   async function maps() {
     const box = document.getElementById("compare-maps");
     if (!box) return;
-    const parts = [];
-    for (const id of ids) {
-      const r = await api("GET", `/api/v1/studies/${encodeURIComponent(id)}/heatmaps`);
-      if (!r.ok) {
-        parts.push(el("p", { class: "muted", text: `${label(id)}: ${r.data.detail}` }));
-        continue;
-      }
-      const d = r.data;
-      for (const arm of d.arms) {
-        if (armFilter && arm.arm !== armFilter) continue;
-        const title = `${names.get(id) || id}: ${arm.arm}`;
-        parts.push(el("div", { class: "arm-maps" },
-          charts.grid(title, d.lrs, d.betas, (i, j) => {
-            const n = arm.n[i][j], dv = arm.diverged[i][j], v = arm.values[i][j];
-            const all = n > 0 && dv === n;
-            return {
-              fill: arm.colours[i][j], label: all || v === null ? "" : num(v), mark: all ? "×" : dv > 0 ? "•" : "",
-              aria: `${title}, lr ${num(d.lrs[i])}, β_init ${num(d.betas[j], 4)}: median ${num(v)}, ${dv} of ${n} diverged`,
-            };
-          }, { interactive: false, className: "heatmap compare-map" }),
-          charts.legend(d.scale.legend, `${title} colour scale`)));
-      }
+    const q = new URLSearchParams({ studies: ids.join(",") });
+    if (armFilter) q.set("arm", armFilter);
+    const r = await api("GET", `/api/v1/compare/heatmaps?${q}`);
+    if (!r.ok) {
+      box.replaceChildren(el("p", { class: "error", role: "alert", text: r.data.detail }));
+      document.getElementById("compare-differences").replaceChildren();
+      return;
     }
-    box.replaceChildren(...parts);
+    const d = r.data;
+    const grids = new Map(d.studies.map((s) => [s.study_id, s]));
+    const fmtOf = (m) => demonlab.scoreFormat(m.percent);
+    box.replaceChildren(...d.maps.map((m) => {
+      const g = grids.get(m.study_id), fmt = fmtOf(m);
+      const title = `${names.get(m.study_id) || m.study_id}: ${m.arm}`;
+      return el("div", { class: "arm-maps" }, charts.grid(title, g.lrs, g.betas, (i, j) => {
+        const n = m.n[i][j], dv = m.diverged[i][j], v = m.values[i][j];
+        const all = n > 0 && dv === n;
+        return {
+          fill: m.colours[i][j], label: all || v === null ? "" : fmt(v), mark: all ? "×" : dv > 0 ? "•" : "",
+          aria: `${title}, lr ${num(g.lrs[i])}, β_init ${num(g.betas[j], 4)}: ` + (n ? `median ${fmt(v)}${fmt.unit}, ${dv} of ${n} diverged` : "no result yet"),
+        };
+      }, { interactive: false, className: "heatmap compare-map" }));
+    }));
+    const anyPercent = d.maps.find((m) => m.percent);
+    document.getElementById("compare-legend").replaceChildren(...Object.entries(d.scales).map(([metric, scale]) =>
+      charts.colourBar(scale.legend, `median ${d.split} ${metric}${anyPercent ? " (%)" : ""}`, demonlab.scoreFormat(Boolean(anyPercent)),
+        [{ colour: "#d9d9d9", label: "no result yet" }], "compare-gradient-" + metric)));
+    const diffBox = document.getElementById("compare-differences");
+    const diffs = d.differences;
+    if (!diffs.pairs.length) {
+      diffBox.replaceChildren(el("p", { class: "muted", text: ids.length < 2 ? "Compare two or more studies for a difference map." : "No arm of a later study shares the first study's grid." }),
+        ...diffs.notes.map((n) => el("p", { class: "muted small", text: n })));
+      return;
+    }
+    const fmt = demonlab.scoreFormat(Boolean(anyPercent));
+    const diffMaps = diffs.pairs.map((p) => {
+      const g = grids.get(p.study_a);
+      const title = `${p.arm}: ${names.get(p.study_a) || p.study_a} − ${names.get(p.study_b) || p.study_b}${fmt.unit ? " (points)" : ""}`;
+      return charts.grid(title, g.lrs, g.betas, (i, j) => ({
+        fill: p.colours[i][j], label: p.values[i][j] === null ? "" : fmt.signed(p.values[i][j]),
+        aria: `${title}, lr ${num(g.lrs[i])}, β_init ${num(g.betas[j], 4)}: ${p.values[i][j] === null ? "no result" : fmt.signed(p.values[i][j])}`,
+      }), { interactive: false, className: "difference compare-difference", compact: true });
+    });
+    diffBox.replaceChildren(
+      el("p", { class: "small muted", text: "Blue: the later study's median is lower (better) than the first study's; red: higher (worse)." }),
+      el("div", { class: "maps-row" }, el("div", { class: "heatmaps" }, ...diffMaps),
+        charts.colourBar(diffs.legend, "difference", fmt.signed, [{ colour: "#d9d9d9", label: "no result" }], "compare-difference-gradient")),
+      ...diffs.notes.map((n) => el("p", { class: "muted small", text: n })));
   }
 
-  // /robustness group fields (studies/metrics/models.py RobustnessGroup): each study's estimate with its interval
+  // /robustness group fields (studies/metrics/models.py RobustnessGroup): each study's estimate with
+  // its interval. [field, title, format, which way is better]
   const STATS = [
-    ["success_share", "success share", pct],
-    ["success_lr_width", "succeeding lr decades", num],
-    ["raw_peak_score", "peak (raw)", num],
-    ["lr_sensitivity", "lr sensitivity", num],
+    ["success_share", "success share", pct, "higher is better"],
+    ["success_lr_width", "succeeding lr decades", num, "higher is better"],
+    ["raw_peak_score", "peak (raw)", num, "lower is better"],
+    ["lr_sensitivity", "lr sensitivity", num, "lower is better"],
   ];
 
   async function robustness() {
@@ -101,17 +128,17 @@
     const target = (k) => (k.target === "default" ? "default target" : `target ${num(k.target)}`);
     const label = (g) => `${g.key.arm} · ${g.key.epochs ?? "?"} epochs · ${target(g.key)} (${g.n_studies} stud${g.n_studies === 1 ? "y" : "ies"})`;
     const chartsBox = el("div", { class: "heatmaps" });
-    for (const [field, title] of STATS) {
+    for (const [field, title, , better] of STATS) {
       const rows = groups.flatMap((g) => ((g[field] || {}).studies || []).map((s) => ({
         label: `${label(g)} ${s.study_id}`, mean: s.value, min: s.interval.low, max: s.interval.high,
       })));
-      chartsBox.append(charts.bars(rows, `${title}: each study's estimate with its 95% interval`, ""));
+      chartsBox.append(charts.bars(rows, `${title} (${better}): each study's estimate with its 95% interval`, ""));
     }
     const tableRows = [];
     for (const g of groups) {
-      for (const [field, title, fmt] of STATS) {
+      for (const [field, title, fmt, better] of STATS) {
         for (const s of (g[field] || {}).studies || []) {
-          tableRows.push([label(g), title, String(s.study_id), fmt(s.value), span(s.interval.low, s.interval.high, s.interval, fmt)]);
+          tableRows.push([label(g), `${title} (${better})`, String(s.study_id), fmt(s.value), span(s.interval.low, s.interval.high, s.interval, fmt)]);
         }
       }
     }

@@ -36,7 +36,8 @@ const studyAnswer = (() => {
     return (pair.deltas || []).map((d) => ({
       figure: d.metric, k: d.k, primary: false, value: d.delta, nullValue: 0,
       low: d.interval && d.interval.low, high: d.interval && d.interval.high,
-      level: d.interval && d.interval.min_level, status: (d.interval && d.interval.status) || d.status,
+      level: d.interval && d.interval.min_level, atLeast: true, // v3 states its coverage as a bound
+      status: (d.interval && d.interval.status) || d.status,
     }));
   }
 
@@ -54,7 +55,7 @@ const studyAnswer = (() => {
     const excludes = hasInterval && (r.low > r.nullValue || r.high < r.nullValue);
     const sign = (v) => (v - r.nullValue > 0 ? "+" : "");
     const value = Number.isFinite(r.value) ? sign(r.value) + f(r.value - r.nullValue) + unit : "no estimate";
-    const interval = hasInterval ? ` [${f(r.low - r.nullValue)}, ${f(r.high - r.nullValue)}]` + (r.level ? ` ${level(r.level)}` : "") : r.status && r.status !== "ok" ? ` · no interval (${String(r.status).replace(/_/g, " ")})` : "";
+    const interval = hasInterval ? ` [${f(r.low - r.nullValue)}, ${f(r.high - r.nullValue)}]` + (r.level ? ` ${r.atLeast ? "≥ " : ""}${level(r.level)}` : "") : r.status && r.status !== "ok" ? ` · no interval (${String(r.status).replace(/_/g, " ")})` : "";
     return {
       group: `${pair.arm_a} vs ${pair.arm_b}`,
       label: (r.primary ? "★ " : "") + label + (r.k ? ` (k=${r.k})` : ""),

@@ -1,0 +1,72 @@
+"""Where a replication's trials come from, and where its outputs go.
+
+- ``from_export``: the service's Parquet export of a study (``GET /studies/{id}/export.parquet``),
+  whose schema metadata (key ``demonlab``) carries the study's id, status and spec.
+- ``from_files``: a ``demonlab run`` output (its directory, or its trials.csv / trials.parquet)
+  with the spec it ran.
+- ``write_report``: replication.json, replication.png and replication.svg into a directory.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .render import write_figure
+from .report import ReplicationReport, StudyInfo
+
+__all__ = ["EXPORT_METADATA_KEY", "from_export", "from_files", "write_report"]
+
+EXPORT_METADATA_KEY = b"demonlab"  # as service.analysis writes it
+COLUMNS = ("arm", "lr", "beta_init", "seed", "status", "test_metric")
+
+
+def from_export(parquet: bytes) -> tuple[pd.DataFrame, StudyInfo]:
+    """The trials and the study of a service export (Parquet bytes)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(parquet))
+    raw = (table.schema.metadata or {}).get(EXPORT_METADATA_KEY)
+    if raw is None:
+        raise ValueError("the export carries no study metadata (not a demonlab Parquet export)")
+    about = json.loads(raw)
+    study = StudyInfo.from_spec(str(about["study_id"]), str(about["status"]), dict(about["spec"]))
+    return _checked(table.to_pandas()), study
+
+
+def from_files(path: Path, spec_path: Path | None) -> tuple[pd.DataFrame, StudyInfo]:
+    """The trials of a ``demonlab run`` output (a directory or its trials file) and the spec it ran."""
+    from ..spec import load_spec
+
+    if spec_path is None:
+        raise ValueError(f"--spec: give the spec {path} ran (a local run's files do not carry it)")
+    trials_file = path
+    if path.is_dir():
+        trials_file = next((path / n for n in ("trials.parquet", "trials.csv") if (path / n).exists()), path)
+    if trials_file.suffix == ".parquet":
+        frame = pd.read_parquet(trials_file)
+    elif trials_file.suffix == ".csv":
+        frame = pd.read_csv(trials_file)
+    else:
+        raise ValueError(f"{path}: expected a demonlab run directory, trials.csv or trials.parquet")
+    spec = load_spec(spec_path).model_dump(mode="json")
+    return _checked(frame), StudyInfo.from_spec(str(path), "completed", spec)
+
+
+def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the trials lack the columns {missing}")
+    return frame
+
+
+def write_report(report: ReplicationReport, out_dir: Path) -> list[Path]:
+    """replication.json, .png and .svg under ``out_dir``; returns their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "replication.json"]
+    written[0].write_text(report.model_dump_json(indent=2))
+    written += [write_figure(report, out_dir / f"replication.{fmt}") for fmt in ("png", "svg")]
+    return written
