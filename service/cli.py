@@ -21,10 +21,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .console import SHUTDOWN_GRACE_S, safe_url
 from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from .schemas import SensitivityPublic
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXPORT_FORMATS = ("csv", "parquet")
@@ -200,7 +203,9 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    report = _client(args).sensitivity(args.study_id, target=args.target, metric=args.metric, split=args.split)
+    report: SensitivityPublic = _client(args).sensitivity(
+        args.study_id, target=args.target, metric=args.metric, split=args.split
+    )
     pairs = [p for p in report.pairs if (args.a in (None, p.arm_a)) and (args.b in (None, p.arm_b))]
     if not pairs:
         print(f"demonlab: {_missing_pair(report, args.a, args.b)}", file=sys.stderr)
@@ -214,9 +219,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _missing_pair(report: dict[str, Any], a: str | None, b: str | None) -> str:
+def _missing_pair(report: SensitivityPublic, a: str | None, b: str | None) -> str:
     """Why ``compare`` has nothing to show, and what it could show instead."""
-    existing = [(str(p.get("arm_a")), str(p.get("arm_b"))) for p in report.get("pairs", [])]
+    existing = [(p.arm_a, p.arm_b) for p in report.pairs]
     asked = f"{a or 'any arm'} vs {b or 'any arm'}"
     if not existing:
         return f"no pair {asked}: the report compares no arms (it needs a Demon arm and a baseline)"
