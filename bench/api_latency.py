@@ -88,6 +88,7 @@ REFERENCES = ("study", "healthz")
 TARGETS_MS: dict[str, float | None] = {"grid": 25.0, "sensitivity": 250.0}
 ENDPOINTS = ("grid", "sensitivity", "trials")
 PAGE = 100
+PENDING: dict[str, list[Any]] = {}  # populate(pending_every=K): results not stored yet, per study
 
 
 @dataclass(frozen=True)
@@ -201,14 +202,26 @@ def synthetic_result(
     )
 
 
-def populate(url: str, layout: Layout, *, epochs: int, curve_every: int, seed: int = 0) -> tuple[list[str], float]:
-    """Create the studies (DAL) and bulk-insert their trials and curves; returns (study ids, seconds)."""
+def populate(
+    url: str,
+    layout: Layout,
+    *,
+    epochs: int,
+    curve_every: int,
+    seed: int = 0,
+    pending_every: int = 0,
+    finish: bool = True,
+) -> tuple[list[str], float]:
+    """Create the studies (DAL) and bulk-insert their trials and curves; returns (study ids, seconds).
+
+    With ``pending_every`` K, one trial in K is stored pending, its result kept in ``PENDING`` (study
+    id → results) for a writer to record later; without ``finish`` the studies stay running."""
     from sqlalchemy import Table, insert, select
 
     from service.db import dal
     from service.db.engine import make_engine, session_scope
     from service.db.migrations import upgrade_to_head
-    from service.db.models import Trial, TrialEpoch
+    from service.db.models import Trial, TrialEpoch, utcnow
     from service.db.nonfinite import encode_float
     from service.submission import store_study
     from studies.spec import expand_trials
@@ -224,6 +237,8 @@ def populate(url: str, layout: Layout, *, epochs: int, curve_every: int, seed: i
             keys = expand_trials(spec)
             shift = rng.uniform(-0.3, 0.3)
             results = [synthetic_result(rng, shift, k.arm, k.lr, k.beta_init, k.seed, epochs) for k in keys]
+            later = results[::pending_every] if pending_every > 0 else []
+            results = [r for i, r in enumerate(results) if pending_every <= 0 or i % pending_every]
             with session_scope(engine) as session:
                 # No trial keys here: the rows arrive below complete with their results.
                 study = store_study(session, spec, launcher="local", with_trials=False)
@@ -234,6 +249,13 @@ def populate(url: str, layout: Layout, *, epochs: int, curve_every: int, seed: i
                     for r in results
                 ]
                 session.execute(insert(cast(Table, Trial.__table__)), rows)
+                if later:  # rows of their own shape: one executemany each
+                    pending = [
+                        {"study_id": study.id, "arm": r.key.arm, "lr": r.key.lr, "beta_init": r.key.beta_init}
+                        | {"seed": r.key.seed, "status": "pending", "updated_at": utcnow()}
+                        for r in later
+                    ]
+                    session.execute(insert(cast(Table, Trial.__table__)), pending)
                 trial_ids = {
                     (arm, lr, beta, s): tid
                     for tid, arm, lr, beta, s in session.execute(
@@ -255,12 +277,16 @@ def populate(url: str, layout: Layout, *, epochs: int, curve_every: int, seed: i
                 if epoch_rows:
                     session.execute(insert(cast(Table, TrialEpoch.__table__)), epoch_rows)
             ids.append(study.id)
+            PENDING[study.id] = later
         with session_scope(engine) as session:
             claimed = dal.claim_queued_studies(session, limit=len(ids), launcher_id="bench")
             assert sorted(s.id for s in claimed) == sorted(ids), "another scheduler claimed a bench study"
         for study_id in ids:
             with session_scope(engine) as session:
-                dal.finish_study(session, study_id, status="completed")
+                if finish:
+                    dal.finish_study(session, study_id, status="completed")
+                else:  # a running study's counters, as its driver's results keep them
+                    dal._refresh_progress(session, dal.get_study(session, study_id))
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 connection.exec_driver_sql("ANALYZE")
@@ -280,8 +306,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(url: str, data_dir: Path) -> Iterator[tuple[str, int]]:
-    """``demonlab serve --no-scheduler`` on a free loopback port; yields its base URL and pid."""
+def serve(url: str, data_dir: Path, *, scheduler: bool = False) -> Iterator[tuple[str, int]]:
+    """``demonlab serve --no-scheduler`` (or with its scheduler) on a free loopback port; yields its
+    base URL and pid."""
     import httpx
 
     port = free_port()
@@ -290,7 +317,8 @@ def serve(url: str, data_dir: Path) -> Iterator[tuple[str, int]]:
         "DEMONLAB_DATA_DIR": str(data_dir),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     }
-    command = [sys.executable, "-m", "service.cli", "serve", "--no-scheduler", "--port", str(port)]
+    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+    command += [] if scheduler else ["--no-scheduler"]
     log_path = data_dir / "server.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -681,17 +709,36 @@ def _as_a_browser(base: str, client: str, study_id: str) -> float:
             http.close()
 
 
+def _store_report_as_the_driver_does(url: str, study_id: str) -> float:
+    """The driver's step at a study's end: compute and store its sensitivity report; its seconds."""
+    from service.db.engine import make_engine
+    from service.jobs.driver import _store_report
+
+    engine = make_engine(url)
+    started = time.perf_counter()
+    try:
+        _store_report(engine, study_id)
+    finally:
+        engine.dispose()
+    return time.perf_counter() - started
+
+
 def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
     """One study of about ``trials`` trials: the study page's requests, cold (first visitor) and warm
     (median of 5 later visits), one request at a time; then, on a fresh server, the cold page as a
-    browser loads it (data requests in parallel). Returns whether the page met its target."""
+    browser loads it (data requests in parallel). Returns whether the page met its target.
+
+    Before the page is visited, the bench does what a study's driver does when the study ends: it
+    computes the study's sensitivity report and stores it (``service.jobs.driver._store_report``);
+    that step's time is printed apart ("report stored at study end")."""
     layout = layout_for(trials, 1)
     workdir = Path(tempfile.mkdtemp(prefix=f"demonlab-bench-page-{kind}-"))
     try:
         with database(kind, workdir, args.postgres_url) as url:
             ids, load_s = populate(url, layout, epochs=args.epochs, curve_every=args.curve_every, seed=7)
+            stored_s = _store_report_as_the_driver_does(url, ids[0])
             with serve(url, workdir) as (base, _pid):
-                http = CLIENTS[args.client](base, 120)
+                http = CLIENTS[args.client](base, 900)
                 try:
                     _warm_up(http, ids[0])
                     rows = []
@@ -701,7 +748,7 @@ def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
                 finally:
                     http.close()
             with serve(url, workdir) as (base, _pid):  # a fresh process: nothing cached
-                http = CLIENTS[args.client](base, 120)
+                http = CLIENTS[args.client](base, 900)
                 try:
                     _warm_up(http, ids[0])
                 finally:
@@ -713,6 +760,7 @@ def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
         f"\n== {kind}: the dashboard's study page, one study of {layout.per_study:,} trials; "
         f"loaded in {load_s:.1f} s =="
     )
+    print(f"report stored at study end (the driver's last step): {stored_s:.1f} s")
     print(f"{'request':<26}{'cold ms':>10}{'warm ms':>10}")
     print("-" * 46)
     for label, cold, warm in rows:
@@ -724,6 +772,157 @@ def bench_study_page(kind: str, args: argparse.Namespace, trials: int) -> bool:
     met = cold_total < PAGE_TARGET_MS
     print(f"study page target: cold total < {PAGE_TARGET_MS:g} ms: {'yes' if met else 'NO'}")
     return met
+
+
+# ------------------------------------------------------------------------- readers and a running study
+
+LANDING_TARGET_P90_MS = 100.0
+
+
+def bench_while_results_land(kind: str, args: argparse.Namespace) -> bool:
+    """``/sensitivity`` of a running study while its results land: one study of the bench's grid
+    (5,016 trials at 19 seeds) with every fourth result still to come; a writer records them one
+    transaction each (``dal.record_trial_result``, as the driver does) at ``--landing-rate`` per second
+    while ``--clients`` readers ask for the study's sensitivity for ``--landing-seconds``. Target:
+    p90 ≤ 100 ms (the issue measured 354 ms, max 930, when every result meant a recomputation)."""
+    from service.db import dal
+    from service.db.engine import make_engine, session_scope
+
+    layout = layout_for(5_016 if not args.quick else 1_000, 1)
+    workdir = Path(tempfile.mkdtemp(prefix=f"demonlab-bench-landing-{kind}-"))
+    landed = 0
+    cold_s = math.nan
+    try:
+        with database(kind, workdir, args.postgres_url) as url:
+            (study_id,), _ = populate(url, layout, epochs=args.epochs, curve_every=0, pending_every=4, finish=False)
+            pending = PENDING.pop(study_id)
+            engine = make_engine(url)
+            stop = threading.Event()
+
+            def writer() -> None:
+                nonlocal landed
+                for result in pending:
+                    if stop.wait(1.0 / args.landing_rate):
+                        return
+                    with session_scope(engine) as session:
+                        dal.record_trial_result(session, study_id, result)
+                    landed += 1
+
+            with serve(url, workdir) as (base, pid):
+                http = CLIENTS[args.client](base, 600)
+                cold_s = time.perf_counter()
+                http.get(f"/api/v1/studies/{study_id}/sensitivity")  # the first reader's wait, reported apart
+                cold_s = time.perf_counter() - cold_s
+                http.close()
+                thread = threading.Thread(target=writer, daemon=True)
+                thread.start()
+                count = int(args.landing_seconds * args.clients * 50)  # more than fit: the time bound ends it
+                paths = [f"/api/v1/studies/{study_id}/sensitivity"] * count
+                phase = run_concurrent(base, "sensitivity", paths, args.clients, args.landing_seconds, args.client, pid)
+                stop.set()
+                thread.join()
+            engine.dispose()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    p90 = phase.quantile(0.9)
+    print(
+        f"\n== {kind}: /sensitivity while results land: one running study of {layout.per_study:,} trials, "
+        f"{landed} results recorded at {args.landing_rate:g}/s during {phase.wall_s:.0f} s, {args.clients} readers =="
+    )
+    print(f"the first reader (nothing computed yet) waited {cold_s:.1f} s; then, as results land:")
+    print(
+        f"n {phase.n}  p50 {fmt_ms(phase.quantile(0.5))}  p90 {fmt_ms(p90)}  p99 {fmt_ms(phase.quantile(0.99))}  "
+        f"max {fmt_ms(max(phase.latencies_ms, default=math.nan))} ms; errors {len(phase.errors)}"
+    )
+    met = p90 <= LANDING_TARGET_P90_MS and not phase.errors
+    print(f"target: p90 ≤ {LANDING_TARGET_P90_MS:g} ms: {'yes' if met else 'NO'}")
+    return met
+
+
+def throughput_spec(name: str) -> dict[str, Any]:
+    """A packed synthetic study that trains for tens of seconds on 2 cores (96 trials, 2 packs)."""
+    return {
+        "name": name,
+        "workload": "synthetic",
+        "workload_params": {"n_train": 16384, "hidden": 64},
+        "arms": ["demon_sgdm", "sgdm_step"],
+        "lr": [0.01, 0.03, 0.1, 0.3],
+        "beta_init": [0.8, 0.9, 0.95],
+        "seeds": 4,
+        "epochs": 20,
+        "execution": {"mode": "packed", "pack_size": 48},
+    }
+
+
+def _run_study(base: str, name: str, readers: int, client_kind: str) -> tuple[float, Phase | None]:
+    """Submit ``throughput_spec``; time it from running to finished, ``readers`` clients reading its
+    sensitivity, grid and trials meanwhile. (seconds, the readers' phase)."""
+    import httpx
+
+    spec = throughput_spec(name)
+    study_id = httpx.post(f"{base}/api/v1/studies", json=spec, timeout=60).json()["id"]
+
+    def status() -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(f"{base}/api/v1/studies/{study_id}", timeout=60).json()
+        return body
+
+    while status()["status"] == "queued":
+        time.sleep(0.1)
+    started = time.perf_counter()
+    phase: Phase | None = None
+    if readers:
+        ends = ("sensitivity", "grid?arm=demon_sgdm", "trials?limit=100")
+        paths = [f"/api/v1/studies/{study_id}/{ends[i % 3]}" for i in range(readers * 100_000)]
+        box: list[Phase] = []
+        thread = threading.Thread(
+            target=lambda: box.append(run_concurrent(base, "readers", paths, readers, 900, client_kind)), daemon=True
+        )
+        # run_concurrent ends at its time bound or when the paths run out: stop it when the study ends
+        thread.start()
+        while status()["status"] == "running":
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        paths.clear()  # the readers' iterator sees an empty list from here: they finish their request and stop
+        thread.join()
+        phase = box[0] if box else None
+    else:
+        while status()["status"] == "running":
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+    final = status()
+    assert final["status"] == "completed", final
+    return elapsed, phase
+
+
+def bench_throughput_under_readers(kind: str, args: argparse.Namespace) -> None:
+    """A running study's throughput with no reader and with ``--clients`` readers on its results
+    (sensitivity, grid, trials pages), interleaved ``--throughput-rounds`` times on one server."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"demonlab-bench-throughput-{kind}-"))
+    trials = 96
+    rows: list[tuple[int, float, Phase | None]] = []
+    try:
+        with database(kind, workdir, args.postgres_url) as url, serve(url, workdir, scheduler=True) as (base, _pid):
+            for round_ in range(args.throughput_rounds):
+                for readers in (0, args.clients):
+                    seconds, phase = _run_study(base, f"throughput-{round_}-{readers}", readers, args.client)
+                    rows.append((readers, seconds, phase))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\n== {kind}: a packed study of {trials} trials (2 packs), running → completed, with and without readers ==")
+    for readers in (0, args.clients):
+        times = [seconds for r, seconds, _ in rows if r == readers]
+        per_min = [trials / t * 60 for t in times]
+        print(
+            f"{readers:>3} readers: wall min {min(times):.1f} s / median {statistics.median(times):.1f} s; "
+            f"{max(per_min):.0f} / {statistics.median(per_min):.0f} trials/min (max / median)"
+        )
+        for _, _, phase in (row for row in rows if row[0] == readers and row[2] is not None):
+            assert phase is not None
+            print(
+                f"     readers' requests: n {phase.n}, p50 {fmt_ms(phase.quantile(0.5))} ms, "
+                f"p90 {fmt_ms(phase.quantile(0.9))} ms, p99 {fmt_ms(phase.quantile(0.99))} ms, "
+                f"errors {len(phase.errors)}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -746,6 +945,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="trials of the study whose dashboard page is timed (default 100000, --quick 5000; 0 skips it)",
     )
+    parser.add_argument("--landing-rate", type=float, default=20.0, help="results recorded per second (default 20)")
+    parser.add_argument("--landing-seconds", type=float, default=30.0, help="length of that phase (default 30)")
+    parser.add_argument("--throughput-rounds", type=int, default=2, help="rounds of 0 / --clients readers (0 skips)")
+    parser.add_argument(
+        "--only", choices=["latency", "page", "landing", "throughput"], default=None, help="run one part only"
+    )
     args = parser.parse_args(argv)
     rows = args.rows or (5_000 if args.quick else 100_000)
     studies = args.studies or (4 if args.quick else 20)
@@ -758,14 +963,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs"
     )
     ok = met = True
-    for kind in kinds:
+    part = args.only
+    for kind in kinds if part in (None, "latency") else []:
         one_ok, one_met = bench_one(kind, args, layout)
         ok &= one_ok
         met &= one_met
     page_trials = args.study_page_trials if args.study_page_trials is not None else (5_000 if args.quick else 100_000)
-    if page_trials > 0:
+    if page_trials > 0 and part in (None, "page"):
         for kind in kinds:
             met &= bench_study_page(kind, args, page_trials)
+    for kind in kinds if part in (None, "landing") else []:
+        met &= bench_while_results_land(kind, args)
+    for kind in kinds if part in (None, "throughput") and args.throughput_rounds > 0 else []:
+        bench_throughput_under_readers(kind, args)
     print(f"\nall targets met: {'yes' if met else 'NO'}")
     if not ok:
         return 1

@@ -145,11 +145,17 @@ def study_axes(spec: Any, frame: pd.DataFrame) -> Any:
     return grid_axes(spec, frame)
 
 
-def throttled_report(what: str, study: Study, params: tuple[Any, ...], compute: Any) -> Any:
-    """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``)."""
+def throttled_report(
+    what: str, study: Study, params: tuple[Any, ...], compute: Any, *, engine: Engine | None = None
+) -> Any:
+    """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``);
+    with ``engine``, a finished study's report is also stored in the database (``service.db.report_store``)."""
+    from .db.report_store import SqlReportStore
+
     key = (what, study.id, *params)
     running = not study.status.is_finished
-    return reports.get(key, progress=progress_key(study), running=running, compute=compute)
+    store = SqlReportStore(engine, study.id) if engine is not None else None
+    return reports.get(key, progress=progress_key(study), running=running, compute=compute, store=store)
 
 
 def progress_key(study: Study) -> tuple[Any, ...]:
@@ -266,15 +272,30 @@ def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str
     if target is not None and target >= fail:
         raise InvalidInput("target", f"must be below the failure score {fail:g} of {name} (got {target})")
 
-    def compute() -> Any:
+    def compute() -> dict[str, Any]:  # JSON: what the report store keeps across restarts
         frame = scores_frame(engine, study_id, kind, progress_key(study))
         report = sensitivity_report(frame, study_axes(spec, frame), fail, target=target, verdict=choices, split=split)
         about = SensitivityStudy(
             id=study_id, metric=name, split=split, status=study.status.value, protocol=spec.protocol_note
         )
-        return SensitivityPublic(**dict(report), study=about)
+        return SensitivityPublic(**dict(report), study=about).model_dump(mode="json")
 
-    return throttled_report("sensitivity", study, (name, split, target), compute)
+    body = throttled_report("sensitivity", study, (name, split, target), compute, engine=engine)
+    return SensitivityPublic.model_validate(body)
+
+
+def replication(engine: Engine, study_id: str, *, paper: str) -> Any:
+    """The study beside one panel of the paper's Fig. 2 (``studies.replicate``, docs/replication.md)."""
+    from studies.replicate import StudyInfo, replication_report
+
+    with session_scope(engine, read_only=True) as session:
+        study = dal.get_study(session, study_id)
+        frame = dal.trials_export_frame(session, study_id)
+        info = StudyInfo.from_spec(study.id, study.status.value, study.spec)
+    try:
+        return replication_report(frame, info, paper=paper)
+    except ValueError as exc:  # the study lacks the panel's arms
+        raise InvalidInput("paper", str(exc)) from exc
 
 
 def heatmap(

@@ -3,12 +3,14 @@
 Without ``--url`` it starts the service in this process (as ``make run`` does: SQLite under the
 data dir, the scheduler, local drivers), so the atlas's studies are stored studies like any other:
 interrupt it and run the same command again, and it resumes without re-running what finished;
-raise ``--seeds`` or add workloads, and it reuses what exists (``service.atlas``). With ``--url`` it
-is a client of that service. The wall time it prints runs from the submission to the report on disk.
+raise ``--seeds`` or add workloads, and it reuses what exists (``service.atlas``). The service it
+starts does not mirror results into Optuna's storage (``DEMONLAB_OPTUNA_MIRROR=true`` to keep it).
+With ``--url`` it is a client of that service. The wall time it prints runs from the submission to the report on disk.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,8 +38,12 @@ def run_atlas(
     if url is not None:
         return _run(url, token, suite, seeds, workloads, out, stream)
     from .demo import pick_port, start_server
-    from .settings import get_settings
+    from .settings import clear_settings_cache, get_settings
 
+    # Its drivers inherit the environment: no Optuna mirror unless asked for (it costs minutes per
+    # large packed study, whose results all arrive at once).
+    os.environ.setdefault("DEMONLAB_OPTUNA_MIRROR", "false")
+    clear_settings_cache()
     settings = get_settings()
     chosen, note = pick_port(port, settings.port)
     if note:

@@ -7,6 +7,7 @@ It sits below both ``service.cli`` and ``service.demo``, so neither imports the 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -107,8 +108,11 @@ def _label(status: Any) -> str:
     return StudyStatus(status).label
 
 
-def follow(client: Any, study_id: str, stream: TextIO | None = None) -> Any:
-    """Follow a study's event stream until it finishes, showing its progress; returns the finished study."""
+def follow(
+    client: Any, study_id: str, stream: TextIO | None = None, on_progress: Callable[[Any], None] | None = None
+) -> Any:
+    """Follow a study's event stream until it finishes, showing its progress (and handing each update
+    to ``on_progress``); returns the finished study."""
     progress = Progress(stream)
     seen_start = False
 
@@ -117,6 +121,8 @@ def follow(client: Any, study_id: str, stream: TextIO | None = None) -> Any:
         if study.status == "running" and not seen_start:
             seen_start = _started(client, study)
         progress.show(study, started=seen_start)
+        if on_progress is not None:
+            on_progress(study)
 
     try:
         return client.wait(study_id, on_progress=show)  # the study's event stream, not polling

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from .db.dal import TrialRecord
 from .db.models import Study
-from .schemas import EpochPublic, Progress, StudyPublic, StudySummary, TrialPublic
-
-
-def _finite(value: float | None) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+from .schemas import Progress, StudyPublic, StudySummary, TrialPublic
 
 
 def study_summary(study: Study) -> StudySummary:
@@ -49,33 +40,6 @@ def study_public(study: Study) -> StudyPublic:
 
 
 def trial_public(trial: TrialRecord) -> TrialPublic:
-    """A trial record (``dal.TrialRecord``) → ``TrialPublic``."""
-    curve = trial.curve
-    return TrialPublic(
-        arm=trial.arm,
-        lr=trial.lr,
-        beta_init=trial.beta_init,
-        seed=trial.seed,
-        status=trial.status,
-        val_metric=_finite(trial.val_metric),
-        val_loss=_finite(trial.val_loss),
-        test_metric=_finite(trial.test_metric),
-        test_loss=_finite(trial.test_loss),
-        best_val_metric=_finite(trial.best_val_metric),
-        epochs_done=int(trial.epochs_done or 0),
-        wall_seconds=float(trial.wall_seconds or 0.0),
-        node=trial.node,
-        device=trial.device,
-        error=trial.error,
-        curve=None
-        if curve is None
-        else [
-            EpochPublic(
-                epoch=e.epoch,
-                train_loss=_finite(e.train_loss),
-                val_loss=_finite(e.val_loss),
-                val_metric=_finite(e.val_metric),
-            )
-            for e in curve
-        ],
-    )
+    """A trial record (``dal.TrialRecord``) → ``TrialPublic``: the fields they share, non-finite
+    scores as null, the curve as ``EpochPublic`` points."""
+    return TrialPublic.model_validate(trial, from_attributes=True)

@@ -7,10 +7,14 @@ sensitivity p99 reached 1.8 s. Here:
 
 - A report is cached per (what it is, the study, its parameters) with the study's progress at the
   time it was computed. A request for the same progress gets it. While the study is still running, a
-  request for a newer progress also gets it, unless it is older than ``RECOMPUTE_SECONDS``: readers
-  see results with at most that lag, and the report is recomputed at most that often per study. A
-  finished study's report is computed once for its final progress.
+  request for a newer progress gets the cached report at once too; if that report is older than
+  ``RECOMPUTE_SECONDS``, a recomputation starts in the background for the readers that come after
+  (stale while revalidating). Readers see results with a lag of a few seconds, never wait for a
+  recomputation, and the report is recomputed at most every few seconds per study. Only the first
+  reader of a report waits for it; a finished study's report is computed once for its final progress.
 - Requests that need the same report wait for one computation (single flight), never start their own.
+- A finished study's report can also have a ``store`` (``service.db.report_store``): read before
+  computing, written after, so it survives restarts and is computed once per study.
 - Every computation runs on one worker thread of the process whose scheduling priority is lowered
   (``nice`` +10 on Linux, where a thread has its own): readers use at most one core, and the study's
   driver and packs win any contention for it.
@@ -52,6 +56,20 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPUTE_NICENESS)
 
 
+def _stored(compute: Callable[[], T], store: Any, key: Hashable, progress: Hashable) -> Callable[[], T]:
+    """``compute`` that first looks in ``store`` and saves what it computes there."""
+
+    def load_or_compute() -> T:
+        found: T | None = store.load(key, progress)
+        if found is not None:
+            return found
+        value = compute()
+        store.save(key, progress, value)
+        return value
+
+    return load_or_compute
+
+
 class ReportCache:
     """Reports by key, throttled while their study runs; ``get`` is safe from many threads."""
 
@@ -66,38 +84,54 @@ class ReportCache:
         )
         self.computations = 0  # how many times a report was really computed (tests and benches read it)
 
-    def get(self, key: Hashable, *, progress: Hashable, running: bool, compute: Callable[[], T]) -> T:
-        """The report ``key`` at ``progress`` (or, while ``running``, one at most ``recompute_seconds``
-        old); ``compute`` runs on the report thread when neither is cached."""
+    def get(
+        self, key: Hashable, *, progress: Hashable, running: bool, compute: Callable[[], T], store: Any = None
+    ) -> T:
+        """The report ``key`` at ``progress``, or, while ``running``, the last one computed (then
+        recomputed in the background when it is ``recompute_seconds`` old); ``compute`` runs on the
+        report thread. A finished study's report is looked up in ``store`` first and saved there."""
+        compute = self._counted(compute)
+        if store is not None and not running:
+            compute = _stored(compute, store, key, progress)
         while True:
             with self._lock:
-                entry = self._fresh(key, progress, running)
-                if entry is not None:
-                    return entry.value
-                computing, future = self._pending.get(key, (progress, None))
-                if future is None:
-                    future = self._worker.submit(self._compute, key, progress, compute)
-                    self._pending[key] = (progress, future)
-            value: T = future.result()
+                entry = self._entries.get(key)
+                if entry is not None and (entry.progress == progress or running):
+                    self._entries.move_to_end(key)
+                    if entry.progress != progress and self._clock() - entry.computed_at >= self.recompute_seconds:
+                        self._start(key, progress, compute)  # for the next readers; this one does not wait
+                    value: T = entry.value
+                    return value
+                computing, future = self._start(key, progress, compute)
+            result: T = future.result()
             if running or computing == progress:  # else: a finished study's report, computed mid-study
-                return value
+                return result
 
-    def _fresh(self, key: Hashable, progress: Hashable, running: bool) -> _Entry | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        current = entry.progress == progress
-        recent = running and self._clock() - entry.computed_at < self.recompute_seconds
-        if not (current or recent):
-            return None
-        self._entries.move_to_end(key)
-        return entry
+    def _start(self, key: Hashable, progress: Hashable, compute: Callable[[], Any]) -> tuple[Hashable, Future[Any]]:
+        """The computation of ``key`` under way, or a new one (called with the lock held)."""
+        if key not in self._pending:
+            self._pending[key] = (progress, self._worker.submit(self._compute, key, progress, compute))
+        return self._pending[key]
+
+    def _counted(self, compute: Callable[[], T]) -> Callable[[], T]:
+        def counted() -> T:
+            with self._lock:
+                self.computations += 1
+            return compute()
+
+        return counted
+
+    def settle(self) -> None:
+        """Wait for the computations under way (tests and benches: no report is left half-made)."""
+        with self._lock:
+            futures = [future for _, future in self._pending.values()]
+        for future in futures:
+            future.exception()
 
     def _compute(self, key: Hashable, progress: Hashable, compute: Callable[[], Any]) -> Any:
         try:
             value = compute()
             with self._lock:
-                self.computations += 1
                 self._entries[key] = _Entry(progress, value, self._clock())
                 self._entries.move_to_end(key)
                 while len(self._entries) > _KEPT:

@@ -9,12 +9,15 @@ appear as null.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from studies.metrics.models import RobustnessReport, SensitivityReport
-from studies.vocab import ArmName, MetricName, Split, Stat, StudyStatus, TrialStatus
+from studies.vocab import ArmName, MetricName, Split, Stat, StudyStatus
+
+from .trials import SCORE_NAMES, TrialFields
 
 
 class StudyCreated(BaseModel):
@@ -77,34 +80,32 @@ class StudiesPublic(BaseModel):
     limit: int
 
 
+def _finite_or_none(value: Any) -> Any:
+    """Non-finite numbers as null (JSON has none); everything else as it is."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 class EpochPublic(BaseModel):
     """One point of a learning curve."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     epoch: int
     train_loss: float | None
     val_loss: float | None
     val_metric: float | None
 
+    _finite = field_validator("train_loss", "val_loss", "val_metric", mode="before")(_finite_or_none)
 
-class TrialPublic(BaseModel):
-    """One trial and its final scores (raw, lower is better)."""
 
-    arm: str
-    lr: float
-    beta_init: float
-    seed: int
-    status: TrialStatus
-    val_metric: float | None
-    val_loss: float | None
-    test_metric: float | None
-    test_loss: float | None
-    best_val_metric: float | None
-    epochs_done: int
-    wall_seconds: float
-    node: str | None
-    device: str | None
-    error: str | None
+class TrialPublic(TrialFields):
+    """One trial and its final scores (raw, lower is better; non-finite ones as null)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     curve: list[EpochPublic] | None = None
+
+    _finite = field_validator(*SCORE_NAMES, mode="before")(_finite_or_none)
 
 
 class TrialsPublic(BaseModel):

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # local launcher: fork drivers from a warm process (service.jobs.forkserver) instead of starting
     # a fresh Python for each; off by default until the fault-tolerance suites have run with it.
     warm_drivers: bool = False
+    # Mirror every grid study's results into Optuna's storage (optuna-dashboard). Off for the atlas's
+    # own service: a 2,640-trial packed study's results arrive together and mirroring them took minutes.
+    optuna_mirror: bool = True
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("DEMONLAB_RAY_ADDRESS", "RAY_ADDRESS"))
     ray_auth_mode: str = Field(
         default="disabled", validation_alias=AliasChoices("DEMONLAB_RAY_AUTH_MODE", "RAY_AUTH_MODE")
@@ -65,6 +68,9 @@ class Settings(BaseSettings):
     max_concurrent_studies: int = Field(default=2, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_after_seconds: float = Field(default=30.0, gt=0)
+    driver_retry_seconds: float = Field(
+        default=300.0, gt=0, description="a driver pauses its study after the database is away this long"
+    )
     events_poll_seconds: float = Field(default=0.5, gt=0, description="how often an event stream looks for news")
     events_heartbeat_seconds: float = Field(default=15.0, gt=0, description="idle event streams send a comment")
     host: str = "127.0.0.1"

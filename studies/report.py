@@ -115,7 +115,8 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return metrics.json's content
     (the report, the ``study`` it describes and the ``environment`` the trials ran on) with ``files``.
 
-    The figures and heatmaps are on ``spec.split`` (cells are always chosen on validation)."""
+    The figures and heatmaps are on ``spec.split`` (cells are chosen on validation; a ``full_train``
+    study has no validation split, so none is chosen)."""
     from .environment import nodes_used, study_environment
     from .heatmaps import write_heatmaps
     from .metrics import sensitivity_report

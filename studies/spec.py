@@ -248,7 +248,7 @@ class StudySpec(_Strict):
     split: Split = Field(
         default="test",
         description="the split the study's figures and heatmaps report (metrics.json of `demonlab run`); "
-        "cells are always chosen on validation",
+        "cells are chosen on validation (none in a full_train study: it has no validation split)",
     )
     verdict: VerdictSpec | None = Field(
         default=None,

@@ -261,7 +261,10 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
             }
         )
     legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
-    return {"study_id": study_id, "split": split, "metric": name, "legend": legend, "arms": arms}
+    from studies.heatmaps import is_percent
+
+    percent = is_percent(name, np.asarray(finite or [np.nan], dtype=float), fail)  # the PNG's rule, as /heatmaps
+    return {"study_id": study_id, "split": split, "metric": name, "percent": percent, "legend": legend, "arms": arms}
 
 
 IMPORTANCE_METHOD = "Optuna's PED-ANOVA"

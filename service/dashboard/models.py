@@ -197,6 +197,7 @@ class PointsPublic(BaseModel):
     study_id: str
     split: Split
     metric: MetricName
+    percent: bool = Field(description="an error metric shown in percent (as the PNG heatmaps); values stay raw")
     legend: list[LegendStop]
     arms: list[ArmPoints]
 

@@ -54,6 +54,7 @@ from service.tokens import token_state
 from studies.results import EpochRecord, TrialKey, TrialResult
 from studies.vocab import METRIC_KINDS, MetricKind, StudyStatus, TrialStatus, split_problem
 
+from ..trials import SCORE_NAMES, TrialFields
 from .models import ApiToken, Study, Trial, TrialEpoch, utcnow
 from .nonfinite import ValueKind, decode_float, encode_float
 
@@ -92,7 +93,6 @@ __all__ = [
 
 MAX_PAGE_SIZE = 10_000
 MAX_OFFSET = 2**63 - 1  # SQL's BIGINT: a larger OFFSET fails in the driver (SQLite) or the server
-SCORE_NAMES = ("val_metric", "val_loss", "test_metric", "test_loss", "best_val_metric")
 EPOCH_VALUE_NAMES = ("train_loss", "val_loss", "val_metric")
 FRAME_COLUMNS = ("arm", "lr", "beta_init", "seed", "status", "val", "test")
 _FRAME_DTYPES: dict[str, Any] = {
@@ -118,26 +118,11 @@ _EPOCHS = cast(Table, TrialEpoch.__table__)
 _KEY_COLUMNS = ("study_id", "arm", "lr", "beta_init", "seed")
 
 
-@dataclass(frozen=True)
-class TrialRecord:
-    """A trial as the service shows it: key, status, decoded scores and, on request, its curve."""
+class TrialRecord(TrialFields):
+    """A trial as the service reads it: its fields (scores decoded: NaN and ±inf as they were), the
+    row's bookkeeping and, on request, its curve."""
 
     id: int
-    arm: str
-    lr: float
-    beta_init: float
-    seed: int
-    status: TrialStatus
-    val_metric: float | None
-    val_loss: float | None
-    test_metric: float | None
-    test_loss: float | None
-    best_val_metric: float | None
-    epochs_done: int
-    wall_seconds: float
-    node: str | None
-    device: str | None
-    error: str | None
     attempts: int
     updated_at: dt.datetime
     extra: dict[str, Any]
@@ -740,28 +725,9 @@ def _decoded_required(row: TrialEpoch, name: str) -> float:
 
 
 def _trial_record(trial: Trial, curve: tuple[EpochRecord, ...] | None) -> TrialRecord:
-    return TrialRecord(
-        id=trial.id,
-        arm=trial.arm,
-        lr=trial.lr,
-        beta_init=trial.beta_init,
-        seed=trial.seed,
-        status=trial.status,
-        val_metric=_decoded(trial, "val_metric"),
-        val_loss=_decoded(trial, "val_loss"),
-        test_metric=_decoded(trial, "test_metric"),
-        test_loss=_decoded(trial, "test_loss"),
-        best_val_metric=_decoded(trial, "best_val_metric"),
-        epochs_done=trial.epochs_done,
-        wall_seconds=trial.wall_seconds,
-        node=trial.node,
-        device=trial.device,
-        error=trial.error,
-        attempts=trial.attempts,
-        updated_at=trial.updated_at,
-        extra=trial.extra,
-        curve=curve,
-    )
+    values = {name: getattr(trial, name) for name in TrialRecord.model_fields if name != "curve"}
+    values.update({name: _decoded(trial, name) for name in SCORE_NAMES})
+    return TrialRecord.model_validate({**values, "curve": curve})
 
 
 def trial_record(trial: Trial) -> TrialRecord:

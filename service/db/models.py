@@ -221,3 +221,18 @@ class ApiToken(Base):
     last_used_at: Mapped[dt.datetime | None]
     expires_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+
+
+class StudyReport(Base):
+    """A finished study's computed report (its sensitivity figures), kept so that no visitor, after
+    the first computation or a restart, waits for it again. ``key`` names the report and its
+    parameters (metric, split, ε), ``progress`` the study's state it was computed for (a relaunch
+    changes it, and the stored report is then recomputed); ``payload`` is its JSON text."""
+
+    __tablename__ = "study_reports"
+
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    progress: Mapped[str] = mapped_column(String(400))
+    payload: Mapped[str] = mapped_column(Text)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -38,22 +38,45 @@ from .optuna_record import optuna_url  # where it lives now; tests and callers i
 
 log = logging.getLogger("demonlab.driver")
 
-RETRY_SECONDS = 300.0
+RETRY_SECONDS = 300.0  # Settings.driver_retry_seconds' default
+PAUSED_RETRY_SECONDS = 15.0
+_patience = RETRY_SECONDS  # execute() sets it from the settings
 
 
 def _with_retry(action: Any, what: str) -> Any:
-    """Run ``action`` until it succeeds, retrying through database outages for up to 5 minutes."""
-    deadline = time.monotonic() + RETRY_SECONDS
+    """Run ``action`` until it succeeds, however long the database is away.
+
+    Through an outage it retries with backoff (0.5 s up to 5 s). Past ``driver_retry_seconds`` (5
+    minutes) the study is paused: the driver says so once and tries every 15 s; results wait in
+    memory and the packs or trials that need the database wait with them; when it is back the driver
+    says so and goes on. Nothing is failed or lost for an outage, however long (a driver that gave up
+    after 5 minutes crashed, and its study waited for a relaunch)."""
+    started = time.monotonic()
     delay = 0.5
+    paused = False
     while True:
         try:
-            return action()
+            result = action()
         except StorageUnavailable:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("%s: database unavailable; retrying in %.1fs", what, delay)
-            time.sleep(delay)
+            waited = time.monotonic() - started
+            if not paused and waited > _patience:
+                paused = True
+                log.warning(
+                    "%s: the database has been unavailable for %.0fs (more than %.0fs): the study is paused "
+                    "until it is back (retrying every %.0fs)",
+                    what,
+                    waited,
+                    _patience,
+                    PAUSED_RETRY_SECONDS,
+                )
+            if not paused:
+                log.warning("%s: database unavailable; retrying in %.1fs", what, delay)
+            time.sleep(PAUSED_RETRY_SECONDS if paused else delay)
             delay = min(delay * 2, 5.0)
+            continue
+        if paused:
+            log.warning("%s: the database is back after %.0fs: the study resumes", what, time.monotonic() - started)
+        return result
 
 
 class Heartbeat:
@@ -110,6 +133,8 @@ def execute(study_id: str, settings: Settings, attempt: int | None = None) -> in
     ``attempt`` is the launch this driver belongs to (the scheduler passes it): a driver whose study
     has since been relaunched stops instead of running beside its successor.
     """
+    global _patience
+    _patience = settings.driver_retry_seconds
     engine = make_engine(settings.database_url)
     try:
         return _execute(engine, study_id, settings, attempt)
@@ -220,7 +245,19 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         distinct = list(dict.fromkeys(e.split(": ", 1)[-1] for e in summary.errors))
         error = f"{summary.failed} trial(s) failed: " + "; ".join(distinct[:3])
     _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
+    _store_report(engine, study_id)
     return 0
+
+
+def _store_report(engine: Engine, study_id: str) -> None:
+    """Compute the finished study's sensitivity report (what its page shows first) and store it
+    (``service.db.report_store``): its first visitor does not wait seconds for it. Best effort."""
+    from ..analysis import sensitivity
+
+    try:
+        sensitivity(engine, study_id, metric=None, split="test")
+    except Exception:  # no figure possible (every trial failed, say): the page says why when asked
+        log.info("study %s: no report stored", study_id, exc_info=True)
 
 
 def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes: bool = False) -> None:
@@ -237,8 +274,12 @@ def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes:
 
 
 def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any) -> Any:
-    """The writer of every result into Optuna's storage, started (None, with a warning, if it cannot open)."""
+    """The writer of every result into Optuna's storage, started (None, with a warning, if it cannot open;
+    None when ``settings.optuna_mirror`` is off)."""
     from studies.vocab import y_fail
+
+    if not settings.optuna_mirror:
+        return None
 
     from .optuna_record import MirrorWriter, OptunaRecorder
 

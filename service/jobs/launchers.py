@@ -269,9 +269,17 @@ class RayJobLauncher:
         return f"ray:{submission_id}"
 
     def is_alive(self, job_id: str) -> bool:
+        """Whether the job runs. A cluster that answers but does not know the job lost it (its head was
+        killed and started afresh: Ray keeps no job history across a head's restart), so it is dead and
+        its study is relaunched; a cluster that does not answer raises (the scheduler then waits)."""
         from ray.job_submission import JobStatus
 
-        status = self._client().get_job_status(job_id.removeprefix("ray:"))  # type: ignore[attr-defined]
+        try:
+            status = self._client().get_job_status(job_id.removeprefix("ray:"))  # type: ignore[attr-defined]
+        except RuntimeError as exc:
+            if "status code 404" in str(exc):
+                return False
+            raise
         return status in (JobStatus.PENDING, JobStatus.RUNNING)
 
     def stop(self, job_id: str) -> None:

@@ -82,9 +82,10 @@ def _forest(
 
     if fmt not in FORMATS:
         raise ValueError(f"fmt: unknown format {fmt!r}; valid choices: {', '.join(FORMATS)}")
-    height = 1.3 + ROW_IN * max(1, len(rows))
-    figure = Figure(figsize=(8.0, height), dpi=DPI)
-    ax = figure.add_axes((0.30, 0.9 / height, 0.42, 1 - 1.35 / height))
+    height = 1.05 + ROW_IN * max(1, len(rows))
+    figure = Figure(figsize=(10.0, height), dpi=DPI)
+    # inches: 2.4 for the row labels, 4 for the plot, 3.6 for each row's numbers and words
+    ax = figure.add_axes((0.24, 0.6 / height, 0.40, 1 - 1.0 / height))
     n = len(rows)
     for index, (_label, value, low, high, colour, _note) in enumerate(rows):
         y = n - 1 - index

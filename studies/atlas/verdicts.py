@@ -27,8 +27,11 @@ LEGACY_RULE = (
 )
 
 
-def pair_verdicts(report: Mapping[str, Any]) -> list[PairVerdict]:
-    """Every comparable pair's verdict in ``report`` (pairs that could not be compared are skipped)."""
+def pair_verdicts(report: Mapping[str, Any] | Any) -> list[PairVerdict]:
+    """Every comparable pair's verdict in ``report`` (its JSON, or a pydantic report model; pairs that
+    could not be compared are skipped)."""
+    if hasattr(report, "model_dump"):
+        report = report.model_dump(mode="json")
     cells = _cell_count(report)
     verdicts = []
     for pair in report.get("pairs", []):

@@ -13,13 +13,14 @@
 
 from __future__ import annotations
 
-from .paper import PANELS, panel, paper_cells
+from .paper import PANELS, PanelKey, panel, paper_cells
 from .render import report_text, write_figure
 from .report import ReplicationReport, StudyInfo, replication_report
 from .sources import from_export, from_files, write_report
 
 __all__ = [
     "PANELS",
+    "PanelKey",
     "ReplicationReport",
     "StudyInfo",
     "from_export",

@@ -26,7 +26,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from scipy import stats
 
 from ..vocab import impute_scores
 from .paper import READ_PRECISION, Claim, PaperCells
@@ -202,6 +201,8 @@ def _t_interval(differences: list[int]) -> tuple[float, float] | None:
         return None
     if len(set(differences)) == 1:
         return (float(differences[0]), float(differences[0]))
+    from scipy import stats  # lazy: the report's types are served by an app that starts without scipy
+
     low, high = stats.ttest_1samp(differences, 0.0).confidence_interval(LEVEL)
     return (float(low), float(high))
 

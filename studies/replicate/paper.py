@@ -20,7 +20,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["PANELS", "READ_PRECISION", "Claim", "Panel", "PaperCells", "panel", "paper_cells"]
+__all__ = ["PANELS", "READ_PRECISION", "Claim", "Panel", "PanelKey", "PaperCells", "panel", "paper_cells"]
+
+PanelKey = Literal["fig2-wrn", "fig2-vgg", "fig2-rn20"]
+"""The panels' names, as the API and the command line offer them (``PANELS`` has one each)."""
 
 READ_PRECISION = 0.005
 """How precisely an error was read from the figure's colours."""
@@ -155,6 +158,3 @@ def paper_cells(name: str) -> PaperCells:
         colour_min=float(rows["colour_min"].iloc[0]),
         colour_max=float(rows["colour_max"].iloc[0]),
     )
-
-
-Side = Literal["demon", "baseline"]

@@ -187,6 +187,7 @@ class RayCluster:
         self.root = root
         self.sessions: list[int] = []
         self.gcs_port: int | None = None
+        self.client_port: int | None = None
         self.dashboard_port: int | None = None
         self._count = 0
 
@@ -200,11 +201,16 @@ class RayCluster:
         assert self.dashboard_port is not None, "start_head(dashboard=True) first"
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def start_head(self, *, num_cpus: int, resources: dict[str, float] | None = None, dashboard: bool = False) -> None:
-        self.gcs_port, client_port = free_ports(2)
-        args = ["--head", f"--port={self.gcs_port}", f"--ray-client-server-port={client_port}"]
+    def start_head(
+        self, *, num_cpus: int, resources: dict[str, float] | None = None, dashboard: bool = False, again: bool = False
+    ) -> None:
+        """Start the head node; ``again``: a new head on the ports of the last one (after a kill)."""
+        if not again:
+            self.gcs_port, self.client_port = free_ports(2)
+        args = ["--head", f"--port={self.gcs_port}", f"--ray-client-server-port={self.client_port}"]
         if dashboard:
-            (self.dashboard_port,) = free_ports(1)
+            if not again:
+                (self.dashboard_port,) = free_ports(1)
             args += [
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",

@@ -198,3 +198,14 @@ def assert_self_contained(text: str) -> None:
     assert all(s.startswith("data:image/") for s in sources), sources[:3]
     assert not re.search(r"url\((?!data:)", text)
     assert not re.search(r'(src|href)="(https?:)?//', text)
+
+
+def test_adding_a_workload_submits_only_its_studies(engine: Engine, settings: Settings) -> None:
+    one = submit_atlas(engine, settings, atlas_id("smoke", 6, ["tiny κ=100"]))
+    assert one.key == "smoke-s6-w2"
+    first = {s.id for c in one.cells for s in c.studies}
+    assert len(first) == 2
+    both = submit_atlas(engine, settings, atlas_id("smoke", 6))
+    cells = {c.label: {s.id for s in c.studies} for c in both.cells}
+    assert cells["tiny κ=100"] <= first  # reused, not submitted again
+    assert len(study_states(engine)) == 4

@@ -399,6 +399,7 @@ def test_search_points_name_the_spec_metric(api: TestClient) -> None:
     record(api, study_id, results)
     body = api.get(f"/api/v1/studies/{study_id}/points").json()
     assert body["metric"] == "loss"
+    assert body["percent"] is False  # a loss is never shown in percent
     assert sorted(p["value"] for p in body["arms"][0]["points"]) == pytest.approx([0.5 + 0.4 * lr for lr, _ in points])
     val = api.get(f"/api/v1/studies/{study_id}/points", params={"split": "val"}).json()
     assert sorted(p["value"] for p in val["arms"][0]["points"]) == pytest.approx([0.25 + 0.4 * lr for lr, _ in points])

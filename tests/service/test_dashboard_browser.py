@@ -472,6 +472,10 @@ def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_pa
     step_table = page.locator(".points-table").nth(1)
     assert step_table.locator("tbody tr").count() == len(sampled)
     assert step_table.locator("tbody tr").last.locator("td").last.inner_text() == "2"  # lr 1: both seeds diverged
+    points = server.http.get(f"/api/v1/studies/{study_id}/points").json()
+    assert points["percent"] is True  # an error rate: in percent, as the grid pages and the PNG
+    first = points["arms"][1]["points"][0]["value"]
+    assert step_table.locator("tbody tr").first.locator("td").nth(2).inner_text() == pct1(first)
     assert charts.nth(1).locator("circle.point.diverged").count() == 1
     accessible(page, "search study tables")
     shot(page, tmp_path, "search")

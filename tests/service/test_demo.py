@@ -5,6 +5,7 @@ runs (slow: a real driver and Ray) and records the environment the study ran on.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,7 +98,7 @@ def test_demo_without_a_token_on_a_database_with_tokens_says_what_to_do(
 def test_demo_with_a_token_runs_the_whole_loop_and_records_the_environment(
     demo_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["token", "create", "--name", "demo"]) == 0
+    assert main(["token", "create", "--name", "demo", "--url", "http://127.0.0.1:9"]) == 0
     token = capsys.readouterr().out.strip()
     monkeypatch.setenv("DEMONLAB_TOKEN", token)
     spec = tmp_path / "spec.json"
@@ -109,6 +110,8 @@ def test_demo_with_a_token_runs_the_whole_loop_and_records_the_environment(
     assert code == 0, err
     assert "submitted 'demo-test' as study" in out
     assert ": completed" in out
+    assert re.search(r"^first result \d+\.\d s after submission; all 4 trials \d+\.\d s$", out, re.MULTILINE), out
+    assert re.search(r"^first result \d+\.\d s after submission$", err, re.MULTILINE), err  # as it happens
     verdict = out.index("VERDICT demon_sgdm vs ")  # printed first, before the summary table and its legend
     assert verdict < out.index("success share: the share of the grid")
     engine = make_engine(demo_env)

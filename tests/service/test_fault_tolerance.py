@@ -24,6 +24,7 @@ from cluster_helpers import (
     assert_each_trial_once,
     free_ports,
     private_postgres,
+    ray_cluster,
     reap_data_dir,
     serve_env,
     study_rows,
@@ -32,8 +33,10 @@ from cluster_helpers import (
     wait_for_study,
     wait_until,
 )
+from test_optuna_record import mirrored, stored_results
 
 from service.client import DemonlabClient
+from service.settings import Settings
 
 ON_POSTGRES = pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 EPOCHS = 20
@@ -152,33 +155,77 @@ def test_a_ray_worker_killed_mid_trial_is_retried_and_every_trial_is_stored_once
     assert "ActorDiedError" in errors[0] or "died" in errors[0], errors[0]
 
 
-@pytest.mark.slow
-def test_postgresql_stopped_and_restarted_mid_study_the_driver_reconnects(pg: PrivatePostgres, reaper: Path) -> None:
-    data_dir = reaper
+def _outage_mid_study(
+    pg: PrivatePostgres, data_dir: Path, spec: dict[str, Any], seconds: float, **settings: str
+) -> tuple[Any, str]:
+    """Submit ``spec`` (held) to a server on ``pg``; once a trial runs, stop PostgreSQL, release the
+    trials (they train while it is down, and their results wait for it), start it again after
+    ``seconds``; wait for the study to finish. The study and its driver's whole log."""
     (port,) = free_ports(1)
-    env = serve_env(database_url=pg.url, data_dir=data_dir, HEARTBEAT_SECONDS="1", STALE_AFTER_SECONDS="120")
+    env = serve_env(
+        database_url=pg.url, data_dir=data_dir, HEARTBEAT_SECONDS="1", STALE_AFTER_SECONDS="120", **settings
+    )
     server = ServeProcess(env, port, data_dir / "serve.log").start()
-    spec = _held(synthetic_spec("db-outage", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384))
+    spec = _held(spec)
     with DemonlabClient(server.url) as client:
         study_id = client.submit(spec).id
         seen = _started_and_held(client, study_id)
         assert seen.progress.done == 0  # held: the outage strikes mid-study whatever the machine's speed
         pg.stop("fast")
         outage = time.monotonic()
-        _release(spec)  # the trials train while the database is down; their results wait for it
-        time.sleep(8)  # the outage's length (not a guess at timing)
+        _release(spec)
+        time.sleep(seconds)  # the outage's length (not a guess at timing)
         pg.start()
-        down_for = time.monotonic() - outage
-        study = wait_for_study(client, study_id, timeout=150)
-    log = _driver_log(data_dir, study_id)
-    assert study.status == "completed", f"{study.status}: {study.error}\n{log}\n{server.log_tail()}"
+        assert time.monotonic() - outage >= seconds
+        study = wait_for_study(client, study_id, timeout=300)
+    log = _driver_log(data_dir, study_id, tail=None)
+    assert study.status == "completed", f"{study.status}: {study.error}\n{log[-6000:]}\n{server.log_tail()}"
     assert study.error is None
-    assert study.attempts == 1  # the driver rode out the outage; nothing was relaunched
-    assert_each_trial_once(pg.url, study_id, total=6, epochs=EPOCHS)
+    assert study.attempts == 1, "the driver gave up and the study was relaunched"
     # The driver did see the outage (its heartbeat every second failed, or a result waited).
-    full = _driver_log(data_dir, study_id, tail=None)
-    assert "heartbeat failed" in full or "database unavailable; retrying" in full, log
-    assert down_for >= 8
+    assert "heartbeat failed" in log or "database unavailable; retrying" in log, log[-6000:]
+    mirror = set(mirrored(Settings(data_dir=data_dir, database_url=pg.url), study_id))
+    assert mirror == stored_results(_engine(pg.url), study_id)  # the mirror caught up too
+    return study, log
+
+
+def _engine(url: str) -> Any:
+    from service.db import make_engine
+
+    return make_engine(url)
+
+
+@pytest.mark.slow
+def test_postgresql_stopped_and_restarted_mid_study_the_driver_reconnects(pg: PrivatePostgres, reaper: Path) -> None:
+    spec = synthetic_spec("db-outage", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384)
+    study, _ = _outage_mid_study(pg, reaper, spec, 8)
+    assert_each_trial_once(pg.url, study.id, total=6, epochs=EPOCHS)
+
+
+@pytest.mark.slow
+def test_postgresql_down_for_60s_mid_packed_study_the_driver_waits_and_finishes(
+    pg: PrivatePostgres, reaper: Path
+) -> None:
+    """Packed (two packs of three, forked by the driver): results wait 60 s for the database."""
+    spec = synthetic_spec("db-outage-packed", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384)
+    spec["execution"] = {"mode": "packed", "pack_size": 3}
+    study, _ = _outage_mid_study(pg, reaper, spec, 60)
+    assert_each_trial_once(pg.url, study.id, total=6, epochs=EPOCHS)
+
+
+@pytest.mark.slow
+def test_an_outage_longer_than_the_drivers_retry_limit_pauses_the_study_until_the_database_is_back(
+    pg: PrivatePostgres, reaper: Path
+) -> None:
+    """Past its retry limit (5 minutes; 3 s here) the driver used to crash and leave its study for a
+    relaunch; now it pauses the study, says so, and resumes when the database is back."""
+    # Trials of a second: their results reach the driver early in the outage and wait out the rest.
+    spec = synthetic_spec("db-outage-long", lrs=(0.01, 0.02, 0.05, 0.1), epochs=2)
+    spec["execution"] = {"mode": "packed", "pack_size": 2}
+    study, log = _outage_mid_study(pg, reaper, spec, 25, DRIVER_RETRY_SECONDS="3")
+    assert "the study is paused until it is back" in log, log[-6000:]
+    assert "the study resumes" in log, log[-6000:]
+    assert_each_trial_once(pg.url, study.id, total=4, epochs=2)
 
 
 @pytest.mark.slow
@@ -211,3 +258,36 @@ def test_the_api_and_scheduler_process_killed_and_restarted_running_studies_carr
     assert [p.name for p in (data_dir / "logs").glob(f"{study_id}-*.log")] == [f"{study_id}-1.log"]
     assert study_rows(db_url, [study_id])[study_id]["attempts"] == 1
     assert_each_trial_once(db_url, study_id, total=6, epochs=EPOCHS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the drivers run on this machine's cluster
+def test_the_ray_head_killed_mid_study_the_ray_job_is_relaunched_on_the_new_head(
+    live_server: Any, db_url: str, reaper: Path
+) -> None:
+    """The Ray-Job launcher under kill -9 of the Ray head (its daemons, workers and the study's
+    driver with it): while no head answers the scheduler waits; a new head knows no job of the old
+    one (the launcher took that 404 for "alive" and the study waited forever), so the study is
+    relaunched there and finishes with every trial once."""
+    spec = _held(synthetic_spec("ray-head-kill", lrs=(0.01, 0.1), epochs=2))
+    with ray_cluster("rk") as cluster:
+        cluster.start_head(num_cpus=2, dashboard=True)
+        ray = {"launcher": "ray", "ray_address": cluster.dashboard_url}
+        timing = {"heartbeat_seconds": 1, "stale_after_seconds": 5}
+        with live_server(run_scheduler=True, **ray, **timing) as url, DemonlabClient(url) as client:
+            study_id = client.submit(spec).id
+            first = _started_and_held(client, study_id)
+            assert first.job_id is not None
+            assert first.job_id.startswith("ray:")
+            cluster.stop()  # SIGKILL every process of the cluster: the head is gone, with the driver
+            cluster.start_head(num_cpus=2, dashboard=True, again=True)
+            restarted = time.monotonic()
+            _release(spec)
+            relaunched = wait_for_study(client, study_id, timeout=300, until=lambda s: s.attempts == 2 and s.job_id)
+            relaunch_s = time.monotonic() - restarted
+            study = wait_for_study(client, study_id, timeout=300)
+    assert study.status == "completed", f"{study.status}: {study.error}"
+    assert study.attempts == 2
+    assert relaunched.job_id != first.job_id
+    assert_each_trial_once(db_url, study_id, total=2, epochs=2)
+    print(f"relaunched on the new head {relaunch_s:.1f} s after it started")

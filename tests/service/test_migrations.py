@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, text
 from service.db import Base, is_at_head, make_engine, upgrade_to_head
 from service.db.migrations import VERSION_TABLE, alembic_config, head_revisions
 
-TABLES = {"demonlab_alembic_version", "api_tokens", "studies", "trial_epochs", "trials"}
+TABLES = {"demonlab_alembic_version", "api_tokens", "studies", "study_reports", "trial_epochs", "trials"}
 
 
 def schema_diff(engine: Engine) -> list[Any]:
@@ -79,7 +79,7 @@ def test_sqlite_foreign_keys_back_on_after_migrating(tmp_path: Any) -> None:
 
 
 def test_one_head() -> None:
-    assert head_revisions() == frozenset({"0003_issue18"})
+    assert head_revisions() == frozenset({"0004_issue18"})
 
 
 def test_sqlite_foreign_keys_stay_on_when_a_restart_finds_the_schema_at_head(tmp_path: Any) -> None:

@@ -1,8 +1,9 @@
-"""``demonlab replicate`` against a real server: a synthetic study shaped like the paper's WRN panel
-(the synthetic workload on the paper's grid and arms), its results recorded straight into the
-database as a driver would (each arm's error the paper's cell plus seed noise), then the report as
-text, as JSON and as files; a study without the panel's arms is a one-line error. And a full-train
-study (on a tiny fake CIFAR-10) is served with the sensitivity JSON saying that no cell was chosen.
+"""``demonlab replicate`` and ``GET /studies/{id}/replication`` against a real server: a synthetic
+study shaped like the paper's WRN panel (the synthetic workload on the paper's grid and arms), its
+results recorded straight into the database as a driver would (each arm's error the paper's cell
+plus seed noise), then the report as text, as JSON (the endpoint's equal to the command's) and as
+files; a study without the panel's arms is a one-line error (a 422 from the API). And a full-train
+study (its dataset's files present) is served with the sensitivity JSON saying that no cell was chosen.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import yaml
@@ -116,6 +118,14 @@ def test_replicate_a_paper_shaped_study(
     assert report["claims"][0]["paper_demon"]["per_column"] == [5, 6, 6, 5, 5, 6]
     assert report["claims"][0]["seeds"] == [0, 1]
 
+    api = httpx.get(f"{server}/api/v1/studies/{study_id}/replication", params={"paper": "fig2-wrn"})
+    assert api.status_code == 200
+    assert api.json() == report  # the endpoint serves what the command line prints
+    for paper, words in (("fig2-rn20", "has no arm 'demon_adam'"), ("fig3", "fig2-wrn")):
+        api = httpx.get(f"{server}/api/v1/studies/{study_id}/replication", params={"paper": paper})
+        assert api.status_code == 422
+        assert words in api.text
+
     code, _, err = cli(capsys, "replicate", study_id, "--paper", "fig2-rn20", "--url", server)
     assert (code, err) == (
         2,
@@ -127,8 +137,12 @@ def test_replicate_a_paper_shaped_study(
 
 
 def test_the_cli_offers_every_panel() -> None:
-    from service.cli import build_parser
+    from typing import get_args
 
+    from service.cli import build_parser
+    from studies.replicate import PanelKey
+
+    assert get_args(PanelKey) == tuple(PANELS)
     parser = build_parser()
     replicate = parser._subparsers._group_actions[0].choices["replicate"]  # type: ignore[union-attr]
     paper = next(a for a in replicate._actions if a.dest == "paper")

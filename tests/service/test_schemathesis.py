@@ -3,13 +3,16 @@ real uvicorn server (no scheduler, so nothing trains), with a token configured, 
 
 Every phase runs (examples, coverage, fuzzing, stateful: submitting a study and following the links
 to its pages), bounded by examples per operation and a time budget, with a fixed seed so a failure
-reproduces (``st replay`` or the printed curl command).
+reproduces (``st replay`` or the printed curl command). The stateful phase submits specs the server
+accepts (``schemathesis_hooks.py``), so it reads, cancels and deletes real studies: the test asserts
+that it followed links (before the hook it followed none of 42).
 
 Two allowances, written in ``CONFIG``. First, on the operations whose valid values depend on stored data or on
 rules across fields, a 422 is a correct answer to a request the schema alone allows. A submitted
 spec can be schema-valid and still refused (a grid needs learning rates and β values; the trial
 count is limited per deployment; each workload has its own parameters); a study's grid, sensitivity,
-heatmaps and trials take only the arms and metric that study has; ``POST /specs/parse`` takes any text
+heatmaps and trials take only the arms and metric that study has, its replication only a paper panel
+whose arms it has; ``POST /specs/parse`` takes any text
 and answers 422 (naming the line) where it is not a YAML or JSON mapping. Everything else is checked as
 shipped: ``positive_data_acceptance`` still applies to those operations (no 400, no 5xx, no other
 status), and every other check applies everywhere. Second, a body over the request-size limit is
@@ -18,6 +21,8 @@ refused with 413 before it is parsed, which is also a correct rejection of schem
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -38,6 +43,7 @@ STUDY_DEPENDENT = [
     "GET /api/v1/studies/{study_id}/heatmap.png",
     "GET /api/v1/studies/{study_id}/heatmap.svg",
     "GET /api/v1/studies/{study_id}/heatmaps",
+    "GET /api/v1/studies/{study_id}/replication",  # a paper panel whose arms the study does not have
     "POST /api/v1/atlases",  # a suite whose data or GPU is not here (paper), or more seeds than the trial limit
 ]
 CONTENT_CHECKED = ["POST /api/v1/specs/parse"]  # a text field whose YAML syntax no schema states
@@ -99,9 +105,16 @@ def test_schemathesis_finds_no_failure(server: tuple[str, str], tmp_path: Path) 
         "--report-dir",
         str(tmp_path / "reports"),
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=MAX_SECONDS + 120, cwd=tmp_path)
+    hooks = {"SCHEMATHESIS_HOOKS": "schemathesis_hooks", "PYTHONPATH": str(Path(__file__).parent)}
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=MAX_SECONDS + 120, cwd=tmp_path, env=os.environ | hooks
+    )
     output = run.stdout + run.stderr
     (tmp_path / "schemathesis.log").write_text(output)
     assert run.returncode == 0, output[output.find("FAILURES") :][:20_000]
     assert f"Tested: {operations}" in output, output[-5_000:]
-    assert "failure" not in output.split("SUMMARY")[-1].replace("0 failures", ""), output[-5_000:]
+    summary = output.split("SUMMARY")[-1].replace("0 failures", "").replace("dropped by `filter_failure`", "")
+    assert "failure" not in summary, output[-5_000:]
+    links = re.search(r"API Links:\s+(\d+) covered / (\d+) selected", output)
+    assert links is not None, output[-5_000:]
+    assert int(links[1]) >= 10, f"the stateful phase followed {links[1]} of {links[2]} links into real studies"

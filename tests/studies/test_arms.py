@@ -189,7 +189,7 @@ def test_plateau_reduces_lr_after_patience_epochs_without_improvement(base: str)
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("sgd", {}, r"unknown arm 'sgd'; valid choices: demon_sgdm"),
+        ("sgd", {}, r"unknown arm 'sgd' \(did you mean sgdm_cosine or .*\); valid choices: demon_sgdm"),
         ("sgdm_cosine", {"gamma": 0.1}, r"valid parameters: eta_min, nesterov"),
         ("adam_step", {"nesterov": True}, r"valid parameters: gamma, milestones$"),
         ("sgdm_step", {"milestones": 0.5}, r"milestones. must be a non-empty list of fractions"),

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from studies.replicate import PanelKey, ReplicationReport
 from studies.results import TrialStatus
 from studies.vocab import ArmName, MetricName, Split, Stat
 
@@ -95,6 +96,15 @@ def get_sensitivity(
     """
     result: SensitivityPublic = analysis.sensitivity(engine, study_id, metric=metric, split=split, target=target)
     return result
+
+
+@router.get("/replication", response_model=ReplicationReport)
+def get_replication(study_id: str, engine: EngineDep, paper: PanelKey) -> Any:
+    """The study beside one panel of the paper's Fig. 2 (docs/replication.md): the paper's claim
+    recomputed per seed with a t-interval and a verdict, each arm's cells beside the paper's with
+    their difference, and notes on where the study departs from the paper. 422 when the study lacks
+    the panel's arms. ``demonlab replicate`` prints the same report."""
+    return analysis.replication(engine, study_id, paper=paper)
 
 
 def _arms(arms: str | None) -> list[str] | None:

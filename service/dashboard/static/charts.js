@@ -242,7 +242,9 @@ const charts = (() => {
    */
   function forest(rows, options) {
     const o = Object.assign({ width: 640, title: "" }, options);
-    const rowH = 24, labelW = 210, numbersW = 230, top = 40, groupGap = 20;
+    // the label column as wide as the longest label (≈ 6 px a character, 7 bold), so none runs into the plot
+    const longest = Math.max(...rows.map((r) => String(r.label).length * (r.primary ? 7 : 6)));
+    const rowH = 24, labelW = Math.min(300, Math.max(160, longest + 16)), numbersW = 230, top = 40, groupGap = 20;
     const groups = [...new Set(rows.map((r) => r.group))];
     const height = top + rowH * rows.length + groupGap * groups.length + 28;
     const plotL = labelW + 6, plotR = o.width - numbersW - 6, mid = (plotL + plotR) / 2;
@@ -259,7 +261,7 @@ const charts = (() => {
         previous = r.group;
       }
       const centre = y + rowH / 2;
-      root.append(svg("text", { x: 12, y: centre + 4, class: "tick" + (r.primary ? " primary-label" : ""), text: r.label }));
+      root.append(svg("text", { x: 8, y: centre + 4, class: "tick" + (r.primary ? " primary-label" : ""), text: r.label }));
       root.append(svg("line", { x1: plotL, x2: plotR, y1: centre, y2: centre, class: "grid-line" }));
       const nul = r.nullValue || 0;
       const spread = [r.value, r.low, r.high].filter(Number.isFinite).map((v) => Math.abs(v - nul));

@@ -184,14 +184,16 @@
       return;
     }
     const d = r.data;
-    const label = `median ${d.split} ${d.metric}`;
+    const fmt = scoreFormat(d.percent);
+    const fv = (v) => fmt(v) + (Number.isFinite(v) ? fmt.unit : "");
+    const name = `median ${d.split} ${d.metric}`, label = name + (fmt.unit ? " (%)" : "");
     const parts = d.arms.map((arm) => {
       const points = arm.points.map((p) => ({
         x: p.lr, y: p.beta_init, colour: p.colour, ring: p.seeds > 0 && p.diverged === p.seeds,
-        title: `lr ${num(p.lr)}, β_init ${num(p.beta_init, 4)}: ${label} ${num(p.value, 4)} over ${p.seeds} seeds, ${p.diverged} diverged`,
+        title: `lr ${num(p.lr)}, β_init ${num(p.beta_init, 4)}: median ${d.split} ${d.metric} ${fv(p.value)} over ${p.seeds} seeds, ${p.diverged} diverged`,
       }));
       const importance = Object.entries(arm.importances || {}).map(([k, v]) => [k, pct(v)]);
-      const rows = arm.points.map((p) => [num(p.lr), num(p.beta_init, 4), num(p.value, 4), String(p.seeds), String(p.diverged)]);
+      const rows = arm.points.map((p) => [num(p.lr), num(p.beta_init, 4), fmt(p.value), String(p.seeds), String(p.diverged)]);
       const twin = demonlab.table(["lr", "β_init", label, "seeds", "diverged"], rows, `${arm.arm}: sampled points`);
       twin.hidden = !ctx.showTables;
       twin.classList.add("points-table");
@@ -199,19 +201,20 @@
         charts.scatter(points, { title: `${arm.arm}: ${points.length} sampled points, coloured by ${label}`, className: "search-points" }),
         twin,
         importance.length
-          ? demonlab.table(["parameter", "importance"], importance, `parameter importances for ${label} (${arm.importance_method || "Optuna"})`)
+          ? demonlab.table(["parameter", "importance"], importance, `parameter importances for ${name} (${arm.importance_method || "Optuna"})`)
           : el("p", { class: "muted", text: arm.importance_note || "" }));
     });
     const slices = ["lr", "beta_init"].map((param) => charts.scatter(
       d.arms.flatMap((arm, k) => arm.points.filter((p) => p.value !== null).map((p) => ({
         x: p[param], y: p.value, cls: "s" + (k % charts.SERIES),
-        title: `${arm.arm}: ${param} ${num(p[param], 4)} → ${num(p.value, 4)}`,
+        title: `${arm.arm}: ${param} ${num(p[param], 4)} → ${fv(p.value)}`,
       }))),
-      { title: `slice: ${label} against ${param === "lr" ? "lr" : "β_init"}, every arm`, logX: param === "lr", xLabel: param === "lr" ? "lr (log)" : "β_init", yLabel: label, fmtY: num, fmtX: param === "lr" ? num : (v) => num(v, 4), className: "search-slice" }));
+      { title: `slice: ${label} against ${param === "lr" ? "lr" : "β_init"}, every arm`, logX: param === "lr", xLabel: param === "lr" ? "lr (log)" : "β_init", yLabel: label, fmtY: fmt, fmtX: param === "lr" ? num : (v) => num(v, 4), className: "search-slice" }));
     const key = el("p", { class: "series-key small" }, "Slices: ", ...d.arms.map((arm, k) => el("span", { class: "key s" + (k % charts.SERIES) + "-label", text: "● " + arm.arm + " " })));
     box.replaceChildren(
       el("div", { class: "heatmaps" }, ...parts),
-      el("div", { class: "legend" }, el("span", { class: "small muted", text: `${label} (lower is better; red ring: every seed diverged) ` }), charts.legend(d.legend, "colour scale")),
+      el("div", { class: "legend" }, el("span", { class: "small muted", text: `${label} (lower is better; red ring: every seed diverged) ` }),
+        charts.legend(d.legend.map((s) => Object.assign({}, s, { value: d.percent ? 100 * s.value : s.value })), "colour scale")),
       key, el("div", { class: "heatmaps" }, ...slices));
   }
 

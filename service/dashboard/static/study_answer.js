@@ -13,9 +13,9 @@ const studyAnswer = (() => {
     success_lr_width: ["good lr range (decades)", "decades"],
     expected_best: ["best of k random cells", "score"],
     lr_sensitivity: ["lr sensitivity (loss from the best lr)", "score"],
-    win_probability: ["win probability, best of k cells", "probability"],
-    improvement_matched: ["P(a cell beats the same cell)", "probability"],
-    improvement_any: ["P(a cell beats any cell)", "probability"],
+    win_probability: ["P(best of k cells wins)", "probability"],
+    improvement_matched: ["P(cell beats the same cell)", "probability"],
+    improvement_any: ["P(cell beats any cell)", "probability"],
     peak: ["peak (best cell)", "score"],
     eps_good_fraction: ["ε-good share of the grid", "share"],
     eps_good_lr_width_mean: ["good lr range, mean over β_init (decades)", "decades"],
@@ -49,13 +49,16 @@ const studyAnswer = (() => {
 
   function rowFor(pair, r, fmt) {
     const [label, kind] = FIGURES[r.figure] || [String(r.figure).replace(/_/g, " "), "score"];
-    const unit = kind === "share" || kind === "probability" ? " pts" : kind === "score" ? fmt.diffUnit.replace(" points", " pts") : "";
     const f = formatter(kind, fmt);
     const hasInterval = Number.isFinite(r.low) && Number.isFinite(r.high);
     const excludes = hasInterval && (r.low > r.nullValue || r.high < r.nullValue);
-    const sign = (v) => (v - r.nullValue > 0 ? "+" : "");
-    const value = Number.isFinite(r.value) ? sign(r.value) + f(r.value - r.nullValue) + unit : "no estimate";
-    const interval = hasInterval ? ` [${f(r.low - r.nullValue)}, ${f(r.high - r.nullValue)}]` + (r.level ? ` ${r.atLeast ? "≥ " : ""}${level(r.level)}` : "") : r.status && r.status !== "ok" ? ` · no interval (${String(r.status).replace(/_/g, " ")})` : "";
+    // a probability is shown as itself (its null ½ is the plot's centre line), a Δ with its sign
+    const probability = kind === "probability";
+    const unit = probability ? "%" : kind === "share" ? " pts" : kind === "score" ? fmt.diffUnit.replace(" points", " pts") : "";
+    const shown = (v) => (probability ? f(v) : f(v - r.nullValue));
+    const sign = (v) => (!probability && v - r.nullValue > 0 ? "+" : "");
+    const value = Number.isFinite(r.value) ? sign(r.value) + shown(r.value) + unit : "no estimate";
+    const interval = hasInterval ? ` [${shown(r.low)}, ${shown(r.high)}]` + (r.level ? ` ${r.atLeast ? "≥ " : ""}${level(r.level)}` : "") : r.status && r.status !== "ok" ? ` · no interval (${String(r.status).replace(/_/g, " ")})` : "";
     return {
       group: `${pair.arm_a} vs ${pair.arm_b}`,
       label: (r.primary ? "★ " : "") + label + (r.k ? ` (k=${r.k})` : ""),
@@ -96,7 +99,7 @@ const studyAnswer = (() => {
     const one = pairs.length === 1 && !pairs[0].error ? pairs[0] : null;
     const forest = rows.length ? charts.forest(rows, {
       width: 660,
-      title: `Each pair's Δs with their intervals (★ primary; filled: the interval excludes 0${report.metrics_version >= 4 ? " — exploratory ones after Holm" : ""})`,
+      title: `Each pair's Δs and intervals (★ primary; filled: ${report.metrics_version >= 4 ? "excludes the null, Holm for exploratory" : "the interval excludes 0"})`,
       leftLabel: one ? `${one.arm_b} better` : "second arm better",
       rightLabel: one ? `${one.arm_a} better` : "first arm better",
     }) : el("p", { class: "muted", text: "No Δ yet." });
@@ -109,9 +112,11 @@ const studyAnswer = (() => {
       table.hidden = !table.hidden;
       toggle.setAttribute("aria-pressed", String(!table.hidden));
     });
+    const families = [...new Set(pairs.map((p) => p.family).filter(Boolean))];
+    const method = report.interval_method ? `Intervals: ${report.interval_method}.` : report.min_level ? `Intervals: paired seed bootstrap, coverage ≥ ${level(report.min_level)} (from ${report.min_bootstrap_seeds} seeds).` : "";
     const explain = el("p", { class: "small muted" },
-      `Δ > 0 means the first arm is better; shares and probabilities in percentage points, scores in ${fmt.unit ? "percentage points of the metric" : "the metric's units"}. `,
-      report.family || (report.min_level ? `Intervals: paired seed bootstrap, coverage ≥ ${level(report.min_level)} (from ${report.min_bootstrap_seeds} seeds).` : ""));
+      `Δ > 0 means the first arm is better; shares in percentage points, probabilities in percent (centre line ½), scores in ${fmt.unit ? "percentage points of the metric" : "the metric's units"}. `,
+      method, " ", ...families);
     document.getElementById("forest").replaceChildren(forest, explain, toggle, table);
   }
 
