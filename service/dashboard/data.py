@@ -65,7 +65,7 @@ def heatmaps(engine: Engine, study_id: str, *, metric: str | None, split: Split)
     name, kind = analysis.metric_kind(spec, metric)
     progress = analysis.progress_key(study)
     compute = lambda: _heatmaps(engine, study, spec, name, kind, split, progress)  # noqa: E731
-    return dict(analysis.throttled_report("dashboard-heatmaps", study, (name, split), compute))
+    return dict(analysis.throttled_report("dashboard-heatmaps", study, (name, split), compute, engine=engine))
 
 
 def _heatmaps(

@@ -250,14 +250,21 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
 
 
 def _store_report(engine: Engine, study_id: str) -> None:
-    """Compute the finished study's sensitivity report (what its page shows first) and store it
-    (``service.db.report_store``): its first visitor does not wait seconds for it. Best effort."""
+    """Compute the finished study's sensitivity report and heatmaps (what its page shows first) and
+    store them (``service.db.report_store``): its first visitor does not wait seconds for them. Best
+    effort."""
     from ..analysis import sensitivity
+    from ..dashboard.data import heatmaps
 
-    try:
-        sensitivity(engine, study_id, metric=None, split="test")
-    except Exception:  # no figure possible (every trial failed, say): the page says why when asked
-        log.info("study %s: no report stored", study_id, exc_info=True)
+    reports = {
+        "sensitivity": lambda: sensitivity(engine, study_id, metric=None, split="test"),
+        "heatmaps": lambda: heatmaps(engine, study_id, metric=None, split="test"),
+    }
+    for name, report in reports.items():
+        try:
+            report()
+        except Exception:  # no figure possible (every trial failed, say): the page says why when asked
+            log.info("study %s: no %s stored", study_id, name, exc_info=True)
 
 
 def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes: bool = False) -> None:

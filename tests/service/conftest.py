@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dashboard_helpers
 import pytest
 import yaml
 from sqlalchemy import Engine, create_engine, make_url, text
@@ -270,3 +271,26 @@ def live_server(settings_factory: SettingsFactory) -> LiveServer:
         return serve(create_app(settings_factory(**overrides), run_scheduler=run_scheduler))
 
     return start
+
+
+# --------------------------------------------------------------- the dashboard in a real browser
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[dashboard_helpers.Server]:
+    """A running ``demonlab serve`` (SQLite, no scheduler) for one browser test."""
+    with dashboard_helpers.serve(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with dashboard_helpers.chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh 1400 × 900 page: the first screen the study page must answer on."""
+    with dashboard_helpers.new_page(browser) as fresh:
+        yield fresh

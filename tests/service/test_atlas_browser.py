@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dashboard_helpers import Server  # the server, browser and page fixtures: tests/service/conftest.py
 from playwright.sync_api import expect
 from test_atlas import run_queued
-from test_dashboard_browser import Server, browser, page, server  # noqa: F401 (fixtures)
 
 from service.settings import Settings
 
@@ -35,9 +35,9 @@ def wait_for_images(view: Any, timeout_s: float = 30.0) -> None:
 
 
 def test_atlas_page_follows_the_atlas_and_the_report_opens_offline(
-    server: Server,  # noqa: F811
-    page: Any,  # noqa: F811
-    browser: Any,  # noqa: F811
+    server: Server,
+    page: Any,
+    browser: Any,
     tmp_path: Path,
 ) -> None:
     created = server.http.post("/api/v1/atlases", json={"suite": "smoke", "seeds": 6})

@@ -11,7 +11,6 @@ without it the tracked files are left alone.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,13 @@ from dashboard_helpers import (
     SEEDS,
     Server,
     accessible,
-    chromium,
     finish,
     js_num,
     keys,
-    new_page,
     no_problems,
     record,
     record_all,
     score,
-    serve,
     shot,
     spec,
     start,
@@ -43,24 +39,6 @@ from service.db import dal, session_scope
 from studies.results import TrialKey
 
 pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    with serve(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with new_page(browser, height=1000) as fresh:
-        yield fresh
 
 
 def pct1(value: float) -> str:
@@ -384,6 +362,12 @@ def test_cancel_needs_a_token_when_tokens_exist(server: Server, page: Any, tmp_p
         token = dal.create_token(session, "browser")
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(f"{server.url}/studies/{study_id}")
+    page.wait_for_selector("#study[data-ready=true]")  # a queued study: grey maps, no verdict yet
+    assert page.locator("svg.heatmap .cell").count() == len(ARMS) * len(LRS) * len(BETAS)
+    assert page.locator("#forest").inner_text() == "No Δ yet: no cell has a result in both arms of a pair."
+    assert page.locator("#differences").inner_text() == "No difference map yet: no cell has a result in both arms."
+    accessible(page, "a queued study without results")
+    shot(page, tmp_path, "queued")
     page.click("#cancel-button")
     expect(page.locator("#action-message")).to_contain_text("refused")
     assert "401" in page.locator("#action-message").inner_text()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -24,13 +23,11 @@ from dashboard_helpers import (
     LRS,
     Server,
     accessible,
-    chromium,
     finish,
     keys,
     new_page,
     no_problems,
     record_all,
-    serve,
     shot,
     spec,
     start,
@@ -38,24 +35,6 @@ from dashboard_helpers import (
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    with serve(tmp_path) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with chromium() as running:
-        yield running
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    with new_page(browser) as fresh:  # 1400 × 900: the first screen
-        yield fresh
 
 
 def finished_study(server: Server, name: str = "landscape", seeds: int = 3) -> str:
@@ -224,6 +203,11 @@ def test_dark_mode_and_print(server: Server, browser: Any, tmp_path: Path) -> No
         assert page.locator("#cancel-button").is_hidden()
         assert page.locator("#forest svg.forest").is_visible()
         assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
+        page.emulate_media(media="screen", color_scheme="dark")
+        for path in ("/", "/submit", f"/compare?studies={study_id}&workload=synthetic"):
+            page.goto(server.url + path)
+            page.wait_for_load_state("networkidle")
+            accessible(page, f"dark mode {path}")
         no_problems(page)
 
 

@@ -157,5 +157,12 @@ def test_a_finished_studys_report_is_stored_and_survives_a_restart(api: TestClie
             )
 
     assert stored() == 1
+    maps = f"/api/v1/studies/{study_id}/heatmaps?split=test"  # the study page's other costly answer
+    assert api.get(maps).status_code == 200
+    reports.forget(study_id)
+    computed = reports.computations
+    assert api.get(maps).status_code == 200
+    assert reports.computations == computed
+    assert stored() == 2
     assert api.delete(f"/api/v1/studies/{study_id}").status_code == 204
     assert stored() == 0
