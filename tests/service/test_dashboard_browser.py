@@ -317,6 +317,12 @@ def test_cancel_needs_a_token_when_tokens_exist(server: Server, page: Any, tmp_p
         token = dal.create_token(session, "browser")
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(f"{server.url}/studies/{study_id}")
+    page.wait_for_selector("#study[data-ready=true]")  # a queued study: grey maps, no verdict yet
+    assert page.locator("svg.heatmap .cell").count() == len(ARMS) * len(LRS) * len(BETAS)
+    assert page.locator("#forest").inner_text() == "No Δ yet: no cell has a result in both arms of a pair."
+    assert page.locator("#differences").inner_text() == "No difference map yet: no cell has a result in both arms."
+    accessible(page, "a queued study without results")
+    shot(page, tmp_path, "queued")
     page.click("#cancel-button")
     expect(page.locator("#action-message")).to_contain_text("refused")
     assert "401" in page.locator("#action-message").inner_text()

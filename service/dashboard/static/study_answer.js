@@ -97,12 +97,12 @@ const studyAnswer = (() => {
     box.replaceChildren(el("ul", { class: "verdicts" }, ...items));
     const rows = pairs.filter((p) => !p.error).flatMap((p) => pairRows(p).map((r) => rowFor(p, r, fmt)));
     const one = pairs.length === 1 && !pairs[0].error ? pairs[0] : null;
-    const forest = rows.length ? charts.forest(rows, {
+    const forest = rows.some((r) => Number.isFinite(r.value)) ? charts.forest(rows, {
       width: 660,
       title: `Each pair's Δs and intervals (★ primary; filled: ${report.metrics_version >= 4 ? "excludes the null, Holm for exploratory" : "the interval excludes 0"})`,
       leftLabel: one ? `${one.arm_b} better` : "second arm better",
       rightLabel: one ? `${one.arm_a} better` : "first arm better",
-    }) : el("p", { class: "muted", text: "No Δ yet." });
+    }) : el("p", { class: "muted", text: "No Δ yet: no cell has a result in both arms of a pair." });
     const table = demonlab.table(["pair", "figure", "Δ and interval", "interval excludes 0"],
       rows.map((r) => [r.group, r.label, r.note, r.hasInterval ? (r.excludes ? "yes" : "no") : "no interval"]), "each pair's Δs");
     table.hidden = true;
@@ -117,7 +117,8 @@ const studyAnswer = (() => {
     const explain = el("p", { class: "small muted" },
       `Δ > 0 means the first arm is better; shares in percentage points, probabilities in percent (centre line ½), scores in ${fmt.unit ? "percentage points of the metric" : "the metric's units"}. `,
       method, " ", ...families);
-    document.getElementById("forest").replaceChildren(forest, explain, toggle, table);
+    if (forest.tagName === "P") document.getElementById("forest").replaceChildren(forest); // nothing to explain yet
+    else document.getElementById("forest").replaceChildren(forest, explain, toggle, table);
   }
 
   /** One panel per β_init: each arm's median against lr (log), with its interval as a band; cells
@@ -158,6 +159,10 @@ const studyAnswer = (() => {
     const diffs = d.differences || { pairs: [] };
     if (!diffs.pairs.length) {
       box.replaceChildren();
+      return;
+    }
+    if (diffs.max_abs === null) {
+      box.replaceChildren(el("p", { class: "muted", text: "No difference map yet: no cell has a result in both arms." }));
       return;
     }
     const maps = diffs.pairs.map((p) => charts.grid(`${p.arm_a} − ${p.arm_b}: median ${d.split} ${d.metric}${fmt.diffUnit ? " (points)" : ""}`, d.lrs, d.betas, (i, j) => {
