@@ -37,14 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch
 
-from studies.executors import InProcessExecutor, PackedExecutor
+from studies.executors import InProcessExecutor, PackedExecutor, Work
 from studies.executors.base import RunSummary, Sink
 from studies.packed import run_pack
 from studies.replicate import PANELS, StudyInfo, replication_report, report_text
 from studies.report import results_frame
 from studies.results import TrialKey, TrialResult, TrialStatus
-from studies.runner import TrialPlan, run_trial
+from studies.runner import run_trial
 from studies.spec import StudySpec, expand_trials
+from studies.training import TrialPlan
 
 SHAPES = {"fig2-wrn": (4096, 10), "fig2-vgg": (3072, 100), "fig2-rn20": (3072, 10)}  # (inputs, classes)
 
@@ -124,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_trial(plan, keys[0], device=name)  # warm-up: data, lazy imports, first kernels
         run_pack(plan, keys[:2], device=name)
-        single_s, singles, single_peak = timed(lambda s: InProcessExecutor(name).run(plan, sample, s), device)
-        packed_s, packed, packed_peak = timed(lambda s: PackedExecutor("auto", name).run(plan, keys, s), device)
+        single_s, singles, single_peak = timed(lambda s: InProcessExecutor(name).run(Work(plan, sample), s), device)
+        packed_s, packed, packed_peak = timed(lambda s: PackedExecutor("auto", name).run(Work(plan, keys), s), device)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     single_rate, packed_rate = len(sample) / single_s, len(keys) / packed_s

@@ -41,12 +41,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import torch
 
-from studies.executors import InProcessExecutor, PackedExecutor, RayTuneExecutor, ensure_ray, shutdown_ray
+from studies.executors import InProcessExecutor, PackedExecutor, RayTuneExecutor, Work, ensure_ray, shutdown_ray
 from studies.executors.base import RunSummary, Sink
 from studies.packed import run_pack
 from studies.results import TrialKey, TrialResult, TrialStatus
-from studies.runner import TrialPlan, run_trial
+from studies.runner import run_trial
 from studies.spec import expand_trials, load_spec
+from studies.training import TrialPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT / "studies" / "examples" / "digits.yaml"
@@ -120,22 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_trial(plan, keys[0], device=device)  # warm-up: data, torch's lazy imports, first calls
         run_pack(plan, keys[:2], device=device)
-        runs.append(timed("per trial, in process", lambda sink: InProcessExecutor(device).run(plan, keys, sink)))
-        runs.append(timed("packed, in process (1 pack)", lambda sink: PackedExecutor(n, device).run(plan, keys, sink)))
+        every = Work(plan, keys)
+        runs.append(timed("per trial, in process", lambda sink: InProcessExecutor(device).run(every, sink)))
+        runs.append(timed("packed, in process (1 pack)", lambda sink: PackedExecutor(n, device).run(every, sink)))
         if device is None:
             forked = PackedExecutor("auto", workers=args.num_cpus)
-            runs.append(timed(f"packed, {args.num_cpus} forked processes", lambda sink: forked.run(plan, keys, sink)))
+            runs.append(timed(f"packed, {args.num_cpus} forked processes", lambda sink: forked.run(every, sink)))
         if not args.skip_ray:
             started = time.perf_counter()
             ensure_ray(data_dir=work, num_cpus=args.num_cpus)
             print(f"Ray start-up (ray.init): {time.perf_counter() - started:.2f} s (excluded below)")
             per_trial = RayTuneExecutor(cpu=1, gpu=args.gpu, storage_dir=work, experiment_name="per-trial")
-            runs.append(timed("per trial, Ray", lambda sink: per_trial.run(plan, keys, sink)))
+            runs.append(timed("per trial, Ray", lambda sink: per_trial.run(every, sink)))
             size = math.ceil(n / args.num_cpus)
             packed = RayTuneExecutor(
                 cpu=1, gpu=args.gpu, trials_per_task=size, storage_dir=work, experiment_name="packed", packed=True
             )
-            runs.append(timed(f"packed, Ray ({args.num_cpus} packs)", lambda sink: packed.run(plan, keys, sink)))
+            runs.append(timed(f"packed, Ray ({args.num_cpus} packs)", lambda sink: packed.run(every, sink)))
     finally:
         shutdown_ray()
         shutil.rmtree(work, ignore_errors=True)

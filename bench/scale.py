@@ -1,4 +1,18 @@
-"""Scale: a 5,000-trial study on the ``synthetic`` workload through the Ray executor, with PostgreSQL.
+"""Scale: how studies grow. Two benchmarks.
+
+``--curve`` (issue 16 item 6): the digits study (``studies/examples/digits.yaml``) with 2, 4, 8, 16
+and 32 seeds (150 to 2,400 trials), each a whole ``demonlab run`` process (packed by default, one
+forked pack per core, ``pack_size: auto`` capped at the workload's ``pack_knee``), printing wall
+seconds, seconds per trial (flat = linear) and the peak memory of the process tree (PSS: shared
+pages counted once; RSS of the parent alone too). Goal: linear, and ≤ 700 MB at 2,400 trials. Then
+the knee: one pack of K members in this process, one torch thread, µs per member per step for K
+from 25 to 1,200 (``pack_knee`` is where this starts to rise).
+
+    .venv/bin/python bench/scale.py --curve
+    .venv/bin/python bench/scale.py --curve --seeds 2 8 32 --no-knee
+
+Without ``--curve``: a 5,000-trial study on the ``synthetic`` workload through the Ray executor, per
+trial, with PostgreSQL.
 
 The study is stored and claimed as the service would, then this process runs its driver
 (``service.jobs.driver.execute``), so every trial goes through Ray Tune and is recorded in its own
@@ -46,6 +60,7 @@ def spec_for(trials: int, pack: int) -> dict[str, object]:
         "batch_size": 64,
         "trials_per_task": pack,
         "resources": {"cpu": 1, "gpu": 0},
+        "execution": {"mode": "per_trial"},  # this benchmark is of Ray's per-trial path
     }
 
 
@@ -64,11 +79,94 @@ class MemorySampler(threading.Thread):
             self.samples.append((self.progress[0], process.memory_info().rss))
 
 
+def _tree_memory(root: psutil.Process) -> tuple[int, int]:
+    """(PSS of ``root`` and its descendants, RSS of ``root``) in bytes; 0 for what has exited."""
+    pss = 0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            pss += process.memory_full_info().pss
+        except psutil.Error:
+            continue
+    try:
+        rss = root.memory_info().rss
+    except psutil.Error:
+        rss = 0
+    return pss, rss
+
+
+def _run_measured(command: list[str]) -> tuple[float, int, int]:
+    """Run ``command``; (wall seconds, peak tree PSS, peak parent RSS), sampled every 0.1 s."""
+    import subprocess
+
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watched = psutil.Process(process.pid)
+    peak_pss = peak_rss = 0
+    while process.poll() is None:
+        pss, rss = _tree_memory(watched)
+        peak_pss, peak_rss = max(peak_pss, pss), max(peak_rss, rss)
+        time.sleep(0.1)
+    wall = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{(process.stderr.read() if process.stderr else '')[-3000:]}")
+    return wall, peak_pss, peak_rss
+
+
+def curve(seed_counts: list[int]) -> None:
+    """The digits study at each seed count, whole ``demonlab run`` processes."""
+    import sys
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load((root / "studies" / "examples" / "digits.yaml").read_text())
+    work = Path(tempfile.mkdtemp(prefix="dl-scale-"))
+    demonlab = str(Path(sys.executable).parent / "demonlab")
+    print(f"load {os.getloadavg()[0]:.1f} at the start")
+    print(f"{'trials':>7} {'wall s':>8} {'s/trial':>8} {'peak PSS MiB':>13} {'parent RSS MiB':>15}")
+    for seeds in seed_counts:
+        path = work / f"digits-{seeds}.yaml"
+        path.write_text(yaml.safe_dump({**spec, "seeds": seeds}))
+        trials = len(spec["arms"]) * len(spec["lr"]) * len(spec["beta_init"]) * seeds
+        wall, pss, rss = _run_measured([demonlab, "run", str(path), "--out", str(work / f"out-{seeds}")])
+        print(f"{trials:7d} {wall:8.2f} {wall / trials:8.4f} {pss / 2**20:13.0f} {rss / 2**20:15.0f}")
+    print(f"load {os.getloadavg()[0]:.1f} at the end; goal: s/trial flat, <= 700 MB at 2,400 trials")
+
+
+def knee(sizes: list[int]) -> None:
+    """µs per member per step of one digits pack of K members, one torch thread, in this process."""
+    import torch
+
+    from studies.packed import run_pack
+    from studies.results import TrialKey
+    from studies.training import TrialPlan
+
+    torch.set_num_threads(1)
+    plan = TrialPlan(workload="digits_mlp", epochs=1, batch_size=32)
+    steps = plan.steps_per_epoch(1078)
+    arms = ("demon_sgdm", "sgdm_step", "sgdm_cosine")
+    run_pack(plan, [TrialKey("demon_sgdm", 0.1, 0.9, 0)])  # warm-up
+    print(f"{'members':>8} {'µs per member-step':>19}")
+    for size in sizes:
+        keys = [TrialKey(arms[i % 3], 0.01 * (1 + i % 5), 0.9, i) for i in range(size)]
+        started = time.perf_counter()
+        run_pack(plan, keys)
+        print(f"{size:8d} {1e6 * (time.perf_counter() - started) / (size * steps):19.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--curve", action="store_true", help="the digits curve and the knee (see above)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2, 4, 8, 16, 32], help="--curve: seed counts")
+    parser.add_argument("--no-knee", action="store_true", help="--curve: skip the knee")
     parser.add_argument("--trials", type=int, default=5000)
     parser.add_argument("--trials-per-task", type=int, default=100)
     args = parser.parse_args()
+    if args.curve:
+        curve(args.seeds)
+        if not args.no_knee:
+            knee([25, 75, 150, 300, 600, 1200])
+        return
 
     from service.db import dal
     from service.db.engine import make_engine, session_scope

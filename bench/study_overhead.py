@@ -44,10 +44,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from studies.executors import InProcessExecutor, RayTuneExecutor, RunSummary, Sink, ensure_ray, shutdown_ray
+from studies.executors import InProcessExecutor, RayTuneExecutor, RunSummary, Sink, Work, ensure_ray, shutdown_ray
 from studies.results import TrialKey, TrialResult
-from studies.runner import TrialPlan, run_trial
+from studies.runner import run_trial
 from studies.spec import expand_trials, load_spec
+from studies.training import TrialPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = ROOT / "studies" / "examples" / "digits.yaml"
@@ -64,9 +65,7 @@ class Timed:
     results: dict[TrialKey, TrialResult]
 
 
-def run_timed(
-    run: Callable[[TrialPlan, list[TrialKey], Sink], RunSummary], plan: TrialPlan, keys: list[TrialKey]
-) -> Timed:
+def run_timed(run: Callable[[Work, Sink], RunSummary], plan: TrialPlan, keys: list[TrialKey]) -> Timed:
     """Run ``keys`` with an executor's ``run`` and time it from the call to the last result."""
     results: dict[TrialKey, TrialResult] = {}
     first: list[float] = []
@@ -77,7 +76,7 @@ def run_timed(
             first.append(time.perf_counter() - started)
         results[result.key] = result
 
-    summary = run(plan, keys, sink)
+    summary = run(Work(plan, keys), sink)
     wall = time.perf_counter() - started
     if summary.errors:
         print(f"  {len(summary.errors)} errors, first: {summary.errors[0]}")

@@ -17,9 +17,10 @@ names, in the same order of operations:
 The schedule's delay and floor need nothing here: β_t arrives per member, from ``demon_beta``.
 
 Scalars that torch's and demon's per-trial kernels take as Python floats are computed here in
-float64 per member and cast to the parameter dtype, as torch casts a Python scalar. The result per
-member equals the per-trial step up to the rounding of fused multiply-adds in vectorised loops
-(measured: at most a few ulp per step; see tests/demon/test_packed_kernels.py).
+float64 per member and cast to the parameter dtype, as torch casts a Python scalar, and every
+expression is evaluated in the per-trial kernel's order (``addcdiv(m, d, value=v)`` is
+``θ + (v · m) / d``), so each member's step equals its per-trial step bit for bit on the CPU
+(tests/demon/test_packed_kernels.py).
 
 These are functions, not ``Optimizer`` classes: the pack owns its state tensors, and ``demon``'s
 public optimizers stay as they are. They only touch tensors; no Python work per member.
@@ -42,6 +43,13 @@ def _decayed(grad: torch.Tensor, param: torch.Tensor, weight_decay: torch.Tensor
     if weight_decay is None:
         return grad
     return grad.addcmul(param, per_member(weight_decay, param))
+
+
+def _corrections(beta: torch.Tensor, step: int) -> torch.Tensor:
+    """1 − β^step per member in float64, by Python's ``**`` as the per-trial kernels compute it (a
+    float64 tensor's ``pow`` may round the last bit differently)."""
+    values = [1.0 - b**step for b in beta.tolist()]
+    return torch.tensor(values, dtype=torch.float64, device=beta.device)
 
 
 def _shrink_factors(lr: torch.Tensor, weight_decay: torch.Tensor | None) -> torch.Tensor | None:
@@ -120,16 +128,20 @@ def packed_adam(
     eps: float = 1e-8,
     weight_decay: torch.Tensor | None = None,
 ) -> None:
-    """torch's Adam per member (``step`` = this update's count, from 1), β1 per member, β2 shared."""
+    """torch's Adam per member (``step`` = this update's count, from 1), β1 per member, β2 shared.
+
+    Bias corrections are Python floats per member, as torch computes them (``β1 ** step`` of a
+    float64 tensor may round differently from Python's), and the update is ``addcdiv``'s
+    ``θ + (−step_size · m) / denom``, in that order."""
     beta1_64 = beta1.to(torch.float64)
-    step_size = lr.to(torch.float64) / (1.0 - beta1_64**step)  # lr / (1 − β1^k), in float64 like torch
+    step_size = lr.to(torch.float64) / _corrections(beta1, step)
     bias_correction2_sqrt = (1.0 - beta2**step) ** 0.5
     for param, grad, exp_avg, exp_avg_sq in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
         g = _decayed(grad, param, weight_decay)
         exp_avg.lerp_(g, per_member(1.0 - beta1_64, param))
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-        param.addcmul_(exp_avg / denom, per_member(-step_size, param))
+        param.add_(exp_avg.mul(per_member(-step_size, param)).div_(denom))
 
 
 def packed_demon_adam(
@@ -162,4 +174,4 @@ def packed_demon_adam(
         e.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # E_k = β2 E + (1 − β2) g²
         m.mul_(per_member(beta, param)).add_(g)  # m_t = g_t + β_t m_{t−1}
         denom = (e / correction).add_(eps).sqrt_()  # sqrt(Ê + ε), ε inside
-        param.addcmul_(m / denom, per_member(-step_size, param))
+        param.add_(m.mul(per_member(-step_size, param)).div_(denom))  # addcdiv's θ + (−η · m) / denom

@@ -32,7 +32,8 @@ from torch.optim.lr_scheduler import (
 
 from demon import DemonAdam, DemonSGD
 
-from .vocab.arms import arm, check_arm
+from .schedules import MOMENTUM_SHAPES, Schedule, arm_schedules, demon_variants, scheduler_args
+from .vocab.arms import Arm, arm, check_arm
 
 __all__ = ["ArmRun", "MomentumSchedule", "build_arm", "check_arm", "demon_variants"]
 
@@ -57,20 +58,18 @@ class ArmRun:
 
 
 class MomentumSchedule:
-    """Write ``beta_init · shape(t / T)`` into every group's momentum after each iteration."""
+    """Write β_t of a momentum schedule (``studies.schedules``) into every group after each iteration:
+    the paper's cosine and linear momentum decay, which torch has no scheduler for."""
 
-    def __init__(self, optimizer: Optimizer, total_steps: int, shape: Callable[[float], float]) -> None:
+    def __init__(self, optimizer: Optimizer, beta: Schedule) -> None:
         self.optimizer = optimizer
-        self.total_steps = total_steps
-        self.shape = shape
+        self.beta = beta
         self.last_step = 0
-        self.base = [float(g["momentum"]) for g in optimizer.param_groups]
 
     def step(self) -> None:
         self.last_step += 1
-        fraction = min(self.last_step / self.total_steps, 1.0)
-        for group, base in zip(self.optimizer.param_groups, self.base, strict=True):
-            group["momentum"] = base * self.shape(fraction)
+        for group in self.optimizer.param_groups:
+            group["momentum"] = self.beta(self.last_step)
 
 
 def build_arm(
@@ -105,58 +104,31 @@ def build_arm(
         )
     else:
         optimizer = torch.optim.Adam(model_params, lr=lr, betas=(beta_init, 0.999), weight_decay=weight_decay)
-    return _with_schedule(optimizer, declared.schedule.name, settings, lr, beta_init, total_steps)
+    return _with_schedule(optimizer, declared, settings, lr, beta_init, total_steps)
 
 
-def demon_variants(settings: dict[str, Any], total_steps: int) -> dict[str, Any]:
-    """A Demon arm's variant parameters as optimizer keywords: ``delay`` (a fraction of training)
-    becomes ``delay_steps`` = round(delay · T), kept below T; the others pass as they are."""
-    variants = {k: v for k, v in settings.items() if k not in ("delay", "nesterov")}
-    variants["delay_steps"] = min(round(settings.get("delay", 0.0) * total_steps), total_steps - 1)
-    return variants
+_PER_ITERATION: dict[str, Callable[..., LRScheduler]] = {
+    "step": MultiStepLR,
+    "cosine": CosineAnnealingLR,
+    "linear": LinearLR,
+    "exp": ExponentialLR,
+    "onecycle": OneCycleLR,
+}
 
 
 def _with_schedule(
-    optimizer: Optimizer,
-    schedule: str,
-    settings: dict[str, Any],
-    lr: float,
-    beta_init: float,
-    total_steps: int,
+    optimizer: Optimizer, declared: Arm, settings: dict[str, Any], lr: float, beta_init: float, total_steps: int
 ) -> ArmRun:
+    """The arm's torch schedulers on ``optimizer``, built from ``scheduler_args`` (shared with the
+    packs' schedules)."""
     run = ArmRun(optimizer)
-    if schedule == "step":
-        milestones = sorted({max(1, round(m * total_steps)) for m in settings["milestones"]})
-        run.per_iteration.append(MultiStepLR(optimizer, milestones=milestones, gamma=settings["gamma"]))
-    elif schedule == "cosine":
-        run.per_iteration.append(CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=settings["eta_min"]))
-    elif schedule == "linear":
-        run.per_iteration.append(
-            LinearLR(optimizer, start_factor=1.0, end_factor=settings["end_factor"], total_iters=total_steps)
-        )
-    elif schedule == "exp":
-        gamma = settings["final_factor"] ** (1.0 / total_steps)
-        run.per_iteration.append(ExponentialLR(optimizer, gamma=gamma))
-    elif schedule == "onecycle":
-        # Paper: lr 0.1η → η → 0.1η, momentum β_init → β_init − span → β_init (0.95 → 0.85 → 0.95).
-        run.per_iteration.append(
-            OneCycleLR(
-                optimizer,
-                max_lr=lr,
-                total_steps=total_steps + 1,  # torch raises when stepped past total_steps
-                pct_start=settings["pct_start"],
-                div_factor=settings["div_factor"],
-                final_div_factor=settings["final_div_factor"],
-                anneal_strategy="linear",
-                cycle_momentum=beta_init > 0,
-                base_momentum=max(0.0, beta_init - settings["momentum_span"]),
-                max_momentum=beta_init,
-            )
-        )
-    elif schedule == "plateau":
-        run.plateau = ReduceLROnPlateau(optimizer, mode="min", factor=settings["factor"], patience=settings["patience"])
-    elif schedule == "cosmom":
-        run.per_iteration.append(MomentumSchedule(optimizer, total_steps, lambda f: 0.5 * (1 + math.cos(math.pi * f))))
-    elif schedule == "linmom":
-        run.per_iteration.append(MomentumSchedule(optimizer, total_steps, lambda f: 1.0 - f))
+    name = declared.schedule.name
+    args = scheduler_args(name, settings, lr, beta_init, total_steps)
+    if name in _PER_ITERATION:
+        run.per_iteration.append(_PER_ITERATION[name](optimizer, **args))
+    elif name == "plateau":
+        run.plateau = ReduceLROnPlateau(optimizer, **args)
+    elif name in MOMENTUM_SHAPES:
+        _, beta = arm_schedules(declared, settings, lr=lr, beta_init=beta_init, total_steps=total_steps)
+        run.per_iteration.append(MomentumSchedule(optimizer, beta))
     return run

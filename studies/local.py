@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .executors import check_executor, execute_study, failure_value, shutdown_ray
-from .report import pair_lines, summary_table, verdict_lines, write_outputs
+from .executors import (
+    ExecutorName,
+    check_executor,
+    execute_study,
+    execution_mode,
+    failure_value,
+    placement,
+    shutdown_ray,
+)
 from .results import TrialResult
 from .spec import StudySpec
+
+_WHERE = {"inprocess": "in process", "ray": "on Ray"}
 
 
 def run_local(
     spec: StudySpec,
     out_dir: Path,
     *,
-    executor: Literal["inprocess", "ray"] = "ray",
+    executor: ExecutorName = "auto",
     data_dir: Path = Path(".work"),
     dataset_dir: Path | None = None,
     progress: bool = True,
@@ -43,13 +52,18 @@ def run_local(
         )
 
     try:
-        summary = execute_study(spec, sink, executor=executor, data_dir=data_dir, dataset_dir=dataset_dir)
+        summary = execute_study(
+            spec, sink, executor=executor, data_dir=data_dir, dataset_dir=dataset_dir, while_waiting=_import_outputs
+        )
     finally:
         bar.close()
-        if executor == "ray" or spec.search.mode == "optuna":
+        if placement(spec, executor) == "ray":
             shutdown_ray()
+    from .report import write_outputs  # imported while the packs trained (``_import_outputs``)
+
     report = write_outputs(spec, results.values(), out_dir, failure_value(spec))
     report["run"] = {
+        "execution": f"{execution_mode(spec).replace('_', ' ')}, {_WHERE[placement(spec, executor)]}",
         "completed": summary.completed,
         "diverged": summary.diverged,
         "failed": summary.failed,
@@ -58,13 +72,29 @@ def run_local(
     return report
 
 
+def _import_outputs() -> None:
+    """Import what writes the outputs (pandas, pyarrow, scipy, matplotlib: about a second) while the
+    trials train in forked packs, rather than after them."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.backends.backend_svg
+    import matplotlib.figure
+    import pyarrow.parquet
+
+    from . import heatmaps, metrics, report
+
+    del matplotlib, pyarrow, heatmaps, metrics, report
+
+
 def print_report(report: dict[str, Any], out_dir: Path) -> None:
     """Each pair's verdict first, then the per-arm summary table, the pairs' figures and where the files are."""
+    from .report import pair_lines, summary_table, verdict_lines
+
     for line in verdict_lines(report):
         print(line)
     run = report.get("run", {})
     print(
         f"trials: {run.get('completed', 0)} completed, {run.get('diverged', 0)} diverged, {run.get('failed', 0)} failed"
+        f" ({run.get('execution', '?')})"
     )
     for error in run.get("errors", []):
         print(f"  error: {error}")

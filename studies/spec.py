@@ -165,15 +165,17 @@ class Resources(_Strict):
 
 
 class Execution(_Strict):
-    """How trials run: one at a time (``per_trial``) or ``packed`` K at once as one batched model.
+    """How trials run: ``packed`` K at once as one batched model, one at a time (``per_trial``), or
+    ``auto`` (the default): packed wherever the workload packs, per trial where it does not (its
+    own loss, dropout, residual or recurrent models) and for searches.
 
-    ``pack_size``: members per pack, or ``auto`` (from the device's memory and the workers
-    available; see ``studies.executors.packed``). Packing gives each trial its per-trial result
-    (same seed → same initialisation and data order) within float tolerance; README "Packed
-    execution" says when it pays.
+    ``pack_size``: members per pack, or ``auto`` (one pack per worker, at most the workload's
+    ``pack_knee`` members, within memory; see ``studies.executors.packed``). A packed trial's result
+    is its per-trial result bit for bit (same seed → same initialisation and data order; on the
+    CPU, for workloads without convolutions); README "Packed execution" says when it pays.
     """
 
-    mode: Literal["per_trial", "packed"] = "per_trial"
+    mode: Literal["auto", "per_trial", "packed"] = "auto"
     pack_size: Literal["auto"] | Annotated[int, Field(ge=1, le=100_000)] = "auto"
 
 
@@ -417,8 +419,10 @@ class StudySpec(_Strict):
 
     def spec_hash(self) -> str:
         """A hash of the normalised spec (what identifies "the same study")."""
-        # The default execution is left out, so specs hashed before it existed keep their hash.
-        exclude = {"execution"} if self.execution == Execution() else None
+        # The default execution is left out, so specs hashed before it existed keep their hash; so
+        # is an explicit per_trial one (the default before auto): it gives the same results.
+        same = self.execution.mode in ("auto", "per_trial") and self.execution.pack_size == "auto"
+        exclude = {"execution"} if same else None
         canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -314,13 +314,16 @@ SMALL_STUDY_EPOCHS = 200
 
 
 def driver_executor(settings: Settings, spec: Any, pending: int | None = None) -> Literal["inprocess", "ray"]:
-    """Where the driver runs the trials: a local driver (no cluster) runs a packed CPU study in its
-    own process, its packs in forked processes, one per core: no Ray to start, so the first results
+    """Where the driver runs the trials: a local driver (no cluster) runs a packed CPU study (packed
+    by default wherever its workload packs: ``studies.executors.execution_mode``) in its own
+    process, its packs in forked processes, one per core: no Ray to start, so the first results
     come seconds sooner. With warm drivers it also runs a small CPU grid study (``pending`` trials ×
     epochs ≤ ``SMALL_STUDY_EPOCHS``) in its own process. Everything else runs on Ray."""
+    from studies.executors import execution_mode
+
     local = settings.launcher == "local" and not settings.ray_address
     cpu_only = spec.resources.gpu == 0 and not spec.resources.custom
-    packed_cpu = spec.execution.mode == "packed" and cpu_only
+    packed_cpu = execution_mode(spec) == "packed" and cpu_only
     small = (
         settings.warm_drivers
         and cpu_only

@@ -30,6 +30,13 @@ class DriverHooks:
     should_stop: StopCheck
     unit_keys: dict[str, list[TrialKey]] | None
     on_start: Callable[[list[TrialKey]], None] | None = None
+    keys_of: Callable[[dict[str, Any]], list[TrialKey]] | None = None  # a search's keys of a config
+
+    def keys(self, trial: Any) -> list[TrialKey]:
+        """The trials of one Tune trial: its unit of a grid, or its proposed point on every seed."""
+        if self.unit_keys is not None:
+            return self.unit_keys.get(str(trial.config.get("unit")), [])
+        return self.keys_of(trial.config) if self.keys_of is not None else []
 
 
 HOOKS: dict[str, DriverHooks] = {}
@@ -63,18 +70,16 @@ class SinkCallback(tune.Callback):
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A unit starts (or restarts after a failure): its trials are running, one more attempt."""
         hooks = HOOKS[self.token]
-        if hooks.on_start is None or not hooks.unit_keys:
-            return
-        keys = hooks.unit_keys.get(str(trial.config.get("unit")))
-        if keys:
+        keys = hooks.keys(trial)
+        if hooks.on_start is not None and keys:
             hooks.on_start(keys)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial that errored after its retries: its keys become ``failed`` results."""
         hooks = HOOKS[self.token]
         error = f"Ray trial {trial.trial_id} errored after its retries: {trial.error_file or 'no error file'}"
-        keys = hooks.unit_keys.get(str(trial.config.get("unit"))) if hooks.unit_keys else None
-        for key in keys or []:
+        keys = hooks.keys(trial)
+        for key in keys:
             result = failed_result(key, error)
             hooks.summary.add(result)
             hooks.sink(result)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
-from ..results import TrialKey
-from ..runner import TrialPlan, run_trial
-from .base import RunSummary, Sink, StopCheck, never_stop
+from ..runner import run_trial
+from .base import Context, RunSummary, Sink, Work
 
 
 class InProcessExecutor:
@@ -17,16 +16,21 @@ class InProcessExecutor:
     def __init__(self, device: str | None = None) -> None:
         self.device = device
 
-    def run(
-        self, plan: TrialPlan, keys: Sequence[TrialKey], sink: Sink, should_stop: StopCheck = never_stop
-    ) -> RunSummary:
+    @classmethod
+    def for_study(cls, spec: Any, context: Context) -> InProcessExecutor:
+        """The executor of a study (the spec asks nothing of it)."""
+        return cls(context.device)
+
+    def run(self, work: Work, sink: Sink) -> RunSummary:
         """Run every key unless ``should_stop`` turns true between trials."""
         summary = RunSummary()
-        for key in keys:
-            if should_stop():
+        for key in work.keys:
+            if work.should_stop():
                 summary.cancelled = True
                 break
-            result = run_trial(plan, key, device=self.device)
+            if work.on_start is not None:
+                work.on_start([key])
+            result = run_trial(work.plan, key, device=self.device)
             summary.add(result)
             sink(result)
         return summary

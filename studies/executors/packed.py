@@ -1,18 +1,19 @@
 """The packed executor: a study's trials in packs of K, each pack trained as one batched model.
 
-In process, packs run one after another (``PackedExecutor``); on Ray, a pack is one Ray Tune
-trial with the spec's resources (``RayTuneExecutor(packed=True)``), so the packs of a big study
-spread over every worker of the cluster. Either way each member reaches the sink as its own
-``TrialResult`` (see ``studies.packed.trainer``).
+In process, packs run one after another (``PackedExecutor``), or one per core in forked processes;
+on Ray, a pack is one Ray Tune trial with the spec's resources (``RayTuneExecutor`` of a packed
+study), so the packs of a big study spread over every worker of the cluster. Either way each member
+reaches the sink as its own ``TrialResult`` (see ``studies.packed.trainer``).
 
-``auto`` pack size: as many members as the workers allow (``ceil(trials / workers)``: one pack per
-worker), capped so that a pack's estimated memory (``member_bytes``: a one-member probe forward of
-the real model at the study's batch size, times parameters, gradients, optimizer state and
-activations, with a safety factor) fits in half the device's free memory: never out of memory.
+``auto`` pack size: one pack per worker, but no pack above the workload's ``pack_knee`` members
+(beyond it a member's step costs more: more packs, in rounds of one per worker), and within memory:
+a pack's estimated memory (``member_bytes``: a one-member probe forward of the real model at the
+study's batch size, times parameters, gradients, optimizer state and activations, with a safety
+factor) fits in half the device's free memory.
 
-Durability (``checkpoint_dir``): every pack checkpoints after each epoch and a relaunch resumes the
-packs holding pending trials before packing the rest (``studies.packed.checkpoint``). Members reach
-the sink the moment they are done, also from forked packs (through a queue).
+Durability: every pack checkpoints (``studies.packed.trainer.checkpoint_cadence``) and a relaunch
+resumes the packs holding pending trials before packing the rest (``studies.packed.checkpoint``).
+Members reach the sink the moment they are done, also from forked packs (through a queue).
 """
 
 from __future__ import annotations
@@ -20,18 +21,16 @@ from __future__ import annotations
 import math
 import os
 import queue
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..packed import PackedNet, run_pack
-from ..packed.checkpoint import checkpoint_path, claim
-from ..packed.schedules import MemberSchedules
+from ..packed.checkpoint import checkpoint_dir, checkpoint_path, claim
 from ..results import TrialKey, TrialResult
-from ..runner import TrialPlan, _load, pick_device
-from .base import RunSummary, Sink, StopCheck, never_stop, pack
+from ..training import TrialPlan, load_data, pick_device
+from .base import Context, RunSummary, Sink, StartHook, StopCheck, Work, never_stop, pack
 
 SAFETY = 4  # an estimate, not a measurement: allocator slack, temporaries of backward
 
@@ -39,7 +38,7 @@ SAFETY = 4  # an estimate, not a measurement: allocator slack, temporaries of ba
 def member_bytes(plan: TrialPlan, device: torch.device) -> int:
     """Estimated bytes one pack member needs on ``device``: weights ×4 (gradient, two state buffers)
     plus activations of one training batch (kept for backward), times ``SAFETY``."""
-    workload, splits = _load(plan)
+    workload, splits = load_data(plan)
     with torch.random.fork_rng(devices=[]):
         net = PackedNet([workload.build_model(0)], torch.device("cpu"))
     sample = splits.train[0][0].unsqueeze(0).unsqueeze(0)  # (1 member, 1 sample, ...)
@@ -62,20 +61,25 @@ def free_memory(device: torch.device) -> int:
 def resolve_pack_size(
     pack_size: int | str, plan: TrialPlan, trials: int, workers: int, device: torch.device | None = None
 ) -> int:
-    """The members per pack: ``pack_size`` itself, or for ``auto`` one pack per worker within memory."""
+    """The members per pack: ``pack_size`` itself, or for ``auto`` one pack per worker, in rounds
+    of ``workers`` packs of at most the workload's ``pack_knee`` members, within memory."""
     if isinstance(pack_size, int):
         return max(1, pack_size)
     device = device or pick_device()
-    by_workers = max(1, math.ceil(trials / max(1, workers)))
+    workers = max(1, workers)
+    workload, _ = load_data(plan)
+    packs = max(workers, math.ceil(trials / workload.pack_knee))
+    packs = math.ceil(packs / workers) * workers
     by_memory = max(1, (free_memory(device) // 2) // max(1, member_bytes(plan, device)))
-    return int(min(by_workers, by_memory))
+    return int(max(1, min(math.ceil(trials / packs), by_memory)))
 
 
 class PackedExecutor:
     """Run packs in this process, or in ``workers`` forked processes (one pack per core, CPU only).
 
     Each member reaches the sink the moment it is done (from a forked pack, as a dict through a
-    queue). With ``checkpoint_dir`` packs checkpoint every epoch there and resume from it.
+    queue). With ``checkpoint_dir`` packs checkpoint there (every ``checkpoint_seconds``; None: the
+    trainer's cadence) and resume from it.
     """
 
     name = "packed"
@@ -86,68 +90,77 @@ class PackedExecutor:
         device: str | None = None,
         workers: int = 1,
         checkpoint_dir: Path | None = None,
+        checkpoint_seconds: float | None = None,
     ) -> None:
         self.pack_size = pack_size
         self.device = device
         self.workers = max(1, workers)
         self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_seconds = checkpoint_seconds
 
-    def run(
-        self,
-        plan: TrialPlan,
-        keys: Sequence[TrialKey],
-        sink: Sink,
-        should_stop: StopCheck = never_stop,
-        on_start: Callable[[list[TrialKey]], None] | None = None,
-    ) -> RunSummary:
+    @classmethod
+    def for_study(cls, spec: Any, context: Context) -> PackedExecutor:
+        """One pack per core this process may use (each pack takes the spec's CPUs per trial),
+        checkpointing under the study's folder of ``context.data_dir``."""
+        plan = TrialPlan.from_spec(spec, context.data_dir / "datasets")
+        workers = max(1, len(os.sched_getaffinity(0)) // max(1, int(spec.resources.cpu)))
+        folder = checkpoint_dir(context.data_dir, context.study_id, plan)
+        return cls(spec.execution.pack_size, context.device, workers=workers, checkpoint_dir=folder)
+
+    def run(self, work: Work, sink: Sink) -> RunSummary:
         """Run every key in packs unless ``should_stop`` turns true (polled after each epoch).
 
         ``on_start`` gets each pack's pending keys as the pack starts (forked: as it is handed to
         the pool). A stopped pack keeps its checkpoint for the next launch.
         """
         summary = RunSummary()
-        if not keys:
+        if not work.keys:
             return summary
         device = pick_device(self.device)
         workers = self.workers if device.type == "cpu" else 1
-        resumed, fresh = claim(self.checkpoint_dir, keys) if self.checkpoint_dir else ([], list(keys))
+        resumed, fresh = claim(self.checkpoint_dir, work.keys) if self.checkpoint_dir else ([], list(work.keys))
         units = resumed
         if fresh:
-            units += pack(fresh, resolve_pack_size(self.pack_size, plan, len(fresh), workers, device))
-        pending = set(keys)
-        jobs = [_Job(plan, unit, self.device, self._path(unit), pending) for unit in units]
+            units += pack(fresh, resolve_pack_size(self.pack_size, work.plan, len(fresh), workers, device))
+        pending = set(work.keys)
+        jobs = [
+            _Job(work.plan, unit, self.device, self._path(unit), pending, self.checkpoint_seconds) for unit in units
+        ]
 
         def emit(result: TrialResult) -> None:
             summary.add(result)
             sink(result)
 
         if workers == 1 or len(units) == 1:
+            return self._run_here(jobs, emit, work.should_stop, work.on_start, summary)
+        if work.on_start is not None:
             for job in jobs:
-                if should_stop():
-                    summary.cancelled = True
-                    break
-                if on_start is not None:
-                    on_start([key for key in job.keys if key in pending])
-                if job.run(emit, should_stop) < len([key for key in job.keys if key in pending]):
-                    summary.cancelled = True  # stopped after an epoch: its checkpoint stays
-                    break
-            return summary
-        # Build one member's schedule here first: a torch optimizer's first construction imports
-        # torch._dynamo (~3 s), which the forked children then inherit instead of each paying it.
-        MemberSchedules(units[0][:1], plan.arm_params, 1, plan.weight_decay)
-        if on_start is not None:
-            for job in jobs:
-                on_start([key for key in job.keys if key in pending])
-        return self._run_forked(jobs, emit, should_stop, summary, min(workers, len(units)))
+                work.on_start(job.pending())
+        return self._run_forked(jobs, emit, work, summary, min(workers, len(units)))
+
+    @staticmethod
+    def _run_here(
+        jobs: list[_Job], emit: Sink, should_stop: StopCheck, on_start: StartHook | None, summary: RunSummary
+    ) -> RunSummary:
+        for job in jobs:
+            if should_stop():
+                summary.cancelled = True
+                break
+            if on_start is not None:
+                on_start(job.pending())
+            if job.run(emit, should_stop) < len(job.pending()):
+                summary.cancelled = True  # stopped after an epoch: its checkpoint stays
+                break
+        return summary
 
     def _path(self, unit: list[TrialKey]) -> Path | None:
         return checkpoint_path(self.checkpoint_dir, unit) if self.checkpoint_dir else None
 
-    def _run_forked(
-        self, jobs: list[_Job], emit: Sink, should_stop: StopCheck, summary: RunSummary, workers: int
-    ) -> RunSummary:
+    def _run_forked(self, jobs: list[_Job], emit: Sink, work: Work, summary: RunSummary, workers: int) -> RunSummary:
         """Run ``jobs`` in a pool of forked processes; their results come back through a queue as
-        each member finishes. A stop terminates the pool (the packs' checkpoints stay)."""
+        each member finishes (``work.while_waiting`` runs here once they are forked; results wait in
+        the queue meanwhile). A stop terminates the pool (the packs' checkpoints stay)."""
+        should_stop, while_waiting = work.should_stop, work.while_waiting
         import multiprocessing
 
         # fork: the children inherit the loaded data and imports (a spawned one would take seconds).
@@ -155,6 +168,8 @@ class PackedExecutor:
         results: Any = context.Queue()
         with context.Pool(workers, initializer=_set_results_queue, initargs=(results,)) as pool:
             running = [pool.apply_async(_pack_in_child, (job,)) for job in jobs]
+            if while_waiting is not None:  # the children are forked: this process is free meanwhile
+                while_waiting()
             received = 0
             while True:
                 try:
@@ -176,9 +191,20 @@ class _Job:
     """One pack to run: its keys, its checkpoint, and which of its results are wanted."""
 
     def __init__(
-        self, plan: TrialPlan, keys: list[TrialKey], device: str | None, path: Path | None, deliver: set[TrialKey]
+        self,
+        plan: TrialPlan,
+        keys: list[TrialKey],
+        device: str | None,
+        path: Path | None,
+        deliver: set[TrialKey],
+        checkpoint_seconds: float | None,
     ) -> None:
         self.plan, self.keys, self.device, self.path, self.deliver = plan, keys, device, path, deliver
+        self.checkpoint_seconds = checkpoint_seconds
+
+    def pending(self) -> list[TrialKey]:
+        """The members whose results are wanted (a resumed pack's others reached the sink before)."""
+        return [key for key in self.keys if key in self.deliver]
 
     def run(self, emit: Sink, should_stop: StopCheck = never_stop) -> int:
         """Run the pack; return how many results it delivered."""
@@ -188,6 +214,7 @@ class _Job:
             device=self.device,
             emit=emit,
             checkpoint=self.path,
+            checkpoint_seconds=self.checkpoint_seconds,
             should_stop=should_stop,
             deliver=self.deliver,
         )

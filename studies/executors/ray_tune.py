@@ -18,15 +18,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..results import TrialKey
-from ..runner import TrialPlan, run_trial
+from ..runner import run_trial
+from ..training import TrialPlan
+from ..vocab import y_fail
 from ..vocab.samplers import make_sampler
 from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkCallback, register
-from .base import RunSummary, Sink, StopCheck, never_stop, objective_value, pack
+from .base import Context, RunSummary, Sink, Work, objective_value, pack
+from .modes import execution_mode
+from .ray_session import check_feasible, ensure_ray
 
 
 def _grid_trainable(
@@ -91,7 +95,9 @@ def _resources(cpu: float, gpu: float, custom: dict[str, float] | None) -> dict[
 
 
 class RayTuneExecutor:
-    """Run a grid of trials with Ray Tune (Ray must already be initialised: ``ensure_ray``)."""
+    """Run a grid of trials with Ray Tune, on the cluster at ``ray_address`` (None: a local Ray of
+    ``num_cpus`` started under ``storage_dir``). ``packed``: a unit of keys is one pack, of
+    ``trials_per_task`` members or, with ``pack_size`` "auto", one per worker of the cluster."""
 
     name = "ray"
 
@@ -107,44 +113,62 @@ class RayTuneExecutor:
         experiment_name: str = "study",
         max_concurrent_trials: int | None = None,
         packed: bool = False,
+        pack_size: int | str | None = None,
         checkpoint_dir: str | None = None,
+        ray_address: str | None = None,
+        num_cpus: int | None = None,
     ) -> None:
         self.resources = _resources(cpu, gpu, custom_resources)
         self.max_failures = max_failures
         self.trials_per_task = trials_per_task
-        self.packed = packed  # a unit of ``trials_per_task`` keys is one pack (studies.packed)
-        self.checkpoint_dir = checkpoint_dir  # where packs checkpoint each epoch
+        self.packed = packed  # a unit of keys is one pack (studies.packed)
+        self.pack_size = pack_size  # packed: members per pack, "auto" or None (trials_per_task)
+        self.checkpoint_dir = checkpoint_dir  # where packs checkpoint
         self.storage_dir = storage_dir
         self.experiment_name = experiment_name
         self.max_concurrent_trials = max_concurrent_trials
+        self.ray_address = ray_address
+        self.num_cpus = num_cpus
 
-    def run(
-        self,
-        plan: TrialPlan,
-        keys: Sequence[TrialKey],
-        sink: Sink,
-        should_stop: StopCheck = never_stop,
-        on_start: Callable[[list[TrialKey]], None] | None = None,
-    ) -> RunSummary:
-        """Run every key as a Tune trial (or packs of keys); results reach ``sink`` as they finish."""
+    @classmethod
+    def for_study(cls, spec: Any, context: Context) -> RayTuneExecutor:
+        """The executor of a grid study (packed when its execution is): the spec's resources,
+        retries and trials per task; packs checkpoint under the study's folder."""
+        from ..packed.checkpoint import checkpoint_dir
+
+        packed = execution_mode(spec) == "packed"
+        plan = TrialPlan.from_spec(spec, context.data_dir / "datasets")
+        return cls(
+            cpu=spec.resources.cpu,
+            gpu=spec.resources.gpu,
+            custom_resources=spec.resources.custom,
+            max_failures=spec.max_failures,
+            trials_per_task=spec.trials_per_task,
+            storage_dir=context.data_dir,
+            experiment_name=context.study_id,
+            packed=packed,
+            pack_size=spec.execution.pack_size if packed else None,
+            checkpoint_dir=str(checkpoint_dir(context.data_dir, context.study_id, plan)) if packed else None,
+            ray_address=context.ray_address,
+            num_cpus=context.num_cpus,
+        )
+
+    def run(self, work: Work, sink: Sink) -> RunSummary:
+        """Run every key as a Tune trial (or units of keys); results reach ``sink`` as they finish."""
         from ray import tune
 
         summary = RunSummary()
-        if not keys:
+        if not work.keys:
             return summary
-        if self.packed and self.checkpoint_dir:  # packs of an earlier launch resume as they were
-            from ..packed.checkpoint import claim
-
-            resumed, fresh = claim(self.checkpoint_dir, keys)
-            units = resumed + pack(fresh, self.trials_per_task)
-        else:
-            units = pack(keys, self.trials_per_task)
+        cluster = ensure_ray(address=self.ray_address, data_dir=self.storage_dir or ".work", num_cpus=self.num_cpus)
+        check_feasible(self.resources)
+        units = self._units(work, cluster)
         tokens = [[key.token() for key in unit] for unit in units]
         unit_keys = {str(i): unit for i, unit in enumerate(units)}
-        token = register(DriverHooks(sink, summary, should_stop, unit_keys, on_start))
+        token = register(DriverHooks(sink, summary, work.should_stop, unit_keys, work.on_start))
         trainable = tune.with_resources(
             tune.with_parameters(
-                _grid_trainable, plan=plan, units=tokens, packed=self.packed, checkpoint_dir=self.checkpoint_dir
+                _grid_trainable, plan=work.plan, units=tokens, packed=self.packed, checkpoint_dir=self.checkpoint_dir
             ),
             self.resources,
         )
@@ -152,14 +176,7 @@ class RayTuneExecutor:
             trainable,
             param_space={"unit": tune.grid_search(list(range(len(units))))},
             tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=self.max_concurrent_trials),
-            run_config=tune.RunConfig(
-                name=self.experiment_name,
-                storage_path=_storage_path(self.storage_dir),
-                failure_config=tune.FailureConfig(max_failures=self.max_failures),
-                callbacks=[SinkCallback(token)],
-                stop=CancelStopper(token),
-                verbose=0,
-            ),
+            run_config=self._run_config(token),
         )
         try:
             grid = tuner.fit()
@@ -167,6 +184,41 @@ class RayTuneExecutor:
             HOOKS.pop(token, None)
         summary.errors.extend(str(e).splitlines()[0] for e in grid.errors if str(e))
         return summary
+
+    def _units(self, work: Work, cluster: dict[str, Any]) -> list[list[TrialKey]]:
+        """The Tune trials: packs (an earlier launch's checkpointed ones resumed as they were), or
+        runs of ``trials_per_task`` keys run one after another in one task."""
+        size = self.trials_per_task
+        if self.packed and self.pack_size is not None:
+            from .packed import resolve_pack_size
+
+            size = resolve_pack_size(self.pack_size, work.plan, len(work.keys), _workers(self.resources, cluster))
+        if self.packed and self.checkpoint_dir:
+            from ..packed.checkpoint import claim
+
+            resumed, fresh = claim(self.checkpoint_dir, work.keys)
+            return resumed + pack(fresh, size)
+        return pack(work.keys, size)
+
+    def _run_config(self, token: str) -> Any:
+        from ray import tune
+
+        return tune.RunConfig(
+            name=self.experiment_name,
+            storage_path=_storage_path(self.storage_dir),
+            failure_config=tune.FailureConfig(max_failures=self.max_failures),
+            callbacks=[SinkCallback(token)],
+            stop=CancelStopper(token),
+            verbose=0,
+        )
+
+
+def _workers(resources: dict[str, float], cluster: dict[str, Any]) -> int:
+    """How many trials of ``resources`` the cluster runs at once (GPUs bound it when asked)."""
+    slots = float(cluster.get("CPU", 1)) / max(resources["cpu"], 1e-9)
+    if resources["gpu"] > 0:
+        slots = min(slots, float(cluster.get("GPU", 0)) / resources["gpu"])
+    return max(1, int(slots))
 
 
 def optuna_storage(url: str | None) -> Any:
@@ -199,7 +251,9 @@ def _finished_and_clear(study_name: str, storage: Any) -> tuple[int, int]:
 
 
 class OptunaExecutor:
-    """Search (lr, β_init) per arm with Ray Tune's ``OptunaSearch``."""
+    """Search (lr, β_init) per arm with Ray Tune's ``OptunaSearch``: ``n_trials`` points per arm,
+    each run on every seed, Optuna told the mean imputed objective on validation (a search always
+    chooses on validation, whatever split the study's figures report)."""
 
     name = "optuna"
 
@@ -210,6 +264,10 @@ class OptunaExecutor:
         n_trials: int,
         lr_range: tuple[float, float],
         beta_range: tuple[float, float],
+        arms: Sequence[str],
+        seeds: Sequence[int],
+        metric_kind: str = "metric",
+        y_fail: float = 1.0,
         seed: int = 0,
         cpu: float = 1.0,
         gpu: float = 0.0,
@@ -218,108 +276,121 @@ class OptunaExecutor:
         storage_url: str | None = None,
         study_id: str = "study",
         storage_dir: str | Path | None = None,
+        ray_address: str | None = None,
+        num_cpus: int | None = None,
     ) -> None:
         self.sampler = sampler
         self.n_trials = n_trials
         self.lr_range = lr_range
         self.beta_range = beta_range
+        self.arms, self.seeds = list(arms), list(seeds)
+        self.metric_kind, self.y_fail = metric_kind, y_fail
         self.seed = seed
         self.resources = _resources(cpu, gpu, custom_resources)
         self.max_failures = max_failures
         self.storage_url = storage_url
         self.study_id = study_id
         self.storage_dir = storage_dir
+        self.ray_address = ray_address
+        self.num_cpus = num_cpus
+
+    @classmethod
+    def for_study(cls, spec: Any, context: Context) -> OptunaExecutor:
+        """The executor of a search study: its sampler, budget, ranges, arms, seeds and y_fail."""
+        search = spec.search
+        return cls(
+            sampler=search.sampler,
+            n_trials=search.n_trials,
+            lr_range=(search.lr.min, search.lr.max),
+            beta_range=(search.beta_init.min, search.beta_init.max),
+            arms=[arm.name for arm in spec.arms],
+            seeds=spec.seed_values,
+            metric_kind=spec.metric_kind,
+            y_fail=y_fail(spec.workload, spec.workload_params, spec.metric_kind),
+            seed=search.seed,
+            cpu=spec.resources.cpu,
+            gpu=spec.resources.gpu,
+            custom_resources=spec.resources.custom,
+            max_failures=spec.max_failures,
+            storage_url=context.optuna_storage_url,
+            study_id=context.study_id,
+            storage_dir=context.data_dir,
+            ray_address=context.ray_address,
+            num_cpus=context.num_cpus,
+        )
 
     def study_name(self, arm: str) -> str:
         """The Optuna study of one arm."""
         return f"{self.study_id}:{arm}"
 
-    def run(
-        self,
-        plan: TrialPlan,
-        arms: Sequence[str],
-        seeds: Sequence[int],
-        sink: Sink,
-        *,
-        metric_kind: str,
-        split: str,
-        y_fail: float,
-        should_stop: StopCheck = never_stop,
-    ) -> RunSummary:
-        """For each arm, ``n_trials`` sampled points (fewer if a stored study already has some)."""
+    def run(self, work: Work, sink: Sink) -> RunSummary:
+        """For each arm, ``n_trials`` sampled points (fewer if a stored study already has some);
+        ``work.keys`` is not used (the sampler proposes the trials)."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        ensure_ray(address=self.ray_address, data_dir=self.storage_dir or ".work", num_cpus=self.num_cpus)
+        check_feasible(self.resources)
         summary = RunSummary()
         storage = optuna_storage(self.storage_url)
-        token = register(DriverHooks(sink, summary, should_stop, None))
-        try:
-            self._run_arms(plan, arms, seeds, token, storage, metric_kind, split, y_fail)
-        finally:
-            HOOKS.pop(token, None)
+        for arm in self.arms:
+            if work.should_stop():
+                summary.cancelled = True
+                break
+            token = register(DriverHooks(sink, summary, work.should_stop, None, work.on_start, self._keys_of(arm)))
+            try:
+                self._run_arm(work, arm, token, storage)
+            finally:
+                HOOKS.pop(token, None)
         return summary
 
-    def _run_arms(
-        self,
-        plan: TrialPlan,
-        arms: Sequence[str],
-        seeds: Sequence[int],
-        token: str,
-        storage: Any,
-        metric_kind: str,
-        split: str,
-        y_fail: float,
-    ) -> None:
+    def _keys_of(self, arm: str) -> Any:
+        """The trials of one proposed point (a Tune trial's config): the point on every seed."""
+        return lambda config: [TrialKey(arm, float(config["lr"]), float(config["beta_init"]), s) for s in self.seeds]
+
+    def _run_arm(self, work: Work, arm: str, token: str, storage: Any) -> None:
         from ray import tune
         from ray.tune.search.optuna import OptunaSearch
 
-        hooks = HOOKS[token]
-        for arm in arms:
-            if hooks.should_stop():
-                hooks.summary.cancelled = True
-                break
-            name = self.study_name(arm)
-            done, existing = _finished_and_clear(name, storage) if storage else (0, 0)
-            remaining = self.n_trials - done
-            if remaining <= 0:
-                continue
-            # The sampler's random state is not stored: a resumed study reseeded with the same seed
-            # would propose its first points again. Offsetting by the stored trials keeps it fresh
-            # and still deterministic.
-            search = OptunaSearch(
-                metric="objective",
-                mode="min",
-                sampler=make_sampler(self.sampler, self.seed + existing),
-                study_name=name,
-                storage=storage,
-            )
-            trainable = tune.with_resources(
-                tune.with_parameters(
-                    _search_trainable,
-                    plan=plan,
-                    arm=arm,
-                    seeds=list(seeds),
-                    metric_kind=metric_kind,
-                    split=split,
-                    y_fail=y_fail,
-                ),
-                self.resources,
-            )
-            tuner = tune.Tuner(
-                trainable,
-                param_space={
-                    "lr": tune.loguniform(*self.lr_range),
-                    "beta_init": tune.uniform(*self.beta_range),
-                },
-                tune_config=tune.TuneConfig(search_alg=search, num_samples=remaining, reuse_actors=True),
-                run_config=tune.RunConfig(
-                    name=f"{self.study_id}-{arm}-{os.getpid()}",
-                    storage_path=_storage_path(self.storage_dir),
-                    failure_config=tune.FailureConfig(max_failures=self.max_failures),
-                    callbacks=[SinkCallback(token)],
-                    stop=CancelStopper(token),
-                    verbose=0,
-                ),
-            )
-            grid = tuner.fit()
-            hooks.summary.errors.extend(str(e).splitlines()[0] for e in grid.errors if str(e))
+        name = self.study_name(arm)
+        done, existing = _finished_and_clear(name, storage) if storage else (0, 0)
+        remaining = self.n_trials - done
+        if remaining <= 0:
+            return
+        # The sampler's random state is not stored: a resumed study reseeded with the same seed
+        # would propose its first points again. Offsetting by the stored trials keeps it fresh
+        # and still deterministic.
+        search = OptunaSearch(
+            metric="objective",
+            mode="min",
+            sampler=make_sampler(self.sampler, self.seed + existing),
+            study_name=name,
+            storage=storage,
+        )
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                _search_trainable,
+                plan=work.plan,
+                arm=arm,
+                seeds=self.seeds,
+                metric_kind=self.metric_kind,
+                split="val",
+                y_fail=self.y_fail,
+            ),
+            self.resources,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"lr": tune.loguniform(*self.lr_range), "beta_init": tune.uniform(*self.beta_range)},
+            tune_config=tune.TuneConfig(search_alg=search, num_samples=remaining, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=f"{self.study_id}-{arm}-{os.getpid()}",
+                storage_path=_storage_path(self.storage_dir),
+                failure_config=tune.FailureConfig(max_failures=self.max_failures),
+                callbacks=[SinkCallback(token)],
+                stop=CancelStopper(token),
+                verbose=0,
+            ),
+        )
+        grid = tuner.fit()
+        HOOKS[token].summary.errors.extend(str(e).splitlines()[0] for e in grid.errors if str(e))

@@ -1,16 +1,20 @@
-"""Pack checkpoints: a pack's whole training state at an epoch boundary, so a killed pack resumes.
+"""A pack's state as one typed object (``PackState``), and where its checkpoints live.
 
-A pack saves after every epoch (``trainer._Pack.save``) to ``<data_dir>/packs/<study>-<plan>/``,
-one file per pack named by the hash of its members' keys; the write is atomic (a temporary file in
-the same folder, then ``os.replace``), so a kill mid-write leaves the previous epoch's file. The
-file holds everything the next epoch reads: stacked weights and BatchNorm statistics, optimizer
-state, the η/β tables and plateau schedulers, each member's data-order generator, the divergence
-ceilings, and each member's epochs and status (a finished member's result too). Resuming from it
-gives the uninterrupted pack's results exactly (``tests/studies/test_packed_checkpoint.py``).
+``PackState`` is everything a pack's next step reads: stacked weights and BatchNorm statistics,
+optimizer moments, each member's data-order generator, the divergence ceilings and which members
+still train, the plateau members' schedulers, the global RNG, and each member's record (epochs,
+status, result once finished). The pack trains on it directly (``trainer._Pack.state``), so a
+checkpoint is that object written whole (``save``) and a resume is that object read back (``load``):
+no field is copied in or out by hand. η and β of the other schedules are functions of the step
+(``studies.schedules``) and are not saved.
 
-A relaunched executor calls ``claim`` with the trials still pending: each checkpoint holding one of
-them is resumed as it was packed (its finished members are not delivered twice), the other pending
-trials are packed afresh. The file is deleted when its pack has finished.
+A pack saves at a cadence (``trainer.CHECKPOINT_SECONDS``, at epoch boundaries) to
+``<data_dir>/packs/<study>-<plan>/``, one file per pack named by the hash of its members' keys;
+the write is atomic (a temporary file in the same folder, then ``os.replace``), so a kill
+mid-write leaves the previous file. A relaunched executor calls ``claim`` with the trials still
+pending: each checkpoint holding one of them is resumed as it was packed (its finished members are
+not delivered twice), the other pending trials are packed afresh. The file is deleted when its pack
+has finished. A file of another format, plan or pack is ignored (the pack starts afresh).
 """
 
 from __future__ import annotations
@@ -20,15 +24,101 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..results import TrialKey
-from ..runner import TrialPlan
+from ..results import EpochRecord, TrialKey, TrialResult, TrialStatus
+from ..training import TrialLog, TrialPlan
 
 SUFFIX = ".pack.pt"
+FORMAT = 2  # 2: linear weights stored (K, out, in); files of format 1 stored them (K, in, out)
+
+
+@dataclass
+class PackState:
+    """A pack's whole training state (members in the pack's order, see ``trainer``)."""
+
+    plan: str  # ``plan_digest`` of the plan it trains
+    keys: list[str]  # the members' key tokens
+    params: list[torch.Tensor]  # stacked weights, (K, ...) each
+    running: dict[int, list[torch.Tensor]]  # BatchNorm2d layer index → [(K, C) mean, (K, C) var]
+    moments: list[list[torch.Tensor]]  # optimizer state: [first moments, second moments], like params
+    generators: list[torch.Generator]  # each member's data order
+    logs: list[TrialLog]  # each member's epochs and status
+    active: torch.Tensor  # (K,) bool: still training
+    ceiling: torch.Tensor  # (K,) float64: the divergence ceilings
+    epoch: int = 0  # epochs done
+    step: int = 0  # optimizer steps done
+    elapsed: float = 0.0  # training seconds before this process (a resumed pack's earlier runs)
+    resumed_from: int = 0  # the epoch a resumed pack started from (recorded in its results)
+    plateaus: dict[int, dict[str, Any]] = field(default_factory=dict)  # ``MemberSchedules.state_dict``
+    results: dict[int, TrialResult] = field(default_factory=dict)  # finished members' results
+    rng: torch.Tensor = field(default_factory=torch.get_rng_state)
+    format: int = FORMAT
+
+    def save(self, path: Path) -> None:
+        """Write the state to ``path`` atomically: a kill leaves either the old file or the new one."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["generators"] = [g.get_state() for g in self.generators]
+        fields["logs"] = [_encode_log(log) for log in self.logs]
+        fields["results"] = {member: json.dumps(r.to_dict()) for member, r in self.results.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            torch.save(fields, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device | str = "cpu") -> PackState | None:
+        """The state saved at ``path``, or None when there is none or it cannot be used (unreadable,
+        another format): the pack then starts afresh."""
+        try:
+            raw: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+        except FileNotFoundError:
+            return None
+        except Exception:  # unreadable (a damaged disk, another torch's pickle): start afresh
+            return None
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            return None
+        raw["generators"] = [_generator(state) for state in raw["generators"]]
+        raw["logs"] = [
+            _decode_log(item, TrialKey.from_token(t)) for item, t in zip(raw["logs"], raw["keys"], strict=True)
+        ]
+        raw["results"] = {int(m): TrialResult.from_dict(json.loads(r)) for m, r in raw["results"].items()}
+        raw["plateaus"] = {int(m): p for m, p in raw["plateaus"].items()}
+        raw["running"] = {int(i): list(pair) for i, pair in raw["running"].items()}
+        raw["rng"] = raw["rng"].cpu()
+        return cls(**raw)
+
+    def trial_keys(self) -> list[TrialKey]:
+        """The members' keys, in the pack's order."""
+        return [TrialKey.from_token(token) for token in self.keys]
+
+    def open_keys(self) -> set[TrialKey]:
+        """The members still without a result."""
+        return {log.key for log in self.logs if log.status is None}
+
+
+def _encode_log(log: TrialLog) -> dict[str, Any]:
+    status = log.status.value if log.status is not None else None
+    return {"status": status, "epochs": [list(dataclasses.astuple(e)) for e in log.epochs]}
+
+
+def _decode_log(item: dict[str, Any], key: TrialKey) -> TrialLog:
+    epochs = [EpochRecord(int(e[0]), *map(float, e[1:])) for e in item["epochs"]]
+    status = TrialStatus(item["status"]) if item["status"] is not None else None
+    return TrialLog(key, epochs, status)
+
+
+def _generator(state: torch.Tensor) -> torch.Generator:
+    generator = torch.Generator()
+    generator.set_state(state.cpu())
+    return generator
 
 
 def plan_digest(plan: TrialPlan) -> str:
@@ -50,28 +140,6 @@ def checkpoint_path(directory: str | Path, keys: Sequence[TrialKey]) -> Path:
     return Path(directory) / f"pack-{digest}{SUFFIX}"
 
 
-def save(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: a kill leaves either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def load(path: Path, device: torch.device | str = "cpu") -> dict[str, Any] | None:
-    """The checkpoint at ``path``, or None when there is none or it cannot be read (then ignored)."""
-    try:
-        state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception:  # unreadable (another version, a damaged disk): start the pack afresh
-        return None
-    return state
-
-
 def claim(directory: str | Path, pending: Sequence[TrialKey]) -> tuple[list[list[TrialKey]], list[TrialKey]]:
     """Split ``pending`` into packs to resume (each as checkpointed, in its order) and the rest.
 
@@ -85,12 +153,11 @@ def claim(directory: str | Path, pending: Sequence[TrialKey]) -> tuple[list[list
     for leftover in folder.glob(f".*{SUFFIX}.*.tmp") if folder.is_dir() else []:
         leftover.unlink(missing_ok=True)  # a write cut short by a kill (claim runs before any pack)
     for path in sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []:
-        state = load(path)
+        state = PackState.load(path)
         if state is None:
             continue
-        keys = [TrialKey.from_token(token) for token in state["keys"]]
-        open_keys = {key for key, member in zip(keys, state["members"], strict=True) if member["status"] is None}
-        if not open_keys & wanted:
+        keys = state.trial_keys()
+        if not state.open_keys() & wanted:
             path.unlink(missing_ok=True)
             continue
         if taken & set(keys):  # overlaps a pack already claimed (should not happen): run it afresh

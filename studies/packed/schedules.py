@@ -1,17 +1,16 @@
-"""Per-member learning rate and momentum of a pack, read from each arm's own torch objects.
+"""Per-member learning rate and momentum of a pack, from each arm's declared schedule.
 
 A pack needs, at every iteration t, each member's η_t and β_t as a tensor with a member dimension.
-They come from exactly what the per-trial path runs (``studies.arms.build_arm``): for each member,
-the arm's optimizer (``DemonSGD``, ``DemonAdam``, torch's SGD or Adam) built on one dummy parameter
-with the member's lr, β_init and budget, and the arm's torch schedulers stepped after each of its
-``step()`` calls. Reading ``param_groups`` (and ``current_betas()`` for Demon) before each step gives
-the values the per-trial optimizer would use, so no schedule formula is written twice.
+They come from ``studies.schedules.arm_schedules``, the pure functions of t that equal the arm's
+torch schedulers bit for bit. Schedules depend only on (arm, its parameters, lr, β_init, budget),
+η_t is the constant lr unless the schedule moves it (``Schedule.moves_lr``), β_t the constant
+β_init unless it moves it (``moves_beta``), and η never depends on β_init nor β on lr: so each
+distinct input is tabulated once, as a column of an (iterations × columns) float64 table, and
+``at(t)`` gathers every member's value from its column.
 
-Schedules that depend only on (arm, lr, β_init, budget) are evaluated once per distinct input
-(``schedule_inputs``: η of an LR schedule does not depend on β_init, β of Demon not on lr) and
-stored as (iterations × members) tables. ``ReduceLROnPlateau`` depends on the member's own
-validation losses, so each plateau member keeps its live dummy arm and is stepped after each epoch
-with its own validation loss; its column is rewritten from the next iteration on.
+``ReduceLROnPlateau`` depends on the member's own validation losses: each plateau member has its
+own η column and its own torch ``ReduceLROnPlateau``, stepped after each epoch on its validation
+loss; the η it sets holds from the next iteration on. Its state is part of the pack's checkpoint.
 """
 
 from __future__ import annotations
@@ -21,119 +20,113 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from demon import DemonAdam, DemonSGD
-
-from ..arms import ArmRun, build_arm
 from ..results import TrialKey
+from ..schedules import arm_schedules, scheduler_args
 from ..vocab.arms import arm
 
-KINDS = ("sgd", "demon_sgd", "adam", "demon_adam")
+__all__ = ["MemberSchedules", "Plateau"]
 
 
-def optimizer_kind(name: str) -> str:
-    """Which packed kernel runs arm ``name``: one of ``KINDS`` (``ValueError`` for an unknown arm)."""
-    return arm(name).kernel
+class Plateau:
+    """One member's ``ReduceLROnPlateau``. The scheduler needs an ``Optimizer`` to read and write η:
+    it gets a bare one holding the member's η in its only group, which is never stepped (the pack's
+    kernels do the steps)."""
 
+    def __init__(self, lr: float, args: dict[str, Any]) -> None:
+        self.holder = Optimizer([torch.empty(0)], {"lr": lr})
+        self.scheduler = ReduceLROnPlateau(self.holder, **args)
 
-def _dummy_arm(key: TrialKey, arm_params: dict[str, Any], total_steps: int, weight_decay: float) -> ArmRun:
-    dummy = torch.nn.Parameter(torch.zeros(1))
-    return build_arm(
-        key.arm,
-        arm_params,
-        [dummy],
-        lr=key.lr,
-        beta_init=key.beta_init,
-        total_steps=total_steps,
-        weight_decay=weight_decay,
-    )
+    @property
+    def lr(self) -> float:
+        """The member's η now."""
+        return float(self.holder.param_groups[0]["lr"])
 
+    def step(self, val_loss: float) -> None:
+        """One epoch's validation loss (non-finite ones are not fed, as ``ArmRun.after_epoch``)."""
+        if math.isfinite(val_loss):
+            self.scheduler.step(val_loss)
 
-def _read(run: ArmRun) -> tuple[float, float]:
-    """(η, β) the arm's optimizer would use at its next ``step()``."""
-    optimizer = run.optimizer
-    group = optimizer.param_groups[0]
-    if isinstance(optimizer, (DemonSGD, DemonAdam)):
-        return float(group["lr"]), optimizer.current_betas()[0]
-    if "momentum" in group:
-        return float(group["lr"]), float(group["momentum"])
-    return float(group["lr"]), float(group["betas"][0])
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state and the η it set."""
+        return {"scheduler": self.scheduler.state_dict(), "lr": self.lr}
 
-
-def _trace(run: ArmRun, total_steps: int) -> tuple[list[float], list[float]]:
-    """η_t and β_t for t = 0 … T−1, advancing the dummy optimizer and its schedulers as a trial does.
-
-    Without a gradient a torch optimizer's ``step()`` changes nothing but the flag its schedulers
-    check, so it is called once (30 µs a call would dominate); Demon's optimizers only advance
-    their iteration counter, which ``_advance`` does directly.
-    """
-    optimizer = run.optimizer
-    demon = isinstance(optimizer, (DemonSGD, DemonAdam))
-    if not demon:
-        optimizer.step()
-    lrs: list[float] = []
-    betas: list[float] = []
-    for _ in range(total_steps):
-        lr, beta = _read(run)
-        lrs.append(lr)
-        betas.append(beta)
-        if isinstance(optimizer, (DemonSGD, DemonAdam)):
-            optimizer._advance()
-        run.after_iteration()
-    return lrs, betas
-
-
-def schedule_inputs(name: str) -> tuple[bool, bool]:
-    """Whether arm's η_t schedule depends on lr and its β_t schedule on β_init (the arm's declared
-    ``Schedule``). A trace is computed once per distinct input, not per member."""
-    schedule = arm(name).schedule
-    return schedule.moves_lr, schedule.moves_beta
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.holder.param_groups[0]["lr"] = float(state["lr"])
 
 
 class MemberSchedules:
-    """η_t and β_t of every member: ``lr[t]`` and ``beta[t]`` are float64 tensors of shape (K,)."""
+    """η_t and β_t of every member of a pack: ``at(t)`` gives two float64 tensors of shape (K,)."""
 
     def __init__(
-        self,
-        keys: Sequence[TrialKey],
-        arm_params: dict[str, dict[str, Any]],
-        total_steps: int,
-        weight_decay: float,
+        self, keys: Sequence[TrialKey], arm_params: dict[str, dict[str, Any]], total_steps: int, device: torch.device
     ) -> None:
         self.total_steps = total_steps
-        columns: dict[tuple[str, float | None, float | None], tuple[list[float], list[float]]] = {}
-        lr_columns: list[list[float]] = []
-        beta_columns: list[list[float]] = []
-        self.plateaus: dict[int, ArmRun] = {}
+        lr_columns: dict[tuple[Any, ...], int] = {}
+        beta_columns: dict[tuple[Any, ...], int] = {}
+        lr_values: list[list[float]] = []
+        beta_values: list[list[float]] = []
+        lr_index: list[int] = []
+        beta_index: list[int] = []
+        self.plateaus: dict[int, Plateau] = {}
         for member, key in enumerate(keys):
-            run_arm = _dummy_arm(key, arm_params.get(key.arm, {}), total_steps, weight_decay)
-            if run_arm.plateau is not None:
-                self.plateaus[member] = run_arm  # lives on: stepped per epoch on this member's val loss
-                lr, beta = _read(run_arm)
-                lr_columns.append([lr] * total_steps)
-                beta_columns.append([beta] * total_steps)
-                continue
-            uses_lr, uses_beta = schedule_inputs(key.arm)
-            inputs = (key.arm, key.lr if uses_lr else None, key.beta_init if uses_beta else None)
-            if inputs not in columns:
-                columns[inputs] = _trace(run_arm, total_steps)
-            lrs, betas = columns[inputs]
-            lr_columns.append(lrs if uses_lr else [key.lr] * total_steps)
-            beta_columns.append(betas if uses_beta else [key.beta_init] * total_steps)
-        self.lr = torch.tensor(lr_columns, dtype=torch.float64).T.contiguous()
-        self.beta = torch.tensor(beta_columns, dtype=torch.float64).T.contiguous()
+            declared = arm(key.arm)
+            settings = declared.settings(arm_params.get(key.arm, {}))
+            schedule = declared.schedule
+            lr_at, beta_at = arm_schedules(
+                declared, settings, lr=key.lr, beta_init=key.beta_init, total_steps=total_steps
+            )
+            lr_input: tuple[Any, ...] = (key.arm if schedule.moves_lr else "constant", key.lr)
+            if schedule.per_epoch:  # its own column, rewritten as its validation losses come in
+                lr_input = ("plateau", member)
+                args = scheduler_args(schedule.name, settings, key.lr, key.beta_init, total_steps)
+                self.plateaus[member] = Plateau(key.lr, args)
+            beta_input = (key.arm if schedule.moves_beta else "constant", key.beta_init)
+            lr_index.append(_column(lr_columns, lr_values, lr_input, lr_at, total_steps))
+            beta_index.append(_column(beta_columns, beta_values, beta_input, beta_at, total_steps))
+        self.lr = torch.tensor(lr_values, dtype=torch.float64).T.contiguous().to(device)
+        self.beta = torch.tensor(beta_values, dtype=torch.float64).T.contiguous().to(device)
+        self.lr_index = torch.tensor(lr_index, dtype=torch.long, device=device)
+        self.beta_index = torch.tensor(beta_index, dtype=torch.long, device=device)
+        self.plateau_columns = {member: lr_index[member] for member in self.plateaus}
+
+    def at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(η_t, β_t) of every member at iteration ``step``."""
+        return self.lr[step].index_select(0, self.lr_index), self.beta[step].index_select(0, self.beta_index)
 
     def after_epoch(self, member: int, val_loss: float, next_step: int) -> None:
         """Feed a plateau member its validation loss; its η from ``next_step`` on is the new one."""
-        run_arm = self.plateaus.get(member)
-        if run_arm is None or not math.isfinite(val_loss):
+        plateau = self.plateaus.get(member)
+        if plateau is None:
             return
-        run_arm.after_epoch(val_loss)
-        lr, _ = _read(run_arm)
-        self.lr[next_step:, member] = lr
+        plateau.step(val_loss)
+        self.lr[next_step:, self.plateau_columns[member]] = plateau.lr
 
-    def to(self, device: torch.device) -> MemberSchedules:
-        """Move the tables to ``device`` (read there every iteration)."""
-        self.lr = self.lr.to(device)
-        self.beta = self.beta.to(device)
-        return self
+    def state_dict(self) -> dict[int, dict[str, Any]]:
+        """What is not a function of t: each plateau member's scheduler."""
+        return {member: plateau.state_dict() for member, plateau in self.plateaus.items()}
+
+    def load_state_dict(self, state: dict[int, dict[str, Any]], next_step: int) -> None:
+        """Restore the plateau members of ``state_dict``; their η holds from ``next_step`` on."""
+        for member, saved in state.items():
+            plateau = self.plateaus[int(member)]
+            plateau.load_state_dict(saved)
+            self.lr[next_step:, self.plateau_columns[int(member)]] = plateau.lr
+
+
+def _column(
+    columns: dict[tuple[Any, ...], int],
+    values: list[list[float]],
+    inputs: tuple[Any, ...],
+    schedule: Any,
+    total_steps: int,
+) -> int:
+    """The index of the column of ``inputs``, tabulating ``schedule`` the first time it is seen."""
+    if inputs not in columns:
+        columns[inputs] = len(values)
+        values.append([schedule(t) for t in range(total_steps)])
+    return columns[inputs]

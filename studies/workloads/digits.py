@@ -1,4 +1,5 @@
-"""``digits_mlp`` and ``digits_cnn``: scikit-learn's handwritten digits (real data that ships offline).
+"""``digits_mlp`` and ``digits_cnn``: the UCI handwritten digits as scikit-learn ships them (real
+data that ships offline, here as ``data/digits.npz``).
 
 1,797 8×8 images of 10 classes, split once (stratified, fixed seed) into 60% train, 20% validation
 and 20% test, so every trial of a study sees the same split; the trial seed changes only the
@@ -17,19 +18,26 @@ from torch.utils.data import TensorDataset
 
 from .base import Splits, Workload
 
+DIGITS_FILE = Path(__file__).parent / "data" / "digits.npz"
+
 
 @lru_cache(maxsize=1)
 def digits_arrays() -> tuple[torch.Tensor, ...]:
-    """(x_train, y_train, x_val, y_val, x_test, y_test): pixels scaled to [0, 1], shape (n, 64)."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """(x_train, y_train, x_val, y_val, x_test, y_test): pixels scaled to [0, 1], shape (n, 64).
 
-    data = load_digits()
-    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(data.target, dtype=torch.long)
-    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=0)
-    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0)
-    return x_train, y_train, x_val, y_val, x_test, y_test
+    Read from ``data/digits.npz``: scikit-learn's copy of the UCI digits (``load_digits``), split
+    60/20/20 with ``train_test_split(stratify=y, random_state=0)`` twice, stored as it comes out of
+    that split (``data/README.md``; ``tests/studies/test_workloads.py`` checks it against
+    scikit-learn). Reading it costs milliseconds; importing scikit-learn to rebuild it, a second.
+    """
+    import numpy as np
+
+    with np.load(DIGITS_FILE) as stored:
+        arrays = [stored[name] for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")]
+    return tuple(
+        torch.tensor(a, dtype=torch.float32) / 16.0 if a.ndim == 2 else torch.tensor(a, dtype=torch.long)
+        for a in arrays
+    )
 
 
 def digits_splits(image_shape: tuple[int, ...] = (64,)) -> Splits:

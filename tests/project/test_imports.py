@@ -182,20 +182,9 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
-# Known, being removed by the training-loop unification (issue 15 item 1); an entry that no longer
-# occurs fails the test below, so the list only shrinks.
-PRIVATE_USES_BEING_REMOVED = {
-    "studies.executors.packed uses studies.runner._load",
-    "studies.packed.trainer uses studies.runner._load",
-    "studies.packed.trainer uses studies.runner._seed_everything",
-}
-
-
 def test_no_module_reaches_into_another_modules_private_names() -> None:
     """The dashboard read ``analysis._cached/_frame/_axes/_progress_key``: a public API now."""
-    uses = _private_uses()
-    assert uses - PRIVATE_USES_BEING_REMOVED == set()
-    assert uses >= PRIVATE_USES_BEING_REMOVED, "remove the entries that no longer occur"
+    assert _private_uses() == set()
 
 
 def _defined_public_names(module: str) -> set[str]:

@@ -442,7 +442,8 @@ def synthetic_spec(
     n_train: int | None = None,
     resources: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A small grid study on the synthetic workload (one arm): len(lrs) × len(betas) × seeds trials."""
+    """A small grid study on the synthetic workload (one arm): len(lrs) × len(betas) × seeds trials,
+    run per trial."""
     spec: dict[str, Any] = {
         "name": name,
         "workload": "synthetic",
@@ -452,6 +453,7 @@ def synthetic_spec(
         "seeds": seeds,
         "epochs": epochs,
         "resources": resources or {"cpu": 1, "gpu": 0},
+        "execution": {"mode": "per_trial"},  # these tests are about Ray's trials, one by one
     }
     if n_train is not None:
         spec["workload_params"] = {"n_train": n_train}

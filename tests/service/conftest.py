@@ -60,6 +60,16 @@ def _unreachable(exc: Exception) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _packs_checkpoint_every_epoch() -> Iterator[None]:
+    """Drivers' packs checkpoint after every epoch (``studies.packed.trainer.checkpoint_cadence``;
+    the default is every 30 s): the kill-and-resume tests need a checkpoint within a short study.
+    Drivers inherit it from this process's environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEMONLAB_CHECKPOINT_SECONDS", "0")
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres_admin() -> Iterator[Engine]:
     """An autocommit engine on the server's maintenance database (skips or fails if unreachable)."""

@@ -101,6 +101,7 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
 
     # One heatmap per arm, one cell per grid point, and the divergence-rate maps.
     expect(page.locator("#live")).to_have_text("finished")
+    expect(page.locator("#trials tbody")).not_to_contain_text("pending")  # the trial table followed too
     page.wait_for_selector("#study[data-ready=true]")
     maps = page.locator("svg.heatmap")
     assert maps.count() == len(ARMS)

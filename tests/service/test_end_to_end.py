@@ -45,7 +45,8 @@ RESULTS = (TrialStatus.COMPLETED, TrialStatus.DIVERGED)
 
 
 def slow_spec(name: str, lrs: list[float]) -> dict[str, Any]:
-    """2 arms × len(lrs) lr × 2 β_init × 2 seeds of a synthetic MLP: about a second per trial."""
+    """2 arms × len(lrs) lr × 2 β_init × 2 seeds of a synthetic MLP: about a second per trial, run
+    per trial (``| PACKED``-style overrides pack it)."""
     return {
         "name": name,
         "workload": "synthetic",
@@ -56,6 +57,7 @@ def slow_spec(name: str, lrs: list[float]) -> dict[str, Any]:
         "seeds": 2,
         "epochs": 60,
         "resources": {"cpu": 1, "gpu": 0},
+        "execution": {"mode": "per_trial"},  # results one by one (packed ones arrive with their pack)
     }
 
 

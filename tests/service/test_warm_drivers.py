@@ -32,6 +32,7 @@ from studies.results import TrialStatus
 
 pytestmark = pytest.mark.slow
 PACKED = {"execution": {"mode": "packed", "pack_size": 8}}
+PER_TRIAL = {"execution": {"mode": "per_trial"}}  # the smoke spec would pack by default
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_a_small_per_trial_study_runs_in_the_forked_driver_without_ray(
     warm: Service, smoke_spec: dict[str, object]
 ) -> None:
     """24 trials × 2 epochs ≤ SMALL_STUDY_EPOCHS: one trial after another in the driver, no Ray."""
-    created = warm.client.submit(smoke_spec)
+    created = warm.client.submit(smoke_spec | PER_TRIAL)
     _forked_driver(warm, created.id)
     study = warm.wait_for(created.id, finished)
     assert study.status == "completed", warm.logs()
@@ -117,7 +118,7 @@ def test_a_per_trial_study_starts_its_own_ray_from_a_forked_driver(
     warm: Service, smoke_spec: dict[str, object]
 ) -> None:
     """24 trials × 10 epochs > SMALL_STUDY_EPOCHS: the forked driver starts a local Ray."""
-    created = warm.client.submit(smoke_spec | {"name": "warm-ray", "epochs": 10})
+    created = warm.client.submit(smoke_spec | PER_TRIAL | {"name": "warm-ray", "epochs": 10})
     driver = _forked_driver(warm, created.id)
     study = warm.wait_for(created.id, finished)
     assert study.status == "completed", warm.logs()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -90,6 +92,37 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         assert line.endswith(f"{diverged}/{diverged + figures['coverage']['n_completed']}")
     assert f"outputs in {out}/" in printed
     assert "E[best@1]: the\nexpected score of one configuration drawn at random" in printed  # the table's legend
+
+
+@pytest.mark.slow
+def test_the_console_script_packs_by_default_and_exits_with_every_output_written(tmp_path: Path) -> None:
+    """``demonlab run`` as a user runs it: the default executor packs the smoke study in this
+    process (no Ray), and the process ends without the interpreter's teardown only after every
+    output is written and flushed: each file complete, the summary printed, exit status 0."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "demonlab"),
+            "run",
+            str(SMOKE),
+            "--out",
+            str(out),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.rstrip().endswith("heatmap.png, heatmap.svg")  # the last line, flushed
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == len(pd.read_csv(out / "trials.csv")) == 24
+    assert "(packed, in process)" in done.stdout
+    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 3
+    assert "</svg>" in (out / "heatmap.svg").read_text()
+    assert not (tmp_path / "ray").exists()  # no Ray started
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -149,9 +149,10 @@ def test_the_floor_and_delay_reach_the_packed_schedule() -> None:
     """The pack's β table for a labelled arm is the variant's schedule."""
     keys = [TrialKey("demon_sgdm", 0.1, 0.9, 0), TrialKey("demon_sgdm@v", 0.1, 0.9, 0)]
     params = {"demon_sgdm@v": {"delay": 0.2, "beta_min": 0.5}}
-    tables = MemberSchedules(keys, params, 100, 0.0)
-    assert tables.beta[:, 0].tolist() == [demon_beta(t, 100, 0.9) for t in range(100)]
-    assert tables.beta[:, 1].tolist() == [demon_beta(t, 100, 0.9, delay_steps=20, beta_min=0.5) for t in range(100)]
+    tables = MemberSchedules(keys, params, 100, torch.device("cpu"))
+    betas = [tables.at(t)[1].tolist() for t in range(100)]
+    assert [b[0] for b in betas] == [demon_beta(t, 100, 0.9) for t in range(100)]
+    assert [b[1] for b in betas] == [demon_beta(t, 100, 0.9, delay_steps=20, beta_min=0.5) for t in range(100)]
 
 
 def test_the_api_type_of_an_arm_name_takes_labels() -> None:

@@ -1,4 +1,5 @@
-"""Executors: in-process and Ray Tune give the same results; sinks, packs, cancel, and Optuna search.
+"""Executors beyond their shared contract (``test_executor_contract.py``): which executor runs a
+study, the search's objective, samplers and storage, and a Ray trial that errors outside its trial.
 
 The Ray tests share one local Ray (``ray_session`` in conftest.py) and run real Tune trials of the
 ``synthetic`` workload; each ``Tuner.fit`` costs a few seconds of worker start-up, so they are few.
@@ -14,28 +15,23 @@ from typing import Any
 
 import pytest
 
-from studies.executors import InProcessExecutor, execute_study, failure_value, make_sampler, objective_value
+from studies.executors import (
+    EXECUTORS,
+    Context,
+    InProcessExecutor,
+    PackedExecutor,
+    Work,
+    execute_study,
+    execution_mode,
+    executor_for,
+    failure_value,
+    make_sampler,
+    objective_value,
+    placement,
+)
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
-from studies.runner import TrialPlan
-from studies.spec import StudySpec, expand_trials
-
-# Beyond the grid: a trial that diverges and one that fails (its arm does not exist).
-EXTRA_KEYS = [TrialKey("sgdm_step", 1e4, 0.9, 0), TrialKey("no_such_arm", 0.1, 0.9, 0)]
-
-
-def comparable(result: TrialResult) -> tuple[Any, ...]:
-    """Everything a trial computes (not where or how long it ran)."""
-    return (
-        result.status,
-        result.epochs,
-        result.val_metric,
-        result.val_loss,
-        result.test_metric,
-        result.test_loss,
-        result.best_val_metric,
-        result.epochs_done,
-        (result.error or "").splitlines()[:1],
-    )
+from studies.spec import StudySpec
+from studies.training import TrialPlan
 
 
 def run_collecting(spec: StudySpec, tmp_path: Path, **kwargs: Any) -> tuple[dict[TrialKey, TrialResult], Any]:
@@ -47,78 +43,34 @@ def run_collecting(spec: StudySpec, tmp_path: Path, **kwargs: Any) -> tuple[dict
     return by_key, summary
 
 
-@pytest.fixture(scope="module")
-def inprocess_results(
-    tmp_path_factory: pytest.TempPathFactory, smoke_spec_data: dict[str, Any]
-) -> dict[TrialKey, TrialResult]:
-    """The reference: every smoke trial (plus the extra keys) run in this process."""
-    spec = StudySpec.model_validate(smoke_spec_data)
-    keys = [*expand_trials(spec), *EXTRA_KEYS]
-    results, summary = run_collecting(spec, tmp_path_factory.mktemp("inproc"), executor="inprocess", keys=keys)
-    assert list(results) == keys  # in order, each reaching the sink once
-    assert (summary.completed, summary.diverged, summary.failed) == (16, 1, 1)
-    assert not summary.cancelled
-    assert summary.errors == [
-        f"{EXTRA_KEYS[1].token()}: ValueError: unknown arm 'no_such_arm'; valid choices: "
-        + summary.errors[0].split("valid choices: ")[1]
-    ]
-    return results
+def _spec(**changes: Any) -> StudySpec:
+    base = {"name": "x", "workload": "synthetic", "arms": ["demon_sgdm"], "lr": [0.1], "beta_init": [0.9], "epochs": 1}
+    return StudySpec.model_validate(base | changes)
 
 
-def test_inprocess_runs_every_key(inprocess_results: dict[TrialKey, TrialResult]) -> None:
-    assert inprocess_results[EXTRA_KEYS[0]].status is TrialStatus.DIVERGED
-    assert inprocess_results[EXTRA_KEYS[1]].status is TrialStatus.FAILED
-    assert all(r.epochs_done == 2 for r in inprocess_results.values() if r.status is TrialStatus.COMPLETED)
+SEARCH = {"mode": "optuna", "n_trials": 2, "lr": {"min": 0.01, "max": 0.1}, "beta_init": {"min": 0.5, "max": 0.95}}
 
 
-def test_inprocess_stops_when_asked(smoke_spec: StudySpec, tmp_path: Path) -> None:
-    results: list[TrialResult] = []
-    plan = TrialPlan.from_spec(smoke_spec, tmp_path)
-    summary = InProcessExecutor().run(plan, expand_trials(smoke_spec), results.append, lambda: len(results) >= 5)
-    assert summary.cancelled
-    assert len(results) == summary.total == 5
+def test_auto_packs_where_the_workload_packs_and_searches_per_trial() -> None:
+    assert execution_mode(_spec()) == "packed"
+    assert execution_mode(_spec(workload="mnist_vae")) == "per_trial"  # its own loss: does not pack
+    assert execution_mode(_spec(execution={"mode": "per_trial"})) == "per_trial"
+    search = {k: v for k, v in _spec().model_dump().items() if k not in ("lr", "beta_init")} | {"search": SEARCH}
+    assert execution_mode(StudySpec.model_validate(search)) == "search"
 
 
-@pytest.mark.slow
-@pytest.mark.usefixtures("ray_session")
-@pytest.mark.parametrize("trials_per_task", [1, 3])
-def test_ray_gives_the_same_results_as_inprocess(
-    inprocess_results: dict[TrialKey, TrialResult],
-    smoke_spec_data: dict[str, Any],
-    tmp_path: Path,
-    trials_per_task: int,
-) -> None:
-    spec = StudySpec.model_validate({**smoke_spec_data, "trials_per_task": trials_per_task})
-    keys = [*expand_trials(spec), *EXTRA_KEYS]
-    started: list[list[TrialKey]] = []
-    results, summary = run_collecting(
-        spec, tmp_path, executor="ray", keys=keys, study_id=f"pack{trials_per_task}", on_trial_start=started.append
-    )
-    assert set(results) == set(keys)
-    assert sorted(k for unit in started for k in unit) == sorted(keys), "each unit announced once as it starts"
-    assert all(len(unit) <= trials_per_task for unit in started)
-    assert (summary.completed, summary.diverged, summary.failed) == (16, 1, 1)
-    assert not summary.cancelled
-    for key in keys:
-        assert comparable(results[key]) == comparable(inprocess_results[key]), key
-    assert results[EXTRA_KEYS[1]].error
-    assert "unknown arm 'no_such_arm'" in results[EXTRA_KEYS[1]].error
-
-
-@pytest.mark.slow
-@pytest.mark.usefixtures("ray_session")
-def test_ray_stops_when_asked(smoke_spec: StudySpec, tmp_path: Path) -> None:
-    results: list[TrialResult] = []
-    summary = execute_study(
-        smoke_spec,
-        results.append,
-        executor="ray",
-        data_dir=tmp_path,
-        should_stop=lambda: len(results) >= 1,
-        study_id="cancel",
-    )
-    assert summary.cancelled
-    assert 1 <= len(results) == summary.total < smoke_spec.trial_count
+def test_each_placement_and_mode_has_its_executor(tmp_path: Path) -> None:
+    context = Context(tmp_path)
+    assert isinstance(executor_for(_spec(), "auto", context), PackedExecutor)
+    assert isinstance(executor_for(_spec(), "inprocess", context), PackedExecutor)
+    per_trial = _spec(execution={"mode": "per_trial"})
+    assert isinstance(executor_for(per_trial, "inprocess", context), InProcessExecutor)
+    assert placement(per_trial, "auto") == "ray"
+    assert placement(_spec(workload="mnist_vae"), "auto") == "ray"
+    assert {mode for _, mode in EXECUTORS} == {"per_trial", "packed", "search"}
+    search = {k: v for k, v in _spec().model_dump().items() if k not in ("lr", "beta_init")} | {"search": SEARCH}
+    with pytest.raises(ValueError, match="--executor inprocess runs grid studies only"):
+        executor_for(StudySpec.model_validate(search), "inprocess", context)
 
 
 def test_objective_value_imputes_failures() -> None:
@@ -262,7 +214,7 @@ def test_ray_trial_that_errors_becomes_failed_results(tmp_path: Path) -> None:
     keys = [TrialKey("demon_sgdm", 0.1, 0.9, seed) for seed in range(3)]
     results: list[TrialResult] = []
     executor = RayTuneExecutor(max_failures=0, trials_per_task=2, storage_dir=tmp_path, experiment_name="errors")
-    summary = executor.run(plan, keys, results.append)
+    summary = executor.run(Work(plan, keys), results.append)
     assert sorted(r.key.seed for r in results) == [0, 1, 2]
     assert all(r.status is TrialStatus.FAILED for r in results)
     assert all("errored after its retries" in (r.error or "") for r in results)

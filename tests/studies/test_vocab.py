@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from studies import vocab
-from studies.packed.schedules import optimizer_kind, schedule_inputs
 from studies.vocab import ARM_REGISTRY, StudyStatus, TrialStatus, impute_score, impute_scores
 from studies.vocab.arms import SCHEDULES, arm, check_arm
 from studies.workloads import get_workload
@@ -91,20 +90,22 @@ def test_every_arm_is_declared_once_with_its_kernel() -> None:
         declared = arm(name)
         assert (declared.kind, declared.demon, declared.schedule.name) == (kind, demon, schedule)
         assert (declared.kernel, declared.paper_name) == (kernel, paper)
-        assert optimizer_kind(name) == kernel  # the pack reads the registry
 
 
 def test_schedule_inputs_come_from_the_declaration() -> None:
-    assert schedule_inputs("demon_sgdm") == (False, True)
-    assert schedule_inputs("sgdm_cosmom") == (False, True)
-    assert schedule_inputs("adam_cosine") == (True, False)
-    assert schedule_inputs("sgdm_onecycle") == (True, True)
+    def inputs(name: str) -> tuple[bool, bool]:
+        return arm(name).schedule.moves_lr, arm(name).schedule.moves_beta
+
+    assert inputs("demon_sgdm") == (False, True)
+    assert inputs("sgdm_cosmom") == (False, True)
+    assert inputs("adam_cosine") == (True, False)
+    assert inputs("sgdm_onecycle") == (True, True)
     assert SCHEDULES["plateau"].per_epoch
 
 
 def test_an_unknown_arm_is_an_error_everywhere_not_adam() -> None:
     """It used to become "adam" silently in the pack's kernel choice."""
-    for call in (lambda: optimizer_kind("sgd_momentum"), lambda: check_arm("sgd_momentum", {})):
+    for call in (lambda: arm("sgd_momentum"), lambda: check_arm("sgd_momentum", {})):
         with pytest.raises(ValueError, match=r"unknown arm 'sgd_momentum'; valid choices: demon_sgdm"):
             call()
 

@@ -359,3 +359,24 @@ def test_digits_cnn_learns_and_is_deterministic() -> None:
     inputs = torch.stack([test[i][0] for i in range(len(test))])  # type: ignore[arg-type]
     with torch.no_grad():
         assert torch.equal(model(inputs), again(inputs))
+
+
+def test_the_shipped_digits_are_scikit_learns_split_as_before() -> None:
+    """``data/digits.npz`` equals scikit-learn's digits split the way the workload always split them."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from studies.workloads.digits import digits_arrays
+
+    data = load_digits()
+    x = torch.tensor(data.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(data.target, dtype=torch.long)
+    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=0)
+    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0)
+    shipped = digits_arrays()
+    for mine, theirs in zip(shipped, (x_train, y_train, x_val, y_val, x_test, y_test), strict=True):
+        assert mine.dtype == theirs.dtype
+        assert torch.equal(mine, theirs)
+    assert [len(t) for t in shipped] == [1078, 1078, 359, 359, 360, 360]
+    assert np.unique(shipped[1].numpy()).tolist() == list(range(10))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from studies.vocab import ArmName
+from studies.vocab import ArmName, workload_names
 
 from ... import analysis
 from ...schemas import RobustnessPublic
@@ -19,7 +19,8 @@ router = APIRouter(tags=["robustness"])
 @router.get("/robustness", response_model=RobustnessPublic, responses=errors())
 def get_robustness(
     engine: EngineDep,
-    workload: str,
+    # The schema lists the workloads (the route gives its own error, with a suggestion, for others).
+    workload: Annotated[str, Query(description="a workload's name", json_schema_extra={"enum": workload_names()})],
     arm: ArmName | None = None,
     epochs: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> RobustnessPublic:

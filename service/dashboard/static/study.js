@@ -67,6 +67,7 @@
       if (Date.now() - lastReport > Math.max(5000, 8 * lastLoadMs)) {
         loadReport();
         loadPlacement();
+        trials.load();
       }
     }, Math.max(1000, 4 * lastLoadMs));
   }
@@ -248,10 +249,11 @@
     }
   }
 
-  async function loadAll() {
+  async function loadAll(first) {
     await loadMaps(); // the maps first: the report's trials frame is then already read
     loadReport();
     loadPlacement();
+    if (!first) trials.load(); // the first load is after the maps (study_maps restores the URL's state)
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -277,7 +279,7 @@
     $("delete-button").addEventListener("click", () => act("delete"));
     document.addEventListener("keydown", (e) => { if (e.key === "Escape" && maps) maps.hideTooltip(); });
     if (ctx.isSearch) trials.load();
-    loadAll();
+    loadAll(true);
     if (finished.includes(root.dataset.status)) $("live").textContent = "";
     else follow();
   });
