@@ -120,7 +120,7 @@ def test_the_console_script_packs_by_default_and_exits_with_every_output_written
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == len(pd.read_csv(out / "trials.csv")) == 24
     assert "(packed, in process)" in done.stdout
-    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 3
+    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 4
     assert "</svg>" in (out / "heatmap.svg").read_text()
     assert not (tmp_path / "ray").exists()  # no Ray started
 
