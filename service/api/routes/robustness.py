@@ -1,8 +1,8 @@
-"""The cross-study query: how robust is an arm on a workload (METRICS.md "Across studies")."""
+"""The cross-study query: how robust is an arm on a workload (docs/metrics.md "Across studies")."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -23,6 +23,8 @@ def get_robustness(
     workload: Annotated[str, Query(description="a workload's name", json_schema_extra={"enum": workload_names()})],
     arm: ArmName | None = None,
     epochs: Annotated[int | None, Query(ge=1, le=10_000)] = None,
-) -> dict[str, Any]:
-    """Per-arm sensitivity figures aggregated over every completed study on ``workload``."""
-    return analysis.robustness(engine, workload=workload, arm=arm, epochs=epochs)
+) -> RobustnessPublic:
+    """Each arm's figures over every completed study on ``workload``, study by study with their
+    intervals, and the range of the estimates (docs/metrics.md, "Across studies")."""
+    result: RobustnessPublic = analysis.robustness(engine, workload=workload, arm=arm, epochs=epochs)
+    return result

@@ -150,9 +150,9 @@
   async function loadReport() {
     if (ctx.isSearch) return;
     lastReport = Date.now();
-    busy("computing the verdict (a paired bootstrap over seeds)", true);
+    busy("computing the verdict (every figure per seed, with t intervals over seeds)", true);
     const r = await api("GET", `${ctx.base}/sensitivity?split=${encodeURIComponent(split())}`);
-    busy("computing the verdict (a paired bootstrap over seeds)", false);
+    busy("computing the verdict (every figure per seed, with t intervals over seeds)", false);
     if (!r.ok) {
       $("verdicts").replaceChildren(el("p", { class: "muted", text: "No verdict yet: " + (r.data && r.data.detail) }));
       $("forest").replaceChildren();
