@@ -3,8 +3,8 @@
 The figures themselves come from ``studies.metrics`` and ``studies.heatmaps`` (one implementation for
 the CLI and the service); this module only fetches the per-seed rows and caches what is expensive.
 Grids, sensitivity reports and heatmaps go through ``service.report_cache``: per (study, metric,
-split, ε...), recomputed when the study's progress changed but at most every few seconds while it
-runs, one at a time at a low CPU priority; a finished study's reports are computed once.
+split, target...), recomputed when the study's progress changed but at most every few seconds while
+it runs, one at a time at a low CPU priority; a finished study's reports are computed once.
 """
 
 from __future__ import annotations
@@ -45,9 +45,6 @@ __all__ = [
     "y_fail",
 ]
 
-# Replicates of the paired seed bootstrap behind every pair interval (``studies.metrics``' default:
-# 2000). A report is computed once per study progress and cached, so this costs the first visitor.
-SENSITIVITY_RESAMPLES = 2000
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -251,54 +248,40 @@ def _clean(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def sensitivity(
-    engine: Engine, study_id: str, *, metric: str | None, split: str, eps: float | None, relative: bool = False
-) -> dict[str, Any]:
-    """The METRICS.md figures per arm and per pair (cached per study progress).
+def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str, target: float | None = None) -> Any:
+    """Each pair's verdict and the figures per arm and per pair (a ``SensitivityPublic``; cached per
+    study progress).
 
-    ``eps`` None takes the metric's default (one point of error rate; the seed spread at the arms'
-    peaks otherwise, see ``studies.report.default_eps``); a given ``eps`` is absolute unless
-    ``relative``. The report says which ε it used (``eps``, ``relative``, ``eps_source``)."""
+    ``target`` (raw units) overrides the spec's ``verdict.target``; without either the report takes
+    the default target rule. The primary figure, difference of interest and power are the spec's
+    ``verdict`` (``studies.metrics.VerdictSpec`` defaults without one)."""
     from studies.metrics import sensitivity_report
-    from studies.report import default_eps, default_eps_source
+    from studies.report import verdict_spec
+
+    from .schemas import SensitivityPublic, SensitivityStudy
 
     _check_split(split)
-    if eps is not None and (not math.isfinite(eps) or eps < 0):
-        raise InvalidInput("eps", f"must be a finite number >= 0 (got {eps})")
+    if target is not None and (not math.isfinite(target) or target <= 0):
+        raise InvalidInput("target", f"must be a finite number > 0 (got {target})")
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
     spec = study_spec(study)
     name, kind = metric_kind(spec, metric)
-    eps_used: float | str = eps if eps is not None else default_eps(name)[0]
-    if eps is None:
-        relative = default_eps(name)[1]
+    choices = verdict_spec(spec, name)
+    fail = y_fail(spec, kind)
+    if target is not None and target >= fail:
+        raise InvalidInput("target", f"must be below the failure score {fail:g} of {name} (got {target})")
 
-    def compute() -> dict[str, Any]:
+    def compute() -> dict[str, Any]:  # JSON: what the report store keeps across restarts
         frame = scores_frame(engine, study_id, kind, progress_key(study))
-        report: dict[str, Any] = sensitivity_report(
-            frame,
-            study_axes(spec, frame),
-            y_fail(spec, kind),
-            eps=eps_used,
-            relative=relative,
-            split=split,
-            n_resamples=SENSITIVITY_RESAMPLES,
-            eps_source=default_eps_source(name) if eps is None else None,
+        report = sensitivity_report(frame, study_axes(spec, frame), fail, target=target, verdict=choices, split=split)
+        about = SensitivityStudy(
+            id=study_id, metric=name, split=split, status=study.status.value, protocol=spec.protocol_note
         )
-        report["study"] = {
-            "id": study_id,
-            "metric": name,
-            "split": split,
-            "eps": report["eps"],
-            "relative": report["relative"],
-            "status": study.status.value,
-            "protocol": spec.protocol_note,  # full_train: no validation split, no cell chosen (else None)
-        }
-        return report
+        return SensitivityPublic(**dict(report), study=about).model_dump(mode="json")
 
-    params = (name, split, eps_used, relative)
-    result: dict[str, Any] = throttled_report("sensitivity", study, params, compute, engine=engine)
-    return result
+    body = throttled_report("sensitivity", study, (name, split, target), compute, engine=engine)
+    return SensitivityPublic.model_validate(body)
 
 
 def replication(engine: Engine, study_id: str, *, paper: str) -> Any:
@@ -384,15 +367,18 @@ def export_metadata(study: Any) -> dict[str, Any]:
     }
 
 
-def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> dict[str, Any]:
-    """How robust is each arm on ``workload``: per-arm metrics aggregated over finished studies
-    (``completed``, and ``completed_with_failures``, whose failed trials count as missing)."""
+def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> Any:
+    """How robust is each arm on ``workload``: per-arm figures over finished studies (``completed``,
+    and ``completed_with_failures``, whose failed trials count as missing), study by study with
+    their intervals (a ``RobustnessPublic``)."""
     from studies.metrics import aggregate_robustness
 
     try:
         vocab.workload_entry(workload)
     except vocab.WorkloadError as exc:  # "digits": did you mean digits_cnn or digits_mlp?
         raise InvalidInput("workload", str(exc)) from None
+    from .schemas import RobustnessPublic, RobustnessQuery
+
     with session_scope(engine, read_only=True) as session:
         studies = [
             study
@@ -400,15 +386,15 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
             if status.has_results
             for study in dal.list_studies(session, status=status, workload=workload, offset=0, limit=10_000)[0]
         ]
-    reports = []
+    entries = []
     for study in studies:
         spec = study_spec(study)
         if epochs is not None and spec.epochs != epochs:
             continue
         if arm is not None and arm not in [a.name for a in spec.arms]:
             continue
-        report = sensitivity(engine, study.id, metric=None, split="test", eps=None)
-        reports.append(
+        report = sensitivity(engine, study.id, metric=None, split="test")
+        entries.append(
             {
                 "study_id": study.id,
                 "key": {
@@ -419,10 +405,12 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
                     "seeds": list(spec.seed_values),
                     "metric": spec.metric_name,
                     "split": "test",
+                    # a default target differs per study by design: studies group by the rule
+                    "target": report.target.raw_value if report.target.chosen_on == "given" else "default",
                 },
-                "arms": {k: v for k, v in report["arms"].items() if arm is None or k == arm},
+                "arms": {k: v for k, v in report.arms.items() if arm is None or k == arm},
             }
         )
-    result: dict[str, Any] = aggregate_robustness(reports)
-    result["query"] = {"workload": workload, "arm": arm, "epochs": epochs, "studies": len(reports)}
-    return result
+    result = aggregate_robustness(entries)
+    query = RobustnessQuery(workload=workload, arm=arm, epochs=epochs, studies=len(entries))
+    return RobustnessPublic(**dict(result), query=query)

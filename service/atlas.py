@@ -274,29 +274,25 @@ def cell_report(engine: Engine, plan: CellPlan) -> dict[str, Any]:
     """The cell's sensitivity report: its study's own (cached, as the study page shows it) when one
     study holds exactly its seeds, else computed the same way on the union of its studies' trials."""
     if len(plan.studies) == 1 and _study_seeds(plan.studies[0]) == set(plan.seeds):
-        return analysis.sensitivity(engine, plan.studies[0].id, metric=None, split="test", eps=None)
+        public = analysis.sensitivity(engine, plan.studies[0].id, metric=None, split="test")
+        study_report: dict[str, Any] = public.model_dump(mode="json")
+        return study_report
     report: dict[str, Any] = _cached(("union", _state([plan])), lambda: _union_report(engine, plan))
     return report
 
 
 def _union_report(engine: Engine, plan: CellPlan) -> dict[str, Any]:
     from studies.metrics import sensitivity_report
-    from studies.report import default_eps, default_eps_source
+    from studies.report import verdict_spec
 
     spec = analysis.study_spec(plan.studies[0])
     name, kind = analysis.metric_kind(spec, None)
     frame = cell_frame(engine, plan, kind)
-    eps, relative = default_eps(name)
-    return sensitivity_report(
-        frame,
-        _axes(spec, plan.seeds),
-        analysis.y_fail(spec, kind),
-        eps=eps,
-        relative=relative,
-        split="test",
-        n_resamples=analysis.SENSITIVITY_RESAMPLES,
-        eps_source=default_eps_source(name),
+    report = sensitivity_report(
+        frame, _axes(spec, plan.seeds), analysis.y_fail(spec, kind), verdict=verdict_spec(spec, name), split="test"
     )
+    union: dict[str, Any] = report.model_dump(mode="json")
+    return union
 
 
 def cell_frame(engine: Engine, plan: CellPlan, kind: str = "metric") -> pd.DataFrame:

@@ -22,10 +22,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .console import SHUTDOWN_GRACE_S, safe_url
 from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from .schemas import SensitivityPublic
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXPORT_FORMATS = ("csv", "parquet")
@@ -142,7 +145,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    study = _client(args).get_study(args.study_id)
+    client = _client(args)
+    study = client.get_study(args.study_id)
+    if study.status in ("completed", "completed_with_failures"):  # the answer first
+        from studies.report import verdict_lines
+
+        print("\n".join(verdict_lines(client.sensitivity(study.id))))
     p = study.progress
     print(f"{study.id} {study.name!r} [{study.workload}] {study.status.label}: {p.done}/{p.total} done,", end=" ")
     print(f"{p.diverged} diverged, {p.failed} failed")
@@ -185,30 +193,26 @@ def _cmd_grid(args: argparse.Namespace) -> int:
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
-    report = _client(args).sensitivity(args.study_id, eps=args.eps, metric=args.metric, split=args.split)
+    report = _client(args).sensitivity(args.study_id, target=args.target, metric=args.metric, split=args.split)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(report.model_dump_json(indent=2))
         return 0
-    from studies.report import pair_lines, summary_table
+    from studies.report import pair_lines, summary_table, verdict_lines
 
-    print(summary_table(report))
-    for line in pair_lines(report):
-        print(line)
+    print("\n".join([*verdict_lines(report), summary_table(report), *pair_lines(report)]))
     return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    report = _client(args).sensitivity(args.study_id, eps=args.eps, metric=args.metric, split=args.split)
-    pairs = [
-        p
-        for p in report.get("pairs", [])
-        if (args.a is None or p.get("arm_a") == args.a) and (args.b is None or p.get("arm_b") == args.b)
-    ]
+    report: SensitivityPublic = _client(args).sensitivity(
+        args.study_id, target=args.target, metric=args.metric, split=args.split
+    )
+    pairs = [p for p in report.pairs if (args.a in (None, p.arm_a)) and (args.b in (None, p.arm_b))]
     if not pairs:
         print(f"demonlab: {_missing_pair(report, args.a, args.b)}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(pairs, indent=2))
+        print(json.dumps([p.model_dump(mode="json") for p in pairs], indent=2))
         return 0
     from .console import compare_table
 
@@ -216,9 +220,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _missing_pair(report: dict[str, Any], a: str | None, b: str | None) -> str:
+def _missing_pair(report: SensitivityPublic, a: str | None, b: str | None) -> str:
     """Why ``compare`` has nothing to show, and what it could show instead."""
-    existing = [(str(p.get("arm_a")), str(p.get("arm_b"))) for p in report.get("pairs", [])]
+    existing = [(p.arm_a, p.arm_b) for p in report.pairs]
     asked = f"{a or 'any arm'} vs {b or 'any arm'}"
     if not existing:
         return f"no pair {asked}: the report compares no arms (it needs a Demon arm and a baseline)"
@@ -254,7 +258,7 @@ def _cmd_trials(args: argparse.Namespace) -> int:
 def _cmd_robustness(args: argparse.Namespace) -> int:
     result = _client(args).robustness(args.workload, arm=args.arm, epochs=args.epochs)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(result.model_dump_json(indent=2))
         return 0
     from .console import robustness_table
 
@@ -561,19 +565,23 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(p)
     p.set_defaults(func=_cmd_grid)
 
-    p = command("sensitivity", "sensitivity figures per arm")
+    p = command("sensitivity", "each pair's verdict, then the figures per arm and per pair")
     _study_arg(p)
-    p.add_argument("--eps", type=float, default=None, help="ε of the ε-good figures (default: the metric's own)")
+    p.add_argument(
+        "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
+    )
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     _score_args(p, "test")
     _client_args(p)
     p.set_defaults(func=_cmd_sensitivity)
 
-    p = command("compare", "Demon against a baseline: deltas, bootstrap shares, P(improvement)")
+    p = command("compare", "Demon against a baseline: the verdict, the primary Δ with its interval, seed planning")
     _study_arg(p)
     p.add_argument("--a", default=None, help="first arm (default: every Demon arm)")
     p.add_argument("--b", default=None, help="second arm (default: every baseline)")
-    p.add_argument("--eps", type=float, default=None, help="ε of the ε-good figures (default: the metric's own)")
+    p.add_argument(
+        "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
+    )
     p.add_argument("--json", action="store_true", help="print the pairs as JSON")
     _score_args(p, "test")
     _client_args(p)

@@ -25,7 +25,15 @@ from studies.atlas.models import AtlasResult
 from studies.vocab import FINISHED_STUDY_STATUSES
 
 from .errors import ApiError, ServiceUnreachable
-from .schemas import GridPublic, StudiesPublic, StudyCreated, StudyPublic, TrialsPublic
+from .schemas import (
+    GridPublic,
+    RobustnessPublic,
+    SensitivityPublic,
+    StudiesPublic,
+    StudyCreated,
+    StudyPublic,
+    TrialsPublic,
+)
 
 FINISHED: tuple[str, ...] = tuple(FINISHED_STUDY_STATUSES)
 
@@ -227,12 +235,12 @@ class DemonlabClient:
         return GridPublic.model_validate(self._request("GET", f"/api/v1/studies/{study_id}/grid", params=params).json())
 
     def sensitivity(
-        self, study_id: str, *, eps: float | None = None, metric: str | None = None, split: str = "test"
-    ) -> dict[str, Any]:
-        """The sensitivity figures per arm and per pair."""
-        params = self._params(eps=eps, metric=metric, split=split)
-        body: dict[str, Any] = self._request("GET", f"/api/v1/studies/{study_id}/sensitivity", params=params).json()
-        return body
+        self, study_id: str, *, target: float | None = None, metric: str | None = None, split: str = "test"
+    ) -> SensitivityPublic:
+        """Each pair's verdict and the figures per arm and per pair (the typed report)."""
+        params = self._params(target=target, metric=metric, split=split)
+        body = self._request("GET", f"/api/v1/studies/{study_id}/sensitivity", params=params).json()
+        return SensitivityPublic.model_validate(body)
 
     def heatmap(
         self,
@@ -251,11 +259,10 @@ class DemonlabClient:
         """Every trial as CSV or Parquet bytes."""
         return self._request("GET", f"/api/v1/studies/{study_id}/export.{fmt}").content
 
-    def robustness(self, workload: str, *, arm: str | None = None, epochs: int | None = None) -> dict[str, Any]:
-        """The cross-study robustness query."""
+    def robustness(self, workload: str, *, arm: str | None = None, epochs: int | None = None) -> RobustnessPublic:
+        """The cross-study robustness query (typed)."""
         params = self._params(workload=workload, arm=arm, epochs=epochs)
-        body: dict[str, Any] = self._request("GET", "/api/v1/robustness", params=params).json()
-        return body
+        return RobustnessPublic.model_validate(self._request("GET", "/api/v1/robustness", params=params).json())
 
     # atlases
     def create_atlas(self, suite: str, *, seeds: int, workloads: list[str] | None = None) -> AtlasResult:

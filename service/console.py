@@ -149,49 +149,38 @@ def num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def _delta(pair: dict[str, Any], metric: str) -> dict[str, Any]:
-    found: dict[str, Any] = next((d for d in pair.get("deltas", []) if d.get("metric") == metric), {})
-    return found
+def compare_table(pairs: list[Any]) -> str:
+    """One row per pair of arms (a against b): the verdict, the primary figure's Δ (> 0 favours a)
+    with its 95% interval, the smallest difference the study detects, and the seeds a plan needs."""
+    from studies.metrics.models import PairError
 
-
-def compare_table(pairs: list[dict[str, Any]]) -> str:
-    """One row per pair of arms (a against b), every Δ oriented so that > 0 favours a: the Δ of the
-    ε-good fraction with its paired-bootstrap interval (at the level it reports), the share of
-    bootstrap replicates above zero and tied, the Δ of the best score, and the probability that a
-    cell of a beats a cell of b (Mann–Whitney, ties counted half)."""
-    headers = ["a vs b", "ΔF_ε", "interval", "covers", "boot>0", "ties", "Δbest", "P(a cell > b cell)", "matched"]
+    headers = ["a vs b", "verdict", "primary", "Δ", "95% interval", "detects", "seeds needed"]
     rows = []
     notes = []
     for pair in pairs:
-        name = f"{pair.get('arm_a')} vs {pair.get('arm_b')}"
-        if "error" in pair:
-            notes.append(f"{name}: {pair['error']}")
+        name = f"{pair.arm_a} vs {pair.arm_b}"
+        if isinstance(pair, PairError):
+            notes.append(f"{name}: {pair.error}")
             continue
-        good, peak = _delta(pair, "eps_good_fraction"), _delta(pair, "peak")
-        poi = pair.get("probability_of_improvement", {})
-        ci = good.get("interval") or {}
-        if ci.get("status") == "ok":
-            interval, level = f"[{num(ci.get('low'), 3)}, {num(ci.get('high'), 3)}]", f">={num(ci.get('min_level'), 3)}"
-        else:
-            interval, level = f"({ci.get('status', '-')})", "-"
+        v, primary = pair.verdict, pair.primary
+        iv = primary.interval
+        span = f"[{num(iv.low, 3)}, {num(iv.high, 3)}]" if iv.low is not None else f"({iv.status.replace('_', ' ')})"
         rows.append(
             [
                 name,
-                num(good.get("delta"), 3),
-                interval,
-                level,
-                num(good.get("bootstrap_share_positive"), 3),
-                num(good.get("bootstrap_share_ties"), 3),
-                num(peak.get("delta"), 3),
-                num(poi.get("distributions"), 3),
-                num(poi.get("matched"), 3),
+                v.outcome,
+                primary.figure + (f" k={primary.k}" if primary.k else ""),
+                num(primary.value, 3),
+                span,
+                num(v.smallest_detectable_difference, 2),
+                str(v.seeds_needed) if v.seeds_needed is not None else "-",
             ]
         )
+        notes.append(f"{name}: {v.statement}")
     legend = (
-        "every Δ > 0 favours a. ΔF_ε: share of ε-good cells, a − b; covers: the interval's coverage is at least "
-        "this (measured in the README); boot>0 / ties: shares of bootstrap "
-        "replicates (seeds resampled, paired) with ΔF_ε > 0 / = 0, not probabilities; Δbest: how much better "
-        "a's best score is, raw units; P(a cell > b cell): over all cells, 'matched': same cells only"
+        "Δ > 0 favours a; 95% interval: a t interval over seeds (paired), given from 8 seeds "
+        "(its coverage on six simulated landscapes: docs/statistics.md); detects: the smallest Δ this study "
+        "detects with the planned power; seeds needed: to detect the spec's difference of interest"
     )
     return "\n".join([table(headers, rows), *notes, legend])
 
@@ -217,35 +206,36 @@ def trials_table(trials: list[Any]) -> str:
     return table(headers, rows)
 
 
-def robustness_table(result: dict[str, Any]) -> str:
-    """One row per group of comparable studies (workload, arm, epochs...): mean [min, max] of the best
-    raw score, the ε-good fraction and the good-lr width, over the studies counted."""
-    headers = ["arm", "epochs", "studies", "best score (raw)", "F_ε", "good lr width (dec)"]
+def robustness_table(result: Any) -> str:
+    """One row per group of comparable studies (workload, arm, epochs, target...): per figure, the
+    range of the studies' estimates and how many studies gave one (each study's own interval is in
+    the JSON; a range of estimates is not an interval)."""
+    headers = ["arm", "epochs", "studies", "never trained", "best score (raw)", "success share", "lr width (dec)"]
 
-    def spread(stats: dict[str, Any]) -> str:
-        if not stats or stats.get("count", 0) == 0:
+    def spread(across: Any, share: bool = False) -> str:
+        if across.n_studies == 0 or across.range_low is None:
             return "-"
-        return f"{num(stats.get('mean'), 3)} [{num(stats.get('min'), 3)}, {num(stats.get('max'), 3)}]"
+        fmt = (lambda x: f"{100 * x:.0f}%") if share else (lambda x: num(x, 3))
+        return f"{fmt(across.range_low)}..{fmt(across.range_high)} (n={across.n_studies})"
 
-    rows = []
-    for group in result.get("groups", []):
-        key = group.get("key", {})
-        rows.append(
-            [
-                str(key.get("arm")),
-                str(key.get("epochs", "-")),
-                str(group.get("n_studies", 0)),
-                spread(group.get("raw_peak_score", {})),
-                spread(group.get("eps_good_fraction", {})),
-                spread(group.get("eps_good_lr_width_mean_decades", {})),
-            ]
-        )
-    query = result.get("query", {})
-    count = query.get("studies", 0)
-    head = f"workload {query.get('workload')}: {count} completed stud{'y' if count == 1 else 'ies'}"
+    rows = [
+        [
+            str(group.key.get("arm")),
+            str(group.key.get("epochs", "-")),
+            str(group.n_studies),
+            str(group.n_never_trained),
+            spread(group.raw_peak_score),
+            spread(group.success_share, share=True),
+            spread(group.success_lr_width),
+        ]
+        for group in result.groups
+    ]
+    count = result.query.studies
+    head = f"workload {result.query.workload}: {count} completed stud{'y' if count == 1 else 'ies'}"
     if not rows:
         return f"{head}; nothing to aggregate"
-    return "\n".join([head, table(headers, rows), "cells: mean [min, max] over the studies of the row"])
+    legend = "cells: lowest..highest estimate over the studies of the row (n: studies with one); not an interval"
+    return "\n".join([head, table(headers, rows), legend])
 
 
 def environment_lines(environment: dict[str, Any]) -> list[str]:

@@ -1,8 +1,8 @@
 """``make run``: the whole loop on the embedded default (SQLite, local Ray).
 
 Start the service (API + scheduler) in this process, submit the digits example over HTTP, follow
-its progress, print the sensitivity summary and where the heatmaps are, and keep serving until
-Ctrl-C so the API, its docs and the heatmaps can be opened in a browser.
+its progress, print each pair's verdict first, then the sensitivity summary and where the heatmaps
+are, and keep serving until Ctrl-C so the API, its docs and the heatmaps can be opened in a browser.
 """
 
 from __future__ import annotations
@@ -188,13 +188,11 @@ def _tokens_configured(settings: Any) -> bool:
 
 
 def _summarise(client: Any, study_id: str, data_dir: Path, base: str) -> None:
-    from studies.report import pair_lines, summary_table
+    from studies.report import pair_lines, summary_table, verdict_lines
 
     report = client.sensitivity(study_id)
     print()
-    print(summary_table(report))
-    for line in pair_lines(report):
-        print(line)
+    print("\n".join([*verdict_lines(report), "", summary_table(report), *pair_lines(report)]))
     out = data_dir / "demo"
     out.mkdir(parents=True, exist_ok=True)
     png, svg = out / f"{study_id}-heatmap.png", out / f"{study_id}-heatmap.svg"

@@ -79,7 +79,7 @@ def render_heatmap(
 
     Values are raw (lower is better) medians over seeds on ``split``; error rates in [0, 1] are
     shown in percent. ``scores`` and ``y_fail`` are as for ``studies.metrics``. ``note`` is added
-    to the caption (e.g. the ε-good fractions with the ε they used). ``value_range`` (raw units) fixes
+    to the caption (e.g. the success shares with the target they used). ``value_range`` (raw units) fixes
     the colour scale, so that several figures share one (the atlas: one scale per workload).
     """
     if fmt not in FORMATS:

@@ -1,7 +1,8 @@
 """``demonlab run SPEC --out DIR``: run a spec locally (no service), with a progress bar.
 
-Results are kept in memory and written at the end (trials CSV/Parquet, metrics JSON, heatmaps); the
-summary table is printed per arm. For stored, resumable runs use the service (``demonlab submit``).
+Results are kept in memory and written at the end (trials CSV/Parquet, metrics JSON, heatmaps); each
+pair's verdict is printed first, then the summary table per arm. For stored, resumable runs use the
+service (``demonlab submit``).
 """
 
 from __future__ import annotations
@@ -85,9 +86,11 @@ def _import_outputs() -> None:
 
 
 def print_report(report: dict[str, Any], out_dir: Path) -> None:
-    """The per-arm summary table and where the files are."""
-    from .report import summary_table
+    """Each pair's verdict first, then the per-arm summary table, the pairs' figures and where the files are."""
+    from .report import pair_lines, summary_table, verdict_lines
 
+    for line in verdict_lines(report):
+        print(line)
     run = report.get("run", {})
     print(
         f"trials: {run.get('completed', 0)} completed, {run.get('diverged', 0)} diverged, {run.get('failed', 0)} failed"
@@ -96,4 +99,6 @@ def print_report(report: dict[str, Any], out_dir: Path) -> None:
     for error in run.get("errors", []):
         print(f"  error: {error}")
     print(summary_table(report))
+    for line in pair_lines(report):
+        print(line)
     print(f"outputs in {out_dir}/: trials.csv, trials.parquet, metrics.json, heatmap.png, heatmap.svg")

@@ -1,7 +1,9 @@
 """From trial results to tables, files and a printed summary: the outputs of ``demonlab run``.
 
 ``results_frame`` flattens results for CSV/Parquet; ``scores_frame`` picks the study's metric for
-``studies.metrics``; ``write_outputs`` writes trials, metrics and heatmaps into one directory.
+``studies.metrics``; ``write_outputs`` writes trials, metrics and heatmaps into one directory; the
+printers (``verdict_lines`` first, then ``summary_table`` and ``pair_lines``) read the typed report
+(``studies.metrics.models``), so a renamed field fails mypy, not a sentence.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .metrics.models import Delta, Estimate, PairError, SensitivityReport
 from .results import TrialResult
 from .spec import OptunaSearchSpec, StudySpec
 
@@ -96,27 +99,21 @@ def grid_axes(spec: StudySpec, frame: pd.DataFrame | None = None) -> Any:
     return GridAxes(lrs=tuple(spec.lr_values), betas=tuple(spec.beta_init), seeds=tuple(spec.seed_values))
 
 
-def default_eps(metric_name: str) -> tuple[float | str, bool]:
-    """(ε, relative) for "good" cells: one percentage point for error rates; for anything else (a
-    loss, a perplexity, an NLL), whose scale no fixed ε fits, ``"seed_spread"``: the pooled seed
-    standard deviation at the arms' peak cells, so a cell is good when it is within the difference
-    seeds alone make (1% of the best score when every peak has a single seed)."""
-    from .metrics import SEED_SPREAD
+def verdict_spec(spec: StudySpec, metric_name: str | None = None) -> Any:
+    """The spec's verdict choices for ``metric_name`` (default: the study's metric). A target is in
+    the study's metric's units, so another metric (a study of error rates asked about its loss) takes
+    the default target rule."""
+    from .metrics import VerdictSpec
 
-    return (0.01, False) if metric_name == "error" else (SEED_SPREAD, False)
-
-
-ERROR_EPS_SOURCE = "default for error rates: 0.01 (one percentage point)"
-
-
-def default_eps_source(metric_name: str) -> str | None:
-    """How a report names the default ε of ``default_eps`` (None: the metric code names it)."""
-    return ERROR_EPS_SOURCE if metric_name == "error" else None
+    chosen = spec.verdict or VerdictSpec()
+    if metric_name is not None and metric_name != spec.metric_name and chosen.target is not None:
+        chosen = chosen.model_copy(update={"target": None})
+    return chosen
 
 
 def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path, y_fail: float) -> dict[str, Any]:
-    """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return the metrics report (with
-    the ``environment`` the trials ran on, ``studies.environment``).
+    """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return metrics.json's content
+    (the report, the ``study`` it describes and the ``environment`` the trials ran on) with ``files``.
 
     The figures and heatmaps are on ``spec.split`` (cells are chosen on validation; a ``full_train``
     study has no validation split, so none is chosen)."""
@@ -131,16 +128,8 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     scores = scores_frame(frame, spec.metric_kind)
     axes = grid_axes(spec, frame)
-    eps, relative = default_eps(spec.metric_name)
-    report = sensitivity_report(
-        scores,
-        axes,
-        y_fail,
-        eps=eps,
-        relative=relative,
-        split=spec.split,
-        eps_source=default_eps_source(spec.metric_name),
-    )
+    typed = sensitivity_report(scores, axes, y_fail, verdict=verdict_spec(spec), split=spec.split)
+    report: dict[str, Any] = typed.model_dump(mode="json")
     report["study"] = {
         "name": spec.name,
         "workload": spec.workload,
@@ -158,7 +147,7 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
         stem="heatmap",
         metric_label=spec.metric_name,
         split=spec.split,
-        note=heatmap_note(report),
+        note=heatmap_note(typed),
     )
     report["files"] = [
         str(p) for p in [out_dir / "trials.csv", out_dir / "trials.parquet", out_dir / "metrics.json", *paths]
@@ -166,117 +155,147 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     return report
 
 
-def eps_caption(report: dict[str, Any]) -> str:
-    """The ε of a report in words, for every place that prints an ε-figure."""
-    eps, relative = report.get("eps"), report.get("relative")
-    if not isinstance(eps, (int, float)):
-        return "eps = ?"
-    text = f"eps = {eps:.3g}" + (" x |best|" if relative else "")
-    source = str(report.get("eps_source") or "")
-    if source.startswith("seed spread:"):
-        text += " (seed spread at the peaks)"
-    elif source.startswith("seed spread unmeasurable"):
-        text += " (seed spread unmeasurable: 1% of the best)"
-    return text
+def as_report(report: Any) -> SensitivityReport:
+    """A report given as the model or as its JSON (``metrics.json``, the API's body)."""
+    from .metrics.models import SensitivityReport
+
+    return report if isinstance(report, SensitivityReport) else SensitivityReport.model_validate(report)
 
 
-def heatmap_note(report: dict[str, Any]) -> str:
-    """The heatmap caption's ε-figure: each arm's ε-good fraction, with the ε it used (and, for a
-    full-train study, that no cell was chosen)."""
-    fractions = ", ".join(
-        f"{arm} {_short(_dig(metrics, 'eps_good', 'fraction'))}" for arm, metrics in report.get("arms", {}).items()
+def target_caption(report: SensitivityReport) -> str:
+    """The target of a report in words, for every place that prints a success figure."""
+    target = report.target
+    if target.raw_value is None:
+        return "no target (no run trained)"
+    how = "given" if target.chosen_on == "given" else f"the lower quartile of trained runs on {target.chosen_on}"
+    return f"target {report.split} <= {target.raw_value:.3g} ({how})"
+
+
+def heatmap_note(report: SensitivityReport) -> str:
+    """The heatmap caption's success figure: each arm's share of the grid reaching the target (and,
+    for a study without a validation split, that no cell was chosen)."""
+    shares = ", ".join(f"{arm} {estimate_text(a.success.share, pct=True)}" for arm, a in report.arms.items())
+    prefix = "full-train replication: no validation split, no cell chosen. " if report.selected_on is None else ""
+    return prefix + f"share of the grid whose runs reach the {target_caption(report)}: {shares}"
+
+
+def protocol_of(report: Any) -> str | None:
+    """The study's protocol note (a full_train study's), from metrics.json's or the API's ``study``."""
+    study = report.get("study") if isinstance(report, dict) else getattr(report, "study", None)
+    note = study.get("protocol") if isinstance(study, dict) else getattr(study, "protocol", None)
+    return None if note is None else str(note)
+
+
+def estimate_text(estimate: Estimate, *, pct: bool = False, raw: bool = False) -> str:
+    """'41% [33%, 49%]', '0.123 [0.118, 0.131]' (raw units), or '-' with the reason there is no
+    interval: '0.41 (no interval: too few seeds)'."""
+    value = estimate.raw_value if raw else estimate.value
+    low, high = (
+        (estimate.interval.raw_low, estimate.interval.raw_high)
+        if raw
+        else (estimate.interval.low, estimate.interval.high)
     )
-    full_train = _dig(report, "study", "protocol") is not None
-    prefix = "full-train replication: no validation split, no cell chosen. " if full_train else ""
-    return prefix + f"share of cells within {eps_caption(report)} of the best: {fractions}"
+
+    def show(x: float | None) -> str:
+        if x is None:
+            return "-"
+        return f"{100 * x:.0f}%" if pct else f"{x:.3g}"
+
+    if value is None:
+        return f"- ({estimate.interval.status.replace('_', ' ')})"
+    if low is None or high is None:
+        return f"{show(value)} (no interval: {estimate.interval.status.replace('_', ' ')})"
+    return f"{show(value)} [{show(low)}, {show(high)}]"
 
 
-def summary_table(report: dict[str, Any]) -> str:
-    """A plain-text table, one row per arm, in the workload's units (lower is better): the test
-    score of the cell picked on validation with its seed interval and that interval's level, the
-    ε-good fraction F_ε (ε printed above the table), the mean ε-good lr width, q(1) and the
-    diverged share."""
-    split = report.get("split", "test")
-    protocol = _dig(report, "study", "protocol")
-    chosen = "no cell chosen: no validation split" if protocol else "cells chosen on val"
+def verdict_lines(report: Any) -> list[str]:
+    """Each pair's verdict in one sentence, printed before anything else."""
+    typed = as_report(report)
+    lines = []
+    for pair in typed.pairs:
+        if isinstance(pair, PairError):
+            lines.append(f"VERDICT {pair.arm_a} vs {pair.arm_b}: not comparable: {pair.error}")
+        else:
+            lines.append(f"VERDICT {pair.arm_a} vs {pair.arm_b}: {pair.verdict.statement}")
+    if not lines:
+        lines.append("VERDICT: no pair to compare (a pair is a demon_* arm against a baseline)")
+    return lines
+
+
+def summary_table(report: Any) -> str:
+    """A plain-text table, one row per arm: the peak (raw units, lower is better) with its interval,
+    the share of the grid reaching the target, the lr width of that region and q(1), each with its
+    95% interval, and the diverged runs as a count."""
+    typed = as_report(report)
+    split = typed.split
+    protocol = protocol_of(report)
+    chosen = "cells chosen on val" if typed.selected_on == "val" else "no cell chosen: no validation split"
     lines = [
-        *([str(protocol)] if protocol else []),
-        f"figures on {split} ({chosen}); good = within {eps_caption(report)} of the best cell on {split}",
-        f"{'arm':<16} {'best ' + split:>10} {'interval':>19} {'level':>6} {'F_eps':>7} {'width(dec)':>10}"
-        f" {'E[best@1]':>10} {'diverged':>9}",
+        *([protocol] if protocol else []),
+        f"figures on {split} ({chosen}); success: a run reaches the {target_caption(typed)}; "
+        f"[95% intervals] from {typed.min_interval_seeds} seeds",
+        f"{'arm':<16} {'best ' + split:>26} {'success share':>20} {'lr width (dec)':>20}"
+        f" {'E[best@1]':>22} {'diverged':>12}",
     ]
-    for arm, metrics in report.get("arms", {}).items():
-        coverage = metrics.get("coverage", {})
-        ran = coverage.get("n_completed", 0) + coverage.get("n_diverged", 0)
-        diverged = coverage.get("n_diverged", 0) / ran if ran else None
-        interval = _dig(metrics, "peak", "score_interval") or {}
-        low, high = interval.get("raw_low"), interval.get("raw_high")
-        span = f"[{_short(low)}, {_short(high)}]" if low is not None and high is not None else "-"
-        level = interval.get("level")
+    for arm, metrics in typed.arms.items():
+        cover = metrics.coverage
+        ran = cover.n_completed + cover.n_diverged
+        diverged = f"{cover.n_diverged}/{ran}"
+        if metrics.status != "ok":
+            lines.append(
+                f"{arm:<16} {metrics.status.replace('_', ' '):>26} {'-':>20} {'-':>20} {'-':>22} {diverged:>12}"
+            )
+            continue
+        peak = Estimate(
+            value=metrics.peak.score, raw_value=metrics.peak.raw_score, interval=metrics.peak.score_interval
+        )
+        q1 = next((k.estimate for k in metrics.expected_best.values if k.k == 1), Estimate())
         lines.append(
-            f"{arm:<16} {_fmt(_dig(metrics, 'peak', 'raw_score'))} {span:>19}"
-            f" {(f'{level:.1%}' if isinstance(level, (int, float)) else '-'):>6}"
-            f" {_fmt(_dig(metrics, 'eps_good', 'fraction'), 7)}"
-            f" {_fmt(_dig(metrics, 'eps_good_lr_width', 'mean_decades'))}"
-            f" {_fmt(_dig(metrics, 'expected_best', 'raw_without_replacement', 0))} {_fmt(diverged, 9)}"
+            f"{arm:<16} {estimate_text(peak, raw=True):>26} {estimate_text(metrics.success.share, pct=True):>20}"
+            f" {estimate_text(metrics.success.lr_width):>20} {estimate_text(q1, raw=True):>22} {diverged:>12}"
         )
     return "\n".join([*lines, *SUMMARY_LEGEND])
 
 
 SUMMARY_LEGEND = (
-    "best: score (workload units, lower is better) of the cell picked on validation; interval, level: the",
-    "seed interval of that score and the confidence it really has (an order-statistic interval);",
-    "F_eps: share of (lr, β_init) cells within ε of the best cell; width(dec): mean width, in decades of lr,",
-    "of the good lr range per β_init; E[best@1]: expected score of one cell drawn at random; diverged: share",
-    "of runs that blew up.",
+    "best: the cell picked on validation, its median (workload units, lower is better) [its seeds' interval];",
+    "success share: the share of the grid whose run reaches the target, per seed, averaged over seeds;",
+    "lr width: per seed and β_init, the longest run of succeeding lrs in decades, averaged; E[best@1]: the",
+    "expected score of one configuration drawn at random; diverged: runs that blew up, of those that ran",
+    "(docs/statistics.md says what the intervals cover).",
 )
 
 
-def pair_lines(report: dict[str, Any]) -> list[str]:
-    """One line per pair: Δ of the ε-good fraction (positive: the first arm better) with its
-    interval and the coverage it guarantees (">= 95%"), the bootstrap shares, and the probability
-    of improvement, all named."""
+def pair_lines(report: Any) -> list[str]:
+    """Per pair: the primary figure with its interval and p-value, then the exploratory figures
+    with their intervals and Holm-adjusted p-values, and the family statement."""
+    typed = as_report(report)
     lines = []
-    for pair in report.get("pairs", []):
-        a, b = pair.get("arm_a"), pair.get("arm_b")
-        if "error" in pair:
-            lines.append(f"{a} vs {b}: {pair['error']}")
+    for pair in typed.pairs:
+        if isinstance(pair, PairError):
             continue
-        poi = pair.get("probability_of_improvement", {})
-        delta: dict[str, Any] = next((d for d in pair.get("deltas", []) if d.get("metric") == "eps_good_fraction"), {})
-        interval = delta.get("interval") or {}
-        if interval.get("status") == "ok":
-            bound = f"(>= {interval.get('min_level', 0):.0%})"
-            span = f"[{_short(interval.get('low'))}, {_short(interval.get('high'))}] {bound}"
-            shares = (
-                f", share of bootstrap replicates > 0: {_short(delta.get('bootstrap_share_positive'))}"
-                f", tied: {_short(delta.get('bootstrap_share_ties'))}"
-            )
-        else:
-            span, shares = f"(no interval: {interval.get('status', '-')})", ""
-        improvement = _short(poi.get("distributions"))
-        lines.append(
-            f"{a} vs {b}: ΔF_ε ({eps_caption(pair)}; > 0 = {a} better) = {_short(delta.get('delta'))} {span}"
-            f"{shares}; P({a} cell beats {b} cell) = {improvement}, matched cells {_short(poi.get('matched'))}"
-        )
+        lines.append(f"{pair.arm_a} vs {pair.arm_b} (Δ > 0: {pair.arm_a} better; probabilities: {pair.arm_a} better):")
+        for delta in [pair.primary, *pair.exploratory]:
+            lines.append("  " + delta_text(delta))
+        lines.append("  " + pair.family)
     return lines
 
 
-def _short(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
-
-
-def _dig(data: Any, *path: str | int) -> Any:
-    for part in path:
-        in_list = isinstance(part, int) and isinstance(data, list) and -len(data) <= part < len(data)
-        in_dict = isinstance(part, str) and isinstance(data, dict) and part in data
-        if not (in_list or in_dict):
-            return None
-        data = data[part]
-    return data
-
-
-def _fmt(value: Any, width: int = 10) -> str:
-    if isinstance(value, (int, float)):
-        return f"{value:>{width}.4g}"
-    return f"{'-':>{width}}"
+def delta_text(delta: Delta) -> str:
+    """'primary  success_share  +0.23 [0.14, 0.31]  p=0.0004' and the like."""
+    name = delta.figure + (f" k={delta.k}" if delta.k is not None else "")
+    if delta.value is None:
+        return f"{delta.role:<11} {name:<22} - ({delta.status.replace('_', ' ')})"
+    interval = delta.interval
+    span = (
+        f"[{interval.low:.3g}, {interval.high:.3g}]"
+        if interval.low is not None and interval.high is not None
+        else f"(no interval: {interval.status.replace('_', ' ')})"
+    )
+    value = f"{delta.value:+.3g}" if delta.null == 0 else f"{delta.value:.3g}"
+    text = f"{delta.role:<11} {name:<22} {value:>8} {span}"
+    if delta.role == "primary" and delta.p_value is not None:
+        text += f"  p={delta.p_value:.2g}"
+    elif delta.holm_p_value is not None:
+        text += f"  Holm p={delta.holm_p_value:.2g}" + ("  significant" if delta.significant else "")
+    return text

@@ -72,7 +72,7 @@ def _train(plan: TrialPlan, log: TrialLog, device: torch.device) -> tuple[float,
         total_steps=plan.epochs * steps_per_epoch,
         weight_decay=plan.weight_decay,
     )
-    divergence = Divergence(workload.divergence_factor, 1)
+    divergence = Divergence(workload.divergence_factor, math.inf)
     model.train()
     for epoch in range(plan.epochs):
         train_loss = _train_epoch(workload, model, arm, splits.train, plan.batch_size, generator, divergence, device)
@@ -83,7 +83,7 @@ def _train(plan: TrialPlan, log: TrialLog, device: torch.device) -> tuple[float,
         if has_validation(splits):
             val_loss, val_metric = _evaluate(workload, model, splits.val, device)
         log.epochs.append(EpochRecord(epoch + 1, train_loss, val_loss, val_metric))
-        if has_validation(splits) and bool(divergence.validation(torch.tensor([val_loss], dtype=torch.float64))):
+        if has_validation(splits) and not divergence.within(val_loss):
             log.status = TrialStatus.DIVERGED
             return math.nan, math.nan
         arm.after_epoch(val_loss)
@@ -98,7 +98,7 @@ def _train_epoch(
     dataset: Dataset[Any],
     batch_size: int,
     generator: torch.Generator,
-    divergence: Divergence,
+    divergence: Divergence[float],
     device: torch.device,
 ) -> float | None:
     """One epoch of steps; its mean training loss, or None when a step's loss diverged."""
@@ -106,13 +106,13 @@ def _train_epoch(
     for batch in _train_batches(dataset, batch_size, generator):
         arm.optimizer.zero_grad(set_to_none=True)
         loss = workload.loss(model, workload.move_batch(batch, device))
-        value = loss.detach().to(torch.float64).reshape(1)
-        if bool(divergence.train_step(value)):
+        value = float(loss.detach())
+        if not divergence.train_step(value):
             return None
         loss.backward()
         arm.optimizer.step()
         arm.after_iteration()
-        loss_sum += float(value)
+        loss_sum += value
         count += 1
     return loss_sum / max(count, 1)
 

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from .metrics.models import VerdictSpec
 from .results import TrialKey
 from .vocab.arms import arm, arm_names, check_arm, label_pattern
 from .vocab.names import unknown_name
@@ -251,6 +252,11 @@ class StudySpec(_Strict):
         description="the split the study's figures and heatmaps report (metrics.json of `demonlab run`); "
         "cells are chosen on validation (none in a full_train study: it has no validation split)",
     )
+    verdict: VerdictSpec | None = Field(
+        default=None,
+        description="what each pair's verdict compares, fixed before the data: the primary figure, the "
+        "target error, the smallest difference worth detecting and the power (docs/statistics.md)",
+    )
     max_failures: int = Field(default=2, ge=0, le=100)
     trials_per_task: int = Field(default=1, ge=1, le=1000)
     execution: Execution = Execution()
@@ -369,6 +375,7 @@ class StudySpec(_Strict):
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
         _check_floors(self)
+        _check_target(self, workload)
         _check_full_train(self)
         limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
         if self.trial_count > limit:
@@ -419,6 +426,20 @@ class StudySpec(_Strict):
         exclude = {"execution"} if same else None
         canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_target(spec: StudySpec, workload: WorkloadEntry) -> None:
+    """A verdict target no run can miss is no target: it must be below the failure score."""
+    target = spec.verdict.target if spec.verdict else None
+    if target is None:
+        return
+    metric_fail, loss_fail = workload.chance_levels(spec.workload_params)
+    fail = loss_fail if spec.metric_kind == "loss" else metric_fail
+    if target >= fail:
+        raise ValueError(
+            f"verdict.target: {target:g} is not below the failure score {fail:g} of {spec.metric_name} "
+            "(a diverged run's score): even a diverged run would count as a success"
+        )
 
 
 def _checked_workload(name: str, params: dict[str, Any]) -> WorkloadEntry:

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -142,29 +142,36 @@ def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + batch_size))
 
 
-class Divergence:
-    """The divergence test of K trials (K = 1 for a trial alone).
+Losses = TypeVar("Losses", float, torch.Tensor)
+
+
+class Divergence(Generic[Losses]):
+    """The divergence test, of one trial (``Divergence(factor, math.inf)``: Python floats, no tensor
+    op per step) or of a pack's K members (a float64 tensor of K ceilings).
 
     A trial diverges when a training loss (tested before its update) or a validation loss is not
-    finite or exceeds ``factor`` × its first training loss (``Workload.divergence_factor``).
+    finite or exceeds ``factor`` × its first training loss (``Workload.divergence_factor``). The
+    test is written once, with operators that floats and tensors share: ``within`` is True (per
+    member) when the loss is finite and at most the ceiling (a NaN compares False).
     """
 
-    def __init__(self, factor: float, members: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, factor: float, ceiling: Losses, started: bool = False) -> None:
         self.factor = factor
-        self.ceiling = torch.full((members,), math.inf, dtype=torch.float64, device=device)
-        self.started = False
+        self.ceiling: Losses = ceiling
+        self.started = started  # the first step's losses have set the ceilings
 
-    def train_step(self, losses: torch.Tensor) -> torch.Tensor:
-        """Which members diverged at this step (``losses``: their float64 training losses)."""
-        bad = ~torch.isfinite(losses) | (losses > self.ceiling)
-        if not self.started:  # the first step's losses set the ceilings
-            self.ceiling = torch.where(torch.isinf(self.ceiling), self.factor * losses.clamp_min(1e-8), self.ceiling)
+    def within(self, losses: Losses) -> Losses:
+        """Per member, whether ``losses`` are finite and at most the ceiling (float64 values)."""
+        return (losses > -math.inf) & (losses < math.inf) & (losses <= self.ceiling)
+
+    def train_step(self, losses: Losses) -> Losses:
+        """``within`` for one step's training losses; the first step's set the ceilings."""
+        ok = self.within(losses)
+        if not self.started:
+            floor = losses.clamp_min(1e-8) if isinstance(losses, torch.Tensor) else max(losses, 1e-8)
+            self.ceiling = self.factor * floor
             self.started = True
-        return bad
-
-    def validation(self, losses: torch.Tensor) -> torch.Tensor:
-        """Which members diverged on their validation losses (float64) at the end of an epoch."""
-        return ~torch.isfinite(losses) | (losses > self.ceiling)
+        return ok
 
 
 @dataclass

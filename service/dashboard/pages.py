@@ -140,41 +140,25 @@ def figures_fragment(
     request: Request,
     study_id: str,
     engine: EngineDep,
-    eps: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    target: Annotated[float | None, Query(gt=0, allow_inf_nan=False)] = None,
     split: str = "test",
 ) -> Response:
-    """The per-arm figures and pair comparisons in sentences (an HTML fragment)."""
+    """Each pair's verdict, then the per-arm figures and pair comparisons in sentences (an HTML fragment)."""
     from studies.metrics import MetricsError
 
     try:
-        report = analysis.sensitivity(engine, study_id, metric=None, split=split, eps=eps)
+        report = analysis.sensitivity(engine, study_id, metric=None, split=split, target=target)
     except (Conflict, MetricsError) as exc:  # a search with no points yet, too few cells: said in the page
         return page(request, "figures.html", {"error": str(exc), "arms": [], "pairs": []})
     if not words.has_results(report):
         return page(request, "figures.html", {"error": "no trial has a result yet", "arms": [], "pairs": []})
     context = words.report_context(report)
-    arms = [
-        {"arm": name, "lines": words.arm_lines(figures, context)}
-        for name, figures in (report.get("arms") or {}).items()
-        if isinstance(figures, dict)
-    ]
-    pairs = [
-        {"title": f"{p.get('arm_a', '?')} vs {p.get('arm_b', '?')}", "lines": words.pair_lines(p, context)}
-        for p in report.get("pairs", [])
-        if isinstance(p, dict)
-    ]
+    arms = [{"arm": name, "lines": words.arm_lines(figures, context)} for name, figures in report.arms.items()]
+    pairs = [{"title": f"{p.arm_a} vs {p.arm_b}", "lines": words.pair_lines(p, context)} for p in report.pairs]
     return page(
         request,
         "figures.html",
-        {
-            "error": None,
-            "context": context,
-            "arms": arms,
-            "pairs": pairs,
-            "version": report.get("metrics_version"),
-            "n_resamples": report.get("n_resamples"),
-            "min_level": report.get("min_level"),
-        },
+        {"error": None, "context": context, "arms": arms, "pairs": pairs, "version": report.metrics_version},
     )
 
 

@@ -1,30 +1,32 @@
-"""The sensitivity report (``/sensitivity``, ``metrics_version`` 3) in sentences a reader understands.
+"""The sensitivity report (``/sensitivity``, ``metrics_version`` 4) in sentences a reader understands.
 
-Everything that maps a field of the report to words lives here, in two tables (``ARM_FIGURES`` for
-per-arm figures, ``DELTA_LABELS`` for the pair comparisons), so a renamed field is one line to change.
-The words follow the README's "Sensitivity figures" section:
+Every sentence reads the typed report (``studies.metrics.models``), so a renamed field fails mypy
+or a test instead of silently dropping a sentence. The words follow ``docs/statistics.md``:
 
-- cell and peak intervals are order-statistic intervals at their real ``level`` ("at 75%" with 3
-  seeds), or none, with the reason;
-- a pair's Δ is positive when the first arm is better, and its interval is a conservative bound:
-  "coverage ≥ 95%" (``min_level``), or none below ``min_bootstrap_seeds`` seeds;
-- every ε-figure carries the ε it was computed with.
+- each pair's verdict comes first, in the words of ``Verdict.statement``;
+- every figure printed with digits carries its 95% interval, or says why it has none ("too few
+  seeds: intervals from 8"); the variance shares say they describe these runs only;
+- the probabilities are a's chance of being better (null ½), the Δs are positive when the first arm
+  is better, and "significant" appears only with the family it was adjusted over (Holm).
 
-The report is read defensively: a missing key leaves its figure out, an unknown figure is shown as
-its name and value, and a figure with a status other than ``ok`` says why it has no value. Nothing
-here escapes HTML: the templates do (autoescape).
+Nothing here escapes HTML: the templates do (autoescape).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-NOT_ESTIMATED = "not estimated: "
-MIN_BOOTSTRAP_SEEDS = 6  # the report's ``min_bootstrap_seeds`` when it does not say (README)
+from studies.metrics.models import (
+    ArmReport,
+    Delta,
+    Estimate,
+    Interval,
+    PairError,
+    PairReport,
+    SensitivityReport,
+)
 
 
 @dataclass(frozen=True)
@@ -37,15 +39,14 @@ class Line:
 
 @dataclass(frozen=True)
 class Context:
-    """What every sentence may need: the metric's name, the split, ε and where ε came from, and the
-    fewest seeds a pair interval needs."""
+    """What every sentence may need: the metric's name, the split, the target and the fewest seeds
+    an interval needs."""
 
     metric: str
     split: str
-    eps: float | None
-    relative: bool
-    eps_source: str | None = None
-    min_bootstrap_seeds: int = MIN_BOOTSTRAP_SEEDS
+    raw_target: float | None
+    target_source: str
+    min_interval_seeds: int = 8
 
 
 def num(value: Any, digits: int = 3) -> str:
@@ -77,291 +78,198 @@ def pct(value: Any) -> str:
 
 
 def level_pct(value: Any) -> str:
-    """An interval's level as a percentage to 0.1 point, without a trailing '.0': 0.96875 → '96.9%',
-    0.75 → '75%' (rounding 0.875 to '88%' would claim a level the interval does not have)."""
+    """An interval's level as a percentage to 0.1 point, without a trailing '.0': 0.95 → '95%'."""
     try:
         level = float(value)
     except (TypeError, ValueError):
         return "–"
     shown = round(100 * level, 1)
-    return "> 99.9%" if shown >= 100 > 100 * level else f"{shown:g}%"  # many seeds: never "100%"
+    return "> 99.9%" if shown >= 100 > 100 * level else f"{shown:g}%"
 
 
-def eps_text(eps: Any, relative: bool) -> str:
-    """'ε = 0.01', or 'ε = 1% of the peak' for a relative ε."""
-    return f"ε = {pct(eps)} of the peak" if relative else f"ε = {num(eps)}"
+def _reason(status: str, context: Context) -> str:
+    if status == "too_few_seeds":
+        return f"too few seeds (intervals from {context.min_interval_seeds})"
+    return status.replace("_", " ")
 
 
-def _reason(status: Any) -> str:
-    return str(status or "undefined").replace("_", " ")
+def interval_text(interval: Interval, context: Context, *, raw: bool = False, share: bool = False) -> str:
+    """'95% interval [a, b]' (raw units for a score), or 'no interval: <why>'."""
+    low, high = (interval.raw_low, interval.raw_high) if raw else (interval.low, interval.high)
+    if low is None or high is None or interval.level is None:
+        return f"no interval: {_reason(interval.status, context)}"
+    fmt = pct if share else num
+    return f"{level_pct(interval.level)} interval [{fmt(low)}, {fmt(high)}]"
 
 
-def cell_interval(figure: Any) -> str:
-    """A cell's or the peak's interval (``score_interval``) in raw units at its real level:
-    'interval [a, b] at 75%', or 'no interval: <why>'."""
-    if not isinstance(figure, dict):
-        return ""
-    low, high = figure.get("raw_low", figure.get("low")), figure.get("raw_high", figure.get("high"))
-    if low is None or high is None or not figure.get("level"):
-        status = figure.get("status")
-        if status == "too_few_seeds":
-            return "no interval: too few seeds (one seed)"
-        return f"no interval: {_reason(status)}"
-    return f"interval [{num(low)}, {num(high)}] at {level_pct(figure['level'])}"
+def estimate_text(estimate: Estimate, context: Context, *, raw: bool = False, share: bool = False) -> str:
+    """'41% (95% interval [33%, 49%], 8 seeds)'."""
+    value = estimate.raw_value if raw else estimate.value
+    if value is None:
+        return f"not estimated: {_reason(estimate.interval.status, context)}"
+    shown = pct(value) if share else num(value)
+    return f"{shown} ({interval_text(estimate.interval, context, raw=raw, share=share)}, {estimate.n_seeds} seeds)"
 
 
-def pair_interval(figure: Any, min_seeds: int = MIN_BOOTSTRAP_SEEDS, fmt: Callable[[Any], str] = num) -> str:
-    """A pair interval (of a Δ or a win probability): 'interval [a, b], coverage ≥ 95%' (the bound
-    ``min_level``), or 'no interval: too few seeds (n < 6)'."""
-    if not isinstance(figure, dict):
-        return ""
-    low, high, level = figure.get("low"), figure.get("high"), figure.get("min_level")
-    if low is None or high is None or level is None:
-        status = figure.get("status")
-        if status == "too_few_seeds":
-            return f"no interval: too few seeds (n < {min_seeds})"
-        return f"no interval: {_reason(status)}"
-    return f"interval [{fmt(low)}, {fmt(high)}], coverage ≥ {level_pct(level)}"
+def _target(context: Context) -> str:
+    return f"{context.split} {context.metric} ≤ {num(context.raw_target)}"
 
 
-def _status_note(label: str, figure: dict[str, Any]) -> Line | None:
-    status = figure.get("status", "ok")
-    if status in (None, "ok"):
-        return None
-    return Line(label, f"{NOT_ESTIMATED}{_reason(status)}")
-
-
-def _peak(f: dict[str, Any], c: Context) -> str:
-    text = (
-        f"the best cell (chosen on validation) is lr {num(f.get('lr'))}, β_init {num(f.get('beta_init'), 4)}: "
-        f"median {c.split} {c.metric} {num(f.get('raw_score'))}"
+def arm_lines(arm: ArmReport, context: Context) -> list[Line]:
+    """One arm's figures in words, in page order."""
+    cover = arm.coverage
+    counts = Line(
+        "Coverage",
+        f"{cover.n_completed} completed, {cover.n_diverged} diverged, {cover.n_missing} missing of "
+        f"{cover.n_trials_expected} runs; {cover.n_cells_present} of {cover.n_cells} cells have results, "
+        f"{cover.n_cells_trained} trained (a count, not an estimate)",
     )
-    interval = cell_interval(f.get("score_interval"))
-    text += f", {interval}" if interval else ""
-    if f.get("n_seeds") is not None:
-        text += f", over {f['n_seeds']} seeds"
-    if f.get("divergence_rate"):
-        text += f", {pct(f['divergence_rate'])} of them diverged"
-    return text
-
-
-def _eps_good(f: dict[str, Any], c: Context) -> str:
-    eps = eps_text(f.get("eps", c.eps), bool(f.get("relative", c.relative)))
-    return (
-        f"with {eps}: {pct(f.get('fraction'))} of the grid ({f.get('n_good', '–')} of {f.get('n_cells', '–')} cells) "
-        f"has a median within ε of the best cell's (a cell is good up to {c.split} {c.metric} "
-        f"{num(f.get('raw_threshold'))})"
+    if arm.status != "ok":
+        why = (
+            "never trained: no cell's median beat the failure score" if arm.status == "never_trained" else "no results"
+        )
+        return [Line("Status", f"{why}, so no landscape figure is given (failure is never robustness)"), counts]
+    lines = [_peak(arm, context)]
+    success = arm.success
+    lines.append(
+        Line(
+            "Success share",
+            f"per seed, the share of the grid whose run reaches {_target(context)}, averaged over seeds: "
+            + estimate_text(success.share, context, share=True),
+        )
     )
-
-
-def _eps_good_lr_width(f: dict[str, Any], c: Context) -> str:
-    text = (
-        f"with {eps_text(c.eps, c.relative)}: good learning rates span {num(f.get('mean_decades'), 2)} decades "
-        "on average over β_init"
+    per_beta = "; ".join(
+        f"β_init {num(b.beta_init, 4)}: {estimate_text(b.share, context, share=True)}" for b in success.per_beta
     )
-    every = f.get("all_betas")
-    if isinstance(every, dict) and every.get("decades") is not None:
-        text += f", {num(every['decades'], 2)} decades are good for every β_init"
-    if f.get("edge"):
-        sides = [str(s) for s in f.get("edge_sides", []) if str(s).startswith("lr_")]
-        names = " and ".join({"lr_min": "smallest lr", "lr_max": "largest lr"}.get(s, s) for s in sides)
-        text += f" (the good region touches the grid's {names or 'edge'}: the true range may be wider)"
-    return text
-
-
-def _expected_best(f: dict[str, Any], c: Context) -> str:
-    ks = f.get("ks", [])
-    values = f.get("raw_without_replacement", [])
-    pairs = ", ".join(f"k={k}: {num(v)}" for k, v in zip(ks, values, strict=False))
-    return f"trying k random cells and keeping the best by validation gives an expected {c.split} {c.metric} of {pairs}"
-
-
-def _lr_sensitivity(f: dict[str, Any], c: Context) -> str:
-    return (
-        f"a cell's {c.split} {c.metric} is on average {num(f.get('pooled'))} worse than at the best lr of its "
-        f"β_init ({num(f.get('joint'))} worse than the grid's best cell; lower is more robust)"
-    )
-
-
-def _variance(f: dict[str, Any], c: Context) -> str:
-    if f.get("method") == "optuna_fanova":
-        importance = f.get("fanova_importance") or {}
-        parts = ", ".join(f"{name.replace('_', ' ')} {pct(v)}" for name, v in importance.items())
-        return f"Optuna's fANOVA importances on an incomplete grid (not comparable with ANOVA shares): {parts}"
-    shares = f.get("anova_shares") or {}
-    parts = ", ".join(f"{name.replace('_', ' ')} {pct(v)}" for name, v in shares.items())
-    return f"share of the score's variance explained by (ANOVA): {parts}"
-
-
-def _coverage(f: dict[str, Any], c: Context) -> str:
-    return (
-        f"{f.get('n_completed', '–')} completed, {f.get('n_diverged', '–')} diverged, "
-        f"{f.get('n_missing', '–')} missing of {f.get('n_trials_expected', '–')} trials; "
-        f"{f.get('n_cells_present', '–')} of {f.get('n_cells', '–')} cells have results"
-    )
-
-
-# Per-arm figures: report field → (label, sentence). Order = order on the page.
-ARM_FIGURES: dict[str, tuple[str, Callable[[dict[str, Any], Context], str]]] = {
-    "peak": ("Peak", _peak),
-    "eps_good": ("ε-good region", _eps_good),
-    "eps_good_lr_width": ("Good lr range", _eps_good_lr_width),
-    "expected_best": ("Best of k tries", _expected_best),
-    "lr_sensitivity": ("lr sensitivity", _lr_sensitivity),
-    "variance": ("Variance", _variance),
-    "coverage": ("Coverage", _coverage),
-}
-ARM_SKIP = {
-    "arm",
-    "orientation",
-    "selected_on",
-    "split",
-    "y_fail",
-    "grid",
-    "eps",
-    "relative",
-    "eps_source",
-    "metrics_version",
-}
-
-# Pair comparisons: the Δ's ``metric`` → (noun, unit, comparative when Δ > 0, when Δ < 0, carries ε).
-# Δ > 0 always means the first arm is better: for a score (``score_valued``) its raw error is lower.
-DELTA_LABELS: dict[str, tuple[str, str, str, str, bool]] = {
-    "peak": ("peak {split} {metric}", "", "lower", "higher", False),
-    "expected_best": ("expected best {split} {metric} of k tries", "", "lower", "higher", False),
-    "eps_good_fraction": ("ε-good share of the grid", "", "larger", "smaller", True),
-    "eps_good_lr_width_mean": ("good lr range, mean over β_init,", " decades", "wider", "narrower", True),
-    "eps_good_lr_width_all_betas": ("lr range good for every β_init", " decades", "wider", "narrower", True),
-    "lr_sensitivity": ("lr sensitivity", "", "smaller", "larger", False),
-}
-
-
-def arm_lines(arm: dict[str, Any], context: Context) -> list[Line]:
-    """One arm's figures in words; unknown figures as name: value."""
-    lines = []
-    for key, (label, sentence) in ARM_FIGURES.items():
-        figure = arm.get(key)
-        if not isinstance(figure, dict):
-            continue
-        note = _status_note(label, figure)
-        lines.append(note or Line(label, _safe(sentence, figure, context)))
-    for key, value in arm.items():
-        if key in ARM_FIGURES or key in ARM_SKIP:
-            continue
-        lines.append(Line(key.replace("_", " "), _compact(value)))
-    return lines
-
-
-def delta_sentence(delta: dict[str, Any], arm_a: str, arm_b: str, context: Context) -> Line:
-    """'demon_sgdm's peak test error is 0.055 lower than sgdm_step's: Δ = +0.055 (positive means
-    demon_sgdm is better), interval [0.044, 0.066], coverage ≥ 95%; …'."""
-    metric = str(delta.get("metric", "?"))
-    noun, unit, up, down, with_eps = DELTA_LABELS.get(metric, (metric.replace("_", " "), "", "", "", False))
-    noun = noun.format(split=context.split, metric=context.metric)
-    label = noun.rstrip(",") + (f" (k={delta['k']})" if delta.get("k") is not None else "")
-    note = _status_note(label, delta)
-    if note is not None:
-        return note
-    try:
-        value = float(delta["delta"])
-    except (KeyError, TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value):
-        return Line(label, "no estimate")
-    if with_eps:
-        label += f" ({eps_text(context.eps, context.relative)})"
-    if value == 0:
-        text = f"{arm_a}'s and {arm_b}'s {noun.rstrip(',')} are equal"
-    elif up:
-        text = f"{arm_a}'s {noun} is {num(abs(value))}{unit} {up if value > 0 else down} than {arm_b}'s"
-    else:
-        text = f"{arm_b} is better" if value < 0 else f"{arm_a} is better"
-    text += f": Δ = {signed(value)} (positive means {arm_a} is better)"
-    interval = pair_interval(delta.get("interval"), context.min_bootstrap_seeds)
-    text += f", {interval}" if interval else ""
-    shares = [delta.get(f"bootstrap_share_{side}") for side in ("positive", "ties", "negative")]
-    if all(isinstance(s, int | float) for s in shares):
-        text += f"; bootstrap replicates: {pct(shares[0])} Δ > 0, {pct(shares[1])} Δ = 0, {pct(shares[2])} Δ < 0"
-    return Line(label, text)
-
-
-def _win_probability(win: dict[str, Any], a: str, b: str, context: Context) -> Line:
-    note = _status_note("Win probability", win)
-    if note is not None:
-        return note
-    ks, wins = win.get("ks", []), win.get("a_wins", [])
-    intervals = {i.get("k"): i for i in win.get("intervals", []) if isinstance(i, dict)}
-    texts = {k: pair_interval(intervals.get(k), context.min_bootstrap_seeds, pct) for k in ks}
-    shared = next(iter(set(texts.values()))) if len(set(texts.values())) == 1 and ks else None
-    if shared is not None and shared.startswith("no interval"):
-        parts = ", ".join(f"k={k}: {pct(p)}" for k, p in zip(ks, wins, strict=False))
-        return Line("Win probability", f"{a}'s pick of k random cells beats {b}'s with probability {parts} ({shared})")
-    parts = ", ".join(f"k={k}: {pct(p)} ({texts[k]})" for k, p in zip(ks, wins, strict=False))
-    return Line("Win probability", f"{a}'s pick of k random cells beats {b}'s with probability {parts}")
-
-
-def pair_lines(pair: dict[str, Any], context: Context) -> list[Line]:
-    """A pair comparison in words: every Δ, the win probability and P(improvement)."""
-    a, b = str(pair.get("arm_a", "a")), str(pair.get("arm_b", "b"))
-    if pair.get("error"):
-        return [Line("not comparable", _short(str(pair["error"])))]
-    deltas = [delta_sentence(d, a, b, context) for d in pair.get("deltas", []) if isinstance(d, dict)]
-    lines = [line for line in deltas if not line.sentence.startswith(NOT_ESTIMATED)]
-    # Δs without a value (every grid figure of a search study: "incomplete") in one line per reason
-    reasons: dict[str, list[str]] = {}
-    for line in deltas:
-        if line.sentence.startswith(NOT_ESTIMATED):
-            reasons.setdefault(line.sentence.removeprefix(NOT_ESTIMATED), []).append(line.label)
-    lines += [Line(f"Not estimated ({reason})", "; ".join(labels)) for reason, labels in reasons.items()]
-    win = pair.get("win_probability")
-    if isinstance(win, dict):
-        lines.append(_win_probability(win, a, b, context))
-    improvement = pair.get("probability_of_improvement")
-    if isinstance(improvement, dict):
+    lines.append(Line("Per β_init", per_beta))
+    width = f"the longest run of succeeding learning rates spans {estimate_text(success.lr_width, context)} decades"
+    if success.n_seeds_touching_lr_edge:
+        width += (
+            f"; in {success.n_seeds_touching_lr_edge} seeds it touches the smallest or largest lr (a count: the "
+            "good range may extend beyond the grid)"
+        )
+    lines.append(Line("Good lr range", width))
+    if arm.expected_best.values:
+        tries = "; ".join(f"k={v.k}: {estimate_text(v.estimate, context, raw=True)}" for v in arm.expected_best.values)
         lines.append(
             Line(
-                "P(improvement)",
-                f"a cell of {a} beats the same cell of {b} with probability {pct(improvement.get('matched'))} "
-                f"(any cell against any cell: {pct(improvement.get('distributions'))}; point estimates, no interval)",
+                "Best of k tries",
+                f"the best-by-validation of k random configurations scores {context.split} {context.metric} {tries}",
             )
         )
+    if arm.lr_sensitivity.pooled.value is not None:
+        lines.append(
+            Line(
+                "lr sensitivity",
+                "a cell is on average worse than the best lr of its β_init by "
+                + estimate_text(arm.lr_sensitivity.pooled, context)
+                + " (lower is more robust)",
+            )
+        )
+    lines.append(_variance(arm))
+    lines.append(counts)
     return lines
 
 
-def has_results(report: dict[str, Any]) -> bool:
-    """Whether any arm has a cell with results (a report of a study that has not run is all blanks).
-    A report without coverage figures is taken to have results."""
-    arms = report.get("arms") or {}
-    present = [(a.get("coverage") or {}).get("n_cells_present") for a in arms.values() if isinstance(a, dict)]
-    known = [p for p in present if isinstance(p, int)]
-    return not known or any(p > 0 for p in known)
+def _peak(arm: ArmReport, context: Context) -> Line:
+    p = arm.peak
+    if p.status != "ok":
+        why = "no validation split, so no cell is chosen" if arm.selected_on is None else _reason(p.status, context)
+        return Line("Peak", f"not given: {why}")
+    text = (
+        f"the best cell (chosen on validation) is lr {num(p.lr)}, β_init {num(p.beta_init, 4)}: "
+        f"median {context.split} {context.metric} {num(p.raw_score)}"
+    )
+    if p.n_tied > 1:
+        text += f" (the mean of {p.n_tied} cells tied on validation)"
+    text += f", {interval_text(p.score_interval, context, raw=True)}"
+    if p.divergence_rate:
+        text += f", {pct(p.divergence_rate)} of its {p.n_seeds} seeds diverged"
+    return Line("Peak", text)
 
 
-def report_context(report: dict[str, Any]) -> Context:
-    """Metric, split, ε and its source of a report (its ``study`` block first, then its top level)."""
-    study = report.get("study", {}) if isinstance(report.get("study"), dict) else {}
-    seeds = report.get("min_bootstrap_seeds")
-    return Context(
-        metric=str(study.get("metric", "score")),
-        split=str(study.get("split", report.get("split", "test"))),
-        eps=study.get("eps", report.get("eps")),
-        relative=bool(study.get("relative", report.get("relative", False))),
-        eps_source=report.get("eps_source"),
-        min_bootstrap_seeds=seeds if isinstance(seeds, int) else MIN_BOOTSTRAP_SEEDS,
+def _variance(arm: ArmReport) -> Line:
+    v = arm.variance
+    if v.method == "optuna_fanova":
+        parts = f"log10 lr {pct(v.fanova_importance.log10_lr)}, β_init {pct(v.fanova_importance.beta_init)}"
+        return Line(
+            "Variance",
+            f"Optuna's fANOVA importances on an incomplete grid: {parts} (describes these runs; no interval)",
+        )
+    s = v.anova_shares
+    parts = f"lr {pct(s.lr)}, β_init {pct(s.beta_init)}, interaction {pct(s.interaction)}, seed {pct(s.seed)}"
+    return Line(
+        "Variance", f"shares of these runs' cell-mean variance (ANOVA): {parts} (describes these runs; no interval)"
     )
 
 
-def _safe(sentence: Callable[[dict[str, Any], Context], str], figure: dict[str, Any], context: Context) -> str:
-    try:
-        return sentence(figure, context)
-    except (TypeError, ValueError, KeyError, AttributeError):
-        return _compact(figure)  # a figure of an unexpected shape is shown as it is
+FIGURE_NOUNS: dict[str, str] = {
+    "success_share": "share of the grid reaching the target",
+    "success_lr_width": "width of the succeeding lr range (decades)",
+    "expected_best": "expected best score of k random configurations",
+    "lr_sensitivity": "lr sensitivity (b's minus a's: a is more robust when > 0)",
+    "win_probability": "chance that a's best of k random configurations beats b's",
+    "improvement_matched": "chance that a's run beats b's in the same cell and seed",
+    "improvement_any": "chance that a's run in a random cell beats b's in another",
+}
+
+
+def delta_line(delta: Delta, a: str, context: Context) -> Line:
+    """One compared figure: 'Δ … = +0.23 (95% interval […]); p = …' or the probability form."""
+    label = FIGURE_NOUNS.get(delta.figure, delta.figure) + (f" (k={delta.k})" if delta.k is not None else "")
+    if delta.value is None:
+        return Line(label, f"not estimated: {_reason(delta.status, context)}")
+    interval = interval_text(delta.interval, context, share=delta.figure in ("success_share",))
+    if delta.null == 0.5:
+        text = f"{pct(delta.value)} for {a} ({interval}; 50% = no difference)"
+    else:
+        text = f"Δ = {signed(delta.value)} (positive means {a} is better; {interval})"
+    if delta.role == "primary":
+        text += f"; p = {num(delta.p_value, 2)}" if delta.p_value is not None else ""
+    elif delta.holm_p_value is not None:
+        text += f"; Holm-adjusted p = {num(delta.holm_p_value, 2)}" + (
+            " (significant in the family)" if delta.significant else ""
+        )
+    return Line(("Primary: " if delta.role == "primary" else "") + label, text)
+
+
+def pair_lines(pair: PairReport | PairError, context: Context) -> list[Line]:
+    """A pair in words: the verdict, the primary figure, then the exploratory ones and their family."""
+    if isinstance(pair, PairError):
+        return [Line("not comparable", _short(pair.error))]
+    lines = [Line("Verdict", pair.verdict.statement)]
+    if pair.verdict.outcome == "never_trained":
+        return lines
+    lines.append(delta_line(pair.primary, pair.arm_a, context))
+    # figures without a value (every grid figure of a search study: incomplete) in one line per reason
+    missing: dict[str, list[str]] = {}
+    for delta in pair.exploratory:
+        if delta.value is None:
+            missing.setdefault(_reason(delta.status, context), []).append(delta_line(delta, pair.arm_a, context).label)
+        else:
+            lines.append(delta_line(delta, pair.arm_a, context))
+    lines += [Line(f"Not estimated ({reason})", "; ".join(labels)) for reason, labels in missing.items()]
+    lines.append(Line("Exploratory figures", pair.family))
+    return lines
+
+
+def has_results(report: SensitivityReport) -> bool:
+    """Whether any arm has a cell with results (a report of a study that has not run is all blanks)."""
+    return any(a.coverage.n_cells_present > 0 for a in report.arms.values())
+
+
+def report_context(report: SensitivityReport, metric: str = "score") -> Context:
+    """Metric (from the report's ``study`` when it has one), split, target and the interval rule."""
+    study = getattr(report, "study", None)
+    return Context(
+        metric=str(getattr(study, "metric", metric)),
+        split=report.split,
+        raw_target=report.target.raw_value,
+        target_source=report.target.source,
+        min_interval_seeds=report.min_interval_seeds,
+    )
 
 
 def _short(text: str, limit: int = 300) -> str:
     """A long message (a list of every lr value) cut to ``limit`` characters."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(", ", ": "))[:400]

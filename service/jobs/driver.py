@@ -257,7 +257,7 @@ def _store_report(engine: Engine, study_id: str) -> None:
     from ..dashboard.data import heatmaps
 
     reports = {
-        "sensitivity": lambda: sensitivity(engine, study_id, metric=None, split="test", eps=None),
+        "sensitivity": lambda: sensitivity(engine, study_id, metric=None, split="test"),
         "heatmaps": lambda: heatmaps(engine, study_id, metric=None, split="test"),
     }
     for name, report in reports.items():

@@ -85,38 +85,31 @@ class _Mirrored:
 
     @classmethod
     def of_result(cls, result: TrialResult) -> _Mirrored:
-        return cls(
-            key=result.key,
-            status=result.status,
-            val_metric=result.val_metric,
-            val_loss=result.val_loss,
-            test_metric=result.test_metric,
-            test_loss=result.test_loss,
-            epochs_done=result.epochs_done,
-            wall_seconds=result.wall_seconds,
-            node=result.node,
-            device=result.device,
-            curve=tuple(result.epochs),
-            finished_at=dt.datetime.now(dt.UTC),
-        )
+        """From the driver's result, as it arrives."""
+        return cls._of(result, curve=result.epochs, finished_at=dt.datetime.now(dt.UTC))
 
     @classmethod
     def of_row(cls, row: Any) -> _Mirrored:
         """From a ``service.db.dal.TrialRecord`` read with its curve."""
-        return cls(
-            key=row.key,
-            status=row.status,
-            val_metric=row.val_metric,
-            val_loss=row.val_loss,
-            test_metric=row.test_metric,
-            test_loss=row.test_loss,
-            epochs_done=row.epochs_done,
-            wall_seconds=row.wall_seconds,
-            node=row.node,
-            device=row.device,
-            curve=tuple(row.curve or ()),
-            finished_at=row.updated_at,
-        )
+        return cls._of(row, curve=row.curve, finished_at=row.updated_at)
+
+    @classmethod
+    def _of(cls, source: Any, *, curve: Any, finished_at: dt.datetime) -> _Mirrored:
+        fields = {name: getattr(source, name) for name in _COPIED}
+        return cls(key=source.key, curve=tuple(curve or ()), finished_at=finished_at, **fields)
+
+
+_COPIED = (
+    "status",
+    "val_metric",
+    "val_loss",
+    "test_metric",
+    "test_loss",
+    "epochs_done",
+    "wall_seconds",
+    "node",
+    "device",
+)
 
 
 def _local_naive(moment: dt.datetime) -> dt.datetime:

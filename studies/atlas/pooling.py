@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 DEFAULT_LEVEL = 0.95
 METHOD = "random effects (Paule-Mandel tau^2), Hartung-Knapp-Sidik-Jonkman interval with scale >= 1, t(k-1)"
@@ -54,6 +53,8 @@ class Pooled:
 def se_from_interval(low: float, high: float, level: float, floor: float = 0.0) -> float:
     """The standard error a symmetric normal interval ``[low, high]`` at ``level`` implies (at least
     ``floor``: a degenerate bootstrap interval is not certainty, only the figure's resolution)."""
+    from scipy import stats  # imported on use: submitting an atlas needs no scipy.stats (~3 s cold)
+
     z = float(stats.norm.ppf(0.5 + level / 2))
     return max((high - low) / (2 * z), floor)
 
@@ -73,6 +74,8 @@ def pool(
     k = int(effects.size)
     if k == 0:
         return Pooled("no_estimates", 0, None, None, None, level, None, None)
+    from scipy import stats
+
     if k == 1:
         half = float(stats.norm.ppf(0.5 + level / 2)) * float(errors[0])
         value = float(effects[0])

@@ -166,7 +166,9 @@ class PackedExecutor:
         # fork: the children inherit the loaded data and imports (a spawned one would take seconds).
         context = multiprocessing.get_context("fork")
         results: Any = context.Queue()
-        with context.Pool(workers, initializer=_set_results_queue, initargs=(results,)) as pool:
+        # One pack per child process (maxtasksperchild=1): a pack's memory goes back to the system
+        # when it ends, so a study's peak memory is its largest packs', not their sum over time.
+        with context.Pool(workers, _set_results_queue, (results,), maxtasksperchild=1) as pool:
             running = [pool.apply_async(_pack_in_child, (job,)) for job in jobs]
             if while_waiting is not None:  # the children are forked: this process is free meanwhile
                 while_waiting()

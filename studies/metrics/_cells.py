@@ -1,4 +1,4 @@
-"""Per-cell statistics over seeds and the cell table (METRICS.md "Per arm", 1).
+"""Per-cell statistics over seeds and the cell table (docs/metrics.md "Per arm", 1).
 
 A cell's interval is the distribution-free order-statistic interval of its median over seeds:
 [x_(r), x_(n+1−r)] of the n sorted seed results covers the cell's true median with probability

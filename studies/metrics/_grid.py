@@ -93,7 +93,7 @@ class ArmGrid:
 
     ``val``/``test`` are (I, J, S): per cell the seeds' scores sorted ascending, missing (NaN) last,
     so the first ``n_val[i, j]`` (``n_test``) entries are the results. ``val_by_seed``/``test_by_seed``
-    hold the same scores in the order of ``axes.seeds`` (what the paired seed bootstrap resamples:
+    hold the same scores in the order of ``axes.seeds`` (what the seed-wise figures read:
     seed s is the same seed in every cell, on both splits and in every arm). The ``*_seen`` masks say
     which axis values occur in this arm's rows of any status (what a comparison of grids looks at).
     """

@@ -1,8 +1,9 @@
-"""Array kernels for the per-arm metrics, vectorised over a leading replicate axis.
+"""Array kernels of the landscape figures, vectorised over a leading axis of grids.
 
-Every kernel takes cell scores shaped (R, I, J) (R = 1 for the point estimate, R = resamples for
-the bootstrap), oriented higher-is-better, complete (no NaN) unless it says otherwise. They are
-written to match METRICS.md's definitions; ``_arm`` and ``_pair`` turn them into results.
+Every kernel takes cell scores shaped (R, I, J) — R grids: one per seed, or per seed and study in
+the coverage battery — oriented higher-is-better, complete (no NaN) unless it says otherwise. They
+are written to match the definitions of docs/metrics.md; ``_seedwise`` applies them to each
+seed's grid.
 """
 
 from __future__ import annotations
@@ -13,50 +14,12 @@ import numpy as np
 
 from studies.metrics._grid import BoolArray, FloatArray, IntArray
 
-# A cell exactly ε from the peak counts as good whatever the float rounding of y* − ε.
-_GOOD_TOLERANCE = 1e-9
-
-
-def peak_index(v: FloatArray) -> IntArray:
-    """Flat index (over I·J) of the best cell by ``v`` per replicate; ties go to the first cell
-    in grid order (lowest lr, then lowest β_init); cells without a score (NaN) are skipped."""
-    flat = v.reshape(v.shape[0], -1)
-    return np.argmax(np.where(np.isnan(flat), -np.inf, flat), axis=1)
-
-
-def take_flat(t: FloatArray, index: IntArray) -> FloatArray:
-    flat = t.reshape(t.shape[0], -1)
-    return flat[np.arange(flat.shape[0]), index]
-
-
-def good_mask(t: FloatArray, peak: FloatArray, eps: float, relative: bool) -> tuple[BoolArray, FloatArray]:
-    """Cells within ``eps`` of ``peak`` (absolute, or ``eps·|peak|`` if relative), and the margin."""
-    margin = eps * np.abs(peak) if relative else np.full(peak.shape, float(eps))
-    tolerance = _GOOD_TOLERANCE * np.maximum(1.0, np.abs(peak))
-    threshold = peak - margin - tolerance
-    good: BoolArray = np.greater_equal(t, threshold[:, None, None])
-    return good, margin
-
-
-def longest_runs(good: BoolArray, bounds: FloatArray) -> tuple[FloatArray, IntArray, IntArray]:
-    """Per replicate and column, the longest run of True along axis 1 (lr), measured in decades.
-
-    ``good`` is (R, I, K); ``bounds`` the I + 1 log10-lr cell boundaries (``GridAxes.lr_bounds``).
-    Returns (decades, first, last) each (R, K); first = last = −1 where a column has no good cell.
-    Ties go to the run at lower lr.
-    """
-    decades = _running_sums(good, np.broadcast_to(np.diff(bounds)[None, :, None], good.shape))
-    cells = _running_sums(good, np.ones(good.shape))
-    last = np.argmax(decades, axis=1)
-    width = np.take_along_axis(decades, last[:, None, :], axis=1)[:, 0, :]
-    length = np.take_along_axis(cells, last[:, None, :], axis=1)[:, 0, :].astype(np.int64)
-    has_run = good.any(axis=1)
-    first = np.where(has_run, last - length + 1, -1)
-    return np.where(has_run, width, 0.0), first, np.where(has_run, last, -1)
-
 
 def longest_run_decades(good: BoolArray, bounds: FloatArray) -> FloatArray:
-    """Only the decades of ``longest_runs`` (what the bootstrap needs): (R, K)."""
+    """Per grid and column, the longest run of True along axis 1 (lr), in decades: (R, K).
+
+    ``good`` is (R, I, K); ``bounds`` the I + 1 log10-lr cell boundaries (``GridAxes.lr_bounds``).
+    """
     spans = np.broadcast_to(np.diff(bounds)[None, :, None], good.shape)
     return _running_sums(good, spans).max(axis=1)
 

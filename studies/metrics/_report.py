@@ -1,27 +1,44 @@
-"""The whole sensitivity report of a study, and the aggregation of arm metrics across studies."""
+"""The whole sensitivity report of a study, and the aggregation of arm figures across studies."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from studies.errors import ComparisonError, MetricsError
-from studies.metrics._arm import DEFAULT_EPS, DEFAULT_KS, check_eps, metrics_from_grid, peak_seed_spread
-from studies.metrics._grid import ORIENTATION, GridAxes, build_grids, check_split
-from studies.metrics._pair import DEFAULT_PAIR_RESAMPLES, POSITIVE_MEANS, check_comparable, compare_pairs
-from studies.metrics._resample import DEFAULT_LEVEL, MIN_BOOTSTRAP_SEEDS, RESAMPLING
-from studies.vocab import arm
+from studies.metrics._arm import DEFAULT_KS, MIN_INTERVAL_SEEDS, T_INTERVAL, arm_report, grid_model, seed_major
+from studies.metrics._grid import ArmGrid, FloatArray, GridAxes, build_grids, check_split, finite
+from studies.metrics._pair import check_comparable, pair_report
+from studies.metrics._seedwise import TARGET_QUANTILE, ArmSeeds, arm_seeds, default_threshold
+from studies.metrics.models import (
+    LEVEL,
+    AcrossStudies,
+    ArmReport,
+    Estimate,
+    PairError,
+    PairReport,
+    RobustnessGroup,
+    RobustnessReport,
+    SensitivityReport,
+    StudyValue,
+    Target,
+    VerdictSpec,
+)
+from studies.vocab import Split, arm
 
-# Bumped whenever a field's meaning changes (and the field is renamed): 2 = paired seed bootstrap,
-# order-statistic cell intervals with their level, Δ > 0 = arm a better, ε anchored on the split;
-# 3 = pair intervals state the coverage they guarantee as a bound (``min_level``, was ``level``).
-METRICS_VERSION = 3
-SEED_SPREAD = "seed_spread"
-# ε when the seed spread cannot be measured (one seed at every peak): 1% of |y*|.
-SEED_SPREAD_FALLBACK = (0.01, True)
+DEFAULT_TARGET = (
+    f"default: the lower quartile ({TARGET_QUANTILE:g} quantile) of the validation scores of every run that "
+    "trained, pooled over the study's arms"
+)
+ESTIMAND = (
+    "each landscape figure is computed on every seed's grid (one run per configuration, the paper's "
+    "protocol) and averaged over seeds; pair figures are paired by seed"
+)
 
 
 def default_pairs(arms: Iterable[str]) -> list[tuple[str, str]]:
@@ -37,184 +54,189 @@ def _is_demon(name: str) -> bool:
         return False
 
 
+def check_ks(ks: tuple[int, ...], n_cells: int) -> tuple[int, ...]:
+    """The budgets k of q(k): those asked for up to the grid's size, and the whole grid (the peak)."""
+    if not ks or any(int(k) != k or k < 1 for k in ks):
+        raise MetricsError(f"Invalid ks: {ks} (need positive integers)")
+    return tuple(sorted({int(k) for k in ks if k <= n_cells} | {n_cells}))
+
+
+def resolve_target(
+    grids: Mapping[str, ArmGrid], raw_target: float | None, y_fail: float, split: Split = "test"
+) -> tuple[FloatArray, FloatArray | None, Target]:
+    """The oriented threshold θ, its delete-one-seed values (None for a given target) and the
+    report's ``Target``. The default is taken on validation, or on ``split`` when no arm has a
+    validation score (a full_train study)."""
+    if raw_target is not None:
+        value = float(raw_target)
+        if not (math.isfinite(value) and value < y_fail):
+            raise MetricsError(
+                f"Invalid target value: {raw_target} (need a finite value below the failure score {y_fail:g})"
+            )
+        target = Target(raw_value=value, value=0.0 - value, source="given", chosen_on="given")
+        return np.asarray(-value), None, target
+    on: Split = "val" if has_validation(grids) else split
+    by_seed = [g.by_seed(on) for g in grids.values()]
+    pool = np.concatenate([seed_major(x).reshape(x.shape[-1], -1) for x in by_seed], axis=1)
+    theta, theta_jk = default_threshold(pool, y_fail)
+    found = finite(theta)
+    source = DEFAULT_TARGET if on == "val" else DEFAULT_TARGET.replace("validation scores", f"{on} scores")
+    target = Target(raw_value=None if found is None else 0.0 - found, value=found, source=source, chosen_on=on)
+    return theta, theta_jk, target
+
+
+def has_validation(grids: Mapping[str, ArmGrid]) -> bool:
+    """Whether any arm has a validation score (a full_train study has none: nothing is chosen)."""
+    return any(bool(g.n_val.any()) for g in grids.values())
+
+
 def sensitivity_report(
     scores: pd.DataFrame,
     axes: GridAxes,
     y_fail: float,
-    eps: float | str | None = None,
-    relative: bool = False,
     pairs: Sequence[tuple[str, str]] | None = None,
     *,
+    target: float | None = None,
+    verdict: VerdictSpec | None = None,
     ks: tuple[int, ...] = DEFAULT_KS,
     split: str = "test",
-    n_resamples: int = DEFAULT_PAIR_RESAMPLES,
-    level: float = DEFAULT_LEVEL,
-    eps_source: str | None = None,
-) -> dict[str, Any]:
-    """Every arm's metrics and every pair's comparison, as one JSON-able dict (no NaN).
+    min_seeds: int = MIN_INTERVAL_SEEDS,
+) -> SensitivityReport:
+    """Every arm's figures and every pair's comparison and verdict.
 
-    Scores are oriented higher-is-better (y = −value); ``raw_*`` fields are in the workload's
-    units; every Δ is positive when the first arm is better. ``eps``: a number (absolute, or
-    relative with ``relative``), None for ``DEFAULT_EPS``, or "seed_spread" for the pooled seed
-    standard deviation at the arms' peaks on ``split`` (``peak_seed_spread``; 1% of |y*| when no
-    peak has two results). ``pairs`` defaults to ``default_pairs`` of the arms present; an
-    explicitly requested pair on different grids raises ``ComparisonError``, a default one
-    reports its ``error``. All pairs share one paired seed bootstrap of ``n_resamples``.
-    ``eps_source`` describes a numeric ``eps`` chosen by the caller (e.g. a workload default);
-    without it a number is reported as "given".
+    ``target``: the raw error (or loss) a run must reach (at most); None takes ``verdict.target``, then the
+    default rule (``DEFAULT_TARGET``). ``verdict``: the primary figure, difference of interest and
+    power (``VerdictSpec()`` by default). ``pairs`` defaults to ``default_pairs`` of the arms
+    present; an explicitly requested pair on different grids raises ``ComparisonError``, a default
+    one reports its ``error``.
     """
     checked = check_split(split)
+    spec = verdict or VerdictSpec()
     grids = build_grids(scores, axes, y_fail)
-    eps_value, relative, source = resolve_eps(eps, relative, [grids[a] for a in sorted(grids)], checked)
-    if eps_source is not None and not isinstance(eps, str):
-        source = eps_source
-    arms = {
-        arm: metrics_from_grid(grid, eps_value, relative, ks, checked, source).to_dict() for arm, grid in grids.items()
+    theta, theta_jk, target_model = resolve_target(
+        grids, target if target is not None else spec.target, y_fail, checked
+    )
+    chooses = has_validation(grids)
+    ks_used = check_ks(ks, axes.n_cells)
+    bounds = axes.lr_bounds()
+    seeds = {
+        arm: arm_seeds(*_cubes(grid, checked), theta, theta_jk, bounds, ks_used, LEVEL) for arm, grid in grids.items()
     }
-    requested = pairs is not None
-    comparable: list[tuple[str, str]] = []
-    errors: dict[tuple[str, str], str] = {}
-    wanted = default_pairs(grids) if pairs is None else [tuple(p) for p in pairs]
+    arms = {
+        arm: arm_report(grid, seeds[arm], checked, ks_used, target_model.raw_value, min_seeds, chooses=chooses)
+        for arm, grid in grids.items()
+    }
+    reports: list[PairReport | PairError] = []
+    wanted = default_pairs(grids) if pairs is None else [(str(a), str(b)) for a, b in pairs]
     for arm_a, arm_b in wanted:
-        unknown = [arm for arm in (arm_a, arm_b) if arm not in grids]
-        if unknown or arm_a == arm_b:
+        if arm_a not in grids or arm_b not in grids or arm_a == arm_b:
             raise MetricsError(f"cannot compare {arm_a!r} with {arm_b!r}; arms with trials: {sorted(grids)}")
         try:
             check_comparable(grids[arm_a], grids[arm_b])
         except ComparisonError as exc:
-            if requested:
+            if pairs is not None:
                 raise
-            errors[(arm_a, arm_b)] = str(exc)
+            reports.append(PairError(arm_a=arm_a, arm_b=arm_b, error=str(exc)))
             continue
-        comparable.append((arm_a, arm_b))
-    compared = iter(compare_pairs(grids, comparable, checked, eps_value, relative, ks, n_resamples, level))
-    reports: list[dict[str, Any]] = []
-    for arm_a, arm_b in wanted:
-        if (arm_a, arm_b) in errors:
-            reports.append({"arm_a": arm_a, "arm_b": arm_b, "error": errors[(arm_a, arm_b)]})
-        else:
-            reports.append(next(compared).to_dict())
-    return {
-        "metrics_version": METRICS_VERSION,
-        "orientation": ORIENTATION,
-        "selected_on": "val",
-        "split": checked,
-        "y_fail": float(y_fail),
-        "eps": eps_value,
-        "relative": relative,
-        "eps_source": source,
-        "resampling": RESAMPLING,
-        "n_resamples": n_resamples,
-        "min_level": level,
-        "min_bootstrap_seeds": MIN_BOOTSTRAP_SEEDS,
-        "positive_means": POSITIVE_MEANS,
-        "grid": axes.to_dict(),
-        "arms": arms,
-        "pairs": reports,
-    }
-
-
-def resolve_eps(eps: float | str | None, relative: bool, grids: list[Any], split: Any) -> tuple[float, bool, str]:
-    """(ε, relative, where ε came from) for a report; see ``sensitivity_report``."""
-    if eps is None:
-        return DEFAULT_EPS, relative, f"default: {DEFAULT_EPS:g}" + (" of |y*|" if relative else " absolute")
-    if isinstance(eps, str):
-        if eps != SEED_SPREAD:
-            raise MetricsError(f"Invalid eps value: {eps!r} (a number >= 0 or {SEED_SPREAD!r})")
-        spread = peak_seed_spread(grids, split)
-        if spread is None:
-            value, rel = SEED_SPREAD_FALLBACK
-            return value, rel, f"seed spread unmeasurable (one seed at every peak): {value:g} of |y*|"
-        return spread, False, f"seed spread: pooled seed std (ddof 1) at the arms' peak cells on {split}"
-    return check_eps(eps), relative, "given"
-
-
-def aggregate_robustness(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Summarise arm metrics across studies: mean, min, max and count per metric and group.
-
-    Each entry is either ``{"key": {...}, "metrics": ArmMetrics.to_dict()}`` (one arm of one
-    study) or ``{"key": {...}, "arms": {arm: ArmMetrics.to_dict(), ...}}`` (a study's arms, as in
-    ``sensitivity_report(...)["arms"]``); an optional ``"study_id"`` is listed in its group.
-    ``key`` names what makes studies comparable (METRICS.md: workload, arm, epochs, lr range,
-    β set, seeds, metric, split); entries group by it plus whichever of arm, split, eps and
-    relative it does not hold (taken from the metrics; a seed-spread ε groups as "seed_spread").
-    Metrics a study could not compute (incomplete grids) are left out of the counts. Scores are
-    oriented higher-is-better; ``raw_*`` are in the workload's units.
-    """
-    groups: dict[str, tuple[dict[str, Any], list[Mapping[str, Any]], list[Any]]] = {}
-    for n, entry in enumerate(reports):
-        for metrics in _entry_metrics(n, entry):
-            key = dict(entry.get("key") or {})
-            key.setdefault("arm", metrics.get("arm"))
-            key.setdefault("split", metrics.get("split"))
-            good = metrics["eps_good"]
-            # a seed-spread ε differs per study by design: group by the rule, not the number
-            by_rule = str(good.get("eps_source", "")).startswith("seed spread:")
-            key.setdefault("eps", SEED_SPREAD if by_rule else good["eps"])
-            key.setdefault("relative", metrics["eps_good"]["relative"])
-            canonical = json.dumps(key, sort_keys=True, default=str)
-            _, items, studies = groups.setdefault(canonical, (key, [], []))
-            items.append(metrics)
-            if "study_id" in entry:
-                studies.append(entry["study_id"])
-    return {
-        "metrics_version": METRICS_VERSION,
-        "orientation": ORIENTATION,
-        "groups": [_summarise_group(key, items, studies) for key, items, studies in groups.values()],
-    }
-
-
-def _entry_metrics(n: int, entry: Any) -> list[Mapping[str, Any]]:
-    if isinstance(entry, Mapping) and isinstance(entry.get("metrics"), Mapping):
-        return [entry["metrics"]]
-    if isinstance(entry, Mapping) and isinstance(entry.get("arms"), Mapping):
-        arms = entry["arms"]
-        if all(isinstance(m, Mapping) for m in arms.values()):
-            return [{"arm": arm, **metrics} for arm, metrics in arms.items()]
-    raise MetricsError(
-        f"entry {n} is neither {{'key': ..., 'metrics': ArmMetrics.to_dict()}} "
-        "nor {'key': ..., 'arms': {arm: ArmMetrics.to_dict()}}"
+        cubes = (*_cubes(grids[arm_a], checked), *_cubes(grids[arm_b], checked))
+        pair_seeds_ = (seeds[arm_a], seeds[arm_b])
+        reports.append(
+            pair_report(
+                (arms[arm_a], arms[arm_b]),
+                pair_seeds_,
+                cubes,
+                spec,
+                ks_used,
+                target_model.raw_value,
+                min_seeds,
+                chooses=chooses,
+            )
+        )
+    return SensitivityReport(
+        selected_on="val" if chooses else None,
+        split=checked,
+        y_fail=float(y_fail),
+        target=target_model,
+        min_interval_seeds=min_seeds,
+        interval_method=T_INTERVAL,
+        estimand=ESTIMAND,
+        primary=spec.primary,
+        grid=grid_model(axes),
+        arms=arms,
+        pairs=reports,
     )
 
 
-def _summarise_group(key: dict[str, Any], items: list[Mapping[str, Any]], studies: list[Any]) -> dict[str, Any]:
-    def pick(path: Sequence[str]) -> list[Any]:
-        values = []
-        for metrics in items:
-            value: Any = metrics
-            for part in path:
-                value = value.get(part) if isinstance(value, Mapping) else None
-            values.append(value)
-        return values
-
-    ks = sorted({k for metrics in items for k in metrics["expected_best"]["ks"]})
-    best: dict[int, list[Any]] = {k: [] for k in ks}
-    for metrics in items:
-        expected = metrics["expected_best"]
-        for k, q in zip(expected["ks"], expected["without_replacement"], strict=True):
-            best[k].append(q)
-    return {
-        "key": key,
-        "n_studies": len(items),
-        "study_ids": studies,
-        "peak_score": _stats(pick(("peak", "score"))),
-        "raw_peak_score": _stats(pick(("peak", "raw_score"))),
-        "eps_good_fraction": _stats(pick(("eps_good", "fraction"))),
-        "eps_good_lr_width_mean_decades": _stats(pick(("eps_good_lr_width", "mean_decades"))),
-        "eps_good_lr_width_all_betas_decades": _stats(pick(("eps_good_lr_width", "all_betas", "decades"))),
-        "lr_sensitivity_pooled": _stats(pick(("lr_sensitivity", "pooled"))),
-        "expected_best": [{"k": k, **_stats(best[k])} for k in ks],
-        "raw_expected_best": [{"k": k, **_stats([None if q is None else 0.0 - q for q in best[k]])} for k in ks],
-    }
+def _cubes(grid: ArmGrid, split: Split) -> tuple[FloatArray, FloatArray]:
+    """(validation, split) scores of one arm as (S, I, J) in seed order."""
+    return seed_major(grid.val_by_seed), seed_major(grid.by_seed(split))
 
 
-def _stats(values: list[Any]) -> dict[str, Any]:
-    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if not numbers:
-        return {"mean": None, "min": None, "max": None, "count": 0}
-    return {
-        "mean": sum(numbers) / len(numbers),
-        "min": min(numbers),
-        "max": max(numbers),
-        "count": len(numbers),
-    }
+def arm_seeds_of(grid: ArmGrid, split: Split, theta: FloatArray, ks: tuple[int, ...]) -> ArmSeeds:
+    """One arm's seed-wise figures at a fixed threshold (for tests and tools)."""
+    return arm_seeds(*_cubes(grid, split), theta, None, grid.axes.lr_bounds(), ks, LEVEL)
+
+
+# --- across studies ---------------------------------------------------------------------------
+
+
+def aggregate_robustness(entries: list[dict[str, Any]]) -> RobustnessReport:
+    """Each arm's figures over the studies that share a key, study by study with their intervals.
+
+    Each entry is ``{"key": {...}, "arms": {arm: ArmReport}, "study_id": ...}`` (``study_id``
+    optional). ``key`` names what makes studies comparable (workload, epochs, lr range, β set,
+    seeds, metric, split, target rule); entries group by it plus the arm. There is no pooled
+    interval: each study
+    keeps its own, and the group states the range of the estimates and counts.
+    """
+    groups: dict[str, tuple[dict[str, Any], list[tuple[Any, ArmReport]]]] = {}
+    for n, entry in enumerate(entries):
+        arms = entry.get("arms") if isinstance(entry, Mapping) else None
+        if not isinstance(arms, Mapping) or not all(isinstance(r, ArmReport) for r in arms.values()):
+            raise MetricsError(f"entry {n} is not {{'key': ..., 'arms': {{arm: ArmReport}}}}")
+        for name, report in arms.items():
+            key = dict(entry.get("key") or {})
+            key.setdefault("arm", name)
+            key.setdefault("split", report.split)
+            canonical = json.dumps(key, sort_keys=True, default=str)
+            groups.setdefault(canonical, (key, []))[1].append((entry.get("study_id"), report))
+    return RobustnessReport(groups=[_group(key, items) for key, items in groups.values()])
+
+
+def _group(key: dict[str, Any], items: list[tuple[Any, ArmReport]]) -> RobustnessGroup:
+    def across(pick: Any) -> AcrossStudies:
+        studies = []
+        for study_id, report in items:
+            est: Estimate = pick(report)
+            if est.value is not None:
+                studies.append(StudyValue(study_id=study_id, value=est.value, interval=est.interval))
+        values = [s.value for s in studies if s.value is not None]
+        return AcrossStudies(
+            n_studies=len(studies),
+            studies=studies,
+            range_low=min(values) if values else None,
+            range_high=max(values) if values else None,
+        )
+
+    def peak(report: ArmReport) -> Estimate:
+        p = report.peak
+        interval = p.score_interval.model_copy(
+            update={
+                "low": p.score_interval.raw_low,
+                "high": p.score_interval.raw_high,
+                "raw_low": None,
+                "raw_high": None,
+            }
+        )
+        return Estimate(value=p.raw_score, interval=interval, n_seeds=p.n_seeds)
+
+    return RobustnessGroup(
+        key=key,
+        n_studies=len(items),
+        study_ids=[study_id for study_id, _ in items],
+        n_never_trained=sum(1 for _, r in items if r.status == "never_trained"),
+        raw_peak_score=across(peak),
+        success_share=across(lambda r: r.success.share),
+        success_lr_width=across(lambda r: r.success.lr_width),
+        lr_sensitivity=across(lambda r: r.lr_sensitivity.pooled),
+    )

@@ -64,7 +64,8 @@ from .models import PackedNet, packing_problem
 from .schedules import MemberSchedules
 
 Emit = Callable[[TrialResult], None]
-EVAL_ELEMENTS = 1 << 24  # activation elements per evaluation chunk of members (64 MiB in float32)
+EVAL_ELEMENTS = 1 << 20  # activation elements per evaluation chunk of members (4 MiB in float32): a
+# pack's memory peaks in evaluation (a split for every member at once), so it is evaluated in chunks
 CHECKPOINT_SECONDS = 30.0  # the default cadence of a pack's checkpoints (DEMONLAB_CHECKPOINT_SECONDS)
 KERNELS = ("sgd", "demon_sgd", "adam", "demon_adam")  # the order members are sorted in
 
@@ -178,8 +179,7 @@ class _Pack:
         self.checkpoint, self.checkpoint_seconds = checkpoint, checkpoint_seconds
         if checkpoint is not None:
             self._resume(checkpoint)
-        self.divergence = Divergence(self.workload.divergence_factor, len(self.keys))
-        self.divergence.ceiling, self.divergence.started = self.state.ceiling, self.state.step > 0
+        self.divergence = Divergence(self.workload.divergence_factor, self.state.ceiling, self.state.step > 0)
         self.groups = self._kernel_groups()
         self.decay = None  # L2 weight decay per member (one value for the study), None without
         if plan.weight_decay != 0:
@@ -271,7 +271,7 @@ class _Pack:
                 p.grad = None
             losses = self.workload.member_loss(self.net.forward(self.x_train[index]), self.y_train[index])
             values = losses.detach().to(torch.float64)
-            bad = state.active & self.divergence.train_step(values)
+            bad = state.active & ~self.divergence.train_step(values)
             diverged = bool(bad.any())
             if diverged:
                 state.active &= ~bad
@@ -332,7 +332,7 @@ class _Pack:
                 float(val_metric[index]),
             )
             state.logs[index].epochs.append(record)
-        bad = state.active & self.divergence.validation(val_loss)
+        bad = state.active & ~self.divergence.within(val_loss)
         for index in (state.active & ~bad).nonzero().flatten().tolist():
             self.schedules.after_epoch(index, float(val_loss[index]), state.step)
         if bool(bad.any()):

@@ -367,36 +367,39 @@ def test_grid_of_a_study_without_results(api: TestClient, smoke_spec: dict[str, 
     assert body["missing"] == [[2, 2]] * 3
 
 
-def test_sensitivity_default_eps_follows_the_metric(api: TestClient, results_study: str) -> None:
+def test_sensitivity_target_given_default_and_per_metric(api: TestClient, results_study: str) -> None:
+    default = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity").text)
+    assert default["target"]["chosen_on"] == "val"
+    assert default["target"]["source"].startswith("default: the lower quartile")
+    # the lower quartile of every trained run's validation error, pooled over the arms
+    assert 0 < default["target"]["raw_value"] < Y_FAIL
+    given = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"target": 0.2}).text)
+    assert (given["target"]["raw_value"], given["target"]["source"]) == (0.2, "given")
+    assert all(arm["success"]["raw_target"] == 0.2 for arm in given["arms"].values() if arm["status"] == "ok")
     loss = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"metric": "loss"}).text)
-    # a loss: the seed spread at the arms' peaks (every loss is 0.8 here: no spread, so ε = 0)
-    assert (loss["study"]["eps"], loss["study"]["relative"]) == (0.0, False)
-    assert loss["eps_source"].startswith("seed spread: pooled seed std")
-    given = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"eps": 0.05}).text)
-    assert (given["study"]["eps"], given["study"]["relative"]) == (0.05, False)
-    assert given["eps_source"] == "given"
-    error = strict_json(api.get(f"/api/v1/studies/{results_study}/sensitivity").text)
-    assert error["eps_source"] == "default for error rates: 0.01 (one percentage point)"
-    assert all(arm["eps_good"]["eps"] == 0.05 for arm in given["arms"].values())
+    assert loss["study"]["metric"] == "loss"
+    assert loss["target"]["chosen_on"] == "val"
+    refused = api.get(f"/api/v1/studies/{results_study}/sensitivity", params={"target": 0.7})
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "target"
+    assert "failure score" in refused.json()["detail"]
 
 
-def test_sensitivity_reports_arms_and_pairs(api: TestClient, results_study: str) -> None:
+def test_sensitivity_reports_the_verdict_arms_and_pairs(api: TestClient, results_study: str) -> None:
     response = api.get(f"/api/v1/studies/{results_study}/sensitivity")
 
     assert response.status_code == 200
     body = strict_json(response.text)  # no NaN or Infinity anywhere
     assert set(body["arms"]) == set(ARMS)
     assert body["orientation"].startswith("higher is better")
-    assert body["metrics_version"] == 3
-    assert body["resampling"] == "seeds, paired across cells, splits and arms"
+    assert body["metrics_version"] == 4
+    assert body["min_interval_seeds"] == 8
     assert body["study"] == {
         "id": results_study,
         "metric": "error",
         "split": "test",
-        "eps": 0.01,
-        "relative": False,
         "status": "queued",
-        "protocol": None,  # set only for a full_train study
+        "protocol": None,
     }
     demon = body["arms"]["demon_sgdm"]
     assert demon["coverage"]["complete"] is True
@@ -405,18 +408,23 @@ def test_sensitivity_reports_arms_and_pairs(api: TestClient, results_study: str)
     assert demon["peak"]["beta_init"] == 0.8
     step = body["arms"]["sgdm_step"]["coverage"]
     assert (step["n_completed"], step["n_diverged"], step["n_missing"]) == (8, 3, 1)
-    pairs = {(p["arm_a"], p["arm_b"]) for p in body["pairs"]}
-    assert ("demon_sgdm", "sgdm_step") in pairs
+    (pair,) = [p for p in body["pairs"] if (p["arm_a"], p["arm_b"]) == ("demon_sgdm", "sgdm_step")]
+    # two seeds: no interval, so the verdict is inconclusive and says how many seeds would do
+    assert pair["verdict"]["outcome"] == "inconclusive_too_few_seeds"
+    assert pair["verdict"]["seeds_needed"] >= 8
+    assert "seeds would detect" in pair["verdict"]["statement"]
+    assert pair["primary"]["figure"] == "success_share"
+    assert pair["primary"]["interval"]["status"] == "too_few_seeds"
 
 
-def test_sensitivity_with_eps_metric_and_split(api: TestClient, results_study: str) -> None:
+def test_sensitivity_with_target_metric_and_split(api: TestClient, results_study: str) -> None:
     response = api.get(
-        f"/api/v1/studies/{results_study}/sensitivity", params={"eps": 0.05, "metric": "loss", "split": "val"}
+        f"/api/v1/studies/{results_study}/sensitivity", params={"target": 0.75, "metric": "loss", "split": "val"}
     )
 
     assert response.status_code == 200
     body = strict_json(response.text)
-    assert body["study"]["eps"] == 0.05
+    assert body["target"]["raw_value"] == 0.75
     assert body["study"]["metric"] == "loss"
     assert body["study"]["split"] == "val"
 
@@ -499,9 +507,14 @@ def test_robustness_over_completed_studies(api: TestClient, results_study: str, 
     assert demon["study_ids"] == [results_study]
     assert demon["key"]["workload"] == "synthetic"
     assert demon["key"]["seeds"] == [0, 1]  # the seeds themselves, as everywhere else, not their count
-    assert body["metrics_version"] == 3
-    assert "eps_good_fraction" in demon
-    assert demon["raw_peak_score"]["mean"] == pytest.approx(score("demon_sgdm", 0.01, 0.8, 0) + 0.01)
+    assert body["metrics_version"] == 4
+    assert demon["key"]["target"] == "default"  # a default target groups by its rule
+    (peak,) = demon["raw_peak_score"]["studies"]
+    assert peak["study_id"] == results_study
+    assert peak["value"] == pytest.approx(score("demon_sgdm", 0.01, 0.8, 0) + 0.01)
+    assert peak["interval"]["status"] == "too_few_seeds"  # two seeds: no interval, and it says so
+    assert demon["raw_peak_score"]["range_low"] == demon["raw_peak_score"]["range_high"] == peak["value"]
+    assert demon["success_share"]["n_studies"] == 1
     only_step = api.get("/api/v1/robustness", params={"workload": "synthetic", "arm": "sgdm_step"}).json()
     assert [group["key"]["arm"] for group in only_step["groups"]] == ["sgdm_step"]
     filters = (({"arm": "sgdm_step"}, 1), ({"epochs": 2}, 1), ({"epochs": 3}, 0), ({"arm": "adam_step"}, 0))

@@ -16,6 +16,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +85,16 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     code, out, _ = cli(capsys, "compare", study_id, "--url", server)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["a", "vs", "b", "ΔF_ε"]
+    assert lines[0].split()[:5] == ["a", "vs", "b", "verdict", "primary"]
     assert lines[1].startswith("demon_sgdm vs sgdm_step")
-    assert lines[-1].startswith("every Δ > 0 favours a. ΔF_ε: share of ε-good cells")
+    assert lines[-1].startswith("Δ > 0 favours a; 95% interval: a t interval over seeds")
     code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--json")
     pairs = json.loads(out)
     assert [(p["arm_a"], p["arm_b"]) for p in pairs] == [("demon_sgdm", "sgdm_step")]
-    good = next(d for d in pairs[0]["deltas"] if d["metric"] == "eps_good_fraction")
-    assert lines[1].split()[3] == f"{good['delta']:.3g}"  # the table shows what the JSON says
+    verdict, primary = pairs[0]["verdict"], pairs[0]["primary"]
+    # the table shows what the JSON says: the outcome, the primary figure and its Δ
+    assert lines[1].split()[3:6] == [verdict["outcome"], primary["figure"], f"{primary['value']:.3g}"]
+    assert lines[2] == f"demon_sgdm vs sgdm_step: {verdict['statement']}"
 
     code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server)
     assert code == 0
@@ -101,9 +104,10 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "workload synthetic: 1 completed study"
-    assert lines[1].split()[:3] == ["arm", "epochs", "studies"]
+    assert lines[1].split()[:5] == ["arm", "epochs", "studies", "never", "trained"]
     assert sorted(line.split()[0] for line in lines[2:4]) == sorted(ARMS)
-    assert all(line.split()[1:3] == ["2", "1"] for line in lines[2:4])
+    assert all(line.split()[1:4] == ["2", "1", "0"] for line in lines[2:4])
+    assert lines[-1].endswith("not an interval")
     code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server, "--arm", "sgdm_step", "--json")
     assert [g["key"]["arm"] for g in json.loads(out)["groups"]] == ["sgdm_step"]
 
@@ -127,8 +131,9 @@ def test_cli_sensitivity_explains_its_columns(server: str, engine: Engine, capsy
     record_all(engine, study_id)
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server)
     assert code == 0
+    assert out.startswith("VERDICT demon_sgdm vs sgdm_step: ")  # the answer first
     legend = out[out.index("\nbest:") :]
-    for column in ("best", "interval, level", "F_eps", "width(dec)", "E[best@1]", "diverged"):
+    for column in ("best", "success share", "lr width", "E[best@1]", "diverged"):
         assert f"{column}:" in legend
 
 
@@ -380,6 +385,47 @@ def test_token_revoke_by_a_name_of_digits_is_by_name_and_by_id_only_with_id(
         cli(capsys, "token", "revoke", "second", "--id", "2")
     assert usage.value.code == 2
     assert "argument --id: not allowed with argument name" in capsys.readouterr().err
+
+
+def test_status_prints_the_verdict_first_and_a_never_trained_arm_loses(
+    server: str, engine: Engine, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Through the service: sgdm_step diverges in every trial of an 8-seed study; the finished study's
+    status starts with the verdict (sgdm_step never trained, demon_sgdm wins), and the API says so."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(_smoke() | {"seeds": 8}))
+    study_id = cli_submit(capsys, server, spec)
+    for arm in ARMS:
+        for lr in (0.01, 0.1, 1.0):
+            for beta in (0.8, 0.9):
+                for seed in range(8):
+                    key = TrialKey(arm, lr, beta, seed)
+                    result = result_for(TrialKey("sgdm_step", 1.0, beta, seed) if arm == "sgdm_step" else key)
+                    with session_scope(engine) as session:
+                        dal.record_trial_result(session, study_id, replace(result, key=key))
+    code, out, _ = cli(capsys, "status", study_id, "--url", server)
+    assert code == 0
+    assert not out.startswith("VERDICT")  # a study still queued has no verdict yet
+    complete(engine, study_id)
+    code, out, _ = cli(capsys, "status", study_id, "--url", server)
+    assert code == 0
+    assert out.startswith(
+        "VERDICT demon_sgdm vs sgdm_step: sgdm_step never trained (no cell's median beat the failure score): "
+        "demon_sgdm is the one that trains.\n"
+    )
+    assert out.splitlines()[1].startswith(f"{study_id} ")
+    report = DemonlabClient(server).sensitivity(study_id)
+    assert report.arms["sgdm_step"].status == "never_trained"
+    (pair,) = report.pairs
+    assert not hasattr(pair, "error")
+    assert (pair.verdict.outcome, pair.verdict.winner) == ("never_trained", "demon_sgdm")  # type: ignore[union-attr]
+
+
+def _smoke() -> dict[str, Any]:
+    import yaml
+
+    data: dict[str, Any] = yaml.safe_load(SMOKE_SPEC_PATH.read_text())
+    return data
 
 
 def test_a_file_that_cannot_be_read_is_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The dashboard's server side without a browser (in-process app, SQLite and PostgreSQL): the heatmap
 and search-point JSON, spec parsing with field lines, the pages' headers, escaping and name search,
-the figures in words of real sensitivity reports (metrics version 3: intervals at their real level,
-pair intervals as a coverage bound, Δ > 0 = the first arm better, ε beside every ε-figure), and
-the words reading reports whose fields differ from today's."""
+the figures in words of real sensitivity reports (metrics version 4: the verdict first, every figure
+with its 95% interval or the reason it has none, Δ > 0 = the first arm better, the target beside
+every success figure), and the words of a never-trained arm and of the probabilities."""
 
 from __future__ import annotations
 
@@ -242,115 +242,101 @@ def page_text(markup: str) -> str:
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", markup)))
 
 
-# (seeds, the cell/peak interval as the page must print it: its real level 1 - 2^(1-n), or none)
-SEED_CASES = [(1, None), (3, "75%"), (6, "96.9%")]
+SEED_CASES = [1, 3, 8]  # no interval below 8 seeds (the report's min_interval_seeds), 95% from 8
 
 
-@pytest.mark.parametrize(("seeds", "level"), SEED_CASES)
-def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int, level: str | None) -> None:
+@pytest.mark.parametrize("seeds", SEED_CASES)
+def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
     study_id = grid_study(api, seeds)
     report = api.get(f"/api/v1/studies/{study_id}/sensitivity").json()
-    assert report["metrics_version"] == 3
+    assert report["metrics_version"] == 4
     metric = report["study"]["metric"]
-    assert metric == "error"
     fragment = api.get(f"/studies/{study_id}/figures")
     assert fragment.status_code == 200
     text = page_text(fragment.text)
-    eps = f"ε = {words.num(report['eps'])}"
-    assert f"ε used: {words.num(report['eps'])} ({report['eps_source']})" in text
+    target = report["target"]
+    assert (
+        f"A run succeeds when its test {metric} is at most {words.num(target['raw_value'])} ({target['source']})"
+        in text
+    )
     assert "Δ > 0 means the first arm is better" in text
-
-    for arm, figures in report["arms"].items():
-        peak = figures["peak"]
-        interval = peak["score_interval"]
-        where = f"lr {words.num(peak['lr'])}, β_init {words.num(peak['beta_init'], 4)}"
-        said = f"{where}: median test {metric} {words.num(peak['raw_score'])}, "
-        if level is None:
-            assert interval["level"] is None
-            assert said + "no interval: too few seeds (one seed)" in text, arm
-        else:
-            bounds = f"[{words.num(interval['raw_low'])}, {words.num(interval['raw_high'])}]"
-            assert said + f"interval {bounds} at {level}, over {seeds} seeds" in text, arm
-        good = figures["eps_good"]
-        assert (
-            f"with {eps}: {words.pct(good['fraction'])} of the grid ({good['n_good']} of {good['n_cells']} cells)"
-            in text
-        )
-        assert (
-            f"with {eps}: good learning rates span {words.num(figures['eps_good_lr_width']['mean_decades'], 2)}" in text
-        )
-    arm_text = page_text(fragment.text.split('class="pair-figures"')[0])
-    assert "95%" not in arm_text.replace("at least 95%", "")  # no cell or peak interval claims 95% unless it has it
+    assert "Metrics version 4." in text
 
     (pair,) = report["pairs"]
-    deltas = {(d["metric"], d["k"]): d for d in pair["deltas"]}
-    peak_delta = deltas[("peak", None)]
-    assert peak_delta["delta"] > 0  # demon_sgdm is better by construction, and Δ > 0 says so
-    said = (
-        f"demon_sgdm's peak test {metric} is {words.num(peak_delta['delta'])} lower than sgdm_step's: "
-        f"Δ = +{words.num(peak_delta['delta'])} (positive means demon_sgdm is better), "
-    )
-    fraction = deltas[("eps_good_fraction", None)]
-    assert f"ε-good share of the grid ({eps}):" in text
-    if seeds < report["min_bootstrap_seeds"]:
-        assert peak_delta["interval"]["low"] is None
-        assert said + "no interval: too few seeds (n < 6)" in text
-        assert text.count("no interval: too few seeds (n < 6)") == len(pair["deltas"]) + 1  # + win probability
-        assert "coverage ≥" not in text
-        assert "bootstrap replicates" not in text
+    verdict = pair["verdict"]
+    assert text.index(f"Verdict: {verdict['statement']}") < text.index("Success share per seed")  # the answer first
+    enough = seeds >= report["min_interval_seeds"]
+    if enough:
+        assert verdict["outcome"] == "a_less_sensitive"  # demon_sgdm is better by construction
+        assert verdict["winner"] == "demon_sgdm"
     else:
-        bounds = f"[{words.num(peak_delta['interval']['low'])}, {words.num(peak_delta['interval']['high'])}]"
-        assert said + f"interval {bounds}, coverage ≥ 95%; bootstrap replicates: " in text
-        assert text.count("coverage ≥ 95%") == len(pair["deltas"]) + len(pair["win_probability"]["ks"])
-        share = words.pct(fraction["bootstrap_share_ties"])
-        assert f"{share} Δ = 0" in text
-        win = pair["win_probability"]
-        first = win["intervals"][0]
-        assert (
-            f"k={win['ks'][0]}: {words.pct(win['a_wins'][0])} "
-            f"(interval [{words.pct(first['low'])}, {words.pct(first['high'])}], coverage ≥ 95%)"
-        ) in text
-    for old in ("good_fraction", "ci_low", "p_positive", "higher is better"):  # v1 names and wording
+        assert verdict["outcome"] == "inconclusive_too_few_seeds"
+        assert f"({seeds} seeds)" not in verdict["statement"] or "seeds would detect" in verdict["statement"]
+    primary = pair["primary"]
+    said = (
+        f"Primary: share of the grid reaching the target: Δ = +{words.num(primary['value'])} (positive means demon_sgdm"
+    )
+    assert said in text
+    assert pair["family"] in text
+    # "significant" only with its family: the family statement itself, or a figure that passed Holm in it
+    assert text.count("significant") == text.count("(significant in the family)") + text.count("'significant' means")
+
+    arm_text = page_text(fragment.text.split('class="figures"')[1])
+    for arm, figures in report["arms"].items():
+        peak, share = figures["peak"], figures["success"]["share"]
+        where = f"lr {words.num(peak['lr'])}, β_init {words.num(peak['beta_init'], 4)}"
+        assert f"{where}: median test {metric} {words.num(peak['raw_score'])}, " in arm_text, arm
+        if enough:
+            low, high = share["interval"]["low"], share["interval"]["high"]
+            expected = (
+                f"{words.pct(share['value'])} (95% interval [{words.pct(low)}, {words.pct(high)}], {seeds} seeds)"
+            )
+        else:
+            expected = f"{words.pct(share['value'])} (no interval: too few seeds (intervals from 8), {seeds} seeds)"
+        assert expected in arm_text, arm
+    if not enough:
+        assert "95%" not in arm_text  # no figure claims an interval it does not have
+    assert "(describes these runs; no interval)" in arm_text  # the variance shares say what they are
+    for old in ("eps_good", "ε-good", "min_level", "bootstrap", "higher is better"):  # v3 names and wording
         assert old not in fragment.text
 
 
-def test_words_read_reports_defensively() -> None:
-    """A figure of an unknown name or shape, a status instead of a value, a Δ of an unknown metric
-    or without a value: the page still says something true."""
-    context = words.Context(metric="error", split="test", eps=0.01, relative=False)
-    arm = {
-        "peak": {"status": "ok", "lr": 0.1, "beta_init": 0.9, "raw_score": 0.12, "n_seeds": 2},
-        "eps_good": {"status": "incomplete"},
-        "a_new_figure": {"value": 3},
-        "variance": "not a mapping",
-    }
-    lines = {line.label: line.sentence for line in words.arm_lines(arm, context)}
-    assert lines["Peak"].endswith("median test error 0.12, over 2 seeds")  # no interval field: none claimed
-    assert lines["ε-good region"] == "not estimated: incomplete"
-    assert lines["a new figure"] == '{"value": 3}'
-    assert "Variance" not in lines
-    assert words.cell_interval({"raw_low": 0.1, "raw_high": 0.2, "level": 0.875, "status": "reduced_level"}) == (
-        "interval [0.1, 0.2] at 87.5%"
-    )
-    assert words.level_pct(0.99998) == "> 99.9%"  # 16 seeds: a level short of 100% is not shown as 100%
-    pair = {
-        "arm_a": "demon_sgdm",
-        "arm_b": "sgdm_step",
-        "deltas": [
-            {"metric": "renamed_metric", "delta": -0.5, "interval": {"low": -0.7, "high": -0.1, "min_level": 0.95}},
-            {"metric": "peak", "status": "undefined"},
-            {"metric": "lr_sensitivity"},
-        ],
-    }
+def test_words_of_a_never_trained_arm_and_of_probabilities() -> None:
+    """An arm that never trained gets no figure, and its pair says so; a probability is worded as a
+    chance with its null, a Δ with its sign."""
+    from studies.metrics import GridAxes, sensitivity_report
+
+    rows = []
+    for arm in ("demon_sgdm", "sgdm_step"):
+        for lr in (0.01, 0.1, 1.0):
+            for seed in range(8):
+                ok = arm == "demon_sgdm"
+                value = 0.2 + 0.01 * seed + 0.1 * lr
+                rows.append(
+                    {
+                        "arm": arm,
+                        "lr": lr,
+                        "beta_init": 0.9,
+                        "seed": seed,
+                        "status": "completed" if ok else "diverged",
+                        "val": value if ok else math.nan,
+                        "test": value if ok else math.nan,
+                    }
+                )
+    import pandas as pd
+
+    report = sensitivity_report(pd.DataFrame(rows), GridAxes((0.01, 0.1, 1.0), (0.9,), tuple(range(8))), 0.9)
+    context = words.report_context(report, "error")
+    lines = words.arm_lines(report.arms["sgdm_step"], context)
+    assert lines[0].sentence.startswith("never trained: no cell's median beat the failure score")
+    (pair,) = report.pairs
     sentences = [line.sentence for line in words.pair_lines(pair, context)]
     assert sentences == [
-        "sgdm_step is better: Δ = -0.5 (positive means demon_sgdm is better), interval [-0.7, -0.1], coverage ≥ 95%",
-        "no estimate",
-        "peak test error",  # the Δs without a value, gathered under their reason
+        "sgdm_step never trained (no cell's median beat the failure score): demon_sgdm is the one that trains."
     ]
-    assert words.pair_lines(pair, context)[2].label == "Not estimated (undefined)"
-    error = {"arm_a": "a", "arm_b": "b", "error": "different grids"}
-    assert words.pair_lines(error, context)[0].sentence == "different grids"
+    trained = words.arm_lines(report.arms["demon_sgdm"], context)
+    assert [line.label for line in trained][:2] == ["Peak", "Success share"]
+    assert words.level_pct(0.99998) == "> 99.9%"  # a level short of 100% is not shown as 100%
 
 
 # ---------------------------------------------------------------- issue 17: the answer, units, parser

@@ -101,6 +101,7 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
 
     # One heatmap per arm, one cell per grid point, and the divergence-rate maps.
     expect(page.locator("#live")).to_have_text("finished")
+    expect(page.locator("#trials tbody")).not_to_contain_text("pending")  # the trial table followed too
     page.wait_for_selector("#study[data-ready=true]")
     maps = page.locator("svg.heatmap")
     assert maps.count() == len(ARMS)
@@ -168,13 +169,30 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     assert curves.nth(1).locator("polygon.band").count() == 1
     accessible(page, "cell details open")
 
-    # The figures in words, on request; every chart has a table on request.
+    # The figures in words (metrics v4), on request: the verdict first, the target, every figure with
+    # its interval or the reason it has none; every chart has a table on request.
     page.click("#figures-details summary")
     page.wait_for_selector("#figures .arm-figures")
     report = server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()
     figures = page.locator("#figures").inner_text()
-    assert f"ε used: {js_num(report['eps'], 3)} ({report['eps_source']})" in figures
+    assert f"A run succeeds when its test error is at most {js_num(report['target']['raw_value'], 3)}" in figures
+    for arm in ARMS:
+        peak = report["arms"][arm]["peak"]
+        said = f"median test error {js_num(peak['raw_score'], 3)}, no interval: too few seeds (intervals from 8)"
+        assert said in page.locator(".arm-figures", has_text=arm).inner_text()
     assert page.locator("#figures .pair-figures h3").inner_text() == "demon_sgdm vs sgdm_step"
+    pair = page.locator("#figures .pair-figures").inner_text()
+    (compared,) = report["pairs"]
+    assert f"Verdict: {compared['verdict']['statement']}" in pair
+    assert compared["verdict"]["outcome"] == "inconclusive_too_few_seeds"  # 3 seeds: no interval
+    value = compared["primary"]["value"]
+    sign = "0" if value == 0 else ("+" if value > 0 else "-") + js_num(abs(value), 3)
+    assert (
+        f"Primary: share of the grid reaching the target: Δ = {sign} "
+        "(positive means demon_sgdm is better; no interval: too few seeds (intervals from 8))"
+    ) in pair
+    assert "95% interval" not in pair  # 3 seeds: no interval is claimed
+    assert figures.index("Verdict:") < figures.index("Success share")  # the answer first
     accessible(page, "figures in words open")
     page.click("#heatmap-table-toggle")
     assert page.locator("#heatmap-tables table").count() == len(ARMS)
@@ -235,27 +253,55 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     per_study = page.locator("#per-study table")
     per_study.wait_for()
     header = [c.inner_text() for c in per_study.locator("thead th").all()]
-    assert header[:5] == ["study", "arm", "peak (raw)", "peak interval (its level)", "ε"]
+    assert header[:6] == ["study", "arm", "peak (raw)", "peak interval", "target (raw)", "success share [95%]"]
     rows = per_study.locator("tbody tr")
     assert rows.count() == len(ids) * len(ARMS)
+    report = server.http.get(f"/api/v1/studies/{ids[0]}/sensitivity").json()
+    demon = report["arms"]["demon_sgdm"]
+    cells = [c.inner_text() for c in rows.first.locator("td").all()]
+    assert cells[2:] == [
+        js_num(demon["peak"]["raw_score"], 3),
+        "no interval: too few seeds",
+        js_num(demon["success"]["raw_target"], 3),
+        f"{round(100 * demon['success']['share']['value'])}% no interval: too few seeds",
+        f"{js_num(demon['success']['lr_width']['value'], 3)} no interval: too few seeds",
+        f"{js_num(demon['lr_sensitivity']['pooled']['value'], 3)} no interval: too few seeds",
+    ]
 
-    # The robustness aggregate: one group per arm (both studies share every key), as bars and a
-    # table, each figure saying which way is better.
+    # The robustness aggregate: one group per arm (both studies share every key), each study's
+    # estimate with its interval, as bars and a table, each figure saying which way is better.
     page.locator("#robustness svg.chart").first.wait_for()
     aggregate = server.http.get("/api/v1/robustness", params={"workload": "synthetic"}).json()
     assert len(aggregate["groups"]) == len(ARMS)
     titles = [t.text_content() for t in page.locator("#robustness .chart-title").all()]
     assert len(titles) == 4
+    assert titles[0] == "success share (higher is better): each study's estimate with its 95% interval"
     assert all("higher is better" in t or "lower is better" in t for t in titles)
-    # every group label is drawn inside its chart (none cut at the left edge)
+    # every label is drawn inside its chart (none cut at the left edge)
     lefts = page.eval_on_selector_all("#robustness svg.chart text.tick", "ts => ts.map((t) => t.getBBox().x)")
-    assert len(lefts) == 4 * 2 * len(ARMS)  # a label and a value per group, in 4 charts
+    assert len(lefts) == 4 * 2 * len(ARMS) * len(ids)  # a label and a value per study and group, in 4 charts
     assert min(lefts) >= 0
     page.click("#robust-table-toggle")
     table = page.locator("#robustness table")
     expect(table).to_be_visible()
     lines = [[c.inner_text() for c in r.locator("td").all()] for r in table.locator("tbody tr").all()]
-    assert all(line[2] != "–" for line in lines)  # every figure found under its name
+    group = next(g for g in aggregate["groups"] if g["key"]["arm"] == "demon_sgdm")
+    label = "demon_sgdm · 3 epochs · default target (2 studies)"
+    for study in group["success_share"]["studies"]:
+        share = f"{round(100 * study['value'])}%"
+        row = [label, "success share (higher is better)", study["study_id"], share, "no interval: too few seeds"]
+        assert row in lines
+    for study in group["success_lr_width"]["studies"]:
+        width = js_num(study["value"], 3)
+        row = [
+            label,
+            "succeeding lr decades (higher is better)",
+            study["study_id"],
+            width,
+            "no interval: too few seeds",
+        ]
+        assert row in lines
+    assert all(line[3] != "–" for line in lines)  # every figure found under its v4 name
     accessible(page, "compare with the robustness aggregate")
     shot(page, tmp_path, "compare")
     no_problems(page)

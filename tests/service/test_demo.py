@@ -112,7 +112,8 @@ def test_demo_with_a_token_runs_the_whole_loop_and_records_the_environment(
     assert ": completed" in out
     assert re.search(r"^first result \d+\.\d s after submission; all 4 trials \d+\.\d s$", out, re.MULTILINE), out
     assert re.search(r"^first result \d+\.\d s after submission$", err, re.MULTILINE), err  # as it happens
-    assert "F_eps: share of (lr, β_init) cells" in out  # the summary table and its legend
+    verdict = out.index("VERDICT demon_sgdm vs ")  # printed first, before the summary table and its legend
+    assert verdict < out.index("success share: the share of the grid")
     engine = make_engine(demo_env)
     with session_scope(engine, read_only=True) as session:
         (study,) = dal.list_studies(session, status=None, workload=None, name=None, offset=0, limit=5)[0]

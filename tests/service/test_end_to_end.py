@@ -238,10 +238,10 @@ def test_study_runs_to_completion(
                 assert 0 <= value <= 1  # an error rate, diverged seeds at the chance rate
                 assert n_diverged <= 2
     report = service.client.sensitivity(created.id)
-    assert set(report["arms"]) == {"demon_sgdm", "sgdm_step"}
-    assert all(arm["coverage"]["complete"] for arm in report["arms"].values())
-    assert ("demon_sgdm", "sgdm_step") in {(p["arm_a"], p["arm_b"]) for p in report["pairs"]}
-    assert report["study"]["status"] == "completed"
+    assert set(report.arms) == {"demon_sgdm", "sgdm_step"}
+    assert all(arm.coverage.complete for arm in report.arms.values())
+    assert [(p.arm_a, p.arm_b) for p in report.pairs] == [("demon_sgdm", "sgdm_step")]
+    assert report.study.status == "completed"
 
     # Every result is also in Optuna's storage, one Optuna study per arm (what optuna-dashboard shows).
     database_url = service.engine.url.render_as_string(hide_password=False)

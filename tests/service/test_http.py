@@ -150,10 +150,10 @@ def test_client_results(client: DemonlabClient, engine: Engine, smoke_spec: dict
     assert step.diverged[2] == [2, 2]
     assert client.grid(study_id, metric="loss").metric == "loss"
 
-    report = client.sensitivity(study_id, eps=0.02, split="val")
-    assert set(report["arms"]) == set(ARMS)
-    assert report["study"]["eps"] == 0.02
-    assert client.sensitivity(study_id, metric="loss")["study"]["metric"] == "loss"
+    report = client.sensitivity(study_id, target=0.2, split="val")
+    assert set(report.arms) == set(ARMS)
+    assert report.target.raw_value == 0.2
+    assert client.sensitivity(study_id, metric="loss").study.metric == "loss"
 
     assert client.heatmap(study_id).startswith(PNG_SIGNATURE)
     assert b"<svg" in client.heatmap(study_id, fmt="svg", arms=["sgdm_step"], split="val", metric="loss")[:1000]
@@ -162,11 +162,11 @@ def test_client_results(client: DemonlabClient, engine: Engine, smoke_spec: dict
     assert len(csv) == len(parquet) == 24
     assert sorted(parquet["status"].unique()) == ["completed", "diverged"]
 
-    assert client.robustness("synthetic")["query"]["studies"] == 0
+    assert client.robustness("synthetic").query.studies == 0
     complete(engine, study_id)
     robust = client.robustness("synthetic", arm="demon_sgdm", epochs=2)
-    assert robust["query"]["studies"] == 1
-    assert [g["key"]["arm"] for g in robust["groups"]] == ["demon_sgdm"]
+    assert robust.query.studies == 1
+    assert [g.key["arm"] for g in robust.groups] == ["demon_sgdm"]
 
 
 def test_client_cancel_wait_delete(client: DemonlabClient, smoke_spec: dict[str, Any]) -> None:
@@ -283,15 +283,16 @@ def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("figures on test (cells chosen on val); good = within eps = 0.01 of the best")
-    assert lines[1].split()[:3] == ["arm", "best", "test"]
-    assert {line.split()[0] for line in lines[2 : 2 + len(ARMS)]} == set(ARMS)
-    assert any(line.startswith("demon_sgdm vs sgdm_step: ΔF_ε (eps = 0.01;") for line in lines)
-    code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server, "--json", "--eps", "0.05", "--split", "val")
+    assert lines[0].startswith("VERDICT demon_sgdm vs sgdm_step: ")
+    assert lines[1].startswith("figures on test (cells chosen on val); success: a run reaches the target test <= ")
+    assert lines[2].split()[:3] == ["arm", "best", "test"]
+    assert {line.split()[0] for line in lines[3 : 3 + len(ARMS)]} == set(ARMS)
+    assert any(line.startswith("  primary     success_share") for line in lines)
+    code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server, "--json", "--target", "0.5", "--split", "val")
     assert code == 0
     report = json.loads(out)
     assert set(report["arms"]) == set(ARMS)
-    assert report["study"]["eps"] == 0.05
+    assert report["target"]["raw_value"] == 0.5
 
     code, out, _ = cli(capsys, "compare", study_id, "--url", server, "--a", "demon_sgdm", "--b", "sgdm_step", "--json")
     assert code == 0

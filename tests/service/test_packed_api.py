@@ -41,7 +41,7 @@ def test_unpackable_workload_is_refused_naming_the_field(api: TestClient, smoke_
     body = response.json()
     assert body["field"] == "execution"
     assert "execution.mode 'packed' is not available for workload 'mnist_vae'" in body["detail"]
-    assert "own loss" in body["detail"]
+    assert "workloads that pack: " in body["detail"]
     assert api.get(STUDIES).json()["count"] == before
 
 

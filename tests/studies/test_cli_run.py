@@ -57,7 +57,7 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         "metric": "error",
         "split": "test",  # the spec's split (default "test"): the split every figure is on
     }
-    assert metrics["metrics_version"] == 3
+    assert metrics["metrics_version"] == 4
     assert metrics["split"] == "test"
     assert set(metrics["arms"]) == {"demon_sgdm", "sgdm_step"}
     environment = metrics["environment"]  # what reproduces the run
@@ -76,19 +76,22 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
     assert counts is not None
     assert int(counts[1]) + int(counts[2]) == 24
     assert counts[3] == "0"
-    assert f"good = within eps = {metrics['eps']:.3g} of the best cell on test" in printed  # ε beside F_eps
+    (pair,) = metrics["pairs"]
+    assert printed.startswith(f"VERDICT demon_sgdm vs sgdm_step: {pair['verdict']['statement']}\n")  # the answer first
+    assert pair["verdict"]["outcome"] == "inconclusive_too_few_seeds"  # two seeds: no interval
+    target = metrics["target"]["raw_value"]
+    assert f"success: a run reaches the target test <= {target:.3g}" in printed  # the target beside the shares
     table = printed[printed.index("best test") :].splitlines()
-    rows = {line.split()[0]: line.split()[1:] for line in table[1:3]}
+    rows = {line.split()[0]: line for line in table[1:3]}
     assert set(rows) == {"demon_sgdm", "sgdm_step"}
-    for arm, cells in rows.items():  # every column filled from metrics.json
-        # best, [low, high], level, F_eps, width, E[best@1], diverged
-        assert len(cells) == 8
-        assert float(cells[0]) == pytest.approx(metrics["arms"][arm]["peak"]["raw_score"], rel=1e-3)
-        interval = metrics["arms"][arm]["peak"]["score_interval"]
-        assert cells[3] == f"{interval['level']:.1%}"  # two seeds: [min, max] at 50%, never "95%"
-        assert float(cells[4]) == pytest.approx(metrics["arms"][arm]["eps_good"]["fraction"], rel=1e-3)
+    for arm, line in rows.items():  # every column filled from metrics.json
+        figures = metrics["arms"][arm]
+        assert float(line.split()[1]) == pytest.approx(figures["peak"]["raw_score"], rel=1e-3)
+        assert f"{100 * figures['success']['share']['value']:.0f}% (no interval: too few seeds)" in line
+        diverged = figures["coverage"]["n_diverged"]
+        assert line.endswith(f"{diverged}/{diverged + figures['coverage']['n_completed']}")
     assert f"outputs in {out}/" in printed
-    assert "E[best@1]: expected score of one cell drawn at random" in printed  # the table's legend
+    assert "E[best@1]: the\nexpected score of one configuration drawn at random" in printed  # the table's legend
 
 
 @pytest.mark.slow
@@ -117,7 +120,7 @@ def test_the_console_script_packs_by_default_and_exits_with_every_output_written
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == len(pd.read_csv(out / "trials.csv")) == 24
     assert "(packed, in process)" in done.stdout
-    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 3
+    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 4
     assert "</svg>" in (out / "heatmap.svg").read_text()
     assert not (tmp_path / "ray").exists()  # no Ray started
 
@@ -186,3 +189,41 @@ def test_inprocess_executor_refuses_a_search_study(tmp_path: Path, capsys: pytes
         "Ray Tune's OptunaSearch; use --executor ray\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+NEVER_TRAINS = """
+name: adam-never-trains
+workload: synthetic
+workload_params: {hidden: 16}
+arms: [demon_sgdm, adam_step]
+lr: [2.0]
+beta_init: [0.8, 0.9]
+seeds: 8
+epochs: 2
+"""
+
+
+def test_an_arm_that_diverges_everywhere_never_trained_and_the_other_wins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real training: at lr 2, Adam's normalised steps blow the small network up in every trial,
+    while Demon SGDM trains. Failure is never robustness: Adam gets no figures, Demon the verdict."""
+    spec = tmp_path / "never.yaml"
+    spec.write_text(NEVER_TRAINS)
+    out = tmp_path / "out"
+    code = main(["run", str(spec), "--out", str(out), "--executor", "inprocess", "--data-dir", str(tmp_path / "w")])
+    printed, _ = capsys.readouterr()
+    assert code == 0
+    trials = pd.read_csv(out / "trials.csv")
+    adam = trials[trials["arm"] == "adam_step"]
+    assert set(adam["status"]) == {"diverged"}, "the premise: Adam diverges in every trial"
+    assert (trials[trials["arm"] == "demon_sgdm"]["status"] == "completed").mean() > 0.5
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["arms"]["adam_step"]["status"] == "never_trained"
+    assert metrics["arms"]["adam_step"]["success"]["share"]["value"] is None
+    (pair,) = metrics["pairs"]
+    assert (pair["verdict"]["outcome"], pair["verdict"]["winner"]) == ("never_trained", "demon_sgdm")
+    assert printed.startswith(
+        "VERDICT demon_sgdm vs adam_step: adam_step never trained (no cell's median beat the failure score): "
+        "demon_sgdm is the one that trains.\n"
+    )

@@ -1,8 +1,10 @@
-"""Sensitivity metrics against numbers computed by hand (or by brute force) on tiny grids.
+"""Sensitivity metrics against numbers computed by hand (or by brute force, or by scipy) on tiny grids.
 
 The main grid is 3 lrs × 2 β_inits × 2 seeds, lower-is-better error rates, y_fail = 0.9. Its raw
-cell medians, validation and test, are written out below; every expected number in these tests
-follows from them with a pencil. Oriented scores are y = −value.
+cell medians, validation and test, are written out below; every expected number in the cell-table
+tests follows from them with a pencil. The seed-wise figures (metrics v4) are checked per seed by
+hand, their intervals against ``scipy.stats.ttest_1samp``, the verdict's planning against a
+simulation of the paired t test. Oriented scores are y = −value.
 """
 
 from __future__ import annotations
@@ -15,26 +17,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import mannwhitneyu, quantile_test
+from scipy.stats import quantile_test, ttest_1samp
 
 from studies.metrics import (
     ComparisonError,
     GridAxes,
     GridError,
     MetricsError,
+    VerdictSpec,
     aggregate_robustness,
-    arm_metrics,
     cell_table,
     cell_tables,
     default_pairs,
-    pair_metrics,
     sensitivity_report,
 )
 from studies.metrics._cells import median_interval
 from studies.metrics._landscape import expected_best, pick_probabilities
-from studies.metrics._pair import prob_greater, win_probabilities
-from studies.metrics._resample import resampled_medians
-from studies.report import pair_lines
+from studies.metrics._seedwise import default_threshold, seed_mean, share_floor, success, win_share
+from studies.metrics._verdict import holm, power, seeds_needed, smallest_detectable
+from studies.metrics.models import PairError, PairReport, SensitivityReport
 
 Y_FAIL = 0.9
 LRS = (0.01, 0.1, 1.0)
@@ -229,483 +230,406 @@ def test_cell_intervals_are_scipys_order_statistic_intervals_with_their_real_lev
         assert (low[0], high[0]) == (ci.low, ci.high)
 
 
-def test_paired_resampled_medians_keep_seeds_together() -> None:
-    # Two cells, three seeds; a replicate taking seeds (2, 2, 0) must read seed 2 twice in *both*
-    # cells (and on both splits: the same function serves both).
-    by_seed = np.array([[1.0, 2.0, 3.0], [30.0, 20.0, 10.0]])
-    med = resampled_medians(by_seed, np.array([[2, 2, 0], [1, 1, 1]]))
-    assert med.tolist() == [[3.0, 10.0], [2.0, 20.0]]
+# --- seed-wise figures (metrics v4) ----------------------------------------------------------------
 
 
-# --- 2–7. per arm ----------------------------------------------------------------------------------
+def seeded(arm: str, val: Any, test: Any | None = None, diverged: Any | None = None) -> pd.DataFrame:
+    """Rows of one arm from raw (S, I, J) arrays on the grid ``axes_for(val)``; ``diverged`` marks trials."""
+    val = np.asarray(val, dtype=float)
+    test = val if test is None else np.asarray(test, dtype=float)
+    div = np.zeros(val.shape, bool) if diverged is None else np.asarray(diverged, bool)
+    lrs, betas = LRS[: val.shape[1]], BETAS[: val.shape[2]]
+    return pd.DataFrame(
+        [
+            {
+                "arm": arm,
+                "lr": lrs[i],
+                "beta_init": betas[j],
+                "seed": s,
+                "status": "diverged" if div[s, i, j] else "completed",
+                "val": NAN if div[s, i, j] else val[s, i, j],
+                "test": NAN if div[s, i, j] else test[s, i, j],
+            }
+            for (s, i, j), _ in np.ndenumerate(val)
+        ]
+    )
 
 
-def test_peak_is_chosen_on_validation_and_reported_on_test() -> None:
-    peak = arm_metrics(frame(("demon_sgdm", DEMON)), AXES, "demon_sgdm", Y_FAIL).peak
-    assert (peak.lr, peak.beta_init) == (0.1, 0.9)  # best validation median 0.09 …
-    assert peak.val == pytest.approx(-0.09)
-    assert peak.score == pytest.approx(-0.12)  # … reported by its test median, not the best test 0.11
-    assert (peak.interval_low, peak.interval_high, peak.interval_level) == pytest.approx((-0.13, -0.11, 0.5))
-    assert peak.n_seeds == 2
-    assert peak.divergence_rate == 0.0
-    out = peak.to_dict()
-    assert out["raw_score"] == pytest.approx(0.12)
-    interval = out["score_interval"]
-    assert (interval["raw_low"], interval["raw_high"], interval["level"]) == pytest.approx((0.11, 0.13, 0.5))
-    assert interval["status"] == "reduced_level"
+def axes_for(val: Any) -> GridAxes:
+    n_seeds, n_lrs, n_betas = np.asarray(val).shape
+    return GridAxes(LRS[:n_lrs], BETAS[:n_betas], tuple(range(n_seeds)))
 
 
-@pytest.mark.parametrize(
-    ("eps", "relative", "n_good", "raw_threshold", "widths", "all_betas", "edge", "sides"),
-    [
-        # raw test medians [[0.34, 0.23], [0.11, 0.12], [0.71, 0.90]]; the anchor y* is the best
-        # test median, 0.11 (not 0.12, the test score of the cell chosen on validation)
-        (0.02, False, 2, 0.13, (1.0, 1.0), (1.0, 0.1, 0.1), False, ("beta_min", "beta_max")),
-        (0.25, False, 4, 0.36, (2.0, 2.0), (2.0, 0.01, 0.1), True, ("lr_min", "beta_min", "beta_max")),
-        (0.1, True, 2, 0.121, (1.0, 1.0), (1.0, 0.1, 0.1), False, ("beta_min", "beta_max")),
-        (1.2, True, 3, 0.242, (1.0, 2.0), (1.0, 0.1, 0.1), True, ("lr_min", "beta_min", "beta_max")),
-    ],
-)
-def test_good_fraction_widths_and_edge(
-    eps: float,
-    relative: bool,
-    n_good: int,
-    raw_threshold: float,
-    widths: tuple[float, float],
-    all_betas: tuple[float, float, float],
-    edge: bool,
-    sides: tuple[str, ...],
-) -> None:
-    metrics = arm_metrics(frame(("demon_sgdm", DEMON)), AXES, "demon_sgdm", Y_FAIL, eps=eps, relative=relative)
-    good = metrics.good_fraction
-    assert good.status == "ok"
-    assert good.n_cells == 6
-    assert good.n_good == n_good
-    assert good.fraction == pytest.approx(n_good / 6)
-    assert good.to_dict()["raw_threshold"] == pytest.approx(raw_threshold)
-    width = metrics.good_lr_width
-    assert [run.decades for run in width.per_beta] == pytest.approx(list(widths))
-    assert width.mean_decades == pytest.approx(sum(widths) / 2)
-    assert width.all_betas is not None
-    assert (width.all_betas.decades, width.all_betas.lr_low, width.all_betas.lr_high) == pytest.approx(all_betas)
-    assert width.edge is edge
-    assert width.edge_sides == sides
+def landscape(n_seeds: int, shift: float = 0.0, seed: int = 0, sd: float = 0.02) -> Any:
+    """Raw errors (S, 3, 2) around a valley at lr 0.1, plus ``shift``, with noise."""
+    base = np.array([[0.30, 0.25], [0.12, 0.10], [0.40, 0.35]]) + shift
+    return base + np.random.default_rng(seed).normal(0, sd, (n_seeds, 3, 2))
 
 
-def test_a_cell_exactly_eps_from_the_peak_is_good() -> None:
-    # 0.12 + 0.01 is 0.12999999999999998 in floating point; the cell at 0.13 still counts.
-    cells = {(lr, 0.9): [ok(v, v)] for lr, v in zip(LRS, (0.12, 0.13, 0.5), strict=True)}
-    axes = GridAxes(LRS, (0.9,), (0,))
-    metrics = arm_metrics(frame(("a", cells)), axes, "a", Y_FAIL, eps=0.01)
-    assert metrics.good_fraction.n_good == 2
+def report_of(*arms: pd.DataFrame, axes: GridAxes, **kwargs: Any) -> SensitivityReport:
+    return sensitivity_report(pd.concat(arms), axes, Y_FAIL, **kwargs)
 
 
-def test_width_on_an_uneven_grid_is_measured_in_decades() -> None:
-    # log10 lr = −4, −2, −1.75, −1.5: the cells span 2, 1.125, 0.25, 0.25 decades. Good cells are
-    # {0} (2 decades) and {2, 3} (0.5 decades): the longest in decades is the single cell.
-    lrs = (1e-4, 1e-2, 10**-1.75, 10**-1.5)
-    axes = GridAxes(lrs, (0.9,), (0,))
-    cells = {(lr, 0.9): [ok(v, v)] for lr, v in zip(lrs, (0.10, 0.50, 0.11, 0.11), strict=True)}
-    width = arm_metrics(frame(("a", cells)), axes, "a", Y_FAIL, eps=0.02).good_lr_width
-    (run,) = width.per_beta
-    assert (run.decades, run.lr_low, run.lr_high, run.n_cells) == pytest.approx((2.0, 1e-4, 1e-4, 1))
-    assert width.edge is True
-    assert width.edge_sides == ("lr_min", "lr_max", "beta_min", "beta_max")
+def only_pair(report: SensitivityReport) -> PairReport:
+    (pair,) = report.pairs
+    assert isinstance(pair, PairReport)
+    return pair
+
+
+def test_success_share_width_and_per_beta_by_hand() -> None:
+    # Two seeds, target 0.2 (given): a run succeeds when its test error is at most 0.2.
+    val = [[[0.30, 0.10], [0.15, 0.12], [0.50, 0.19]], [[0.25, 0.30], [0.18, 0.11], [0.10, 0.40]]]
+    report = report_of(seeded("a", val), axes=axes_for(val), target=0.2)
+    success = report.arms["a"].success
+    # seed 0 succeeds in 4 of 6 cells, seed 1 in 3 of 6: the mean share is 7/12
+    assert success.share.value == pytest.approx(7 / 12)
+    assert success.share.n_seeds == 2
+    assert success.share.interval.status == "too_few_seeds"  # fewer than 8 seeds: no interval
+    # per β_init column: β 0.0 → seed 0: 1 of 3, seed 1: 2 of 3; β 0.9 → 3 of 3, 1 of 3
+    assert [b.share.value for b in success.per_beta] == [pytest.approx(0.5), pytest.approx(4 / 6)]
+    # the longest run of succeeding lrs per column, one decade per lr: seed 0 → (1, 3), seed 1 → (2, 1)
+    assert success.lr_width.value == pytest.approx(((1 + 3) / 2 + (2 + 1) / 2) / 2)
+    assert success.n_seeds_touching_lr_edge == 2
+    assert report.target.raw_value == 0.2
+    assert report.target.chosen_on == "given"
+
+
+def test_default_target_is_the_pooled_lower_quartile_of_trained_validation_runs() -> None:
+    a, b = landscape(8, seed=1), landscape(8, 0.05, seed=2)
+    report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a))
+    pooled = np.concatenate([a.ravel(), b.ravel()])
+    assert report.target.raw_value == pytest.approx(np.quantile(pooled, 0.25))
+    assert report.target.chosen_on == "val"
+    # diverged runs are not in the pool: a baseline that diverges in half its runs moves nothing
+    div = np.zeros(b.shape, bool)
+    div[:, 2, :] = True  # its largest lr diverges in every seed
+    again = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b, diverged=div), axes=axes_for(a))
+    assert again.target.raw_value == pytest.approx(np.quantile(np.concatenate([a.ravel(), b[:, :2].ravel()]), 0.25))
+
+
+def test_a_target_at_or_above_the_failure_score_is_refused() -> None:
+    a = landscape(2)
+    with pytest.raises(MetricsError, match="target"):
+        report_of(seeded("a", a), axes=axes_for(a), target=Y_FAIL)
+
+
+def test_seed_intervals_are_t_intervals_over_seeds() -> None:
+    a, b = landscape(9, seed=3), landscape(9, 0.03, seed=4)
+    report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2)
+    per_seed_a = (a <= 0.2).mean(axis=(1, 2))
+    per_seed_b = (b <= 0.2).mean(axis=(1, 2))
+    pair = only_pair(report)
+    # a given target: the jackknife standard error is sd/√n, the interval scipy's one-sample t interval
+    expected = ttest_1samp(per_seed_a - per_seed_b, 0.0).confidence_interval(0.95)
+    assert pair.primary.value == pytest.approx(float(np.mean(per_seed_a - per_seed_b)))
+    assert (pair.primary.interval.low, pair.primary.interval.high) == (
+        pytest.approx(expected.low),
+        pytest.approx(expected.high),
+    )
+    assert pair.primary.p_value == pytest.approx(ttest_1samp(per_seed_a - per_seed_b, 0.0).pvalue)
+    q1 = report.arms["demon_sgdm"].expected_best.values[0]
+    assert q1.k == 1
+    mean_error = a.mean(axis=(1, 2))  # q(1): one configuration at random, its expected test error
+    ci = ttest_1samp(mean_error, 0.0).confidence_interval(0.95)
+    assert q1.estimate.raw_value == pytest.approx(float(mean_error.mean()))
+    assert (q1.estimate.interval.raw_low, q1.estimate.interval.raw_high) == (
+        pytest.approx(ci.low),
+        pytest.approx(ci.high),
+    )
+
+
+def test_a_share_the_same_in_every_seed_still_has_an_interval() -> None:
+    # every seed: the same one cell of six succeeds; the seeds' spread is 0, the share is not known exactly
+    val = np.full((8, 3, 2), 0.5)
+    val[:, 1, 1] = 0.1
+    report = report_of(seeded("a", val), axes=axes_for(val), target=0.2)
+    share = report.arms["a"].success.share
+    assert share.value == pytest.approx(1 / 6)
+    ok = success(-val, np.asarray(-0.2))
+    assert share.interval.low is not None
+    assert share.interval.high is not None
+    half_width = share.interval.high - share.value
+    assert half_width == pytest.approx(2.3646 * float(share_floor(ok)), rel=1e-3)  # t(7) × the Jeffreys floor
+    assert share.interval.low < 1 / 6 < share.interval.high
+
+
+def test_the_jackknife_carries_the_default_target_s_own_noise() -> None:
+    x = -np.random.default_rng(5).uniform(0.05, 0.5, size=(10, 12))  # oriented scores of runs that trained
+    theta, theta_jk = default_threshold(x, Y_FAIL)
+    assert theta == pytest.approx(np.quantile(x, 0.75))
+    assert theta_jk is not None
+    for s in range(10):
+        assert theta_jk[s] == pytest.approx(np.quantile(np.delete(x, s, axis=0), 0.75))
+    # with the left-out values equal to the full ones, the jackknife is the t interval exactly
+    values = np.random.default_rng(6).normal(size=10)
+    loo = np.broadcast_to(values, (10, 10))
+    plain, jack = seed_mean(values), seed_mean(values, loo)
+    assert float(jack.se) == pytest.approx(float(plain.se))
+    assert float(plain.se) == pytest.approx(values.std(ddof=1) / math.sqrt(10))
+
+
+# --- failure is never robustness -----------------------------------------------------------------
+
+
+def test_an_arm_that_never_trains_gets_no_figures_and_loses_the_verdict() -> None:
+    a = landscape(8)
+    div = np.ones(a.shape, bool)
+    report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", a, diverged=div), axes=axes_for(a))
+    base = report.arms["sgdm_step"]
+    assert base.status == "never_trained"
+    assert (base.coverage.n_cells_trained, base.coverage.n_diverged) == (0, 48)
+    for status in (base.peak.status, base.success.status, base.expected_best.status, base.lr_sensitivity.status):
+        assert status == "never_trained"
+    assert base.success.share.value is None  # not "every cell alike": no figure at all
+    pair = only_pair(report)
+    assert pair.verdict.outcome == "never_trained"
+    assert (pair.verdict.winner, pair.verdict.never_trained) == ("demon_sgdm", ["sgdm_step"])
+    assert pair.verdict.statement.startswith("sgdm_step never trained")
+    assert all(d.status == "never_trained" and d.value is None for d in [pair.primary, *pair.exploratory])
+
+
+def test_a_cell_whose_median_is_the_failure_score_never_succeeds() -> None:
+    val = np.full((2, 3, 2), 0.1)
+    div = np.zeros(val.shape, bool)
+    div[:, 0, :] = True  # lr 0.01 diverges in every seed
+    report = report_of(seeded("a", val, diverged=div), axes=axes_for(val), target=0.85)
+    success_ = report.arms["a"].success
+    assert success_.share.value == pytest.approx(4 / 6)
+    assert report.arms["a"].coverage.n_cells_trained == 4
+    assert success_.lr_width.value == pytest.approx(2.0)  # lrs 0.1 and 1: the diverged lr is not in the run
+
+
+# --- ties: one rule for the peak and q(k) ----------------------------------------------------------
+
+
+def test_cells_tied_on_validation_are_one_random_choice_for_the_peak_and_for_q() -> None:
+    val = np.array([[[0.2, 0.1], [0.1, 0.3], [0.5, 0.4]]])  # one seed; (0.01, 0.9) and (0.1, 0.0) tie
+    test = np.array([[[0.2, 0.12], [0.16, 0.3], [0.5, 0.4]]])
+    report = report_of(seeded("a", val, test), axes=axes_for(val))
+    arm = report.arms["a"]
+    assert (arm.peak.lr, arm.peak.beta_init, arm.peak.n_tied) == (0.01, 0.9, 2)
+    assert arm.peak.raw_score == pytest.approx(0.14)  # the mean of 0.12 and 0.16
+    assert arm.peak.score_interval.status == "tied"
+    best_of_all = arm.expected_best.values[-1]
+    assert best_of_all.k == 6
+    assert best_of_all.estimate.raw_value == pytest.approx(arm.peak.raw_score)  # q(N) is the peak
+
+
+def test_identical_arms_give_an_exact_zero_and_no_detectable_difference() -> None:
+    a = landscape(12, seed=7)
+    report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", a), axes=axes_for(a))
+    pair = only_pair(report)
+    for delta in [pair.primary, *pair.exploratory]:
+        if delta.value is None:
+            continue
+        assert delta.value == pytest.approx(delta.null, abs=1e-12), delta.figure
+        assert delta.significant in (False, None), delta.figure
+    assert pair.primary.p_value == 1.0
+    assert pair.verdict.outcome in ("no_detectable_difference", "inconclusive_too_few_seeds")
+
+
+# --- the verdict, the family and seed planning -----------------------------------------------------
+
+
+def test_verdict_when_one_arm_reaches_the_target_over_more_of_the_grid() -> None:
+    a, b = landscape(8, seed=8), landscape(8, 0.15, seed=9)
+    forward = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2))
+    assert forward.verdict.outcome == "a_less_sensitive"
+    assert forward.verdict.winner == "demon_sgdm"
+    assert forward.verdict.statement.startswith("demon_sgdm is less sensitive than sgdm_step: Δ share of the grid")
+    assert forward.primary.interval.low is not None
+    assert forward.primary.interval.low > 0
+    assert forward.verdict.smallest_detectable_difference is not None
+    backward = only_pair(report_of(seeded("demon_sgdm", b), seeded("sgdm_step", a), axes=axes_for(a), target=0.2))
+    assert backward.verdict.outcome == "b_less_sensitive"
+    assert backward.verdict.winner == "sgdm_step"
+
+
+def test_too_few_seeds_says_how_many_would_do() -> None:
+    a, b = landscape(4, seed=10), landscape(4, 0.01, seed=11)
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2))
+    verdict = pair.verdict
+    assert verdict.outcome == "inconclusive_too_few_seeds"
+    assert verdict.seeds_needed is not None
+    assert verdict.seeds_needed >= 8
+    assert f"about {verdict.seeds_needed} seeds would detect a Δ of 0.1 with 80% power" in verdict.statement
+    assert pair.primary.interval.status == "too_few_seeds"
+
+
+def test_the_spec_names_the_primary_figure_and_the_difference_that_matters() -> None:
+    a, b = landscape(8, seed=12), landscape(8, 0.05, seed=13)
+    spec = VerdictSpec(primary="expected_best", k=1, difference_of_interest=0.02)
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), verdict=spec))
+    assert (pair.primary.figure, pair.primary.k, pair.primary.role) == ("expected_best", 1, "primary")
+    assert (pair.verdict.primary, pair.verdict.difference_of_interest) == ("expected_best", 0.02)
+    assert ("success_share", None) in {(d.figure, d.k) for d in pair.exploratory}
+    with pytest.raises(ValueError, match="difference_of_interest is required"):
+        VerdictSpec(primary="lr_sensitivity")
+
+
+def test_holm_adjusts_the_exploratory_family_only() -> None:
+    assert holm([0.01, 0.04, None, 0.03]) == [pytest.approx(0.03), pytest.approx(0.06), None, pytest.approx(0.06)]
+    a, b = landscape(8, seed=14), landscape(8, 0.06, seed=15)
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a)))
+    tested = [d for d in pair.exploratory if d.p_value is not None]
+    assert [d.holm_p_value for d in tested] == pytest.approx(holm([d.p_value for d in tested]))
+    assert all(d.significant == (d.holm_p_value is not None and d.holm_p_value < 0.05) for d in tested)
+    assert pair.primary.holm_p_value is None  # the primary is tested alone, fixed before the data
+    assert f"Holm's adjustment over the {len(tested)} of them" in pair.family
+
+
+def test_planned_seeds_reach_the_power_in_a_simulated_paired_t_test() -> None:
+    sd, difference = 0.12, 0.1
+    n = seeds_needed(sd, difference, 0.95, 0.8, at_least=2)
+    assert n is not None
+    rng = np.random.default_rng(16)
+
+    def simulated(seeds: int) -> float:
+        d = rng.normal(difference, sd, (20_000, seeds))
+        t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(seeds))
+        from scipy.stats import t as student_t
+
+        return float((np.abs(t) > student_t.ppf(0.975, seeds - 1)).mean())
+
+    assert simulated(n) >= 0.79
+    assert simulated(n - 1) < 0.8
+    assert power(sd, n, difference, 0.95) == pytest.approx(simulated(n), abs=0.015)
+    # the smallest detectable difference is the Δ that n seeds detect with 80% power
+    mde = smallest_detectable(sd / math.sqrt(n), n, 0.95, 0.8)
+    assert mde is not None
+    assert power(sd, n, mde, 0.95) == pytest.approx(0.8, abs=0.03)
+
+
+# --- the other per-arm and pair figures ------------------------------------------------------------
 
 
 def test_expected_best_by_hand() -> None:
-    expected = arm_metrics(frame(("demon_sgdm", DEMON)), AXES, "demon_sgdm", Y_FAIL).expected_best
-    assert expected.ks == (1, 2, 4)  # 8 and 16 exceed the 6 cells
-    raw = expected.to_dict()["raw_without_replacement"]
-    assert raw[0] == pytest.approx((0.34 + 0.23 + 0.11 + 0.12 + 0.71 + 0.90) / 6)  # q(1): the grid mean
-    # q(2): pairs of cells, the better validation median wins; validation order (worst first) is
-    # (1.0, 0.9), (1.0, 0.0), (0.01, 0.0), (0.01, 0.9), (0.1, 0.0), (0.1, 0.9) with test medians
-    # 0.90, 0.71, 0.34, 0.23, 0.11, 0.12: weights C(i−1, 1)/C(6, 2) = (i − 1)/15.
-    tests = [0.90, 0.71, 0.34, 0.23, 0.11, 0.12]
-    assert raw[1] == pytest.approx(sum(i * t for i, t in enumerate(tests)) / 15)
-
-
-def _brute_force_best(v: np.ndarray, t: np.ndarray, k: int, replacement: bool) -> float:
-    draws = itertools.product(range(v.size), repeat=k) if replacement else itertools.combinations(range(v.size), k)
-    values = []
-    for draw in draws:
-        best = max(v[c] for c in draw)
-        values.append(np.mean([t[c] for c in draw if v[c] == best]))  # ties broken uniformly
-    return float(np.mean(values))
+    # five cells, ascending by validation = ascending by test here; q(k) without replacement
+    v = np.array([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    t = np.array([[10.0, 20.0, 30.0, 40.0, 50.0]])
+    q = expected_best(v, t, (1, 2, 5), replacement=False)[0]
+    assert q[0] == pytest.approx(30.0)  # the mean
+    assert q[1] == pytest.approx(sum(math.comb(i - 1, 1) * 10 * i for i in range(2, 6)) / math.comb(5, 2))
+    assert q[2] == pytest.approx(50.0)  # the best
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_expected_best_matches_brute_force_with_ties(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    v = rng.choice([0.1, 0.2, 0.3], size=7)  # many ties
-    t = rng.choice([0.1, 0.2, 0.3, 0.4], size=7)
-    ks = tuple(range(1, 8))
-    without = expected_best(v[None], t[None], ks, replacement=False)[0]
-    assert without == pytest.approx([_brute_force_best(v, t, k, False) for k in ks])
-    assert without[-1] == pytest.approx(np.mean(t[v == v.max()]))
-    with_ = expected_best(v[None], t[None], (1, 2, 3), replacement=True)[0]
-    assert with_ == pytest.approx([_brute_force_best(v, t, k, True) for k in (1, 2, 3)])
-    picks = pick_probabilities(v[None], ks, replacement=False)[:, 0]
-    assert picks.sum(axis=1) == pytest.approx(np.ones(len(ks)))
-    assert (picks * t).sum(axis=1) == pytest.approx(without)
+    v = rng.integers(0, 3, size=6).astype(float)  # many ties on validation
+    t = rng.normal(size=6)
+    for k in (1, 2, 3, 6):
+        total = 0.0
+        subsets = list(itertools.combinations(range(6), k))
+        for subset in subsets:
+            best = max(v[list(subset)])
+            tied = [c for c in subset if v[c] == best]
+            total += float(np.mean(t[tied]))  # a tie on validation: a uniform choice
+        expected = expected_best(v[None], t[None], (k,), replacement=False)[0, 0]
+        assert expected == pytest.approx(total / len(subsets))
+    probs = pick_probabilities(v[None], (2,), replacement=False)
+    assert probs.sum() == pytest.approx(1.0)
 
 
-def test_expected_best_on_the_arm_matches_brute_force() -> None:
-    metrics = arm_metrics(frame(("demon_sgdm", DEMON)), AXES, "demon_sgdm", Y_FAIL, ks=(1, 2, 3, 4, 5, 6))
-    v = -np.array([0.32, 0.21, 0.12, 0.09, 0.70, 0.90])
-    t = -np.array([0.34, 0.23, 0.11, 0.12, 0.71, 0.90])
-    ks = metrics.expected_best.ks
-    assert ks == (1, 2, 3, 4, 5, 6)
-    assert metrics.expected_best.without_replacement == pytest.approx([_brute_force_best(v, t, k, False) for k in ks])
-    assert metrics.expected_best.without_replacement[-1] == pytest.approx(metrics.peak.score)
+def test_win_share_and_improvement_match_brute_force_on_one_seed() -> None:
+    rng = np.random.default_rng(17)
+    va, ta, vb, tb = (rng.integers(0, 4, size=(1, 3, 2)).astype(float) for _ in range(4))
+    got = win_share(va, ta, vb, tb, (2,))[0, 0]
+    cells = list(itertools.combinations(range(6), 2))
+    total = 0.0
 
+    def pick(v: Any, t: Any, subset: tuple[int, ...]) -> list[float]:
+        best = max(v.ravel()[list(subset)])
+        return [t.ravel()[c] for c in subset if v.ravel()[c] == best]
 
-def test_budgets_larger_than_the_grid_are_dropped() -> None:
-    data = frame(("demon_sgdm", DEMON), ("sgdm_step", shifted(DEMON, 0.05)))
-    expected = arm_metrics(data, AXES, "demon_sgdm", Y_FAIL, ks=(8, 16)).expected_best
-    assert (expected.status, expected.ks, expected.without_replacement) == ("ok", (), ())
-    pair = pair_metrics(data, AXES, "demon_sgdm", "sgdm_step", Y_FAIL, ks=(8,), n_resamples=20)
-    assert pair.win_probability.ks == ()
-    assert [d.metric for d in pair.deltas if d.metric == "expected_best"] == []
-
-
-def test_lr_sensitivity_by_hand() -> None:
-    sensitivity = arm_metrics(frame(("demon_sgdm", DEMON)), AXES, "demon_sgdm", Y_FAIL).lr_sensitivity
-    # β = 0: test medians 0.34, 0.11, 0.71 → gaps to 0.11: 0.23, 0, 0.60; β = 0.9: 0.23, 0.12, 0.90
-    # → gaps 0.11, 0, 0.78. Joint: gaps to 0.11 over all six cells.
-    assert sensitivity.per_beta == pytest.approx((0.83 / 3, 0.89 / 3))
-    assert sensitivity.pooled == pytest.approx(1.72 / 6)
-    assert sensitivity.joint == pytest.approx((0.23 + 0.12 + 0 + 0.01 + 0.60 + 0.79) / 6)
-
-
-def test_anova_shares_on_an_additive_grid() -> None:
-    # Seeds {m − 1, m + 1} around cell means [[1, 3], [5, 7]]: lr effects ±2 (variance 4), β effects
-    # ±1 (variance 1), no interaction, within-cell sample variance (ddof 1, unbiased) 2; total 7.
-    cells = {
-        (0.01, 0.0): [ok(0, 0), ok(2, 2)],
-        (0.01, 0.9): [ok(2, 2), ok(4, 4)],
-        (0.1, 0.0): [ok(4, 4), ok(6, 6)],
-        (0.1, 0.9): [ok(6, 6), ok(8, 8)],
-    }
-    axes = GridAxes((0.01, 0.1), BETAS, (0, 1))
-    variance = arm_metrics(frame(("a", cells)), axes, "a", y_fail=100.0).variance
-    assert variance.method == "anova"
-    assert variance.status == "ok"
-    shares = (variance.lr, variance.beta_init, variance.interaction, variance.seed)
-    assert shares == pytest.approx((4 / 7, 1 / 7, 0.0, 2 / 7))
-    assert variance.total_variance == pytest.approx(7.0)
-    out = variance.to_dict()
-    assert out["anova_shares"]["seed"] == pytest.approx(2 / 7)
-    assert out["fanova_importance"] == {"log10_lr": None, "beta_init": None}
-
-
-def test_anova_shares_on_the_main_grid_match_a_hand_computation() -> None:
-    variance = arm_metrics(frame(("demon_sgdm", DEMON)), AXES, "demon_sgdm", Y_FAIL).variance
-    seeds = {  # oriented test scores per cell, diverged at −0.9
-        (0, 0): [-0.32, -0.36],
-        (0, 1): [-0.21, -0.25],
-        (1, 0): [-0.10, -0.12],
-        (1, 1): [-0.11, -0.13],
-        (2, 0): [-0.52, -0.90],
-        (2, 1): [-0.90, -0.90],
-    }
-    m = {c: sum(s) / 2 for c, s in seeds.items()}
-    grand = sum(m.values()) / 6
-    row = [sum(m[i, j] for j in range(2)) / 2 - grand for i in range(3)]
-    col = [sum(m[i, j] for i in range(3)) / 3 - grand for j in range(2)]
-    v_lr = sum(r * r for r in row) / 3
-    v_beta = sum(c * c for c in col) / 2
-    v_int = sum((m[i, j] - grand - row[i] - col[j]) ** 2 for i, j in m) / 6
-    v_seed = sum(sum((x - m[c]) ** 2 for x in s) / (2 - 1) for c, s in seeds.items()) / 6  # ddof 1
-    total = v_lr + v_beta + v_int + v_seed
-    shares = (variance.lr, variance.beta_init, variance.interaction, variance.seed)
-    assert shares == pytest.approx((v_lr / total, v_beta / total, v_int / total, v_seed / total))
-    assert sum(s for s in shares if s is not None) == pytest.approx(1.0)
-
-
-def test_anova_without_seed_noise_and_without_variance() -> None:
-    one_seed = GridAxes(LRS, BETAS, (0,))
-    data = frame(("a", {key: trials[:1] for key, trials in DEMON.items()}))
-    variance = arm_metrics(data, one_seed, "a", Y_FAIL).variance
-    assert variance.seed is None
-    assert (variance.lr or 0) + (variance.beta_init or 0) + (variance.interaction or 0) == pytest.approx(1.0)
-    flat = frame(("a", {key: [ok(0.2, 0.2)] for key in DEMON}))
-    assert arm_metrics(flat, one_seed, "a", Y_FAIL).variance.status == "undefined"
-
-
-def test_incomplete_grid_says_so_and_uses_optuna() -> None:
-    cells = dict(DEMON)
-    cells[(1.0, 0.9)] = [("failed", NAN, NAN), ("failed", NAN, NAN)]
-    metrics = arm_metrics(frame(("demon_sgdm", cells)), AXES, "demon_sgdm", Y_FAIL)
-    assert metrics.coverage.complete is False
-    assert metrics.coverage.missing_cells == ((1.0, 0.9),)
-    assert (metrics.coverage.n_completed, metrics.coverage.n_diverged, metrics.coverage.n_missing) == (9, 1, 2)
-    assert metrics.peak.status == "ok"
-    assert (metrics.peak.lr, metrics.peak.beta_init) == (0.1, 0.9)
-    for part in (metrics.good_fraction, metrics.good_lr_width, metrics.expected_best, metrics.lr_sensitivity):
-        assert part.status == "incomplete"
-    assert metrics.good_fraction.fraction is None
-    variance = metrics.variance
-    assert variance.method == "optuna_fanova"
-    assert variance.status == "ok"
-    assert (variance.fanova_lr or 0) + (variance.fanova_beta_init or 0) == pytest.approx(1.0)
-    # fANOVA importances never appear under the ANOVA's field names
-    assert (variance.lr, variance.beta_init, variance.interaction, variance.seed) == (None, None, None, None)
-    out = json.loads(strict_json(metrics.to_dict()))["variance"]
-    assert out["anova_shares"] == {"lr": None, "beta_init": None, "interaction": None, "seed": None}
-    assert out["fanova_importance"]["log10_lr"] == pytest.approx(variance.fanova_lr)
-
-
-def test_one_lr_grid_has_no_width() -> None:
-    axes = GridAxes((0.1,), BETAS, (0, 1))
-    data = frame(("a", {key: trials for key, trials in DEMON.items() if key[0] == 0.1}))
-    metrics = arm_metrics(data, axes, "a", Y_FAIL)
-    assert metrics.good_lr_width.status == "undefined"
-    assert metrics.good_fraction.status == "ok"
-    strict_json(metrics.to_dict())
-
-
-def test_arm_metrics_json_has_no_nan_and_names_its_conventions() -> None:
-    out = json.loads(strict_json(arm_metrics(frame(("demon_sgdm", DEMON)), AXES, "demon_sgdm", Y_FAIL).to_dict()))
-    assert out["orientation"] == "higher is better (y = -value)"
-    assert (out["selected_on"], out["split"]) == ("val", "test")
-    assert out["eps_good"]["eps"] == 0.01  # the default
-    assert out["eps_good"]["anchor_rule"] == "best cell median on the analysis split"
-    assert out["variance"]["method"] == "anova"
-
-
-def test_invalid_arguments() -> None:
-    data = frame(("demon_sgdm", DEMON))
-    with pytest.raises(MetricsError, match="eps"):
-        arm_metrics(data, AXES, "demon_sgdm", Y_FAIL, eps=-1.0)
-    with pytest.raises(MetricsError, match="ks"):
-        arm_metrics(data, AXES, "demon_sgdm", Y_FAIL, ks=(0, 2))
-    with pytest.raises(MetricsError, match="split"):
-        arm_metrics(data, AXES, "demon_sgdm", Y_FAIL, split="train")
-    with pytest.raises(MetricsError, match="y_fail"):
-        arm_metrics(data, AXES, "demon_sgdm", math.nan)
-
-
-# --- per pair --------------------------------------------------------------------------------------
-
-
-def more_seeds(cells: dict[tuple[float, float], list[Trial]], n: int) -> dict[tuple[float, float], list[Trial]]:
-    """``n`` seeds per cell: seed s repeats seed s mod 2 of ``cells``, 0.001·s worse where completed."""
-    return {
-        key: [
-            (st, v + 0.001 * s, t + 0.001 * s) if st == "completed" else (st, v, t)
-            for s, (st, v, t) in ((s, trials[s % len(trials)]) for s in range(n))
-        ]
-        for key, trials in cells.items()
-    }
-
-
-AXES6 = GridAxes(LRS, BETAS, tuple(range(6)))
-
-
-def test_pair_deltas_on_an_obvious_case() -> None:
-    data = frame(("demon_sgdm", more_seeds(DEMON, 6)), ("sgdm_step", more_seeds(shifted(DEMON, 0.05), 6)))
-    pair = pair_metrics(data, AXES6, "demon_sgdm", "sgdm_step", Y_FAIL, eps=0.02, n_resamples=300)
-    peak = pair.delta("peak")
-    assert peak.delta == pytest.approx(0.05)  # a's error is 0.05 lower: positive means a is better
-    assert (peak.bootstrap_share_positive, peak.bootstrap_share_ties, peak.bootstrap_share_negative) == (1.0, 0.0, 0.0)
-    assert peak.interval_low is not None
-    assert peak.interval_low > 0
-    out = peak.to_dict()
-    assert out["interval"]["min_level"] == 0.95
-    assert "level" not in out["interval"]  # a bound, never labelled as an exact level
-    assert out["positive_means"] == "arm_a is better"
-    assert "raw_estimate" not in out
-    assert "p_positive" not in out
-    for k in (1, 2, 4):
-        assert (pair.delta("expected_best", k).delta or 0) > 0
-    assert pair.improvement.matched == pytest.approx(5.5 / 6)  # a better in 5 cells, both diverged in 1
-    assert pair.win_probability.ks == (1, 2, 4)
-    assert pair.win_probability.a_wins[-1] > 0.9
-    lows, highs = pair.win_probability.low, pair.win_probability.high
-    for won, low, high in zip(pair.win_probability.a_wins, lows, highs, strict=True):
-        assert low is not None
-        assert high is not None
-        assert low <= won <= high
-    body = json.loads(strict_json(pair.to_dict()))
-    assert body["resampling"] == "seeds, paired across cells, splits and arms"
-    assert body["win_probability"]["intervals"][0]["min_level"] == 0.95
-
-
-def test_pair_intervals_are_printed_as_a_bound_on_their_coverage() -> None:
-    data = frame(("demon_sgdm", more_seeds(DEMON, 6)), ("sgdm_step", more_seeds(shifted(DEMON, 0.05), 6)))
-    report = sensitivity_report(data, AXES6, Y_FAIL, eps=0.02, n_resamples=300)
-    assert report["min_level"] == 0.95
-    assert "level" not in report
-    (line,) = pair_lines(report)
-    assert "(>= 95%)" in line  # the percentile interval covers at least 95%, not exactly
-
-
-def test_pair_intervals_need_enough_seeds() -> None:
-    data = frame(("demon_sgdm", DEMON), ("sgdm_step", shifted(DEMON, 0.05)))
-    pair = pair_metrics(data, AXES, "demon_sgdm", "sgdm_step", Y_FAIL, eps=0.02)
-    peak = pair.delta("peak")
-    assert peak.delta == pytest.approx(0.05)  # the estimate stands …
-    assert (peak.interval_low, peak.interval_status) == (None, "too_few_seeds")  # … its interval doesn't
-    assert peak.bootstrap_share_positive is None
-    assert pair.win_probability.interval_status == "too_few_seeds"
-    assert peak.to_dict()["interval"] | {"method": None} == {
-        "low": None,
-        "high": None,
-        "min_level": None,
-        "status": "too_few_seeds",
-        "method": None,
-    }
+    for sa in cells:
+        for sb in cells:
+            xs, ys = pick(va, ta, sa), pick(vb, tb, sb)
+            total += float(np.mean([(np.sign(x - y) + 1) / 2 for x in xs for y in ys]))
+    assert got == pytest.approx(total / len(cells) ** 2)
 
 
 def test_lr_sensitivity_delta_is_positive_when_the_first_arm_is_less_sensitive() -> None:
-    # b's worst lr is much worse than a's; same best cells: a is less sensitive, so Δ > 0.
-    worse = dict(DEMON.items())
-    worse[(0.01, 0.0)] = [ok(0.60, 0.62), ok(0.64, 0.66)]
-    data = frame(("a", more_seeds(DEMON, 6)), ("b", more_seeds(worse, 6)))
-    pair = pair_metrics(data, AXES6, "a", "b", Y_FAIL, n_resamples=200)
-    a = arm_metrics(data, AXES6, "a", Y_FAIL).lr_sensitivity.pooled
-    b = arm_metrics(data, AXES6, "b", Y_FAIL).lr_sensitivity.pooled
-    assert a is not None
-    assert b is not None
-    assert b > a
-    assert pair.delta("lr_sensitivity").delta == pytest.approx(b - a)
+    flat = np.full((8, 3, 2), 0.1) + np.random.default_rng(18).normal(0, 0.005, (8, 3, 2))
+    steep = landscape(8, seed=19)
+    pair = only_pair(report_of(seeded("demon_sgdm", flat), seeded("sgdm_step", steep), axes=axes_for(flat)))
+    gap = next(d for d in pair.exploratory if d.figure == "lr_sensitivity")
+    assert gap.value is not None
+    assert gap.value > 0
+    assert gap.interval.low is not None
+    assert gap.interval.low > 0
 
 
 def test_paired_seeds_remove_a_shared_seed_effect() -> None:
-    # Seed s shifts every cell of both arms by the same amount (initialisation, data order); a is
-    # better by exactly 0.01 everywhere. Paired replicates see Δpeak = 0.01 every time; replicates
-    # that resampled the arms' seeds independently would mix the seed effect into Δ.
-    shift = [0.0, 0.05, -0.03, 0.02, -0.04, 0.06]
-    base = {key: [ok(0.2 + 0.01 * n, 0.2 + 0.01 * n)] for n, key in enumerate(DEMON)}
-    a = {key: [ok(v + d, t + d) for d in shift for _, v, t in trials] for key, trials in base.items()}
-    b = {key: [ok(v + d + 0.01, t + d + 0.01) for d in shift for _, v, t in trials] for key, trials in base.items()}
-    pair = pair_metrics(frame(("a", a), ("b", b)), AXES6, "a", "b", Y_FAIL, n_resamples=500)
-    peak = pair.delta("peak")
-    assert (peak.interval_low, peak.interval_high) == pytest.approx((0.01, 0.01))
-    assert peak.bootstrap_share_positive == 1.0
+    # a large seed effect shared by both arms; b is worse by 0.05 everywhere: the paired Δ of q(1)
+    # is 0.05 in every seed, so its interval is tight although each arm's q(1) varies a lot
+    effect = np.random.default_rng(20).normal(0, 0.1, (8, 1, 1))
+    a = landscape(8, sd=0.0) + effect
+    b = a + 0.05
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a)))
+    q1 = next(d for d in pair.exploratory if d.figure == "expected_best" and d.k == 1)
+    assert q1.value == pytest.approx(0.05)
+    assert q1.interval.high - q1.interval.low < 1e-9  # type: ignore[operator]
 
 
-def test_validation_and_test_are_resampled_together() -> None:
-    # Arm a's first cell has three good seeds (0.10 on both splits) and three bad ones (0.30 on
-    # both); every other cell, and every cell of arm b, scores 0.20. A replicate chooses a's first
-    # cell on validation only when most of its resampled seeds are good, and then, with the same
-    # seeds on test, reports 0.10; otherwise the peak is a 0.20 cell. So a's peak is never worse
-    # than b's in any replicate. Resampling the splits independently would pair a good validation
-    # median with a bad test median (0.30) and put replicates below zero.
-    flat = [ok(0.20, 0.20)] * 6
-    cells = dict.fromkeys(DEMON, flat)
-    a = dict(cells)
-    a[(0.01, 0.0)] = [ok(0.10, 0.10)] * 3 + [ok(0.30, 0.30)] * 3
-    pair = pair_metrics(frame(("a", a), ("b", cells)), AXES6, "a", "b", Y_FAIL, n_resamples=2000)
-    peak = pair.delta("peak")
-    assert peak.bootstrap_share_negative == 0.0
-    assert peak.interval_low == pytest.approx(0.0)
-    assert 0 < (peak.bootstrap_share_positive or 0) < 1  # both outcomes occur
+def test_variance_shares_describe_the_cell_means() -> None:
+    val = np.array([[[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]])
+    variance = report_of(seeded("a", val), axes=axes_for(val)).arms["a"].variance
+    assert variance.method == "anova"
+    assert variance.descriptive is True
+    # additive: lr effects ±0.2, β effects ±0.05, no interaction, no seed noise
+    rows, cols = (0.2**2 * 2) / 3, 0.05**2
+    assert variance.anova_shares.lr == pytest.approx(rows / (rows + cols))
+    assert variance.anova_shares.beta_init == pytest.approx(cols / (rows + cols))
+    assert variance.anova_shares.interaction == pytest.approx(0.0, abs=1e-12)
+    assert variance.anova_shares.seed == pytest.approx(0.0, abs=1e-12)
 
 
-def test_pair_point_deltas_equal_the_arm_metric_differences() -> None:
-    data = frame(("demon_sgdm", DEMON), ("sgdm_step", shifted(DEMON, 0.05)))
-    a = arm_metrics(data, AXES, "demon_sgdm", Y_FAIL, eps=0.25)
-    b = arm_metrics(data, AXES, "sgdm_step", Y_FAIL, eps=0.25)
-    pair = pair_metrics(data, AXES, "demon_sgdm", "sgdm_step", Y_FAIL, eps=0.25, n_resamples=50)
-    assert a.good_fraction.fraction is not None
-    assert b.good_fraction.fraction is not None
-    assert pair.delta("eps_good_fraction").delta == pytest.approx(a.good_fraction.fraction - b.good_fraction.fraction)
-    assert a.good_lr_width.mean_decades is not None
-    assert b.good_lr_width.mean_decades is not None
-    assert pair.delta("eps_good_lr_width_mean").delta == pytest.approx(
-        a.good_lr_width.mean_decades - b.good_lr_width.mean_decades
-    )
-    assert a.lr_sensitivity.pooled is not None
-    assert b.lr_sensitivity.pooled is not None
-    # a gap: Δ = b − a, so that Δ > 0 still means a is better
-    assert pair.delta("lr_sensitivity").delta == pytest.approx(b.lr_sensitivity.pooled - a.lr_sensitivity.pooled)
-    for n, k in enumerate(a.expected_best.ks):
-        diff = a.expected_best.without_replacement[n] - b.expected_best.without_replacement[n]
-        assert pair.delta("expected_best", k).delta == pytest.approx(diff)
+def test_incomplete_grid_keeps_the_share_and_says_so_for_the_rest() -> None:
+    a = landscape(8, seed=21)
+    data = seeded("demon_sgdm", a)
+    data = data[~((data["lr"] == 1.0) & (data["beta_init"] == 0.9))]  # a cell never run
+    b = seeded("sgdm_step", landscape(8, 0.05, seed=22))
+    report = report_of(data, b, axes=axes_for(a), target=0.2)
+    arm = report.arms["demon_sgdm"]
+    assert arm.coverage.complete is False
+    assert arm.success.share.value == pytest.approx(float((a <= 0.2).reshape(8, -1)[:, :5].mean()))
+    assert arm.success.lr_width.interval.status == "incomplete"
+    assert arm.expected_best.status == "incomplete"
+    assert arm.variance.method == "optuna_fanova"
+    pair = only_pair(report)
+    assert pair.primary.interval.status == "ok"
+    assert {d.figure for d in pair.exploratory if d.status == "incomplete"} >= {"success_lr_width", "expected_best"}
 
 
-def test_probability_of_improvement_by_hand() -> None:
-    axes = GridAxes((0.01, 0.1), BETAS, (0,))
-    a = {
-        (0.01, 0.0): [ok(0.1, 0.1)],
-        (0.01, 0.9): [ok(0.2, 0.2)],
-        (0.1, 0.0): [ok(0.3, 0.3)],
-        (0.1, 0.9): [ok(0.4, 0.4)],
-    }
-    b = {
-        (0.01, 0.0): [ok(0.2, 0.2)],
-        (0.01, 0.9): [ok(0.2, 0.2)],
-        (0.1, 0.0): [ok(0.1, 0.1)],
-        (0.1, 0.9): [ok(0.5, 0.5)],
-    }
-    pair = pair_metrics(frame(("a", a), ("b", b)), axes, "a", "b", Y_FAIL, n_resamples=20)
-    # matched cells: a better, tie, b better, a better → (1 + ½ + 0 + 1) / 4
-    assert pair.improvement.matched == pytest.approx(0.625)
-    # all 16 pairs: a's 0.1 beats 0.2, 0.2, 0.5 and ties 0.1 (3.5); 0.2 ties twice and beats 0.5 (2);
-    # 0.3 and 0.4 beat only 0.5 (1 + 1): 7.5 / 16
-    assert pair.improvement.distributions == pytest.approx(7.5 / 16)
-    x, y = -np.array([0.1, 0.2, 0.3, 0.4]), -np.array([0.2, 0.2, 0.1, 0.5])
-    assert pair.improvement.distributions == pytest.approx(mannwhitneyu(x, y).statistic / 16)
+def test_report_is_strict_json_deterministic_and_has_no_old_names() -> None:
+    a, b = landscape(8, seed=23), landscape(8, 0.04, seed=24)
+    data = pd.concat([seeded("demon_sgdm", a), seeded("sgdm_step", b)])
+    first = sensitivity_report(data, axes_for(a), Y_FAIL).model_dump(mode="json")
+    second = sensitivity_report(data.sample(frac=1.0, random_state=1), axes_for(a), Y_FAIL).model_dump(mode="json")
+    assert strict_json(first) == strict_json(second)
+    assert first["metrics_version"] == 4
+    text = strict_json(first)
+    for old in ("eps_good", "min_level", "bootstrap", "deltas", "probability_of_improvement"):
+        assert old not in text
 
 
-def test_win_probability_matches_brute_force() -> None:
-    axes = GridAxes((0.01, 0.1), BETAS, (0,))
-    # validation ties in both arms, so the uniform tie-break matters
-    a_val, a_test = [0.2, 0.2, 0.1, 0.4], [0.25, 0.15, 0.12, 0.3]
-    b_val, b_test = [0.1, 0.3, 0.3, 0.2], [0.2, 0.1, 0.35, 0.15]
-    keys = [(0.01, 0.0), (0.01, 0.9), (0.1, 0.0), (0.1, 0.9)]
-    a = {key: [ok(v, t)] for key, v, t in zip(keys, a_val, a_test, strict=True)}
-    b = {key: [ok(v, t)] for key, v, t in zip(keys, b_val, b_test, strict=True)}
-    pair = pair_metrics(frame(("a", a), ("b", b)), axes, "a", "b", Y_FAIL, ks=(1, 2, 3, 4), n_resamples=20)
-
-    def picks(val: list[float], test: list[float], subset: tuple[int, ...]) -> list[float]:
-        best = min(val[c] for c in subset)  # raw: lower is better
-        return [-test[c] for c in subset if val[c] == best]
-
-    for k, won in zip((1, 2, 3, 4), pair.win_probability.a_wins, strict=True):
-        outcomes = []
-        for sa in itertools.combinations(range(4), k):
-            for sb in itertools.combinations(range(4), k):
-                xs, ys = picks(a_val, a_test, sa), picks(b_val, b_test, sb)
-                outcomes.append(np.mean([(x > y) + 0.5 * (x == y) for x in xs for y in ys]))
-        assert won == pytest.approx(float(np.mean(outcomes)))
-
-
-def test_prob_greater_counts_ties_as_half() -> None:
-    x, y = np.array([1.0, 2.0]), np.array([1.0, 0.0, 3.0])
-    px, py = np.array([0.5, 0.5]), np.array([0.2, 0.3, 0.5])
-    # x=1: beats 0 (0.3), ties 1 (0.2·½); x=2: beats 1 and 0 (0.5)
-    assert prob_greater(x, px, y, py) == pytest.approx(0.5 * (0.3 + 0.1) + 0.5 * 0.5)
-
-
-def test_pairs_on_different_grids_are_refused() -> None:
-    fewer_seeds = {key: trials[:1] for key, trials in DEMON.items()}
-    with pytest.raises(ComparisonError, match="seed values only in 'a'"):
-        pair_metrics(frame(("a", DEMON), ("b", fewer_seeds)), AXES, "a", "b", Y_FAIL)
-    fewer_lrs = {key: trials for key, trials in DEMON.items() if key[0] != 1.0}
-    with pytest.raises(ComparisonError, match=r"lr values only in 'a': \[1.0\]"):
-        pair_metrics(frame(("a", DEMON), ("b", fewer_lrs)), AXES, "a", "b", Y_FAIL)
-    assert issubclass(ComparisonError, ValueError)
-
-
-def test_a_pair_with_an_incomplete_arm() -> None:
-    cells = dict(DEMON)
-    cells[(1.0, 0.9)] = [("failed", NAN, NAN), ("failed", NAN, NAN)]
-    pair = pair_metrics(frame(("a", DEMON), ("b", cells)), AXES, "a", "b", Y_FAIL, n_resamples=50)
-    assert pair.delta("peak").status == "ok"
-    assert pair.delta("eps_good_fraction").status == "incomplete"
-    assert pair.win_probability.status == "incomplete"
-    assert pair.improvement.n_matched == 5
-    strict_json(pair.to_dict())
-
-
-# --- the report and the aggregate ------------------------------------------------------------------
+def test_pairs_on_different_grids_are_refused_or_reported() -> None:
+    a = landscape(3)
+    short = seeded("sgdm_step", a)
+    short = short[short["seed"] < 2]
+    with pytest.raises(ComparisonError, match="not comparable"):
+        report_of(seeded("demon_sgdm", a), short, axes=axes_for(a), pairs=[("demon_sgdm", "sgdm_step")])
+    report = report_of(seeded("demon_sgdm", a), short, axes=axes_for(a))
+    (pair,) = report.pairs
+    assert isinstance(pair, PairError)
+    assert "seed values only in 'demon_sgdm': [2]" in pair.error
+    with pytest.raises(MetricsError, match="cannot compare"):
+        report_of(seeded("demon_sgdm", a), axes=axes_for(a), pairs=[("demon_sgdm", "nope")])
 
 
 def test_default_pairs() -> None:
-    assert default_pairs(["sgdm_step", "demon_sgdm", "adam", "demon_adam"]) == [
+    assert default_pairs(["sgdm_step", "demon_adam", "demon_sgdm", "adam"]) == [
         ("demon_adam", "adam"),
         ("demon_adam", "sgdm_step"),
         ("demon_sgdm", "adam"),
@@ -713,143 +637,78 @@ def test_default_pairs() -> None:
     ]
 
 
-def test_sensitivity_report_is_strict_json_and_deterministic() -> None:
-    incomplete = {key: trials for key, trials in DEMON.items() if key != (1.0, 0.9)}
-    data = frame(("demon_sgdm", DEMON), ("sgdm_step", shifted(DEMON, 0.05)), ("adam", incomplete))
-    report = sensitivity_report(data, AXES, Y_FAIL, eps=0.02, n_resamples=100)
-    text = strict_json(report)
-    assert text == strict_json(sensitivity_report(data, AXES, Y_FAIL, eps=0.02, n_resamples=100))
-    assert report["orientation"] == "higher is better (y = -value)"
-    assert sorted(report["arms"]) == ["adam", "demon_sgdm", "sgdm_step"]
-    assert [(p["arm_a"], p["arm_b"]) for p in report["pairs"]] == [("demon_sgdm", "adam"), ("demon_sgdm", "sgdm_step")]
-    standalone = pair_metrics(data, AXES, "demon_sgdm", "sgdm_step", Y_FAIL, eps=0.02, n_resamples=100)
-    assert report["pairs"][1] == standalone.to_dict()
-
-
-def test_sensitivity_report_pairs() -> None:
-    fewer_seeds = {key: trials[:1] for key, trials in DEMON.items()}
-    data = frame(("demon_sgdm", DEMON), ("sgdm_step", fewer_seeds))
-    report = sensitivity_report(data, AXES, Y_FAIL, n_resamples=20)
-    assert "not comparable" in report["pairs"][0]["error"]  # a default pair reports, …
-    with pytest.raises(ComparisonError):  # … a requested one raises
-        sensitivity_report(data, AXES, Y_FAIL, pairs=[("demon_sgdm", "sgdm_step")], n_resamples=20)
-    with pytest.raises(MetricsError, match="cannot compare"):
-        sensitivity_report(data, AXES, Y_FAIL, pairs=[("demon_sgdm", "adam")], n_resamples=20)
-
-
 def test_cell_tables_for_every_arm() -> None:
-    tables = cell_tables(frame(("b", DEMON), ("a", shifted(DEMON, 0.05))), AXES, Y_FAIL)
-    assert list(tables) == ["a", "b"]
-    assert np.allclose(tables["a"].interval_level, 0.5)
-    assert tables["a"].raw_median[0, 0] == pytest.approx(0.39)
+    tables = cell_tables(frame(("demon_sgdm", DEMON), ("sgdm", shifted(DEMON, 0.1))), AXES, Y_FAIL)
+    assert list(tables) == ["demon_sgdm", "sgdm"]
+    assert tables["sgdm"].raw_median[0, 0] == pytest.approx(0.44)
 
 
-def test_aggregate_robustness() -> None:
-    incomplete = {key: trials for key, trials in DEMON.items() if key != (1.0, 0.9)}
-    one = arm_metrics(frame(("demon_sgdm", DEMON)), AXES, "demon_sgdm", Y_FAIL, eps=0.25).to_dict()
-    two = arm_metrics(frame(("demon_sgdm", shifted(DEMON, 0.05))), AXES, "demon_sgdm", Y_FAIL, eps=0.25).to_dict()
-    three = arm_metrics(frame(("demon_sgdm", incomplete)), AXES, "demon_sgdm", Y_FAIL, eps=0.25).to_dict()
-    key = {"workload": "digits_mlp", "epochs": 3}
-    out = aggregate_robustness(
-        [
-            {"key": key, "metrics": one, "study_id": "s1"},
-            {"key": key, "arms": {"demon_sgdm": two}, "study_id": "s2"},
-            {"key": key, "metrics": three, "study_id": "s3"},
-            {"key": {"workload": "cifar10", "epochs": 3}, "metrics": one},
-        ]
+def test_aggregate_robustness_keeps_each_study_s_interval() -> None:
+    runs = [landscape(8, seed=s) for s in (25, 26)]
+    entries = []
+    for n, a in enumerate(runs):
+        report = report_of(seeded("demon_sgdm", a), axes=axes_for(a), target=0.2)
+        entries.append({"study_id": f"s{n}", "key": {"workload": "w"}, "arms": report.arms})
+    result = aggregate_robustness(entries)
+    (group,) = result.groups
+    assert (group.n_studies, group.study_ids, group.n_never_trained) == (2, ["s0", "s1"], 0)
+    shares = [float((a <= 0.2).mean()) for a in runs]
+    assert [s.value for s in group.success_share.studies] == pytest.approx(shares)
+    assert all(s.interval.status == "ok" for s in group.success_share.studies)
+    assert (group.success_share.range_low, group.success_share.range_high) == (
+        pytest.approx(min(shares)),
+        pytest.approx(max(shares)),
     )
-    strict_json(out)
-    first, second = out["groups"]
-    assert first["key"] == {**key, "arm": "demon_sgdm", "split": "test", "eps": 0.25, "relative": False}
-    assert first["n_studies"] == 3
-    assert first["study_ids"] == ["s1", "s2", "s3"]
-    fractions = [one["eps_good"]["fraction"], two["eps_good"]["fraction"]]
-    assert out["metrics_version"] == 3
-    assert first["eps_good_fraction"] == pytest.approx(
-        {"mean": sum(fractions) / 2, "min": min(fractions), "max": max(fractions), "count": 2}
-    )
-    assert first["peak_score"]["count"] == 3
-    assert first["raw_peak_score"]["min"] == pytest.approx(0.12)
-    q1 = first["expected_best"][0]
-    assert q1["k"] == 1
-    assert q1["count"] == 2
-    assert second["n_studies"] == 1
-    with pytest.raises(MetricsError):
-        aggregate_robustness([{"key": key}])
+    with pytest.raises(MetricsError, match="entry 0"):
+        aggregate_robustness([{"key": {}, "arms": {"a": {"not": "a report"}}}])
 
 
-# --- ε: the anchor and the default ------------------------------------------------------------------
+def test_invalid_arguments() -> None:
+    a = landscape(2)
+    with pytest.raises(MetricsError, match="split"):
+        report_of(seeded("a", a), axes=axes_for(a), split="train")
+    with pytest.raises(MetricsError, match="ks"):
+        report_of(seeded("a", a), axes=axes_for(a), ks=(0,))
 
 
-def test_a_worse_peak_does_not_buy_a_higher_eps_good_fraction() -> None:
-    # Both arms have the same test landscape. Arm "lucky_val" picks, on validation, the cell that
-    # is also best on test; arm "bad_pick" picks a cell whose test score is 0.04 worse. Anchored on
-    # the chosen cell's test score (the old rule), bad_pick's threshold would drop by 0.04 and
-    # count 4 of 6 cells good against 2 of 6; anchored on the best test median, both count 2.
-    test = {(0.01, 0.0): 0.10, (0.01, 0.9): 0.11, (0.1, 0.0): 0.14, (0.1, 0.9): 0.15, (1.0, 0.0): 0.3, (1.0, 0.9): 0.4}
-    lucky = {key: [ok(value, value)] * 1 for key, value in test.items()}
-    bad = {key: [ok(0.05 if key == (0.1, 0.0) else value, value)] for key, value in test.items()}
-    axes = GridAxes(LRS, BETAS, (0,))
-    data = frame(("lucky_val", lucky), ("bad_pick", bad))
-    a = arm_metrics(data, axes, "lucky_val", Y_FAIL, eps=0.015)
-    b = arm_metrics(data, axes, "bad_pick", Y_FAIL, eps=0.015)
-    assert a.peak.score == pytest.approx(-0.10)
-    assert b.peak.score == pytest.approx(-0.14)  # the worse peak …
-    assert a.good_fraction.anchor == b.good_fraction.anchor == pytest.approx(-0.10)
-    assert a.good_fraction.fraction == b.good_fraction.fraction == pytest.approx(2 / 6)  # … gains nothing
-    pair = pair_metrics(data, axes, "lucky_val", "bad_pick", Y_FAIL, eps=0.015)
-    assert pair.delta("peak").delta == pytest.approx(0.04)
-    assert pair.delta("eps_good_fraction").delta == pytest.approx(0.0)
+def test_the_spec_s_verdict_block_is_checked_against_the_workload() -> None:
+    from studies.spec import EXAMPLE, StudySpec
+
+    spec = StudySpec.model_validate({**EXAMPLE, "verdict": {"target": 0.2, "difference_of_interest": 0.15}})
+    assert spec.verdict is not None
+    assert (spec.verdict.primary, spec.verdict.target, spec.verdict.difference) == ("success_share", 0.2, 0.15)
+    with pytest.raises(ValueError, match=r"verdict\.target: 0\.9 is not below the failure score 0\.666667 of error"):
+        StudySpec.model_validate({**EXAMPLE, "verdict": {"target": 0.9}})
+    with pytest.raises(ValueError, match=r"verdict\.k applies only"):
+        StudySpec.model_validate({**EXAMPLE, "verdict": {"k": 2}})
+    with pytest.raises(ValueError, match="primary"):
+        StudySpec.model_validate({**EXAMPLE, "verdict": {"primary": "peak"}})
 
 
-def test_default_eps_for_losses_is_the_seed_spread_at_the_peaks() -> None:
-    # Arm a's peak (0.1, 0.9) has test seeds 0.11, 0.13 (variance 0.0002); arm b's the same +0.05.
-    data = frame(("demon_sgdm", DEMON), ("sgdm_step", shifted(DEMON, 0.05)))
-    report = sensitivity_report(data, AXES, Y_FAIL, eps="seed_spread")
-    assert report["eps"] == pytest.approx(math.sqrt(0.0002))
-    assert (report["relative"], report["eps_source"].split(":")[0]) == (False, "seed spread")
-    assert report["arms"]["demon_sgdm"]["eps_good"]["eps"] == report["eps"]  # one ε for every arm
-    one_seed = frame(("a", {key: trials[:1] for key, trials in DEMON.items()}))
-    fallback = sensitivity_report(one_seed, GridAxes(LRS, BETAS, (0,)), Y_FAIL, eps="seed_spread")
-    assert (fallback["eps"], fallback["relative"]) == (0.01, True)
-    assert fallback["eps_source"].startswith("seed spread unmeasurable")
-    with pytest.raises(MetricsError, match="eps"):
-        sensitivity_report(data, AXES, Y_FAIL, eps="wide")
+def test_without_a_validation_split_nothing_is_chosen() -> None:
+    """A full_train study (no validation scores): the target is taken on the split, and the figures
+    that choose a cell on validation — the peak, q(k), win probabilities — are not given."""
+    a, b = landscape(8, seed=27), landscape(8, 0.15, seed=28)
+    data = pd.concat([seeded("demon_sgdm", a), seeded("sgdm_step", b)])
+    data["val"] = NAN
+    report = sensitivity_report(data, axes_for(a), Y_FAIL)
+    assert report.selected_on is None
+    assert report.target.chosen_on == "test"
+    pooled = np.concatenate([a.ravel(), b.ravel()])
+    assert report.target.raw_value == pytest.approx(np.quantile(pooled, 0.25))
+    arm = report.arms["demon_sgdm"]
+    assert (arm.status, arm.coverage.n_cells_present) == ("ok", 6)
+    assert (arm.peak.status, arm.expected_best.status) == ("undefined", "undefined")
+    assert arm.success.share.value == pytest.approx(float((a <= report.target.raw_value).mean()))
+    pair = only_pair(report)
+    assert pair.verdict.outcome == "a_less_sensitive"
+    undefined = {d.figure for d in pair.exploratory if d.status == "undefined"}
+    assert undefined == {"expected_best"}  # (a 6-cell grid is too small for a win probability)
+    from studies.report import summary_table
 
-
-def test_win_probabilities_of_many_replicates_match_the_pairwise_sum() -> None:
-    rng = np.random.default_rng(7)
-    va, ta, vb, tb = (rng.integers(0, 4, size=(50, 9)).astype(float) for _ in range(4))  # many ties
-    ks = (1, 3, 9)
-    pa, pb = pick_probabilities(va, ks, replacement=False), pick_probabilities(vb, ks, replacement=False)
-    beats = (np.sign(ta[:, :, None] - tb[:, None, :]) + 1) / 2
-    expected = np.einsum("kri,rij,krj->rk", pa, beats, pb)
-    assert win_probabilities(va, ta, vb, tb, ks) == pytest.approx(expected)
-
-
-def test_replicates_that_lose_a_cell_have_no_grid_figures() -> None:
-    # Seeds 1–5 of one cell failed: a replicate without seed 0 has no result there, so its grid
-    # figures and win probabilities are undefined (not computed from a NaN); the Δ intervals say so.
-    cells = more_seeds(DEMON, 6)
-    cells[(0.01, 0.0)] = [cells[(0.01, 0.0)][0]] + [("failed", NAN, NAN)] * 5
-    data = frame(("a", cells), ("b", more_seeds(shifted(DEMON, 0.05), 6)))
-    pair = pair_metrics(data, AXES6, "a", "b", Y_FAIL, n_resamples=200)
-    assert pair.delta("expected_best", 1).status == "ok"
-    assert pair.delta("expected_best", 1).interval_status == "undefined"
-    assert pair.win_probability.status == "ok"
-    assert pair.win_probability.interval_status == "undefined"
-    assert pair.win_probability.low == (None, None, None)
-    assert pair.delta("peak").interval_status == "ok"  # the peak needs only the chosen cell
-
-
-def test_studies_with_a_seed_spread_eps_aggregate_by_the_rule() -> None:
-    one = sensitivity_report(frame(("demon_sgdm", DEMON)), AXES, Y_FAIL, eps="seed_spread")
-    two = sensitivity_report(
-        frame(("demon_sgdm", shifted(more_seeds(DEMON, 6), 0.01))), AXES6, Y_FAIL, eps="seed_spread"
-    )
-    assert one["eps"] != two["eps"]
-    key = {"workload": "w", "metric": "loss"}
-    out = aggregate_robustness([{"key": key, "arms": one["arms"]}, {"key": key, "arms": two["arms"]}])
-    (group,) = out["groups"]
-    assert group["key"]["eps"] == "seed_spread"
-    assert group["n_studies"] == 2
+    table = summary_table(report.model_dump(mode="json") | {"study": {"protocol": "trained on the whole set"}})
+    assert table.splitlines()[:2] == [
+        "trained on the whole set",
+        f"figures on test (no cell chosen: no validation split); success: a run reaches the target test <= "
+        f"{report.target.raw_value:.3g} (the lower quartile of trained runs on test); [95% intervals] from 8 seeds",
+    ]

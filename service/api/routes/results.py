@@ -80,16 +80,22 @@ def get_grid(
 def get_sensitivity(
     study_id: str,
     engine: EngineDep,
-    eps: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    target: Annotated[
+        float | None,
+        Query(gt=0, allow_inf_nan=False, description="the error (or loss) a run must reach (at most), raw units"),
+    ] = None,
     metric: MetricName | None = None,
     split: Split = "test",
-    relative: bool = False,
-) -> dict[str, Any]:
-    """METRICS.md figures per arm and per pair (oriented: higher is better, y = −value).
+) -> SensitivityPublic:
+    """Each pair's verdict, then the figures per arm and per pair (docs/metrics.md; oriented: higher
+    is better, y = −value; ``raw_*`` in the metric's units).
 
     Cells are always chosen on the validation split; ``split`` is the one the figures report.
+    ``target`` overrides the spec's ``verdict.target`` (default: the lower quartile of every trained
+    run's validation score).
     """
-    return analysis.sensitivity(engine, study_id, metric=metric, split=split, eps=eps, relative=relative)
+    result: SensitivityPublic = analysis.sensitivity(engine, study_id, metric=metric, split=split, target=target)
+    return result
 
 
 @router.get("/replication", response_model=ReplicationReport)

@@ -1,12 +1,12 @@
-"""The cross-study query: how robust is an arm on a workload (METRICS.md "Across studies")."""
+"""The cross-study query: how robust is an arm on a workload (docs/metrics.md "Across studies")."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from studies.vocab import ArmName
+from studies.vocab import ArmName, workload_names
 
 from ... import analysis
 from ...schemas import RobustnessPublic
@@ -19,9 +19,12 @@ router = APIRouter(tags=["robustness"])
 @router.get("/robustness", response_model=RobustnessPublic, responses=errors())
 def get_robustness(
     engine: EngineDep,
-    workload: str,
+    # The schema lists the workloads (the route gives its own error, with a suggestion, for others).
+    workload: Annotated[str, Query(description="a workload's name", json_schema_extra={"enum": workload_names()})],
     arm: ArmName | None = None,
     epochs: Annotated[int | None, Query(ge=1, le=10_000)] = None,
-) -> dict[str, Any]:
-    """Per-arm sensitivity figures aggregated over every completed study on ``workload``."""
-    return analysis.robustness(engine, workload=workload, arm=arm, epochs=epochs)
+) -> RobustnessPublic:
+    """Each arm's figures over every completed study on ``workload``, study by study with their
+    intervals, and the range of the estimates (docs/metrics.md, "Across studies")."""
+    result: RobustnessPublic = analysis.robustness(engine, workload=workload, arm=arm, epochs=epochs)
+    return result

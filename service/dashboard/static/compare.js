@@ -10,17 +10,20 @@
   const workload = root.dataset.workload;
 
   // figure path → column title (kept in one place; a missing figure shows as –)
-  // (metrics_version 3: README "Sensitivity figures"). The peak's interval is printed at its real level.
-  const peakInterval = (iv) => (iv && iv.level && iv.raw_low !== null && iv.raw_low !== undefined
-    ? `[${num(iv.raw_low)}, ${num(iv.raw_high)}] at ${level(iv.level)}` : "no interval: too few seeds");
-  const epsText = (g) => (g && g.eps !== undefined ? (g.relative ? `${pct(g.eps)} of the peak` : num(g.eps)) : "–");
+  // (metrics_version 4: docs/metrics.md). Every figure is printed with its 95% interval or the reason it has none.
+  const why = (iv) => `no interval: ${String((iv && iv.status) || "undefined").replaceAll("_", " ")}`;
+  const span = (lo, hi, iv, fmt) => (iv && iv.level && lo !== null && lo !== undefined && hi !== null && hi !== undefined
+    ? `[${fmt(lo)}, ${fmt(hi)}] (${level(iv.level)})` : why(iv));
+  const peakInterval = (iv) => span(iv && iv.raw_low, iv && iv.raw_high, iv, num);
+  const est = (fmt) => (e) => (e && e.value !== null && e.value !== undefined
+    ? `${fmt(e.value)} ${span(e.interval.low, e.interval.high, e.interval, fmt)}` : "–");
   const COLUMNS = [
     [["peak", "raw_score"], "peak (raw)", num],
-    [["peak", "score_interval"], "peak interval (its level)", peakInterval],
-    [["eps_good"], "ε", epsText],
-    [["eps_good", "fraction"], "ε-good share", pct],
-    [["eps_good_lr_width", "mean_decades"], "good lr decades", num],
-    [["lr_sensitivity", "pooled"], "lr sensitivity", num],
+    [["peak", "score_interval"], "peak interval", peakInterval],
+    [["success", "raw_target"], "target (raw)", num],
+    [["success", "share"], "success share [95%]", est(pct)],
+    [["success", "lr_width"], "succeeding lr decades [95%]", est(num)],
+    [["lr_sensitivity", "pooled"], "lr sensitivity [95%]", est(num)],
   ];
   const names = new Map([...document.querySelectorAll("tr.compared")].map((tr) => [tr.dataset.study, tr.dataset.name]));
   const label = (id) => `${names.get(id) || id} (${id})`;
@@ -41,7 +44,7 @@
         rows.push([label(id), arm, ...COLUMNS.map(([path, , fmt]) => fmt(pick(figures, path)))]);
       }
     }
-    box.replaceChildren(table(["study", "arm", ...COLUMNS.map((c) => c[1])], rows, "per-arm figures of each study (test split, default ε)"));
+    box.replaceChildren(table(["study", "arm", ...COLUMNS.map((c) => c[1])], rows, "per-arm figures of each study (test split, the study's target)"));
   }
 
   /** Every compared map on one colour scale per metric (the server recolours them), and each later
@@ -99,13 +102,13 @@
       ...diffs.notes.map((n) => el("p", { class: "muted small", text: n })));
   }
 
-  // /robustness group fields (studies/metrics/_report.py); ε is part of each group's key.
-  // [field, title, share, which way is better]
+  // /robustness group fields (studies/metrics/models.py RobustnessGroup): each study's estimate with
+  // its interval. [field, title, format, which way is better]
   const STATS = [
-    ["eps_good_fraction", "ε-good share", true, "higher is better"],
-    ["eps_good_lr_width_mean_decades", "good lr decades", false, "higher is better"],
-    ["raw_peak_score", "peak (raw)", false, "lower is better"],
-    ["lr_sensitivity_pooled", "lr sensitivity", false, "lower is better"],
+    ["success_share", "success share", pct, "higher is better"],
+    ["success_lr_width", "succeeding lr decades", num, "higher is better"],
+    ["raw_peak_score", "peak (raw)", num, "lower is better"],
+    ["lr_sensitivity", "lr sensitivity", num, "lower is better"],
   ];
 
   async function robustness() {
@@ -122,21 +125,24 @@
       box.replaceChildren(el("p", { class: "muted", text: `No completed study on ${workload} yet.` }));
       return;
     }
-    const groupEps = (k) => (k.eps === "seed_spread" ? "seed spread" : k.relative ? `${pct(k.eps)} of the peak` : num(k.eps));
-    const label = (g) => `${g.key.arm} · ${g.key.epochs ?? "?"} epochs · ε ${groupEps(g.key)} (${g.n_studies} stud${g.n_studies === 1 ? "y" : "ies"})`;
+    const target = (k) => (k.target === "default" ? "default target" : `target ${num(k.target)}`);
+    const label = (g) => `${g.key.arm} · ${g.key.epochs ?? "?"} epochs · ${target(g.key)} (${g.n_studies} stud${g.n_studies === 1 ? "y" : "ies"})`;
     const chartsBox = el("div", { class: "heatmaps" });
     for (const [field, title, , better] of STATS) {
-      const rows = groups.map((g) => Object.assign({ label: label(g) }, g[field] || {}));
-      chartsBox.append(charts.bars(rows.map((x) => ({ label: x.label, mean: x.mean, min: x.min, max: x.max })), `${title} (${better}): mean, min–max over studies (point estimates, no intervals)`, ""));
+      const rows = groups.flatMap((g) => ((g[field] || {}).studies || []).map((s) => ({
+        label: `${label(g)} ${s.study_id}`, mean: s.value, min: s.interval.low, max: s.interval.high,
+      })));
+      chartsBox.append(charts.bars(rows, `${title} (${better}): each study's estimate with its 95% interval`, ""));
     }
     const tableRows = [];
     for (const g of groups) {
-      for (const [field, title, , better] of STATS) {
-        const s = g[field] || {};
-        tableRows.push([label(g), `${title} (${better})`, num(s.mean), num(s.min), num(s.max), String(s.count ?? 0)]);
+      for (const [field, title, fmt, better] of STATS) {
+        for (const s of (g[field] || {}).studies || []) {
+          tableRows.push([label(g), `${title} (${better})`, String(s.study_id), fmt(s.value), span(s.interval.low, s.interval.high, s.interval, fmt)]);
+        }
       }
     }
-    const twin = table(["group", "figure", "mean", "min", "max", "studies"], tableRows, "robustness aggregate");
+    const twin = table(["group", "figure", "study", "estimate", "95% interval"], tableRows, "robustness: each study's estimate");
     twin.hidden = true;
     const toggle = document.getElementById("robust-table-toggle");
     toggle.addEventListener("click", () => {

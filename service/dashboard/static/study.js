@@ -67,6 +67,7 @@
       if (Date.now() - lastReport > Math.max(5000, 8 * lastLoadMs)) {
         loadReport();
         loadPlacement();
+        trials.load();
       }
     }, Math.max(1000, 4 * lastLoadMs));
   }
@@ -149,9 +150,9 @@
   async function loadReport() {
     if (ctx.isSearch) return;
     lastReport = Date.now();
-    busy("computing the verdict (a paired bootstrap over seeds)", true);
+    busy("computing the verdict (every figure per seed, with t intervals over seeds)", true);
     const r = await api("GET", `${ctx.base}/sensitivity?split=${encodeURIComponent(split())}`);
-    busy("computing the verdict (a paired bootstrap over seeds)", false);
+    busy("computing the verdict (every figure per seed, with t intervals over seeds)", false);
     if (!r.ok) {
       $("verdicts").replaceChildren(el("p", { class: "muted", text: "No verdict yet: " + (r.data && r.data.detail) }));
       $("forest").replaceChildren();
@@ -248,10 +249,11 @@
     }
   }
 
-  async function loadAll() {
+  async function loadAll(first) {
     await loadMaps(); // the maps first: the report's trials frame is then already read
     loadReport();
     loadPlacement();
+    if (!first) trials.load(); // the first load is after the maps (study_maps restores the URL's state)
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -277,7 +279,7 @@
     $("delete-button").addEventListener("click", () => act("delete"));
     document.addEventListener("keydown", (e) => { if (e.key === "Escape" && maps) maps.hideTooltip(); });
     if (ctx.isSearch) trials.load();
-    loadAll();
+    loadAll(true);
     if (finished.includes(root.dataset.status)) $("live").textContent = "";
     else follow();
   });

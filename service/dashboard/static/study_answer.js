@@ -9,7 +9,7 @@ const studyAnswer = (() => {
   // Pair figures → (label, kind). kind: "share" (a fraction, shown in percentage points), "score"
   // (the metric's own units), "decades", "probability" (null ½). v4 names first, then v3's.
   const FIGURES = {
-    success_share: ["share of the grid that beats the target", "share"],
+    success_share: ["share of the grid that reaches the target", "share"],
     success_lr_width: ["good lr range (decades)", "decades"],
     expected_best: ["best of k random cells", "score"],
     lr_sensitivity: ["lr sensitivity (loss from the best lr)", "score"],

@@ -155,7 +155,7 @@ const studyMaps = (ctx) => {
     const stats = curveStats(trials, "val_metric");
     if (stats.points.length > 1) {
       curve.replaceChildren(charts.lines([{ name: "median", cls: "s0", points: stats.points, band: stats.band, dots: false }], {
-        width: 300, height: 120, legend: false, title: `validation ${ctx.trialMetric}: median, band min–max over ${trials.length} seeds`,
+        width: 300, height: 120, legend: false, title: `val ${ctx.trialMetric}: median, band min–max over ${trials.length} seeds`,
         xLabel: "epoch", yLabel: "", fmtY: ctx.heatmaps.metric === ctx.trialMetric ? ctx.fmt : (v) => num(v, 4), className: "tip-chart",
       }));
     }

@@ -1,0 +1,156 @@
+"""A pair's verdict from its primary figure, the Holm adjustment of the exploratory ones, and seed
+planning (``docs/statistics.md``, "The verdict" and "How many seeds").
+
+Decision rule, fixed before the data: the primary Δ's 95% interval excludes 0 → the arm it favours
+is less sensitive; it contains 0 → "no detectable difference" when the study could have detected
+the difference of interest (its smallest detectable difference, at the planning power, is at most
+that), else "inconclusive" with the seeds that would do. Power and seeds follow the noncentral t
+distribution of the paired t test with the study's own per-seed spread (``scipy.stats.nct``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy.stats import nct
+from scipy.stats import t as student_t
+
+from studies.metrics.models import LEVEL, Delta, Interval, Outcome, Verdict, VerdictSpec
+
+MAX_SEEDS_PLANNED = 10_000
+
+NOUNS: dict[str, str] = {
+    "success_share": "share of the grid whose runs reach the target",
+    "success_lr_width": "width of the lr range whose runs reach the target (decades)",
+    "expected_best": "expected best score of k random configurations",
+    "lr_sensitivity": "lr sensitivity (mean gap to the best lr; lower is more robust)",
+}
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None and is not counted in the family)."""
+    present = [(p, n) for n, p in enumerate(p_values) if p is not None]
+    m = len(present)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, n) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[n] = running
+    return adjusted
+
+
+def power(sd: float, n: int, difference: float, level: float) -> float:
+    """Power of the two-sided paired t test at ``level`` with n seeds against a true Δ = difference."""
+    if n < 2:
+        return 0.0
+    if sd <= 0:
+        return 1.0
+    df = n - 1
+    critical = float(student_t.ppf(0.5 + level / 2, df))
+    shift = difference * math.sqrt(n) / sd
+    return float(nct.sf(critical, df, shift) + nct.cdf(-critical, df, shift))
+
+
+def smallest_detectable(se: float, n: int, level: float, wanted_power: float) -> float | None:
+    """The Δ detected with ``wanted_power`` by this many seeds: (t₁₋α/₂ + t_power)·se (n − 1 df)."""
+    if n < 2 or not math.isfinite(se):
+        return None
+    df = n - 1
+    return float((student_t.ppf(0.5 + level / 2, df) + student_t.ppf(wanted_power, df)) * se)
+
+
+def seeds_needed(sd: float, difference: float, level: float, wanted_power: float, at_least: int) -> int | None:
+    """The fewest seeds (≥ ``at_least``) whose paired t test detects ``difference`` with
+    ``wanted_power`` when the per-seed differences spread by ``sd``; None beyond 10,000."""
+    if not math.isfinite(sd):
+        return None
+    n = max(at_least, 2)
+    if power(sd, n, difference, level) >= wanted_power:
+        return n
+    high = n
+    while power(sd, high, difference, level) < wanted_power:
+        if high >= MAX_SEEDS_PLANNED:
+            return None
+        n, high = high, min(2 * high, MAX_SEEDS_PLANNED)
+    while high - n > 1:  # power grows with n: bisect
+        mid = (n + high) // 2
+        n, high = (n, mid) if power(sd, mid, difference, level) >= wanted_power else (mid, high)
+    return high
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "?" if x is None else f"{x:+.{digits}g}" if x else "0"
+
+
+def _span(interval: Interval) -> str:
+    return (
+        f"[{interval.low:.2g}, {interval.high:.2g}]" if interval.low is not None and interval.high is not None else ""
+    )
+
+
+def verdict(
+    arm_a: str,
+    arm_b: str,
+    primary: Delta,
+    spec: VerdictSpec,
+    never: list[str],
+    se_plan: float,
+    min_seeds: int,
+) -> Verdict:
+    """The pair's verdict. ``never``: the pair's arms that never trained; ``se_plan`` the primary
+    Δ's standard error for planning (its per-seed spread over √seeds, never 0)."""
+    n, d = primary.n_seeds, spec.difference
+    base = Verdict(
+        outcome="inconclusive_too_few_seeds",
+        statement="",
+        never_trained=never,
+        primary=spec.primary,
+        k=spec.primary_k,
+        difference_of_interest=d,
+        power=spec.power,
+        n_seeds=n,
+    )
+    if never:
+        winner = next((arm for arm in (arm_a, arm_b) if arm not in never), None)
+        said = " and ".join(never) + " never trained (no cell's median beat the failure score)"
+        said += f": {winner} is the one that trains." if winner else ": neither arm trains."
+        return base.model_copy(update={"outcome": "never_trained", "statement": said, "winner": winner})
+    level = primary.interval.level or LEVEL
+    needed = seeds_needed(se_plan * math.sqrt(n) if n >= 2 else math.nan, d, level, spec.power, min_seeds)
+    ok = primary.interval.status == "ok"
+    mde = smallest_detectable(se_plan, n, level, spec.power) if ok else None
+    numbers = {"delta": primary.value, "interval": primary.interval, "level": level, "seeds_needed": needed}
+    numbers["smallest_detectable_difference"] = mde
+    noun = NOUNS[spec.primary] + (f" (k={spec.primary_k})" if spec.primary_k else "")
+    head = f"Δ {noun} = {_fmt(primary.value)} (> 0: {arm_a} better)"
+    power = f"{spec.power:.0%} power"
+    if not ok:
+        why = "too few seeds for an interval" if primary.interval.status == "too_few_seeds" else "no interval"
+        plan = f"about {needed} seeds" if needed else f"at least {min_seeds} seeds"
+        said = f"Inconclusive ({why}, {n} seeds): {head}; {plan} would detect a Δ of {d:g} with {power}."
+        return base.model_copy(update={"statement": said, **numbers})
+    low, high = primary.interval.low or 0.0, primary.interval.high or 0.0
+    span = f"{level:.0%} interval {_span(primary.interval)}, {n} seeds"
+    if low > 0 or high < 0:
+        better, worse = (arm_a, arm_b) if low > 0 else (arm_b, arm_a)
+        outcome: Outcome = "a_less_sensitive" if low > 0 else "b_less_sensitive"
+        said = f"{better} is less sensitive than {worse}: {head}, {span}."
+        return base.model_copy(update={"outcome": outcome, "statement": said, "winner": better, **numbers})
+    if mde is not None and mde <= d:
+        said = f"No detectable difference: {head}, {span}; this study detects a Δ of {mde:.2g} or more with {power}."
+        return base.model_copy(update={"outcome": "no_detectable_difference", "statement": said, **numbers})
+    plan = f"about {needed} seeds would" if needed else f"more than {MAX_SEEDS_PLANNED} seeds would"
+    said = f"Inconclusive: {head}, {span}; it detects only a Δ of {_fmt(mde)} or more with {power}"
+    said += f", and {plan} detect {d:g}."
+    return base.model_copy(update={"statement": said, **numbers})
+
+
+def family_statement(primary: Delta, exploratory: list[Delta]) -> str:
+    tested = sum(1 for d in exploratory if d.p_value is not None)
+    return (
+        f"The verdict rests on the primary figure alone ({primary.figure}"
+        + (f", k={primary.k}" if primary.k else "")
+        + f"), fixed before the data. The other {len(exploratory)} figures are exploratory: 'significant' "
+        f"means below 0.05 after Holm's adjustment over the {tested} of them with an interval "
+        "(family-wise error at most 5%)."
+    )
