@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-STARTING = "starting Ray…"
+STARTING = "starting…"  # the driver is up, no trial has started yet (Ray may be starting)
 
 
 SHUTDOWN_GRACE_S = 3  # seconds open requests (event streams) get when the server stops
@@ -55,7 +55,7 @@ class Progress:
     one plain line per change.
 
     The bar is made only once the total is known (no stray ``0trial`` line), and while a running study
-    has no trial started yet it says so ("starting Ray…") instead of showing "running 0/N"."""
+    has no trial started yet it says so ("starting…") instead of showing "running 0/N"."""
 
     def __init__(self, stream: TextIO | None = None, *, columns: int | None = None) -> None:
         self.stream = stream or sys.stderr
