@@ -311,6 +311,7 @@ def _axes(spec: Any, seeds: list[int]) -> Any:
 
 # ------------------------------------------------------------------------------------- figures, report
 
+
 def _state(plans: Sequence[CellPlan]) -> tuple[Any, ...]:
     return tuple(
         (p.cell.key(), tuple(p.seeds), tuple((s.id, s.status.value, s.trials_done, s.attempts) for s in p.studies))
