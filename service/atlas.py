@@ -286,9 +286,8 @@ def _union_report(engine: Engine, plan: CellPlan) -> dict[str, Any]:
     spec = analysis.study_spec(plan.studies[0])
     name, kind = analysis.metric_kind(spec, None)
     frame = cell_frame(engine, plan, kind)
-    report = sensitivity_report(
-        frame, _axes(spec, plan.seeds), analysis.y_fail(spec, kind), verdict=verdict_spec(spec, name), split="test"
-    )
+    fail, choices = analysis.y_fail(spec, kind), verdict_spec(spec, name)
+    report = sensitivity_report(frame, _axes(spec, plan.seeds), fail, verdict=choices, split="test", metric=name)
     union: dict[str, Any] = report.model_dump(mode="json")
     return union
 
