@@ -4,10 +4,10 @@ What it measures: ``demonlab serve`` (API and scheduler, SQLite, the local launc
 subprocess with a fresh data dir, once with drivers started as fresh processes and once with drivers
 forked from the warm process (``DEMONLAB_WARM_DRIVERS=1``, given 15 s to warm up first; ``--warm``
 picks one); then, one after another, a small digits study (24 trials of 3 epochs) submitted per
-trial (the driver runs it on a local Ray it starts) and packed (the driver runs it in its own
-process, packs in forked processes, no Ray). For each it polls the study every 50 ms and prints the
-seconds from ``submit`` to the first result and to completion. Issue 10's goal: a small local
-study's first result within 3 s of submission.
+trial (small: the driver runs it in its own process, one trial after another, no Ray) and packed
+(the driver runs it in its own process, packs in forked processes, no Ray). For each it polls the
+study every 50 ms and prints the seconds from ``submit`` to the first result and to completion.
+Issue 10's goal: a small local study's first result within 3 s of submission.
 
 What it is not: a test (exit 0 unless ``--check``). The scheduler polls for queued studies every
 second, so up to 1 s of each figure is that wait. Usage:

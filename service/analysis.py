@@ -274,7 +274,8 @@ def sensitivity(engine: Engine, study_id: str, *, metric: str | None, split: str
 
     def compute() -> dict[str, Any]:  # JSON: what the report store keeps across restarts
         frame = scores_frame(engine, study_id, kind, progress_key(study))
-        report = sensitivity_report(frame, study_axes(spec, frame), fail, target=target, verdict=choices, split=split)
+        axes = study_axes(spec, frame)
+        report = sensitivity_report(frame, axes, fail, target=target, verdict=choices, split=split, metric=name)
         about = SensitivityStudy(
             id=study_id, metric=name, split=split, status=study.status.value, protocol=spec.protocol_note
         )

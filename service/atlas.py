@@ -20,8 +20,6 @@ the study page's own, for a cell of one study) and the answer across workloads f
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -277,7 +275,7 @@ def cell_report(engine: Engine, plan: CellPlan) -> dict[str, Any]:
         public = analysis.sensitivity(engine, plan.studies[0].id, metric=None, split="test")
         study_report: dict[str, Any] = public.model_dump(mode="json")
         return study_report
-    report: dict[str, Any] = _cached(("union", _state([plan])), lambda: _union_report(engine, plan))
+    report: dict[str, Any] = analysis.cached(("union", _state([plan])), lambda: _union_report(engine, plan))
     return report
 
 
@@ -288,9 +286,8 @@ def _union_report(engine: Engine, plan: CellPlan) -> dict[str, Any]:
     spec = analysis.study_spec(plan.studies[0])
     name, kind = analysis.metric_kind(spec, None)
     frame = cell_frame(engine, plan, kind)
-    report = sensitivity_report(
-        frame, _axes(spec, plan.seeds), analysis.y_fail(spec, kind), verdict=verdict_spec(spec, name), split="test"
-    )
+    fail, choices = analysis.y_fail(spec, kind), verdict_spec(spec, name)
+    report = sensitivity_report(frame, _axes(spec, plan.seeds), fail, verdict=choices, split="test", metric=name)
     union: dict[str, Any] = report.model_dump(mode="json")
     return union
 
@@ -312,25 +309,6 @@ def _axes(spec: Any, seeds: list[int]) -> Any:
 
 
 # ------------------------------------------------------------------------------------- figures, report
-
-_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_CACHE_SIZE = 64
-_cache_lock = threading.Lock()
-
-
-def _cached(key: tuple[Any, ...], compute: Any) -> Any:
-    """Figures and union reports, kept per state of the studies they come from (a new result, a
-    new key)."""
-    with _cache_lock:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    value = compute()
-    with _cache_lock:
-        _CACHE[key] = value
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return value
 
 
 def _state(plans: Sequence[CellPlan]) -> tuple[Any, ...]:
@@ -395,7 +373,7 @@ def _heatmap(engine: Engine, aid: AtlasId, name: str, fmt: str) -> bytes:
             )
         )
 
-    data: bytes = _cached(("heatmap", name, fmt, _state(plans)), compute)
+    data: bytes = analysis.cached(("heatmap", name, fmt, _state(plans)), compute)
     return data
 
 

@@ -61,6 +61,8 @@ def run_atlas(
 def _run(
     base: str, token: str | None, suite: str, seeds: int, workloads: list[str] | None, out: Path | None, stream: TextIO
 ) -> int:
+    from studies.metrics import MIN_INTERVAL_SEEDS
+
     from .client import DemonlabClient
 
     started = time.monotonic()
@@ -73,6 +75,13 @@ def _run(
             file=stream,
             flush=True,
         )
+        if seeds < MIN_INTERVAL_SEEDS:
+            print(
+                f"note: below {MIN_INTERVAL_SEEDS} seeds no study gives an interval, so no verdict concludes and "
+                "nothing is pooled; use --seeds 8 or more for an answer",
+                file=stream,
+                flush=True,
+            )
         result = _follow(client, key, started, stream)
         print(file=stream)
         print(answer_table(result), file=stream)

@@ -216,7 +216,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 0
     from .console import compare_table
 
-    print(compare_table(pairs))
+    print(compare_table(pairs, report.units))
     return 0
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-STARTING = "starting Ray…"
+if TYPE_CHECKING:
+    from studies.units import Units
+
+STARTING = "starting…"  # the driver is up, no trial has started yet (Ray may be starting)
 
 
 SHUTDOWN_GRACE_S = 3  # seconds open requests (event streams) get when the server stops
@@ -55,7 +58,7 @@ class Progress:
     one plain line per change.
 
     The bar is made only once the total is known (no stray ``0trial`` line), and while a running study
-    has no trial started yet it says so ("starting Ray…") instead of showing "running 0/N"."""
+    has no trial started yet it says so ("starting…") instead of showing "running 0/N"."""
 
     def __init__(self, stream: TextIO | None = None, *, columns: int | None = None) -> None:
         self.stream = stream or sys.stderr
@@ -149,12 +152,16 @@ def num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def compare_table(pairs: list[Any]) -> str:
+def compare_table(pairs: list[Any], units: Units | None = None) -> str:
     """One row per pair of arms (a against b): the verdict, the primary figure's Δ (> 0 favours a)
-    with its 95% interval, the smallest difference the study detects, and the seeds a plan needs."""
+    with its 95% interval, the smallest difference the study detects, and the seeds a plan needs.
+    Numbers read as on the study page (``units``, the report's: error rates and shares' differences in
+    percentage points)."""
     from studies.metrics.models import PairError
+    from studies.units import FIGURE_KINDS, Units
 
-    headers = ["a vs b", "verdict", "primary", "Δ", "95% interval", "detects", "seeds needed"]
+    units = units or Units()
+    headers = ["a vs b", "verdict", "primary", "Δ [95% interval]", "detects", "seeds needed"]
     rows = []
     notes = []
     for pair in pairs:
@@ -163,24 +170,27 @@ def compare_table(pairs: list[Any]) -> str:
             notes.append(f"{name}: {pair.error}")
             continue
         v, primary = pair.verdict, pair.primary
-        iv = primary.interval
-        span = f"[{num(iv.low, 3)}, {num(iv.high, 3)}]" if iv.low is not None else f"({iv.status.replace('_', ' ')})"
+        kind, iv = FIGURE_KINDS[primary.figure], primary.interval
+        shown = units.delta(kind, primary.value, iv.low, iv.high)
+        if iv.low is None:
+            shown += f" ({iv.status.replace('_', ' ')})"
+        detects = v.smallest_detectable_difference
         rows.append(
             [
                 name,
                 v.outcome,
                 primary.figure + (f" k={primary.k}" if primary.k else ""),
-                num(primary.value, 3),
-                span,
-                num(v.smallest_detectable_difference, 2),
+                shown,
+                "-" if detects is None else units.number(kind, detects) + units.unit(kind),
                 str(v.seeds_needed) if v.seeds_needed is not None else "-",
             ]
         )
         notes.append(f"{name}: {v.statement}")
     legend = (
         "Δ > 0 favours a; 95% interval: a t interval over seeds (paired), given from 8 seeds "
-        "(its coverage on six simulated landscapes: docs/statistics.md); detects: the smallest Δ this study "
-        "detects with the planned power; seeds needed: to detect the spec's difference of interest"
+        "(its coverage on six simulated landscapes: docs/statistics.md); shares and error rates differ in "
+        "percentage points (pts); detects: the smallest Δ this study detects with the planned power; "
+        "seeds needed: to detect the spec's difference of interest"
     )
     return "\n".join([table(headers, rows), *notes, legend])
 
@@ -210,13 +220,18 @@ def robustness_table(result: Any) -> str:
     """One row per group of comparable studies (workload, arm, epochs, target...): per figure, the
     range of the studies' estimates and how many studies gave one (each study's own interval is in
     the JSON; a range of estimates is not an interval)."""
-    headers = ["arm", "epochs", "studies", "never trained", "best score (raw)", "success share", "lr width (dec)"]
+    from studies.units import Units, is_percent, percent
 
-    def spread(across: Any, share: bool = False) -> str:
+    headers = ["arm", "epochs", "studies", "never trained", "best score", "success share", "lr width (dec)"]
+
+    def spread(across: Any, show: Callable[[float], str] = lambda x: num(x, 3)) -> str:
         if across.n_studies == 0 or across.range_low is None:
             return "-"
-        fmt = (lambda x: f"{100 * x:.0f}%") if share else (lambda x: num(x, 3))
-        return f"{fmt(across.range_low)}..{fmt(across.range_high)} (n={across.n_studies})"
+        return f"{show(across.range_low)}..{show(across.range_high)} (n={across.n_studies})"
+
+    def score(group: Any) -> Callable[[float], str]:  # an error rate in percent, as the study page shows it
+        ends = [x for x in (group.raw_peak_score.range_low, group.raw_peak_score.range_high) if x is not None]
+        return Units(percent=is_percent(str(group.key.get("metric", "")), ends, None)).score
 
     rows = [
         [
@@ -224,8 +239,8 @@ def robustness_table(result: Any) -> str:
             str(group.key.get("epochs", "-")),
             str(group.n_studies),
             str(group.n_never_trained),
-            spread(group.raw_peak_score),
-            spread(group.success_share, share=True),
+            spread(group.raw_peak_score, score(group)),
+            spread(group.success_share, percent),
             spread(group.success_lr_width),
         ]
         for group in result.groups

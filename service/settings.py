@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", validate_default=True)
     launcher: Literal["local", "ray"] = "local"
     # local launcher: fork drivers from a warm process (service.jobs.forkserver) instead of starting
-    # a fresh Python for each; off by default until the fault-tolerance suites have run with it.
-    warm_drivers: bool = False
+    # a fresh Python for each (seconds sooner to the first result); DEMONLAB_WARM_DRIVERS=0 turns it off.
+    warm_drivers: bool = True
+    # A local driver runs a CPU grid study of at most this many pending trials × epochs in its own
+    # process, one trial after another, rather than start a local Ray for it (0: always Ray).
+    small_study_epochs: int = Field(default=200, ge=0)
     # Mirror every grid study's results into Optuna's storage (optuna-dashboard). Off for the atlas's
     # own service: a 2,640-trial packed study's results arrive together and mirroring them took minutes.
     optuna_mirror: bool = True

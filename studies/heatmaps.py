@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from studies.metrics import CellTable, GridAxes, cell_tables
+from studies.units import is_percent
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -194,14 +195,6 @@ def _save(figure: Figure, fmt: str) -> bytes:
     else:
         figure.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
-
-
-def is_percent(metric_label: str, medians: np.ndarray[Any, Any], y_fail: float) -> bool:
-    """Whether an error metric is shown in percent (values and failure score in [0, 1]): the PNG's rule,
-    which the dashboard follows, so both show the same numbers."""
-    finite = medians[np.isfinite(medians)]
-    in_unit = bool(finite.size) and float(finite.min()) >= 0.0 and float(finite.max()) <= 1.0 and y_fail <= 1.0
-    return in_unit and "err" in metric_label.lower()  # error, error rate, top1_err
 
 
 def _norm(values: np.ndarray[Any, Any]) -> Normalize:

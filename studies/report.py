@@ -3,7 +3,9 @@
 ``results_frame`` flattens results for CSV/Parquet; ``scores_frame`` picks the study's metric for
 ``studies.metrics``; ``write_outputs`` writes trials, metrics and heatmaps into one directory; the
 printers (``verdict_lines`` first, then ``summary_table`` and ``pair_lines``) read the typed report
-(``studies.metrics.models``), so a renamed field fails mypy, not a sentence.
+(``studies.metrics.models``), so a renamed field fails mypy, not a sentence, and show its numbers as
+the study page does (``studies.units``: error rates in percent, their differences and shares' in
+percentage points).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 from .metrics.models import Delta, Estimate, PairError, SensitivityReport
 from .results import TrialResult
 from .spec import OptunaSearchSpec, StudySpec
+from .units import FIGURE_KINDS, Units, percent
 
 RESULT_COLUMNS = [
     "arm",
@@ -128,7 +131,9 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     frame.to_parquet(out_dir / "trials.parquet", index=False)
     scores = scores_frame(frame, spec.metric_kind)
     axes = grid_axes(spec, frame)
-    typed = sensitivity_report(scores, axes, y_fail, verdict=verdict_spec(spec), split=spec.split)
+    typed = sensitivity_report(
+        scores, axes, y_fail, verdict=verdict_spec(spec), split=spec.split, metric=spec.metric_name
+    )
     report: dict[str, Any] = typed.model_dump(mode="json")
     report["study"] = {
         "name": spec.name,
@@ -168,7 +173,7 @@ def target_caption(report: SensitivityReport) -> str:
     if target.raw_value is None:
         return "no target (no run trained)"
     how = "given" if target.chosen_on == "given" else f"the lower quartile of trained runs on {target.chosen_on}"
-    return f"target {report.split} <= {target.raw_value:.3g} ({how})"
+    return f"target {report.split} <= {report.units.score(target.raw_value)} ({how})"
 
 
 def heatmap_note(report: SensitivityReport) -> str:
@@ -186,9 +191,9 @@ def protocol_of(report: Any) -> str | None:
     return None if note is None else str(note)
 
 
-def estimate_text(estimate: Estimate, *, pct: bool = False, raw: bool = False) -> str:
-    """'41% [33%, 49%]', '0.123 [0.118, 0.131]' (raw units), or '-' with the reason there is no
-    interval: '0.41 (no interval: too few seeds)'."""
+def estimate_text(estimate: Estimate, *, pct: bool = False, raw: bool = False, units: Units = Units()) -> str:
+    """'41.0% [33.0%, 49.0%]' (a share), '2.6% [2.4%, 2.9%]' (an error rate, raw), '0.123 [0.118, 0.131]'
+    (raw units), or '-' with the reason there is no interval: '0.41 (no interval: too few seeds)'."""
     value = estimate.raw_value if raw else estimate.value
     low, high = (
         (estimate.interval.raw_low, estimate.interval.raw_high)
@@ -199,7 +204,7 @@ def estimate_text(estimate: Estimate, *, pct: bool = False, raw: bool = False) -
     def show(x: float | None) -> str:
         if x is None:
             return "-"
-        return f"{100 * x:.0f}%" if pct else f"{x:.3g}"
+        return percent(x) if pct else units.score(x) if raw else f"{x:.3g}"
 
     if value is None:
         return f"- ({estimate.interval.status.replace('_', ' ')})"
@@ -227,7 +232,7 @@ def summary_table(report: Any) -> str:
     the share of the grid reaching the target, the lr width of that region and q(1), each with its
     95% interval, and the diverged runs as a count."""
     typed = as_report(report)
-    split = typed.split
+    split, units = typed.split, typed.units
     protocol = protocol_of(report)
     chosen = "cells chosen on val" if typed.selected_on == "val" else "no cell chosen: no validation split"
     lines = [
@@ -251,14 +256,16 @@ def summary_table(report: Any) -> str:
         )
         q1 = next((k.estimate for k in metrics.expected_best.values if k.k == 1), Estimate())
         lines.append(
-            f"{arm:<16} {estimate_text(peak, raw=True):>26} {estimate_text(metrics.success.share, pct=True):>20}"
-            f" {estimate_text(metrics.success.lr_width):>20} {estimate_text(q1, raw=True):>22} {diverged:>12}"
+            f"{arm:<16} {estimate_text(peak, raw=True, units=units):>26}"
+            f" {estimate_text(metrics.success.share, pct=True):>20} {estimate_text(metrics.success.lr_width):>20}"
+            f" {estimate_text(q1, raw=True, units=units):>22} {diverged:>12}"
         )
-    return "\n".join([*lines, *SUMMARY_LEGEND])
+    unit = "error rates in percent" if units.percent else "workload units"
+    return "\n".join([*lines, SUMMARY_LEGEND[0].format(unit=unit), *SUMMARY_LEGEND[1:]])
 
 
 SUMMARY_LEGEND = (
-    "best: the cell picked on validation, its median (workload units, lower is better) [its seeds' interval];",
+    "best: the cell picked on validation, its median ({unit}, lower is better) [its seeds' interval];",
     "success share: the share of the grid whose run reaches the target, per seed, averaged over seeds;",
     "lr width: per seed and β_init, the longest run of succeeding lrs in decades, averaged; E[best@1]: the",
     "expected score of one configuration drawn at random; diverged: runs that blew up, of those that ran",
@@ -276,24 +283,21 @@ def pair_lines(report: Any) -> list[str]:
             continue
         lines.append(f"{pair.arm_a} vs {pair.arm_b} (Δ > 0: {pair.arm_a} better; probabilities: {pair.arm_a} better):")
         for delta in [pair.primary, *pair.exploratory]:
-            lines.append("  " + delta_text(delta))
+            lines.append("  " + delta_text(delta, typed.units))
         lines.append("  " + pair.family)
     return lines
 
 
-def delta_text(delta: Delta) -> str:
-    """'primary  success_share  +0.23 [0.14, 0.31]  p=0.0004' and the like."""
+def delta_text(delta: Delta, units: Units = Units()) -> str:
+    """'primary  success_share  +23.0 pts [14.0, 31.0]  p=0.0004' and the like (``studies.units``)."""
     name = delta.figure + (f" k={delta.k}" if delta.k is not None else "")
     if delta.value is None:
         return f"{delta.role:<11} {name:<22} - ({delta.status.replace('_', ' ')})"
     interval = delta.interval
-    span = (
-        f"[{interval.low:.3g}, {interval.high:.3g}]"
-        if interval.low is not None and interval.high is not None
-        else f"(no interval: {interval.status.replace('_', ' ')})"
-    )
-    value = f"{delta.value:+.3g}" if delta.null == 0 else f"{delta.value:.3g}"
-    text = f"{delta.role:<11} {name:<22} {value:>8} {span}"
+    shown = units.delta(FIGURE_KINDS[delta.figure], delta.value, interval.low, interval.high)
+    if interval.low is None or interval.high is None:
+        shown += f" (no interval: {interval.status.replace('_', ' ')})"
+    text = f"{delta.role:<11} {name:<22} {shown}"
     if delta.role == "primary" and delta.p_value is not None:
         text += f"  p={delta.p_value:.2g}"
     elif delta.holm_p_value is not None:

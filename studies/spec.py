@@ -353,10 +353,11 @@ class StudySpec(_Strict):
         if value.mode != "packed" or info.data.get("workload") not in workload_names():
             return value
         name = info.data["workload"]
-        if not workload_entry(name).packs:
+        entry = workload_entry(name)
+        if not entry.packs:
             raise ValueError(
-                f"execution.mode 'packed' is not available for workload {name!r}: packing trains classifiers "
-                f"with in-memory data and the default loss; workloads that pack: {', '.join(packable_workloads())}"
+                f"execution.mode 'packed' is not available for workload {name!r}: {entry.why_not_packed}; "
+                f"workloads that pack: {', '.join(packable_workloads())}"
             )
         if isinstance(info.data.get("search"), OptunaSearchSpec):
             raise ValueError("execution.mode 'packed' runs grid studies; Optuna search proposes one point at a time")

@@ -73,8 +73,8 @@ def _heatmaps(
 ) -> dict[str, Any]:
     from matplotlib import colormaps
 
-    from studies.heatmaps import is_percent
     from studies.metrics import cell_tables, default_pairs
+    from studies.units import is_percent
 
     frame = analysis.scores_frame(engine, study.id, kind, progress)  # shared with /sensitivity of the same page
     axes = analysis.study_axes(spec, frame)
@@ -261,7 +261,7 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
             }
         )
     legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
-    from studies.heatmaps import is_percent
+    from studies.units import is_percent
 
     percent = is_percent(name, np.asarray(finite or [np.nan], dtype=float), fail)  # the PNG's rule, as /heatmaps
     return {"study_id": study_id, "split": split, "metric": name, "percent": percent, "legend": legend, "arms": arms}

@@ -7,7 +7,9 @@ or a test instead of silently dropping a sentence. The words follow ``docs/stati
 - every figure printed with digits carries its 95% interval, or says why it has none ("too few
   seeds: intervals from 8"); the variance shares say they describe these runs only;
 - the probabilities are a's chance of being better (null ½), the Δs are positive when the first arm
-  is better, and "significant" appears only with the family it was adjusted over (Holm).
+  is better, and "significant" appears only with the family it was adjusted over (Holm);
+- numbers read as everywhere else (``studies.units``): an error rate in percent, a difference of error
+  rates or of shares in percentage points (``+8.3 pts``), losses in their own units.
 
 Nothing here escapes HTML: the templates do (autoescape).
 """
@@ -15,7 +17,7 @@ Nothing here escapes HTML: the templates do (autoescape).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from studies.metrics.models import (
@@ -27,6 +29,7 @@ from studies.metrics.models import (
     PairReport,
     SensitivityReport,
 )
+from studies.units import FIGURE_KINDS, Units
 
 
 @dataclass(frozen=True)
@@ -39,14 +42,24 @@ class Line:
 
 @dataclass(frozen=True)
 class Context:
-    """What every sentence may need: the metric's name, the split, the target and the fewest seeds
-    an interval needs."""
+    """What every sentence may need: the metric's name, the split, the target, the fewest seeds
+    an interval needs and how the scores read (``units``)."""
 
     metric: str
     split: str
     raw_target: float | None
     target_source: str
     min_interval_seeds: int = 8
+    units: Units = field(default_factory=Units)
+
+    @property
+    def target(self) -> str:
+        """The target as a score ('2.6%' for an error rate)."""
+        return self.units.score(self.raw_target)
+
+    def gap(self, value: float) -> str:
+        """A difference of two scores: '1.2 pts' for an error rate, '0.034' for a loss."""
+        return self.units.number("score", value) + self.units.unit("score")
 
 
 def num(value: Any, digits: int = 3) -> str:
@@ -60,13 +73,6 @@ def num(value: Any, digits: int = 3) -> str:
     if not math.isfinite(number):
         return "–"
     return f"{number:.{digits}g}"
-
-
-def signed(value: float) -> str:
-    """A Δ with its sign: '+0.055', '-0.167', '0'."""
-    if value == 0:
-        return "0"
-    return ("+" if value > 0 else "-") + num(abs(value))
 
 
 def pct(value: Any) -> str:
@@ -93,26 +99,38 @@ def _reason(status: str, context: Context) -> str:
     return status.replace("_", " ")
 
 
-def interval_text(interval: Interval, context: Context, *, raw: bool = False, share: bool = False) -> str:
+def _shown(context: Context, *, raw: bool, share: bool, gap: bool) -> Any:
+    """How one figure's numbers read: a share in percent, a score (raw) in the study's units, a gap
+    between scores as a difference of them, anything else (decades) with 3 digits."""
+    return pct if share else context.units.score if raw else context.gap if gap else num
+
+
+def interval_text(
+    interval: Interval, context: Context, *, raw: bool = False, share: bool = False, gap: bool = False
+) -> str:
     """'95% interval [a, b]' (raw units for a score), or 'no interval: <why>'."""
     low, high = (interval.raw_low, interval.raw_high) if raw else (interval.low, interval.high)
     if low is None or high is None or interval.level is None:
         return f"no interval: {_reason(interval.status, context)}"
-    fmt = pct if share else num
+    fmt = _shown(context, raw=raw, share=share, gap=gap)
     return f"{level_pct(interval.level)} interval [{fmt(low)}, {fmt(high)}]"
 
 
-def estimate_text(estimate: Estimate, context: Context, *, raw: bool = False, share: bool = False) -> str:
-    """'41% (95% interval [33%, 49%], 8 seeds)'."""
+def estimate_text(
+    estimate: Estimate, context: Context, *, raw: bool = False, share: bool = False, gap: bool = False
+) -> str:
+    """'41% (95% interval [33%, 49%], 8 seeds)'; a score (``raw``) as '2.6%' for an error rate; a
+    difference of scores (``gap``) as '1.2 pts'."""
     value = estimate.raw_value if raw else estimate.value
     if value is None:
         return f"not estimated: {_reason(estimate.interval.status, context)}"
-    shown = pct(value) if share else num(value)
-    return f"{shown} ({interval_text(estimate.interval, context, raw=raw, share=share)}, {estimate.n_seeds} seeds)"
+    shown = _shown(context, raw=raw, share=share, gap=gap)(value)
+    interval = interval_text(estimate.interval, context, raw=raw, share=share, gap=gap)
+    return f"{shown} ({interval}, {estimate.n_seeds} seeds)"
 
 
 def _target(context: Context) -> str:
-    return f"{context.split} {context.metric} ≤ {num(context.raw_target)}"
+    return f"{context.split} {context.metric} ≤ {context.target}"
 
 
 def arm_lines(arm: ArmReport, context: Context) -> list[Line]:
@@ -162,7 +180,7 @@ def arm_lines(arm: ArmReport, context: Context) -> list[Line]:
             Line(
                 "lr sensitivity",
                 "a cell is on average worse than the best lr of its β_init by "
-                + estimate_text(arm.lr_sensitivity.pooled, context)
+                + estimate_text(arm.lr_sensitivity.pooled, context, gap=True)
                 + " (lower is more robust)",
             )
         )
@@ -178,7 +196,7 @@ def _peak(arm: ArmReport, context: Context) -> Line:
         return Line("Peak", f"not given: {why}")
     text = (
         f"the best cell (chosen on validation) is lr {num(p.lr)}, β_init {num(p.beta_init, 4)}: "
-        f"median {context.split} {context.metric} {num(p.raw_score)}"
+        f"median {context.split} {context.metric} {context.units.score(p.raw_score)}"
     )
     if p.n_tied > 1:
         text += f" (the mean of {p.n_tied} cells tied on validation)"
@@ -219,11 +237,17 @@ def delta_line(delta: Delta, a: str, context: Context) -> Line:
     label = FIGURE_NOUNS.get(delta.figure, delta.figure) + (f" (k={delta.k})" if delta.k is not None else "")
     if delta.value is None:
         return Line(label, f"not estimated: {_reason(delta.status, context)}")
-    interval = interval_text(delta.interval, context, share=delta.figure in ("success_share",))
+    kind = FIGURE_KINDS.get(delta.figure, "score")
     if delta.null == 0.5:
+        interval = interval_text(delta.interval, context, share=True)
         text = f"{pct(delta.value)} for {a} ({interval}; 50% = no difference)"
-    else:
-        text = f"Δ = {signed(delta.value)} (positive means {a} is better; {interval})"
+    else:  # '+8.3 pts (positive means a is better; 95% interval [-0.7, 17.4])', as the forest plot
+        units, iv = context.units, delta.interval
+        if iv.low is None or iv.high is None or iv.level is None:
+            interval = f"no interval: {_reason(iv.status, context)}"
+        else:
+            interval = f"{level_pct(iv.level)} interval [{units.number(kind, iv.low)}, {units.number(kind, iv.high)}]"
+        text = f"Δ = {units.delta(kind, delta.value)} (positive means {a} is better; {interval})"
     if delta.role == "primary":
         text += f"; p = {num(delta.p_value, 2)}" if delta.p_value is not None else ""
     elif delta.holm_p_value is not None:
@@ -267,6 +291,7 @@ def report_context(report: SensitivityReport, metric: str = "score") -> Context:
         raw_target=report.target.raw_value,
         target_source=report.target.source,
         min_interval_seeds=report.min_interval_seeds,
+        units=report.units,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import Engine
 
 from studies.results import TrialResult
+from studies.vocab import Split
 from studies.vocab.statuses import StudyStatus
 
 from ..analysis import study_spec
@@ -245,26 +246,25 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
         distinct = list(dict.fromkeys(e.split(": ", 1)[-1] for e in summary.errors))
         error = f"{summary.failed} trial(s) failed: " + "; ".join(distinct[:3])
     _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
-    _store_report(engine, study_id)
+    _store_report(engine, study_id, splits=("test",) if spec.full_train else ("test", "val"))
     return 0
 
 
-def _store_report(engine: Engine, study_id: str) -> None:
-    """Compute the finished study's sensitivity report and heatmaps (what its page shows first) and
-    store them (``service.db.report_store``): its first visitor does not wait seconds for them. Best
-    effort."""
+def _store_report(engine: Engine, study_id: str, *, splits: tuple[Split, ...] = ("test", "val")) -> None:
+    """Compute the finished study's sensitivity report and heatmaps on each split its page offers
+    (test first: what the page shows first; then validation, which the page switches to) and store them
+    (``service.db.report_store``): no visitor waits seconds for them (a 100k-trial study's validation
+    report took 10-21 s to compute on first view). A ``full_train`` study has no validation split.
+    Best effort."""
     from ..analysis import sensitivity
     from ..dashboard.data import heatmaps
 
-    reports = {
-        "sensitivity": lambda: sensitivity(engine, study_id, metric=None, split="test"),
-        "heatmaps": lambda: heatmaps(engine, study_id, metric=None, split="test"),
-    }
-    for name, report in reports.items():
-        try:
-            report()
-        except Exception:  # no figure possible (every trial failed, say): the page says why when asked
-            log.info("study %s: no %s stored", study_id, name, exc_info=True)
+    for split in splits:
+        for name, report in (("sensitivity", sensitivity), ("heatmaps", heatmaps)):
+            try:
+                report(engine, study_id, metric=None, split=split)
+            except Exception:  # no figure possible (every trial failed, say): the page says why when asked
+                log.info("study %s: no %s stored for %s", study_id, name, split, exc_info=True)
 
 
 def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes: bool = False) -> None:
@@ -308,29 +308,20 @@ def _finish(engine: Engine, study_id: str, status: StudyStatus, error: str | Non
         log.warning("study %s was deleted before it finished", study_id)
 
 
-# Trials × epochs of a CPU grid study that a warm local driver runs in its own process, one trial at
-# a time, rather than start a local Ray for it (8-13 s here before Ray's first result).
-SMALL_STUDY_EPOCHS = 200
-
-
 def driver_executor(settings: Settings, spec: Any, pending: int | None = None) -> Literal["inprocess", "ray"]:
     """Where the driver runs the trials: a local driver (no cluster) runs a packed CPU study (packed
     by default wherever its workload packs: ``studies.executors.execution_mode``) in its own
-    process, its packs in forked processes, one per core: no Ray to start, so the first results
-    come seconds sooner. With warm drivers it also runs a small CPU grid study (``pending`` trials ×
-    epochs ≤ ``SMALL_STUDY_EPOCHS``) in its own process. Everything else runs on Ray."""
+    process, its packs in forked processes, one per core, and a small CPU grid study (``pending``
+    trials × epochs ≤ ``settings.small_study_epochs``) in its own process, one trial after another: no Ray to
+    start (8-13 s before Ray's first result here), so the first results come seconds sooner.
+    Everything else runs on Ray."""
     from studies.executors import execution_mode
 
     local = settings.launcher == "local" and not settings.ray_address
     cpu_only = spec.resources.gpu == 0 and not spec.resources.custom
     packed_cpu = execution_mode(spec) == "packed" and cpu_only
-    small = (
-        settings.warm_drivers
-        and cpu_only
-        and spec.search.mode == "grid"
-        and pending is not None
-        and pending * spec.epochs <= SMALL_STUDY_EPOCHS
-    )
+    grid = spec.search.mode == "grid" and pending is not None
+    small = cpu_only and grid and (pending or 0) * spec.epochs <= settings.small_study_epochs
     return "inprocess" if local and (packed_cpu or small) else "ray"
 
 

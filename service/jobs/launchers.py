@@ -66,6 +66,10 @@ class Launcher(Protocol):
         """Get ready for the first launch (start what launches need) without launching anything."""
         ...
 
+    def close(self) -> None:
+        """Release what launching held (the warm process); drivers already running carry on."""
+        ...
+
 
 def driver_env(settings: Settings) -> dict[str, str]:
     """What a driver needs to reach the same database and data dir as the service."""
@@ -76,6 +80,7 @@ def driver_env(settings: Settings) -> dict[str, str]:
         "DEMONLAB_HEARTBEAT_SECONDS": str(settings.heartbeat_seconds),
         "DEMONLAB_STALE_AFTER_SECONDS": str(settings.stale_after_seconds),
         "DEMONLAB_WARM_DRIVERS": "1" if settings.warm_drivers else "0",
+        "DEMONLAB_SMALL_STUDY_EPOCHS": str(settings.small_study_epochs),
         "RAY_AUTH_MODE": settings.ray_auth_mode,
     }
     if settings.dataset_dir is not None:
@@ -105,6 +110,10 @@ class LocalLauncher:
         the first study: the scheduler's launcher does; one made only to stop a job does not."""
         if self._forkserver is not None:
             self._forkserver.start(self._env(), str(Path.cwd()))
+
+    def close(self) -> None:
+        if self._forkserver is not None:
+            self._forkserver.close()
 
     def _env(self) -> dict[str, str]:
         env = {**os.environ, **driver_env(self.settings)}
@@ -293,6 +302,9 @@ class RayJobLauncher:
 
     def warm(self) -> None:
         return None  # the cluster is already running
+
+    def close(self) -> None:
+        return None  # each call made its own client
 
 
 def _dashboard_url(address: str) -> str:

@@ -144,7 +144,9 @@ class Scheduler:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the loop (running studies carry on: their drivers are separate processes)."""
+        """Stop the loop and release the launcher's warm process (running studies carry on: their
+        drivers are separate processes)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.launcher.close()

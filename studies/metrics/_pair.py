@@ -29,6 +29,7 @@ from studies.metrics.models import (
     Role,
     VerdictSpec,
 )
+from studies.units import Units
 
 PROBABILITIES = ("win_probability", "improvement_matched", "improvement_any")
 ALPHA = 0.05
@@ -128,9 +129,11 @@ def pair_report(
     min_seeds: int = MIN_INTERVAL_SEEDS,
     *,
     chooses: bool = True,
+    units: Units = Units(),
 ) -> PairReport:
-    """Arm a (``reports[0]``) against arm b: every compared figure, the verdict and the family.
-    Without a validation split (``chooses`` false) the figures that choose cells are undefined."""
+    """Arm a (``reports[0]``) against arm b: every compared figure, the verdict (its numbers worded
+    in ``units``) and the family. Without a validation split (``chooses`` false) the figures that
+    choose cells are undefined."""
     a, b = reports
     n_cells = len(a.grid.lrs) * len(a.grid.betas)
     level = seeds[0].share.level
@@ -155,7 +158,7 @@ def pair_report(
         arm_b=b.arm,
         split=a.split,
         raw_target=raw_target,
-        verdict=verdict(a.arm, b.arm, primary, spec, never, _planning_se(figures[key], seeds, spec), min_seeds),
+        verdict=verdict(a.arm, b.arm, primary, spec, never, _planning_se(figures[key], seeds, spec), min_seeds, units),
         primary=primary,
         exploratory=exploratory,
         family=family_statement(primary, exploratory),

@@ -29,6 +29,7 @@ from studies.metrics.models import (
     Target,
     VerdictSpec,
 )
+from studies.units import Units, is_percent
 from studies.vocab import Split, arm
 
 DEFAULT_TARGET = (
@@ -101,8 +102,12 @@ def sensitivity_report(
     ks: tuple[int, ...] = DEFAULT_KS,
     split: str = "test",
     min_seeds: int = MIN_INTERVAL_SEEDS,
+    metric: str | None = None,
 ) -> SensitivityReport:
     """Every arm's figures and every pair's comparison and verdict.
+
+    ``metric``: the scores' name (``error``, ``loss``); an error rate's statements are worded in
+    percent and percentage points (``studies.units``; the numbers stay fractions). None: raw units.
 
     ``target``: the raw error (or loss) a run must reach (at most); None takes ``verdict.target``, then the
     default rule (``DEFAULT_TARGET``). ``verdict``: the primary figure, difference of interest and
@@ -117,6 +122,8 @@ def sensitivity_report(
         grids, target if target is not None else spec.target, y_fail, checked
     )
     chooses = has_validation(grids)
+    percent = metric is not None and is_percent(metric, scores[checked].to_numpy(dtype=float), y_fail)
+    units = Units(percent=percent)
     ks_used = check_ks(ks, axes.n_cells)
     bounds = axes.lr_bounds()
     seeds = {
@@ -150,12 +157,14 @@ def sensitivity_report(
                 target_model.raw_value,
                 min_seeds,
                 chooses=chooses,
+                units=units,
             )
         )
     return SensitivityReport(
         selected_on="val" if chooses else None,
         split=checked,
         y_fail=float(y_fail),
+        score_unit="percent" if percent else "raw",
         target=target_model,
         min_interval_seeds=min_seeds,
         interval_method=T_INTERVAL,

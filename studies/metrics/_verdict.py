@@ -15,7 +15,8 @@ import math
 from scipy.stats import nct
 from scipy.stats import t as student_t
 
-from studies.metrics.models import LEVEL, Delta, Interval, Outcome, Verdict, VerdictSpec
+from studies.metrics.models import LEVEL, Delta, Outcome, Verdict, VerdictSpec
+from studies.units import FIGURE_KINDS, Units
 
 MAX_SEEDS_PLANNED = 10_000
 
@@ -78,16 +79,6 @@ def seeds_needed(sd: float, difference: float, level: float, wanted_power: float
     return high
 
 
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "?" if x is None else f"{x:+.{digits}g}" if x else "0"
-
-
-def _span(interval: Interval) -> str:
-    return (
-        f"[{interval.low:.2g}, {interval.high:.2g}]" if interval.low is not None and interval.high is not None else ""
-    )
-
-
 def verdict(
     arm_a: str,
     arm_b: str,
@@ -96,9 +87,11 @@ def verdict(
     never: list[str],
     se_plan: float,
     min_seeds: int,
+    units: Units = Units(),
 ) -> Verdict:
     """The pair's verdict. ``never``: the pair's arms that never trained; ``se_plan`` the primary
-    Δ's standard error for planning (its per-seed spread over √seeds, never 0)."""
+    Δ's standard error for planning (its per-seed spread over √seeds, never 0). ``units``: how the
+    statement shows the numbers (``studies.units``: shares and error rates in percentage points)."""
     n, d = primary.n_seeds, spec.difference
     base = Verdict(
         outcome="inconclusive_too_few_seeds",
@@ -121,27 +114,33 @@ def verdict(
     mde = smallest_detectable(se_plan, n, level, spec.power) if ok else None
     numbers = {"delta": primary.value, "interval": primary.interval, "level": level, "seeds_needed": needed}
     numbers["smallest_detectable_difference"] = mde
+    kind = FIGURE_KINDS[spec.primary]
+
+    def size(x: float | None) -> str:  # a magnitude of the primary Δ ('10.0 pts', '0.5')
+        return "?" if x is None else units.number(kind, x) + units.unit(kind)
+
     noun = NOUNS[spec.primary] + (f" (k={spec.primary_k})" if spec.primary_k else "")
-    head = f"Δ {noun} = {_fmt(primary.value)} (> 0: {arm_a} better)"
+    orient = f"> 0: {arm_a} better"
     power = f"{spec.power:.0%} power"
     if not ok:
         why = "too few seeds for an interval" if primary.interval.status == "too_few_seeds" else "no interval"
         plan = f"about {needed} seeds" if needed else f"at least {min_seeds} seeds"
-        said = f"Inconclusive ({why}, {n} seeds): {head}; {plan} would detect a Δ of {d:g} with {power}."
+        head = f"Δ {noun} = {units.delta(kind, primary.value)} ({orient})"
+        said = f"Inconclusive ({why}, {n} seeds): {head}; {plan} would detect a Δ of {size(d)} with {power}."
         return base.model_copy(update={"statement": said, **numbers})
     low, high = primary.interval.low or 0.0, primary.interval.high or 0.0
-    span = f"{level:.0%} interval {_span(primary.interval)}, {n} seeds"
+    head = f"Δ {noun} = {units.delta(kind, primary.value, low, high)} ({level:.0%} interval, {n} seeds; {orient})"
     if low > 0 or high < 0:
         better, worse = (arm_a, arm_b) if low > 0 else (arm_b, arm_a)
         outcome: Outcome = "a_less_sensitive" if low > 0 else "b_less_sensitive"
-        said = f"{better} is less sensitive than {worse}: {head}, {span}."
+        said = f"{better} is less sensitive than {worse}: {head}."
         return base.model_copy(update={"outcome": outcome, "statement": said, "winner": better, **numbers})
     if mde is not None and mde <= d:
-        said = f"No detectable difference: {head}, {span}; this study detects a Δ of {mde:.2g} or more with {power}."
+        said = f"No detectable difference: {head}; this study detects a Δ of {size(mde)} or more with {power}."
         return base.model_copy(update={"outcome": "no_detectable_difference", "statement": said, **numbers})
     plan = f"about {needed} seeds would" if needed else f"more than {MAX_SEEDS_PLANNED} seeds would"
-    said = f"Inconclusive: {head}, {span}; it detects only a Δ of {_fmt(mde)} or more with {power}"
-    said += f", and {plan} detect {d:g}."
+    said = f"Inconclusive: {head}; it detects only a Δ of {size(mde)} or more with {power}"
+    said += f", and {plan} detect {size(d)}."
     return base.model_copy(update={"statement": said, **numbers})
 
 

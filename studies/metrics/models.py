@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from studies.units import Units
+
 METRICS_VERSION = 4
 LEVEL = 0.95
 POSITIVE_MEANS = "arm_a is better"
@@ -366,6 +368,11 @@ class SensitivityReport(_Model):
     )
     split: str
     y_fail: float
+    score_unit: Literal["percent", "raw"] = Field(
+        default="raw",
+        description="how people read the scores: 'percent' for an error rate (shown in percent, its "
+        "differences in percentage points, as the statements are worded); every number here stays a raw fraction",
+    )
     target: Target
     level: float = LEVEL
     min_interval_seeds: int = Field(description="fewer seeds than this: no interval (too_few_seeds)")
@@ -376,6 +383,11 @@ class SensitivityReport(_Model):
     grid: GridAxesModel
     arms: dict[str, ArmReport]
     pairs: list[PairReport | PairError]
+
+    @property
+    def units(self) -> Units:
+        """How the report's numbers read for people (``score_unit``; ``studies.units``)."""
+        return Units(percent=self.score_unit == "percent")
 
 
 # --- across studies -----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class WorkloadEntry:
 
     ``target`` is ``"module:Class"`` of its ``studies.workloads.Workload``; ``metric_name`` what its
     metric is ("error", "perplexity", "nll"); ``packs`` whether ``studies.packed`` can train its trials
+    (``why_not_packed`` says why not, in a spec's error)
     as one batched model (a test checks it against ``studies.packed.packing_problem``). Its
     parameters' model (``workload_params.PARAMS``) gives its chance levels: the score of a diverged
     trial (y_fail).
@@ -50,6 +51,7 @@ class WorkloadEntry:
     target: str
     metric_name: str = "error"
     packs: bool = False
+    why_not_packed: str = "packing trains classifiers with in-memory data and the default loss"
 
     def params(self, values: Mapping[str, Any] | None = None) -> WorkloadParams:
         """The workload's parameter model with ``values`` (``ValidationError`` naming a bad key)."""
@@ -62,17 +64,42 @@ class WorkloadEntry:
         return self.params(values).chance_levels()
 
 
+_READS_IMAGES = "its images are read one by one with augmentation (packing needs in-memory tensors)"
+_OWN_LOSS = "it has its own loss and evaluation (packing runs classifiers with the default cross-entropy)"
+
 WORKLOAD_ENTRIES: dict[str, WorkloadEntry] = {
     entry.name: entry
     for entry in (
         WorkloadEntry("synthetic", "studies.workloads.synthetic:Synthetic", packs=True),
         WorkloadEntry("digits_mlp", "studies.workloads.digits:DigitsMLP", packs=True),
         WorkloadEntry("digits_cnn", "studies.workloads.digits:DigitsCNN", packs=True),
-        WorkloadEntry("cifar10_resnet20", "studies.workloads.resnet:Cifar10ResNet20"),
-        WorkloadEntry("cifar100_vgg16", "studies.workloads.vgg:Cifar100VGG16"),
-        WorkloadEntry("stl10_wrn16_8", "studies.workloads.wrn:Stl10WRN16x8"),
-        WorkloadEntry("mnist_vae", "studies.workloads.vae:MnistVAE", "nll"),
-        WorkloadEntry("ptb_lstm", "studies.workloads.ptb:PtbLSTM", "perplexity"),
+        WorkloadEntry(
+            "cifar10_resnet20",
+            "studies.workloads.resnet:Cifar10ResNet20",
+            why_not_packed=_READS_IMAGES,
+        ),
+        WorkloadEntry(
+            "cifar100_vgg16",
+            "studies.workloads.vgg:Cifar100VGG16",
+            why_not_packed=_READS_IMAGES,
+        ),
+        WorkloadEntry(
+            "stl10_wrn16_8",
+            "studies.workloads.wrn:Stl10WRN16x8",
+            why_not_packed=_READS_IMAGES,
+        ),
+        WorkloadEntry(
+            "mnist_vae",
+            "studies.workloads.vae:MnistVAE",
+            "nll",
+            why_not_packed=_OWN_LOSS,
+        ),
+        WorkloadEntry(
+            "ptb_lstm",
+            "studies.workloads.ptb:PtbLSTM",
+            "perplexity",
+            why_not_packed=_OWN_LOSS,
+        ),
         WorkloadEntry("wine_mlp", "studies.workloads.tabular:WineMLP", packs=True),
         WorkloadEntry("breast_cancer_mlp", "studies.workloads.tabular:BreastCancerMLP", packs=True),
         WorkloadEntry("synthetic_family", "studies.workloads.synthetic_family:SyntheticFamily", packs=True),

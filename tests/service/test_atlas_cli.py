@@ -29,7 +29,7 @@ def free_port() -> int:
 def atlas(data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEMONLAB_")}
     env["DEMONLAB_DATA_DIR"] = str(data_dir)
-    command = [str(CLI), "atlas", "--suite", "smoke", "--seeds", "6", "--port", str(free_port())]
+    command = [str(CLI), "atlas", "--suite", "smoke", "--seeds", "8", "--port", str(free_port())]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
@@ -38,14 +38,14 @@ def test_atlas_command_writes_the_report_and_resumes(tmp_path: Path) -> None:
     first = atlas(data_dir)
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    assert "atlas smoke-s6: 4 studies, 360 trials (0 already done)" in out
+    assert "atlas smoke-s8: 4 studies, 480 trials (0 already done)" in out
     assert re.search(r"demon_sgdm vs sgdm_step\s+[-+]\d\.\d{3}\s+\[[-+]\d\.\d{3}, [-+]\d\.\d{3}\]\s+2 ", out), out
     assert "less sensitive in" in out
     assert "of 2 workloads" in out
-    assert re.search(r"atlas smoke-s6 done: \d+ s from submission to report", out)
-    assert "reproduce: demonlab atlas --suite smoke --seeds 6" in out
+    assert re.search(r"atlas smoke-s8 done: \d+ s from submission to report", out)
+    assert "reproduce: demonlab atlas --suite smoke --seeds 8" in out
 
-    folder = data_dir / "atlas" / "smoke-s6"
+    folder = data_dir / "atlas" / "smoke-s8"
     assert_self_contained((folder / "report.html").read_text())
     result = json.loads((folder / "atlas.json").read_text())
     assert result["status"] == "done"
@@ -55,7 +55,7 @@ def test_atlas_command_writes_the_report_and_resumes(tmp_path: Path) -> None:
 
     second = atlas(data_dir)  # resume: everything exists and is finished
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "atlas smoke-s6: 4 studies, 360 trials (360 already done)" in second.stdout
+    assert "atlas smoke-s8: 4 studies, 480 trials (480 already done)" in second.stdout
     again = json.loads((folder / "atlas.json").read_text())
     assert [c["pooled"] for c in again["comparisons"]] == [c["pooled"] for c in result["comparisons"]]
     assert {s["id"] for c in again["cells"] for s in c["studies"]} == {

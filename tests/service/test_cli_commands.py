@@ -26,11 +26,12 @@ from sqlalchemy import Engine, update
 from test_http import ARMS, BETAS, LRS, SMOKE_SPEC_PATH, cli, cli_submit, complete, record_all, result_for
 
 from service.client import DemonlabClient
-from service.console import STARTING, Progress, follow
+from service.console import STARTING, Progress, compare_table, follow
 from service.db import ApiToken, StudyStatus, dal, session_scope
 from service.schemas import StudyPublic
 from service.settings import clear_settings_cache
 from studies.results import TrialKey, TrialResult, TrialStatus
+from studies.units import Units
 
 LiveServer = Callable[..., AbstractContextManager[str]]
 
@@ -92,8 +93,10 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     pairs = json.loads(out)
     assert [(p["arm_a"], p["arm_b"]) for p in pairs] == [("demon_sgdm", "sgdm_step")]
     verdict, primary = pairs[0]["verdict"], pairs[0]["primary"]
-    # the table shows what the JSON says: the outcome, the primary figure and its Δ
-    assert lines[1].split()[3:6] == [verdict["outcome"], primary["figure"], f"{primary['value']:.3g}"]
+    # the table shows what the JSON says: the outcome, the primary figure and its Δ (a share's, in points)
+    assert lines[1].split()[3:5] == [verdict["outcome"], primary["figure"]]
+    interval = primary["interval"]
+    assert Units().delta("share", primary["value"], interval["low"], interval["high"]) in lines[1]
     assert lines[2] == f"demon_sgdm vs sgdm_step: {verdict['statement']}"
 
     code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server)
@@ -540,3 +543,37 @@ def test_token_create_says_where_it_stored_the_token_and_whether_the_server_know
     code, _, err = cli(capsys, "token", "create", "--name", "nowhere", "--url", "http://127.0.0.1:9")
     assert code == 0
     assert "no server answered at http://127.0.0.1:9 to check the token against" in err
+
+
+def test_the_compare_table_reads_as_the_study_page() -> None:
+    """An error-rate study's primary Δ and the smallest Δ it detects, in percentage points."""
+    import numpy as np
+    import pandas as pd
+
+    from studies.metrics import GridAxes, sensitivity_report
+    from studies.metrics.models import PairReport
+
+    errors = np.random.default_rng(3).normal(0, 0.02, (2, 8, 3, 2)) + np.array([[0.3, 0.25], [0.12, 0.1], [0.4, 0.35]])
+    errors[1] += 0.15  # sgdm_step worse everywhere
+    scores = pd.DataFrame(
+        [
+            {"arm": arm, "lr": LRS[i], "beta_init": BETAS[j], "seed": s, "status": "completed", "val": v, "test": v}
+            for arm, cube in zip(("demon_sgdm", "sgdm_step"), errors, strict=True)
+            for (s, i, j), v in np.ndenumerate(cube)
+        ]
+    )
+    axes = GridAxes(LRS, BETAS, tuple(range(8)))
+    report = sensitivity_report(scores, axes, 1.0, target=0.2, metric="error")
+    (pair,) = report.pairs
+    assert isinstance(pair, PairReport)
+    iv = pair.primary.interval
+    assert pair.primary.value is not None
+    assert iv.low is not None
+    assert iv.high is not None
+    text = compare_table([pair], report.units)
+    row = next(line for line in text.splitlines() if line.startswith("demon_sgdm vs sgdm_step "))
+    assert Units(percent=True).delta("share", pair.primary.value, iv.low, iv.high) in row  # "+41.7 pts [30.2, 53.1]"
+    detects = pair.verdict.smallest_detectable_difference
+    assert detects is not None
+    assert f" {100 * detects:.1f} pts " in row
+    assert "percentage points (pts)" in text

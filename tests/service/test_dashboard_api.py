@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from service.dashboard import words
 from service.db import dal, session_scope
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
+from studies.units import Units, points
 
 ARMS = ("demon_sgdm", "sgdm_step")
 
@@ -254,10 +255,10 @@ def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
     fragment = api.get(f"/studies/{study_id}/figures")
     assert fragment.status_code == 200
     text = page_text(fragment.text)
-    target = report["target"]
+    target, units = report["target"], Units(percent=report["score_unit"] == "percent")  # as the study page reads
     assert (
-        f"A run succeeds when its test {metric} is at most {words.num(target['raw_value'])} ({target['source']})"
-        in text
+        f"A run succeeds when its test {metric} is at most {units.score(target['raw_value'])} ({target['source']})"
+        in (text)
     )
     assert "Δ > 0 means the first arm is better" in text
     assert "Metrics version 4." in text
@@ -273,9 +274,7 @@ def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
         assert verdict["outcome"] == "inconclusive_too_few_seeds"
         assert f"({seeds} seeds)" not in verdict["statement"] or "seeds would detect" in verdict["statement"]
     primary = pair["primary"]
-    said = (
-        f"Primary: share of the grid reaching the target: Δ = +{words.num(primary['value'])} (positive means demon_sgdm"
-    )
+    said = f"Primary: share of the grid reaching the target: Δ = {points(primary['value'])} (positive means demon_sgdm"
     assert said in text
     assert pair["family"] in text
     # "significant" only with its family: the family statement itself, or a figure that passed Holm in it
@@ -285,7 +284,7 @@ def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
     for arm, figures in report["arms"].items():
         peak, share = figures["peak"], figures["success"]["share"]
         where = f"lr {words.num(peak['lr'])}, β_init {words.num(peak['beta_init'], 4)}"
-        assert f"{where}: median test {metric} {words.num(peak['raw_score'])}, " in arm_text, arm
+        assert f"{where}: median test {metric} {units.score(peak['raw_score'])}, " in arm_text, arm
         if enough:
             low, high = share["interval"]["low"], share["interval"]["high"]
             expected = (
@@ -345,7 +344,7 @@ def test_words_of_a_never_trained_arm_and_of_probabilities() -> None:
 def test_heatmaps_in_report_order_with_difference_maps_and_the_png_units(
     api: TestClient, smoke_spec: dict[str, Any]
 ) -> None:
-    from studies.heatmaps import is_percent
+    from studies.units import is_percent
 
     study_id = submit(api, smoke_spec | {"arms": ["sgdm_step", "demon_sgdm"]})  # spec order ≠ report order
     keys = [TrialKey(a, lr, b, s) for a in ARMS for lr in (0.01, 0.1, 1.0) for b in (0.8, 0.9) for s in (0, 1)]
@@ -435,7 +434,7 @@ def test_submit_page_text_matches_its_select(api: TestClient) -> None:
     selected = re.search(r'<option value="([^"]+)" selected>', page)
     assert selected is not None
     example = (Path(__file__).resolve().parents[2] / "studies" / "examples" / f"{selected.group(1)}.yaml").read_text()
-    assert html.escape(example, quote=False).strip() in page
+    assert example.strip() in html.unescape(page)  # the textarea holds the file as it is (apostrophes too)
 
 
 def test_trials_sorted_by_a_column(api: TestClient, smoke_spec: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from playwright.sync_api import expect
 
 from service.db import dal, session_scope
 from studies.results import TrialKey
+from studies.units import Units, points
 
 pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
 
@@ -175,20 +176,20 @@ def test_study_page_live_progress_heatmap_hover_and_trials(server: Server, page:
     page.wait_for_selector("#figures .arm-figures")
     report = server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()
     figures = page.locator("#figures").inner_text()
-    assert f"A run succeeds when its test error is at most {js_num(report['target']['raw_value'], 3)}" in figures
+    units = Units(percent=report["score_unit"] == "percent")  # an error rate: in percent, as the maps
+    assert report["score_unit"] == "percent"
+    assert f"A run succeeds when its test error is at most {units.score(report['target']['raw_value'])}" in figures
     for arm in ARMS:
         peak = report["arms"][arm]["peak"]
-        said = f"median test error {js_num(peak['raw_score'], 3)}, no interval: too few seeds (intervals from 8)"
+        said = f"median test error {units.score(peak['raw_score'])}, no interval: too few seeds (intervals from 8)"
         assert said in page.locator(".arm-figures", has_text=arm).inner_text()
     assert page.locator("#figures .pair-figures h3").inner_text() == "demon_sgdm vs sgdm_step"
     pair = page.locator("#figures .pair-figures").inner_text()
     (compared,) = report["pairs"]
     assert f"Verdict: {compared['verdict']['statement']}" in pair
     assert compared["verdict"]["outcome"] == "inconclusive_too_few_seeds"  # 3 seeds: no interval
-    value = compared["primary"]["value"]
-    sign = "0" if value == 0 else ("+" if value > 0 else "-") + js_num(abs(value), 3)
     assert (
-        f"Primary: share of the grid reaching the target: Δ = {sign} "
+        f"Primary: share of the grid reaching the target: Δ = {points(compared['primary']['value'])} "
         "(positive means demon_sgdm is better; no interval: too few seeds (intervals from 8))"
     ) in pair
     assert "95% interval" not in pair  # 3 seeds: no interval is claimed

@@ -29,7 +29,7 @@ from sqlalchemy import Engine, func, select
 from service.cli import main
 from service.client import DemonlabClient
 from service.db import Trial, TrialEpoch, session_scope
-from service.jobs.optuna_record import optuna_url
+from service.jobs.optuna_record import optuna_study_name, optuna_url
 from service.schemas import StudyPublic
 from service.settings import Settings
 from studies.results import TrialStatus
@@ -153,7 +153,8 @@ class Service:
         return "\n".join(parts) or "no driver logs"
 
     def log_files(self) -> list[Path]:
-        return sorted((self.data_dir / "logs").glob("*.log"))
+        """The drivers' logs, one per launch (not the warm process's own)."""
+        return sorted(p for p in (self.data_dir / "logs").glob("*.log") if p.name != "forkserver.log")
 
     def trials(self, study_id: str) -> list[Trial]:
         with session_scope(self.engine, read_only=True) as session:
@@ -246,7 +247,8 @@ def test_study_runs_to_completion(
     database_url = service.engine.url.render_as_string(hide_password=False)
     storage = optuna.storages.RDBStorage(optuna_url(Settings(data_dir=service.data_dir, database_url=database_url)))
     for arm in ("demon_sgdm", "sgdm_step"):
-        stored = optuna.load_study(study_name=f"{created.id}:{arm}", storage=storage).get_trials()
+        name = optuna_study_name(created.id, arm, search=False, name=study.name)
+        stored = optuna.load_study(study_name=name, storage=storage).get_trials()
         assert sorted((t.params["lr"], t.params["beta_init"], t.user_attrs["seed"]) for t in stored) == sorted(
             (t.lr, t.beta_init, t.seed) for t in trials if t.arm == arm
         )

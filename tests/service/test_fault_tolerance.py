@@ -136,7 +136,8 @@ def test_a_ray_worker_killed_mid_trial_is_retried_and_every_trial_is_stored_once
 ) -> None:
     data_dir = reaper
     spec = synthetic_spec("kill-a-worker", lrs=(0.01, 0.05, 0.1, 0.2), epochs=EPOCHS, n_train=16384)
-    with live_server(run_scheduler=True) as url, DemonlabClient(url) as client:
+    # a small study: on Ray only because it is asked for (small_study_epochs=0), since Ray is the subject
+    with live_server(run_scheduler=True, small_study_epochs=0) as url, DemonlabClient(url) as client:
         study_id = client.submit(spec).id
         running = wait_for_study(client, study_id, timeout=60, until=lambda s: s.job_id is not None)
         driver = _driver_pid(running.job_id)

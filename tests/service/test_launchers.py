@@ -6,7 +6,8 @@ the study's trials wait on a hold file, so "running" is a state the test holds, 
 timing. The contract: a launch returns a job id the launcher owns (and no other kind does); the
 driver really drives the study (it heartbeats); ``is_alive`` is true while it runs and turns false
 once it is stopped, or once it has finished by itself; a job ``reap`` reports is gone; stopping a
-job that is gone is not an error; ``warm`` launches nothing.
+job that is gone is not an error; ``warm`` launches nothing; ``close`` (the scheduler stopping) lets
+running drivers run on and ends the warm process.
 """
 
 from __future__ import annotations
@@ -106,8 +107,7 @@ def rig(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Rig]:
         stack.callback(engine.dispose)
         stack.callback(reap_data_dir, data_dir)
         launcher: Launcher = RayJobLauncher(settings) if kind == "ray" else LocalLauncher(settings)
-        if isinstance(launcher, LocalLauncher) and launcher._forkserver is not None:
-            stack.callback(launcher._forkserver.close)
+        stack.callback(launcher.close)
         yield Rig(launcher, settings, engine, data_dir / "hold")
 
 
@@ -129,6 +129,12 @@ def test_a_launched_driver_runs_until_stopped(rig: Rig) -> None:
     rig.eventually(lambda: rig.heartbeat_seen(study_id), "the driver's first heartbeat")
     assert rig.launcher.is_alive(job)
     assert rig.status(study_id) is StudyStatus.RUNNING
+    warm = getattr(getattr(rig.launcher, "_forkserver", None), "_process", None)
+
+    rig.launcher.close()  # what the scheduler does when it stops: running drivers carry on
+    assert rig.launcher.is_alive(job)
+    if warm is not None:  # the warm process itself exits
+        assert warm.wait(timeout=30) is not None
 
     rig.launcher.stop(job)
     rig.eventually(lambda: not rig.launcher.is_alive(job), "the stopped driver to be gone")

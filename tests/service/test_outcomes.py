@@ -121,7 +121,7 @@ def test_submit_wait_exits_non_zero_unless_every_trial_ran(
         waiter.join(timeout=30)
     assert result == [code]
     out = capsys.readouterr().out
-    assert out.splitlines()[-1] == f"study {study_id}: {status}"
+    assert out.splitlines()[-1] == f"study {study_id}: {status.replace('_', ' ')}"  # as a person reads it
 
 
 def _the_queued_study(engine: Engine) -> str:

@@ -7,6 +7,7 @@ Before this, every result a running study recorded made each reader recompute it
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any
@@ -17,6 +18,7 @@ from test_api import all_keys, claim, engine_of, finish, make_result, submit
 
 from service.db import dal, session_scope
 from service.report_cache import COMPUTE_NICENESS, ReportCache, reports
+from service.settings import Settings
 from studies.results import TrialKey
 
 
@@ -166,3 +168,30 @@ def test_a_finished_studys_report_is_stored_and_survives_a_restart(api: TestClie
     assert stored() == 2
     assert api.delete(f"/api/v1/studies/{study_id}").status_code == 204
     assert stored() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the store is tested on both databases above
+def test_the_driver_stores_the_reports_of_both_splits_its_page_offers(
+    api: TestClient, smoke_spec: dict[str, Any], settings: Settings
+) -> None:
+    """When a study ends, its driver stores the sensitivity report and the heatmaps on test and on
+    validation: switching the page to validation recomputed for 10-21 s on a big study before."""
+    from sqlalchemy import select
+
+    from service.db.models import StudyReport
+    from service.jobs.driver import execute
+
+    study_id = submit(api, smoke_spec)
+    claim(engine_of(api))
+    assert execute(study_id, settings) == 0  # trains the 24 trials, finishes and stores the reports
+    with session_scope(engine_of(api), read_only=True) as session:
+        keys = session.scalars(select(StudyReport.key).where(StudyReport.study_id == study_id)).all()
+    stored = {(json.loads(key)[0], json.loads(key)[3]) for key in keys}  # (what, study, metric, split, ...)
+    assert stored == {(what, split) for what in ("sensitivity", "dashboard-heatmaps") for split in ("test", "val")}
+    reports.forget(study_id)  # a restarted server: nothing in memory
+    before = reports.computations
+    for split in ("val", "test"):
+        assert api.get(f"/api/v1/studies/{study_id}/sensitivity?split={split}").status_code == 200
+        assert api.get(f"/api/v1/studies/{study_id}/heatmaps?split={split}").status_code == 200
+    assert reports.computations == before  # every answer read back from the store, none computed

@@ -72,7 +72,8 @@ def test_a_forked_driver_runs_a_study_in_its_own_session_with_its_log(warm: Serv
     assert study.status == "completed", warm.logs()
     assert study.progress.done == 16
     assert_each_key_once(warm.engine, created.id)
-    assert sorted(p.name for p in warm.log_files()) == [f"{created.id}-1.log", "forkserver.log"]
+    assert [p.name for p in warm.log_files()] == [f"{created.id}-1.log"]
+    assert (warm.data_dir / "logs" / "forkserver.log").exists()
     deadline = time.monotonic() + 10
     while not is_gone(pid):  # the fork server collected it: no zombie left
         assert time.monotonic() < deadline
@@ -102,7 +103,7 @@ def test_a_killed_forked_driver_is_relaunched_and_resumes_its_packs(warm: Servic
 def test_a_small_per_trial_study_runs_in_the_forked_driver_without_ray(
     warm: Service, smoke_spec: dict[str, object]
 ) -> None:
-    """24 trials × 2 epochs ≤ SMALL_STUDY_EPOCHS: one trial after another in the driver, no Ray."""
+    """24 trials × 2 epochs ≤ small_study_epochs (200): one trial after another in the driver, no Ray."""
     created = warm.client.submit(smoke_spec | PER_TRIAL)
     _forked_driver(warm, created.id)
     study = warm.wait_for(created.id, finished)
@@ -112,12 +113,13 @@ def test_a_small_per_trial_study_runs_in_the_forked_driver_without_ray(
     assert_each_key_once(warm.engine, created.id)
     assert {t.status for t in trials} <= set(RESULTS)
     assert all("/" not in (t.node or "") for t in trials)  # not on Ray
+    assert {t.attempts for t in trials} == {1}  # each marked running once as it started, as on Ray
 
 
 def test_a_per_trial_study_starts_its_own_ray_from_a_forked_driver(
     warm: Service, smoke_spec: dict[str, object]
 ) -> None:
-    """24 trials × 10 epochs > SMALL_STUDY_EPOCHS: the forked driver starts a local Ray."""
+    """24 trials × 10 epochs > small_study_epochs (200): the forked driver starts a local Ray."""
     created = warm.client.submit(smoke_spec | PER_TRIAL | {"name": "warm-ray", "epochs": 10})
     driver = _forked_driver(warm, created.id)
     study = warm.wait_for(created.id, finished)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from service.cli import main
+from studies.units import Units, percent
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "studies" / "examples" / "synthetic_smoke.yaml"
@@ -79,15 +80,15 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
     (pair,) = metrics["pairs"]
     assert printed.startswith(f"VERDICT demon_sgdm vs sgdm_step: {pair['verdict']['statement']}\n")  # the answer first
     assert pair["verdict"]["outcome"] == "inconclusive_too_few_seeds"  # two seeds: no interval
-    target = metrics["target"]["raw_value"]
-    assert f"success: a run reaches the target test <= {target:.3g}" in printed  # the target beside the shares
+    units = Units(percent=metrics["score_unit"] == "percent")  # an error rate reads in percent, as on the page
+    assert f"success: a run reaches the target test <= {units.score(metrics['target']['raw_value'])}" in printed
     table = printed[printed.index("best test") :].splitlines()
     rows = {line.split()[0]: line for line in table[1:3]}
     assert set(rows) == {"demon_sgdm", "sgdm_step"}
     for arm, line in rows.items():  # every column filled from metrics.json
         figures = metrics["arms"][arm]
-        assert float(line.split()[1]) == pytest.approx(figures["peak"]["raw_score"], rel=1e-3)
-        assert f"{100 * figures['success']['share']['value']:.0f}% (no interval: too few seeds)" in line
+        assert line.split()[1] == units.score(figures["peak"]["raw_score"])
+        assert f"{percent(figures['success']['share']['value'])} (no interval: too few seeds)" in line
         diverged = figures["coverage"]["n_diverged"]
         assert line.endswith(f"{diverged}/{diverged + figures['coverage']['n_completed']}")
     assert f"outputs in {out}/" in printed

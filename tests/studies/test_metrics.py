@@ -452,7 +452,7 @@ def test_too_few_seeds_says_how_many_would_do() -> None:
     assert verdict.outcome == "inconclusive_too_few_seeds"
     assert verdict.seeds_needed is not None
     assert verdict.seeds_needed >= 8
-    assert f"about {verdict.seeds_needed} seeds would detect a Δ of 0.1 with 80% power" in verdict.statement
+    assert f"about {verdict.seeds_needed} seeds would detect a Δ of 10.0 pts with 80% power" in verdict.statement
     assert pair.primary.interval.status == "too_few_seeds"
 
 
