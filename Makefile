@@ -6,6 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 WORK := .work
+# The suite runs on every core (pytest-xdist; tests that share a resource carry an xdist_group) and
+# names its 20 slowest tests at the end, so CI shows where the time goes.
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadgroup --durations=20
 
 .PHONY: venv run test test-fast lint format services bench clean
 
@@ -25,10 +29,10 @@ run: venv
 	$(VENV)/bin/demonlab demo
 
 test: venv services
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 test-fast: venv
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

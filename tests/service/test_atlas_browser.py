@@ -20,7 +20,8 @@ from test_atlas import run_queued
 
 from service.settings import Settings
 
-pytestmark = pytest.mark.slow
+# The module shares a module-scoped browser: one xdist worker runs it all
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_atlas_browser")]
 
 ALL_IMAGES_LOADED = "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
 

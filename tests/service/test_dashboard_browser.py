@@ -39,7 +39,9 @@ from service.db import dal, session_scope
 from studies.results import TrialKey
 from studies.units import Units, points
 
-pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
+# The module shares a module-scoped browser: one xdist worker runs it all
+# A browser and a server subprocess per test: ~10 s each.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_dashboard_browser")]
 
 
 def pct1(value: float) -> str:

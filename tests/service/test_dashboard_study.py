@@ -34,7 +34,9 @@ from dashboard_helpers import (
 )
 from playwright.sync_api import expect
 
-pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
+# The module shares a module-scoped browser: one xdist worker runs it all
+# A browser and a server subprocess per test: ~10 s each.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_dashboard_study")]
 
 
 def finished_study(server: Server, name: str = "landscape", seeds: int = 3) -> str:
