@@ -17,6 +17,13 @@ from sqlalchemy import Engine, inspect, text
 from service.db import Base, is_at_head, make_engine, upgrade_to_head
 from service.db.migrations import VERSION_TABLE, alembic_config, head_revisions
 
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """Here every database starts empty, with no schema (elsewhere tests get one at head): these tests
+    migrate it themselves, and so do the fixtures built on it (``engine``, ``api_factory``)."""
+    return empty_db_url
+
+
 TABLES = {"demonlab_alembic_version", "api_tokens", "studies", "study_reports", "trial_epochs", "trials"}
 
 
