@@ -16,9 +16,6 @@ from sklearn.model_selection import train_test_split
 
 from demon import DemonAdam, DemonMomentum, DemonSGD
 
-# The module shares a module-scoped trained model: one xdist worker runs it all
-pytestmark = pytest.mark.xdist_group("test_demon_digits")
-
 EPOCHS = 12
 BATCH = 64
 

@@ -20,8 +20,7 @@ from test_atlas import run_queued
 
 from service.settings import Settings
 
-# The module shares a module-scoped browser: one xdist worker runs it all
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_atlas_browser")]
+pytestmark = pytest.mark.slow
 
 ALL_IMAGES_LOADED = "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
 

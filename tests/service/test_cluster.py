@@ -22,9 +22,6 @@ from cluster_helpers import RayCluster, assert_each_trial_once, ray_cluster, syn
 
 from service.client import DemonlabClient
 
-# The module shares a module-scoped two-node Ray cluster: one xdist worker runs it all
-pytestmark = pytest.mark.xdist_group("test_cluster")
-
 ON_POSTGRES = pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 
 

@@ -21,9 +21,6 @@ from dotenv import dotenv_values
 from service.cli import build_parser
 from service.settings import Settings
 
-# The module shares the module-scoped parsed compose file: one xdist worker runs it all
-pytestmark = pytest.mark.xdist_group("test_compose")
-
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_FILE = ROOT / "deploy" / "cluster.env"

@@ -39,9 +39,7 @@ from service.db import dal, session_scope
 from studies.results import TrialKey
 from studies.units import Units, points
 
-# The module shares a module-scoped browser: one xdist worker runs it all
-# A browser and a server subprocess per test: ~10 s each.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_dashboard_browser")]
+pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
 
 
 def pct1(value: float) -> str:

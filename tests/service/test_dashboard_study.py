@@ -34,9 +34,7 @@ from dashboard_helpers import (
 )
 from playwright.sync_api import expect
 
-# The module shares a module-scoped browser: one xdist worker runs it all
-# A browser and a server subprocess per test: ~10 s each.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_dashboard_study")]
+pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
 
 
 def finished_study(server: Server, name: str = "landscape", seeds: int = 3) -> str:

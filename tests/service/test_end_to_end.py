@@ -206,7 +206,12 @@ def assert_no_scheduler_pass_relaunches(service: Service, study: StudyPublic) ->
     the stale window (a fake clock, not a sleep through it), told that the study's driver exited,
     requeues nothing and launches nothing."""
     database_url = service.engine.url.render_as_string(hide_password=False)
-    settings = Settings(data_dir=service.data_dir, database_url=database_url, stale_after_seconds=STALE_AFTER_SECONDS)
+    settings = Settings(
+        data_dir=service.data_dir,
+        database_url=database_url,
+        heartbeat_seconds=HEARTBEAT_SECONDS,
+        stale_after_seconds=STALE_AFTER_SECONDS,
+    )
     launcher = LocalLauncher(settings)
     try:
         scheduler = Scheduler(settings, service.engine, launcher=launcher)

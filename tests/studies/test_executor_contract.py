@@ -37,9 +37,6 @@ from studies.runner import run_trial
 from studies.spec import StudySpec, expand_trials
 from studies.training import TrialPlan
 
-# The module shares each implementation's module-scoped run: one xdist worker runs it all
-pytestmark = pytest.mark.xdist_group("test_executor_contract")
-
 EXTRA_KEYS = [TrialKey("sgdm_step", 1e4, 0.9, 0), TrialKey("no_such_arm", 0.1, 0.9, 0)]
 SEARCH = {
     "mode": "optuna",

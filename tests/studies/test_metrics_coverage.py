@@ -48,9 +48,6 @@ from studies.metrics._pair import win_ks
 from studies.metrics._report import check_ks
 from studies.metrics._seedwise import ArmSeeds, SeedMean, arm_seeds, default_threshold, pair_seeds
 
-# The module shares the cached battery: one xdist worker runs it all
-pytestmark = pytest.mark.xdist_group("test_metrics_coverage")
-
 N_STUDIES = 1000
 TRUTH_SEEDS = 40_000
 SEED_COUNTS = (6, 8, 10)
