@@ -148,7 +148,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     client = _client(args)
     study = client.get_study(args.study_id)
     if study.status in ("completed", "completed_with_failures"):  # the answer first
-        from studies.report import verdict_lines
+        from studies.report_text import verdict_lines
 
         print("\n".join(verdict_lines(client.sensitivity(study.id))))
     p = study.progress
@@ -197,7 +197,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.json:
         print(report.model_dump_json(indent=2))
         return 0
-    from studies.report import pair_lines, summary_table, verdict_lines
+    from studies.report_text import pair_lines, summary_table, verdict_lines
 
     print("\n".join([*verdict_lines(report), summary_table(report), *pair_lines(report)]))
     return 0
