@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -60,10 +60,24 @@ def group_beta(step: int, group: dict[str, Any]) -> float:
 
 
 class DemonStepMixin:
-    """Owns the iteration counter and the per-group β_t lookup."""
+    """Owns the iteration counter and the per-group β_t lookup, and fills in the options added after
+    a checkpoint was written (``LATER_OPTIONS``: each optimizer's names and defaults) when it loads."""
 
     state: Any
     param_groups: list[dict[str, Any]]
+    LATER_OPTIONS: ClassVar[dict[str, Any]] = {
+        "delay_steps": 0,
+        "beta_min": 0.0,
+        "decoupled_weight_decay": False,
+        "maximize": False,
+        "foreach": None,
+    }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        for group in self.param_groups:  # defaults for options added later, so old checkpoints load
+            for name, default in self.LATER_OPTIONS.items():
+                group.setdefault(name, default)
 
     @property
     def demon_step(self) -> int:

@@ -130,15 +130,7 @@ class DemonAdam(DemonStepMixin, Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:  # defaults for options added later, so old checkpoints load
-            group.setdefault("delay_steps", 0)
-            group.setdefault("beta_min", 0.0)
-            group.setdefault("first_moment_correction", False)
-            group.setdefault("decoupled_weight_decay", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
+    LATER_OPTIONS = DemonStepMixin.LATER_OPTIONS | {"first_moment_correction": False}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)

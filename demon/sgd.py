@@ -116,15 +116,7 @@ class DemonSGD(DemonStepMixin, Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:  # defaults for options added later, so old checkpoints load
-            group.setdefault("delay_steps", 0)
-            group.setdefault("beta_min", 0.0)
-            group.setdefault("decoupled_weight_decay", False)
-            group.setdefault("nesterov", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
+    LATER_OPTIONS = DemonStepMixin.LATER_OPTIONS | {"nesterov": False}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
