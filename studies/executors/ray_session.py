@@ -67,6 +67,14 @@ def ensure_ray(
     return resources
 
 
+def workers_for(resources: dict[str, float], cluster: dict[str, Any]) -> int:
+    """How many trials (or packs) of ``resources`` the cluster runs at once (GPUs bound it when asked)."""
+    slots = float(cluster.get("CPU", 1)) / max(resources.get("cpu", 1.0), 1e-9)
+    if resources.get("gpu", 0.0) > 0:
+        slots = min(slots, float(cluster.get("GPU", 0)) / resources["gpu"])
+    return max(1, int(slots))
+
+
 class InfeasibleResources(ValueError):
     """No node of the Ray cluster can ever give one trial what the spec asks for."""
 

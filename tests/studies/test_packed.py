@@ -290,15 +290,26 @@ def test_sensitivity_json_of_a_packed_digits_run_matches_per_trial(tmp_path: Any
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
-def test_packs_on_ray_are_tune_trials_with_per_trial_results(tmp_path: Any) -> None:
-    """On Ray (2 CPUs) ``auto`` makes one pack per worker; every member reaches the sink once."""
+def test_packs_on_ray_are_ray_tasks_with_per_trial_results(tmp_path: Any) -> None:
+    """On Ray (2 CPUs) ``auto`` makes one pack per worker, each a Ray task (no Ray Tune); every member
+    reaches the sink once, announced first, equal bit for bit to its per-trial run."""
     data = _spec(arms=["demon_sgdm", "sgdm_step"], lr=[0.03, 0.3], beta_init=[0.8, 0.9], seeds=2, epochs=2)
     per_trial: list[TrialResult] = []
     execute_study(StudySpec.model_validate(data), per_trial.append, executor="inprocess", data_dir=tmp_path)
     spec = StudySpec.model_validate(data | {"execution": {"mode": "packed"}})
     packed: list[TrialResult] = []
-    summary = execute_study(spec, packed.append, executor="ray", data_dir=tmp_path, study_id="packed-ray")
+    started: list[TrialKey] = []
+
+    def sink(result: TrialResult) -> None:
+        assert result.key in started, f"{result.key} reached the sink before it was announced"
+        packed.append(result)
+
+    summary = execute_study(
+        spec, sink, executor="ray", data_dir=tmp_path, study_id="packed-ray", on_trial_start=started.extend
+    )
     assert summary.total == len(packed) == 16
+    assert sorted(started) == sorted(r.key for r in packed)
+    assert all("/" in (r.node or "") for r in packed), "the packs did not run in Ray workers"
     assert not summary.errors
     assert {r.extra["pack_size"] for r in packed} == {8}
     by_key = {r.key: r for r in packed}
@@ -309,7 +320,7 @@ def test_packs_on_ray_are_tune_trials_with_per_trial_results(tmp_path: Any) -> N
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
 def test_a_checkpointed_pack_resumes_on_ray(tmp_path: Any) -> None:
-    """A pack stopped after its first epoch (by an earlier launch) is resumed as one Tune trial of a
+    """A pack stopped after its first epoch (by an earlier launch) is resumed as one Ray task of a
     relaunched Ray study, the other pending trials packed afresh: every trial once, per-trial results."""
     data = _spec(arms=["demon_sgdm", "sgdm_step"], lr=[0.03, 0.3], beta_init=[0.8, 0.9], seeds=2, epochs=3)
     spec = StudySpec.model_validate(data | {"execution": {"mode": "packed"}})
