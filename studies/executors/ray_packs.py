@@ -146,14 +146,14 @@ class RayPackExecutor:
         summary = RunSummary()
         if not work.keys:
             return summary
-        cluster = ensure_ray(address=self.ray_address, data_dir=self.storage_dir or ".work", num_cpus=self.num_cpus)
+        ensure_ray(address=self.ray_address, data_dir=self.storage_dir or ".work", num_cpus=self.num_cpus)
         check_feasible(self.resources)
         running: dict[Any, _Unit] = {}
-        for unit in self._units(work, cluster):
+        for unit in self._units(work):
             running[self._submit(work.plan, unit)] = unit
         return self._follow(running, work, sink, summary)
 
-    def _units(self, work: Work, cluster: dict[str, Any]) -> list[_Unit]:
+    def _units(self, work: Work) -> list[_Unit]:
         """The packs: an earlier launch's checkpointed ones resumed as they were, then the rest in
         packs of ``pack_size`` (``auto``: one per worker of the cluster, within the knee and memory)."""
         from ..packed.checkpoint import checkpoint_path, claim
@@ -162,7 +162,7 @@ class RayPackExecutor:
         resumed, fresh = claim(self.checkpoint_dir, work.keys) if self.checkpoint_dir else ([], list(work.keys))
         units = resumed
         if fresh:
-            workers = workers_for(self.resources, cluster)
+            workers = workers_for(self.resources)
             units += pack(fresh, resolve_pack_size(self.pack_size, work.plan, len(fresh), workers))
         wanted = set(work.keys)
         return [

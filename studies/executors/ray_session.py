@@ -67,19 +67,27 @@ def ensure_ray(
     return resources
 
 
-def workers_for(resources: dict[str, float], cluster: dict[str, Any]) -> int:
-    """How many trials (or packs) of ``resources`` the cluster runs at once (GPUs bound it when asked)."""
-    slots = float(cluster.get("CPU", 1)) / max(resources.get("cpu", 1.0), 1e-9)
-    if resources.get("gpu", 0.0) > 0:
-        slots = min(slots, float(cluster.get("GPU", 0)) / resources["gpu"])
-    return max(1, int(slots))
-
-
 class InfeasibleResources(ValueError):
     """No node of the Ray cluster can ever give one trial what the spec asks for."""
 
 
 RESOURCE_NAMES = {"cpu": "CPU", "gpu": "GPU"}
+
+
+def workers_for(resources: dict[str, float]) -> int:
+    """How many trials (or packs) of ``resources`` the cluster's alive nodes run at once: on each
+    node, the fewest of what it has over what one asks, for every resource asked (CPUs, GPUs,
+    custom); summed over the nodes (a custom resource only one node has bounds it to that node)."""
+    import ray
+
+    wanted = {RESOURCE_NAMES.get(k, k): v for k, v in resources.items() if v > 0}
+    slots = 0
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        slots += int(min((have.get(name, 0.0) / amount for name, amount in wanted.items()), default=1.0) + 1e-9)
+    return max(1, slots)
 
 
 def check_feasible(request: dict[str, float]) -> None:

@@ -241,3 +241,14 @@ def test_a_pack_whose_ray_task_fails_is_retried_then_its_members_fail(tmp_path: 
     assert started == []  # no pack ever started
     assert summary.failed == 3
     assert summary.errors  # surfaced, not swallowed
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_workers_for_counts_what_each_node_can_run_at_once() -> None:
+    from studies.executors import workers_for
+
+    assert workers_for({"cpu": 1, "gpu": 0}) == 2  # the session's Ray: one node of 2 CPUs
+    assert workers_for({"cpu": 2, "gpu": 0}) == 1
+    assert workers_for({"cpu": 0.5, "gpu": 0}) == 4
+    assert workers_for({"cpu": 1, "gpu": 0, "special": 1}) == 1  # none can: at least one (check_feasible says why)
