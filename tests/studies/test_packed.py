@@ -319,6 +319,41 @@ def test_packs_on_ray_are_ray_tasks_with_per_trial_results(tmp_path: Any) -> Non
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
+def test_the_warm_pool_runs_the_next_study_in_the_same_actors(tmp_path: Any) -> None:
+    """Two packed studies in a row through the warm pool: each member equal bit for bit to its
+    per-trial run, and the second study's packs run in the actors the first one started (named per
+    node and slot, detached: they outlive a driver), none started anew."""
+    import ray
+
+    from studies.executors import Context, RayPackExecutor
+    from studies.executors.ray_packs import POOL_NAMESPACE
+
+    data = _spec(arms=["demon_sgdm", "sgdm_step"], lr=[0.03, 0.3], beta_init=[0.8, 0.9], seeds=2, epochs=2)
+    spec = StudySpec.model_validate(data | {"execution": {"mode": "packed"}})
+    plan = TrialPlan.from_spec(spec, tmp_path / "datasets")
+
+    def pool() -> dict[str, str]:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == POOL_NAMESPACE]
+        return {name: ray.get_actor(name, namespace=POOL_NAMESPACE)._actor_id.hex() for name in names}
+
+    actors = []
+    for study in ("pool-1", "pool-2"):
+        executor = RayPackExecutor.for_study(spec, Context(tmp_path, study_id=study))
+        executor.pool = True
+        results: list[TrialResult] = []
+        summary = executor.run(Work(plan, expand_trials(spec)), results.append)
+        assert summary.total == len(results) == 16
+        assert not summary.errors
+        assert {r.extra["pack_size"] for r in results} == {8}
+        for result in results:
+            assert_same(result, run_trial(plan, result.key))
+        actors.append(pool())
+    assert len(actors[0]) == 2, actors[0]  # one per slot of the session's 2-CPU node
+    assert actors[1] == actors[0], "the second study started pool actors anew"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
 def test_a_checkpointed_pack_resumes_on_ray(tmp_path: Any) -> None:
     """A pack stopped after its first epoch (by an earlier launch) is resumed as one Ray task of a
     relaunched Ray study, the other pending trials packed afresh: every trial once, per-trial results."""
