@@ -260,6 +260,9 @@ def _timed(path: Path_, cwd: Path) -> None:
         raise SystemExit(f"{path.name}: {' '.join(path.command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     path.walls.append(wall)
     output = done.stdout + done.stderr
+    logs = cwd / "logs"
+    logs.mkdir(exist_ok=True)
+    (logs / f"{re.sub(r'[^a-z0-9]+', '-', path.name.lower())}-{len(path.walls)}.log").write_text(output)
     service = SERVICE_FIRST.search(output)
     if service:
         path.firsts.append(float(service.group(1)))
@@ -460,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
                 _timed(path, work)
     load_after = os.getloadavg()
     report(paths, args, (load_before[0], load_after[0]))
+    print(f"each run's output: {work / 'logs'}/")
     return 0
 
 
