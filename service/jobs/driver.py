@@ -291,7 +291,7 @@ def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any)
     from .optuna_record import MirrorWriter, OptunaRecorder
 
     try:
-        fail = y_fail(spec.workload, spec.workload_params, "metric")
+        fail = y_fail(spec.workload, spec.workload_params, spec.metric_kind)  # the mirror's value is the spec's metric
         return MirrorWriter(OptunaRecorder(optuna_url(settings), study_id, spec, fail), engine, study_id).start()
     except Exception:
         log.warning(
