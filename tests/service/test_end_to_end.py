@@ -295,6 +295,11 @@ def test_study_runs_to_completion(
     assert f"study {created.id}: completed" in out
 
 
+# The cancel and the kill each run on one database (the whole study on both, above): what they add
+# is the launcher's and the scheduler's, which do not depend on it. The database side of each runs
+# on both elsewhere: a cancel in test_storage.py and test_api.py, a killed driver relaunched and
+# resumed in test_packed_api.py.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_cancel_stops_the_driver_within_seconds(service: Service) -> None:
     created = service.client.submit(slow_spec("e2e-cancel", [0.01, 0.1]))
     study = service.wait_for(created.id, lambda s: s.progress.done >= 2 or finished(s))
@@ -325,6 +330,7 @@ def test_cancel_stops_the_driver_within_seconds(service: Service) -> None:
     assert len(service.log_files()) == 1
 
 
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_killed_driver_is_relaunched_and_nothing_runs_twice(service: Service) -> None:
     created = service.client.submit(slow_spec("e2e-kill", [0.01, 0.1]))
     study = service.wait_for(created.id, lambda s: s.progress.done >= 3 or finished(s))

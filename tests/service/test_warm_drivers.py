@@ -31,7 +31,10 @@ from test_packed_api import kill_a_packed_driver_and_check_it_resumes
 from service.client import DemonlabClient
 from studies.results import TrialStatus
 
-pytestmark = pytest.mark.slow
+# On SQLite only: what a forked driver changes is the launcher's (how the process starts), not the
+# database's. A driver's PostgreSQL path, forked by default, runs in test_end_to_end.py,
+# test_packed_api.py (killed, relaunched, resumed) and test_fault_tolerance.py.
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 PACKED = {"execution": {"mode": "packed", "pack_size": 8}}
 PER_TRIAL = {"execution": {"mode": "per_trial"}}  # the smoke spec would pack by default
 
