@@ -62,8 +62,9 @@ class Launcher(Protocol):
         """The jobs of this launcher seen to exit since the last call (certain evidence they are gone)."""
         ...
 
-    def warm(self) -> None:
-        """Get ready for the first launch (start what launches need) without launching anything."""
+    def warm(self, wait: float = 0.0) -> bool:
+        """Get ready for the first launch (start what launches need) without launching anything; with
+        ``wait``, wait up to that many seconds for it to be ready. Whether launches are fast now."""
         ...
 
     def close(self) -> None:
@@ -105,11 +106,16 @@ class LocalLauncher:
     def owns(self, job_id: str) -> bool:
         return job_id.startswith(self.prefix)
 
-    def warm(self) -> None:
+    def warm(self, wait: float = 0.0) -> bool:
         """Start the warm process drivers are forked from (``warm_drivers``), so it is ready before
-        the first study: the scheduler's launcher does; one made only to stop a job does not."""
-        if self._forkserver is not None:
+        the first study: the scheduler's launcher does; one made only to stop a job does not. With
+        ``wait``, wait for its warm-up (``make run`` does before it submits)."""
+        if self._forkserver is None:
+            return True  # a fresh Python per driver: nothing to get ready
+        if wait <= 0:
             self._forkserver.start(self._env(), str(Path.cwd()))
+            return False
+        return self._forkserver.wait_ready(self._env(), str(Path.cwd()), wait)
 
     def close(self) -> None:
         if self._forkserver is not None:
@@ -300,8 +306,8 @@ class RayJobLauncher:
     def reap(self) -> list[str]:
         return []  # Ray's job manager collects its jobs; the scheduler probes them with is_alive
 
-    def warm(self) -> None:
-        return None  # the cluster is already running
+    def warm(self, wait: float = 0.0) -> bool:
+        return True  # the cluster is already running
 
     def close(self) -> None:
         return None  # each call made its own client
