@@ -13,7 +13,7 @@ process group; it outlives a restart of the scheduler), its output in the study'
 service's settings read from the request's environment; heartbeat, cancel, kill detection and
 relaunch are the driver's own. The server stays single-threaded (fork-safe: no thread holds a lock
 when it forks), never imports Ray (a child starts or joins Ray itself, after the fork), reaps its
-exited children, and exits when its stdin closes (the scheduler is gone).
+exited children, and exits at once when its stdin closes (the scheduler is gone).
 """
 
 from __future__ import annotations
@@ -202,3 +202,8 @@ class ForkServerClient:
 if __name__ == "__main__":
     warm_up()
     serve(sys.stdin, sys.stdout)
+    # Its scheduler is gone: exit without tearing down the heap (torch and the rest: a second or two
+    # that the scheduler's shutdown waited for). Nothing is left to flush; drivers run on.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

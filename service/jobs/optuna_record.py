@@ -17,11 +17,15 @@ The service's own database is the record; this is a mirror of it, and it always 
   per result cost 20% of a packed driver's wall; 15-50 ms a result here, Optuna's ORM storing each
   attribute and intermediate value on its own). The thread opens the storage itself (off the way to
   the first trial) and runs at the lowest CPU priority: it writes with the cores that training
-  leaves. Failures are logged, never fail the study.
+  leaves. Once the study has ended, the driver writes what is left itself, at its own priority (on
+  a machine busy with other work, the thread may get a core seldom). Failures are logged, never
+  fail the study.
 - It backfills from the trials table when it starts (a relaunched driver: results recorded before a
   kill between the database's commit and the mirror's write) and when the study ends (results whose
   write failed, during a database outage say). The driver closes it after the study has ended (its
-  end does not wait for Optuna's storage) and exits once it is done: then mirror == trials table.
+  end does not wait for Optuna's storage) and exits once it is done: then mirror == trials table. A
+  driver killed in that time leaves the mirror short of what it had not written yet (its study is
+  finished: no relaunch backfills it).
 - A trial is written once (its key is a user attribute, checked per arm).
 - ``delete_mirror`` removes a study's Optuna studies when the study is deleted.
 """
@@ -256,8 +260,8 @@ def _stored_results(engine: Engine, study_id: str) -> Iterator[list[Any]]:
 
 
 class MirrorWriter:
-    """The driver's side of the mirror: ``submit`` returns at once; a thread writes; ``close`` waits
-    for it and backfills whatever the trials table has that the mirror lacks."""
+    """The driver's side of the mirror: ``submit`` returns at once; a thread writes while the study
+    runs; ``close`` stops it and backfills whatever the trials table has that the mirror lacks."""
 
     _STOP = object()
 
@@ -267,6 +271,8 @@ class MirrorWriter:
         self.engine = engine
         self.study_id = study_id
         self._queue: queue.Queue[Any] = queue.Queue()
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="demonlab-optuna-mirror", daemon=True)
 
     def start(self) -> MirrorWriter:
@@ -293,27 +299,41 @@ class MirrorWriter:
 
     def _run(self) -> None:
         _lowest_priority()
-        if self._open is not None:
+        if not self._closing.is_set():
+            self._ensure_recorder()
+        if not self._closing.is_set():
+            self.backfill()  # a relaunch: what the last driver recorded but did not mirror
+        while not self._closing.is_set():
+            item = self._queue.get()
+            if item is self._STOP or self._closing.is_set():
+                return
+            if self.recorder is not None:
+                self.recorder.safe_record(item)
+
+    def _ensure_recorder(self) -> None:
+        """Open the storage once (by whichever thread comes first); a failure is said once."""
+        with self._lock:
+            opener, self._open = self._open, None
+            if self.recorder is not None or opener is None:
+                return
             try:
-                self.recorder = self._open()
+                self.recorder = opener()
             except Exception:
                 log.warning(
                     "study %s: Optuna's storage is unavailable; results are not mirrored there",
                     self.study_id,
                     exc_info=True,
                 )
-        self.backfill()  # a relaunch: what the last driver recorded but did not mirror
-        while True:
-            item = self._queue.get()
-            if item is self._STOP:
-                return
-            if self.recorder is not None:
-                self.recorder.safe_record(item)
 
     def close(self, *, timeout: float = 300.0) -> None:
-        """Write what is queued, then backfill from the trials table (the study has ended)."""
+        """The study has ended: stop the thread after its current write (at the lowest priority, on a
+        busy machine, it may get a core seldom), then write here, at the caller's priority, what the
+        trials table has that the mirror lacks (what was queued included: the driver submits a
+        result once it is in the trials table)."""
+        self._closing.set()
         self._queue.put(self._STOP)
         self._thread.join(timeout=timeout)
+        self._ensure_recorder()
         self.backfill()
 
 
