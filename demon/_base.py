@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import torch
 
@@ -59,10 +60,24 @@ def group_beta(step: int, group: dict[str, Any]) -> float:
 
 
 class DemonStepMixin:
-    """Owns the iteration counter and the per-group β_t lookup."""
+    """Owns the iteration counter and the per-group β_t lookup, and fills in the options added after
+    a checkpoint was written (``LATER_OPTIONS``: each optimizer's names and defaults) when it loads."""
 
     state: Any
     param_groups: list[dict[str, Any]]
+    LATER_OPTIONS: ClassVar[dict[str, Any]] = {
+        "delay_steps": 0,
+        "beta_min": 0.0,
+        "decoupled_weight_decay": False,
+        "maximize": False,
+        "foreach": None,
+    }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        for group in self.param_groups:  # defaults for options added later, so old checkpoints load
+            for name, default in self.LATER_OPTIONS.items():
+                group.setdefault(name, default)
 
     @property
     def demon_step(self) -> int:
@@ -130,6 +145,68 @@ def check_dense(grads: list[torch.Tensor], name: str) -> None:
     for g in grads:
         if g.is_sparse:
             raise RuntimeError(f"{name} does not support sparse gradients; use a dense embedding")
+
+
+def run_kernel(
+    name: str,
+    single_tensor: Callable[..., None],
+    multi_tensor: Callable[..., None],
+    tensor_lists: Sequence[list[Any]],
+    foreach: bool | None,
+    **hyperparameters: Any,
+) -> None:
+    """The body of a functional step (``demon_sgd``, ``demon_adam``): refuse sparse gradients, pick the
+    loop or the foreach kernel (torch's default when ``foreach`` is None) and run it, the foreach one
+    block by block (``foreach_blocks``). ``tensor_lists`` starts with params and grads; every list is
+    sliced alike."""
+    params, grads = tensor_lists[0], tensor_lists[1]
+    check_dense(grads, name)
+    if foreach is None:
+        foreach = default_foreach(params)
+    kernel = multi_tensor if foreach else single_tensor
+    for block in foreach_blocks(params) if foreach else [slice(None)]:
+        kernel(*(tensors[block] for tensors in tensor_lists), **hyperparameters)
+
+
+def step_grad(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    *,
+    lr: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> torch.Tensor:
+    """The gradient a loop kernel steps on: negated when maximising; with weight decay either g + λθ
+    (L2, torch's default) or, decoupled, θ shrunk in place by (1 − ηλ) before the step (AdamW style)."""
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            param.mul_(1.0 - lr * weight_decay)
+        else:
+            g = g.add(param, alpha=weight_decay)
+    return g
+
+
+def step_grads(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
+) -> list[torch.Tensor] | tuple[torch.Tensor, ...]:
+    """``step_grad`` for the foreach kernels, with the same ops in the same order (bit-equal)."""
+    g: list[torch.Tensor] | tuple[torch.Tensor, ...] = grads
+    if maximize:
+        g = torch._foreach_neg(g)
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        else:
+            g = torch._foreach_add(g, params, alpha=weight_decay)
+    return g
 
 
 # Elements per block when a foreach step runs on the CPU (see ``foreach_blocks``).

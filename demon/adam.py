@@ -16,12 +16,12 @@ from torch.optim import Optimizer
 from ._base import (
     DemonStepMixin,
     check_demon_group,
-    check_dense,
     check_lr,
     check_weight_decay,
-    default_foreach,
-    foreach_blocks,
     group_beta,
+    run_kernel,
+    step_grad,
+    step_grads,
 )
 
 __all__ = ["DemonAdam", "demon_adam"]
@@ -130,15 +130,7 @@ class DemonAdam(DemonStepMixin, Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:  # defaults for options added later, so old checkpoints load
-            group.setdefault("delay_steps", 0)
-            group.setdefault("beta_min", 0.0)
-            group.setdefault("first_moment_correction", False)
-            group.setdefault("decoupled_weight_decay", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
+    LATER_OPTIONS = DemonStepMixin.LATER_OPTIONS | {"first_moment_correction": False}
 
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
@@ -226,26 +218,21 @@ def demon_adam(
 
     ``counts[i]`` is k for tensor i: how many second-moment updates it has had, this one included.
     """
-    check_dense(grads, "DemonAdam")
-    if foreach is None:
-        foreach = default_foreach(params)
-    kernel = _multi_tensor_demon_adam if foreach else _single_tensor_demon_adam
-    for block in foreach_blocks(params) if foreach else [slice(None)]:
-        kernel(
-            params[block],
-            grads[block],
-            moments[block],
-            second_moments[block],
-            counts[block],
-            beta=beta,
-            beta2=beta2,
-            lr=lr,
-            eps=eps,
-            weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            first_moment_correction=first_moment_correction,
-            maximize=maximize,
-        )
+    run_kernel(
+        "DemonAdam",
+        _single_tensor_demon_adam,
+        _multi_tensor_demon_adam,
+        (params, grads, moments, second_moments, counts),
+        foreach,
+        beta=beta,
+        beta2=beta2,
+        lr=lr,
+        eps=eps,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        first_moment_correction=first_moment_correction,
+        maximize=maximize,
+    )
 
 
 def _single_tensor_demon_adam(
@@ -265,12 +252,14 @@ def _single_tensor_demon_adam(
     maximize: bool,
 ) -> None:
     for param, grad, m, e, k in zip(params, grads, moments, second_moments, counts, strict=True):
-        g = -grad if maximize else grad
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                param.mul_(1.0 - lr * weight_decay)
-            else:
-                g = g.add(param, alpha=weight_decay)
+        g = step_grad(
+            param,
+            grad,
+            lr=lr,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
         e.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # E_k = β2 E + (1 − β2) g²
         m.mul_(beta).add_(g)  # m_t = g_t + β_t m_{t−1}
         denom = (e / (1.0 - beta2**k)).add_(eps).sqrt_()  # sqrt(Ê + ε), ε inside
@@ -293,14 +282,14 @@ def _multi_tensor_demon_adam(
     first_moment_correction: bool,
     maximize: bool,
 ) -> None:
-    g: list[torch.Tensor] | tuple[torch.Tensor, ...] = grads
-    if maximize:
-        g = torch._foreach_neg(g)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-        else:
-            g = torch._foreach_add(g, params, alpha=weight_decay)
+    g = step_grads(
+        params,
+        grads,
+        lr=lr,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
     torch._foreach_mul_(second_moments, beta2)
     torch._foreach_addcmul_(second_moments, g, g, value=1.0 - beta2)
     torch._foreach_mul_(moments, beta)

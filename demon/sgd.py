@@ -15,12 +15,12 @@ from torch.optim import Optimizer
 from ._base import (
     DemonStepMixin,
     check_demon_group,
-    check_dense,
     check_lr,
     check_weight_decay,
-    default_foreach,
-    foreach_blocks,
     group_beta,
+    run_kernel,
+    step_grad,
+    step_grads,
 )
 
 __all__ = ["DemonSGD", "demon_sgd"]
@@ -116,15 +116,7 @@ class DemonSGD(DemonStepMixin, Optimizer):
         }
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:  # defaults for options added later, so old checkpoints load
-            group.setdefault("delay_steps", 0)
-            group.setdefault("beta_min", 0.0)
-            group.setdefault("decoupled_weight_decay", False)
-            group.setdefault("nesterov", False)
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
+    LATER_OPTIONS = DemonStepMixin.LATER_OPTIONS | {"nesterov": False}
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -179,22 +171,19 @@ def demon_sgd(
     foreach: bool | None = None,
 ) -> None:
     """Functional Demon SGDM step with a given β_t (see ``DemonSGD``); updates tensors in place."""
-    check_dense(grads, "DemonSGD")
-    if foreach is None:
-        foreach = default_foreach(params)
-    kernel = _multi_tensor_demon_sgd if foreach else _single_tensor_demon_sgd
-    for block in foreach_blocks(params) if foreach else [slice(None)]:
-        kernel(
-            params[block],
-            grads[block],
-            velocities[block],
-            beta=beta,
-            lr=lr,
-            weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-        )
+    run_kernel(
+        "DemonSGD",
+        _single_tensor_demon_sgd,
+        _multi_tensor_demon_sgd,
+        (params, grads, velocities),
+        foreach,
+        beta=beta,
+        lr=lr,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+    )
 
 
 def _single_tensor_demon_sgd(
@@ -210,12 +199,14 @@ def _single_tensor_demon_sgd(
     maximize: bool,
 ) -> None:
     for param, grad, velocity in zip(params, grads, velocities, strict=True):
-        g = -grad if maximize else grad
-        if weight_decay != 0:
-            if decoupled_weight_decay:
-                param.mul_(1.0 - lr * weight_decay)  # θ ← θ(1 − ηλ), before the step (AdamW style)
-            else:
-                g = g.add(param, alpha=weight_decay)
+        g = step_grad(
+            param,
+            grad,
+            lr=lr,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
         velocity.mul_(beta).add_(g, alpha=-lr)  # v_{t+1} = β_t v_t − η g_t
         if nesterov:
             param.add_(velocity, alpha=beta).add_(g, alpha=-lr)
@@ -235,14 +226,14 @@ def _multi_tensor_demon_sgd(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    g: list[torch.Tensor] | tuple[torch.Tensor, ...] = grads
-    if maximize:
-        g = torch._foreach_neg(g)
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-        else:
-            g = torch._foreach_add(g, params, alpha=weight_decay)
+    g = step_grads(
+        params,
+        grads,
+        lr=lr,
+        weight_decay=weight_decay,
+        decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
     torch._foreach_mul_(velocities, beta)
     torch._foreach_add_(velocities, g, alpha=-lr)
     if nesterov:

@@ -148,7 +148,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     client = _client(args)
     study = client.get_study(args.study_id)
     if study.status in ("completed", "completed_with_failures"):  # the answer first
-        from studies.report import verdict_lines
+        from studies.report_text import verdict_lines
 
         print("\n".join(verdict_lines(client.sensitivity(study.id))))
     p = study.progress
@@ -197,7 +197,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     if args.json:
         print(report.model_dump_json(indent=2))
         return 0
-    from studies.report import pair_lines, summary_table, verdict_lines
+    from studies.report_text import pair_lines, summary_table, verdict_lines
 
     print("\n".join([*verdict_lines(report), summary_table(report), *pair_lines(report)]))
     return 0
@@ -453,6 +453,12 @@ def _score_args(p: argparse.ArgumentParser, split: str) -> None:
     p.add_argument("--split", default=split, choices=SPLITS, help="which held-out split the scores are read on")
 
 
+def _target_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
+    )
+
+
 def _study_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("study_id", help="the study's id (from `demonlab list` or `demonlab submit`)")
 
@@ -567,9 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("sensitivity", "each pair's verdict, then the figures per arm and per pair")
     _study_arg(p)
-    p.add_argument(
-        "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
-    )
+    _target_arg(p)
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     _score_args(p, "test")
     _client_args(p)
@@ -579,9 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     _study_arg(p)
     p.add_argument("--a", default=None, help="first arm (default: every Demon arm)")
     p.add_argument("--b", default=None, help="second arm (default: every baseline)")
-    p.add_argument(
-        "--target", type=float, default=None, help="the error (or loss) a run must reach (at most), raw units"
-    )
+    _target_arg(p)
     p.add_argument("--json", action="store_true", help="print the pairs as JSON")
     _score_args(p, "test")
     _client_args(p)

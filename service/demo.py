@@ -205,7 +205,7 @@ def _tokens_configured(settings: Any) -> bool:
 
 
 def _summarise(client: Any, study_id: str, data_dir: Path, base: str) -> None:
-    from studies.report import pair_lines, summary_table, verdict_lines
+    from studies.report_text import pair_lines, summary_table, verdict_lines
 
     report = client.sensitivity(study_id)
     print()

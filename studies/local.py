@@ -87,7 +87,7 @@ def _import_outputs() -> None:
 
 def print_report(report: dict[str, Any], out_dir: Path) -> None:
     """Each pair's verdict first, then the per-arm summary table, the pairs' figures and where the files are."""
-    from .report import pair_lines, summary_table, verdict_lines
+    from .report_text import pair_lines, summary_table, verdict_lines
 
     for line in verdict_lines(report):
         print(line)

@@ -320,7 +320,7 @@ def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any)
     from .optuna_record import MirrorWriter, OptunaRecorder
 
     try:
-        fail = y_fail(spec.workload, spec.workload_params, "metric")
+        fail = y_fail(spec.workload, spec.workload_params, spec.metric_kind)  # the mirror's value is the spec's metric
         url = optuna_url(settings)
         return MirrorWriter(lambda: OptunaRecorder(url, study_id, spec, fail), engine, study_id).start()
     except Exception:

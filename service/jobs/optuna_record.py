@@ -5,8 +5,9 @@ One Optuna study per arm, named for people: ``<name> · <arm> · <study id>`` (t
 per-seed trials: ``… · seeds``, apart from the sampler's own study, which has one trial per sampled
 point). Its user attributes say the demonlab study id, name, arm and what the value is. Each result
 is one Optuna trial: ``lr`` (log-uniform) and ``beta_init`` (uniform) as parameters over the spec's
-ranges, the validation metric as its value (minimised; a diverged trial counts at the workload's
-failure score, as in every sensitivity figure), each epoch's validation metric as an intermediate
+ranges, the validation score of the study's metric as its value (the workload's metric, or its loss
+when the spec says ``metric: loss``; minimised; a diverged trial counts at that score's failure value,
+as in every sensitivity figure), each epoch's validation score of that metric as an intermediate
 value (optuna-dashboard's learning curves), the trial's real start and end (its end is when it was
 recorded, its start that minus its wall time: the dashboard's timeline), and as user attributes the
 seed, both splits' metric and loss, whether it diverged, epochs, wall seconds, node and device.
@@ -44,7 +45,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from studies.results import EpochRecord, TrialKey, TrialResult
-from studies.vocab import TrialStatus, impute_score
+from studies.vocab import TrialStatus, impute_score, score_words
 
 from ..settings import Settings
 
@@ -150,6 +151,7 @@ class OptunaRecorder:
             "beta_init": optuna.distributions.FloatDistribution(beta[0], beta[1]),
         }
         self.metric = spec.metric_name
+        self.metric_kind = spec.metric_kind  # "loss" when the spec says `metric: loss`, else "metric"
         self._studies: dict[str, Any] = {}
         self._recorded: dict[str, set[str]] = {}
 
@@ -166,7 +168,8 @@ class OptunaRecorder:
             study.set_user_attr("demonlab_study_id", self.study_id)
             study.set_user_attr("demonlab_study_name", self.name)
             study.set_user_attr("arm", arm)
-            study.set_user_attr("value", f"validation {self.metric} (lower is better; diverged = {self.y_fail:g})")
+            what = score_words("val", self.metric)
+            study.set_user_attr("value", f"{what} (lower is better; diverged = {self.y_fail:g})")
             self._recorded[arm] = {
                 str(t.user_attrs.get("trial_key"))
                 for t in study.get_trials(deepcopy=False)
@@ -196,16 +199,14 @@ class OptunaRecorder:
         token = key.token()
         if token in self._recorded[key.arm]:
             return 0
-        value = impute_score(item.val_metric, item.status, self.y_fail)
+        value = impute_score(getattr(item, f"val_{self.metric_kind}"), item.status, self.y_fail)
         if value is None:  # completed without a finite validation score: nothing to plot
             return 0
         trial = optuna.trial.create_trial(
             params={"lr": key.lr, "beta_init": key.beta_init},
             distributions=self.distributions,
             value=value,
-            intermediate_values={
-                e.epoch: e.val_metric for e in item.curve if e.val_metric is not None and math.isfinite(e.val_metric)
-            },
+            intermediate_values=self._curve(item),
             user_attrs=self._attrs(item, token),
         )
         finished = _local_naive(item.finished_at)
@@ -214,6 +215,11 @@ class OptunaRecorder:
         study.add_trial(trial)
         self._recorded[key.arm].add(token)
         return 1
+
+    def _curve(self, item: _Mirrored) -> dict[int, float]:
+        """Each epoch's finite validation score of the study's metric (optuna-dashboard's learning curve)."""
+        values = {e.epoch: getattr(e, f"val_{self.metric_kind}") for e in item.curve}
+        return {epoch: v for epoch, v in values.items() if v is not None and math.isfinite(v)}
 
     def _attrs(self, item: _Mirrored, token: str) -> dict[str, Any]:
         return {

@@ -91,9 +91,9 @@ class WorkloadRow(_Model):
 
 
 class PooledEstimate(_Model):
-    """The random-effects summary over workloads (``studies.atlas.pooling``)."""
+    """The random-effects summary over workloads: what ``studies.atlas.pooling.pool`` returns."""
 
-    status: str
+    status: str  # "ok", "single_workload", "no_estimates"
     k: int
     estimate: float | None
     low: float | None

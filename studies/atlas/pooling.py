@@ -26,28 +26,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from .models import PooledEstimate
 
 DEFAULT_LEVEL = 0.95
 METHOD = "random effects (Paule-Mandel tau^2), Hartung-Knapp-Sidik-Jonkman interval with scale >= 1, t(k-1)"
 
 
-@dataclass(frozen=True)
-class Pooled:
-    """The pooled Δ over ``k`` workloads: estimate, interval at ``level``, τ and I² (heterogeneity)."""
-
-    status: str  # "ok", "single_workload", "no_estimates"
-    k: int
-    estimate: float | None
-    low: float | None
-    high: float | None
-    level: float
-    tau: float | None
-    i2: float | None
-    method: str = METHOD
+def _pooled(
+    status: str,
+    k: int,
+    level: float,
+    estimate: float | None = None,
+    half: float = 0.0,
+    *,
+    tau: float | None = None,
+    i2: float | None = None,
+) -> PooledEstimate:
+    """The summary as the atlas serves it (``models.PooledEstimate``): the estimate ± ``half`` at ``level``."""
+    low, high = (None, None) if estimate is None else (estimate - half, estimate + half)
+    return PooledEstimate(
+        status=status, k=k, estimate=estimate, low=low, high=high, level=level, tau=tau, i2=i2, method=METHOD
+    )
 
 
 def se_from_interval(low: float, high: float, level: float, floor: float = 0.0) -> float:
@@ -63,7 +66,7 @@ def pool(
     estimates: Sequence[float] | np.ndarray[Any, Any],
     ses: Sequence[float] | np.ndarray[Any, Any],
     level: float = DEFAULT_LEVEL,
-) -> Pooled:
+) -> PooledEstimate:
     """The random-effects summary of ``estimates`` with standard errors ``ses`` (see the module)."""
     effects = np.asarray(estimates, dtype=float)
     errors = np.asarray(ses, dtype=float)
@@ -73,13 +76,13 @@ def pool(
         raise ValueError("estimates must be finite and standard errors finite and > 0")
     k = int(effects.size)
     if k == 0:
-        return Pooled("no_estimates", 0, None, None, None, level, None, None)
+        return _pooled("no_estimates", 0, level)
     from scipy import stats
 
     if k == 1:
         half = float(stats.norm.ppf(0.5 + level / 2)) * float(errors[0])
         value = float(effects[0])
-        return Pooled("single_workload", 1, value, value - half, value + half, level, None, None)
+        return _pooled("single_workload", 1, level, value, half)
     from statsmodels.stats.meta_analysis import combine_effects
 
     result = combine_effects(effects, errors**2, method_re="pm", use_t=True)
@@ -88,7 +91,7 @@ def pool(
     half = float(stats.t.ppf(0.5 + level / 2, k - 1)) * math.sqrt(scale * float(result.var_eff_w_re))
     tau2 = max(0.0, float(result.tau2))
     i2 = max(0.0, float(result.i2)) if math.isfinite(float(result.i2)) else None  # Higgins' I², floored at 0
-    return Pooled("ok", k, estimate, estimate - half, estimate + half, level, math.sqrt(tau2), i2)
+    return _pooled("ok", k, level, estimate, half, tau=math.sqrt(tau2), i2=i2)
 
 
 def coverage_table(

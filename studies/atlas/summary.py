@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .models import CellResult, ComparisonSummary, Counts, PooledEstimate, WorkloadRow
+from .models import CellResult, ComparisonSummary, Counts, WorkloadRow
 from .pooling import pool, se_from_interval
 
 LESS = "a_less_sensitive"
@@ -84,7 +84,7 @@ def comparison(cells: Sequence[CellResult], demon: str, baseline: str) -> Compar
         baseline=baseline,
         figure=figure if figures else "",
         rows=rows,
-        pooled=PooledEstimate(**{k: getattr(pooled, k) for k in PooledEstimate.model_fields}),
+        pooled=pooled,
         counts=counts,
         headline=headline(demon, counts),
         fails=[r.label for r in rows if r.outcome == MORE],

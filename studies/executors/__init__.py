@@ -7,7 +7,9 @@ study by its ``for_study(spec, context)``:
 - ``PackedExecutor``: packs of trials trained as one batched model, in this process or one forked
   process per core.
 - ``RayTuneExecutor``: a Ray Tune grid with retries and resources per trial; each Tune trial is a
-  trial, a run of trials, or a pack.
+  trial or a run of trials.
+- ``RayPackExecutor``: a packed study on Ray, each pack one Ray task with the spec's resources,
+  its members' results streamed back as they finish (no Ray Tune: ``ray_packs``).
 - ``OptunaExecutor``: Optuna search through Ray Tune's ``OptunaSearch``.
 
 ``execute_study`` picks one from ``EXECUTORS`` by where the study runs (``inprocess`` or ``ray``)
@@ -30,20 +32,20 @@ from .base import Context, Executor, RunSummary, Sink, StartHook, StopCheck, Wor
 from .inprocess import InProcessExecutor
 from .modes import Mode, execution_mode
 from .packed import PackedExecutor, resolve_pack_size
-from .ray_session import InfeasibleResources, check_feasible, ensure_ray, ray_temp_dir, shutdown_ray
+from .ray_session import InfeasibleResources, check_feasible, ensure_ray, ray_temp_dir, shutdown_ray, workers_for
 
 Placement = Literal["inprocess", "ray"]
 ExecutorName = Literal["auto", "inprocess", "ray"]
 Factory = Callable[[StudySpec, Context], Executor]
-_RAY_TUNE_NAMES = ("OptunaExecutor", "RayTuneExecutor")
+_LAZY = {"OptunaExecutor": "ray_tune", "RayTuneExecutor": "ray_tune", "RayPackExecutor": "ray_packs"}
 
 
 def __getattr__(name: str) -> Any:
-    """Ray Tune is imported on first use only: ``import studies.executors`` stays light."""
-    if name in _RAY_TUNE_NAMES:
-        from . import ray_tune
+    """Ray and Ray Tune are imported on first use only: ``import studies.executors`` stays light."""
+    if name in _LAZY:
+        import importlib
 
-        return getattr(ray_tune, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -59,11 +61,18 @@ def _ray_tune(name: str) -> Factory:
     return build
 
 
+def _ray_packs(spec: StudySpec, context: Context) -> Executor:
+    """The ``for_study`` of the Ray pack executor (Ray is imported when it runs, not here)."""
+    from .ray_packs import RayPackExecutor
+
+    return RayPackExecutor.for_study(spec, context)
+
+
 EXECUTORS: dict[tuple[Placement, Mode], Factory] = {
     ("inprocess", "per_trial"): InProcessExecutor.for_study,
     ("inprocess", "packed"): PackedExecutor.for_study,
     ("ray", "per_trial"): _ray_tune("RayTuneExecutor"),
-    ("ray", "packed"): _ray_tune("RayTuneExecutor"),
+    ("ray", "packed"): _ray_packs,
     ("ray", "search"): _ray_tune("OptunaExecutor"),
 }
 """The executor of each (placement, mode)."""
@@ -141,6 +150,7 @@ __all__ = [
     "InfeasibleResources",
     "OptunaExecutor",
     "PackedExecutor",
+    "RayPackExecutor",
     "RayTuneExecutor",
     "RunSummary",
     "Sink",
@@ -159,4 +169,5 @@ __all__ = [
     "ray_temp_dir",
     "resolve_pack_size",
     "shutdown_ray",
+    "workers_for",
 ]

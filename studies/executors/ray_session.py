@@ -37,8 +37,10 @@ def ensure_ray(
 ) -> dict[str, Any]:
     """Initialise Ray once per process and return its cluster resources.
 
-    ``address`` None starts a local Ray (no dashboard); otherwise connects to that cluster (``auto``
-    or ``host:port``). ``auth_mode`` defaults to ``RAY_AUTH_MODE`` or ``disabled``.
+    ``address`` None joins the cluster at ``RAY_ADDRESS`` when that is set (a Ray kept running
+    across studies: no start-up per study), else starts a local Ray (no dashboard) under
+    ``data_dir``; otherwise connects to ``address`` (``auto`` or ``host:port``). ``auth_mode``
+    defaults to ``RAY_AUTH_MODE`` or ``disabled``.
     """
     import ray
 
@@ -49,6 +51,7 @@ def ensure_ray(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new output engine prints even at verbose=0
     # With Tune's file loggers off (we record results ourselves) its analysis warns on every trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if not ray.is_initialized():
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
@@ -72,6 +75,23 @@ class InfeasibleResources(ValueError):
 
 
 RESOURCE_NAMES = {"cpu": "CPU", "gpu": "GPU"}
+
+
+def workers_for(resources: dict[str, float], node_id: str | None = None) -> int:
+    """How many trials (or packs) of ``resources`` the cluster's alive nodes (or the node
+    ``node_id``) run at once: on each node, the fewest of what it has over what one asks, for every
+    resource asked (CPUs, GPUs, custom); summed over the nodes (a custom resource only one node has
+    bounds it to that node)."""
+    import ray
+
+    wanted = {RESOURCE_NAMES.get(k, k): v for k, v in resources.items() if v > 0}
+    slots = 0
+    for node in ray.nodes():
+        if not node.get("Alive") or (node_id is not None and node.get("NodeID") != node_id):
+            continue
+        have = node.get("Resources", {})
+        slots += int(min((have.get(name, 0.0) / amount for name, amount in wanted.items()), default=1.0) + 1e-9)
+    return max(1, slots)
 
 
 def check_feasible(request: dict[str, float]) -> None:

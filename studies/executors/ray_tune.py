@@ -30,7 +30,7 @@ from ..vocab.samplers import make_sampler
 from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkCallback, register
 from .base import Context, RunSummary, Sink, Work, objective_value, pack
 from .modes import execution_mode
-from .ray_session import check_feasible, ensure_ray
+from .ray_session import check_feasible, ensure_ray, workers_for
 
 
 def _grid_trainable(
@@ -160,9 +160,9 @@ class RayTuneExecutor:
         summary = RunSummary()
         if not work.keys:
             return summary
-        cluster = ensure_ray(address=self.ray_address, data_dir=self.storage_dir or ".work", num_cpus=self.num_cpus)
+        ensure_ray(address=self.ray_address, data_dir=self.storage_dir or ".work", num_cpus=self.num_cpus)
         check_feasible(self.resources)
-        units = self._units(work, cluster)
+        units = self._units(work)
         tokens = [[key.token() for key in unit] for unit in units]
         unit_keys = {str(i): unit for i, unit in enumerate(units)}
         token = register(DriverHooks(sink, summary, work.should_stop, unit_keys, work.on_start))
@@ -185,14 +185,14 @@ class RayTuneExecutor:
         summary.errors.extend(str(e).splitlines()[0] for e in grid.errors if str(e))
         return summary
 
-    def _units(self, work: Work, cluster: dict[str, Any]) -> list[list[TrialKey]]:
+    def _units(self, work: Work) -> list[list[TrialKey]]:
         """The Tune trials: packs (an earlier launch's checkpointed ones resumed as they were), or
         runs of ``trials_per_task`` keys run one after another in one task."""
         size = self.trials_per_task
         if self.packed and self.pack_size is not None:
             from .packed import resolve_pack_size
 
-            size = resolve_pack_size(self.pack_size, work.plan, len(work.keys), _workers(self.resources, cluster))
+            size = resolve_pack_size(self.pack_size, work.plan, len(work.keys), workers_for(self.resources))
         if self.packed and self.checkpoint_dir:
             from ..packed.checkpoint import claim
 
@@ -211,14 +211,6 @@ class RayTuneExecutor:
             stop=CancelStopper(token),
             verbose=0,
         )
-
-
-def _workers(resources: dict[str, float], cluster: dict[str, Any]) -> int:
-    """How many trials of ``resources`` the cluster runs at once (GPUs bound it when asked)."""
-    slots = float(cluster.get("CPU", 1)) / max(resources["cpu"], 1e-9)
-    if resources["gpu"] > 0:
-        slots = min(slots, float(cluster.get("GPU", 0)) / resources["gpu"])
-    return max(1, int(slots))
 
 
 def optuna_storage(url: str | None) -> Any:

@@ -1,7 +1,8 @@
 """The project's vocabulary, typed once and importable without torch, scipy or a database.
 
 - ``statuses``: ``TrialStatus``, ``StudyStatus``.
-- ``scores``: ``Split``, ``Stat``, ``MetricKind`` and the y_fail imputation (``impute_scores``).
+- ``scores``: ``Split``, ``Stat``, ``MetricKind``, the y_fail imputation (``impute_scores``) and a
+  score in words (``score_words``).
 - ``arms``: the arm registry (kind, schedule, parameters, Nesterov rule, packed kernel, paper name).
 - ``samplers``: the Optuna samplers a search may use.
 - ``workloads``: each workload's torch-free declaration: metric, parameters, chance level (y_fail).
@@ -30,6 +31,7 @@ from .scores import (
     Stat,
     impute_score,
     impute_scores,
+    score_words,
     split_problem,
 )
 from .statuses import FINISHED_STUDY_STATUSES, StudyStatus, TrialStatus
@@ -60,6 +62,7 @@ __all__ = [
     "impute_scores",
     "make_sampler",
     "sampler_names",
+    "score_words",
     "split_problem",
     "workload_entry",
     "workload_names",

@@ -21,13 +21,16 @@ if TYPE_CHECKING:  # numpy is imported by the functions that use it: the HTTP cl
 
 __all__ = [
     "METRIC_KINDS",
+    "METRIC_WORDS",
     "SPLITS",
+    "SPLIT_WORDS",
     "STATS",
     "MetricKind",
     "Split",
     "Stat",
     "impute_score",
     "impute_scores",
+    "score_words",
     "split_problem",
 ]
 
@@ -43,6 +46,17 @@ MetricKind = Literal["metric", "loss"]
 SPLITS: tuple[Split, ...] = get_args(Split)
 STATS: tuple[Stat, ...] = get_args(Stat)
 METRIC_KINDS: tuple[MetricKind, ...] = get_args(MetricKind)
+
+
+SPLIT_WORDS: dict[Split, str] = {"val": "validation", "test": "test"}
+METRIC_WORDS: dict[str, str] = {"error": "error rate", "nll": "NLL", "perplexity": "perplexity", "loss": "loss"}
+"""A metric's name in words (a workload's metric not listed here is shown by its name)."""
+
+
+def score_words(split: Split, metric: str) -> str:
+    """A split's score in words where the page's short labels ("val error") would be read out of
+    context: ``score_words("val", "error")`` → ``"validation error rate"`` (the Optuna mirror)."""
+    return f"{SPLIT_WORDS[split]} {METRIC_WORDS.get(metric, metric)}"
 
 
 def split_problem(split: object) -> str | None:

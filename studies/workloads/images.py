@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
+from torch import nn
 from torch.utils.data import Dataset
 
 from .base import Splits, Workload, WorkloadError
@@ -39,6 +40,20 @@ def require_files(folder: Path, names: list[str], what: str, how_to_get: str) ->
         raise WorkloadError(
             f"{what} not found: missing {', '.join(str(folder / name) for name in missing)}. {how_to_get}"
         )
+
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+def he_init_convs(model: ModelT) -> ModelT:
+    """He initialisation (fan-out, ReLU) of every convolution, biases zeroed, as the ResNet, WRN and VGG
+    papers' models use it; returns the model."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    return model
 
 
 def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

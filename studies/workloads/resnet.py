@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .cifar import check_cifar10, load_cifar10
-from .images import ImageArrays, ImageClassification
+from .images import ImageArrays, ImageClassification, he_init_convs
 
 
 class ShortcutA(nn.Module):
@@ -73,10 +73,7 @@ def resnet_cifar(depth: int = 20, num_classes: int = 10) -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(64, num_classes),
     )
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    return model
+    return he_init_convs(model)
 
 
 class Cifar10ResNet20(ImageClassification):

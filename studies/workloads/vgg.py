@@ -17,7 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from .cifar import check_cifar100, load_cifar100
-from .images import ImageArrays, ImageClassification
+from .images import ImageArrays, ImageClassification, he_init_convs
 
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -45,12 +45,7 @@ def vgg16_bn(num_classes: int = 100, dropout: float = 0.5) -> nn.Sequential:
         nn.ReLU(),
         nn.Linear(512, num_classes),
     )
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-    return model
+    return he_init_convs(model)
 
 
 class Cifar100VGG16(ImageClassification):

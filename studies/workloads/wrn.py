@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .images import ImageArrays, ImageClassification
+from .images import ImageArrays, ImageClassification, he_init_convs
 from .stl10 import check_stl10, load_stl10
 
 
@@ -65,10 +65,7 @@ def wide_resnet(depth: int = 16, widen_factor: int = 8, num_classes: int = 10, d
         nn.Flatten(),
         nn.Linear(in_channels, num_classes),
     )
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    return model
+    return he_init_convs(model)
 
 
 class Stl10WRN16x8(ImageClassification):

@@ -145,7 +145,8 @@ def test_the_cli_starts_without_importing_the_service() -> None:
 
 def _private_uses() -> set[str]:
     """``module uses other.name`` for every private name (``_x``) a module takes from a module of another
-    package, by ``from other import _x`` or ``other._x`` (the modules of one package may share theirs)."""
+    package, by ``from other import _x`` or ``other._x``, and every private module (``pkg/_x.py``) it
+    imports from another package (the modules of one package may share theirs)."""
     known = _modules()
     found: set[str] = set()
     for module, path in known.items():
@@ -159,9 +160,13 @@ def _private_uses() -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join([*anchor, *([base] if base else [])])
+            if base in known and _private(base.rpartition(".")[2]) and _package(base, known) != package:
+                found.add(f"{module} imports the private module {base}")
             for alias in node.names:
                 if f"{base}.{alias.name}" in known:
                     aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
+                    if _private(alias.name) and base != package:
+                        found.add(f"{module} imports the private module {base}.{alias.name}")
                 elif _private(alias.name) and base in known and _package(base, known) != package:
                     found.add(f"{module} uses {base}.{alias.name}")
         for node in ast.walk(tree):

@@ -441,9 +441,10 @@ def synthetic_spec(
     epochs: int = 2,
     n_train: int | None = None,
     resources: dict[str, Any] | None = None,
+    mode: str = "per_trial",
 ) -> dict[str, Any]:
     """A small grid study on the synthetic workload (one arm): len(lrs) × len(betas) × seeds trials,
-    run per trial."""
+    run per trial (``mode``: or ``packed``)."""
     spec: dict[str, Any] = {
         "name": name,
         "workload": "synthetic",
@@ -453,7 +454,7 @@ def synthetic_spec(
         "seeds": seeds,
         "epochs": epochs,
         "resources": resources or {"cpu": 1, "gpu": 0},
-        "execution": {"mode": "per_trial"},  # these tests are about Ray's trials, one by one
+        "execution": {"mode": mode},  # per trial by default: these tests are about Ray's trials, one by one
     }
     if n_train is not None:
         spec["workload_params"] = {"n_train": n_train}
@@ -495,6 +496,7 @@ def trial_rows(database_url: str, study_id: str) -> list[dict[str, Any]]:
                     Trial.status,
                     Trial.node,
                     Trial.epochs_done,
+                    Trial.extra,
                     func.coalesce(epochs.c.points, 0).label("points"),
                 )
                 .outerjoin(epochs, epochs.c.trial_id == Trial.id)

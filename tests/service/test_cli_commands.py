@@ -1,7 +1,8 @@
 """The command line against a real server (uvicorn on a free port, no scheduler), on SQLite and
 PostgreSQL: ``cancel``, ``delete``, ``trials``, ``compare`` (table and JSON), ``robustness``, the export's
 suffix check and metadata, clear errors (unreachable server, malformed YAML), following a study's
-progress off a terminal, and API tokens (``token list`` / ``revoke``, expiry enforced by the API).
+progress off a terminal, API tokens (``token list`` / ``revoke``, expiry enforced by the API), and
+that no API command imports torch, scipy, pandas, numpy or Ray.
 
 Results are recorded straight into the database with the data-access layer, as a driver would.
 """
@@ -577,3 +578,44 @@ def test_the_compare_table_reads_as_the_study_page() -> None:
     assert detects is not None
     assert f" {100 * detects:.1f} pts " in row
     assert "percentage points (pts)" in text
+
+
+LEAN_ABSENT = ("torch", "scipy", "pandas", "numpy", "ray", "sklearn", "matplotlib", "optuna", "sqlalchemy")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # what a command imports is not the database's
+def test_api_commands_import_no_heavy_package(
+    server: str, engine: Engine, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Each API command, run as its own interpreter against a finished study, prints its answer and has
+    imported none of torch, scipy, pandas, numpy, Ray, scikit-learn, matplotlib, Optuna or SQLAlchemy:
+    what keeps every command near the interpreter's own start (bench/cli_latency.py times them).
+    ``status`` of a finished study and ``sensitivity`` print the verdict lines (``studies.report_text``)."""
+    import subprocess
+    import sys
+
+    study_id = cli_submit(capsys, server)
+    record_all(engine, study_id)
+    complete(engine, study_id)
+    on = ["--url", server]
+    commands = {
+        "list": ["list", *on],
+        "status": ["status", study_id, *on],
+        "trials": ["trials", study_id, *on],
+        "grid": ["grid", study_id, "--arm", "demon_sgdm", *on],
+        "sensitivity": ["sensitivity", study_id, *on],
+        "compare": ["compare", study_id, *on],
+        "robustness": ["robustness", "synthetic", *on],
+        "heatmap": ["heatmap", study_id, "--out", str(tmp_path / "h.png"), *on],
+        "export": ["export", study_id, "--out", str(tmp_path / "t.csv"), *on],
+    }
+    probe = (
+        "import json, sys\nfrom service.cli import main\ncode = main(sys.argv[1:])\n"
+        f"print(json.dumps([code, sorted(m for m in {LEAN_ABSENT!r} if m in sys.modules)]), file=sys.stderr)"
+    )
+    for name, argv in commands.items():
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+        code, loaded = json.loads(done.stderr.strip().splitlines()[-1])
+        assert (name, code, loaded) == (name, 0, []), done.stderr
+        if name in ("status", "sensitivity"):
+            assert done.stdout.startswith("VERDICT demon_sgdm vs sgdm_step: "), done.stdout

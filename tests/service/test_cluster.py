@@ -59,14 +59,21 @@ def _ray_node(node: str | None) -> str:
 @pytest.mark.slow
 @ON_POSTGRES
 @pytest.mark.usefixtures("no_ray_auth")
+@pytest.mark.parametrize("mode", ["per_trial", "packed"])
 def test_trials_run_on_both_nodes_as_their_resources_ask(
-    two_nodes: RayCluster, live_server: Any, db_url: str, data_dir: Path
+    two_nodes: RayCluster, live_server: Any, db_url: str, data_dir: Path, mode: str
 ) -> None:
+    """Per trial (each trial a Ray Tune trial) and packed (each pack a Ray task): the study asking
+    for ``special`` runs on the worker only, the one asking for 2 CPUs on the head only; packed, each
+    study is one pack of its 3 trials (one node runs it: ``auto`` makes one pack per slot)."""
     head_id, worker_id = _node_ids(two_nodes)
     special = synthetic_spec(
-        "on-worker", lrs=(0.01, 0.1, 1.0), resources={"cpu": 1, "gpu": 0, "custom": {"special": 1}}
+        f"on-worker-{mode}",
+        lrs=(0.01, 0.1, 1.0),
+        resources={"cpu": 1, "gpu": 0, "custom": {"special": 1}},
+        mode=mode,
     )
-    plain = synthetic_spec("on-head", lrs=(0.01, 0.1, 1.0), resources={"cpu": 2, "gpu": 0})
+    plain = synthetic_spec(f"on-head-{mode}", lrs=(0.01, 0.1, 1.0), resources={"cpu": 2, "gpu": 0}, mode=mode)
     with (
         live_server(run_scheduler=True, launcher="ray", ray_address=two_nodes.dashboard_url) as url,
         DemonlabClient(url) as client,
@@ -82,6 +89,8 @@ def test_trials_run_on_both_nodes_as_their_resources_ask(
     on_head = assert_each_trial_once(db_url, ids["plain"], total=3, epochs=2)
     assert {_ray_node(r["node"]) for r in on_worker} == {worker_id}, "trials asking for 'special' left the worker"
     assert {_ray_node(r["node"]) for r in on_head} == {head_id}, "trials asking for 2 CPUs left the head"
+    packs = {r["extra"].get("pack_size") for r in on_worker + on_head}
+    assert packs == ({None} if mode == "per_trial" else {3}), f"{mode}: pack sizes {packs}"
     # so both nodes ran trials (head_id != worker_id: two distinct Ray nodes)
     assert head_id != worker_id
 

@@ -68,8 +68,14 @@ def test_downgrade_to_base_and_back(engine: Engine) -> None:
     assert schema_diff(engine) == []
 
 
-def test_sqlite_foreign_keys_back_on_after_migrating(tmp_path: Any) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", pool_size=1)  # one connection, reused
+@pytest.mark.parametrize("restart", [False, True], ids=["empty", "restart-at-head"])
+def test_sqlite_foreign_keys_stay_on_after_migrating(tmp_path: Any, restart: bool) -> None:
+    """Migrating an empty database, or (a restart) one already at head: the pooled connection must
+    still cascade (a restart used to leave it with ``PRAGMA foreign_keys=0``)."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    if restart:
+        upgrade_to_head(url)  # the first start
+    engine = make_engine(url, pool_size=1)  # one connection, reused by what follows
     try:
         upgrade_to_head(engine)
         with engine.connect() as connection:
@@ -80,19 +86,6 @@ def test_sqlite_foreign_keys_back_on_after_migrating(tmp_path: Any) -> None:
 
 def test_one_head() -> None:
     assert head_revisions() == frozenset({"0004_issue18"})
-
-
-def test_sqlite_foreign_keys_stay_on_when_a_restart_finds_the_schema_at_head(tmp_path: Any) -> None:
-    """A restart migrates a database already at head: the pooled connection must still cascade."""
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    upgrade_to_head(url)  # the first start
-    engine = make_engine(url, pool_size=1)  # the restart: one connection, reused by what follows
-    try:
-        upgrade_to_head(engine)
-        with engine.connect() as connection:
-            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    finally:
-        engine.dispose()
 
 
 def test_a_study_deleted_after_a_restart_takes_its_trials_with_it(api_factory: Any, smoke_spec: dict[str, Any]) -> None:

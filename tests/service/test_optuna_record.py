@@ -1,7 +1,8 @@
 """Every finished trial also lands in the Optuna storage the service keeps (``optuna_url``), on SQLite
 and PostgreSQL: one Optuna study per arm named for people, lr and β_init as distributions, the seed,
 both splits' scores, divergence and the demonlab study id as user attributes, per-epoch intermediate
-values, real start and end times; once per trial across relaunches. The mirror catches up with the
+values, real start and end times; once per trial across relaunches. The value is the spec's metric on
+validation (its loss with ``metric: loss``) and its label says so in words. The mirror catches up with the
 trials table from SQL (mirror == trials table) and is deleted with its study."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from service.analysis import y_fail
 from service.artefacts import study_files
 from service.db import dal, session_scope
+from service.jobs.driver import _optuna_mirror
 from service.jobs.optuna_record import MirrorWriter, OptunaRecorder, mirror_study_ids, optuna_study_name, optuna_url
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from studies.spec import StudySpec, expand_trials
@@ -114,6 +116,36 @@ def test_search_study_trials_stay_apart_from_the_sampler(settings_factory: Any) 
     assert trial.params == {"lr": 0.02, "beta_init": 0.7}
     assert trial.distributions["lr"] == optuna.distributions.FloatDistribution(0.001, 1.0, log=True)
     assert "0123456789ab:demon_sgdm" not in {s.study_name for s in optuna.get_all_study_summaries(storage)}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # labels and values: no backend difference
+@pytest.mark.parametrize(("metric", "words"), [(None, "validation error rate"), ("loss", "validation loss")])
+def test_the_mirror_records_and_names_the_specs_metric(
+    settings_factory: Any, engine: Any, new_study: Any, smoke_spec: dict[str, Any], metric: str | None, words: str
+) -> None:
+    """The driver's mirror recorded the validation error rate under the label "validation loss" when
+    the spec said ``metric: loss``: its value, curve and failure score are now the spec's metric."""
+    raw = smoke_spec | ({"metric": metric} if metric else {})
+    spec = StudySpec.model_validate(raw, context={"max_trials": 1000})
+    keys = expand_trials(spec)
+    study = new_study(name=spec.name, spec=raw, trial_keys=keys)
+    writer = _optuna_mirror(engine, settings_factory(), study.id, spec)
+    for key in keys:
+        writer.submit(result(key))
+    writer.close()
+
+    settings = settings_factory()
+    fail = y_fail(spec, "loss" if metric == "loss" else "metric")
+    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    mirror = optuna.load_study(study_name=f"synthetic-smoke · demon_sgdm · {study.id}", storage=storage)
+    assert mirror.user_attrs["value"] == f"{words} (lower is better; diverged = {fail:g})"
+    for t in mirror.get_trials():
+        if t.user_attrs["diverged"]:
+            assert t.value == pytest.approx(fail)
+        else:
+            own = t.user_attrs["val_loss"] if metric == "loss" else t.user_attrs["val_metric"]
+            assert (t.value, t.intermediate_values) == (pytest.approx(own), {0: pytest.approx(own)})
+    storage.engine.dispose()
 
 
 def mirrored(settings: Any, study_id: str) -> dict[tuple[str, float, float, int], float]:

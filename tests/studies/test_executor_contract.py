@@ -63,12 +63,26 @@ def _ray(spec_changes: dict[str, Any], **context: Any) -> Callable[[Path], Execu
     return build
 
 
+def _ray_pool(spec_changes: dict[str, Any]) -> Callable[[Path], Executor]:
+    """A packed study in the warm pool of Ray actors (``RayPackExecutor(pool=True)``)."""
+
+    def build(tmp: Path) -> Executor:
+        from studies.executors import RayPackExecutor
+
+        executor = RayPackExecutor.for_study(_spec(**spec_changes), Context(tmp, study_id=tmp.name))
+        executor.pool = True
+        return executor
+
+    return build
+
+
 CASES = {
     "inprocess": Case(lambda tmp: InProcessExecutor()),
     "packed": Case(lambda tmp: PackedExecutor(pack_size=5, checkpoint_dir=tmp / "packs")),
     "packed-forked": Case(lambda tmp: PackedExecutor(pack_size=5, workers=2, checkpoint_dir=tmp / "packs")),
     "ray": Case(_ray({"trials_per_task": 3, "execution": {"mode": "per_trial"}}), ray=True),
     "ray-packed": Case(_ray({"execution": {"mode": "packed", "pack_size": 6}}), ray=True),
+    "ray-packed-pool": Case(_ray_pool({"execution": {"mode": "packed", "pack_size": 6}}), ray=True),
     "optuna": Case(
         _ray({"search": SEARCH, "arms": ["demon_sgdm", "sgdm_step"], "execution": {"mode": "auto"}}),
         search=True,

@@ -220,3 +220,35 @@ def test_ray_trial_that_errors_becomes_failed_results(tmp_path: Path) -> None:
     assert all("errored after its retries" in (r.error or "") for r in results)
     assert summary.failed == 3
     assert summary.errors  # surfaced, not swallowed
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_a_pack_whose_ray_task_fails_is_retried_then_its_members_fail(tmp_path: Path) -> None:
+    from studies.executors import RayPackExecutor
+
+    # A plan the worker cannot unpickle: the pack's task fails outside run_pack, on every attempt.
+    plan = TrialPlan(workload="synthetic", workload_params={"bad": _FailsToUnpickle()}, data_dir=str(tmp_path))
+    keys = [TrialKey("demon_sgdm", 0.1, 0.9, seed) for seed in range(3)]
+    results: list[TrialResult] = []
+    started: list[TrialKey] = []
+    executor = RayPackExecutor(max_failures=1, pack_size=2)
+    summary = executor.run(Work(plan, keys, on_start=started.extend), results.append)
+    assert sorted(r.key.seed for r in results) == [0, 1, 2]
+    assert all(r.status is TrialStatus.FAILED for r in results)
+    assert all("failed after 2 attempt(s)" in (r.error or "") for r in results), results[0].error
+    assert all("ZeroDivisionError" in (r.error or "") for r in results), results[0].error
+    assert started == []  # no pack ever started
+    assert summary.failed == 3
+    assert summary.errors  # surfaced, not swallowed
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
+def test_workers_for_counts_what_each_node_can_run_at_once() -> None:
+    from studies.executors import workers_for
+
+    assert workers_for({"cpu": 1, "gpu": 0}) == 2  # the session's Ray: one node of 2 CPUs
+    assert workers_for({"cpu": 2, "gpu": 0}) == 1
+    assert workers_for({"cpu": 0.5, "gpu": 0}) == 4
+    assert workers_for({"cpu": 1, "gpu": 0, "special": 1}) == 1  # none can: at least one (check_feasible says why)

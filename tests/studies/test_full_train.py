@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from test_workloads import write_cifar10
 
 from studies.executors import execute_study
-from studies.report import summary_table, write_outputs
+from studies.report import write_outputs
+from studies.report_text import summary_table
 from studies.results import TrialResult, TrialStatus
 from studies.spec import FULL_TRAIN_NOTE, StudySpec
 from studies.workloads import get_workload

@@ -704,7 +704,7 @@ def test_without_a_validation_split_nothing_is_chosen() -> None:
     assert pair.verdict.outcome == "a_less_sensitive"
     undefined = {d.figure for d in pair.exploratory if d.status == "undefined"}
     assert undefined == {"expected_best"}  # (a 6-cell grid is too small for a win probability)
-    from studies.report import summary_table
+    from studies.report_text import summary_table
 
     table = summary_table(report.model_dump(mode="json") | {"study": {"protocol": "trained on the whole set"}})
     assert table.splitlines()[:2] == [

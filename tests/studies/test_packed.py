@@ -290,15 +290,26 @@ def test_sensitivity_json_of_a_packed_digits_run_matches_per_trial(tmp_path: Any
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
-def test_packs_on_ray_are_tune_trials_with_per_trial_results(tmp_path: Any) -> None:
-    """On Ray (2 CPUs) ``auto`` makes one pack per worker; every member reaches the sink once."""
+def test_packs_on_ray_are_ray_tasks_with_per_trial_results(tmp_path: Any) -> None:
+    """On Ray (2 CPUs) ``auto`` makes one pack per worker, each a Ray task (no Ray Tune); every member
+    reaches the sink once, announced first, equal bit for bit to its per-trial run."""
     data = _spec(arms=["demon_sgdm", "sgdm_step"], lr=[0.03, 0.3], beta_init=[0.8, 0.9], seeds=2, epochs=2)
     per_trial: list[TrialResult] = []
     execute_study(StudySpec.model_validate(data), per_trial.append, executor="inprocess", data_dir=tmp_path)
     spec = StudySpec.model_validate(data | {"execution": {"mode": "packed"}})
     packed: list[TrialResult] = []
-    summary = execute_study(spec, packed.append, executor="ray", data_dir=tmp_path, study_id="packed-ray")
+    started: list[TrialKey] = []
+
+    def sink(result: TrialResult) -> None:
+        assert result.key in started, f"{result.key} reached the sink before it was announced"
+        packed.append(result)
+
+    summary = execute_study(
+        spec, sink, executor="ray", data_dir=tmp_path, study_id="packed-ray", on_trial_start=started.extend
+    )
     assert summary.total == len(packed) == 16
+    assert sorted(started) == sorted(r.key for r in packed)
+    assert all("/" in (r.node or "") for r in packed), "the packs did not run in Ray workers"
     assert not summary.errors
     assert {r.extra["pack_size"] for r in packed} == {8}
     by_key = {r.key: r for r in packed}
@@ -308,8 +319,43 @@ def test_packs_on_ray_are_tune_trials_with_per_trial_results(tmp_path: Any) -> N
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("ray_session")
+def test_the_warm_pool_runs_the_next_study_in_the_same_actors(tmp_path: Any) -> None:
+    """Two packed studies in a row through the warm pool: each member equal bit for bit to its
+    per-trial run, and the second study's packs run in the actors the first one started (named per
+    node and slot, detached: they outlive a driver), none started anew."""
+    import ray
+
+    from studies.executors import Context, RayPackExecutor
+    from studies.executors.ray_packs import POOL_NAMESPACE
+
+    data = _spec(arms=["demon_sgdm", "sgdm_step"], lr=[0.03, 0.3], beta_init=[0.8, 0.9], seeds=2, epochs=2)
+    spec = StudySpec.model_validate(data | {"execution": {"mode": "packed"}})
+    plan = TrialPlan.from_spec(spec, tmp_path / "datasets")
+
+    def pool() -> dict[str, str]:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == POOL_NAMESPACE]
+        return {name: ray.get_actor(name, namespace=POOL_NAMESPACE)._actor_id.hex() for name in names}
+
+    actors = []
+    for study in ("pool-1", "pool-2"):
+        executor = RayPackExecutor.for_study(spec, Context(tmp_path, study_id=study))
+        executor.pool = True
+        results: list[TrialResult] = []
+        summary = executor.run(Work(plan, expand_trials(spec)), results.append)
+        assert summary.total == len(results) == 16
+        assert not summary.errors
+        assert {r.extra["pack_size"] for r in results} == {8}
+        for result in results:
+            assert_same(result, run_trial(plan, result.key))
+        actors.append(pool())
+    assert len(actors[0]) == 2, actors[0]  # one per slot of the session's 2-CPU node
+    assert actors[1] == actors[0], "the second study started pool actors anew"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("ray_session")
 def test_a_checkpointed_pack_resumes_on_ray(tmp_path: Any) -> None:
-    """A pack stopped after its first epoch (by an earlier launch) is resumed as one Tune trial of a
+    """A pack stopped after its first epoch (by an earlier launch) is resumed as one Ray task of a
     relaunched Ray study, the other pending trials packed afresh: every trial once, per-trial results."""
     data = _spec(arms=["demon_sgdm", "sgdm_step"], lr=[0.03, 0.3], beta_init=[0.8, 0.9], seeds=2, epochs=3)
     spec = StudySpec.model_validate(data | {"execution": {"mode": "packed"}})

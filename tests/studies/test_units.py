@@ -14,7 +14,7 @@ import pytest
 
 from studies.metrics import GridAxes, sensitivity_report
 from studies.metrics.models import PairReport, SensitivityReport
-from studies.report import delta_text, pair_lines, summary_table, verdict_lines
+from studies.report_text import delta_text, pair_lines, summary_table, verdict_lines
 from studies.units import Units, is_percent, percent, points
 
 LRS = (0.01, 0.1, 1.0)
