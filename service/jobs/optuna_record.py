@@ -333,13 +333,19 @@ class MirrorWriter:
 
     def close(self, *, timeout: float = 300.0) -> None:
         """The study has ended: stop the thread after its current write (at the lowest priority, on a
-        busy machine, it may get a core seldom), then write here, at the caller's priority, what the
-        trials table has that the mirror lacks (what was queued included: the driver submits a
-        result once it is in the trials table)."""
+        busy machine, it may get a core seldom), then write here, at the caller's priority, what it left
+        queued and what the trials table has that the mirror lacks."""
         self._closing.set()
         self._queue.put(self._STOP)
         self._thread.join(timeout=timeout)
         self._ensure_recorder()
+        while True:  # what the thread left queued
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not self._STOP and self.recorder is not None:
+                self.recorder.safe_record(item)
         self.backfill()
 
 
