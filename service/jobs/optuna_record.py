@@ -279,6 +279,7 @@ class MirrorWriter:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._closing = threading.Event()
         self._lock = threading.Lock()
+        self._open_failed = False
         self._thread = threading.Thread(target=self._run, name="demonlab-optuna-mirror", daemon=True)
 
     def start(self) -> MirrorWriter:
@@ -313,23 +314,27 @@ class MirrorWriter:
             item = self._queue.get()
             if item is self._STOP or self._closing.is_set():
                 return
+            self._ensure_recorder()
             if self.recorder is not None:
                 self.recorder.safe_record(item)
 
     def _ensure_recorder(self) -> None:
-        """Open the storage once (by whichever thread comes first); a failure is said once."""
+        """Open the storage unless it is open (by whichever thread comes first). A failure (the
+        database away) is said once and tried again at the next result and at ``close``: the
+        trials table is backfilled then."""
         with self._lock:
-            opener, self._open = self._open, None
-            if self.recorder is not None or opener is None:
+            if self.recorder is not None or self._open is None:
                 return
             try:
-                self.recorder = opener()
+                self.recorder = self._open()
             except Exception:
-                log.warning(
-                    "study %s: Optuna's storage is unavailable; results are not mirrored there",
-                    self.study_id,
-                    exc_info=True,
-                )
+                if not self._open_failed:
+                    log.warning(
+                        "study %s: Optuna's storage is unavailable; results are mirrored there once it is back",
+                        self.study_id,
+                        exc_info=True,
+                    )
+                self._open_failed = True
 
     def close(self, *, timeout: float = 300.0) -> None:
         """The study has ended: stop the thread after its current write (at the lowest priority, on a
