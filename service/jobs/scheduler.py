@@ -1,8 +1,9 @@
 """The scheduler: claim queued studies atomically, launch their drivers, relaunch dead ones.
 
 One loop, run in the API process (``demonlab serve``) or on its own (``demonlab scheduler``). Each
-tick it (1) requeues running studies whose driver is gone: at once when the driver was this
-scheduler's own child and has exited, else once its heartbeat is stale and its job is not alive, and
+tick it (1) requeues running studies whose driver is gone: at once when this scheduler launched the
+driver (its own child, or one forked from its warm process) and it has exited, else once its
+heartbeat is stale and its job is not alive, and
 (2) claims up to ``max_concurrent_studies − running`` queued studies with a conditional UPDATE, so
 two schedulers on one PostgreSQL never launch one study twice, and launches each.
 """
