@@ -97,6 +97,7 @@ class LocalLauncher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._forked: set[int] = set()  # drivers forked from the warm process: its children, not ours
         self._forkserver: ForkServerClient | None = None
         if settings.warm_drivers:
             from .forkserver import ForkServerClient
@@ -137,6 +138,7 @@ class LocalLauncher:
                 pid = self._forkserver.launch(
                     study_id, attempt, logs / f"{study_id}-{attempt}.log", env, str(Path.cwd())
                 )
+                self._forked.add(pid)
                 return f"local:{platform.node()}:{pid}"
             except (OSError, RuntimeError, ValueError):
                 logger.warning("study %s: no warm driver; starting a fresh one", study_id, exc_info=True)
@@ -158,12 +160,20 @@ class LocalLauncher:
         """Collect children that have exited and return their job ids: without this, every finished
         driver stays a zombie of this process (the scheduler's) for as long as it runs. An exited
         child is certain evidence that its driver is gone, with no need to wait for its heartbeat
-        to go stale (the scheduler relaunches its study at once if it was still running)."""
+        to go stale (the scheduler relaunches its study at once if it was still running). A driver
+        forked from the warm process is that process's child, so it is looked up instead: gone
+        (``is_alive``) is as certain as an exit; without this a killed one waited ~30 s for its
+        heartbeat to go stale (bench/relaunch.py)."""
         exited: list[str] = []
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 self._children.pop(pid, None)
                 exited.append(f"local:{platform.node()}:{pid}")
+        for pid in list(self._forked):
+            job_id = f"local:{platform.node()}:{pid}"
+            if not self.is_alive(job_id):
+                self._forked.discard(pid)
+                exited.append(job_id)
         return exited
 
     def is_alive(self, job_id: str) -> bool:
@@ -189,6 +199,7 @@ class LocalLauncher:
         if host != platform.node():
             return
         _terminate_group(pid)
+        self._forked.discard(pid)
         child = self._children.pop(pid, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):

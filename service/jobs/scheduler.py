@@ -2,14 +2,16 @@
 
 One loop, run in the API process (``demonlab serve``) or on its own (``demonlab scheduler``). It ticks
 every ``poll_seconds``, and at once when woken (``wake``: the API in its process took a submission). Each
-tick it (1) requeues running studies whose driver is gone: at once when the driver was this
-scheduler's own child and has exited, else once its heartbeat is stale and its job is not alive, and
+tick it (1) requeues running studies whose driver is gone: at once when this scheduler launched the
+driver (its own child, or one forked from its warm process) and it has exited, else once its
+heartbeat is stale and its job is not alive, and
 (2) claims up to ``max_concurrent_studies − running`` queued studies with a conditional UPDATE, so
 two schedulers on one PostgreSQL never launch one study twice, and launches each.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import platform
@@ -57,15 +59,16 @@ class Scheduler:
         self.recover(self.launcher.reap())
         return self.launch_queued()
 
-    def recover(self, exited: list[str] | None = None) -> list[str]:
+    def recover(self, exited: list[str] | None = None, *, now: dt.datetime | None = None) -> list[str]:
         """Requeue running studies whose driver is gone: those whose job is in ``exited`` (children
         this scheduler saw exit) at once, the others once their heartbeat is stale and their job is
         not alive. The requeue is conditional on the launch count, so a study relaunched meanwhile
-        (by another scheduler) is left alone: never two drivers for one study."""
+        (by another scheduler) is left alone: never two drivers for one study. ``now`` (default: the
+        clock) dates the staleness: a test passes a later time rather than sleeping until then."""
         requeued: list[str] = []
         with session_scope(self.engine, read_only=True) as session:
             gone = dal.running_studies_of_jobs(session, exited or [])
-            stale = dal.find_stale_running(session, stale_after_seconds=self.settings.stale_after_seconds)
+            stale = dal.find_stale_running(session, stale_after_seconds=self.settings.stale_after_seconds, now=now)
         known = {study.id for study in gone}
         for study in [*gone, *(s for s in stale if s.id not in known)]:
             if study.id not in known and study.job_id and self._alive(study.job_id):
