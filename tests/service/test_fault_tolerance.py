@@ -183,8 +183,10 @@ def _outage_mid_study(
     assert study.attempts == 1, "the driver gave up and the study was relaunched"
     # The driver did see the outage (its heartbeat every second failed, or a result waited).
     assert "heartbeat failed" in log or "database unavailable; retrying" in log, log[-6000:]
-    mirror = set(mirrored(Settings(data_dir=data_dir, database_url=pg.url), study_id))
-    assert mirror == stored_results(_engine(pg.url), study_id)  # the mirror caught up too
+    # The mirror caught up too: the driver writes it after the study's end, then exits.
+    mirror_settings = Settings(data_dir=data_dir, database_url=pg.url)
+    stored = stored_results(_engine(pg.url), study_id)
+    wait_until(lambda: set(mirrored(mirror_settings, study_id)) == stored, timeout=60, what="the Optuna mirror")
     return study, log
 
 
