@@ -9,8 +9,8 @@ trial (small: the driver runs it in its own process, one trial after another, no
 study every 50 ms and prints the seconds from ``submit`` to the first result and to completion.
 Issue 10's goal: a small local study's first result within 3 s of submission.
 
-What it is not: a test (exit 0 unless ``--check``). The scheduler polls for queued studies every
-second, so up to 1 s of each figure is that wait. Usage:
+What it is not: a test (exit 0 unless ``--check``). A submission wakes the scheduler of the serving
+process, so no poll interval is in these figures. Usage:
 
     python bench/first_result.py [--repeats 1] [--warm off|on|both] [--check]
 """

@@ -171,11 +171,11 @@ def run_kernel(
 def step_grad(
     param: torch.Tensor,
     grad: torch.Tensor,
-    *,
     lr: float,
     weight_decay: float,
     decoupled_weight_decay: bool,
     maximize: bool,
+    /,
 ) -> torch.Tensor:
     """The gradient a loop kernel steps on: negated when maximising; with weight decay either g + λθ
     (L2, torch's default) or, decoupled, θ shrunk in place by (1 − ηλ) before the step (AdamW style)."""
@@ -191,11 +191,11 @@ def step_grad(
 def step_grads(
     params: list[torch.Tensor],
     grads: list[torch.Tensor],
-    *,
     lr: float,
     weight_decay: float,
     decoupled_weight_decay: bool,
     maximize: bool,
+    /,
 ) -> list[torch.Tensor] | tuple[torch.Tensor, ...]:
     """``step_grad`` for the foreach kernels, with the same ops in the same order (bit-equal)."""
     g: list[torch.Tensor] | tuple[torch.Tensor, ...] = grads

@@ -252,14 +252,7 @@ def _single_tensor_demon_adam(
     maximize: bool,
 ) -> None:
     for param, grad, m, e, k in zip(params, grads, moments, second_moments, counts, strict=True):
-        g = step_grad(
-            param,
-            grad,
-            lr=lr,
-            weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            maximize=maximize,
-        )
+        g = step_grad(param, grad, lr, weight_decay, decoupled_weight_decay, maximize)
         e.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)  # E_k = β2 E + (1 − β2) g²
         m.mul_(beta).add_(g)  # m_t = g_t + β_t m_{t−1}
         denom = (e / (1.0 - beta2**k)).add_(eps).sqrt_()  # sqrt(Ê + ε), ε inside
@@ -282,14 +275,7 @@ def _multi_tensor_demon_adam(
     first_moment_correction: bool,
     maximize: bool,
 ) -> None:
-    g = step_grads(
-        params,
-        grads,
-        lr=lr,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
-    )
+    g = step_grads(params, grads, lr, weight_decay, decoupled_weight_decay, maximize)
     torch._foreach_mul_(second_moments, beta2)
     torch._foreach_addcmul_(second_moments, g, g, value=1.0 - beta2)
     torch._foreach_mul_(moments, beta)

@@ -199,14 +199,7 @@ def _single_tensor_demon_sgd(
     maximize: bool,
 ) -> None:
     for param, grad, velocity in zip(params, grads, velocities, strict=True):
-        g = step_grad(
-            param,
-            grad,
-            lr=lr,
-            weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            maximize=maximize,
-        )
+        g = step_grad(param, grad, lr, weight_decay, decoupled_weight_decay, maximize)
         velocity.mul_(beta).add_(g, alpha=-lr)  # v_{t+1} = β_t v_t − η g_t
         if nesterov:
             param.add_(velocity, alpha=beta).add_(g, alpha=-lr)
@@ -226,14 +219,7 @@ def _multi_tensor_demon_sgd(
     nesterov: bool,
     maximize: bool,
 ) -> None:
-    g = step_grads(
-        params,
-        grads,
-        lr=lr,
-        weight_decay=weight_decay,
-        decoupled_weight_decay=decoupled_weight_decay,
-        maximize=maximize,
-    )
+    g = step_grads(params, grads, lr, weight_decay, decoupled_weight_decay, maximize)
     torch._foreach_mul_(velocities, beta)
     torch._foreach_add_(velocities, g, alpha=-lr)
     if nesterov:

@@ -56,8 +56,9 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
         if run_scheduler:
             from .jobs.scheduler import Scheduler
 
-            scheduler = Scheduler(settings, engine)
+            scheduler = Scheduler(settings, engine, poll_seconds=settings.scheduler_poll_seconds)
             scheduler.start_background()
+        app.state.scheduler = scheduler  # woken by a submission (routes.studies), None without one
         try:
             yield
         finally:

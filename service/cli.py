@@ -494,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None, help="spec to submit (default: studies/examples/digits.yaml)")
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (default: $DEMONLAB_TOKEN)")
     p.add_argument("--exit-when-done", action="store_true", help="stop serving once the study is summarised")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_demo, exit_at_once=True)  # once it has stopped serving
 
     p = command("atlas", "one study per (workload, optimizer family) of a suite; the answer across them")
     p.add_argument("--suite", default="cpu", choices=["cpu", "paper", "smoke"], help="which suite of workloads")
@@ -678,9 +678,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_at_once(code: int) -> None:
-    """End the console script of a heavy command (``run``: torch, pandas, matplotlib, scipy loaded)
-    once its outputs are written and flushed, without the interpreter's teardown of the heap, which
-    costs about two seconds there. Its files are closed by then; logging is shut down first."""
+    """End the console script of a heavy command (``run``: torch, pandas, matplotlib, scipy loaded;
+    ``demo``, once its server has stopped) once its outputs are written and flushed, without the
+    interpreter's teardown of the heap, which costs about two seconds there. Its files are closed by
+    then; logging is shut down first."""
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

@@ -117,6 +117,7 @@ def run_demo(
     from .console import follow, read_spec, safe_url
     from .settings import get_settings
 
+    started = time.monotonic()
     settings = get_settings()
     spec = read_spec(spec_path or str(EXAMPLE))
     if not token and _tokens_configured(settings):
@@ -133,6 +134,7 @@ def run_demo(
     print(f"dashboard: {base}/  (open it in a browser to follow the study live)", flush=True)
     print(f"demonlab: starting the service at {base} (database {safe_url(settings.database_url)})", flush=True)
     server, thread = start_server(port)
+    _wait_for_warm_drivers(server.config.app, started)
     client = DemonlabClient(base, token=token)
     try:
         submitted = time.monotonic()
@@ -167,6 +169,21 @@ def run_demo(
         server.should_exit = True
         thread.join(timeout=15)
     return 0
+
+
+WARM_UP_WAIT_S = 60.0  # the longest the demo waits for the warm driver before submitting anyway
+
+
+def _wait_for_warm_drivers(app: Any, started: float) -> None:
+    """Wait until the scheduler's launcher is ready (its warm process has imported torch and the
+    rest, ``service.jobs.forkserver``), so the study is submitted to a service that can start it at
+    once: what a service up for a while does. Says how long the service took to be ready."""
+    scheduler = getattr(app.state, "scheduler", None)
+    if scheduler is None:
+        return
+    ready = scheduler.launcher.warm(wait=WARM_UP_WAIT_S)
+    state = "ready" if ready else f"still warming up after {WARM_UP_WAIT_S:.0f} s; submitting anyway"
+    print(f"demonlab: service {state} ({time.monotonic() - started:.1f} s after start)", flush=True)
 
 
 def _tokens_configured(settings: Any) -> bool:

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     http_keep_alive_s: int = Field(default=5, gt=0, description="an idle keep-alive connection closes after this")
     http_max_connections: int = Field(default=1000, gt=0, description="connections and tasks at once (then 503)")
     max_concurrent_studies: int = Field(default=2, gt=0)
+    scheduler_poll_seconds: float = Field(
+        default=1.0, gt=0, description="how often the scheduler looks for queued studies (a submission wakes it)"
+    )
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_after_seconds: float = Field(default=30.0, gt=0)
     driver_retry_seconds: float = Field(

@@ -178,7 +178,7 @@ def _missing_data(spec: Any, settings: Settings) -> str | None:
 
 
 def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: list[Any], attempt: int | None) -> int:
-    from studies.executors import execute_study, shutdown_ray
+    from .result_writer import ResultWriter
 
     _record_environment(engine, study_id, spec)
     heartbeat = Heartbeat(engine, study_id, settings.heartbeat_seconds, attempt)
@@ -186,18 +186,21 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
     signal.signal(signal.SIGTERM, lambda *_: heartbeat.cancelled.set())
     mirror = _optuna_mirror(engine, settings, study_id, spec)
 
-    def sink(result: TrialResult) -> None:
-        def record() -> None:
+    def record(results: Sequence[TrialResult]) -> None:
+        def write() -> None:
             with session_scope(engine) as session:
-                dal.record_trial_result(session, study_id, result)
+                dal.record_trial_results(session, study_id, results)
 
         try:
-            _with_retry(record, f"record {result.key.token()}")
+            _with_retry(write, f"record {len(results)} result(s)")
         except NotFound:  # the study was deleted (after a cancel) while this driver stopped: stop quietly
             heartbeat.cancelled.set()
             return
         if mirror is not None:
-            mirror.submit(result)
+            for result in results:
+                mirror.submit(result)
+
+    writer = ResultWriter(record)
 
     def started(keys: list[Any]) -> None:
         def mark() -> None:
@@ -212,9 +215,47 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             log.warning("study %s: could not mark %d trial(s) running", study_id, len(keys))
 
     try:
+        crash, summary = _train(engine, study_id, settings, spec, keys, heartbeat, writer, started)
+        heartbeat.stop()
+        if crash is not None:
+            _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, crash), "finish")
+            return 1
+        if heartbeat.cancelled.is_set() or summary is None or summary.cancelled:
+            return 0
+        error: str | None = None
+        if summary.failed:
+            # Each error once, however many trials hit it ("<trial>: <message>": grouped by message).
+            distinct = list(dict.fromkeys(e.split(": ", 1)[-1] for e in summary.errors))
+            error = f"{summary.failed} trial(s) failed: " + "; ".join(distinct[:3])
+        _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
+        _store_report(engine, study_id, splits=("test",) if spec.full_train else ("test", "val"))
+        return 0
+    finally:
+        heartbeat.stop()
+        if mirror is not None:  # after the study's end: what is queued, then what the mirror lacks
+            mirror.close()
+
+
+def _train(
+    engine: Engine,
+    study_id: str,
+    settings: Settings,
+    spec: Any,
+    keys: list[Any],
+    heartbeat: Heartbeat,
+    writer: Any,
+    started: Any,
+) -> tuple[str | None, Any]:
+    """Run the trials and wait until their results are written: (the crash that fails the study, or
+    None; the executor's summary, None after a crash)."""
+    from studies.executors import execute_study, shutdown_ray
+
+    crash: str | None = None
+    summary = None
+    try:
         summary = execute_study(
             spec,
-            sink,
+            writer.submit,
             executor=driver_executor(settings, spec, len(keys)),
             data_dir=settings.data_dir,
             dataset_dir=settings.dataset_dir,
@@ -226,28 +267,16 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             on_trial_start=started,
         )
     except Exception as exc:  # the driver's crash is the study's error
-        heartbeat.stop()
         log.exception("study %s failed", study_id)
         crash = f"{exc}\n{traceback.format_exc(limit=8)}"
-        _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, crash), "finish")
-        return 1
     finally:
         shutdown_ray()
+        refused = writer.close()  # every result written (through outages) before the study ends
         _record_environment(engine, study_id, spec, with_nodes=True)
-        if mirror is not None:
-            mirror.close()  # what is queued, then whatever the trials table has that the mirror lacks
         remove_empty_pack_dirs(settings.data_dir, study_id)
-    heartbeat.stop()
-    if heartbeat.cancelled.is_set() or summary.cancelled:
-        return 0
-    error: str | None = None
-    if summary.failed:
-        # Each error once, however many trials hit it ("<trial>: <message>": grouped by message).
-        distinct = list(dict.fromkeys(e.split(": ", 1)[-1] for e in summary.errors))
-        error = f"{summary.failed} trial(s) failed: " + "; ".join(distinct[:3])
-    _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
-    _store_report(engine, study_id, splits=("test",) if spec.full_train else ("test", "val"))
-    return 0
+    if crash is None and refused is not None:
+        crash = f"a result could not be recorded: {refused}"
+    return crash, summary
 
 
 def _store_report(engine: Engine, study_id: str, *, splits: tuple[Split, ...] = ("test", "val")) -> None:
@@ -281,8 +310,8 @@ def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes:
 
 
 def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any) -> Any:
-    """The writer of every result into Optuna's storage, started (None, with a warning, if it cannot open;
-    None when ``settings.optuna_mirror`` is off)."""
+    """The writer of every result into Optuna's storage, started: it opens the storage on its thread
+    (and warns if it cannot); None when ``settings.optuna_mirror`` is off."""
     from studies.vocab import y_fail
 
     if not settings.optuna_mirror:
@@ -292,7 +321,8 @@ def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any)
 
     try:
         fail = y_fail(spec.workload, spec.workload_params, spec.metric_kind)  # the mirror's value is the spec's metric
-        return MirrorWriter(OptunaRecorder(optuna_url(settings), study_id, spec, fail), engine, study_id).start()
+        url = optuna_url(settings)
+        return MirrorWriter(lambda: OptunaRecorder(url, study_id, spec, fail), engine, study_id).start()
     except Exception:
         log.warning(
             "study %s: Optuna's storage is unavailable; results are not mirrored there", study_id, exc_info=True

@@ -2,17 +2,18 @@
 
 A driver started as ``python -m service.cli execute`` spends seconds importing torch, SQLAlchemy,
 scikit-learn and torch's lazy optimizer machinery before its first trial (``bench/first_result.py``).
-The fork server pays that once: it imports them, then waits on its stdin for launch requests (one
-JSON line each: study id, attempt, log file, environment, working directory) and answers each with
-the pid of a forked child that runs exactly what ``python -m service.jobs.driver STUDY --attempt N``
-runs (``service.jobs.driver.main``).
+The fork server pays that once: it imports them, says so (one line, ``{"ready": true}``, so a
+launcher can wait for it: ``make run`` submits once it is warm), then waits on its stdin for launch
+requests (one JSON line each: study id, attempt, log file, environment, working directory) and answers
+each with the pid of a forked child that runs exactly what ``python -m service.jobs.driver STUDY
+--attempt N`` runs (``service.jobs.driver.main``).
 
 The child is a driver like any other: its own session (``setsid``: the launcher stops it with its
 process group; it outlives a restart of the scheduler), its output in the study's log file, the
 service's settings read from the request's environment; heartbeat, cancel, kill detection and
 relaunch are the driver's own. The server stays single-threaded (fork-safe: no thread holds a lock
 when it forks), never imports Ray (a child starts or joins Ray itself, after the fork), reaps its
-exited children, and exits when its stdin closes (the scheduler is gone).
+exited children, and exits at once when its stdin closes (the scheduler is gone).
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ def warm_up() -> None:
 
     # A torch optimizer's first construction imports torch._dynamo (~1-3 s).
     torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    from optuna.storages import RDBStorage  # noqa: F401 - the driver's mirror of its results
+
+    from studies.environment import software
+    from studies.workloads.digits import digits_arrays
+
+    software()  # two git commands, cached: every driver records it at its start
+    digits_arrays()  # the digits workloads' data (make run's study): read once, shared by every fork
 
 
 def _reap(*_: Any) -> None:
@@ -81,6 +89,8 @@ def _run_driver(request: dict[str, Any]) -> int:
 def serve(requests: IO[str], answers: IO[str]) -> None:
     """Answer launch requests until ``requests`` closes."""
     signal.signal(signal.SIGCHLD, _reap)
+    answers.write(json.dumps({"ready": True}) + "\n")
+    answers.flush()
     for line in requests:
         request = json.loads(line)
         pid = os.fork()
@@ -107,6 +117,7 @@ class ForkServerClient:
     def __init__(self, answer_timeout: float = ANSWER_TIMEOUT) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
+        self._ready = False  # the running server's ready line was read
         self.answer_timeout = answer_timeout
 
     def start(self, env: dict[str, str], cwd: str) -> None:
@@ -114,10 +125,31 @@ class ForkServerClient:
         with self._lock:
             self._ensure(env, cwd)
 
+    def wait_ready(self, env: dict[str, str], cwd: str, timeout: float) -> bool:
+        """Start the server unless it runs, and wait up to ``timeout`` seconds for it to be warm;
+        whether it is (False: still warming up, or it died; launches then start or restart it)."""
+        with self._lock:
+            process = self._ensure(env, cwd)
+            return self._read_ready(process, timeout)
+
     def _ensure(self, env: dict[str, str], cwd: str) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
             self._process = self._start(env, cwd)
+            self._ready = False
         return self._process
+
+    def _read_line(self, process: subprocess.Popen[str], timeout: float) -> str:
+        stdout = process.stdout
+        if stdout is None:
+            raise RuntimeError("the driver fork server has no pipes")
+        ready, _, _ = select.select([stdout], [], [], timeout)
+        return stdout.readline() if ready else ""
+
+    def _read_ready(self, process: subprocess.Popen[str], timeout: float) -> bool:
+        """Consume the server's ready line (once per server); whether it came within ``timeout``."""
+        if not self._ready:
+            self._ready = bool(self._read_line(process, timeout))
+        return self._ready
 
     def launch(self, study_id: str, attempt: int, log: Path, env: dict[str, str], cwd: str) -> int:
         """Fork a driver for ``study_id``; return its pid. ``RuntimeError`` when the server does not
@@ -125,17 +157,19 @@ class ForkServerClient:
         request = {"study_id": study_id, "attempt": attempt, "log": str(log), "env": env, "cwd": cwd}
         with self._lock:
             process = self._ensure(env, cwd)
-            stdin, stdout = process.stdin, process.stdout
-            if stdin is None or stdout is None:
+            stdin = process.stdin
+            if stdin is None:
                 raise RuntimeError("the driver fork server has no pipes")
-            stdin.write(json.dumps(request) + "\n")
-            stdin.flush()
-            ready, _, _ = select.select([stdout], [], [], self.answer_timeout)
-            answer = stdout.readline() if ready else ""
+            answer = ""
+            if self._read_ready(process, self.answer_timeout):
+                stdin.write(json.dumps(request) + "\n")
+                stdin.flush()
+                answer = self._read_line(process, self.answer_timeout)
             if not answer:
                 process.kill()
                 process.wait(timeout=10)
                 self._process = None
+                self._ready = False
                 raise RuntimeError(f"the driver fork server did not answer; see {env.get('DEMONLAB_DATA_DIR')}/logs")
         return int(json.loads(answer)["pid"])
 
@@ -162,8 +196,14 @@ class ForkServerClient:
                 self._process.stdin.close()
                 self._process.wait(timeout=10)
             self._process = None
+            self._ready = False
 
 
 if __name__ == "__main__":
     warm_up()
     serve(sys.stdin, sys.stdout)
+    # Its scheduler is gone: exit without tearing down the heap (torch and the rest: a second or two
+    # that the scheduler's shutdown waited for). Nothing is left to flush; drivers run on.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -62,8 +62,9 @@ class Launcher(Protocol):
         """The jobs of this launcher seen to exit since the last call (certain evidence they are gone)."""
         ...
 
-    def warm(self) -> None:
-        """Get ready for the first launch (start what launches need) without launching anything."""
+    def warm(self, wait: float = 0.0) -> bool:
+        """Get ready for the first launch (start what launches need) without launching anything; with
+        ``wait``, wait up to that many seconds for it to be ready. Whether launches are fast now."""
         ...
 
     def close(self) -> None:
@@ -96,6 +97,7 @@ class LocalLauncher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._forked: set[int] = set()  # drivers forked from the warm process: its children, not ours
         self._forkserver: ForkServerClient | None = None
         if settings.warm_drivers:
             from .forkserver import ForkServerClient
@@ -105,11 +107,16 @@ class LocalLauncher:
     def owns(self, job_id: str) -> bool:
         return job_id.startswith(self.prefix)
 
-    def warm(self) -> None:
+    def warm(self, wait: float = 0.0) -> bool:
         """Start the warm process drivers are forked from (``warm_drivers``), so it is ready before
-        the first study: the scheduler's launcher does; one made only to stop a job does not."""
-        if self._forkserver is not None:
+        the first study: the scheduler's launcher does; one made only to stop a job does not. With
+        ``wait``, wait for its warm-up (``make run`` does before it submits)."""
+        if self._forkserver is None:
+            return True  # a fresh Python per driver: nothing to get ready
+        if wait <= 0:
             self._forkserver.start(self._env(), str(Path.cwd()))
+            return False
+        return self._forkserver.wait_ready(self._env(), str(Path.cwd()), wait)
 
     def close(self) -> None:
         if self._forkserver is not None:
@@ -131,6 +138,7 @@ class LocalLauncher:
                 pid = self._forkserver.launch(
                     study_id, attempt, logs / f"{study_id}-{attempt}.log", env, str(Path.cwd())
                 )
+                self._forked.add(pid)
                 return f"local:{platform.node()}:{pid}"
             except (OSError, RuntimeError, ValueError):
                 logger.warning("study %s: no warm driver; starting a fresh one", study_id, exc_info=True)
@@ -152,12 +160,20 @@ class LocalLauncher:
         """Collect children that have exited and return their job ids: without this, every finished
         driver stays a zombie of this process (the scheduler's) for as long as it runs. An exited
         child is certain evidence that its driver is gone, with no need to wait for its heartbeat
-        to go stale (the scheduler relaunches its study at once if it was still running)."""
+        to go stale (the scheduler relaunches its study at once if it was still running). A driver
+        forked from the warm process is that process's child, so it is looked up instead: gone
+        (``is_alive``) is as certain as an exit; without this a killed one waited ~30 s for its
+        heartbeat to go stale (bench/relaunch.py)."""
         exited: list[str] = []
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 self._children.pop(pid, None)
                 exited.append(f"local:{platform.node()}:{pid}")
+        for pid in list(self._forked):
+            job_id = f"local:{platform.node()}:{pid}"
+            if not self.is_alive(job_id):
+                self._forked.discard(pid)
+                exited.append(job_id)
         return exited
 
     def is_alive(self, job_id: str) -> bool:
@@ -183,6 +199,7 @@ class LocalLauncher:
         if host != platform.node():
             return
         _terminate_group(pid)
+        self._forked.discard(pid)
         child = self._children.pop(pid, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -300,8 +317,8 @@ class RayJobLauncher:
     def reap(self) -> list[str]:
         return []  # Ray's job manager collects its jobs; the scheduler probes them with is_alive
 
-    def warm(self) -> None:
-        return None  # the cluster is already running
+    def warm(self, wait: float = 0.0) -> bool:
+        return True  # the cluster is already running
 
     def close(self) -> None:
         return None  # each call made its own client

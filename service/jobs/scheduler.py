@@ -1,14 +1,17 @@
 """The scheduler: claim queued studies atomically, launch their drivers, relaunch dead ones.
 
-One loop, run in the API process (``demonlab serve``) or on its own (``demonlab scheduler``). Each
-tick it (1) requeues running studies whose driver is gone: at once when the driver was this
-scheduler's own child and has exited, else once its heartbeat is stale and its job is not alive, and
+One loop, run in the API process (``demonlab serve``) or on its own (``demonlab scheduler``). It ticks
+every ``poll_seconds``, and at once when woken (``wake``: the API in its process took a submission). Each
+tick it (1) requeues running studies whose driver is gone: at once when this scheduler launched the
+driver (its own child, or one forked from its warm process) and it has exited, else once its
+heartbeat is stale and its job is not alive, and
 (2) claims up to ``max_concurrent_studies − running`` queued studies with a conditional UPDATE, so
 two schedulers on one PostgreSQL never launch one study twice, and launches each.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import platform
@@ -48,6 +51,7 @@ class Scheduler:
         self.poll_seconds = poll_seconds
         self.scheduler_id = f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def tick(self) -> list[str]:
@@ -55,15 +59,16 @@ class Scheduler:
         self.recover(self.launcher.reap())
         return self.launch_queued()
 
-    def recover(self, exited: list[str] | None = None) -> list[str]:
+    def recover(self, exited: list[str] | None = None, *, now: dt.datetime | None = None) -> list[str]:
         """Requeue running studies whose driver is gone: those whose job is in ``exited`` (children
         this scheduler saw exit) at once, the others once their heartbeat is stale and their job is
         not alive. The requeue is conditional on the launch count, so a study relaunched meanwhile
-        (by another scheduler) is left alone: never two drivers for one study."""
+        (by another scheduler) is left alone: never two drivers for one study. ``now`` (default: the
+        clock) dates the staleness: a test passes a later time rather than sleeping until then."""
         requeued: list[str] = []
         with session_scope(self.engine, read_only=True) as session:
             gone = dal.running_studies_of_jobs(session, exited or [])
-            stale = dal.find_stale_running(session, stale_after_seconds=self.settings.stale_after_seconds)
+            stale = dal.find_stale_running(session, stale_after_seconds=self.settings.stale_after_seconds, now=now)
         known = {study.id for study in gone}
         for study in [*gone, *(s for s in stale if s.id not in known)]:
             if study.id not in known and study.job_id and self._alive(study.job_id):
@@ -136,7 +141,14 @@ class Scheduler:
                 log.exception("scheduler tick failed; retrying")
             except Exception:
                 log.exception("scheduler tick crashed; retrying")
-            self._stop.wait(self.poll_seconds)
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Tick now rather than at the next poll: a study was just submitted to this process (the
+        API and the scheduler in one process: ``demonlab serve``, ``make run``). Up to a whole poll
+        interval sooner to the study's launch; other schedulers still find it by polling."""
+        self._wake.set()
 
     def start_background(self) -> None:
         """Run the loop in a daemon thread (inside the API process)."""
@@ -147,6 +159,7 @@ class Scheduler:
         """Stop the loop and release the launcher's warm process (running studies carry on: their
         drivers are separate processes)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.launcher.close()

@@ -157,36 +157,65 @@ class PackedExecutor:
         return checkpoint_path(self.checkpoint_dir, unit) if self.checkpoint_dir else None
 
     def _run_forked(self, jobs: list[_Job], emit: Sink, work: Work, summary: RunSummary, workers: int) -> RunSummary:
-        """Run ``jobs`` in a pool of forked processes; their results come back through a queue as
-        each member finishes (``work.while_waiting`` runs here once they are forked; results wait in
-        the queue meanwhile). A stop terminates the pool (the packs' checkpoints stay)."""
+        """Run ``jobs`` in forked processes, ``workers`` at a time, one process per pack (its memory
+        goes back to the system when it ends: a study's peak memory is its largest packs', not their
+        sum over time). Results come back through a queue as each member finishes, then the pack's
+        end (``work.while_waiting`` runs here once the first packs are forked; results wait in the
+        queue meanwhile). A stop kills the packs (their checkpoints stay); a pack's process that
+        dies before its end (killed, out of memory) is an error.
+
+        The processes are forked here, by this thread, and killed outright: a pool's replacement
+        workers are forked by its own thread, and one forked as the pool terminated kept the
+        driver's SIGTERM handler (it ignores the signal) and waited forever for a task, with the
+        driver joining it."""
         should_stop, while_waiting = work.should_stop, work.while_waiting
         import multiprocessing
 
         # fork: the children inherit the loaded data and imports (a spawned one would take seconds).
         context = multiprocessing.get_context("fork")
         results: Any = context.Queue()
-        # One pack per child process (maxtasksperchild=1): a pack's memory goes back to the system
-        # when it ends, so a study's peak memory is its largest packs', not their sum over time.
-        with context.Pool(workers, _set_results_queue, (results,), maxtasksperchild=1) as pool:
-            running = [pool.apply_async(_pack_in_child, (job,)) for job in jobs]
-            if while_waiting is not None:  # the children are forked: this process is free meanwhile
-                while_waiting()
-            received = 0
-            while True:
-                try:
-                    emit(TrialResult.from_dict(results.get(timeout=0.5)))
-                    received += 1
-                except queue.Empty:
-                    pass
+        waiting = list(enumerate(jobs))
+        running: dict[int, Any] = {}
+        ended: set[int] = set()
+        try:
+            while waiting or running:
+                while waiting and len(running) < workers:
+                    index, job = waiting.pop(0)
+                    running[index] = context.Process(target=_pack_in_child, args=(job, index, results), daemon=True)
+                    running[index].start()
+                if while_waiting is not None:  # the children are forked: this process is free meanwhile
+                    while_waiting()
+                    while_waiting = None
+                self._receive(results, emit, running, ended, timeout=0.5)
                 if should_stop():
                     summary.cancelled = True
-                    pool.terminate()
                     break
-                # A pack's count arrives through another pipe than its results: wait for both.
-                if all(r.ready() for r in running) and received >= sum(r.get() for r in running):
-                    break
+                for index, process in list(running.items()):
+                    if process.exitcode is not None and index not in ended:
+                        while self._receive(results, emit, running, ended, timeout=0.1):
+                            pass  # what it sent before it exited
+                        if index not in ended:
+                            raise RuntimeError(f"a pack's process exited with code {process.exitcode} before its end")
+        finally:
+            for process in running.values():
+                process.kill()
+                process.join()
         return summary
+
+    @staticmethod
+    def _receive(results: Any, emit: Sink, running: dict[int, Any], ended: set[int], timeout: float) -> bool:
+        """Take one message from the packs (a result, or a pack's end); False when none came."""
+        try:
+            message = results.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        if "pack_ended" in message:
+            index = message["pack_ended"]
+            ended.add(index)
+            running.pop(index).join()
+        else:
+            emit(TrialResult.from_dict(message))
+        return True
 
 
 class _Job:
@@ -223,23 +252,15 @@ class _Job:
         return len(results)
 
 
-_RESULTS: Any = None  # the forked child's queue to the parent
-
-
-def _set_results_queue(results: Any) -> None:
-    global _RESULTS
-    _RESULTS = results
-    # The driver's SIGTERM handler (stop after the epoch) is inherited through fork: restore the
-    # default, or the pool's terminate() at the end (a SIGTERM per worker) waits forever on a worker
-    # that ignored it.
+def _pack_in_child(job: _Job, index: int, results: Any) -> None:
+    """Run ``job`` in a forked process: each result, then the pack's end, through ``results``. Stop
+    after an epoch (checkpoint kept) once the driver that forked it is gone (killed outright),
+    rather than train on for a relaunch that will resume it."""
     import signal
 
+    # The driver's SIGTERM handler (stop after the epoch) is inherited through fork: the default here.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _pack_in_child(job: _Job) -> int:
-    """Run ``job`` in a forked worker; stop after an epoch (checkpoint kept) once the driver that
-    forked it is gone (killed outright), rather than train on for a relaunch that will resume it."""
     torch.set_num_threads(job.plan.threads)
     parent = os.getppid()
-    return job.run(lambda result: _RESULTS.put(result.to_dict()), lambda: os.getppid() != parent)
+    job.run(lambda result: results.put(result.to_dict()), lambda: os.getppid() != parent)
+    results.put({"pack_ended": index})

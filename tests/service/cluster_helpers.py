@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -362,21 +363,33 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 # ------------------------------------------------------------------------------------------ service
 
 
-class ServeProcess:
-    """``demonlab serve`` in a subprocess of its own session (SIGKILL it to "crash" the service)."""
+def bound_port(log_path: Path) -> int | None:
+    """The port ``demonlab serve`` bound (it prints ``dashboard at http://host:PORT/``), if it has yet."""
+    text = log_path.read_text(errors="replace") if log_path.exists() else ""
+    found = re.findall(r"dashboard at http://\S+?:(\d+)/", text)
+    return int(found[-1]) if found else None
 
-    def __init__(self, env: Mapping[str, str], port: int, log_path: Path) -> None:
+
+class ServeProcess:
+    """``demonlab serve`` in a subprocess of its own session (SIGKILL it to "crash" the service).
+
+    It binds the port itself (``--port 0``) and says which in its log: no port is chosen here and
+    released for it to take (another process could take it in between)."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
         self.env = dict(env)
-        self.port = port
         self.log_path = log_path
+        self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        assert self.port is not None, "start() first"
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, timeout: float = 60) -> ServeProcess:
-        command = [str(VENV_BIN / "demonlab"), "serve", "--port", str(self.port), "--log-level", "warning"]
+        command = [str(VENV_BIN / "demonlab"), "serve", "--port", "0", "--log-level", "warning"]
+        self.log_path.write_bytes(b"")
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command,
@@ -387,13 +400,16 @@ class ServeProcess:
                 cwd=str(REPO_ROOT),
                 start_new_session=True,
             )
-        wait_until(self._ready, timeout=timeout, interval=0.2, what=f"demonlab serve on port {self.port}")
+        wait_until(self._ready, timeout=timeout, interval=0.2, what=f"demonlab serve ({self.log_path})")
         return self
 
     def _ready(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
             raise RuntimeError(f"demonlab serve exited ({self.process.returncode}):\n{self.log_tail()}")
+        self.port = self.port or bound_port(self.log_path)
+        if self.port is None:
+            return False
         import httpx
 
         try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cluster_helpers import bound_port
 from sqlalchemy import Engine
 
 from service.db import dal, make_engine, session_scope, upgrade_to_head
@@ -120,12 +120,6 @@ def finish(engine: Engine, study_id: str) -> None:
         dal.finish_study(session, study_id, status="completed")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     url: str
@@ -142,11 +136,10 @@ class Server:
 
 @contextmanager
 def serve(tmp_path: Path) -> Iterator[Server]:
-    """``demonlab serve`` in a subprocess on a free port, on a fresh SQLite database."""
+    """``demonlab serve`` in a subprocess on a port it binds itself, on a fresh SQLite database."""
     data_dir = Path(tmp_path / "data")
     data_dir.mkdir()
     url = f"sqlite:///{data_dir / 'demonlab.db'}"
-    port = free_port()
     env = os.environ | {
         "DEMONLAB_DATA_DIR": str(data_dir),
         "DEMONLAB_DATABASE_URL": url,
@@ -155,28 +148,34 @@ def serve(tmp_path: Path) -> Iterator[Server]:
     }
     env.pop("DEMONLAB_API_TOKENS_REQUIRED", None)
     cli = Path(sys.executable).with_name("demonlab")
-    command = [str(cli), "serve", "--port", str(port), "--no-scheduler", "--log-level", "warning"]
-    log = (tmp_path / "serve.log").open("w")
+    # --port 0: the server binds a free port itself and prints which (cluster_helpers.bound_port)
+    command = [str(cli), "serve", "--port", "0", "--no-scheduler", "--log-level", "warning"]
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    http = httpx.Client(base_url=base, timeout=30)
+    http: httpx.Client | None = None
     try:
         deadline = time.monotonic() + 60
         while True:
-            try:
-                if http.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+            port = bound_port(log_path)
+            if port is not None:
+                http = http or httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"demonlab serve did not start: {(tmp_path / 'serve.log').read_text()}")
             time.sleep(0.1)
+        assert http is not None
         engine = make_engine(url)
         upgrade_to_head(engine)
-        yield Server(base, engine, http)
+        yield Server(str(http.base_url).rstrip("/"), engine, http)
         engine.dispose()
     finally:
-        http.close()
+        if http is not None:
+            http.close()
         process.terminate()
         try:
             process.wait(timeout=20)

@@ -22,7 +22,6 @@ from cluster_helpers import (
     PrivatePostgres,
     ServeProcess,
     assert_each_trial_once,
-    free_ports,
     private_postgres,
     ray_cluster,
     reap_data_dir,
@@ -162,11 +161,10 @@ def _outage_mid_study(
     """Submit ``spec`` (held) to a server on ``pg``; once a trial runs, stop PostgreSQL, release the
     trials (they train while it is down, and their results wait for it), start it again after
     ``seconds``; wait for the study to finish. The study and its driver's whole log."""
-    (port,) = free_ports(1)
     env = serve_env(
         database_url=pg.url, data_dir=data_dir, HEARTBEAT_SECONDS="1", STALE_AFTER_SECONDS="120", **settings
     )
-    server = ServeProcess(env, port, data_dir / "serve.log").start()
+    server = ServeProcess(env, data_dir / "serve.log").start()
     spec = _held(spec)
     with DemonlabClient(server.url) as client:
         study_id = client.submit(spec).id
@@ -185,8 +183,10 @@ def _outage_mid_study(
     assert study.attempts == 1, "the driver gave up and the study was relaunched"
     # The driver did see the outage (its heartbeat every second failed, or a result waited).
     assert "heartbeat failed" in log or "database unavailable; retrying" in log, log[-6000:]
-    mirror = set(mirrored(Settings(data_dir=data_dir, database_url=pg.url), study_id))
-    assert mirror == stored_results(_engine(pg.url), study_id)  # the mirror caught up too
+    # The mirror caught up too: the driver writes it after the study's end, then exits.
+    mirror_settings = Settings(data_dir=data_dir, database_url=pg.url)
+    stored = stored_results(_engine(pg.url), study_id)
+    wait_until(lambda: set(mirrored(mirror_settings, study_id)) == stored, timeout=60, what="the Optuna mirror")
     return study, log
 
 
@@ -233,9 +233,8 @@ def test_an_outage_longer_than_the_drivers_retry_limit_pauses_the_study_until_th
 @ON_POSTGRES
 def test_the_api_and_scheduler_process_killed_and_restarted_running_studies_carry_on(db_url: str, reaper: Path) -> None:
     data_dir = reaper
-    (port,) = free_ports(1)
     env = serve_env(database_url=db_url, data_dir=data_dir, HEARTBEAT_SECONDS="1", STALE_AFTER_SECONDS="30")
-    first = ServeProcess(env, port, data_dir / "serve-1.log").start()
+    first = ServeProcess(env, data_dir / "serve-1.log").start()
     spec = _held(synthetic_spec("serve-restart", lrs=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5), epochs=EPOCHS, n_train=16384))
     with DemonlabClient(first.url) as client:
         study_id = client.submit(spec).id
@@ -248,7 +247,7 @@ def test_the_api_and_scheduler_process_killed_and_restarted_running_studies_carr
     wait_until(  # the study runs on with no service at all: a result arrives
         lambda: _trials_done(db_url, study_id) >= 1, timeout=120, interval=0.2, what="a result without the service"
     )
-    second = ServeProcess(env, port, data_dir / "serve-2.log").start()
+    second = ServeProcess(env, data_dir / "serve-2.log").start()
     with DemonlabClient(second.url) as client:
         study = wait_for_study(client, study_id, timeout=150)
     log = _driver_log(data_dir, study_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,8 +150,25 @@ def test_a_driver_that_finishes_is_no_longer_alive(rig: Rig) -> None:
     os.unlink(rig.hold)
 
     rig.eventually(lambda: rig.status(study_id) is StudyStatus.COMPLETED, "the study to complete")
-    if isinstance(rig.launcher, LocalLauncher) and rig.launcher._forkserver is None:
-        reaped: list[str] = []  # a fresh local driver is the launcher's own child: it is collected
-        rig.eventually(lambda: job in reaped or bool(reaped.extend(rig.launcher.reap())), "the child's exit")
+    if isinstance(rig.launcher, LocalLauncher):  # fresh (its child) or forked (looked up): it is collected
+        reaped: list[str] = []
+        rig.eventually(lambda: job in reaped or bool(reaped.extend(rig.launcher.reap())), "the driver's exit")
     rig.eventually(lambda: not rig.launcher.is_alive(job), "the finished driver to be gone")
     assert rig.launcher.reap() == []
+
+
+@pytest.mark.parametrize("rig", ["local", "local-warm"], indirect=True)  # a Ray job's driver is the cluster's
+def test_a_killed_local_driver_is_reaped_at_once(rig: Rig) -> None:
+    """SIGKILL of a local driver: ``reap`` reports it, so the scheduler relaunches its study on its next
+    tick instead of waiting for the heartbeat to go stale. A warm (forked) driver is the fork server's
+    child, not the launcher's: it was only found by its stale heartbeat (27.8 s in bench/relaunch.py)."""
+    assert isinstance(rig.launcher, LocalLauncher)
+    study_id, attempt = rig.held_study("killed")
+    job = rig.launcher.launch(study_id, attempt)
+    rig.eventually(lambda: rig.heartbeat_seen(study_id), "the driver's first heartbeat")
+    assert job not in rig.launcher.reap()
+    os.kill(int(job.rsplit(":", 1)[1]), signal.SIGKILL)
+    reaped: list[str] = []
+    rig.eventually(lambda: job in reaped or bool(reaped.extend(rig.launcher.reap())), "the killed driver", 10)
+    assert reaped.count(job) == 1
+    assert rig.launcher.reap() == []  # reported once

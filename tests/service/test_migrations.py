@@ -17,6 +17,14 @@ from sqlalchemy import Engine, inspect, text
 from service.db import Base, is_at_head, make_engine, upgrade_to_head
 from service.db.migrations import VERSION_TABLE, alembic_config, head_revisions
 
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """Here every database starts empty, with no schema (elsewhere tests get one at head): these tests
+    migrate it themselves, and so do the fixtures built on it (``engine``, ``api_factory``)."""
+    return empty_db_url
+
+
 TABLES = {"demonlab_alembic_version", "api_tokens", "studies", "study_reports", "trial_epochs", "trials"}
 
 
@@ -68,8 +76,14 @@ def test_downgrade_to_base_and_back(engine: Engine) -> None:
     assert schema_diff(engine) == []
 
 
-def test_sqlite_foreign_keys_back_on_after_migrating(tmp_path: Any) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}", pool_size=1)  # one connection, reused
+@pytest.mark.parametrize("restart", [False, True], ids=["empty", "restart-at-head"])
+def test_sqlite_foreign_keys_stay_on_after_migrating(tmp_path: Any, restart: bool) -> None:
+    """Migrating an empty database, or (a restart) one already at head: the pooled connection must
+    still cascade (a restart used to leave it with ``PRAGMA foreign_keys=0``)."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    if restart:
+        upgrade_to_head(url)  # the first start
+    engine = make_engine(url, pool_size=1)  # one connection, reused by what follows
     try:
         upgrade_to_head(engine)
         with engine.connect() as connection:
@@ -80,19 +94,6 @@ def test_sqlite_foreign_keys_back_on_after_migrating(tmp_path: Any) -> None:
 
 def test_one_head() -> None:
     assert head_revisions() == frozenset({"0004_issue18"})
-
-
-def test_sqlite_foreign_keys_stay_on_when_a_restart_finds_the_schema_at_head(tmp_path: Any) -> None:
-    """A restart migrates a database already at head: the pooled connection must still cascade."""
-    url = f"sqlite:///{tmp_path / 'x.db'}"
-    upgrade_to_head(url)  # the first start
-    engine = make_engine(url, pool_size=1)  # the restart: one connection, reused by what follows
-    try:
-        upgrade_to_head(engine)
-        with engine.connect() as connection:
-            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    finally:
-        engine.dispose()
 
 
 def test_a_study_deleted_after_a_restart_takes_its_trials_with_it(api_factory: Any, smoke_spec: dict[str, Any]) -> None:
@@ -118,11 +119,20 @@ def _migrate_in_a_process(url: str, barrier: Any, errors: Any) -> None:
         errors.put(f"{type(exc).__name__}: {exc}")
 
 
+def _fresh_processes() -> Any:
+    """Processes that share nothing with this one, as real service processes do: forked from a fork
+    server (a fresh interpreter that has imported this module once), not from pytest. Spawning a
+    fresh interpreter for each of the 12 processes cost ~2 s of imports apiece."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # read when the fork server starts (once per session)
+    return context
+
+
 @pytest.mark.parametrize("attempt", range(3))
 def test_processes_that_migrate_an_empty_database_at_once_are_serialised(db_url: str, attempt: int) -> None:
     """Before the lock, two processes on an empty PostgreSQL database both created the tables and one
     crashed (UniqueViolation) in 2 of 4 tries."""
-    context = multiprocessing.get_context("spawn")  # fresh interpreters, as real service processes are
+    context = _fresh_processes()
     barrier = context.Barrier(4)
     errors = context.Queue()
     processes = [context.Process(target=_migrate_in_a_process, args=(db_url, barrier, errors)) for _ in range(4)]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from cluster_helpers import wait_until
 from fastapi.testclient import TestClient
 from test_end_to_end import RUN_TIMEOUT, STALE_AFTER_SECONDS, Service, assert_each_key_once, finished, slow_spec
 from test_end_to_end import service as packed_service  # noqa: F401 (test_end_to_end's `service` fixture)
@@ -109,7 +110,8 @@ def kill_a_packed_driver_and_check_it_resumes(service: Service, tmp_path: Path) 
     settings = Settings(
         data_dir=service.data_dir, database_url=service.engine.url.render_as_string(hide_password=False)
     )
-    assert set(mirrored(settings, created.id)) == stored_results(service.engine, created.id)
+    stored = stored_results(service.engine, created.id)  # the driver writes it after the study's end
+    wait_until(lambda: set(mirrored(settings, created.id)) == stored, timeout=60, what="the Optuna mirror")
 
     reference: list[TrialResult] = []
     execute_study(StudySpec.model_validate(data), reference.append, executor="inprocess", data_dir=tmp_path)

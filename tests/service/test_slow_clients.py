@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cluster_helpers import ServeProcess, free_ports, reap_data_dir, serve_env, wait_until
+from cluster_helpers import ServeProcess, reap_data_dir, serve_env, wait_until
 
 HEADER_TIMEOUT_S = 2
 BODY_TIMEOUT_S = 3
@@ -24,14 +24,13 @@ BODY = 1_000_000  # bytes sent of a declared 1,048,000: the server waits for the
 
 @pytest.fixture
 def server(data_dir: Path) -> Iterator[ServeProcess]:
-    (port,) = free_ports(1)
     env = serve_env(
         database_url=f"sqlite:///{data_dir / 'demonlab.db'}",
         data_dir=data_dir,
         HTTP_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S),
         HTTP_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
     )
-    server = ServeProcess(env, port, data_dir / "serve.log").start()
+    server = ServeProcess(env, data_dir / "serve.log").start()
     yield server
     server.kill()
     reap_data_dir(data_dir)

@@ -18,7 +18,6 @@ from cluster_helpers import (
     RayCluster,
     ServeProcess,
     assert_each_trial_once,
-    free_ports,
     ray_cluster,
     reap_data_dir,
     serve_env,
@@ -62,9 +61,8 @@ def test_two_schedulers_launch_each_of_ten_studies_exactly_once(
         MAX_CONCURRENT_STUDIES="5",
         HEARTBEAT_SECONDS="2",
     )
-    ports = free_ports(2)
     # one after the other: each migrates the database on start-up
-    servers = [ServeProcess(env, port, data_dir / f"serve-{i}.log").start() for i, port in enumerate(ports)]
+    servers = [ServeProcess(env, data_dir / f"serve-{i}.log").start() for i in range(2)]
     clients = [DemonlabClient(s.url) for s in servers]
     # both trials of a study in one Ray task: one actor (one worker process to start) per study
     specs = [synthetic_spec(f"race-{i}", lrs=(0.01, 0.1)) | {"trials_per_task": 2} for i in range(STUDIES)]

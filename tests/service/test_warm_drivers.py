@@ -20,6 +20,7 @@ from test_end_to_end import (
     Drivers,
     Service,
     assert_each_key_once,
+    assert_no_scheduler_pass_relaunches,
     finished,
     is_gone,
     session_members,
@@ -30,7 +31,10 @@ from test_packed_api import kill_a_packed_driver_and_check_it_resumes
 from service.client import DemonlabClient
 from studies.results import TrialStatus
 
-pytestmark = pytest.mark.slow
+# On SQLite only: what a forked driver changes is the launcher's (how the process starts), not the
+# database's. A driver's PostgreSQL path, forked by default, runs in test_end_to_end.py,
+# test_packed_api.py (killed, relaunched, resumed) and test_fault_tolerance.py.
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
 PACKED = {"execution": {"mode": "packed", "pack_size": 8}}
 PER_TRIAL = {"execution": {"mode": "per_trial"}}  # the smoke spec would pack by default
 
@@ -74,7 +78,9 @@ def test_a_forked_driver_runs_a_study_in_its_own_session_with_its_log(warm: Serv
     assert_each_key_once(warm.engine, created.id)
     assert [p.name for p in warm.log_files()] == [f"{created.id}-1.log"]
     assert (warm.data_dir / "logs" / "forkserver.log").exists()
-    deadline = time.monotonic() + 10
+    # After the study's end the driver stores its reports and writes what the Optuna mirror lacks,
+    # then exits: under the load of a shared machine that takes more than a few seconds.
+    deadline = time.monotonic() + 60
     while not is_gone(pid):  # the fork server collected it: no zombie left
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -90,7 +96,7 @@ def test_a_cancelled_forked_driver_stops_within_seconds_and_is_not_relaunched(wa
         assert time.monotonic() - started < 15, [p.cmdline() for p in session_members(driver)]
         time.sleep(0.1)
     assert cancelled.status == "cancelled"
-    time.sleep(STALE_AFTER_SECONDS + 1.5)  # long enough for the scheduler to relaunch it, were it to
+    assert_no_scheduler_pass_relaunches(warm, cancelled)
     study = warm.client.get_study(created.id)
     assert (study.status, study.attempts, study.job_id) == ("cancelled", 1, cancelled.job_id)
     assert study.progress.done < 16

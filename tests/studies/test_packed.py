@@ -489,3 +489,36 @@ def test_a_cancelled_packed_study_relaunched_reruns_only_what_is_missing(tmp_pat
     for result in first + second:
         _same_as_uninterrupted(result, whole[result.key])
     assert list(folder.iterdir()) == []
+
+
+def test_a_pack_whose_process_dies_is_an_error_not_a_wait(tmp_path: Any) -> None:
+    """A forked pack killed outright (the OOM killer, say) before its end: the executor says so and
+    returns its other processes to nobody (none is left running), rather than wait for its results."""
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    plan = TrialPlan(workload="synthetic", epochs=400, batch_size=16)
+    keys = PACK_KEYS[:8]
+    folder = tmp_path / "packs"
+    killed: list[int] = []
+    before = {p.pid for p in psutil.Process().children()}  # an earlier test's Ray, say
+
+    def packs() -> list[psutil.Process]:
+        return [p for p in psutil.Process().children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE]
+
+    def kill_a_pack() -> None:  # once both packs have checkpointed an epoch: their processes train
+        while len(list(folder.glob("*.pack.pt"))) < 2:
+            threading.Event().wait(0.05)
+        victim = packs()[0]
+        killed.append(victim.pid)
+        os.kill(victim.pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_a_pack, daemon=True).start()
+    executor = PackedExecutor(pack_size=4, workers=2, checkpoint_dir=folder, checkpoint_seconds=0)
+    with pytest.raises(RuntimeError, match=r"a pack's process exited with code -9 before its end"):
+        executor.run(Work(plan, keys), lambda result: None)
+    assert killed
+    assert packs() == []

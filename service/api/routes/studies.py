@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 
 from studies.spec import EXAMPLE
 from studies.vocab.statuses import StudyStatus
@@ -42,6 +42,7 @@ SPEC_BODY = {
     openapi_extra={"requestBody": SPEC_BODY},
 )
 def submit_study(
+    request: Request,
     engine: EngineDep,
     settings: SettingsDep,
     response: Response,
@@ -50,6 +51,9 @@ def submit_study(
 ) -> StudyCreated:
     """Validate and store a spec with its trials; the scheduler launches it. 202 with the study's URL."""
     study = submission.submit(engine, settings, body, idempotency_key=idempotency_key)
+    scheduler = getattr(request.app.state, "scheduler", None)
+    if scheduler is not None:  # this process's scheduler launches it now, not at its next poll
+        scheduler.wake()
     url = f"/api/v1/studies/{study.id}"
     response.headers["Location"] = url
     return StudyCreated(id=study.id, status=study.status, url=url, trials_total=study.trials_total)
