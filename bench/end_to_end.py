@@ -12,7 +12,8 @@ the machine's load hits every path. The paths (``--paths``, names as in the tabl
   β_init, seed), the objective the floor's trial, in-memory storage.
 - ``tune``: the same trials as a hand-written Ray Tune grid (``--tune``): ``ray.init`` on 2 CPUs (own
   temp dir), ``tune.run`` of a function trainable with ``tune.grid_search`` over the four, one CPU a
-  trial, its other arguments left at their defaults (``verbose=0``).
+  trial, ``reuse_actors=True`` (its default, False, starts a process per trial: over 10 minutes for the
+  150 trials at load 11 here), its other arguments left at their defaults (``verbose=0``).
 - ``per-trial``: ``demonlab run --executor inprocess`` with ``execution.mode: per_trial``.
 - ``per-trial-ray``: ``demonlab run --executor ray``, per trial (each trial a Ray Tune trial).
 - ``packed``: ``demonlab run`` with its defaults (packed, one forked pack per core, no Ray).
@@ -57,6 +58,7 @@ GOAL_SECONDS, GOAL_RATIO = 6.0, 4.0
 GOAL_PACKED_RAY_OVER_PER_TRIAL, GOAL_PACKED_RAY_OVER_PACKED = 3.0, 1.5
 FIRST = "first result at "  # what the floor, Optuna and Tune paths print (a Unix time)
 SERVICE_PORT = 8300  # this bench's service port (a free one from here up)
+PORT = "{port}"  # in a command: a free port, picked for each run
 
 
 def _digits() -> tuple[Any, Any, Any, Any]:
@@ -215,6 +217,7 @@ def tune_grid(spec_path: Path, seeds: int | None, work: Path) -> None:
             "seed": tune.grid_search(list(range(seeds or spec["seeds"]))),
         },
         resources_per_trial={"cpu": 1},
+        reuse_actors=True,  # tune.run's default (False) starts an actor, so a process, per trial
         storage_path=str(work / "tune"),
         callbacks=[FirstResult()],
         verbose=0,
@@ -251,13 +254,13 @@ SERVICE_FIRST = re.compile(r"first result ([0-9.]+) s after submission")
 
 def _timed(path: Path_, cwd: Path) -> None:
     """Run the path's process once; record its wall time and, where it says, its first result."""
+    command = [str(_free_port()) if part == PORT else part for part in path.command]  # a fresh port each run
     started_unix, started = time.time(), time.perf_counter()
-    done = subprocess.run(
-        path.command, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **path.env}
-    )
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **path.env})
     wall = time.perf_counter() - started
+    print(f"{path.name}: {wall:.2f} s (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
     if done.returncode != 0:
-        raise SystemExit(f"{path.name}: {' '.join(path.command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{path.name}: {' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     path.walls.append(wall)
     output = done.stdout + done.stderr
     logs = cwd / "logs"
@@ -343,7 +346,7 @@ def _paths(names: list[str], args: argparse.Namespace, work: Path, ray_address: 
         "packed-ray": (run(spec, "out-ray", "--executor", "ray"), {}),
         "packed-warm-ray": (run(spec, "out-warm", "--executor", "ray"), warm),
         "service": (
-            [demonlab, "demo", "--spec", str(spec), "--port", str(_free_port()), "--exit-when-done"],
+            [demonlab, "demo", "--spec", str(spec), "--port", PORT, "--exit-when-done"],
             {"DEMONLAB_DATA_DIR": str(work / "service")},
         ),
     }
