@@ -267,7 +267,14 @@ def test_study_runs_to_completion(
     assert [(p.arm_a, p.arm_b) for p in report.pairs] == [("demon_sgdm", "sgdm_step")]
     assert report.study.status == "completed"
 
-    # Every result is also in Optuna's storage, one Optuna study per arm (what optuna-dashboard shows).
+    driver = job_pid(study.job_id)
+    deadline = time.monotonic() + 60
+    # The driver writes what is left of the Optuna mirror after the study's end, shuts its Ray down and
+    # exits, and the scheduler collects it (no zombie left behind).
+    while psutil.pid_exists(driver) or session_members(driver):
+        assert time.monotonic() < deadline, [p.cmdline() for p in session_members(driver)]
+        time.sleep(0.2)
+    # Then every result is also in Optuna's storage, one Optuna study per arm (what optuna-dashboard shows).
     database_url = service.engine.url.render_as_string(hide_password=False)
     storage = optuna.storages.RDBStorage(optuna_url(Settings(data_dir=service.data_dir, database_url=database_url)))
     for arm in ("demon_sgdm", "sgdm_step"):
@@ -279,12 +286,6 @@ def test_study_runs_to_completion(
         assert {t.user_attrs["demonlab_study_id"] for t in stored} == {created.id}
         assert {t.user_attrs["diverged"] for t in stored} <= {True, False}
 
-    driver = job_pid(study.job_id)
-    deadline = time.monotonic() + 15
-    # The driver shuts its Ray down and exits, and the scheduler collects it (no zombie left behind).
-    while psutil.pid_exists(driver) or session_members(driver):
-        assert time.monotonic() < deadline, [p.cmdline() for p in session_members(driver)]
-        time.sleep(0.2)
     assert [p.name for p in service.log_files()] == [f"{created.id}-1.log"]
 
     # The same spec under the same key is the same (finished) study: `submit --wait` ends at once.
