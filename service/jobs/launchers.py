@@ -215,16 +215,26 @@ def clean_up_dead_job(job_id: str) -> None:
     """Stop what a dead local driver left in its process group: Ray's agents (dashboard, runtime-env)
     outlive a driver killed outright (SIGKILL, OOM killer), one pair per crash.
 
-    Only once the driver's own pid is free: while the group has members its id cannot be reused, but
-    once the group is gone the number may name another process's group.
+    Only once the driver has exited: gone, or a zombie its parent has not collected yet (a driver
+    forked from the warm process is reported gone while it is the fork server's zombie). Either way
+    the number cannot name another process's group: a zombie still holds its pid, and while the
+    group has members its id cannot be reused.
     """
     if not job_id.startswith("local:"):
         return
     host, pid = _parse_local(job_id)
+    if host == platform.node() and _has_exited(pid):
+        _terminate_group(pid)
+
+
+def _has_exited(pid: int) -> bool:
+    """The process is gone or a zombie."""
     import psutil
 
-    if host == platform.node() and not psutil.pid_exists(pid):
-        _terminate_group(pid)
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _parse_local(job_id: str) -> tuple[str, int]:

@@ -125,6 +125,22 @@ def test_clean_up_stops_what_a_dead_driver_left(spawned: list[subprocess.Popen[b
     assert group_members(driver.pid) == []
 
 
+def test_clean_up_stops_what_a_zombie_driver_left(spawned: list[subprocess.Popen[bytes]]) -> None:
+    """A forked driver is reported gone while it is still its parent's zombie: clean up then too."""
+    driver = ready(start(spawned, WITH_HELPER))
+    helpers = [pid for pid in group_members(driver.pid) if pid != driver.pid]
+    assert len(helpers) == 1
+    driver.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while psutil.Process(driver.pid).status() != psutil.STATUS_ZOMBIE:  # not collected: a zombie
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+    clean_up_dead_job(f"local:{platform.node()}:{driver.pid}")
+
+    assert group_members(driver.pid) == []
+
+
 def test_clean_up_ignores_other_hosts_and_ray_jobs(spawned: list[subprocess.Popen[bytes]]) -> None:
     driver = start(spawned, POLITE)
 
