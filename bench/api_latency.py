@@ -839,8 +839,9 @@ def bench_while_results_land(kind: str, args: argparse.Namespace) -> bool:
     return met
 
 
-def throughput_spec(name: str) -> dict[str, Any]:
-    """A packed synthetic study that trains for tens of seconds on 2 cores (96 trials, 2 packs)."""
+def throughput_spec(name: str, epochs: int = 20) -> dict[str, Any]:
+    """A packed synthetic study that trains for tens of seconds on 2 cores at 20 epochs (96 trials, 2
+    packs); the smoke test trains it for 2."""
     return {
         "name": name,
         "workload": "synthetic",
@@ -849,17 +850,17 @@ def throughput_spec(name: str) -> dict[str, Any]:
         "lr": [0.01, 0.03, 0.1, 0.3],
         "beta_init": [0.8, 0.9, 0.95],
         "seeds": 4,
-        "epochs": 20,
+        "epochs": epochs,
         "execution": {"mode": "packed", "pack_size": 48},
     }
 
 
-def _run_study(base: str, name: str, readers: int, client_kind: str) -> tuple[float, Phase | None]:
+def _run_study(base: str, name: str, readers: int, client_kind: str, epochs: int) -> tuple[float, Phase | None]:
     """Submit ``throughput_spec``; time it from running to finished, ``readers`` clients reading its
     sensitivity, grid and trials meanwhile. (seconds, the readers' phase)."""
     import httpx
 
-    spec = throughput_spec(name)
+    spec = throughput_spec(name, epochs)
     study_id = httpx.post(f"{base}/api/v1/studies", json=spec, timeout=60).json()["id"]
 
     def status() -> dict[str, Any]:
@@ -904,11 +905,16 @@ def bench_throughput_under_readers(kind: str, args: argparse.Namespace) -> None:
         with database(kind, workdir, args.postgres_url) as url, serve(url, workdir, scheduler=True) as (base, _pid):
             for round_ in range(args.throughput_rounds):
                 for readers in (0, args.clients):
-                    seconds, phase = _run_study(base, f"throughput-{round_}-{readers}", readers, args.client)
+                    seconds, phase = _run_study(
+                        base, f"throughput-{round_}-{readers}", readers, args.client, args.throughput_epochs
+                    )
                     rows.append((readers, seconds, phase))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\n== {kind}: a packed study of {trials} trials (2 packs), running → completed, with and without readers ==")
+    print(
+        f"\n== {kind}: a packed study of {trials} trials (2 packs, {args.throughput_epochs} epochs), "
+        "running → completed, with and without readers =="
+    )
     for readers in (0, args.clients):
         times = [seconds for r, seconds, _ in rows if r == readers]
         per_min = [trials / t * 60 for t in times]
@@ -948,6 +954,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--landing-rate", type=float, default=20.0, help="results recorded per second (default 20)")
     parser.add_argument("--landing-seconds", type=float, default=30.0, help="length of that phase (default 30)")
     parser.add_argument("--throughput-rounds", type=int, default=2, help="rounds of 0 / --clients readers (0 skips)")
+    parser.add_argument("--throughput-epochs", type=int, default=20, help="epochs of that study (default 20)")
     parser.add_argument(
         "--only", choices=["latency", "page", "landing", "throughput"], default=None, help="run one part only"
     )

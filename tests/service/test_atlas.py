@@ -50,6 +50,9 @@ def study_states(engine: Engine) -> dict[str, tuple[str, int]]:
 
 
 @pytest.mark.slow
+# One backend each for the two slow atlas tests (SQLite here, PostgreSQL for the report below): their
+# database side is the DAL's, tested on both in test_storage.py.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_atlas_resumes_and_reuses_studies_for_more_seeds(engine: Engine, settings: Settings) -> None:
     aid = atlas_id("smoke", 6)
     first = submit_atlas(engine, settings, aid)
@@ -163,6 +166,7 @@ def test_paper_suite_is_refused_here_saying_what_is_missing(api: TestClient, eng
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_report_is_self_contained_and_figures_export(api: TestClient, engine: Engine, settings: Settings) -> None:
     api.post(ATLASES, json={"suite": "smoke", "seeds": 6})
     run_queued(engine, settings)

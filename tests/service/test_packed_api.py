@@ -69,6 +69,8 @@ def test_packed_study_runs_through_a_local_driver_without_ray(
 
 
 @pytest.mark.slow
+# SQLite only: a killed driver relaunched on PostgreSQL is test_end_to_end.py's (per trial).
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_killed_packed_driver_is_relaunched_and_resumes_its_packs_from_their_checkpoints(
     packed_service: Service,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,

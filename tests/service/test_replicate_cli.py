@@ -80,6 +80,8 @@ def record_paper_shaped(engine: Engine, study_id: str) -> None:
                     dal.record_trial_result(session, study_id, result)
 
 
+# SQLite only: the command reads the study through the API, whose database side runs on both elsewhere.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_replicate_a_paper_shaped_study(
     server: str, engine: Engine, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -67,8 +67,8 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "404", "409",
 include-name = "GET /api/v1/studies/{{study_id}}/events"
 max-stream-events = 1
 """
-MAX_EXAMPLES = 10
-MAX_SECONDS = 100
+MAX_EXAMPLES = 5
+MAX_SECONDS = 60
 SEED = 20261130
 
 

@@ -59,6 +59,9 @@ def test_optuna_storage_is_kept_apart_from_our_tables(settings_factory: Any) -> 
 
 
 @pytest.mark.slow
+# On PostgreSQL only: the backend of shared use, where Optuna's storage and ours share a server (the
+# SQLite side of the search path runs in test_search_studies's other tests and tests/studies).
+@pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_a_search_study_runs_end_to_end(settings_factory: Any) -> None:
     settings = settings_factory(heartbeat_seconds=0.5, stale_after_seconds=20)
     with TestClient(create_app(settings, run_scheduler=True)) as client:
