@@ -3,8 +3,9 @@ submitted at once, half to each, are each launched exactly once.
 
 Both schedulers use the local launcher with its defaults: each study is small and packed, so its
 driver is forked from its scheduler's warm process and trains without Ray (which scheduler launched a
-study is what is tested, not where its trials run: Ray's part is in test_cluster.py). Exactly once is checked three ways: every study ran
-one attempt, its driver log ``<id>-1.log`` exists and no other, and its trials are stored once each.
+study is what is tested, not where its trials run: Ray's part is in test_cluster.py). Exactly once
+is checked three ways: every study ran one attempt, its driver log ``<id>-1.log`` exists and no
+other, and its trials are stored once each.
 Which scheduler claimed which study is up to the race, so both taking part is reported, not asserted.
 """
 
