@@ -24,6 +24,8 @@ What it measures, per database (SQLite, PostgreSQL or both):
    ``GET /api/v1/studies/{id}/grid?arm=A``, ``/sensitivity`` and ``/trials?limit=100&offset=K``.
    Each phase stops early after ``--max-seconds``. Latency is measured by the client around each
    request, so it includes queueing in the server (20 requests in flight) and the client's own work.
+   Then grid, sensitivity and healthz again with one client (one request in flight): what a reader
+   alone waits for, with no queue. The targets are judged on the concurrent table.
 
 5. The dashboard's study page (``--study-page-trials``, default 100,000; 5,000 with ``--quick``; 0
    skips it): one more study of that size in a fresh database and server; every request the page
@@ -550,11 +552,38 @@ def fmt_ms(value: float) -> str:
 
 
 def print_table(
-    db: str, layout: Layout, clients: int, client: str, load_s: float, cold: dict[str, Phase], steady: list[Phase]
+    db: str,
+    layout: Layout,
+    clients: int,
+    client: str,
+    load_s: float,
+    cold: dict[str, Phase],
+    steady: list[Phase],
+    solo: list[Phase],
 ) -> bool:
-    """Print the tables; return whether every target was met."""
+    """Print the tables; return whether every target was met (under ``clients`` clients)."""
     print(f"\n== {db}: {layout.describe()}; loaded in {load_s:.1f} s ==")
     print(f"steady state, {clients} concurrent {client} clients (closed loop, no think time):")
+    all_met = _print_steady(steady)
+    print("(cpu ms/req: the API process's CPU time per request, PostgreSQL's own excluded)")
+    if solo:
+        print(f"one {client} client, one request in flight (what a reader alone waits for; no queueing):")
+        _print_steady(solo)
+    print("cold calls (first request per study, or per study and arm for grid; one request in flight):")
+    header = f"{'endpoint':<20}{'n':>6}{'p50 ms':>10}{'mean ms':>10}{'max ms':>10}"
+    print(header)
+    print("-" * len(header))
+    for phase in cold.values():
+        mean = statistics.fmean(phase.latencies_ms) if phase.latencies_ms else math.nan
+        print(
+            f"{phase.endpoint + ' (cold)':<20}{phase.n:>6}{fmt_ms(phase.quantile(0.5)):>10}{fmt_ms(mean):>10}"
+            f"{fmt_ms(max(phase.latencies_ms, default=math.nan)):>10}"
+        )
+    return all_met
+
+
+def _print_steady(steady: list[Phase]) -> bool:
+    """One steady-state table; whether each of its targets was met."""
     header = (
         f"{'endpoint':<20}{'n':>6}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'req/s':>8}{'cpu ms/req':>12}"
         f"  {'target':<15}met?"
@@ -578,17 +607,6 @@ def print_table(
             f"{name:<20}{phase.n:>6}{fmt_ms(phase.quantile(0.5)):>9}{fmt_ms(p99):>9}"
             f"{fmt_ms(max(phase.latencies_ms, default=math.nan)):>9}{rate:>8.0f}"
             f"{fmt_ms(phase.server_cpu_ms_per_request):>12}  {target_text:<15}{met}{short}"
-        )
-    print("(cpu ms/req: the API process's CPU time per request, PostgreSQL's own excluded)")
-    print("cold calls (first request per study, or per study and arm for grid; one request in flight):")
-    header = f"{'endpoint':<20}{'n':>6}{'p50 ms':>10}{'mean ms':>10}{'max ms':>10}"
-    print(header)
-    print("-" * len(header))
-    for phase in cold.values():
-        mean = statistics.fmean(phase.latencies_ms) if phase.latencies_ms else math.nan
-        print(
-            f"{phase.endpoint + ' (cold)':<20}{phase.n:>6}{fmt_ms(phase.quantile(0.5)):>10}{fmt_ms(mean):>10}"
-            f"{fmt_ms(max(phase.latencies_ms, default=math.nan)):>10}"
         )
     return all_met
 
@@ -642,8 +660,12 @@ def bench_one(kind: str, args: argparse.Namespace, layout: Layout) -> tuple[bool
                     paths = paths_for(endpoint, ids, layout, args.requests, rng)
                     phase = run_concurrent(base, endpoint, paths, args.clients, args.max_seconds, args.client, pid)
                     steady.append(phase)
-            met = print_table(kind, layout, args.clients, args.client, load_s, cold, steady)
-            errors = [e for phase in [*cold.values(), warm, *steady] for e in phase.errors]
+                solo = []  # the same endpoints with one client: the server's own latency, no queue
+                for endpoint in ("grid", "sensitivity", "healthz"):
+                    paths = paths_for(endpoint, ids, layout, args.requests, rng)
+                    solo.append(run_concurrent(base, endpoint, paths, 1, args.max_seconds, args.client, pid))
+            met = print_table(kind, layout, args.clients, args.client, load_s, cold, steady, solo)
+            errors = [e for phase in [*cold.values(), warm, *steady, *solo] for e in phase.errors]
             if errors:
                 print(f"{len(errors)} requests failed; first: {errors[0]}")
             return not errors, met

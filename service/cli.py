@@ -71,7 +71,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     port = settings.port if args.port is None else args.port
     app = create_app(settings, run_scheduler=not args.no_scheduler)
     # Bound here, so `--port 0` takes a free port and the line below says which (no guess, no race).
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on each connection (also set by the protocol)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     port = sock.getsockname()[1]
