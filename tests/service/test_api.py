@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
+from service import analysis
 from service.db import StudyStatus, Trial, dal, session_scope
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 
@@ -415,6 +416,24 @@ def test_sensitivity_reports_the_verdict_arms_and_pairs(api: TestClient, results
     assert "seeds would detect" in pair["verdict"]["statement"]
     assert pair["primary"]["figure"] == "success_share"
     assert pair["primary"]["interval"]["status"] == "too_few_seeds"
+
+
+def test_sensitivity_json_is_the_report_serialised_once_per_progress(api: TestClient, results_study: str) -> None:
+    """The route answers the report's JSON made once per computed report: the same bytes while the
+    study's progress stands, the same content as the typed report, new bytes once it finishes."""
+    url = f"/api/v1/studies/{results_study}/sensitivity"
+    first, again = api.get(url), api.get(url)
+    assert first.headers["content-type"] == "application/json"
+    assert first.content == again.content
+    typed = analysis.sensitivity(engine_of(api), results_study, metric=None, split="test")
+    assert strict_json(first.text) == typed.model_dump(mode="json")
+    assert strict_json(api.get(url, params={"target": 0.2}).text)["target"]["source"] == "given"  # another report
+
+    claim(engine_of(api))
+    finish(engine_of(api), results_study)
+    finished = strict_json(api.get(url).text)
+    assert finished["study"]["status"] == "completed"
+    assert strict_json(first.text)["study"]["status"] == "queued"
 
 
 def test_sensitivity_with_target_metric_and_split(api: TestClient, results_study: str) -> None:

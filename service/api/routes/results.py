@@ -86,7 +86,7 @@ def get_sensitivity(
     ] = None,
     metric: MetricName | None = None,
     split: Split = "test",
-) -> SensitivityPublic:
+) -> Response:
     """Each pair's verdict, then the figures per arm and per pair (docs/metrics.md; oriented: higher
     is better, y = −value; ``raw_*`` in the metric's units).
 
@@ -94,8 +94,8 @@ def get_sensitivity(
     ``target`` overrides the spec's ``verdict.target`` (default: the lower quartile of every trained
     run's validation score).
     """
-    result: SensitivityPublic = analysis.sensitivity(engine, study_id, metric=metric, split=split, target=target)
-    return result
+    body = analysis.sensitivity_json(engine, study_id, metric=metric, split=split, target=target)
+    return Response(content=body, media_type="application/json")  # serialised once per report
 
 
 @router.get("/replication", response_model=ReplicationReport)
