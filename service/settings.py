@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     driver_retry_seconds: float = Field(
         default=300.0, gt=0, description="a driver pauses its study after the database is away this long"
     )
+    driver_paused_retry_seconds: float = Field(
+        default=15.0, gt=0, description="how often a driver whose study is paused tries the database again"
+    )
     events_poll_seconds: float = Field(default=0.5, gt=0, description="how often an event stream looks for news")
     events_heartbeat_seconds: float = Field(default=15.0, gt=0, description="idle event streams send a comment")
     host: str = "127.0.0.1"

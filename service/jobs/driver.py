@@ -40,15 +40,17 @@ from .optuna_record import optuna_url  # where it lives now; tests and callers i
 log = logging.getLogger("demonlab.driver")
 
 RETRY_SECONDS = 300.0  # Settings.driver_retry_seconds' default
-PAUSED_RETRY_SECONDS = 15.0
-_patience = RETRY_SECONDS  # execute() sets it from the settings
+PAUSED_RETRY_SECONDS = 15.0  # Settings.driver_paused_retry_seconds' default
+_patience = RETRY_SECONDS  # execute() sets both from the settings
+_paused_every = PAUSED_RETRY_SECONDS
 
 
 def _with_retry(action: Any, what: str) -> Any:
     """Run ``action`` until it succeeds, however long the database is away.
 
     Through an outage it retries with backoff (0.5 s up to 5 s). Past ``driver_retry_seconds`` (5
-    minutes) the study is paused: the driver says so once and tries every 15 s; results wait in
+    minutes) the study is paused: the driver says so once and tries every
+    ``driver_paused_retry_seconds`` (15 s); results wait in
     memory and the packs or trials that need the database wait with them; when it is back the driver
     says so and goes on. Nothing is failed or lost for an outage, however long (a driver that gave up
     after 5 minutes crashed, and its study waited for a relaunch)."""
@@ -68,11 +70,11 @@ def _with_retry(action: Any, what: str) -> Any:
                     what,
                     waited,
                     _patience,
-                    PAUSED_RETRY_SECONDS,
+                    _paused_every,
                 )
             if not paused:
                 log.warning("%s: database unavailable; retrying in %.1fs", what, delay)
-            time.sleep(PAUSED_RETRY_SECONDS if paused else delay)
+            time.sleep(_paused_every if paused else delay)
             delay = min(delay * 2, 5.0)
             continue
         if paused:
@@ -134,8 +136,9 @@ def execute(study_id: str, settings: Settings, attempt: int | None = None) -> in
     ``attempt`` is the launch this driver belongs to (the scheduler passes it): a driver whose study
     has since been relaunched stops instead of running beside its successor.
     """
-    global _patience
+    global _patience, _paused_every
     _patience = settings.driver_retry_seconds
+    _paused_every = settings.driver_paused_retry_seconds
     engine = make_engine(settings.database_url)
     try:
         return _execute(engine, study_id, settings, attempt)

@@ -219,12 +219,13 @@ def test_an_outage_longer_than_the_drivers_retry_limit_pauses_the_study_until_th
     pg: PrivatePostgres, reaper: Path
 ) -> None:
     """Past its retry limit (5 minutes; 3 s here) the driver used to crash and leave its study for a
-    relaunch; now it pauses the study, says so, and resumes when the database is back."""
+    relaunch; now it pauses the study, says so, and resumes when the database is back. (Paused, it
+    tries every 15 s by default; every 2 s here.)"""
     # Trials of a second: their results reach the driver early in the outage and wait out the rest.
     spec = synthetic_spec("db-outage-long", lrs=(0.01, 0.02, 0.05, 0.1), epochs=2)
     spec["execution"] = {"mode": "packed", "pack_size": 2}
-    study, log = _outage_mid_study(pg, reaper, spec, 25, DRIVER_RETRY_SECONDS="3")
-    assert "the study is paused until it is back" in log, log[-6000:]
+    study, log = _outage_mid_study(pg, reaper, spec, 12, DRIVER_RETRY_SECONDS="3", DRIVER_PAUSED_RETRY_SECONDS="2")
+    assert "the study is paused until it is back (retrying every 2s)" in log, log[-6000:]
     assert "the study resumes" in log, log[-6000:]
     assert_each_trial_once(pg.url, study.id, total=4, epochs=2)
 
