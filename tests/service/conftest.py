@@ -213,6 +213,20 @@ def sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+@pytest.hookimpl(tryfirst=True)  # before the fixture's own params (both backends) are applied
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module whose tests do not depend on the database's kind says ``ONE_BACKEND = "sqlite"`` (with
+    why): its tests then run on that backend only, where the others run on both. A test that
+    parametrizes ``db_url`` itself keeps its own choice."""
+    only = getattr(metafunc.module, "ONE_BACKEND", None)
+    if only is None or "db_url" not in metafunc.fixturenames:
+        return
+    if any("db_url" in str(marker.args[0]) for marker in metafunc.definition.iter_markers("parametrize")):
+        return
+    # as a mark, as if written on the test: pytest then gives it precedence over the fixture's params
+    metafunc.definition.add_marker(pytest.mark.parametrize("db_url", [only], indirect=True))
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of a database at head with no rows: a SQLite file, or the session's PostgreSQL database."""

@@ -1,5 +1,5 @@
-"""The command line against a real server (uvicorn on a free port, no scheduler), on SQLite and
-PostgreSQL: ``cancel``, ``delete``, ``trials``, ``compare`` (table and JSON), ``robustness``, the export's
+"""The command line against a real server (uvicorn on a free port, no scheduler), on SQLite:
+``cancel``, ``delete``, ``trials``, ``compare`` (table and JSON), ``robustness``, the export's
 suffix check and metadata, clear errors (unreachable server, malformed YAML), following a study's
 progress off a terminal, API tokens (``token list`` / ``revoke``, expiry enforced by the API), and
 that no API command imports torch, scipy, pandas, numpy or Ray.
@@ -33,6 +33,10 @@ from service.schemas import StudyPublic
 from service.settings import clear_settings_cache
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.units import Units
+
+# What the commands print does not depend on the database's kind (the routes' database side runs on
+# both backends in test_api.py and test_storage.py).
+ONE_BACKEND = "sqlite"
 
 LiveServer = Callable[..., AbstractContextManager[str]]
 

@@ -1,4 +1,4 @@
-"""The API over real HTTP (uvicorn on a free port, no scheduler), on SQLite and PostgreSQL, through
+"""The API over real HTTP (uvicorn on a free port, no scheduler), on SQLite, through
 the Python client (``DemonlabClient``: every method) and the command line (``service.cli.main``).
 
 Results are recorded straight into the database with the data-access layer, as a driver would.
@@ -26,6 +26,10 @@ from service.db import StudyStatus, dal, session_scope
 from service.errors import DemonlabError
 from service.settings import clear_settings_cache
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
+
+# The client and the CLI over HTTP: what they send and print does not depend on the database's kind
+# (the routes' database side runs on both backends in test_api.py and test_storage.py).
+ONE_BACKEND = "sqlite"
 
 LiveServer = Callable[..., AbstractContextManager[str]]
 ARMS = ("demon_sgdm", "sgdm_step")
