@@ -194,6 +194,15 @@ def grid(
     return result
 
 
+def grid_json(
+    engine: Engine, study_id: str, *, arm: str | None, metric: str | None, split: str, stat: str
+) -> bytes:
+    """``grid`` as the API's JSON, serialised once per computed grid (as ``sensitivity_json``)."""
+    from .schemas import GridPublic
+
+    return _json_once(grid(engine, study_id, arm=arm, metric=metric, split=split, stat=stat), GridPublic)
+
+
 def _stat_matrix(frame: pd.DataFrame, axes: Any, table: Any, split: str, stat: str, fail: float) -> Any:
     """The statistic per cell in raw units; diverged seeds count at y_fail, as in every sensitivity figure."""
     import numpy as np
@@ -268,13 +277,18 @@ def sensitivity_json(
     cached request's CPU (20 readers of a running study: bench/api_latency.py's landing part)."""
     from .schemas import SensitivityPublic
 
-    body = _sensitivity_body(engine, study_id, metric, split, target)
+    return _json_once(_sensitivity_body(engine, study_id, metric, split, target), SensitivityPublic)
+
+
+def _json_once(body: dict[str, Any], model: Any) -> bytes:
+    """``body`` (a cached report: the same object while its cache holds it) as ``model``'s JSON,
+    validated and serialised once per object."""
     with _JSON_LOCK:
         found = _JSON_OF.get(id(body))
         if found is not None and found[0] is body:
             _JSON_OF.move_to_end(id(body))
             return found[1]
-    data = SensitivityPublic.model_validate(body).model_dump_json().encode()
+    data: bytes = model.model_validate(body).model_dump_json().encode()
     with _JSON_LOCK:
         _JSON_OF[id(body)] = (body, data)  # the body is kept with its bytes, so its id is not reused
         while len(_JSON_OF) > _JSON_KEPT:
@@ -282,7 +296,7 @@ def sensitivity_json(
     return data
 
 
-_JSON_KEPT = 64
+_JSON_KEPT = 256
 _JSON_OF: OrderedDict[int, tuple[dict[str, Any], bytes]] = OrderedDict()
 _JSON_LOCK = threading.Lock()
 

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, func, select
 
 from service import analysis
 from service.db import StudyStatus, Trial, dal, session_scope
+from service.schemas import GridPublic
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 
 ARMS = ("demon_sgdm", "sgdm_step")
@@ -434,6 +435,17 @@ def test_sensitivity_json_is_the_report_serialised_once_per_progress(api: TestCl
     finished = strict_json(api.get(url).text)
     assert finished["study"]["status"] == "completed"
     assert strict_json(first.text)["study"]["status"] == "queued"
+
+
+def test_grid_json_is_the_grid_serialised_once(api: TestClient, results_study: str) -> None:
+    """/grid answers the same bytes for the same grid, equal to the typed grid; another arm, another grid."""
+    url = f"/api/v1/studies/{results_study}/grid"
+    first, again = api.get(url, params={"arm": "sgdm_step"}), api.get(url, params={"arm": "sgdm_step"})
+    assert first.headers["content-type"] == "application/json"
+    assert first.content == again.content
+    body = analysis.grid(engine_of(api), results_study, arm="sgdm_step", metric=None, split="test", stat="median")
+    assert strict_json(first.text) == GridPublic.model_validate(body).model_dump(mode="json")
+    assert strict_json(api.get(url, params={"arm": "demon_sgdm"}).text)["arm"] == "demon_sgdm"
 
 
 def test_sensitivity_with_target_metric_and_split(api: TestClient, results_study: str) -> None:

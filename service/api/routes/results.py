@@ -71,9 +71,10 @@ def get_grid(
     metric: MetricName | None = None,
     split: Split = "test",
     stat: Stat = "median",
-) -> dict[str, Any]:
+) -> Response:
     """One arm's lr × β_init grid of a statistic over seeds (raw values, lower is better)."""
-    return analysis.grid(engine, study_id, arm=arm, metric=metric, split=split, stat=stat)
+    body = analysis.grid_json(engine, study_id, arm=arm, metric=metric, split=split, stat=stat)
+    return Response(content=body, media_type="application/json")  # serialised once per grid
 
 
 @router.get("/sensitivity", response_model=SensitivityPublic)
