@@ -194,9 +194,7 @@ def grid(
     return result
 
 
-def grid_json(
-    engine: Engine, study_id: str, *, arm: str | None, metric: str | None, split: str, stat: str
-) -> bytes:
+def grid_json(engine: Engine, study_id: str, *, arm: str | None, metric: str | None, split: str, stat: str) -> bytes:
     """``grid`` as the API's JSON, serialised once per computed grid (as ``sensitivity_json``)."""
     from .schemas import GridPublic
 

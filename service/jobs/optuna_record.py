@@ -44,6 +44,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from studies.optuna_storage import open_rdb_storage
 from studies.results import EpochRecord, TrialKey, TrialResult
 from studies.vocab import TrialStatus, impute_score, score_words
 
@@ -139,7 +140,7 @@ class OptunaRecorder:
         self.name = name or spec.name
         self.search = spec.search.mode == "optuna"
         self.y_fail = y_fail
-        self.storage = optuna.storages.RDBStorage(url=storage_url, engine_kwargs={"pool_pre_ping": True})
+        self.storage = open_rdb_storage(storage_url, engine_kwargs={"pool_pre_ping": True})
         if self.search:
             lr = (spec.search.lr.min, spec.search.lr.max)
             beta = (spec.search.beta_init.min, spec.search.beta_init.max)
@@ -368,7 +369,7 @@ def mirror_study_ids(storage_url: str, study_id: str) -> list[str]:
     """The Optuna studies of demonlab study ``study_id``: the mirror's and a search's sampler's."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(url=storage_url)
+    storage = open_rdb_storage(storage_url)
     try:
         return [
             summary.study_name
@@ -385,7 +386,7 @@ def delete_mirror(storage_url: str, study_id: str) -> int:
     import optuna
 
     names = mirror_study_ids(storage_url, study_id)
-    storage = optuna.storages.RDBStorage(url=storage_url)
+    storage = open_rdb_storage(storage_url)
     try:
         for name in names:
             optuna.delete_study(study_name=name, storage=storage)

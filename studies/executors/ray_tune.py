@@ -219,9 +219,11 @@ def optuna_storage(url: str | None) -> Any:
         return None
     import optuna
 
+    from ..optuna_storage import open_rdb_storage
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    return optuna.storages.RDBStorage(url=url, engine_kwargs={"pool_pre_ping": True})
+    return open_rdb_storage(url, engine_kwargs={"pool_pre_ping": True})
 
 
 def _finished_and_clear(study_name: str, storage: Any) -> tuple[int, int]:

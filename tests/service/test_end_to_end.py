@@ -35,6 +35,7 @@ from service.jobs.optuna_record import optuna_study_name, optuna_url
 from service.jobs.scheduler import Scheduler
 from service.schemas import StudyPublic
 from service.settings import Settings
+from studies.optuna_storage import open_rdb_storage
 from studies.results import TrialStatus
 
 pytestmark = pytest.mark.slow
@@ -276,7 +277,7 @@ def test_study_runs_to_completion(
         time.sleep(0.2)
     # Then every result is also in Optuna's storage, one Optuna study per arm (what optuna-dashboard shows).
     database_url = service.engine.url.render_as_string(hide_password=False)
-    storage = optuna.storages.RDBStorage(optuna_url(Settings(data_dir=service.data_dir, database_url=database_url)))
+    storage = open_rdb_storage(optuna_url(Settings(data_dir=service.data_dir, database_url=database_url)))
     for arm in ("demon_sgdm", "sgdm_step"):
         name = optuna_study_name(created.id, arm, search=False, name=study.name)
         stored = optuna.load_study(study_name=name, storage=storage).get_trials()

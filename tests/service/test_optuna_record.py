@@ -8,16 +8,20 @@ trials table from SQL (mirror == trials table) and is deleted with its study."""
 from __future__ import annotations
 
 import math
+import secrets
+import threading
 from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy
 
 from service.analysis import y_fail
 from service.artefacts import study_files
 from service.db import dal, session_scope
 from service.jobs.driver import _optuna_mirror
 from service.jobs.optuna_record import MirrorWriter, OptunaRecorder, mirror_study_ids, optuna_study_name, optuna_url
+from studies.optuna_storage import open_rdb_storage
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from studies.spec import StudySpec, expand_trials
 
@@ -55,7 +59,7 @@ def test_grid_study_trials_are_in_optunas_storage(settings_factory: Any, smoke_s
     for key in keys[:5]:
         again.record(result(key))
 
-    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    storage = open_rdb_storage(optuna_url(settings))
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
     assert names == {"synthetic-smoke · demon_sgdm · abc123def456", "synthetic-smoke · sgdm_step · abc123def456"}
     for arm in ("demon_sgdm", "sgdm_step"):
@@ -110,7 +114,7 @@ def test_search_study_trials_stay_apart_from_the_sampler(settings_factory: Any) 
     recorder.record(result(TrialKey("demon_sgdm", 0.02, 0.7, 1)))
     name = optuna_study_name("0123456789ab", "demon_sgdm", search=True, name="search")
     assert name == "search · demon_sgdm · 0123456789ab · seeds"
-    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    storage = open_rdb_storage(optuna_url(settings))
     study = optuna.load_study(study_name=name, storage=storage)
     (trial,) = study.get_trials()
     assert trial.params == {"lr": 0.02, "beta_init": 0.7}
@@ -136,7 +140,7 @@ def test_the_mirror_records_and_names_the_specs_metric(
 
     settings = settings_factory()
     fail = y_fail(spec, "loss" if metric == "loss" else "metric")
-    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    storage = open_rdb_storage(optuna_url(settings))
     mirror = optuna.load_study(study_name=f"synthetic-smoke · demon_sgdm · {study.id}", storage=storage)
     assert mirror.user_attrs["value"] == f"{words} (lower is better; diverged = {fail:g})"
     for t in mirror.get_trials():
@@ -150,7 +154,7 @@ def test_the_mirror_records_and_names_the_specs_metric(
 
 def mirrored(settings: Any, study_id: str) -> dict[tuple[str, float, float, int], float]:
     """The mirror of ``study_id``: (arm, lr, β_init, seed) → value, over every arm's Optuna study."""
-    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    storage = open_rdb_storage(optuna_url(settings))
     found: dict[tuple[str, float, float, int], float] = {}
     for name in mirror_study_ids(optuna_url(settings), study_id):
         for t in optuna.load_study(study_name=name, storage=storage).get_trials():
@@ -190,7 +194,7 @@ def test_the_mirror_catches_up_with_the_trials_table(
     mirror = mirrored(settings, study.id)
     assert set(mirror) == stored_results(engine, study.id)
     assert len(mirror) == 24
-    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    storage = open_rdb_storage(optuna_url(settings))
     backfilled = optuna.load_study(study_name=f"synthetic-smoke · sgdm_step · {study.id}", storage=storage)
     curve = {t.user_attrs["trial_key"]: t.intermediate_values for t in backfilled.get_trials()}
     assert all(len(values) == 1 for key, values in curve.items() if "1.0" not in key)  # curves from trial_epochs
@@ -235,3 +239,35 @@ def test_deleting_a_study_deletes_its_mirror_and_its_files(
     assert study_files(settings.data_dir, gone) == []
     assert len(mirror_study_ids(optuna_url(settings), kept)) == 2  # another study's are left alone
     assert len(study_files(settings.data_dir, kept)) == 3
+
+
+@pytest.mark.postgres
+def test_processes_opening_a_new_optuna_storage_at_once_all_get_it(postgres_admin: Any, postgres_url: Any) -> None:
+    """Six openers at once on an empty schema: with Optuna's own ``RDBStorage`` five of six failed
+    (UniqueViolation creating its tables) in every one of 5 tries; ``open_rdb_storage`` tries again."""
+    schema = f"race_{secrets.token_hex(4)}"
+    with sqlalchemy.create_engine(postgres_url).begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = postgres_url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    start = threading.Barrier(6)
+    opened: list[str] = []
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            storage = open_rdb_storage(url)
+            opened.append(storage.get_current_version())
+            storage.engine.dispose()
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert len(opened) == 6
+    assert len(set(opened)) == 1

@@ -14,6 +14,7 @@ from sqlalchemy import inspect
 from service.app import create_app
 from service.db import make_engine
 from service.jobs.optuna_record import optuna_url
+from studies.optuna_storage import open_rdb_storage
 
 SEARCH_SPEC: dict[str, Any] = {
     "name": "search",
@@ -46,7 +47,7 @@ def test_optuna_storage_is_kept_apart_from_our_tables(settings_factory: Any) -> 
     settings = settings_factory()
     url = optuna_url(settings)
     assert url != settings.database_url
-    storage = optuna.storages.RDBStorage(url)
+    storage = open_rdb_storage(url)
     study = optuna.create_study(storage=storage, study_name="apart")
     study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
     engine = make_engine(settings.database_url)
@@ -80,7 +81,7 @@ def test_a_search_study_runs_end_to_end(settings_factory: Any) -> None:
         assert report.status_code == 200, report.text
         assert set(report.json()["arms"]) == {"demon_sgdm", "sgdm_cosine"}
         assert client.get(f"/api/v1/studies/{study_id}/heatmap.svg").status_code == 200
-    storage = optuna.storages.RDBStorage(optuna_url(settings))
+    storage = open_rdb_storage(optuna_url(settings))
     for arm in ("demon_sgdm", "sgdm_cosine"):
         stored = optuna.load_study(study_name=f"{study_id}:{arm}", storage=storage)
         assert len([t for t in stored.trials if t.state == optuna.trial.TrialState.COMPLETE]) == 3
