@@ -102,6 +102,43 @@ def test_sqlite_engine_pragmas(tmp_path: Any) -> None:
     assert pragmas == {"journal_mode": "wal", "busy_timeout": 30_000, "foreign_keys": 1}
 
 
+def test_a_new_sqlite_database_is_switched_to_wal_once_its_writer_is_done(tmp_path: Any) -> None:
+    """A new database (rollback journal) that another connection is writing: SQLite refuses the switch
+    to WAL at once ("database is locked", no busy wait), so four processes migrating a new database
+    together failed (CI). The engine now waits for the writer and switches then."""
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE t (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO t VALUES (1)")
+    connecting = threading.Event()
+    outcome: list[Any] = []
+
+    def connect() -> None:
+        connecting.set()
+        engine = make_engine(f"sqlite:///{path}")
+        try:
+            with engine.connect() as connection:
+                outcome.append(connection.exec_driver_sql("SELECT count(*) FROM t").scalar())
+                outcome.append(connection.exec_driver_sql("PRAGMA journal_mode").scalar())
+        except Exception as error:  # reported below
+            outcome.append(error)
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    connecting.wait(timeout=10)
+    time.sleep(1.0)  # the engine is connecting meanwhile (it used to fail at once)
+    writer.execute("COMMIT")
+    thread.join(timeout=40)
+    writer.close()
+
+    assert outcome == [1, "wal"]
+
+
 def test_unreachable_database_is_storage_unavailable() -> None:
     engine = make_engine("postgresql://postgres@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
     with pytest.raises(StorageUnavailable), session_scope(engine) as session:
