@@ -59,7 +59,6 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -300,33 +299,21 @@ def populate(
 # ---------------------------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serve(url: str, data_dir: Path, *, scheduler: bool = False) -> Iterator[tuple[str, int]]:
-    """``demonlab serve --no-scheduler`` (or with its scheduler) on a free loopback port; yields its
+    """``demonlab serve --no-scheduler`` (or with its scheduler) on a port it binds itself; yields its
     base URL and pid."""
     import httpx
+    from served import start_serve
 
-    port = free_port()
     env = os.environ | {
         "DEMONLAB_DATABASE_URL": url,
         "DEMONLAB_DATA_DIR": str(data_dir),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     }
-    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
-    command += [] if scheduler else ["--no-scheduler"]
+    args = ([] if scheduler else ["--no-scheduler"]) + ["--log-level", "warning"]
     log_path = data_dir / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [*command, "--log-level", "warning"], cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    base = f"http://127.0.0.1:{port}"
+    process, base = start_serve(args, env=env, log=log_path, cwd=data_dir)
     try:
         deadline = time.monotonic() + 120
         while True:

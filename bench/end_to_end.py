@@ -57,8 +57,6 @@ DEFAULT_SPEC = ROOT / "studies" / "examples" / "digits.yaml"
 GOAL_SECONDS, GOAL_RATIO = 6.0, 4.0
 GOAL_PACKED_RAY_OVER_PER_TRIAL, GOAL_PACKED_RAY_OVER_PACKED = 3.0, 1.5
 FIRST = "first result at "  # what the floor, Optuna and Tune paths print (a Unix time)
-SERVICE_PORT = 8300  # this bench's service port (a free one from here up)
-PORT = "{port}"  # in a command: a free port, picked for each run
 
 
 def _digits() -> tuple[Any, Any, Any, Any]:
@@ -254,7 +252,7 @@ SERVICE_FIRST = re.compile(r"first result ([0-9.]+) s after submission")
 
 def _timed(path: Path_, cwd: Path) -> None:
     """Run the path's process once; record its wall time and, where it says, its first result."""
-    command = [str(_free_port()) if part == PORT else part for part in path.command]  # a fresh port each run
+    command = path.command
     started_unix, started = time.time(), time.perf_counter()
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **path.env})
     wall = time.perf_counter() - started
@@ -345,25 +343,12 @@ def _paths(names: list[str], args: argparse.Namespace, work: Path, ray_address: 
         "packed": (run(spec, "out"), {}),
         "packed-ray": (run(spec, "out-ray", "--executor", "ray"), {}),
         "packed-warm-ray": (run(spec, "out-warm", "--executor", "ray"), warm),
-        "service": (
-            [demonlab, "demo", "--spec", str(spec), "--port", PORT, "--exit-when-done"],
+        "service": (  # --port 0: the service binds a free port itself
+            [demonlab, "demo", "--spec", str(spec), "--port", "0", "--exit-when-done"],
             {"DEMONLAB_DATA_DIR": str(work / "service")},
         ),
     }
     return [Path_(PATH_NAMES[name], *commands[name]) for name in names]
-
-
-def _free_port() -> int:
-    import socket
-
-    for port in range(SERVICE_PORT, SERVICE_PORT + 100):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit(f"no free port in {SERVICE_PORT}-{SERVICE_PORT + 99}")
 
 
 def _ratio(a: Path_ | None, b: Path_ | None) -> float | None:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from served import start_serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -43,12 +43,6 @@ SPEC: dict[str, Any] = {
     "seeds": 2,
     "epochs": 3,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def timed_study(client: DemonlabClient, spec: dict[str, Any]) -> tuple[float, float, str]:
@@ -87,20 +81,13 @@ def main(argv: list[str] | None = None) -> int:
 def run_server(repeats: int, warm: bool) -> float:
     """Serve with fresh data dir, run ``repeats`` studies of each mode; the worst packed first result."""
     data_dir = Path(tempfile.mkdtemp(prefix="dl-first-"))
-    port = free_port()
-    env = os.environ | {"DEMONLAB_DATA_DIR": str(data_dir), "DEMONLAB_PORT": str(port)}
+    env = os.environ | {"DEMONLAB_DATA_DIR": str(data_dir)}
     env["DEMONLAB_WARM_DRIVERS"] = "1" if warm else "0"
     env.pop("DEMONLAB_DATABASE_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve"],
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, base = start_serve([], env=env, log=data_dir / "serve.log", cwd=Path(__file__).resolve().parents[1])
     worst_packed = 0.0
     try:
-        with DemonlabClient(f"http://127.0.0.1:{port}", timeout=30) as client:
+        with DemonlabClient(base, timeout=30) as client:
             deadline = time.monotonic() + 60
             while True:
                 try:

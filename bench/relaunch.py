@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from served import start_serve
 
 SPEC: dict[str, Any] = {
     "name": "relaunch-bench",
@@ -37,18 +37,10 @@ SPEC: dict[str, Any] = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def serve(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def serve(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The service on ``port`` (0: a free one, which a restart then asks for again); (process, base URL)."""
     env = {**os.environ, "DEMONLAB_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--log-level", "warning"]
-    with open(log, "ab") as out:
-        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return start_serve(["--log-level", "warning"], env=env, log=log, port=port)
 
 
 def wait(what: str, check: Any, timeout: float, interval: float = 0.2) -> Any:
@@ -79,9 +71,8 @@ def measure(case: str, root: Path) -> tuple[float, float]:
     from service.client import DemonlabClient
 
     data_dir = root / case
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = serve(data_dir, port, root / f"{case}-serve.log")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server, url = serve(data_dir, 0, root / f"{case}-serve.log")
     servers = [server]
     try:
         with DemonlabClient(url, timeout=30) as client:
@@ -91,7 +82,7 @@ def measure(case: str, root: Path) -> tuple[float, float]:
             if case == "stale":  # restart the service: the driver runs on, no longer anyone's child
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait(timeout=10)
-                server = serve(data_dir, port, root / f"{case}-serve-2.log")
+                server, _ = serve(data_dir, int(url.rsplit(":", 1)[1]), root / f"{case}-serve-2.log")
                 servers.append(server)
                 wait("the restarted service", client.healthz, 120)
             driver = int(str(running.job_id).rsplit(":", 1)[1])

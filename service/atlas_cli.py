@@ -37,6 +37,7 @@ def run_atlas(
     stream = stream or sys.stdout
     if url is not None:
         return _run(url, token, suite, seeds, workloads, out, stream)
+    from .console import safe_url
     from .demo import pick_port, start_server
     from .settings import clear_settings_cache, get_settings
 
@@ -45,12 +46,16 @@ def run_atlas(
     os.environ.setdefault("DEMONLAB_OPTUNA_MIRROR", "false")
     clear_settings_cache()
     settings = get_settings()
-    chosen, note = pick_port(port, settings.port)
+    sock, note = pick_port(port, settings.port)
     if note:
         print(f"demonlab: {note}", file=stream, flush=True)
-    base = f"http://127.0.0.1:{chosen}"
-    print(f"demonlab: starting the service at {base} (database {settings.database_url})", file=stream, flush=True)
-    server, thread = start_server(chosen)
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    print(
+        f"demonlab: starting the service at {base} (database {safe_url(settings.database_url)})",
+        file=stream,
+        flush=True,
+    )
+    server, thread = start_server(sock)
     try:
         return _run(base, token, suite, seeds, workloads, out or settings.data_dir / "atlas", stream)
     finally:

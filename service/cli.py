@@ -58,11 +58,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import socket
-
     import uvicorn
 
-    from .api.server import server_config
+    from .api.server import listening_socket, server_config
     from .app import create_app
     from .settings import get_settings
 
@@ -71,10 +69,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     port = settings.port if args.port is None else args.port
     app = create_app(settings, run_scheduler=not args.no_scheduler)
     # Bound here, so `--port 0` takes a free port and the line below says which (no guess, no race).
-    # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on each connection (also set by the protocol)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     port = sock.getsockname()[1]
     threading.Thread(target=_freeze_long_lived, name="demonlab-warm-up", daemon=True).start()
     print(
@@ -491,7 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run, exit_at_once=True)
 
     p = command("demo", "what `make run` does: serve, submit the digits example, follow it, summarise")
-    p.add_argument("--port", type=int, default=None, help="port, refused if busy (default: $DEMONLAB_PORT or 8000)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="port, refused if busy; 0 takes a free one (default: $DEMONLAB_PORT or 8000)",
+    )
     p.add_argument("--spec", default=None, help="spec to submit (default: studies/examples/digits.yaml)")
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (default: $DEMONLAB_TOKEN)")
     p.add_argument("--exit-when-done", action="store_true", help="stop serving once the study is summarised")
@@ -503,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workloads", nargs="*", default=None, help="only these workloads of the suite (labels)")
     p.add_argument("--out", default=None, help="report folder (default: DATA_DIR/atlas; with --url: none)")
     p.add_argument("--url", default=None, help="a running service (default: start one in this process)")
-    p.add_argument("--port", type=int, default=None, help="port of the service started here")
+    p.add_argument(
+        "--port", type=int, default=None, help="port of the service started here; 0 takes a free one (default: 8000)"
+    )
     p.add_argument("--token", default=os.environ.get("DEMONLAB_TOKEN"), help="API token (default: $DEMONLAB_TOKEN)")
     p.set_defaults(func=_cmd_atlas)
 

@@ -29,34 +29,29 @@ class ServiceDidNotStart(DemonlabError):
     """The API server stopped while starting (its database unreachable, say): said in one line."""
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def pick_port(requested: int | None, default: int) -> tuple[int, str | None]:
-    """The port to serve on, and a note when it is not the default one.
+def pick_port(requested: int | None, default: int) -> tuple[socket.socket, str | None]:
+    """A listening socket to serve on, and a note when its port is not the default one.
 
     A port asked for (``--port`` or ``DEMONLAB_PORT``) is used or refused (``PortBusy``), never silently
-    replaced; when none was asked for and the default is taken, a free port is picked and the note says
-    which."""
+    replaced (0 takes a free one); when none was asked for and the default is taken, a free port is
+    taken and the note says which. The socket is bound here and served as it is, so no other process
+    can take the port in between."""
+    from .api.server import listening_socket
+
     if requested is not None:
-        if not _port_is_free(requested):
+        try:
+            return listening_socket("127.0.0.1", requested), None
+        except OSError as error:
             raise PortBusy(
                 f"port {requested} is already in use on 127.0.0.1 "
                 "(stop what listens there, or choose another with --port or DEMONLAB_PORT)"
-            )
-        return requested, None
-    if _port_is_free(default):
-        return default, None
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    return port, f"port {default} is already in use; serving on {port} instead (choose one with --port)"
+            ) from error
+    try:
+        return listening_socket("127.0.0.1", default), None
+    except OSError:
+        sock = listening_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    return sock, f"port {default} is already in use; serving on {port} instead (choose one with --port)"
 
 
 class FirstResultClock:
@@ -79,9 +74,9 @@ class FirstResultClock:
         return f"{first}; all {study.progress.total} trials {end:.1f} s"
 
 
-def start_server(port: int) -> tuple[Any, threading.Thread]:
-    """The app with its scheduler, served by uvicorn on ``port`` in a thread of this process, once it
-    answers (``ServiceDidNotStart`` if it stops while starting)."""
+def start_server(sock: socket.socket) -> tuple[Any, threading.Thread]:
+    """The app with its scheduler, served by uvicorn on the listening ``sock`` in a thread of this
+    process, once it answers (``ServiceDidNotStart`` if it stops while starting)."""
     import uvicorn
 
     from .app import create_app
@@ -92,11 +87,9 @@ def start_server(port: int) -> tuple[Any, threading.Thread]:
     from .api.server import server_config
     from .console import SHUTDOWN_GRACE_S
 
-    config = server_config(
-        app, settings, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S
-    )
+    config = server_config(app, settings, log_level="warning", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
@@ -127,13 +120,13 @@ def run_demo(
         )
     if port is None and "port" in settings.model_fields_set:  # DEMONLAB_PORT: asked for as much as --port
         port = settings.port
-    port, note = pick_port(port, settings.port)
+    sock, note = pick_port(port, settings.port)
     if note:
         print(f"demonlab: {note}", flush=True)
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     print(f"dashboard: {base}/  (open it in a browser to follow the study live)", flush=True)
     print(f"demonlab: starting the service at {base} (database {safe_url(settings.database_url)})", flush=True)
-    server, thread = start_server(port)
+    server, thread = start_server(sock)
     _wait_for_warm_drivers(server.config.app, started)
     client = DemonlabClient(base, token=token)
     try:

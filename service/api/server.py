@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..settings import Settings
 
-__all__ = ["HeaderTimeoutH11", "return_large_buffers_to_the_os", "server_config"]
+__all__ = ["HeaderTimeoutH11", "listening_socket", "return_large_buffers_to_the_os", "server_config"]
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 LARGE_BUFFER_BYTES = 32 * 1024
@@ -96,6 +96,25 @@ def _no_delay(transport: asyncio.BaseTransport) -> None:
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``(host, port)`` and listening, for uvicorn's ``Server.run(sockets=...)``.
+
+    The server binds its own port, so ``port`` 0 takes a free one (read it back with
+    ``getsockname()``) and nothing can take the port between choosing and serving it. ``OSError``
+    (``EADDRINUSE``) when the port is in use. ``proto=IPPROTO_TCP``: asyncio then sets TCP_NODELAY on
+    each accepted connection (``_no_delay`` sets it as well)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart may reuse a TIME_WAIT port
+        sock.bind((host, port))
+        sock.listen(2048)  # at once: a second socket with SO_REUSEADDR could bind the port until it listens
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def return_large_buffers_to_the_os() -> bool:

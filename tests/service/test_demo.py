@@ -52,10 +52,26 @@ def busy_port() -> Iterator[int]:
 def test_a_busy_port_is_refused_when_asked_for_and_replaced_out_loud_otherwise(busy_port: int) -> None:
     with pytest.raises(ValueError, match=rf"port {busy_port} is already in use"):
         pick_port(busy_port, 8000)
-    port, note = pick_port(None, busy_port)
-    assert port != busy_port
-    assert note == f"port {busy_port} is already in use; serving on {port} instead (choose one with --port)"
-    assert pick_port(port, 8000) == (port, None)
+    sock, note = pick_port(None, busy_port)
+    with sock:
+        port = sock.getsockname()[1]
+        assert port != busy_port
+        assert note == f"port {busy_port} is already in use; serving on {port} instead (choose one with --port)"
+        with pytest.raises(ValueError, match=rf"port {port} is already in use"):  # held from the choice on
+            pick_port(port, 8000)
+    again, note = pick_port(port, 8000)  # let go, it is served as asked
+    with again:
+        assert (again.getsockname()[1], note) == (port, None)
+
+
+def test_port_0_is_a_free_port_bound_by_the_server_itself() -> None:
+    sock, note = pick_port(0, 8000)
+    with sock:
+        port = sock.getsockname()[1]
+        assert port != 0
+        assert note is None
+        with socket.create_connection(("127.0.0.1", port), timeout=5):  # listening already, nobody else's
+            pass
 
 
 def test_demo_refuses_a_busy_port(demo_env: str, busy_port: int, capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,10 +120,11 @@ def test_demo_with_a_token_runs_the_whole_loop_and_records_the_environment(
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(SPEC))
 
-    code = main(["demo", "--spec", str(spec), "--exit-when-done"])
+    code = main(["demo", "--spec", str(spec), "--exit-when-done", "--port", "0"])
     out, err = capsys.readouterr()
 
     assert code == 0, err
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:[1-9]\d*/ ", out, re.MULTILINE), out  # port 0: a real one
     assert "submitted 'demo-test' as study" in out
     assert ": completed" in out
     assert re.search(r"^first result \d+\.\d s after submission; all 4 trials \d+\.\d s$", out, re.MULTILINE), out
@@ -128,10 +145,11 @@ def test_demo_with_a_token_runs_the_whole_loop_and_records_the_environment(
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # uvicorn's SystemExit
-def test_demo_prints_the_database_url_with_its_password_masked(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", ["demo", "atlas"])
+def test_demo_and_atlas_print_the_database_url_with_its_password_masked(
+    command: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The URL of a database nobody listens on: the demo says where it starts, then fails to."""
+    """The URL of a database nobody listens on: the command says where it starts, then fails to."""
     with socket.socket() as sock:  # a port that refuses connections while this test runs
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -140,9 +158,14 @@ def test_demo_prints_the_database_url_with_its_password_masked(
         monkeypatch.setenv("DEMONLAB_TOKEN", "dlt_unused")  # so the demo does not ask the database first
         spec = data_dir / "spec.json"
         spec.write_text(json.dumps(SPEC))
+        monkeypatch.setenv("DEMONLAB_OPTUNA_MIRROR", "false")  # what the atlas sets in its process
+        args = {
+            "demo": ["demo", "--exit-when-done", "--spec", str(spec), "--port", "0"],
+            "atlas": ["atlas", "--suite", "smoke", "--seeds", "8", "--port", "0"],
+        }[command]
         clear_settings_cache()
         try:
-            code = main(["demo", "--exit-when-done", "--spec", str(spec)])
+            code = main(args)
         finally:
             clear_settings_cache()
     out, err = capsys.readouterr()
