@@ -34,6 +34,9 @@ SPEC: dict[str, Any] = {
     "beta_init": [0.8, 0.9],
     "seeds": 2,
     "epochs": 60,
+    # Per trial: results one by one, so the driver is killed mid-study. Packed (the default since),
+    # the results of a study this small all arrive at its end, and the driver was killed too late.
+    "execution": {"mode": "per_trial"},
 }
 
 

@@ -41,7 +41,7 @@ def list_trials(
             description="a column to sort by, '-' first for descending: " + ", ".join(dal.TRIAL_SORTS),
         ),
     ] = None,
-) -> TrialsPublic:
+) -> Response:
     """Trials of a study, filtered and sorted; ``curves=true`` adds each trial's per-epoch curve."""
     with session_scope(engine, read_only=True) as session:
         study = dal.get_study(session, study_id)
@@ -60,7 +60,9 @@ def list_trials(
             with_curves=curves,
             sort=sort,
         )
-    return TrialsPublic(data=[trial_public(t) for t in rows], count=total, offset=offset, limit=limit)
+    page = TrialsPublic(data=[trial_public(t) for t in rows], count=total, offset=offset, limit=limit)
+    # Validated above: returned as a model, FastAPI would validate every row again to serialise it.
+    return Response(content=page.model_dump_json(), media_type="application/json")
 
 
 @router.get("/grid", response_model=GridPublic)
