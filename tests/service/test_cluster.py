@@ -12,7 +12,6 @@ the worker for the first study and the head for the second.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,9 +107,7 @@ def test_a_gpu_study_on_a_cluster_without_gpus_fails_at_once_naming_the_resource
     ):
         created = client.submit(spec)  # a cluster is not this machine: the driver checks its nodes
         assert created.status == "queued"
-        started = time.monotonic()
-        study = wait_for_study(client, created.id, timeout=90)
-        elapsed = time.monotonic() - started
+        study = wait_for_study(client, created.id, timeout=90)  # failed at once, not left waiting for a GPU
         trials = client.trials(created.id).data
     assert study.status == "failed", f"{study.status}: {study.error}\n{_driver_logs(data_dir)}"
     error = study.error or ""
@@ -118,7 +115,6 @@ def test_a_gpu_study_on_a_cluster_without_gpus_fails_at_once_naming_the_resource
     assert "no node of the Ray cluster" in error, error
     assert "special=4" in error, f"the worker is not described: {error}"
     assert "CPU=2" in error, f"the head is not described: {error}"
-    assert elapsed < 90
     assert all(t.status != "completed" for t in trials)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 
 from service.db import ApiToken, StudyStatus, Trial, TrialEpoch, dal, make_engine, session_scope
 from service.db.engine import normalize_url
@@ -269,19 +269,29 @@ def test_idempotency_key_race(engine: Engine, new_study: NewStudy) -> None:
 
 
 def test_bulk_create_of_a_large_study(engine: Engine, new_study: NewStudy) -> None:
+    """20,000 trial rows go in as a few batched statements, not a statement per row (what its speed
+    rests on; the time itself is the benches' business, not a test's)."""
     keys = [
         TrialKey("demon_sgdm", lr=10.0**-e, beta_init=b / 100, seed=seed)
         for e in range(20)
         for b in range(100)
         for seed in range(10)
     ]
-    started = time.perf_counter()
-    study = new_study(trial_keys=keys)
-    elapsed = time.perf_counter() - started
+    inserts: list[bool] = []  # one entry per statement sent for the trials table: whether executemany
+
+    def count(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO TRIALS"):
+            inserts.append(executemany)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        study = new_study(trial_keys=keys)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
     with session_scope(engine, read_only=True) as session:
         assert dal.get_study(session, study.id).trials_total == 20_000
         assert len(dal.pending_trial_keys(session, study.id)) == 20_000
-    assert elapsed < 30, f"inserting 20,000 trials took {elapsed:.1f} s"
+    assert 1 <= len(inserts) <= 20, f"{len(inserts)} INSERT statements for 20,000 rows"
 
 
 def test_delete_refused_while_running_then_cascades(engine: Engine, new_study: NewStudy) -> None:
