@@ -24,8 +24,8 @@ bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="an API 
 
 
 # The two below only read ``app.state``: ``async`` so FastAPI calls them on the event loop. A plain
-# ``def`` dependency is run in the thread pool, one thread hop per request for nothing (bench/api_latency.py:
-# ~9% of a cached /grid request's CPU, py-spy).
+# ``def`` dependency is run in the thread pool, one thread hop per request for nothing (py-spy on a
+# server answering cached /grid requests: ~9% of its busy samples were that hop).
 
 
 async def get_app_settings(request: Request) -> Settings:
