@@ -55,7 +55,7 @@ def test_api_latency_bench_runs(tmp_path: Path) -> None:
         cpu = rf"({number}|-)"  # the server's CPU time per request: "-" where /proc is missing
         row = rf"^{endpoint} +40 +{number} +{number} +{number} +\d+ +{cpu} +{re.escape(target)} +(yes|NO)$"
         assert re.search(row, out, re.MULTILINE), f"no {endpoint} row in:\n{out}"
-    solo = out.split("one httpx client, one request in flight")[-1].split("cold calls")[0]
+    solo = out.split("one stdlib client, one request in flight")[-1].split("cold calls")[0]
     for endpoint in ("grid", "sensitivity", r"healthz \(ref\)"):  # and alone, with no queue
         assert re.search(rf"^{endpoint} +40 +{number} +{number} ", solo, re.MULTILINE), f"no lone {endpoint} in:\n{out}"
     for endpoint in ("trials", r"study \(ref\)", r"healthz \(ref\)"):

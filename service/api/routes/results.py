@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from studies.replicate import PanelKey, ReplicationReport
 from studies.results import TrialStatus
@@ -66,7 +67,7 @@ def list_trials(
 
 
 @router.get("/grid", response_model=GridPublic)
-def get_grid(
+async def get_grid(
     study_id: str,
     engine: EngineDep,
     arm: ArmName | None = None,
@@ -75,12 +76,16 @@ def get_grid(
     stat: Stat = "median",
 ) -> Response:
     """One arm's lr × β_init grid of a statistic over seeds (raw values, lower is better)."""
-    body = analysis.grid_json(engine, study_id, arm=arm, metric=metric, split=split, stat=stat)
+    body = analysis.settled_grid_json(engine, study_id, arm=arm, metric=metric, split=split, stat=stat)
+    if body is None:  # the database is read in the thread pool, never on the event loop
+        body = await run_in_threadpool(
+            analysis.grid_json, engine, study_id, arm=arm, metric=metric, split=split, stat=stat
+        )
     return Response(content=body, media_type="application/json")  # serialised once per grid
 
 
 @router.get("/sensitivity", response_model=SensitivityPublic)
-def get_sensitivity(
+async def get_sensitivity(
     study_id: str,
     engine: EngineDep,
     target: Annotated[
@@ -97,7 +102,11 @@ def get_sensitivity(
     ``target`` overrides the spec's ``verdict.target`` (default: the lower quartile of every trained
     run's validation score).
     """
-    body = analysis.sensitivity_json(engine, study_id, metric=metric, split=split, target=target)
+    body = analysis.settled_sensitivity_json(engine, study_id, metric=metric, split=split, target=target)
+    if body is None:  # the database is read in the thread pool, never on the event loop
+        body = await run_in_threadpool(
+            analysis.sensitivity_json, engine, study_id, metric=metric, split=split, target=target
+        )
     return Response(content=body, media_type="application/json")  # serialised once per report
 
 
