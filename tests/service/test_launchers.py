@@ -75,7 +75,24 @@ class Rig:
             wait_until(lambda: check() or None, timeout=timeout, interval=0.2, what=what)
         except TimeoutError as exc:
             logs = sorted((self.settings.data_dir / "logs").glob("*.log"))
-            raise TimeoutError(f"{exc}\n" + "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs)) from None
+            told = [f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs] + self._ray_jobs()
+            raise TimeoutError(f"{exc}\n" + "\n".join(told)) from None
+
+    def _ray_jobs(self) -> list[str]:
+        """A Ray launcher's jobs, each with its status and the end of its log (a Ray Job's driver
+        logs to the cluster, not to the data dir)."""
+        if not isinstance(self.launcher, RayJobLauncher):
+            return []
+        from ray.job_submission import JobSubmissionClient
+
+        try:
+            client = JobSubmissionClient(self.settings.ray_address)
+            return [
+                f"--- ray job {job.submission_id}: {job.status}\n{client.get_job_logs(job.submission_id)[-3000:]}"
+                for job in client.list_jobs()
+            ]
+        except Exception as exc:  # the cluster itself may be what failed
+            return [f"--- ray jobs: not readable ({exc!r})"]
 
     def status(self, study_id: str) -> StudyStatus:
         with session_scope(self.engine, read_only=True) as session:
