@@ -102,7 +102,8 @@ class SettledAnswers:
             unchanged = False
         with self._lock:
             self._checking.pop(study_id, None)
-            if unchanged and study_id in self._studies:
+            known = self._studies.get(study_id)
+            if unchanged and known is not None and known[0] == progress:  # not replaced meanwhile
                 self._studies[study_id] = (progress, self._clock())
         if not unchanged:
             self.forget(study_id)

@@ -403,3 +403,27 @@ def test_settled_answers_keep_at_most_their_byte_budget_dropping_the_least_recen
     answers.put(("grid", "s1", "arm"), "done", b"z" * 10)  # replaced, not counted twice
     answers.put(("grid", "s4", "arm"), "done", b"w" * 100)
     assert len(answers) == 3  # 10 + 100 + 100
+
+
+def test_a_check_under_way_does_not_vouch_for_an_answer_put_at_a_newer_progress_meanwhile() -> None:
+    clock = Clock()
+    answers = SettledAnswers(recheck_seconds=5.0, clock=clock)
+    key = ("grid", "s1", "arm")
+    answers.put(key, "p1", b"old")
+    clock.now = 5.0
+    started, release = threading.Event(), threading.Event()
+
+    def slow_read() -> str:
+        started.set()
+        release.wait(30)
+        return "p1"  # what the database said when the check read it
+
+    assert answers.get(key, slow_read) == b"old"
+    assert started.wait(30)
+    answers.put(key, "p2", b"new")  # a reader computed it at a newer progress meanwhile
+    release.set()
+    answers.settle()
+    clock.now = 10.0  # p2 was confirmed at 5.0: due now, and checked against p2, not p1
+    assert answers.get(key, lambda: "p2") == b"new"
+    answers.settle()
+    assert answers.get(key, lambda: "p2") == b"new"  # confirmed, not dropped
