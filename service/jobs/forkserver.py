@@ -1,7 +1,7 @@
 """A warm process the local launcher forks study drivers from (``DEMONLAB_WARM_DRIVERS=1``).
 
-A driver started as ``python -m service.cli execute`` spends seconds importing torch, SQLAlchemy,
-scikit-learn and torch's lazy optimizer machinery before its first trial (``bench/first_result.py``).
+A driver started as ``python -m service.cli execute`` spends seconds importing torch, SQLAlchemy and
+the study stack before its first trial (``bench/first_result.py``).
 The fork server pays that once: it imports them, says so (one line, ``{"ready": true}``, so a
 launcher can wait for it: ``make run`` submits once it is warm), then waits on its stdin for launch
 requests (one JSON line each: study id, attempt, log file, environment, working directory) and answers
@@ -32,21 +32,23 @@ ANSWER_TIMEOUT = 120.0  # seconds a launch waits for the server (its warm-up tak
 
 
 def warm_up() -> None:
-    """Import what every driver imports, and what the first trials import lazily."""
+    """Import what every driver imports before its first result, once, for every fork.
+
+    Not imported here: scikit-learn (the digits data ships as ``digits.npz``; only the tabular
+    workloads import it, on use) and ``torch._dynamo``, which a torch optimizer imports on its first
+    construction or step (~1.4 s of CPU): a pack builds no torch optimizer, so the default (packed)
+    driver never pays it, and a per-trial driver pays it once, after its fork. Both cost every warm
+    process ~2.4 s of CPU before it was ready, for drivers that mostly never used them.
+    """
     import torch
 
     torch.set_num_threads(1)
-    import sklearn.datasets  # noqa: F401 - the digits workloads' data
     import sqlalchemy  # noqa: F401
+    from optuna.storages import RDBStorage  # noqa: F401 - the driver's mirror of its results
 
     import service.jobs.driver  # noqa: F401
     import studies.executors
     import studies.packed  # noqa: F401
-
-    # A torch optimizer's first construction imports torch._dynamo (~1-3 s).
-    torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    from optuna.storages import RDBStorage  # noqa: F401 - the driver's mirror of its results
-
     from studies.environment import software
     from studies.workloads.digits import digits_arrays
 
