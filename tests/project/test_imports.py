@@ -112,11 +112,7 @@ HEAVY = ("torch", "scipy", "ray", "sklearn", "matplotlib", "optuna")
 
 def _loaded_after(code: str) -> dict[str, bool]:
     """Which heavy packages (and SQLAlchemy, numpy, pandas) a fresh interpreter has imported after ``code``."""
-    names = [*HEAVY, "sqlalchemy", "numpy", "pandas"]
-    probe = f"{code}\nimport json, sys\nprint(json.dumps({{m: m in sys.modules for m in {names!r}}}))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
-    loaded: dict[str, bool] = json.loads(done.stdout.strip().splitlines()[-1])
-    return loaded
+    return _modules_after(code, [*HEAVY, "sqlalchemy", "numpy", "pandas"])
 
 
 def test_the_http_client_imports_no_heavy_package_nor_the_database() -> None:
@@ -213,3 +209,46 @@ def test_every_public_name_of_the_service_layers_is_used_by_the_service(module: 
         if not re.search(rf"\b{name}\b", code) and len(re.findall(rf"\b{name}\b", text)) <= 1
     )
     assert unused == []
+
+
+def _modules_after(code: str, names: list[str]) -> dict[str, bool]:
+    """Which of ``names`` a fresh interpreter has imported after ``code`` (the last line it prints)."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps({{m: m in sys.modules for m in {names!r}}}))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded: dict[str, bool] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_the_warm_process_imports_torch_but_not_dynamo_nor_scikit_learn() -> None:
+    """``service.jobs.forkserver.warm_up``: what every driver needs, not what only some drivers use
+    (``torch._dynamo`` ~1.4 CPU s, scikit-learn ~1 s; every warm process paid both)."""
+    loaded = _modules_after(
+        "from service.jobs.forkserver import warm_up\nwarm_up()",
+        ["torch", "sqlalchemy", "service.jobs.driver", "studies.packed", "torch._dynamo", "sklearn"],
+    )
+    assert loaded == {
+        "torch": True,
+        "sqlalchemy": True,
+        "service.jobs.driver": True,
+        "studies.packed": True,
+        "torch._dynamo": False,
+        "sklearn": False,
+    }
+
+
+def test_a_packed_study_trains_without_torch_dynamo_or_scikit_learn(tmp_path: Path) -> None:
+    """Why the warm process may leave them out: the default (packed) driver's training, on make run's
+    workload, imports neither (a pack builds no torch optimizer; the digits ship as ``.npz``)."""
+    code = (
+        "import yaml\n"
+        "from studies.executors import execute_study\n"
+        "from studies.spec import StudySpec\n"
+        "data = yaml.safe_load(open('studies/examples/digits.yaml'))\n"
+        "data.update(lr=[0.1], beta_init=[0.9], seeds=1, epochs=1, execution={'mode': 'packed'})\n"
+        "spec = StudySpec.model_validate(data)\n"
+        "results = []\n"
+        f"summary = execute_study(spec, results.append, executor='inprocess', data_dir={str(tmp_path)!r})\n"
+        "assert len(results) == 3 and summary.failed == 0, (results, summary)\n"
+    )
+    loaded = _modules_after(code, ["studies.packed.trainer", "torch._dynamo", "sklearn"])
+    assert loaded == {"studies.packed.trainer": True, "torch._dynamo": False, "sklearn": False}
