@@ -110,6 +110,26 @@ def _protected() -> set[int]:
     return {me.pid, *(p.pid for p in me.parents())}
 
 
+def created_at(pid: int) -> float | None:
+    """When the process ``pid`` started (None if there is none): with ``session_still_ours``, how a
+    session is told from a later one that reuses its number."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def session_still_ours(leader: int, created: float | None) -> bool:
+    """Whether processes in session ``leader`` can still be the ones of the leader that started at
+    ``created``. A session id stays reserved while any process of the session lives, so its number is
+    reused only once the whole session is gone: a live process with that pid which started at another
+    time means the session we knew is over, and the session with that id now is someone else's (this
+    machine's pid_max is 32,768 and the suite runs thousands of processes and threads: a reaper that
+    killed session ``leader`` regardless once killed another worker's fresh driver)."""
+    now = created_at(leader)
+    return now is None or created is None or now == created
+
+
 def find_processes(
     *,
     sessions: Iterable[int] = (),
@@ -187,6 +207,7 @@ class RayCluster:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.sessions: list[int] = []
+        self.session_created: dict[int, float | None] = {}  # each session leader's start time
         self.gcs_port: int | None = None
         self.client_port: int | None = None
         self.dashboard_port: int | None = None
@@ -262,6 +283,7 @@ class RayCluster:
                 start_new_session=True,
             )
         self.sessions.append(process.pid)  # the node's daemons stay in this session
+        self.session_created[process.pid] = created_at(process.pid)  # our child: not reaped yet
         try:
             code = process.wait(timeout=120)
         except subprocess.TimeoutExpired:
@@ -278,11 +300,18 @@ class RayCluster:
 
     def processes(self) -> list[psutil.Process]:
         """Every process of this cluster: its nodes' daemons, their workers and jobs' drivers."""
-        return find_processes(sessions=self.sessions, cmdline_markers=[f"{self.root}/"])
+        return find_processes(sessions=self._our_sessions(), cmdline_markers=[f"{self.root}/"])
+
+    def _our_sessions(self) -> list[int]:
+        return [s for s in self.sessions if session_still_ours(s, self.session_created.get(s))]
 
     def stop(self) -> None:
         """Kill every process of this cluster (SIGKILL: nothing of it needs to survive)."""
-        reap(sessions=self.sessions, cmdline_markers=[f"{self.root}/"])
+        for _ in range(4):  # a few rounds, each with the sessions that are still ours (see ``reap``)
+            processes = self.processes()
+            if not processes:
+                break
+            kill_processes(processes)
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 import psutil
 import pytest
+from cluster_helpers import created_at, session_still_ours
 from sqlalchemy import Engine, func, select
 
 from service.cli import main
@@ -99,25 +100,28 @@ def is_gone(pid: int) -> bool:
 class Drivers:
     """The drivers this test's scheduler launched: noted by job id, or found among our children."""
 
-    leaders: set[int] = field(default_factory=set)
+    leaders: dict[int, float | None] = field(default_factory=dict)  # pid -> when it started
 
     def note(self, job_id: str | None) -> int:
         pid = job_pid(job_id)
-        self.leaders.add(pid)
+        self.leaders.setdefault(pid, created_at(pid))
         return pid
 
     def scan(self) -> None:
         for child in psutil.Process().children():
             try:
                 if "service.jobs.driver" in child.cmdline():
-                    self.leaders.add(child.pid)
+                    self.leaders.setdefault(child.pid, child.create_time())
             except psutil.Error:
                 continue
 
     def reap(self) -> None:
-        """SIGKILL every process of every driver session, then collect our exited children."""
+        """SIGKILL every process of every driver session still ours (a driver killed early in the
+        test may have had its pid reused since, by another test's driver), then collect our exited
+        children."""
         self.scan()
-        victims = [p for leader in self.leaders for p in session_members(leader)]
+        ours = [leader for leader, created in self.leaders.items() if session_still_ours(leader, created)]
+        victims = [p for leader in ours for p in session_members(leader)]
         for process in victims:
             try:
                 process.kill()

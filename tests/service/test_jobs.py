@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from cluster_helpers import created_at, session_still_ours
 from sqlalchemy import Engine
 
 from service.db import StudyStatus, dal, session_scope
@@ -181,3 +182,21 @@ def test_a_driver_that_exits_is_relaunched_at_once_not_after_the_stale_wait(
         assert dal.find_stale_running(session, stale_after_seconds=settings.stale_after_seconds) == []
     assert scheduler.recover(launcher.reap()) == []  # nothing twice
     assert alive.poll() is None
+
+
+def test_the_reapers_tell_a_session_from_a_later_one_with_its_number() -> None:
+    """The tests' reapers (``cluster_helpers.session_still_ours``) kill a session's processes only while
+    its number can still be the session they knew: a live process with that pid that started at
+    another time means the number was reused (by another test's driver, say), and it is left alone."""
+    leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        created = created_at(leader.pid)
+        assert created is not None
+        assert session_still_ours(leader.pid, created)
+        assert not session_still_ours(leader.pid, created - 1.0)  # the same number, started at another time
+    finally:
+        leader.kill()
+        leader.wait()
+    assert created_at(leader.pid) is None or created_at(leader.pid) != created
+    # nobody holds the number now (or someone new does): only a new holder is told apart
+    assert session_still_ours(leader.pid, created) == (created_at(leader.pid) is None)
