@@ -125,7 +125,7 @@ def session_still_ours(leader: int, created: float | None) -> bool:
     reused only once the whole session is gone: a live process with that pid which started at another
     time means the session we knew is over, and the session with that id now is someone else's (this
     machine's pid_max is 32,768 and the suite runs thousands of processes and threads: a reaper that
-    killed session ``leader`` regardless once killed another worker's fresh driver)."""
+    killed session ``leader`` regardless could kill another worker's fresh driver, a session leader)."""
     now = created_at(leader)
     return now is None or created is None or now == created
 
