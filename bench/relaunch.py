@@ -72,6 +72,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def measure(case: str, root: Path) -> tuple[float, float]:
     """(seconds to relaunch, seconds to the relaunched driver's first result) after the kill."""
     from service.client import DemonlabClient
+    from service.jobs.launchers import LocalJob
 
     data_dir = root / case
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ def measure(case: str, root: Path) -> tuple[float, float]:
                 server, _ = serve(data_dir, int(url.rsplit(":", 1)[1]), root / f"{case}-serve-2.log")
                 servers.append(server)
                 wait("the restarted service", client.healthz, 120)
-            driver = int(str(running.job_id).rsplit(":", 1)[1])
+            driver = LocalJob.parse(str(running.job_id)).pid
             done = client.get_study(study_id).progress.done
             killed = time.monotonic()
             os.kill(driver, signal.SIGKILL)

@@ -3,8 +3,9 @@ it still lives. Each implements the ``Launcher`` protocol (the scheduler knows n
 contract test suite runs over every implementation (``tests/service/test_launchers.py``).
 
 - ``local`` (default): a process on this machine in its own session, so it outlives a restart of
-  the API/scheduler process; job id ``local:<host>:<pid>``. With warm drivers it is forked from a
-  warm process (``service.jobs.forkserver``), else started fresh.
+  the API/scheduler process; job id ``local:<host>:<pid>:<start>`` (``LocalJob``: the start time
+  makes the id name one process, not a number the machine reuses). With warm drivers it is forked
+  from a warm process (``service.jobs.forkserver``), else started fresh.
 - ``ray``: a Ray Job submitted with Ray's Jobs API to ``RAY_ADDRESS`` (the driver runs on the
   cluster); job id ``ray:<submission id>``; cancel stops the job.
 """
@@ -20,8 +21,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..settings import Settings
 
@@ -89,6 +91,72 @@ def driver_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class LocalJob:
+    """A local job id, ``local:<host>:<pid>:<start>``: the driver's machine, its pid, and when it
+    started (clock ticks since boot, from ``/proc/<pid>/stat``). A pid alone does not name a process:
+    once the driver is gone the machine hands its number to a later process (pid_max is 32,768 on many
+    machines, and Ray's workers and threads use numbers fast), perhaps another study's driver, whose
+    command line is the same. With the start, ``is_alive`` does not take that process for the dead
+    driver (its study would stay "running" for ever) and ``stop`` does not kill it. An id without a
+    start (an older release's, or a machine without ``/proc``) is still read; it is checked by its
+    command line, as before."""
+
+    host: str
+    pid: int
+    start: int | None = None
+
+    @classmethod
+    def parse(cls, job_id: str) -> LocalJob:
+        """The parts of a ``local:`` job id (with or without its start)."""
+        parts = job_id.split(":")
+        if parts[0] != "local" or len(parts) not in (3, 4):
+            raise ValueError(f"not a local job id: {job_id!r}")
+        return cls(parts[1], int(parts[2]), int(parts[3]) if len(parts) == 4 else None)
+
+    @classmethod
+    def of(cls, pid: int) -> LocalJob:
+        """The job of the process ``pid`` of this machine, as it is now."""
+        return cls(platform.node(), pid, process_start(pid))
+
+    def __str__(self) -> str:
+        start = "" if self.start is None else f":{self.start}"
+        return f"local:{self.host}:{self.pid}{start}"
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``, field 22): the
+    same for as long as the process exists, zombie included, and never the same for a later process
+    with its number. None when there is no such process or no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # after "(comm)", which may hold spaces
+    except OSError:
+        return None
+    return int(fields[19])  # fields[0] is field 3 (the state)
+
+
+def _identify(job: LocalJob) -> Literal["ours", "gone", "other"]:
+    """Whether the process with the job's pid is the job's driver ("ours", zombie included), there is
+    none ("gone": the driver has exited and been collected), or the number names a later process
+    ("other"). An id without a start is judged by the command line (a driver's, or a zombie)."""
+    start = process_start(job.pid)
+    if job.start is not None and start is not None:
+        return "ours" if start == job.start else "other"
+    import psutil
+
+    try:
+        process = psutil.Process(job.pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return "ours"
+        command = " ".join(process.cmdline())  # a forked driver has its fork server's command line
+    except psutil.NoSuchProcess:
+        return "gone"
+    except psutil.AccessDenied:
+        return "other"
+    return "ours" if any(word in command for word in DRIVER_COMMANDS) else "other"
+
+
 class LocalLauncher:
     """Run the driver as a subprocess of this machine, logging to ``<data_dir>/logs/``."""
 
@@ -98,6 +166,7 @@ class LocalLauncher:
         self.settings = settings
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._forked: set[int] = set()  # drivers forked from the warm process: its children, not ours
+        self._jobs: dict[int, LocalJob] = {}  # the job of each pid above, read while the driver lived
         self._forkserver: ForkServerClient | None = None
         if settings.warm_drivers:
             from .forkserver import ForkServerClient
@@ -139,7 +208,7 @@ class LocalLauncher:
                     study_id, attempt, logs / f"{study_id}-{attempt}.log", env, str(Path.cwd())
                 )
                 self._forked.add(pid)
-                return f"local:{platform.node()}:{pid}"
+                return self._launched(pid)
             except (OSError, RuntimeError, ValueError):
                 logger.warning("study %s: no warm driver; starting a fresh one", study_id, exc_info=True)
         log = open(logs / f"{study_id}-{attempt}.log", "ab")  # noqa: SIM115 - the child owns it
@@ -154,7 +223,16 @@ class LocalLauncher:
         )
         log.close()
         self._children[process.pid] = process
-        return f"local:{platform.node()}:{process.pid}"
+        return self._launched(process.pid)
+
+    def _launched(self, pid: int) -> str:
+        """The job id of a driver just started (it exists: a zombie at worst, not yet collected)."""
+        job = LocalJob.of(pid)
+        self._jobs[pid] = job
+        return str(job)
+
+    def _job_of(self, pid: int) -> LocalJob:
+        return self._jobs.pop(pid, None) or LocalJob(platform.node(), pid)
 
     def reap(self) -> list[str]:
         """Collect children that have exited and return their job ids: without this, every finished
@@ -168,38 +246,37 @@ class LocalLauncher:
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 self._children.pop(pid, None)
-                exited.append(f"local:{platform.node()}:{pid}")
+                exited.append(str(self._job_of(pid)))
         for pid in list(self._forked):
-            job_id = f"local:{platform.node()}:{pid}"
+            job_id = str(self._jobs.get(pid) or LocalJob(platform.node(), pid))
             if not self.is_alive(job_id):
                 self._forked.discard(pid)
-                exited.append(job_id)
+                exited.append(str(self._job_of(pid)))
         return exited
 
     def is_alive(self, job_id: str) -> bool:
-        host, pid = _parse_local(job_id)
-        if host != platform.node():
+        """Whether the job's driver runs: the process with its pid is that driver (``LocalJob``) and
+        not a zombie."""
+        job = LocalJob.parse(job_id)
+        if job.host != platform.node():
             return False  # another machine's driver: its stale heartbeat is the evidence it is gone
-        child = self._children.get(pid)
+        child = self._children.get(job.pid)
         if child is not None and child.poll() is not None:
-            self._children.pop(pid, None)
+            self._children.pop(job.pid, None)
             return False
-        import psutil
-
-        try:
-            process = psutil.Process(pid)
-            command = " ".join(process.cmdline())  # a forked driver has its fork server's command line
-            alive = process.status() != psutil.STATUS_ZOMBIE
-            return alive and any(word in command for word in DRIVER_COMMANDS)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
+        return _identify(job) == "ours" and not _has_exited(job.pid)
 
     def stop(self, job_id: str) -> None:
-        host, pid = _parse_local(job_id)
-        if host != platform.node():
+        """SIGTERM the driver's process group, then SIGKILL what is left; nothing when the pid names a
+        later process (the driver and its group are gone: a number is not reused while a group has it)."""
+        job = LocalJob.parse(job_id)
+        pid = job.pid
+        if job.host != platform.node():
             return
-        _terminate_group(pid)
+        if _identify(job) != "other":
+            _terminate_group(pid)
         self._forked.discard(pid)
+        self._jobs.pop(pid, None)
         child = self._children.pop(pid, None)
         if child is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -218,13 +295,17 @@ def clean_up_dead_job(job_id: str) -> None:
     Only once the driver has exited: gone, or a zombie its parent has not collected yet (a driver
     forked from the warm process is reported gone while it is the fork server's zombie). Either way
     the number cannot name another process's group: a zombie still holds its pid, and while the
-    group has members its id cannot be reused.
+    group has members its id cannot be reused. A later process with the number (``LocalJob``) means
+    the group is gone: nothing to do.
     """
     if not job_id.startswith("local:"):
         return
-    host, pid = _parse_local(job_id)
-    if host == platform.node() and _has_exited(pid):
-        _terminate_group(pid)
+    job = LocalJob.parse(job_id)
+    if job.host != platform.node():
+        return
+    identity = _identify(job)
+    if identity == "gone" or (identity == "ours" and _has_exited(job.pid)):
+        _terminate_group(job.pid)
 
 
 def _has_exited(pid: int) -> bool:
@@ -235,11 +316,6 @@ def _has_exited(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def _parse_local(job_id: str) -> tuple[str, int]:
-    _, host, pid = job_id.split(":")
-    return host, int(pid)
 
 
 def _terminate_group(pid: int, grace: float = 5.0) -> None:

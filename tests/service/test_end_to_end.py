@@ -31,7 +31,7 @@ from service.cli import main
 from service.client import DemonlabClient
 from service.db import Trial, TrialEpoch, session_scope
 from service.db.models import utcnow
-from service.jobs.launchers import LocalLauncher
+from service.jobs.launchers import LocalJob, LocalLauncher
 from service.jobs.optuna_record import optuna_study_name, optuna_url
 from service.jobs.scheduler import Scheduler
 from service.schemas import StudyPublic
@@ -70,10 +70,10 @@ def slow_spec(name: str, lrs: list[float]) -> dict[str, Any]:
 
 
 def job_pid(job_id: str | None) -> int:
-    """The pid in a local job id ``local:<host>:<pid>``."""
+    """The pid in a local job id (``LocalJob``)."""
     assert job_id is not None
     assert job_id.startswith("local:"), job_id
-    return int(job_id.rsplit(":", 1)[1])
+    return LocalJob.parse(job_id).pid
 
 
 def session_members(leader: int) -> list[psutil.Process]:

@@ -35,6 +35,7 @@ from cluster_helpers import (
 from test_optuna_record import mirrored, stored_results
 
 from service.client import DemonlabClient
+from service.jobs.launchers import LocalJob
 from service.settings import Settings
 
 ON_POSTGRES = pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
@@ -58,7 +59,7 @@ def pg() -> Iterator[PrivatePostgres]:
 def _driver_pid(job_id: str | None) -> int:
     assert job_id is not None
     assert job_id.startswith("local:"), job_id
-    return int(job_id.rsplit(":", 1)[1])
+    return LocalJob.parse(job_id).pid
 
 
 def _driver_log(data_dir: Path, study_id: str, tail: int | None = 6000) -> str:

@@ -6,6 +6,7 @@ collected (no zombies), and what a dead driver left in its process group is stop
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import platform
 import signal
@@ -21,7 +22,7 @@ from cluster_helpers import created_at, session_still_ours
 from sqlalchemy import Engine
 
 from service.db import StudyStatus, dal, session_scope
-from service.jobs.launchers import LocalLauncher, _terminate_group, clean_up_dead_job
+from service.jobs.launchers import LocalJob, LocalLauncher, _terminate_group, clean_up_dead_job, process_start
 from service.jobs.scheduler import Scheduler
 from service.settings import Settings
 
@@ -30,6 +31,8 @@ POLITE = (
     "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); "
     "print('ready', flush=True); time.sleep(60)"
 )
+# A process whose command line is a driver's, as a later driver with a dead one's number would be.
+IMPOSTOR = [sys.executable, "-c", "print('ready', flush=True); import time; time.sleep(60)", "service.jobs.driver"]
 STUBBORN = (
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
 )
@@ -200,3 +203,95 @@ def test_the_reapers_tell_a_session_from_a_later_one_with_its_number() -> None:
     assert created_at(leader.pid) is None or created_at(leader.pid) != created
     # nobody holds the number now (or someone new does): only a new holder is told apart
     assert session_still_ours(leader.pid, created) == (created_at(leader.pid) is None)
+
+
+def impostor(spawned: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """A live session leader with a driver's command line (another study's driver, say)."""
+    process = subprocess.Popen(IMPOSTOR, start_new_session=True, stdout=subprocess.PIPE)
+    spawned.append(process)
+    return ready(process)
+
+
+def test_a_local_job_id_names_one_process_and_reads_back() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    started = process_start(child.pid)
+    job = LocalJob.of(child.pid)
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    try:
+        assert started is not None
+        assert process_start(child.pid) == started  # a zombie keeps it
+        assert str(job) == f"local:{platform.node()}:{child.pid}:{started}"
+        assert LocalJob.parse(str(job)) == job
+        assert LocalJob.parse(f"local:h:{child.pid}") == LocalJob("h", child.pid, None)  # an older release's id
+        assert process_start(os.getpid()) != started
+    finally:
+        child.wait()
+    assert process_start(child.pid) is None  # collected: gone
+    for bad in ("ray:x", "local:h", "local:h:x", "local:h:1:2:3"):
+        with pytest.raises(ValueError):
+            LocalJob.parse(bad)
+
+
+def test_a_dead_drivers_number_held_by_another_driver_is_not_taken_for_it(
+    spawned: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """The driver of a job is gone and a later process got its number (pid_max is 32,768 here): its
+    job id still names the dead driver (its start differs), so the job is not alive, stopping it and
+    cleaning up after it leave the later process alone, though its command line is a driver's."""
+    launcher = LocalLauncher(Settings(data_dir=tmp_path))
+    other = impostor(spawned)
+    now = process_start(other.pid)
+    assert now is not None
+    dead = str(LocalJob(platform.node(), other.pid, now - 100))  # the same number, started earlier
+
+    assert launcher.is_alive(str(LocalJob.of(other.pid)))  # the process it names is alive
+    assert not launcher.is_alive(dead)
+    launcher.stop(dead)
+    clean_up_dead_job(dead)
+
+    assert other.poll() is None
+    assert group_members(other.pid) == [other.pid]
+
+
+def test_an_older_id_is_checked_by_its_command_line(spawned: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    """An id without a start (an older release's): a process with its number that is no driver is not
+    taken for it nor stopped; one with a driver's command line is (the hazard the start removes)."""
+    launcher = LocalLauncher(Settings(data_dir=tmp_path))
+    bystander = ready(start(spawned, POLITE))
+    legacy = f"local:{platform.node()}:{bystander.pid}"
+
+    assert not launcher.is_alive(legacy)
+    launcher.stop(legacy)
+    assert bystander.poll() is None
+
+    driver = impostor(spawned)
+    assert launcher.is_alive(f"local:{platform.node()}:{driver.pid}")
+
+
+def test_a_study_whose_drivers_number_was_reused_is_relaunched(
+    spawned: list[subprocess.Popen[bytes]], engine: Engine, settings: Settings
+) -> None:
+    """Its driver died while no scheduler watched (none was its parent) and a later driver got the
+    number: once its heartbeat is stale the study is requeued, not left "running" for ever, and the
+    later driver runs on."""
+    scheduler = Scheduler(settings, engine, launcher=LocalLauncher(settings))
+    other = impostor(spawned)
+    now = process_start(other.pid)
+    assert now is not None
+    with session_scope(engine) as session:
+        study = dal.create_study(
+            session, name="orphan", workload="synthetic", spec={}, spec_hash="orphan", trial_keys=[], launcher="local"
+        )
+        (claimed,) = dal.claim_queued_studies(session, limit=1, launcher_id="test")
+        dal.set_job_id(session, claimed.id, str(LocalJob(platform.node(), other.pid, now - 100)))
+        dal.heartbeat(session, claimed.id, attempt=claimed.attempts)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=settings.stale_after_seconds + 60)
+
+    assert scheduler.recover([], now=later) == [study.id]
+
+    with session_scope(engine, read_only=True) as session:
+        assert dal.get_study(session, study.id).status is StudyStatus.QUEUED
+    assert other.poll() is None

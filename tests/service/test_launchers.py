@@ -24,7 +24,7 @@ from cluster_helpers import ray_cluster, reap_data_dir, wait_until
 from sqlalchemy.engine import Engine
 
 from service.db import dal, make_engine, session_scope, upgrade_to_head
-from service.jobs.launchers import Launcher, LocalLauncher, RayJobLauncher, launcher_for_job
+from service.jobs.launchers import Launcher, LocalJob, LocalLauncher, RayJobLauncher, launcher_for_job, process_start
 from service.settings import Settings
 from service.submission import store_study
 from studies.spec import StudySpec
@@ -138,6 +138,8 @@ def test_warm_launches_nothing_and_job_ids_name_their_launcher(rig: Rig) -> None
     assert type(launcher_for_job(rig.settings, job)) is type(rig.launcher)
     other = "ray:demonlab-x-1-0" if isinstance(rig.launcher, LocalLauncher) else "local:elsewhere:1"
     assert not rig.launcher.owns(other)
+    if isinstance(rig.launcher, LocalLauncher):  # the id names the process, not only its number
+        assert LocalJob.parse(job).start == process_start(LocalJob.parse(job).pid) is not None
     rig.launcher.stop(job)
 
 
@@ -184,7 +186,7 @@ def test_a_killed_local_driver_is_reaped_at_once(rig: Rig) -> None:
     job = rig.launcher.launch(study_id, attempt)
     rig.eventually(lambda: rig.heartbeat_seen(study_id), "the driver's first heartbeat")
     assert job not in rig.launcher.reap()
-    os.kill(int(job.rsplit(":", 1)[1]), signal.SIGKILL)
+    os.kill(LocalJob.parse(job).pid, signal.SIGKILL)
     reaped: list[str] = []
     rig.eventually(lambda: job in reaped or bool(reaped.extend(rig.launcher.reap())), "the killed driver", 10)
     assert reaped.count(job) == 1
