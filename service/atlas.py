@@ -73,7 +73,9 @@ def atlas_id(suite: str, seeds: int, labels: Sequence[str] | None = None) -> Atl
     if not 2 <= seeds <= MAX_SEEDS:
         raise InvalidInput("seeds", f"must be between 2 and {MAX_SEEDS} (got {seeds})")
     every = suite_labels(suite)
-    chosen = every if not labels else list(labels)
+    if labels is not None and not list(labels):  # ``--workloads`` with nothing after it: not "all of them"
+        raise InvalidInput("workloads", "an empty list names no workload; leave it out for the whole suite")
+    chosen = every if labels is None else list(labels)
     unknown = [label for label in chosen if label not in every]
     if unknown:
         raise InvalidInput("workloads", f"not in suite {suite!r}: {unknown}; valid choices: {', '.join(every)}")

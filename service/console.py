@@ -6,6 +6,7 @@ It sits below both ``service.cli`` and ``service.demo``, so neither imports the 
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,22 @@ def read_spec(path: str) -> dict[str, Any]:
         raise ValueError(f"{path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a spec must be a mapping of fields, not {type(data).__name__}")
+    where = _first_non_finite(data)
+    if where is not None:  # JSON has no NaN nor infinity: the request could not even be written
+        raise ValueError(f"{path}: {where[0]}: {where[1]} is not a finite number (every number in a spec must be)")
     return data
+
+
+def _first_non_finite(data: Any, at: str = "") -> tuple[str, float] | None:
+    """The field path (``lr[0]``, ``verdict.target``) and value of the first NaN or infinity in ``data``."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return at or "spec", data
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        found = _first_non_finite(value, f"{at}[{key}]" if isinstance(key, int) else f"{at}.{key}".lstrip("."))
+        if found is not None:
+            return found
+    return None
 
 
 def _started(client: Any, study: Any) -> bool:

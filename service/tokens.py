@@ -18,12 +18,12 @@ def parse_duration(text: str) -> dt.timedelta:
     match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", text.lower())
     if not match:
         raise ValueError(f"--expires-in: {text!r} is not a duration like 90m, 12h, 30d or 2w")
-    lifetime = dt.timedelta(seconds=int(match.group(1)) * UNITS[match.group(2)])
-    if lifetime <= dt.timedelta(0):
+    seconds = int(match.group(1)) * UNITS[match.group(2)]
+    if seconds <= 0:
         raise ValueError(f"--expires-in: {text!r} must be longer than zero")
-    if lifetime > MAX_LIFETIME:
+    if seconds > MAX_LIFETIME.total_seconds():  # before timedelta, which overflows past 999,999,999 days
         raise ValueError(f"--expires-in: {text!r} is longer than the 10-year maximum (omit it for no expiry)")
-    return lifetime
+    return dt.timedelta(seconds=seconds)
 
 
 def expiry_from(text: str, now: dt.datetime | None = None) -> dt.datetime:

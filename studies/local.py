@@ -20,6 +20,7 @@ from .executors import (
     placement,
     shutdown_ray,
 )
+from .outputs import prepare_out_dir
 from .results import TrialResult
 from .spec import StudySpec
 
@@ -39,6 +40,7 @@ def run_local(
     from tqdm import tqdm
 
     check_executor(spec, executor)
+    prepare_out_dir(out_dir)  # a bad --out is said before the study trains, not after
     results: dict[Any, TrialResult] = {}
     # A bar on a terminal only: written to a log, each redraw is another line.
     show = progress and sys.stderr.isatty()

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from .outputs import OUTPUT_NAMES, prepare_out_dir
 from .report_text import heatmap_note
 from .results import TrialResult
 from .spec import OptunaSearchSpec, StudySpec
@@ -121,7 +122,9 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     from .heatmaps import write_heatmaps
     from .metrics import sensitivity_report
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)
+    for stale in OUTPUT_NAMES[2:]:  # a previous run's report and heatmaps: never beside these trials
+        (out_dir / stale).unlink(missing_ok=True)
     results = list(results)
     frame = results_frame(results)
     frame.to_csv(out_dir / "trials.csv", index=False)

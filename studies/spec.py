@@ -10,6 +10,7 @@ context={"max_trials": 5000})``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from pathlib import Path
@@ -19,14 +20,16 @@ import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     JsonValue,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from .metrics.models import VerdictSpec
+from .metrics.models import VerdictSpec, budgets
 from .results import TrialKey
 from .vocab.arms import arm, arm_names, check_arm, label_pattern
 from .vocab.names import unknown_name
@@ -75,12 +78,24 @@ class LogRange(_Strict):
             raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
         if self.num == 1 and self.max != self.min:
             raise ValueError("num must be >= 2 when max != min")
+        values = self.values()
+        if any(low >= high for low, high in itertools.pairwise(values)):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            raise ValueError(
+                f"{self.num} values from {self.min} to {self.max} repeat after rounding to 12 significant "
+                f"digits ({', '.join(f'{v:g}' for v in repeated[:3])}): widen the range or lower num"
+            )
         return self
 
     def values(self) -> list[float]:
         """The expanded, rounded values (12 significant digits, so keys stay stable)."""
         raw = np.geomspace(self.min, self.max, self.num)
         return [float(f"{v:.12g}") for v in raw]
+
+
+def _lr_form(value: Any) -> str:
+    """Which form of ``lr`` a value is: a mapping is a ``LogRange``, anything else a list."""
+    return "range" if isinstance(value, dict | LogRange) else "list"
 
 
 class Range(_Strict):
@@ -238,7 +253,10 @@ class StudySpec(_Strict):
         },
     )
     arms: list[ArmSpec] = Field(min_length=1, max_length=64)
-    lr: Annotated[list[float], Field(max_length=MAX_VALUES)] | LogRange = Field(default_factory=list)
+    lr: Annotated[
+        Annotated[list[float], Field(max_length=MAX_VALUES), Tag("list")] | Annotated[LogRange, Tag("range")],
+        Discriminator(_lr_form),  # one form's errors, not both: a range's reason is not buried under "not a list"
+    ] = Field(default_factory=list)
     beta_init: list[float] = Field(default_factory=list, max_length=MAX_VALUES)
     seeds: int | list[int] = 1
     epochs: int = Field(ge=1, le=10_000)
@@ -375,6 +393,7 @@ class StudySpec(_Strict):
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
         _check_floors(self)
+        _check_verdict_k(self)
         _check_target(self, workload)
         _check_full_train(self)
         limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
@@ -426,6 +445,21 @@ class StudySpec(_Strict):
         exclude = {"execution"} if same else None
         canonical = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_verdict_k(spec: StudySpec) -> None:
+    """A verdict on q(k) needs a k the report computes for this grid (``budgets``): else every trial
+    would run and the report would then refuse the verdict."""
+    k = spec.verdict.k if spec.verdict else None
+    if k is None or spec.search.mode != "grid":
+        return
+    cells = len(spec.lr_values) * len(spec.beta_init)
+    allowed = budgets(cells)
+    if k not in allowed:
+        raise ValueError(
+            f"verdict.k: {k} is not a budget this grid of {cells} cells reports; choose one of "
+            f"{', '.join(map(str, allowed))} (1, 2, 4, 8, 16 up to the number of cells, and that number)"
+        )
 
 
 def _check_target(spec: StudySpec, workload: WorkloadEntry) -> None:
@@ -496,12 +530,16 @@ def read_spec_data(text: str, *, suffix: str = ".yaml") -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"the spec is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise ValueError("the spec is not valid JSON: nested too deeply") from None
     import yaml
 
     try:
         return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ValueError(f"the spec is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ValueError("the spec is not valid YAML: nested too deeply") from None
 
 
 def parse_spec_text(text: str, *, suffix: str = ".yaml", max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:

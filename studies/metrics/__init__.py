@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from studies.errors import (
         MetricsError as MetricsError,
     )
-    from studies.metrics._arm import DEFAULT_KS as DEFAULT_KS
     from studies.metrics._arm import MIN_INTERVAL_SEEDS as MIN_INTERVAL_SEEDS
     from studies.metrics._cells import (
         DEFAULT_CONFIDENCE as DEFAULT_CONFIDENCE,
@@ -75,11 +74,12 @@ if TYPE_CHECKING:
     from studies.metrics._report import (
         sensitivity_report as sensitivity_report,
     )
+    from studies.metrics.models import DEFAULT_KS as DEFAULT_KS
     from studies.metrics.models import METRICS_VERSION as METRICS_VERSION
     from studies.metrics.models import VerdictSpec as VerdictSpec
 
 _WHERE = {
-    "DEFAULT_KS": "_arm",
+    "DEFAULT_KS": "models",
     "MIN_INTERVAL_SEEDS": "_arm",
     "DEFAULT_CONFIDENCE": "_cells",
     "CellTable": "_cells",

@@ -40,7 +40,6 @@ from studies.metrics.models import (
 )
 from studies.vocab import Split
 
-DEFAULT_KS = (1, 2, 4, 8, 16)
 # Fewer seeds than this: no interval. The coverage battery (tests/studies/test_metrics_coverage.py)
 # asserts every interval at >= 93% at 8 and 10 seeds on six landscapes (docs/statistics.md).
 MIN_INTERVAL_SEEDS = 8

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 
 from studies.errors import ComparisonError, MetricsError
-from studies.metrics._arm import DEFAULT_KS, MIN_INTERVAL_SEEDS, T_INTERVAL, arm_report, grid_model, seed_major
+from studies.metrics._arm import MIN_INTERVAL_SEEDS, T_INTERVAL, arm_report, grid_model, seed_major
 from studies.metrics._grid import ArmGrid, FloatArray, GridAxes, build_grids, check_split, finite
 from studies.metrics._pair import check_comparable, pair_report
 from studies.metrics._seedwise import TARGET_QUANTILE, ArmSeeds, arm_seeds, default_threshold
 from studies.metrics.models import (
+    DEFAULT_KS,
     LEVEL,
     AcrossStudies,
     ArmReport,
@@ -28,6 +29,7 @@ from studies.metrics.models import (
     StudyValue,
     Target,
     VerdictSpec,
+    budgets,
 )
 from studies.units import Units, is_percent
 from studies.vocab import Split, arm
@@ -59,7 +61,7 @@ def check_ks(ks: tuple[int, ...], n_cells: int) -> tuple[int, ...]:
     """The budgets k of q(k): those asked for up to the grid's size, and the whole grid (the peak)."""
     if not ks or any(int(k) != k or k < 1 for k in ks):
         raise MetricsError(f"Invalid ks: {ks} (need positive integers)")
-    return tuple(sorted({int(k) for k in ks if k <= n_cells} | {n_cells}))
+    return budgets(n_cells, ks)
 
 
 def resolve_target(

@@ -124,9 +124,15 @@ def verdict(
     power = f"{spec.power:.0%} power"
     if not ok:
         why = "too few seeds for an interval" if primary.interval.status == "too_few_seeds" else "no interval"
-        plan = f"about {needed} seeds" if needed else f"at least {min_seeds} seeds"
+        if needed:
+            plan = f"about {needed} seeds"
+        elif n >= 2 and math.isfinite(se_plan):  # a spread to plan with, and no count up to the cap does
+            plan = f"more than {MAX_SEEDS_PLANNED:,} seeds"
+        else:  # no spread yet (one seed): the fewest that give an interval, a floor, not a plan
+            plan = f"at least {min_seeds} seeds"
         head = f"Δ {noun} = {units.delta(kind, primary.value)} ({orient})"
-        said = f"Inconclusive ({why}, {n} seeds): {head}; {plan} would detect a Δ of {size(d)} with {power}."
+        said = f"Inconclusive ({why}, {n} seed{'s' if n != 1 else ''}): {head}; {plan} would detect a Δ of "
+        said += f"{size(d)} with {power}."
         return base.model_copy(update={"statement": said, **numbers})
     low, high = primary.interval.low or 0.0, primary.interval.high or 0.0
     head = f"Δ {noun} = {units.delta(kind, primary.value, low, high)} ({level:.0%} interval, {n} seeds; {orient})"

@@ -23,6 +23,15 @@ from studies.units import Units
 METRICS_VERSION = 4
 LEVEL = 0.95
 POSITIVE_MEANS = "arm_a is better"
+DEFAULT_KS = (1, 2, 4, 8, 16)
+
+
+def budgets(n_cells: int, ks: tuple[int, ...] = DEFAULT_KS) -> tuple[int, ...]:
+    """The budgets k of q(k) a grid of ``n_cells`` reports: those of ``ks`` up to its size, and the
+    whole grid (the peak). The report computes these; a spec's ``verdict.k`` must be one of them."""
+    return tuple(sorted({int(k) for k in ks if k <= n_cells} | {n_cells}))
+
+
 ORIENTATION = "higher is better (y = -value)"
 
 FigureStatus = Literal["ok", "never_trained", "incomplete", "undefined", "no_results"]
@@ -82,6 +91,11 @@ class VerdictSpec(BaseModel):
             )
         if self.k is not None and self.primary != "expected_best":
             raise ValueError("verdict.k applies only when verdict.primary is 'expected_best'")
+        if self.primary == "success_share" and (self.difference_of_interest or 0) > 1:
+            raise ValueError(
+                f"verdict.difference_of_interest: {self.difference_of_interest:g} is more than the whole grid "
+                "(a share's Δ lies in [-1, 1]: 0.1 is a tenth of the grid)"
+            )
         return self
 
     @property

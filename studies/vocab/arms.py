@@ -76,7 +76,7 @@ class Param:
             ok = isinstance(value, list) and value and all(_number(m) and 0 < m < 1 for m in value)
             return None if ok else "must be a non-empty list of fractions of training in (0, 1)"
         if not _number(value):
-            return "must be a number"
+            return "must be a finite number"
         if self.whole and value != int(value):
             return "must be a whole number"
         above = value >= self.low if self.low_inclusive else value > self.low
@@ -94,8 +94,20 @@ class Param:
         return f"{low}{self.low:g}, {self.high:g}{high}"
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` as an error shows it: its repr, cut to ``limit`` characters (a 400-digit int is not read)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (an int too large for a float is not: 10**400 is no parameter)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -189,7 +201,7 @@ class Arm:
         for name, value in params.items():
             problem = by_name[name].problem(value)
             if problem:
-                raise ValueError(f"arm {self.name!r}: parameter {name!r} {problem} (got {value!r})")
+                raise ValueError(f"arm {self.name!r}: parameter {name!r} {problem} (got {_shown(value)})")
 
 
 _FRACTION: dict[str, Any] = {"low": 0.0, "high": 1.0}

@@ -114,6 +114,14 @@ BAD_SPECS: list[tuple[str, Any, str, tuple[str, ...]]] = [
     ("lr-nan", ("[0.01, 0.1, 1.0]", "[NaN]"), "lr", ("finite",)),
     ("lr-infinity", ("[0.01, 0.1, 1.0]", "[0.1, Infinity]"), "lr", ("finite",)),
     ("beta-minus-infinity", ("[0.8, 0.9]", "[-Infinity]"), "beta_init", ()),
+    ("arm-param-huge-int", {"arms": [{"name": "demon_sgdm", "params": {"delay": 10**400}}]}, "arms.0", ("finite",)),
+    ("lr-range-repeats", {"lr": {"min": 0.1, "max": 0.1, "num": 3}}, "lr", ("repeat",)),
+    (
+        "verdict-k-not-a-budget",
+        {"verdict": {"primary": "expected_best", "k": 3, "difference_of_interest": 0.05}},
+        "verdict.k",
+        ("choose one of 1, 2, 4, 6",),
+    ),
 ]
 
 

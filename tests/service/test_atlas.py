@@ -120,7 +120,12 @@ def test_atlas_keys_round_trip_and_bad_ones_are_not_found() -> None:
 
 @pytest.mark.parametrize(
     ("suite", "seeds", "workloads", "field"),
-    [("gpu", 8, None, "suite"), ("cpu", 1, None, "seeds"), ("cpu", 8, ["mnist"], "workloads")],
+    [
+        ("gpu", 8, None, "suite"),
+        ("cpu", 1, None, "seeds"),
+        ("cpu", 8, ["mnist"], "workloads"),
+        ("cpu", 8, [], "workloads"),  # ``--workloads`` with nothing after it: not the whole suite
+    ],
 )
 def test_bad_atlas_requests_name_their_field(suite: str, seeds: int, workloads: list[str] | None, field: str) -> None:
     with pytest.raises(InvalidInput) as caught:

@@ -194,6 +194,14 @@ def test_cli_errors_are_messages_not_tracebacks(
     listy.write_text("[1, 2]")
     code, _, err = cli(capsys, "submit", str(listy), "--url", server)
     assert (code, err) == (2, f"demonlab: error: {listy}: a spec must be a mapping of fields, not list\n")
+    for text, where in (("lr: [0.1, .nan]", "lr[1]: nan"), ("verdict: {target: -.inf}", "verdict.target: -inf")):
+        odd = tmp_path / "odd.yaml"
+        odd.write_text(f"name: x\nworkload: synthetic\narms: [demon_sgdm]\n{text}\n")
+        code, _, err = cli(capsys, "submit", str(odd), "--url", server)
+        assert (code, err) == (
+            2,
+            f"demonlab: error: {odd}: {where} is not a finite number (every number in a spec must be)\n",
+        )
 
     for args in (
         ["status", "000000000000"],
@@ -326,7 +334,13 @@ def test_tokens_list_revoke_and_expire(
     )
     code, out, _ = cli(capsys, "token", "create", "--name", "laptop")
     laptop = out.strip()
-    for bad, reason in (("30", "not a duration"), ("0d", "longer than zero"), ("99999d", "10-year maximum")):
+    for bad, reason in (
+        ("30", "not a duration"),
+        ("0d", "longer than zero"),
+        ("99999d", "10-year maximum"),
+        ("1000000000d", "10-year maximum"),  # past what a timedelta holds
+        ("99999999999999999999w", "10-year maximum"),
+    ):
         code, _, err = cli(capsys, "token", "create", "--expires-in", bad)
         assert code == 2
         assert err.startswith(f"demonlab: error: --expires-in: {bad!r}"), err

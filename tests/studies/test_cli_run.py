@@ -152,6 +152,9 @@ def test_missing_spec_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
         (("beta_init: [0.8, 0.9]", "beta_init: [0.8, 1.5]"), "beta_init", "[0, 1)"),
         (("workload: synthetic", "workload: mnist_gan"), "workload", "valid choices:"),
         (("epochs: 2", "epochs: [2"), "", "not valid YAML"),
+        (("lr: [0.01, 0.1, 1.0]", "lr: {min: 0.1, max: 0.1000000000001, num: 3}"), "lr", "repeat after rounding"),
+        (("epochs: 2", "epochs: 2\nverdict: {primary: expected_best, k: 3, difference_of_interest: 0.05}"), "", "k: 3"),
+        (("epochs: 2", "epochs: 2\nverdict: {difference_of_interest: 2.0}"), "verdict", "more than the whole grid"),
     ],
 )
 def test_invalid_spec_exits_2_naming_the_field(
@@ -167,6 +170,34 @@ def test_invalid_spec_exits_2_naming_the_field(
     assert message in err
     assert re.search(rf"^{field}\b", err, re.MULTILINE)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("nest", ["json", "yaml"])
+def test_a_spec_nested_too_deeply_is_refused_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], nest: str
+) -> None:
+    deep = tmp_path / f"deep.{nest}"
+    deep.write_text("[" * 100_000)
+    code, err = run_cli(["run", str(deep), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert "nested too deeply" in err
+
+
+@pytest.mark.parametrize("kind", ["file", "file_inside"])
+def test_an_unusable_out_is_refused_before_any_trial_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    out = blocker if kind == "file" else blocker / "out"
+    data = tmp_path / "data"
+    code, err = run_cli(
+        ["run", str(SMOKE), "--out", str(out), "--executor", "inprocess", "--data-dir", str(data)], capsys
+    )
+    assert code == 2
+    assert err.startswith("demonlab: error: --out:"), err
+    assert blocker.read_text() == "not a folder"
+    assert not data.exists()  # the study never started: its work dir was not even made
 
 
 def test_json_spec_errors_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -456,6 +456,19 @@ def test_too_few_seeds_says_how_many_would_do() -> None:
     assert pair.primary.interval.status == "too_few_seeds"
 
 
+def test_a_difference_too_small_to_plan_for_says_so_not_the_floor() -> None:
+    """With a spread to plan from but no count up to 10,000 seeds that detects the difference, the
+    statement says "more than 10,000", not the minimum seeds for an interval."""
+    a, b = landscape(4, seed=10), landscape(4, 0.01, seed=11)
+    spec = VerdictSpec(difference_of_interest=0.0001)
+    pair = only_pair(
+        report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2, verdict=spec)
+    )
+    assert pair.verdict.outcome == "inconclusive_too_few_seeds"
+    assert pair.verdict.seeds_needed is None
+    assert "more than 10,000 seeds would detect" in pair.verdict.statement, pair.verdict.statement
+
+
 def test_the_spec_names_the_primary_figure_and_the_difference_that_matters() -> None:
     a, b = landscape(8, seed=12), landscape(8, 0.05, seed=13)
     spec = VerdictSpec(primary="expected_best", k=1, difference_of_interest=0.02)
