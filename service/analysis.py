@@ -149,10 +149,14 @@ def throttled_report(
     what: str, study: Study, params: tuple[Any, ...], compute: Any, *, engine: Engine | None = None
 ) -> Any:
     """A report of ``study``, recomputed at most every few seconds while it runs (``service.report_cache``);
-    with ``engine``, a finished study's report is also stored in the database (``service.db.report_store``)."""
+    with ``engine``, a finished study's report is also stored in the database (``service.db.report_store``).
+    The key ends with the metrics version: a report stored before an upgrade that changed the figures
+    or the verdict is computed again, not served."""
+    from studies.metrics import models
+
     from .db.report_store import SqlReportStore
 
-    key = (what, study.id, *params)
+    key = (what, study.id, *params, f"metrics-v{models.METRICS_VERSION}")
     running = not study.status.is_finished
     store = SqlReportStore(engine, study.id) if engine is not None else None
     return reports.get(key, progress=progress_key(study), running=running, compute=compute, store=store)

@@ -94,8 +94,9 @@ class LogRange(_Strict):
 
 
 def _lr_form(value: Any) -> str:
-    """Which form of ``lr`` a value is: a mapping is a ``LogRange``, anything else a list."""
-    return "range" if isinstance(value, dict | LogRange) else "list"
+    """Which form of ``lr`` a value is: a mapping is a ``LogRange``, anything else a list (the tags are
+    the branch names errors had before, which ``service.errors.field_name`` leaves out of a field)."""
+    return "LogRange" if isinstance(value, dict | LogRange) else "list[float]"
 
 
 class Range(_Strict):
@@ -254,7 +255,7 @@ class StudySpec(_Strict):
     )
     arms: list[ArmSpec] = Field(min_length=1, max_length=64)
     lr: Annotated[
-        Annotated[list[float], Field(max_length=MAX_VALUES), Tag("list")] | Annotated[LogRange, Tag("range")],
+        Annotated[list[float], Field(max_length=MAX_VALUES), Tag("list[float]")] | Annotated[LogRange, Tag("LogRange")],
         Discriminator(_lr_form),  # one form's errors, not both: a range's reason is not buried under "not a list"
     ] = Field(default_factory=list)
     beta_init: list[float] = Field(default_factory=list, max_length=MAX_VALUES)

@@ -22,6 +22,7 @@ OUTCOME_COLOURS = {
     "no_detectable_difference": "#555555",
     "inconclusive_too_few_seeds": "#b7950b",
     "never_trained": "#7d3c98",
+    "flatter_but_worse": "#a04000",
 }
 OUTCOME_WORDS = {
     "a_less_sensitive": "Demon less sensitive",
@@ -29,6 +30,7 @@ OUTCOME_WORDS = {
     "no_detectable_difference": "no detectable difference",
     "inconclusive_too_few_seeds": "inconclusive",
     "never_trained": "an arm never trained",
+    "flatter_but_worse": "flatter arm worse at its best",
 }
 POOLED_COLOUR = "#1f3a93"
 

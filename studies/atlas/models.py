@@ -10,13 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Outcome = Literal[
-    "a_less_sensitive",
-    "b_less_sensitive",
-    "no_detectable_difference",
-    "inconclusive_too_few_seeds",
-    "never_trained",
-]
+from studies.metrics.models import Outcome as Outcome  # a study's verdict outcomes: the atlas has no others
+
 CellStatus = Literal["missing", "queued", "running", "done", "failed"]
 
 
@@ -112,6 +107,7 @@ class Counts(_Model):
     b_less_sensitive: int = 0
     inconclusive_too_few_seeds: int = 0
     never_trained: int = 0
+    flatter_but_worse: int = 0
     pending: int = 0
 
 

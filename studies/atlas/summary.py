@@ -100,6 +100,7 @@ def headline(demon: str, counts: Counts) -> str:
         + counts.b_less_sensitive
         + counts.inconclusive_too_few_seeds
         + counts.never_trained
+        + counts.flatter_but_worse
     )
     text = (
         f"{demon} less sensitive in {counts.a_less_sensitive} of {judged} workloads, "
@@ -109,6 +110,7 @@ def headline(demon: str, counts: Counts) -> str:
     extra = [
         f"inconclusive in {counts.inconclusive_too_few_seeds}" if counts.inconclusive_too_few_seeds else "",
         f"an arm never trained in {counts.never_trained}" if counts.never_trained else "",
+        f"the flatter arm worse at its best in {counts.flatter_but_worse}" if counts.flatter_but_worse else "",
         f"{counts.pending} still running" if counts.pending else "",
     ]
     return "; ".join([text, *[e for e in extra if e]])

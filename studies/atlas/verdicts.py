@@ -9,17 +9,11 @@ rule stated in ``LEGACY_RULE``, so an atlas over old studies still answers, and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
 from .models import Outcome, PairVerdict
 
-OUTCOMES = (
-    "a_less_sensitive",
-    "b_less_sensitive",
-    "no_detectable_difference",
-    "inconclusive_too_few_seeds",
-    "never_trained",
-)
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
 LEGACY_FIGURE = "eps_good_fraction"
 LEGACY_RULE = (
     "metrics v3 report (no verdict): Δ ε-good fraction with its paired-bootstrap interval; "

@@ -153,12 +153,15 @@ def pair_report(
         d if p is None else d.model_copy(update={"holm_p_value": p, "significant": p < ALPHA})
         for d, p in zip(exploratory, adjusted, strict=True)
     ]
+    best = next((d for d in (primary, *exploratory) if d.figure == "expected_best" and d.k == n_cells), None)
     return PairReport(
         arm_a=a.arm,
         arm_b=b.arm,
         split=a.split,
         raw_target=raw_target,
-        verdict=verdict(a.arm, b.arm, primary, spec, never, _planning_se(figures[key], seeds, spec), min_seeds, units),
+        verdict=verdict(
+            a.arm, b.arm, primary, spec, never, _planning_se(figures[key], seeds, spec), min_seeds, units, best
+        ),
         primary=primary,
         exploratory=exploratory,
         family=family_statement(primary, exploratory),

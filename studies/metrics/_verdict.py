@@ -2,7 +2,9 @@
 planning (``docs/statistics.md``, "The verdict" and "How many seeds").
 
 Decision rule, fixed before the data: the primary Δ's 95% interval excludes 0 → the arm it favours
-is less sensitive; it contains 0 → "no detectable difference" when the study could have detected
+is less sensitive (unless the primary is lr sensitivity, a gap to each arm's own best, and that arm
+is worse at its best: "flatter_but_worse", since an arm that trains less is flatter, not more
+robust); it contains 0 → "no detectable difference" when the study could have detected
 the difference of interest (its smallest detectable difference, at the planning power, is at most
 that), else "inconclusive" with the seeds that would do. Power and seeds follow the noncentral t
 distribution of the paired t test with the study's own per-seed spread (``scipy.stats.nct``).
@@ -88,10 +90,13 @@ def verdict(
     se_plan: float,
     min_seeds: int,
     units: Units = Units(),
+    best: Delta | None = None,
 ) -> Verdict:
     """The pair's verdict. ``never``: the pair's arms that never trained; ``se_plan`` the primary
     Δ's standard error for planning (its per-seed spread over √seeds, never 0). ``units``: how the
-    statement shows the numbers (``studies.units``: shares and error rates in percentage points)."""
+    statement shows the numbers (``studies.units``: shares and error rates in percentage points).
+    ``best``: the Δ of each arm's best (q(k) at k = every cell; None without a validation split),
+    which an lr sensitivity verdict needs (``flatter_but_worse``)."""
     n, d = primary.n_seeds, spec.difference
     base = Verdict(
         outcome="inconclusive_too_few_seeds",
@@ -138,6 +143,18 @@ def verdict(
     head = f"Δ {noun} = {units.delta(kind, primary.value, low, high)} ({level:.0%} interval, {n} seeds; {orient})"
     if low > 0 or high < 0:
         better, worse = (arm_a, arm_b) if low > 0 else (arm_b, arm_a)
+        if spec.primary == "lr_sensitivity" and _worse_at_best(best, a_flatter=low > 0):
+            assert best is not None
+            b_kind = FIGURE_KINDS["expected_best"]
+            at_best = units.delta(b_kind, best.value, best.interval.low or 0.0, best.interval.high or 0.0)
+            said = (
+                f"{better} has the flatter lr landscape ({head}) but is worse at its best than {worse} "
+                f"(Δ best score = {at_best}, {arm_a} − {arm_b}): an arm that trains less is flatter, not "
+                "more robust, so neither is called less sensitive."
+            )
+            return base.model_copy(
+                update={"outcome": "flatter_but_worse", "statement": said, "flatter": better, **numbers}
+            )
         outcome: Outcome = "a_less_sensitive" if low > 0 else "b_less_sensitive"
         said = f"{better} is less sensitive than {worse}: {head}."
         return base.model_copy(update={"outcome": outcome, "statement": said, "winner": better, **numbers})
@@ -148,6 +165,13 @@ def verdict(
     said = f"Inconclusive: {head}; it detects only a Δ of {size(mde)} or more with {power}"
     said += f", and {plan} detect {size(d)}."
     return base.model_copy(update={"statement": said, **numbers})
+
+
+def _worse_at_best(best: Delta | None, *, a_flatter: bool) -> bool:
+    """Whether the flatter arm's best is worse than the other's, its interval excluding 0 (Δ > 0: a better)."""
+    if best is None or best.interval.status != "ok" or best.interval.low is None or best.interval.high is None:
+        return False
+    return best.interval.high < 0 if a_flatter else best.interval.low > 0
 
 
 def family_statement(primary: Delta, exploratory: list[Delta]) -> str:

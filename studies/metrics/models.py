@@ -1,4 +1,4 @@
-"""The sensitivity report's types (``metrics_version`` 4): what the metric code returns, what the API
+"""The sensitivity report's types (``metrics_version`` 5): what the metric code returns, what the API
 serves and what every renderer reads.
 
 These pydantic models are the one definition of the report: ``studies.metrics`` builds them,
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studies.units import Units
 
-METRICS_VERSION = 4
+METRICS_VERSION = 5
 LEVEL = 0.95
 POSITIVE_MEANS = "arm_a is better"
 DEFAULT_KS = (1, 2, 4, 8, 16)
@@ -40,7 +40,12 @@ IntervalStatus = Literal[
 ]
 ArmStatus = Literal["ok", "never_trained", "no_results"]
 Outcome = Literal[
-    "a_less_sensitive", "b_less_sensitive", "no_detectable_difference", "inconclusive_too_few_seeds", "never_trained"
+    "a_less_sensitive",
+    "b_less_sensitive",
+    "no_detectable_difference",
+    "inconclusive_too_few_seeds",
+    "never_trained",
+    "flatter_but_worse",
 ]
 PairFigure = Literal[
     "success_share",
@@ -316,11 +321,14 @@ class Verdict(_Model):
     ``smallest_detectable_difference`` says the smallest Δ it detects with ``power``),
     inconclusive_too_few_seeds (too few seeds for an interval, or one too wide to rule out the
     difference of interest: ``seeds_needed`` says how many would do), never_trained (an arm has no
-    trained cell: ``winner`` is the arm that trains, if one does)."""
+    trained cell: ``winner`` is the arm that trains, if one does), flatter_but_worse (the primary is
+    lr sensitivity, a gap to each arm's own best, and the arm it favours is worse at its best: its
+    flatness comes from training less, so no arm is called less sensitive; ``flatter`` names it)."""
 
     outcome: Outcome
     statement: str
     winner: str | None = None
+    flatter: str | None = None
     never_trained: list[str] = []
     primary: PrimaryFigure
     k: int | None = None

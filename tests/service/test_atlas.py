@@ -85,7 +85,7 @@ def test_atlas_resumes_and_reuses_studies_for_more_seeds(engine: Engine, setting
         counts = summary.counts
         assert counts.pending == 0
         judged = counts.a_less_sensitive + counts.no_detectable_difference + counts.b_less_sensitive
-        judged += counts.inconclusive_too_few_seeds + counts.never_trained
+        judged += counts.inconclusive_too_few_seeds + counts.never_trained + counts.flatter_but_worse
         assert judged == 2
         assert f"in {counts.a_less_sensitive} of 2 workloads" in summary.headline
 

@@ -171,6 +171,28 @@ def test_a_finished_studys_report_is_stored_and_survives_a_restart(api: TestClie
     assert stored() == 0
 
 
+def test_a_report_stored_by_an_older_metrics_version_is_computed_again(
+    api: TestClient, smoke_spec: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upgrade that changes the figures or the verdict (a new outcome, say) must not serve the
+    reports its predecessor stored: the stored key carries the metrics version."""
+    from studies.metrics import models
+
+    study_id = submit(api, smoke_spec)
+    claim(engine_of(api))
+    _record(api, study_id, all_keys())
+    finish(engine_of(api), study_id)
+    url = f"/api/v1/studies/{study_id}/sensitivity"
+    assert api.get(url).status_code == 200
+    reports.forget(study_id)
+    before = reports.computations
+    monkeypatch.setattr(models, "METRICS_VERSION", models.METRICS_VERSION + 1)  # the upgraded service
+
+    assert api.get(url).status_code == 200
+
+    assert reports.computations == before + 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the store is tested on both databases above
 def test_the_driver_stores_the_reports_of_both_splits_its_page_offers(

@@ -3,11 +3,11 @@ rows are pooled; and the verdicts read from v4 and v3 sensitivity reports."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from studies.atlas.models import CellResult, PairVerdict, StudyRecord
+from studies.atlas.models import CellResult, Outcome, PairVerdict, StudyRecord
 from studies.atlas.summary import comparison, comparisons
 from studies.atlas.verdicts import LEGACY_FIGURE, pair_verdicts
 
@@ -69,6 +69,14 @@ def test_counts_headline_and_where_the_claim_fails() -> None:
     assert "1 still running" in summary.headline
     assert summary.fails == ["d"]
     assert summary.not_shown == ["c", "e", "f", "g"]
+
+
+@pytest.mark.parametrize("outcome", get_args(Outcome))
+def test_every_outcome_a_study_can_give_is_counted_and_judged(outcome: str) -> None:
+    """The atlas's outcomes are the studies' (one vocabulary): each has its count and is judged."""
+    summary = comparison([cell("x", "done", [verdict(outcome, None, None, None)])], "demon_sgdm", "sgdm_step")
+    assert getattr(summary.counts, outcome) == 1
+    assert " of 1 workloads" in summary.headline, summary.headline
 
 
 def test_only_rows_with_an_interval_are_pooled() -> None:

@@ -58,7 +58,7 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         "metric": "error",
         "split": "test",  # the spec's split (default "test"): the split every figure is on
     }
-    assert metrics["metrics_version"] == 4
+    assert metrics["metrics_version"] == 5
     assert metrics["split"] == "test"
     assert set(metrics["arms"]) == {"demon_sgdm", "sgdm_step"}
     environment = metrics["environment"]  # what reproduces the run
@@ -121,7 +121,7 @@ def test_the_console_script_packs_by_default_and_exits_with_every_output_written
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == len(pd.read_csv(out / "trials.csv")) == 24
     assert "(packed, in process)" in done.stdout
-    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 4
+    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 5
     assert "</svg>" in (out / "heatmap.svg").read_text()
     assert not (tmp_path / "ray").exists()  # no Ray started
 
@@ -259,3 +259,36 @@ def test_an_arm_that_diverges_everywhere_never_trained_and_the_other_wins(
         "VERDICT demon_sgdm vs adam_step: adam_step never trained (no cell's median beat the failure score): "
         "demon_sgdm is the one that trains.\n"
     )
+
+
+FROZEN = """
+name: frozen
+workload: synthetic
+arms: [demon_sgdm, {name: sgdm_exp@frozen, params: {final_factor: 1.0e-300}}]
+lr: [1.0e-3, 3.0e-3, 1.0e-2, 3.0e-2]
+beta_init: [0.5, 0.9]
+seeds: 9
+epochs: 2
+batch_size: 8
+verdict: {primary: lr_sensitivity, difference_of_interest: 0.05}
+"""
+
+
+def test_an_arm_that_stops_learning_after_one_step_is_not_called_less_lr_sensitive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real arm whose lr decays to ~0 after its first step scores alike at every lr, a little better
+    than chance: the flattest landscape, and far worse at its best. With lr sensitivity as the primary
+    figure it used to be named the less sensitive arm; ``demonlab run`` now says it is flatter but
+    worse at its best, names no winner, and writes that outcome into metrics.json."""
+    spec = tmp_path / "frozen.yaml"
+    spec.write_text(FROZEN)
+    out = tmp_path / "out"
+    args = ["run", str(spec), "--out", str(out), "--executor", "inprocess", "--data-dir", str(tmp_path / "w")]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "VERDICT demon_sgdm vs sgdm_exp@frozen: sgdm_exp@frozen has the flatter lr landscape" in printed
+    (pair,) = json.loads((out / "metrics.json").read_text())["pairs"]
+    assert pair["primary"]["interval"]["high"] < 0  # the frozen arm's gap to its own best is smaller
+    verdict = pair["verdict"]
+    assert (verdict["outcome"], verdict["winner"], verdict["flatter"]) == ("flatter_but_worse", None, "sgdm_exp@frozen")

@@ -469,6 +469,50 @@ def test_a_difference_too_small_to_plan_for_says_so_not_the_floor() -> None:
     assert "more than 10,000 seeds would detect" in pair.verdict.statement, pair.verdict.statement
 
 
+def flat_but_poor(n_seeds: int, seed: int) -> Any:
+    """Raw errors of an arm that barely trains: the same everywhere, well above a good arm's valley,
+    below the failure score (it is not "never trained")."""
+    return 0.6 + np.random.default_rng(seed).normal(0, 0.02, (n_seeds, 3, 2))
+
+
+@pytest.mark.parametrize("poor_is_a", [False, True])
+def test_a_flat_landscape_that_is_worse_at_its_best_is_not_called_less_sensitive(poor_is_a: bool) -> None:
+    """Lr sensitivity is a gap to each arm's own best: an arm that trains a little, alike at every lr,
+    has the smaller gap. With that figure as the primary, the verdict names no winner and says the
+    flatter arm is worse at its best; the other primaries still favour the arm that trains."""
+    good, poor = landscape(10, seed=21), flat_but_poor(10, seed=22)
+    arms = [("demon_sgdm", poor), ("sgdm_step", good)] if poor_is_a else [("demon_sgdm", good), ("sgdm_step", poor)]
+    frames = [seeded(name, values) for name, values in arms]
+    flatter = arms[0][0] if poor_is_a else arms[1][0]
+    spec = VerdictSpec(primary="lr_sensitivity", difference_of_interest=0.05)
+    pair = only_pair(report_of(*frames, axes=axes_for(good), verdict=spec))
+    assert pair.primary.interval.low is not None
+    assert pair.primary.interval.high is not None
+    assert (pair.primary.interval.high < 0) if not poor_is_a else (pair.primary.interval.low > 0)  # flatter indeed
+    verdict = pair.verdict
+    assert verdict.outcome == "flatter_but_worse", verdict.statement
+    assert (verdict.winner, verdict.flatter) == (None, flatter)
+    assert verdict.statement.startswith(f"{flatter} has the flatter lr landscape"), verdict.statement
+    assert "worse at its best" in verdict.statement
+    default = only_pair(report_of(*frames, axes=axes_for(good)))  # success share
+    assert default.verdict.winner not in (None, flatter), default.verdict.statement
+
+
+def test_a_flatter_arm_as_good_at_its_best_is_less_sensitive() -> None:
+    """The guard only holds back an arm that is worse at its best: one equally good there and flatter
+    elsewhere is less sensitive by lr sensitivity."""
+    sharp = landscape(10, seed=23)
+    flat = sharp.copy()
+    flat[:, [0, 2], :] = flat[:, [0, 2], :] * 0.5 + 0.05  # the same valley, shallower walls
+    spec = VerdictSpec(primary="lr_sensitivity", difference_of_interest=0.05)
+    pair = only_pair(
+        report_of(seeded("demon_sgdm", flat), seeded("sgdm_step", sharp), axes=axes_for(flat), verdict=spec)
+    )
+    assert pair.verdict.outcome == "a_less_sensitive", pair.verdict.statement
+    assert pair.verdict.winner == "demon_sgdm"
+    assert pair.verdict.flatter is None
+
+
 def test_the_spec_names_the_primary_figure_and_the_difference_that_matters() -> None:
     a, b = landscape(8, seed=12), landscape(8, 0.05, seed=13)
     spec = VerdictSpec(primary="expected_best", k=1, difference_of_interest=0.02)
@@ -621,7 +665,7 @@ def test_report_is_strict_json_deterministic_and_has_no_old_names() -> None:
     first = sensitivity_report(data, axes_for(a), Y_FAIL).model_dump(mode="json")
     second = sensitivity_report(data.sample(frac=1.0, random_state=1), axes_for(a), Y_FAIL).model_dump(mode="json")
     assert strict_json(first) == strict_json(second)
-    assert first["metrics_version"] == 4
+    assert first["metrics_version"] == 5
     text = strict_json(first)
     for old in ("eps_good", "min_level", "bootstrap", "deltas", "probability_of_improvement"):
         assert old not in text

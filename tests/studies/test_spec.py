@@ -341,7 +341,7 @@ def test_every_workload_has_a_parameter_model_in_the_schema() -> None:
             ("search", "optuna", "seed"),
         ),
         ({"seeds": [0, 2**40]}, ("seeds",)),
-        ({"lr": [10.0**-k for k in range(1, 1200)]}, ("lr", "list")),
+        ({"lr": [10.0**-k for k in range(1, 1200)]}, ("lr", "list[float]")),
         ({"weight_decay": 1e300}, ("weight_decay",)),
         ({"resources": {"custom": {"tpu": 1e300}}}, ("resources", "custom", "tpu")),
     ],

@@ -70,7 +70,7 @@ const studyAnswer = (() => {
 
   const OUTCOMES = {
     a_less_sensitive: "less sensitive", b_less_sensitive: "less sensitive", no_detectable_difference: "no detectable difference",
-    inconclusive_too_few_seeds: "inconclusive", never_trained: "never trained",
+    inconclusive_too_few_seeds: "inconclusive", never_trained: "never trained", flatter_but_worse: "flatter, worse at its best",
   };
 
   /** The verdicts (headline) and the forest plot from the sensitivity report. */
