@@ -130,6 +130,15 @@ def _record(api: TestClient, study_id: str, keys: list[TrialKey]) -> None:
             dal.record_trial_result(session, study_id, make_result(key))
 
 
+def _finished_study(api: TestClient, spec: dict[str, Any]) -> str:
+    """A study submitted, claimed, every trial recorded and finished: its id."""
+    study_id = submit(api, spec)
+    claim(engine_of(api))
+    _record(api, study_id, all_keys())
+    finish(engine_of(api), study_id)
+    return study_id
+
+
 def test_a_finished_studys_report_is_stored_and_survives_a_restart(api: TestClient, smoke_spec: dict[str, Any]) -> None:
     """The first visitor after every restart recomputed a finished study's report (5 s at 100,000
     trials); it is stored with the study now, and dropped with it."""
@@ -137,10 +146,7 @@ def test_a_finished_studys_report_is_stored_and_survives_a_restart(api: TestClie
 
     from service.db.models import StudyReport
 
-    study_id = submit(api, smoke_spec)
-    claim(engine_of(api))
-    _record(api, study_id, all_keys())
-    finish(engine_of(api), study_id)
+    study_id = _finished_study(api, smoke_spec)
     url = f"/api/v1/studies/{study_id}/sensitivity"
     before = reports.computations
     first = api.get(url)
@@ -178,10 +184,7 @@ def test_a_report_stored_by_an_older_metrics_version_is_computed_again(
     reports its predecessor stored: the stored key carries the metrics version."""
     from studies.metrics import models
 
-    study_id = submit(api, smoke_spec)
-    claim(engine_of(api))
-    _record(api, study_id, all_keys())
-    finish(engine_of(api), study_id)
+    study_id = _finished_study(api, smoke_spec)
     url = f"/api/v1/studies/{study_id}/sensitivity"
     assert api.get(url).status_code == 200
     reports.forget(study_id)
@@ -314,10 +317,7 @@ def test_a_finished_studys_grid_and_sensitivity_are_answered_from_memory_until_d
     database last confirmed it a few seconds ago."""
     clock = Clock()
     monkeypatch.setattr(reports, "answers", SettledAnswers(recheck_seconds=5.0, clock=clock))
-    study_id = submit(api, smoke_spec)
-    claim(engine_of(api))
-    _record(api, study_id, all_keys())
-    finish(engine_of(api), study_id)
+    study_id = _finished_study(api, smoke_spec)
     urls = [f"/api/v1/studies/{study_id}/grid?arm=sgdm_step", f"/api/v1/studies/{study_id}/sensitivity"]
     first = [api.get(url) for url in urls]
     assert [r.status_code for r in first] == [200, 200], [r.text for r in first]
@@ -342,10 +342,7 @@ def test_a_finished_studys_grid_and_sensitivity_are_answered_from_memory_until_d
 def test_a_settled_answer_goes_with_its_study_deleted_through_the_api(
     api: TestClient, smoke_spec: dict[str, Any]
 ) -> None:
-    study_id = submit(api, smoke_spec)
-    claim(engine_of(api))
-    _record(api, study_id, all_keys())
-    finish(engine_of(api), study_id)
+    study_id = _finished_study(api, smoke_spec)
     url = f"/api/v1/studies/{study_id}/grid"
     assert api.get(url).status_code == 200
     assert api.get(url).status_code == 200
