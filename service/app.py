@@ -16,10 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from studies.errors import MetricsError
 from studies.spec import StudySpec
 
+from .api.head import HeadAsGet
 from .api.limits import BodySizeLimit
 from .api.ratelimit import RateLimits
 from .api.routes import atlases, events, health, results, robustness, studies
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, *, run_scheduler: bool = False)
 
     install_dashboard(app, API_PREFIX)
     app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes, body_timeout=settings.http_body_timeout_s)
+    app.add_middleware(HeadAsGet)  # outside the others: a HEAD is a GET for all of them
     _register_errors(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -219,13 +222,14 @@ def _register_errors(app: FastAPI) -> None:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method the API documents on this request's path, and HEAD wherever GET is (Starlette
-    answers the first route that matches the path, so its own ``Allow`` lists only that route's)."""
-    methods: set[str] = set()
-    for template, operations in request.app.openapi()["paths"].items():
-        pattern = re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template))
-        if re.fullmatch(pattern, request.url.path):
-            methods |= {method.upper() for method in operations}
+    """Every method of every route on this request's path, the pages' included, and HEAD wherever
+    GET is (``HeadAsGet``). Starlette answers the first route that matches the path, so its own
+    ``Allow`` lists only that route's."""
+    methods = {
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.routes)
+    }
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

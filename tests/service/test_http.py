@@ -381,3 +381,18 @@ def test_client_against_a_closed_port() -> None:
     assert isinstance(caught.value, DemonlabError)
     assert isinstance(caught.value.__cause__, httpx.ConnectError)
     assert "cannot reach the server at http://127.0.0.1:9" in str(caught.value)
+
+
+@pytest.mark.parametrize("db_url", [ONE_BACKEND], indirect=True)
+def test_head_of_the_live_events_stream_ends_after_its_headers(
+    server: str, client: DemonlabClient, smoke_spec: dict[str, Any]
+) -> None:
+    """A HEAD of a stream that never ends by itself (server-sent events) answers with its headers and
+    ends: through uvicorn, not only the test client; the server stays well."""
+    study_id = client.submit(smoke_spec).id
+    with httpx.Client(timeout=10) as http:
+        head = http.head(f"{server}/api/v1/studies/{study_id}/events")
+        assert head.status_code == 200
+        assert head.headers["content-type"].startswith("text/event-stream")
+        assert head.content == b""
+        assert http.get(f"{server}/healthz").status_code == 200

@@ -169,6 +169,29 @@ def test_options_and_other_methods_list_every_method_of_the_path(api: TestClient
     assert api.request("OPTIONS", STUDIES).headers["allow"] == "GET, HEAD, POST"
 
 
+def test_head_answers_wherever_get_does_with_the_gets_headers_and_no_body(api: TestClient, study_id: str) -> None:
+    """``curl -I``, link checkers and monitors send HEAD: every route that answers GET answers it (a
+    405 that listed HEAD in ``Allow`` before), pages and files included; unknown paths stay 404."""
+    for path in ("/healthz", STUDIES, f"{STUDIES}/{study_id}", f"{STUDIES}/{study_id}/export.csv", "/static/app.css"):
+        get, head = api.get(path), api.head(path)
+        assert (head.status_code, get.status_code) == (200, 200), path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"], path
+        assert head.headers["content-length"] == str(len(get.content)), path
+    for page in ("/", f"/studies/{study_id}", "/submit", "/compare"):
+        head = api.head(page)
+        assert (head.status_code, head.content) == (200, b""), page
+        assert head.headers["content-type"].startswith("text/html"), page
+    assert api.head(f"{STUDIES}/000000000000").status_code == 404
+
+
+def test_a_page_refuses_other_methods_naming_the_ones_it_has(api: TestClient, study_id: str) -> None:
+    for page in ("/", f"/studies/{study_id}", "/submit", "/compare"):
+        response = api.post(page)
+        assert response.status_code == 405, page
+        assert response.headers["allow"] == "GET, HEAD", page
+
+
 @pytest.fixture
 def study_id(api: TestClient, smoke_spec: dict[str, Any]) -> str:
     created: str = api.post(STUDIES, json=smoke_spec).json()["id"]
