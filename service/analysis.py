@@ -196,8 +196,10 @@ def _grid(
     def compute() -> dict[str, Any]:
         with session_scope(engine, read_only=True) as session:
             frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
-        axes = study_axes(spec, frame)
-        table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split)
+        # A search's grid is the points sampled for any arm: an arm not reached yet has them all missing.
+        sampled = scores_frame(engine, study_id, kind, progress_key(study)) if spec.search.mode != "grid" else frame
+        axes = study_axes(spec, sampled)
+        table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split, empty=True)
         matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
         return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
 

@@ -80,7 +80,7 @@ def _heatmaps(
     axes = analysis.study_axes(spec, frame)
     arms = sorted(a.name for a in spec.arms)  # the order of the sensitivity report, the PNG and the CLI
     fail = analysis.y_fail(spec, kind)
-    tables = cell_tables(frame, axes, fail, arms, split=split)
+    tables = cell_tables(frame, axes, fail, arms, split=split, empty=True)  # an arm not sampled yet: missing cells
     medians = {arm: np.asarray(tables[arm].raw_median, dtype=float) for arm in arms}
     finite = [float(v) for m in medians.values() for v in m.ravel() if math.isfinite(v)]
     norm = _norm(finite)

@@ -246,10 +246,12 @@ def cell_table(
     *,
     split: str = "test",
     confidence: float = DEFAULT_CONFIDENCE,
+    empty: bool = False,
 ) -> CellTable:
     """The cell table of one arm on ``split`` (oriented higher-is-better; raw_* lower-is-better),
-    with each median's order-statistic interval at ``confidence`` or the level it really reaches."""
-    return cell_tables(scores, axes, y_fail, [arm], split=split, confidence=confidence)[arm]
+    with each median's order-statistic interval at ``confidence`` or the level it really reaches.
+    ``empty``: an arm without trials is a table of missing cells, not an error (``build_grids``)."""
+    return cell_tables(scores, axes, y_fail, [arm], split=split, confidence=confidence, empty=empty)[arm]
 
 
 def cell_tables(
@@ -260,9 +262,10 @@ def cell_tables(
     *,
     split: str = "test",
     confidence: float = DEFAULT_CONFIDENCE,
+    empty: bool = False,
 ) -> dict[str, CellTable]:
     """``cell_table`` for several arms (default: every arm with trials, sorted) in one pass."""
     checked = check_split(split)
     level = check_confidence(confidence)
-    grids = build_grids(scores, axes, y_fail, arms)
+    grids = build_grids(scores, axes, y_fail, arms, empty=empty)
     return {arm: table_from_grid(grid, checked, level) for arm, grid in grids.items()}

@@ -134,9 +134,11 @@ def check_split(split: str) -> Split:
 
 
 def build_grids(
-    scores: pd.DataFrame, axes: GridAxes, y_fail: float, arms: Iterable[str] | None = None
+    scores: pd.DataFrame, axes: GridAxes, y_fail: float, arms: Iterable[str] | None = None, *, empty: bool = False
 ) -> dict[str, ArmGrid]:
     """Scatter the score rows of ``arms`` (default: every arm present) onto ``axes``, oriented.
+    An arm asked for without a row is an error (a typo), unless ``empty``: then every cell of it is
+    missing (a search study's arm the sampler has not reached yet).
 
     y = −value; finite y below −y_fail is clipped to −y_fail; a diverged trial takes −y_fail
     whatever it stored; a completed trial without a value on a split (NaN) is missing there;
@@ -153,14 +155,18 @@ def build_grids(
     if wanted is not None:
         keep = np.isin(arm_values, wanted)
         unknown = sorted(set(wanted) - set(np.unique(arm_values[keep]).tolist()))
-        if unknown:
+        if unknown and not empty:
             known = sorted(set(arm_values.tolist()))
             raise MetricsError(f"no trials for arm(s) {unknown}; arms with trials: {known}")
         frame = scores.loc[keep]
         arm_values = arm_values[keep]
     else:
         frame = scores
-    codes, names = pd.factorize(arm_values, sort=True)
+    if empty and wanted is not None:  # every arm asked for, those without rows too
+        names = np.array(sorted(wanted), dtype=object)
+        codes = pd.Categorical(arm_values, categories=names).codes.astype(np.int64)
+    else:
+        codes, names = pd.factorize(arm_values, sort=True)
     n_arms = len(names)
     n_lr, n_beta, n_seed = axes.shape
 

@@ -81,7 +81,10 @@ def replication_report(trials: pd.DataFrame, study: StudyInfo, *, paper: str) ->
         raise ValueError(f"study {study.id} has no arm {chosen.demon_arm!r}: {paper} compares it with the paper's")
     baselines = [b for b in chosen.baselines if b in arms]
     if not baselines:
-        raise ValueError(f"study {study.id} has none of {paper}'s baseline arms ({', '.join(chosen.baselines)})")
+        raise ValueError(
+            f"study {study.id} has no trials of {paper}'s baseline arms ({', '.join(chosen.baselines)}): "
+            "none in its spec, or none run yet"
+        )
     demon_paper, base_paper = paper_cells(chosen.demon_panel), paper_cells(chosen.baseline_panel)
     seeds = sorted(int(s) for s in trials["seed"].unique())
     fail = y_fail(study.workload, study.workload_params, "metric")

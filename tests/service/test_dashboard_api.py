@@ -133,6 +133,42 @@ def test_search_points_and_importances(api: TestClient) -> None:
     assert 'id="scatter"' in page.text
 
 
+def test_a_search_arm_the_sampler_has_not_reached_shows_empty_cells_not_an_error(api: TestClient) -> None:
+    """A search study cancelled (or still running) before its second arm ran a trial: its maps, its
+    grid and a comparison with it answer, that arm with every cell missing (a 422 and a 409 that said
+    to try again later before, though the study had ended)."""
+    spec = {
+        "name": "one arm sampled",
+        "workload": "synthetic",
+        "arms": ["demon_sgdm", "sgdm_step"],
+        "seeds": 2,
+        "epochs": 1,
+        "search": {
+            "mode": "optuna",
+            "n_trials": 4,
+            "lr": {"min": 0.01, "max": 1.0},
+            "beta_init": {"min": 0.5, "max": 0.95},
+        },
+    }
+    study_id = submit(api, spec)
+    points = [(0.02, 0.6), (0.2, 0.9)]
+    record(api, study_id, [completed(TrialKey("demon_sgdm", lr, b, s), 0.2 + lr) for lr, b in points for s in (0, 1)])
+    assert api.post(f"/api/v1/studies/{study_id}/cancel").status_code == 200
+
+    maps = api.get(f"/api/v1/studies/{study_id}/heatmaps")
+    assert maps.status_code == 200, maps.text
+    by_arm = {arm["arm"]: arm for arm in maps.json()["arms"]}
+    assert set(by_arm) == {"demon_sgdm", "sgdm_step"}
+    assert by_arm["sgdm_step"]["values"] == [[None, None], [None, None]]
+    assert by_arm["sgdm_step"]["n"] == [[0, 0], [0, 0]]
+    assert by_arm["demon_sgdm"]["n"] == [[2, 0], [0, 2]]
+    grid = api.get(f"/api/v1/studies/{study_id}/grid", params={"arm": "sgdm_step"})
+    assert grid.status_code == 200, grid.text
+    assert grid.json()["lrs"] == [0.02, 0.2]
+    assert api.get("/api/v1/compare/heatmaps", params={"studies": study_id}).status_code == 200
+    assert api.get(f"/api/v1/studies/{study_id}/grid", params={"arm": "sgdm_typo"}).status_code == 422
+
+
 def test_spec_parse_gives_each_field_its_line(api: TestClient) -> None:
     text = "name: x\nworkload: synthetic\narms:\n  - demon_sgdm\n  - name: sgdm_step\nepochs: 2\n"
     body = api.post("/api/v1/specs/parse", json={"text": text}).json()

@@ -128,6 +128,11 @@ def test_rows_off_the_grid_repeated_or_unknown_are_refused() -> None:
         cell_table(base.drop(columns="test"), AXES, "demon_sgdm", Y_FAIL)
     with pytest.raises(MetricsError, match="no trials for arm"):
         cell_table(base, AXES, "adam", Y_FAIL)
+    absent = cell_table(base, AXES, "adam", Y_FAIL, empty=True)  # a search arm not sampled yet: all missing
+    assert np.asarray(absent.n_results).sum() == 0
+    assert np.isnan(np.asarray(absent.raw_median, dtype=float)).all()
+    both = cell_tables(base, AXES, Y_FAIL, ["demon_sgdm", "adam"], empty=True)
+    assert np.array_equal(both["demon_sgdm"].raw_median, cell_table(base, AXES, "demon_sgdm", Y_FAIL).raw_median)
 
 
 def test_lr_values_match_within_float_tolerance() -> None:

@@ -187,7 +187,7 @@ def test_notes_say_where_the_study_departs_from_the_paper() -> None:
     ("arms", "paper", "message"),
     [
         (["sgdm_step"], "fig2-wrn", "has no arm 'demon_sgdm'"),
-        (["demon_sgdm", "sgdm_cosine"], "fig2-wrn", "none of fig2-wrn's baseline arms (sgdm_step, sgdm_linear)"),
+        (["demon_sgdm", "sgdm_cosine"], "fig2-wrn", "no trials of fig2-wrn's baseline arms (sgdm_step, sgdm_linear)"),
         (
             ["demon_sgdm", "sgdm_step"],
             "fig3",
