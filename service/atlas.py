@@ -171,7 +171,7 @@ def atlas_result(engine: Engine, aid: AtlasId, *, with_verdicts: bool = True) ->
     from studies.atlas.summary import comparisons
 
     plans = plan_cells(engine, aid)
-    if not any(plan.studies for plan in plans):
+    if not any(plan.studies or plan.failed for plan in plans):  # an atlas whose studies all ended badly is one
         raise NotFound("atlas", aid.key())
     cells = [_cell_result(engine, plan, with_verdicts) for plan in plans]
     statuses = {cell.status for cell in cells}
@@ -238,6 +238,9 @@ def _cell_result(engine: Engine, plan: CellPlan, with_verdicts: bool) -> CellRes
             verdicts = pair_verdicts(cell_report(engine, plan))
         except Exception as exc:  # a cell whose report fails is reported, not the whole atlas lost
             error, status = f"{type(exc).__name__}: {exc}", "failed"
+    if status == "failed" and error is None:
+        ended = ", ".join(f"{s.id} {s.status.value}" for s in plan.failed)
+        error = f"seeds {seed_label(plan.missing)} have no usable study ({ended}): submit the atlas again to retry them"
     workload: AtlasWorkload | None = next((w for w in CPU_WORKLOADS if w.label == cell.label), None)
     return CellResult(
         label=cell.label,
@@ -250,7 +253,7 @@ def _cell_result(engine: Engine, plan: CellPlan, with_verdicts: bool) -> CellRes
         betas=list(spec.beta_init),
         seeds=plan.seeds,
         status=status,  # type: ignore[arg-type]
-        studies=[_record(s) for s in plan.studies],
+        studies=[_record(s) for s in [*plan.studies, *plan.failed]],  # the failed ones too: what to look at
         verdicts=verdicts,
         cut=workload.cut if workload is not None and cell.suite == "cpu" else "",
         error=error,

@@ -173,8 +173,8 @@ class OptunaSearchSpec(_Strict):
 class Resources(_Strict):
     """Resources of one trial: CPUs and a GPU fraction (0.25 lets four trials share a GPU)."""
 
-    cpu: float = Field(default=1.0, gt=0, le=64)
-    gpu: float = Field(default=0.0, ge=0, le=8)
+    cpu: float = Field(default=1.0, gt=0, le=64, allow_inf_nan=False)
+    gpu: float = Field(default=0.0, ge=0, le=8, allow_inf_nan=False)
     custom: dict[str, Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]] = Field(
         default_factory=dict, max_length=32
     )

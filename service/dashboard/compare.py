@@ -34,6 +34,9 @@ def compare_maps(engine: Engine, study_ids: list[str], *, arm: str | None, split
     from matplotlib import colormaps
 
     bodies = [data.heatmaps(engine, study_id, metric=None, split=split) for study_id in study_ids]
+    names = sorted({one["arm"] for body in bodies for one in body["arms"]})
+    if arm is not None and arm not in names:  # a typo is an error, not an empty page
+        raise InvalidInput("arm", f"no compared study has arm {arm!r}; valid choices: {', '.join(names)}")
     maps = [
         {"study_id": body["study_id"], "metric": body["metric"], "percent": body["percent"], **one}
         for body in bodies

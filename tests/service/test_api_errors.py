@@ -115,6 +115,7 @@ BAD_SPECS: list[tuple[str, Any, str, tuple[str, ...]]] = [
     ("lr-infinity", ("[0.01, 0.1, 1.0]", "[0.1, Infinity]"), "lr", ("finite",)),
     ("beta-minus-infinity", ("[0.8, 0.9]", "[-Infinity]"), "beta_init", ()),
     ("arm-param-huge-int", {"arms": [{"name": "demon_sgdm", "params": {"delay": 10**400}}]}, "arms.0", ("finite",)),
+    ("cpu-nan", ('"cpu": 1', '"cpu": NaN'), "resources.cpu", ("finite",)),
     ("lr-range-repeats", {"lr": {"min": 0.1, "max": 0.1, "num": 3}}, "lr", ("repeat",)),
     (
         "verdict-k-not-a-budget",
@@ -168,7 +169,6 @@ BAD_BODIES: list[tuple[str, bytes, dict[str, str], str]] = [
     ("json-string", b'"a spec"', JSON, "JSON object"),
     ("json-null", b"null", JSON, ""),
     ("empty", b"", JSON, "required"),
-    ("not-json-content-type", b'{"name": "x"}', {"content-type": "text/plain"}, "JSON object"),
 ]
 
 
@@ -180,6 +180,17 @@ def test_bad_body_is_refused_and_stores_nothing(
         response = api.post(STUDIES, content=content, headers=headers)
 
     check_error(response, 422, "body", words)
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", "text/yaml; charset=utf-8"])
+def test_a_spec_sent_as_another_content_type_is_told_to_send_json(
+    api: TestClient, study_id: str, smoke_spec: dict[str, Any], kind: str
+) -> None:
+    """A valid spec with the wrong Content-Type: the answer names the header, not "not a JSON object"."""
+    with unchanged(api):
+        response = api.post(STUDIES, content=json.dumps(smoke_spec).encode(), headers={"content-type": kind})
+
+    check_error(response, 422, "content-type", "application/json", kind.split(";")[0])
 
 
 def test_grid_over_the_trial_limit(api_factory: ApiFactory, smoke_spec: dict[str, Any]) -> None:

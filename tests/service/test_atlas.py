@@ -161,6 +161,27 @@ def test_atlas_api_submits_once_and_refuses_bad_input(api: TestClient, engine: E
     assert api.get(f"{ATLASES}/not-a-key").status_code == 422  # the path's pattern
 
 
+def test_an_atlas_whose_studies_all_ended_badly_says_so_instead_of_not_found(api: TestClient, engine: Engine) -> None:
+    """Every study of an atlas cancelled: it is still that atlas (a 404 before), failed, each cell
+    naming its cancelled study and how to retry, and submitting it again retries them."""
+    created = api.post(ATLASES, json={"suite": "smoke", "seeds": 6}).json()
+    for cell in created["cells"]:
+        for study in cell["studies"]:
+            assert api.post(f"/api/v1/studies/{study['id']}/cancel").status_code == 200
+    got = api.get(f"{ATLASES}/smoke-s6")
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["status"] == "failed"
+    for cell in body["cells"]:
+        assert cell["status"] == "failed"
+        assert [s["status"] for s in cell["studies"]] == ["cancelled"]
+        assert "submit the atlas again" in cell["error"]
+    assert api.get(f"{ATLASES}/smoke-s6/report.html").status_code == 200
+    again = api.post(ATLASES, json={"suite": "smoke", "seeds": 6}).json()
+    assert again["status"] == "running"
+    assert len(study_states(engine)) == 8  # each cell retried once
+
+
 def test_paper_suite_is_refused_here_saying_what_is_missing(api: TestClient, engine: Engine) -> None:
     response = api.post(ATLASES, json={"suite": "paper", "seeds": 8})
     assert response.status_code == 422, response.text

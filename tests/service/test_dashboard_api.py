@@ -166,6 +166,11 @@ def test_a_search_arm_the_sampler_has_not_reached_shows_empty_cells_not_an_error
     assert grid.status_code == 200, grid.text
     assert grid.json()["lrs"] == [0.02, 0.2]
     assert api.get("/api/v1/compare/heatmaps", params={"studies": study_id}).status_code == 200
+    one = api.get("/api/v1/compare/heatmaps", params={"studies": study_id, "arm": "sgdm_step"}).json()
+    assert [m["arm"] for m in one["maps"]] == ["sgdm_step"]
+    typo = api.get("/api/v1/compare/heatmaps", params={"studies": study_id, "arm": "bogus"})
+    assert typo.status_code == 422  # a typo is an error, not an empty page
+    assert typo.json()["field"] == "arm"
     assert api.get(f"/api/v1/studies/{study_id}/grid", params={"arm": "sgdm_typo"}).status_code == 422
 
 

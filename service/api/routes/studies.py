@@ -13,6 +13,7 @@ from ... import submission
 from ...artefacts import delete_study_artefacts
 from ...db import dal
 from ...db.engine import session_scope
+from ...errors import InvalidInput
 from ...presenters import study_public, study_summary
 from ...report_cache import reports
 from ...schemas import StudiesPublic, StudyCreated, StudyPublic
@@ -50,6 +51,9 @@ def submit_study(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> StudyCreated:
     """Validate and store a spec with its trials; the scheduler launches it. 202 with the study's URL."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and kind != "application/json" and not kind.endswith("+json"):  # else "not a JSON object" misled
+        raise InvalidInput("content-type", f"send the spec as JSON, with Content-Type: application/json (got {kind})")
     study = submission.submit(engine, settings, body, idempotency_key=idempotency_key)
     scheduler = getattr(request.app.state, "scheduler", None)
     if scheduler is not None:  # this process's scheduler launches it now, not at its next poll
