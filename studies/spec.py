@@ -492,13 +492,31 @@ def _checked_workload(name: str, params: dict[str, Any]) -> WorkloadEntry:
 
 def _yaml_loader() -> Any:
     """PyYAML's safe loader that also reads ``1e-4`` as a float: YAML 1.1 wants ``1.0e-4``, and the spec's
-    types are strict (a string is not a number), so a learning rate written the usual way must parse."""
+    types are strict (a string is not a number), so a learning rate written the usual way must parse.
+    A key written twice in one mapping is an error: PyYAML keeps the last silently (``seeds: 8`` then,
+    further down, ``seeds: 2`` ran 2 seeds). Keys merged in with ``<<`` may be overridden, as YAML says."""
     import re
 
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=deep)
+                    if isinstance(key, (str, int, float, bool)) or key is None:
+                        if key in seen:
+                            raise yaml.constructor.ConstructorError(
+                                "while reading a mapping",
+                                node.start_mark,
+                                f"found the key {key!r} twice",
+                                key_node.start_mark,
+                            )
+                        seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
     number = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789"))
@@ -518,6 +536,16 @@ def expand_trials(spec: StudySpec) -> list[TrialKey]:
     ]
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict, refusing a key written twice (``json`` keeps the last silently)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the spec is not valid JSON: the key {key!r} is written twice in one object")
+        found[key] = value
+    return found
+
+
 def load_spec(path: str | Path, *, max_trials: int = DEFAULT_MAX_TRIALS) -> StudySpec:
     """Read a spec from a ``.json``, ``.yaml`` or ``.yml`` file."""
     return parse_spec_text(Path(path).read_text(), suffix=Path(path).suffix, max_trials=max_trials)
@@ -528,7 +556,7 @@ def read_spec_data(text: str, *, suffix: str = ".yaml") -> Any:
     unless ``suffix`` is .json); ``ValueError`` for text that is neither."""
     if suffix == ".json":
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise ValueError(f"the spec is not valid JSON: {exc}") from exc
         except RecursionError:

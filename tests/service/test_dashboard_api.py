@@ -186,6 +186,10 @@ def test_spec_parse_gives_each_field_its_line(api: TestClient) -> None:
     assert bad.json()["line"] == 3
     assert api.post("/api/v1/specs/parse", json={"text": "- a\n- b\n"}).json()["line"] == 1
     assert api.post("/api/v1/specs/parse", json={"text": "  "}).status_code == 422
+    twice = api.post("/api/v1/specs/parse", json={"text": "name: x\nseeds: 8\nepochs: 1\nseeds: 2\n"}).json()
+    assert (twice["line"], "found the key 'seeds' twice" in twice["detail"]) == (4, True)
+    merged = "base: &b {seeds: 2}\nspec:\n  <<: *b\n  seeds: 3\n"  # a merged key may be overridden
+    assert api.post("/api/v1/specs/parse", json={"text": merged}).json()["spec"]["spec"]["seeds"] == 3
 
 
 @pytest.mark.parametrize(

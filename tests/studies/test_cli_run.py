@@ -152,6 +152,7 @@ def test_missing_spec_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
         (("beta_init: [0.8, 0.9]", "beta_init: [0.8, 1.5]"), "beta_init", "[0, 1)"),
         (("workload: synthetic", "workload: mnist_gan"), "workload", "valid choices:"),
         (("epochs: 2", "epochs: [2"), "", "not valid YAML"),
+        (("epochs: 2", "epochs: 2\nepochs: 3"), "", "found the key 'epochs' twice"),  # not the last one silently
         (("lr: [0.01, 0.1, 1.0]", "lr: {min: 0.1, max: 0.1000000000001, num: 3}"), "lr", "repeat after rounding"),
         (("epochs: 2", "epochs: 2\nverdict: {primary: expected_best, k: 3, difference_of_interest: 0.05}"), "", "k: 3"),
         (("epochs: 2", "epochs: 2\nverdict: {difference_of_interest: 2.0}"), "verdict", "more than the whole grid"),
@@ -198,6 +199,14 @@ def test_an_unusable_out_is_refused_before_any_trial_runs(
     assert err.startswith("demonlab: error: --out:"), err
     assert blocker.read_text() == "not a folder"
     assert not data.exists()  # the study never started: its work dir was not even made
+
+
+def test_a_json_key_written_twice_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"name": "x", "seeds": 8, "workload": "synthetic", "seeds": 2}')
+    code, err = run_cli(["run", str(twice), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert "the key 'seeds' is written twice" in err
 
 
 def test_json_spec_errors_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
