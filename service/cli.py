@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -289,6 +290,8 @@ def _cmd_replicate(args: argparse.Namespace) -> int:
     source = Path(args.study)
     if source.exists():
         trials, study = from_files(source, Path(args.spec) if args.spec else None)
+    elif args.spec or not re.fullmatch(r"[0-9a-f]{12}", args.study):  # a path mistyped, not a study id
+        raise ValueError(f"{args.study}: no such file or folder (a study id is 12 hex digits)")
     else:
         trials, study = from_export(_client(args).export(args.study, fmt="parquet"))
     report = replication_report(trials, study, paper=args.paper)

@@ -113,6 +113,9 @@ def run_demo(
     started = time.monotonic()
     settings = get_settings()
     spec = read_spec(spec_path or str(EXAMPLE))
+    from .submission import check_runnable, validate_spec
+
+    check_runnable(validate_spec(spec, settings), settings)  # a bad spec is said before anything starts
     if not token and _tokens_configured(settings):
         raise ValueError(
             "this database has API tokens, so submitting needs one: set DEMONLAB_TOKEN=<token> "

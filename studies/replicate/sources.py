@@ -34,7 +34,7 @@ def from_export(parquet: bytes) -> tuple[pd.DataFrame, StudyInfo]:
         raise ValueError("the export carries no study metadata (not a demonlab Parquet export)")
     about = json.loads(raw)
     study = StudyInfo.from_spec(str(about["study_id"]), str(about["status"]), dict(about["spec"]))
-    return _checked(table.to_pandas()), study
+    return _checked(table.to_pandas(), "the export"), study
 
 
 def from_files(path: Path, spec_path: Path | None) -> tuple[pd.DataFrame, StudyInfo]:
@@ -52,14 +52,37 @@ def from_files(path: Path, spec_path: Path | None) -> tuple[pd.DataFrame, StudyI
         frame = pd.read_csv(trials_file)
     else:
         raise ValueError(f"{path}: expected a demonlab run directory, trials.csv or trials.parquet")
-    spec = load_spec(spec_path).model_dump(mode="json")
-    return _checked(frame), StudyInfo.from_spec(str(path), "completed", spec)
+    loaded = load_spec(spec_path)
+    ran = path / "metrics.json" if path.is_dir() else path.parent / "metrics.json"
+    if ran.exists():  # the run says which study it was: the spec given must be that one
+        about = json.loads(ran.read_text()).get("study", {})
+        for field, theirs in (("workload", about.get("workload")), ("name", about.get("name"))):
+            if theirs is not None and theirs != getattr(loaded, field):
+                raise ValueError(
+                    f"--spec: {spec_path} has {field} {getattr(loaded, field)!r}, but {ran} says the run's "
+                    f"was {theirs!r}: give the spec that run ran"
+                )
+    frame = _checked(frame, str(trials_file))
+    unknown = sorted(set(frame["arm"].astype(str)) - {arm.name for arm in loaded.arms})
+    if unknown:
+        raise ValueError(f"--spec: {spec_path} has no arm {unknown}, which {trials_file} holds: give the spec it ran")
+    return frame, StudyInfo.from_spec(str(path), "completed", loaded.model_dump(mode="json"))
 
 
-def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+def _checked(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The trials, refused with the file and column named when they cannot be a study's."""
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"the trials lack the columns {missing}")
+        raise ValueError(f"{where}: the trials lack the columns {missing}")
+    for column in ("lr", "beta_init", "seed", "test_metric"):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[column][numbers.isna() & frame[column].notna()]
+        if len(bad):
+            raise ValueError(f"{where}: column {column!r} holds {bad.iloc[0]!r}, not a number")
+    repeated = frame.duplicated(["arm", "lr", "beta_init", "seed"])
+    if repeated.any():
+        first = frame.loc[repeated, ["arm", "lr", "beta_init", "seed"]].iloc[0].tolist()
+        raise ValueError(f"{where}: the trial (arm, lr, beta_init, seed) = {tuple(first)} appears more than once")
     return frame
 
 

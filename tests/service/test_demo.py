@@ -95,6 +95,20 @@ def test_demo_refuses_a_busy_port_from_the_environment(
     assert f"port {busy_port} is already in use" in capsys.readouterr().err
 
 
+def test_demo_with_a_bad_spec_says_so_before_starting_anything(
+    demo_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The spec is checked as the service would check it before the service (and its scheduler, which
+    would pick up studies left running in this data dir) starts."""
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: x\nworkload: synthetic\narms: [demon_sgdm]\nlr: [-0.1]\nbeta_init: [0.9]\nepochs: 1\n")
+    code = main(["demo", "--spec", str(spec), "--port", "0"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err == "demonlab: error: invalid lr: every lr must be a finite number > 0 (got -0.1)\n"
+    assert "starting the service" not in out
+
+
 def test_demo_without_a_token_on_a_database_with_tokens_says_what_to_do(
     demo_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

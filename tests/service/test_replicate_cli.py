@@ -136,6 +136,9 @@ def test_replicate_a_paper_shaped_study(
     code, _, err = cli(capsys, "replicate", "0123456789ab", "--paper", "fig2-wrn", "--url", server)
     assert code == 2
     assert "not found" in err
+    for typo in (["runs/bse"], ["0123456789ab", "--spec", "s.yaml"]):  # a mistyped path is not a study id
+        code, _, err = cli(capsys, "replicate", *typo, "--paper", "fig2-wrn", "--url", server)
+        assert (code, err) == (2, f"demonlab: error: {typo[0]}: no such file or folder (a study id is 12 hex digits)\n")
 
 
 def test_the_cli_offers_every_panel() -> None:

@@ -8,6 +8,7 @@ advantage reproduced, no advantage (not reproduced), a tie (inconclusive), one s
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -223,3 +224,29 @@ def test_a_local_run_is_read_with_its_spec(tmp_path: Path) -> None:
     assert len(frame) == len(trials)
     with pytest.raises(ValueError, match="--spec: give the spec"):
         from_files(tmp_path, None)
+
+
+def test_a_local_run_is_refused_with_another_runs_spec_or_broken_trials(tmp_path: Path) -> None:
+    """The spec given must be the one the run ran (its metrics.json names the workload and study), its
+    arms must hold the trials', and the trials must be one per key with numbers where numbers go;
+    each refusal names the file and what is wrong."""
+    spec = EXAMPLES / SPECS["fig2-rn20"]
+    trials = paper_shaped("fig2-rn20", seeds=2)
+    trials.to_csv(tmp_path / "trials.csv", index=False)
+    (tmp_path / "metrics.json").write_text(json.dumps({"study": {"name": "base", "workload": "synthetic"}}))
+    with pytest.raises(
+        ValueError, match=r"has workload 'cifar10_resnet20', but .*metrics\.json says the run's was 'synthetic'"
+    ):
+        from_files(tmp_path, spec)
+    (tmp_path / "metrics.json").unlink()
+    with pytest.raises(ValueError, match=r"has no arm \['adam_none', 'demon_adam'\], which .*trials\.csv holds"):
+        from_files(tmp_path, EXAMPLES / SPECS["fig2-wrn"])  # the SGDM panel's spec for the Adam panel's trials
+    twice = pd.concat([trials, trials.iloc[:1]])
+    twice.to_csv(tmp_path / "trials.csv", index=False)
+    with pytest.raises(ValueError, match=r"trials\.csv: the trial .* appears more than once"):
+        from_files(tmp_path, spec)
+    odd = trials.astype({"test_metric": object})
+    odd.loc[3, "test_metric"] = "abc"
+    odd.to_csv(tmp_path / "trials.csv", index=False)
+    with pytest.raises(ValueError, match=r"trials\.csv: column 'test_metric' holds 'abc', not a number"):
+        from_files(tmp_path, spec)
