@@ -110,13 +110,20 @@ def _tie_groups(v: FloatArray) -> tuple[IntArray, IntArray, IntArray]:
     return order, first, last
 
 
-def lr_sensitivity(t: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+def lr_sensitivity(t: FloatArray, floor: float | None = None) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Wortsman et al. 2023: per β_j the mean over lr of the gap to that column's best lr.
+
+    With ``floor`` (the oriented failure score, −y_fail), a column none of whose cells beats it takes
+    the grid's best as its reference instead: a column that fails throughout has no best lr, and a gap
+    of 0 to its own failure would make failing everywhere the flattest landscape there is.
 
     Returns (per_beta (R, J), pooled (R,): the mean gap over every cell to its column's best,
     joint (R,): the mean gap over every cell to the grid's best).
     """
-    gap = t.max(axis=1, keepdims=True) - t
+    best = t.max(axis=1, keepdims=True)
+    if floor is not None:
+        best = np.where(best > floor, best, t.max(axis=(1, 2))[:, None, None])
+    gap = best - t
     per_beta = gap.mean(axis=1)
     joint = (t.max(axis=(1, 2))[:, None, None] - t).mean(axis=(1, 2))
     return per_beta, gap.mean(axis=(1, 2)), joint

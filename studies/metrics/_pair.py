@@ -140,7 +140,8 @@ def pair_report(
     figures = pair_seeds(seeds[0], seeds[1], grids, ks, win_ks(ks, n_cells), level)
     if spec.primary != "success_share" and (spec.primary, spec.primary_k) not in figures:
         raise ComparisonError(f"verdict.primary {spec.primary!r} k={spec.primary_k} is not a figure of this grid")
-    never = [r.arm for r in reports if r.status != "ok"]
+    never = [r.arm for r in reports if r.status == "never_trained"]
+    empty = [r.arm for r in reports if r.status == "no_results"]  # nothing to judge yet: not "never trained"
     key = (spec.primary, spec.primary_k)
     primary = _delta(spec.primary, spec.primary_k, figures[key], True, bool(never), min_seeds, chooses)
     exploratory = [
@@ -154,13 +155,25 @@ def pair_report(
         for d, p in zip(exploratory, adjusted, strict=True)
     ]
     best = next((d for d in (primary, *exploratory) if d.figure == "expected_best" and d.k == n_cells), None)
+    share = next((d for d in (primary, *exploratory) if d.figure == "success_share"), None)
     return PairReport(
         arm_a=a.arm,
         arm_b=b.arm,
         split=a.split,
         raw_target=raw_target,
         verdict=verdict(
-            a.arm, b.arm, primary, spec, never, _planning_se(figures[key], seeds, spec), min_seeds, units, best
+            a.arm,
+            b.arm,
+            primary,
+            spec,
+            never,
+            _planning_se(figures[key], seeds, spec),
+            min_seeds,
+            units,
+            best,
+            share,
+            empty=empty,
+            seeds_total=len(a.grid.seeds),
         ),
         primary=primary,
         exploratory=exploratory,

@@ -129,7 +129,8 @@ def sensitivity_report(
     ks_used = check_ks(ks, axes.n_cells)
     bounds = axes.lr_bounds()
     seeds = {
-        arm: arm_seeds(*_cubes(grid, checked), theta, theta_jk, bounds, ks_used, LEVEL) for arm, grid in grids.items()
+        arm: arm_seeds(*_cubes(grid, checked), theta, theta_jk, bounds, ks_used, LEVEL, grid.y_fail)
+        for arm, grid in grids.items()
     }
     arms = {
         arm: arm_report(grid, seeds[arm], checked, ks_used, target_model.raw_value, min_seeds, chooses=chooses)
@@ -185,7 +186,7 @@ def _cubes(grid: ArmGrid, split: Split) -> tuple[FloatArray, FloatArray]:
 
 def arm_seeds_of(grid: ArmGrid, split: Split, theta: FloatArray, ks: tuple[int, ...]) -> ArmSeeds:
     """One arm's seed-wise figures at a fixed threshold (for tests and tools)."""
-    return arm_seeds(*_cubes(grid, split), theta, None, grid.axes.lr_bounds(), ks, LEVEL)
+    return arm_seeds(*_cubes(grid, split), theta, None, grid.axes.lr_bounds(), ks, LEVEL, grid.y_fail)
 
 
 # --- across studies ---------------------------------------------------------------------------

@@ -136,13 +136,17 @@ def best_of_k(val: FloatArray, test: FloatArray, ks: tuple[int, ...]) -> FloatAr
     return np.where(whole[..., None], q, np.nan)
 
 
-def lr_gap(test: FloatArray) -> FloatArray:
+def lr_gap(test: FloatArray, y_fail: float | None = None) -> FloatArray:
     """Per seed, lr sensitivity (Wortsman et al. 2023): the mean gap of a cell to the best lr of
-    its β_init column, in score units (lower is more robust). (..., S)."""
+    its β_init column, in score units (lower is more robust). (..., S). With ``y_fail``, a column
+    with no trained cell is measured from the seed's best cell, and a seed with no trained cell has
+    no lr sensitivity (NaN): failure is never flatness (``lr_sensitivity``)."""
     lead = test.shape[:-2]
     t = np.nan_to_num(test).reshape(-1, *test.shape[-2:])
-    pooled = lr_sensitivity(t)[1].reshape(lead)
-    return np.where(_complete(test), pooled, np.nan)
+    floor = None if y_fail is None else -y_fail
+    pooled = lr_sensitivity(t, floor)[1].reshape(lead)
+    trained = np.ones(lead, bool) if floor is None else (t.max(axis=(1, 2)) > floor).reshape(lead)
+    return np.where(_complete(test) & trained, pooled, np.nan)
 
 
 def win_share(va: FloatArray, ta: FloatArray, vb: FloatArray, tb: FloatArray, ks: tuple[int, ...]) -> FloatArray:
@@ -329,10 +333,11 @@ def arm_seeds(
     bounds: FloatArray,
     ks: tuple[int, ...],
     level: float,
+    y_fail: float | None = None,
 ) -> ArmSeeds:
     """Every seed-wise figure of one arm: ``val``/``test`` (..., S, I, J) oriented scores, ``theta``
     (...,) the oriented threshold and ``theta_jk`` (..., S) its delete-one-seed values (None for a
-    given target)."""
+    given target); ``y_fail`` the failure score (``lr_gap``)."""
     ok = success(test, theta)
     ok_jk = None if theta_jk is None else success(test[..., None, :, :, :], theta_jk)
     share_values = share(ok)
@@ -343,7 +348,7 @@ def arm_seeds(
     width_jk = None if ok_jk is None else lr_width(ok_jk, bounds)[0]
     width = seed_mean(width_values, width_jk, level)
     q_values = best_of_k(val, test, ks)
-    gap_values = lr_gap(test)
+    gap_values = lr_gap(test, y_fail)
     decades = float(bounds[-1] - bounds[0])
     return ArmSeeds(
         ok=ok,

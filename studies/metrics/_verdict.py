@@ -3,10 +3,11 @@ planning (``docs/statistics.md``, "The verdict" and "How many seeds").
 
 Decision rule, fixed before the data: the primary Δ's 95% interval excludes 0 → the arm it favours
 is less sensitive (unless the primary is lr sensitivity, a gap to each arm's own best, and that arm
-is worse at its best: "flatter_but_worse", since an arm that trains less is flatter, not more
-robust); it contains 0 → "no detectable difference" when the study could have detected
-the difference of interest (its smallest detectable difference, at the planning power, is at most
-that), else "inconclusive" with the seeds that would do. Power and seeds follow the noncentral t
+is worse at its best or reaches the target over less of the grid: "flatter_but_worse", since an arm
+that trains less, or fails alike everywhere, is flatter, not more robust); it contains 0 → "no
+detectable difference" when the study could have detected the difference of interest (its smallest
+detectable difference, at the planning power, is at most that), else "inconclusive" with the seeds
+that would do. Power and seeds follow the noncentral t
 distribution of the paired t test with the study's own per-seed spread (``scipy.stats.nct``).
 """
 
@@ -91,12 +92,18 @@ def verdict(
     min_seeds: int,
     units: Units = Units(),
     best: Delta | None = None,
+    share: Delta | None = None,
+    *,
+    empty: list[str] | None = None,
+    seeds_total: int | None = None,
 ) -> Verdict:
     """The pair's verdict. ``never``: the pair's arms that never trained; ``se_plan`` the primary
     Δ's standard error for planning (its per-seed spread over √seeds, never 0). ``units``: how the
     statement shows the numbers (``studies.units``: shares and error rates in percentage points).
-    ``best``: the Δ of each arm's best (q(k) at k = every cell; None without a validation split),
-    which an lr sensitivity verdict needs (``flatter_but_worse``)."""
+    ``best``: the Δ of each arm's best (q(k) at k = every cell; None without a validation split) and
+    ``share`` the Δ success share, which an lr sensitivity verdict checks (``flatter_but_worse``).
+    ``empty``: the pair's arms without a single result (no verdict yet, whatever the other did);
+    ``seeds_total``: the study's seeds, to say how many lack the figure."""
     n, d = primary.n_seeds, spec.difference
     base = Verdict(
         outcome="inconclusive_too_few_seeds",
@@ -108,6 +115,9 @@ def verdict(
         power=spec.power,
         n_seeds=n,
     )
+    if empty:
+        said = " and ".join(empty) + " has no results yet (no trial completed or diverged): no verdict."
+        return base.model_copy(update={"statement": said})
     if never:
         winner = next((arm for arm in (arm_a, arm_b) if arm not in never), None)
         said = " and ".join(never) + " never trained (no cell's median beat the failure score)"
@@ -129,28 +139,39 @@ def verdict(
     power = f"{spec.power:.0%} power"
     if not ok:
         why = "too few seeds for an interval" if primary.interval.status == "too_few_seeds" else "no interval"
-        if needed:
-            plan = f"about {needed} seeds"
+        have = f"{n} seed{'s' if n != 1 else ''}"
+        if seeds_total is not None and n < seeds_total:  # seeds without the figure: a cell missing, or none trained
+            have = f"{n} of {seeds_total} seeds have the figure; the others lack a cell's result or trained nowhere"
+        if n == 0 and seeds_total:  # more seeds of the same kind would not help
+            plan = "no seed has the figure: rerun the trials without a result (or see why none trained)"
+        elif needed:
+            plan = f"about {needed} seeds would detect a Δ of {size(d)} with {power}"
         elif n >= 2 and math.isfinite(se_plan):  # a spread to plan with, and no count up to the cap does
-            plan = f"more than {MAX_SEEDS_PLANNED:,} seeds"
+            plan = f"more than {MAX_SEEDS_PLANNED:,} seeds would detect a Δ of {size(d)} with {power}"
         else:  # no spread yet (one seed): the fewest that give an interval, a floor, not a plan
-            plan = f"at least {min_seeds} seeds"
+            plan = f"at least {min_seeds} seeds would detect a Δ of {size(d)} with {power}"
         head = f"Δ {noun} = {units.delta(kind, primary.value)} ({orient})"
-        said = f"Inconclusive ({why}, {n} seed{'s' if n != 1 else ''}): {head}; {plan} would detect a Δ of "
-        said += f"{size(d)} with {power}."
+        said = f"Inconclusive ({why}: {have}): {head}; {plan}."
         return base.model_copy(update={"statement": said, **numbers})
     low, high = primary.interval.low or 0.0, primary.interval.high or 0.0
     head = f"Δ {noun} = {units.delta(kind, primary.value, low, high)} ({level:.0%} interval, {n} seeds; {orient})"
     if low > 0 or high < 0:
         better, worse = (arm_a, arm_b) if low > 0 else (arm_b, arm_a)
-        if spec.primary == "lr_sensitivity" and _worse_at_best(best, a_flatter=low > 0):
-            assert best is not None
-            b_kind = FIGURE_KINDS["expected_best"]
-            at_best = units.delta(b_kind, best.value, best.interval.low or 0.0, best.interval.high or 0.0)
+        against = [d for d in (best, share) if d is not None and _favours_the_other(d, a_flatter=low > 0)]
+        if spec.primary == "lr_sensitivity" and against:
+            words = {
+                "expected_best": "is worse at its best",
+                "success_share": "reaches the target over less of the grid",
+            }
+            shown = " and ".join(
+                f"{words[d.figure]} (Δ {'best score' if d.figure == 'expected_best' else 'share'} = "
+                f"{units.delta(FIGURE_KINDS[d.figure], d.value, d.interval.low or 0.0, d.interval.high or 0.0)})"
+                for d in against
+            )
             said = (
-                f"{better} has the flatter lr landscape ({head}) but is worse at its best than {worse} "
-                f"(Δ best score = {at_best}, {arm_a} − {arm_b}): an arm that trains less is flatter, not "
-                "more robust, so neither is called less sensitive."
+                f"{better} has the flatter lr landscape ({head}) but {shown} than {worse}, Δ > 0 meaning "
+                f"{arm_a} better: an arm that trains less, or fails alike everywhere, is flatter, not more "
+                "robust, so neither is called less sensitive."
             )
             return base.model_copy(
                 update={"outcome": "flatter_but_worse", "statement": said, "flatter": better, **numbers}
@@ -167,11 +188,12 @@ def verdict(
     return base.model_copy(update={"statement": said, **numbers})
 
 
-def _worse_at_best(best: Delta | None, *, a_flatter: bool) -> bool:
-    """Whether the flatter arm's best is worse than the other's, its interval excluding 0 (Δ > 0: a better)."""
-    if best is None or best.interval.status != "ok" or best.interval.low is None or best.interval.high is None:
+def _favours_the_other(delta: Delta, *, a_flatter: bool) -> bool:
+    """Whether ``delta`` (Δ > 0: a better) favours the arm that is not the flatter one, its interval
+    excluding 0."""
+    if delta.interval.status != "ok" or delta.interval.low is None or delta.interval.high is None:
         return False
-    return best.interval.high < 0 if a_flatter else best.interval.low > 0
+    return delta.interval.high < 0 if a_flatter else delta.interval.low > 0
 
 
 def family_statement(primary: Delta, exploratory: list[Delta]) -> str:

@@ -288,16 +288,22 @@ def test_an_arm_that_stops_learning_after_one_step_is_not_called_less_lr_sensiti
 ) -> None:
     """A real arm whose lr decays to ~0 after its first step scores alike at every lr, a little better
     than chance: the flattest landscape, and far worse at its best. With lr sensitivity as the primary
-    figure it used to be named the less sensitive arm; ``demonlab run`` now says it is flatter but
-    worse at its best, names no winner, and writes that outcome into metrics.json."""
+    figure it used to be named the less sensitive arm; ``demonlab run`` now names no winner, and
+    prints the verdict metrics.json holds."""
     spec = tmp_path / "frozen.yaml"
     spec.write_text(FROZEN)
     out = tmp_path / "out"
     args = ["run", str(spec), "--out", str(out), "--executor", "inprocess", "--data-dir", str(tmp_path / "w")]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "VERDICT demon_sgdm vs sgdm_exp@frozen: sgdm_exp@frozen has the flatter lr landscape" in printed
     (pair,) = json.loads((out / "metrics.json").read_text())["pairs"]
-    assert pair["primary"]["interval"]["high"] < 0  # the frozen arm's gap to its own best is smaller
     verdict = pair["verdict"]
-    assert (verdict["outcome"], verdict["winner"], verdict["flatter"]) == ("flatter_but_worse", None, "sgdm_exp@frozen")
+    assert f"VERDICT demon_sgdm vs sgdm_exp@frozen: {verdict['statement']}" in printed
+    assert verdict["winner"] is None
+    # In the seeds where it trained nowhere it has no lr sensitivity (failure is not flatness); in the
+    # others it is flatter but worse: the verdict says one or the other, never that it is less sensitive.
+    if verdict["outcome"] == "flatter_but_worse":
+        assert verdict["flatter"] == "sgdm_exp@frozen"
+    else:
+        assert verdict["outcome"] == "inconclusive_too_few_seeds"
+        assert f"{pair['primary']['n_seeds']} of 9 seeds have the figure" in verdict["statement"]

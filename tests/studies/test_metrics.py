@@ -503,6 +503,50 @@ def test_a_flat_landscape_that_is_worse_at_its_best_is_not_called_less_sensitive
     assert default.verdict.winner not in (None, flatter), default.verdict.statement
 
 
+def test_failing_throughout_a_beta_column_or_a_seed_is_not_flatness() -> None:
+    """Lr sensitivity measures a column with no trained cell from the seed's best cell, and a seed with
+    no trained cell has none: an arm flat where it trains but diverging throughout one of its two β
+    columns used to get a gap of 0 there, and was called the less sensitive arm."""
+    good = landscape(10, seed=24)
+    half = good.copy()
+    diverged = np.zeros(good.shape, bool)
+    diverged[:, :, 1] = True  # every run of the second β column diverges
+    spec = VerdictSpec(primary="lr_sensitivity", difference_of_interest=0.01)
+    flat = np.full(good.shape, 0.10) + np.random.default_rng(25).normal(0, 0.005, good.shape)
+    frames = [seeded("demon_sgdm", flat, diverged=diverged), seeded("sgdm_step", good)]
+    pair = only_pair(report_of(*frames, axes=axes_for(good), verdict=spec))
+    assert pair.verdict.winner != "demon_sgdm", pair.verdict.statement
+    assert pair.primary.value is not None
+    assert pair.primary.value < 0  # the failing column costs it
+    gone = np.zeros(good.shape, bool)
+    gone[:2] = True  # two seeds with no trained cell: no lr sensitivity there
+    report = report_of(seeded("demon_sgdm", half, diverged=gone), seeded("sgdm_step", good), axes=axes_for(good))
+    assert report.arms["demon_sgdm"].lr_sensitivity.pooled is not None
+    assert report.arms["demon_sgdm"].lr_sensitivity.pooled.n_seeds == 8
+
+
+def test_an_arm_with_no_result_yet_gets_no_verdict_not_never_trained() -> None:
+    good = landscape(8, seed=26)
+    frames = [seeded("demon_sgdm", good), seeded("sgdm_step", good)]
+    frames[1]["status"] = "cancelled"
+    pair = only_pair(report_of(*frames, axes=axes_for(good)))
+    assert (pair.verdict.outcome, pair.verdict.winner) == ("inconclusive_too_few_seeds", None)
+    assert pair.verdict.statement == "sgdm_step has no results yet (no trial completed or diverged): no verdict."
+    assert pair.verdict.never_trained == []
+
+
+def test_without_a_validation_split_a_flat_arm_that_reaches_the_target_less_is_not_less_sensitive() -> None:
+    """A full_train study has no best-by-validation; the success share still shows the flat arm fails more."""
+    good, poor = landscape(10, seed=27), flat_but_poor(10, seed=28)
+    frames = [seeded("demon_sgdm", poor), seeded("sgdm_step", good)]
+    for frame in frames:
+        frame["val"] = np.nan
+    spec = VerdictSpec(primary="lr_sensitivity", difference_of_interest=0.05)
+    pair = only_pair(report_of(*frames, axes=axes_for(good), verdict=spec))
+    assert (pair.verdict.outcome, pair.verdict.flatter) == ("flatter_but_worse", "demon_sgdm"), pair.verdict.statement
+    assert "reaches the target over less of the grid" in pair.verdict.statement
+
+
 def test_a_flatter_arm_as_good_at_its_best_is_less_sensitive() -> None:
     """The guard only holds back an arm that is worse at its best: one equally good there and flatter
     elsewhere is less sensitive by lr sensitivity."""

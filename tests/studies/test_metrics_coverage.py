@@ -137,8 +137,8 @@ def seedwise(arms: list[tuple[Grid, Grid]], jackknife: bool = True) -> tuple[Arm
     pool = np.concatenate([va.reshape(*va.shape[:2], -1), vb.reshape(*vb.shape[:2], -1)], axis=-1)
     theta, theta_jk = default_threshold(pool, Y_FAIL, jackknife)
     bounds = AXES1.lr_bounds()
-    a = arm_seeds(va, ta, theta, theta_jk, bounds, KS, LEVEL)
-    b = arm_seeds(vb, tb, theta, theta_jk, bounds, KS, LEVEL)
+    a = arm_seeds(va, ta, theta, theta_jk, bounds, KS, LEVEL, Y_FAIL)
+    b = arm_seeds(vb, tb, theta, theta_jk, bounds, KS, LEVEL, Y_FAIL)
     return a, b, pair_seeds(a, b, (va, ta, vb, tb), KS, WIN_KS, LEVEL)
 
 
