@@ -319,7 +319,8 @@ def test_a_target_at_or_above_the_failure_score_is_refused() -> None:
 
 
 def test_seed_intervals_are_t_intervals_over_seeds() -> None:
-    a, b = landscape(9, seed=3), landscape(9, 0.03, seed=4)
+    # seeds that differ (noise 0.05 around a 0.2 target): the spread is above the floor for a share
+    a, b = landscape(9, seed=3, sd=0.05), landscape(9, 0.03, seed=4, sd=0.05)
     report = report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2)
     per_seed_a = (a <= 0.2).mean(axis=(1, 2))
     per_seed_b = (b <= 0.2).mean(axis=(1, 2))
@@ -341,6 +342,22 @@ def test_seed_intervals_are_t_intervals_over_seeds() -> None:
         pytest.approx(ci.low),
         pytest.approx(ci.high),
     )
+
+
+def test_a_share_difference_the_same_in_every_seed_still_has_an_interval() -> None:
+    """One cell decides: a succeeds there in every seed, b in none. Every seed's Δ is 1/6, a spread of
+    0, yet neither share is known exactly: the Δ's standard error is floored by the arms' floors (its
+    interval had width 0 and p = 0; in such a landscape that covered 80%)."""
+    a = np.full((8, 3, 2), 0.5)
+    a[:, 1, 1] = 0.1
+    b = np.full((8, 3, 2), 0.5)
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=0.2))
+    assert pair.primary.value == pytest.approx(1 / 6)
+    assert pair.primary.interval.low is not None
+    assert pair.primary.interval.high is not None
+    assert pair.primary.interval.high - pair.primary.interval.low > 0.05
+    assert pair.primary.p_value is not None
+    assert pair.primary.p_value > 0
 
 
 def test_a_share_the_same_in_every_seed_still_has_an_interval() -> None:
