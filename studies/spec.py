@@ -394,7 +394,7 @@ class StudySpec(_Strict):
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
         _check_floors(self)
-        _check_verdict_k(self)
+        _check_verdict(self)
         _check_target(self, workload)
         _check_full_train(self)
         limit = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
@@ -448,9 +448,16 @@ class StudySpec(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _check_verdict_k(spec: StudySpec) -> None:
-    """A verdict on q(k) needs a k the report computes for this grid (``budgets``): else every trial
-    would run and the report would then refuse the verdict."""
+def _check_verdict(spec: StudySpec) -> None:
+    """A verdict the report can give on this grid, checked before any trial runs: a primary figure that
+    compares learning rates needs two of them, and q(k) a k the report computes (``budgets``)."""
+    lr_figure = spec.verdict is not None and spec.verdict.primary in ("lr_sensitivity", "success_lr_width")
+    if lr_figure and spec.search.mode == "grid" and len(spec.lr_values) < 2:  # both compare learning rates
+        assert spec.verdict is not None
+        raise ValueError(
+            f"verdict.primary: {spec.verdict.primary!r} compares learning rates; this grid has one (give lr "
+            "at least two values, or choose success_share or expected_best)"
+        )
     k = spec.verdict.k if spec.verdict else None
     if k is None or spec.search.mode != "grid":
         return

@@ -229,7 +229,7 @@ def arm_report(
             else ExpectedBest(status="undefined"),
             "lr_sensitivity": LrSensitivity(status="ok", pooled=gap)
             if gap.value is not None
-            else LrSensitivity(status="incomplete"),
+            else LrSensitivity(status="undefined" if len(grid.axes.lrs) < 2 else "incomplete"),
         }
     )
 

@@ -146,7 +146,8 @@ def lr_gap(test: FloatArray, y_fail: float | None = None) -> FloatArray:
     floor = None if y_fail is None else -y_fail
     pooled = lr_sensitivity(t, floor)[1].reshape(lead)
     trained = np.ones(lead, bool) if floor is None else (t.max(axis=(1, 2)) > floor).reshape(lead)
-    return np.where(_complete(test) & trained, pooled, np.nan)
+    several = test.shape[-2] >= 2  # one lr: no other lr to be sensitive to (0 would claim a perfect score)
+    return np.where(_complete(test) & trained & several, pooled, np.nan)
 
 
 def win_share(va: FloatArray, ta: FloatArray, vb: FloatArray, tb: FloatArray, ks: tuple[int, ...]) -> FloatArray:

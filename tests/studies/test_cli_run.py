@@ -156,6 +156,11 @@ def test_missing_spec_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
         (("lr: [0.01, 0.1, 1.0]", "lr: {min: 0.1, max: 0.1000000000001, num: 3}"), "lr", "repeat after rounding"),
         (("epochs: 2", "epochs: 2\nverdict: {primary: expected_best, k: 3, difference_of_interest: 0.05}"), "", "k: 3"),
         (("epochs: 2", "epochs: 2\nverdict: {difference_of_interest: 2.0}"), "verdict", "more than the whole grid"),
+        (
+            ("lr: [0.01, 0.1, 1.0]", "lr: [0.1]\nverdict: {primary: lr_sensitivity, difference_of_interest: 0.05}"),
+            "",
+            "compares learning rates; this grid has one",
+        ),
     ],
 )
 def test_invalid_spec_exits_2_naming_the_field(

@@ -542,6 +542,13 @@ def test_failing_throughout_a_beta_column_or_a_seed_is_not_flatness() -> None:
     assert report.arms["demon_sgdm"].lr_sensitivity.pooled.n_seeds == 8
 
 
+def test_one_learning_rate_has_no_lr_sensitivity() -> None:
+    """With one lr there is no other lr to be sensitive to: the figure is undefined, not a perfect 0."""
+    one = landscape(8, seed=29)[:, :1, :]
+    report = report_of(seeded("demon_sgdm", one), axes=axes_for(one))
+    assert report.arms["demon_sgdm"].lr_sensitivity.status == "undefined"
+
+
 def test_an_arm_with_no_result_yet_gets_no_verdict_not_never_trained() -> None:
     good = landscape(8, seed=26)
     frames = [seeded("demon_sgdm", good), seeded("sgdm_step", good)]
