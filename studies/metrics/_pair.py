@@ -154,6 +154,10 @@ def pair_report(
         d if p is None else d.model_copy(update={"holm_p_value": p, "significant": p < ALPHA})
         for d, p in zip(exploratory, adjusted, strict=True)
     ]
+    shares = {r.success.share.value for r in reports}
+    separates_none = None  # a target every run reaches, or none: a share Δ of 0 whatever the seeds
+    if spec.primary in ("success_share", "success_lr_width") and len(shares) == 1 and shares <= {0.0, 1.0}:
+        separates_none = "every run of both arms reaches the target" if shares == {1.0} else "no run reaches the target"
     best = next((d for d in (primary, *exploratory) if d.figure == "expected_best" and d.k == n_cells), None)
     share = next((d for d in (primary, *exploratory) if d.figure == "success_share"), None)
     return PairReport(
@@ -174,6 +178,7 @@ def pair_report(
             share,
             empty=empty,
             seeds_total=len(a.grid.seeds),
+            separates_none=separates_none,
         ),
         primary=primary,
         exploratory=exploratory,

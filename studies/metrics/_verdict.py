@@ -96,6 +96,7 @@ def verdict(
     *,
     empty: list[str] | None = None,
     seeds_total: int | None = None,
+    separates_none: str | None = None,
 ) -> Verdict:
     """The pair's verdict. ``never``: the pair's arms that never trained; ``se_plan`` the primary
     Δ's standard error for planning (its per-seed spread over √seeds, never 0). ``units``: how the
@@ -103,7 +104,8 @@ def verdict(
     ``best``: the Δ of each arm's best (q(k) at k = every cell; None without a validation split) and
     ``share`` the Δ success share, which an lr sensitivity verdict checks (``flatter_but_worse``).
     ``empty``: the pair's arms without a single result (no verdict yet, whatever the other did);
-    ``seeds_total``: the study's seeds, to say how many lack the figure."""
+    ``seeds_total``: the study's seeds, to say how many lack the figure; ``separates_none``: why the
+    target tells no run from another (the primary then compares nothing, however many seeds)."""
     n, d = primary.n_seeds, spec.difference
     base = Verdict(
         outcome="inconclusive_too_few_seeds",
@@ -123,6 +125,12 @@ def verdict(
         said = " and ".join(never) + " never trained (no cell's median beat the failure score)"
         said += f": {winner} is the one that trains." if winner else ": neither arm trains."
         return base.model_copy(update={"outcome": "never_trained", "statement": said, "winner": winner})
+    if separates_none:
+        said = (
+            f"Inconclusive: the target separates no runs ({separates_none}), so Δ is 0 whatever the seeds; "
+            "choose a target between the arms' scores (verdict.target, or the default rule)."
+        )
+        return base.model_copy(update={"statement": said, "delta": primary.value})
     level = primary.interval.level or LEVEL
     needed = seeds_needed(se_plan * math.sqrt(n) if n >= 2 else math.nan, d, level, spec.power, min_seeds)
     ok = primary.interval.status == "ok"

@@ -542,6 +542,15 @@ def test_failing_throughout_a_beta_column_or_a_seed_is_not_flatness() -> None:
     assert report.arms["demon_sgdm"].lr_sensitivity.pooled.n_seeds == 8
 
 
+@pytest.mark.parametrize(("target", "words"), [(0.01, "no run reaches the target"), (0.8, "every run of both arms")])
+def test_a_target_that_separates_no_runs_is_said_to_not_a_seed_plan(target: float, words: str) -> None:
+    a, b = landscape(8, seed=30), landscape(8, 0.1, seed=31)
+    pair = only_pair(report_of(seeded("demon_sgdm", a), seeded("sgdm_step", b), axes=axes_for(a), target=target))
+    assert pair.verdict.outcome == "inconclusive_too_few_seeds"
+    assert pair.verdict.statement.startswith(f"Inconclusive: the target separates no runs ({words}")
+    assert "seeds would detect" not in pair.verdict.statement
+
+
 def test_one_learning_rate_has_no_lr_sensitivity() -> None:
     """With one lr there is no other lr to be sensitive to: the figure is undefined, not a perfect 0."""
     one = landscape(8, seed=29)[:, :1, :]
