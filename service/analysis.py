@@ -384,7 +384,16 @@ def _sensitivity_body(
     def compute() -> dict[str, Any]:  # JSON: what the report store keeps across restarts
         frame = scores_frame(engine, study_id, kind, progress_key(study))
         axes = study_axes(spec, frame)
-        report = sensitivity_report(frame, axes, fail, target=target, verdict=choices, split=split, metric=name)
+        report = sensitivity_report(
+            frame,
+            axes,
+            fail,
+            target=target,
+            verdict=choices,
+            split=split,
+            metric=name,
+            sampled=spec.search.mode != "grid",  # a search's points: no verdict (the study page says so)
+        )
         about = SensitivityStudy(
             id=study_id, metric=name, split=split, status=study.status.value, protocol=spec.protocol_note
         )

@@ -132,7 +132,13 @@ def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path
     scores = scores_frame(frame, spec.metric_kind)
     axes = grid_axes(spec, frame)
     typed = sensitivity_report(
-        scores, axes, y_fail, verdict=verdict_spec(spec), split=spec.split, metric=spec.metric_name
+        scores,
+        axes,
+        y_fail,
+        verdict=verdict_spec(spec),
+        split=spec.split,
+        metric=spec.metric_name,
+        sampled=isinstance(spec.search, OptunaSearchSpec),
     )
     report: dict[str, Any] = typed.model_dump(mode="json")
     report["study"] = {

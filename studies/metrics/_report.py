@@ -93,6 +93,20 @@ def has_validation(grids: Mapping[str, ArmGrid]) -> bool:
     return any(bool(g.n_val.any()) for g in grids.values())
 
 
+SAMPLED = (
+    "A search samples points, not a grid (each arm where its sampler chose): no verdict; run a grid study "
+    "on the region it found to compare the arms' sensitivity."
+)
+
+
+def _unjudged(pair: PairReport | PairError) -> PairReport | PairError:
+    """A search study's pair: its figures as computed, its verdict ``SAMPLED``."""
+    if isinstance(pair, PairError):
+        return pair
+    update = {"outcome": "inconclusive_too_few_seeds", "statement": SAMPLED, "winner": None, "flatter": None}
+    return pair.model_copy(update={"verdict": pair.verdict.model_copy(update=update)})
+
+
 def sensitivity_report(
     scores: pd.DataFrame,
     axes: GridAxes,
@@ -105,8 +119,12 @@ def sensitivity_report(
     split: str = "test",
     min_seeds: int = MIN_INTERVAL_SEEDS,
     metric: str | None = None,
+    sampled: bool = False,
 ) -> SensitivityReport:
     """Every arm's figures and every pair's comparison and verdict.
+
+    ``sampled``: the points are a search's (each arm's sampler chose its own), not a grid: the pairs
+    keep their figures for reading, but no verdict is given (``SAMPLED``), as the study page says.
 
     ``metric``: the scores' name (``error``, ``loss``); an error rate's statements are worded in
     percent and percentage points (``studies.units``; the numbers stay fractions). None: raw units.
@@ -163,6 +181,8 @@ def sensitivity_report(
                 units=units,
             )
         )
+    if sampled:
+        reports = [_unjudged(r) for r in reports]
     return SensitivityReport(
         selected_on="val" if chooses else None,
         split=checked,

@@ -174,6 +174,41 @@ def test_a_search_arm_the_sampler_has_not_reached_shows_empty_cells_not_an_error
     assert api.get(f"/api/v1/studies/{study_id}/grid", params={"arm": "sgdm_typo"}).status_code == 422
 
 
+def test_a_search_study_has_no_verdict_on_any_surface(api: TestClient) -> None:
+    """The study page says a search has no grid and so no verdict; the sensitivity report (the API, the
+    CLI, the figures in words) says the same instead of a verdict on its sampled points as a grid."""
+    spec = {
+        "name": "two arms searched",
+        "workload": "synthetic",
+        "arms": ["demon_sgdm", "sgdm_step"],
+        "seeds": 2,
+        "epochs": 1,
+        "search": {
+            "mode": "optuna",
+            "n_trials": 2,
+            "lr": {"min": 0.01, "max": 1.0},
+            "beta_init": {"min": 0.5, "max": 0.95},
+        },
+    }
+    study_id = submit(api, spec)
+    points = [(0.02, 0.6), (0.2, 0.9)]  # the study's sampler proposes each point for every arm
+    record(
+        api,
+        study_id,
+        [
+            completed(TrialKey(arm, lr, b, s), 0.1 + lr)
+            for arm in ("demon_sgdm", "sgdm_step")
+            for lr, b in points
+            for s in (0, 1)
+        ],
+    )
+    (pair,) = api.get(f"/api/v1/studies/{study_id}/sensitivity").json()["pairs"]
+    assert pair["verdict"]["outcome"] == "inconclusive_too_few_seeds"
+    assert pair["verdict"]["winner"] is None
+    assert pair["verdict"]["statement"].startswith("A search samples points, not a grid")
+    assert "A search samples points, not a grid" in api.get(f"/studies/{study_id}/figures").text
+
+
 def test_spec_parse_gives_each_field_its_line(api: TestClient) -> None:
     text = "name: x\nworkload: synthetic\narms:\n  - demon_sgdm\n  - name: sgdm_step\nepochs: 2\n"
     body = api.post("/api/v1/specs/parse", json={"text": text}).json()
