@@ -489,7 +489,8 @@ def export_metadata(study: Any) -> dict[str, Any]:
 def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> Any:
     """How robust is each arm on ``workload``: per-arm figures over finished studies (``completed``,
     and ``completed_with_failures``, whose failed trials count as missing), study by study with
-    their intervals (a ``RobustnessPublic``)."""
+    their intervals (a ``RobustnessPublic``). Grid studies only: a search's sampled points have no
+    grid figures (its report gives no verdict either)."""
     from studies.metrics import aggregate_robustness
 
     try:
@@ -508,7 +509,7 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
     entries = []
     for study in studies:
         spec = study_spec(study)
-        if epochs is not None and spec.epochs != epochs:
+        if spec.search.mode != "grid" or (epochs is not None and spec.epochs != epochs):
             continue
         if arm is not None and arm not in [a.name for a in spec.arms]:
             continue

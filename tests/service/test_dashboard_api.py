@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from service.dashboard import words
-from service.db import dal, session_scope
+from service.db import StudyStatus, dal, session_scope
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from studies.units import Units, points
 
@@ -207,6 +207,17 @@ def test_a_search_study_has_no_verdict_on_any_surface(api: TestClient) -> None:
     assert pair["verdict"]["winner"] is None
     assert pair["verdict"]["statement"].startswith("A search samples points, not a grid")
     assert "A search samples points, not a grid" in api.get(f"/studies/{study_id}/figures").text
+    with session_scope(engine_of(api)) as session:  # completed: robustness reads finished studies
+        dal.claim_queued_studies(session, limit=10, launcher_id="test")
+        dal.finish_study(session, study_id, status=StudyStatus.COMPLETED)
+    grid_study = submit(
+        api, {**spec, "name": "a grid", "search": {"mode": "grid"}, "lr": [0.02, 0.2], "beta_init": [0.6, 0.9]}
+    )
+    with session_scope(engine_of(api)) as session:
+        dal.claim_queued_studies(session, limit=10, launcher_id="test")
+        dal.finish_study(session, grid_study, status=StudyStatus.COMPLETED)
+    body = api.get("/api/v1/robustness", params={"workload": "synthetic"}).json()
+    assert body["query"]["studies"] == 1  # the grid study is read, the search is not
 
 
 def test_spec_parse_gives_each_field_its_line(api: TestClient) -> None:
