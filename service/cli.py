@@ -205,7 +205,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         args.study_id, target=args.target, metric=args.metric, split=args.split
     )
     pairs = [p for p in report.pairs if (args.a in (None, p.arm_a)) and (args.b in (None, p.arm_b))]
-    if not pairs:
+    if not pairs and (args.a or args.b):  # a pair asked for that is not there: a refused request (exit 2)
+        raise ValueError(_missing_pair(report, args.a, args.b))
+    if not pairs:  # nothing asked for, nothing to compare: not an error of the request
         print(f"demonlab: {_missing_pair(report, args.a, args.b)}", file=sys.stderr)
         return 1
     if args.json:

@@ -121,9 +121,10 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
 
     # A pair the report does not have: which pairs it has, and the swapped one when that exists.
     code, out, err = cli(capsys, "compare", study_id, "--url", server, "--a", "sgdm_step", "--b", "sgdm_cosine")
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")  # a refused request, as the README says: one error line, exit 2
     assert err == (
-        "demonlab: no pair sgdm_step vs sgdm_cosine in the report; the pairs it has: --a demon_sgdm --b sgdm_step\n"
+        "demonlab: error: no pair sgdm_step vs sgdm_cosine in the report; "
+        "the pairs it has: --a demon_sgdm --b sgdm_step\n"
     )
     code, _, err = cli(capsys, "compare", study_id, "--url", server, "--a", "sgdm_step", "--b", "demon_sgdm")
     assert "(did you mean --a demon_sgdm --b sgdm_step?)" in err

@@ -302,8 +302,10 @@ def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[
     assert code == 0
     assert [(p["arm_a"], p["arm_b"]) for p in json.loads(out)] == [("demon_sgdm", "sgdm_step")]
     code, _, err = cli(capsys, "compare", study_id, "--url", server, "--a", "adam_step")
-    assert code == 1
-    assert err.startswith("demonlab: no pair adam_step vs any arm in the report; the pairs it has: --a demon_sgdm")
+    assert code == 2
+    assert err.startswith(
+        "demonlab: error: no pair adam_step vs any arm in the report; the pairs it has: --a demon_sgdm"
+    )
 
     for name in ("map.png", "map.svg"):
         code, out, _ = cli(capsys, "heatmap", study_id, "--url", server, "--out", str(tmp_path / name))
