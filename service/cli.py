@@ -172,19 +172,26 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
+    from studies.units import is_percent, percent
+
     grid = _client(args).grid(args.study_id, arm=args.arm, metric=args.metric, split=args.split, stat=args.stat)
+    values = [v for row in grid.values for v in row if v is not None]
+    in_percent = is_percent(grid.metric, values, None)  # an error rate: in percent, as every other output
+    unit = " (%)" if in_percent else ""
     print(
-        f"{grid.arm}: {grid.stat} {grid.split} {grid.metric} over seeds (rows lr, columns beta_init; x = all diverged)"
+        f"{grid.arm}: {grid.stat} {grid.split} {grid.metric}{unit} over seeds "
+        "(rows lr, columns beta_init; x = every seed diverged, * = some did)"
     )
-    print(f"{'lr':>10} " + " ".join(f"{b:>8g}" for b in grid.betas))
+    print(f"{'lr':>10} " + " ".join(f"{b:>9g}" for b in grid.betas))
     for i, lr in enumerate(grid.lrs):
         cells = []
         for j in range(len(grid.betas)):
-            value = grid.values[i][j]
-            if grid.n[i][j] and grid.diverged[i][j] == grid.n[i][j]:
-                cells.append(f"{'x':>8}")
-            else:
-                cells.append(f"{value:>8.4g}" if value is not None else f"{'-':>8}")
+            value, n, diverged = grid.values[i][j], grid.n[i][j], grid.diverged[i][j]
+            if n and diverged == n:
+                cells.append(f"{'x':>9}")
+                continue
+            shown = "-" if value is None else percent(value).removesuffix("%") if in_percent else f"{value:.4g}"
+            cells.append(f"{shown + ('*' if diverged else ''):>9}")
         print(f"{lr:>10g} " + " ".join(cells))
     return 0
 
@@ -247,9 +254,18 @@ def _cmd_trials(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([t.model_dump(mode="json") for t in page.data], indent=2))
         return 0
+    from studies.units import is_percent
+    from studies.vocab import workload_entry
+
     from .console import trials_table
 
-    print(trials_table(page.data))
+    study = _client(args).get_study(args.study_id)
+    try:  # the scores' name: the spec's metric, else its workload's
+        metric = str(study.spec.get("metric") or workload_entry(study.workload).metric_name)
+    except ValueError:  # a workload this release does not know: no unit claimed
+        metric = ""
+    scores = [x for t in page.data for x in (t.val_metric, t.test_metric) if isinstance(x, float)]
+    print(trials_table(page.data, percent=is_percent(metric, scores, None)))
     print(f"({len(page.data)} of {page.count}, from {page.offset})")
     return 0
 

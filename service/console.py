@@ -211,8 +211,13 @@ def compare_table(pairs: list[Any], units: Units | None = None) -> str:
     return "\n".join([table(headers, rows), *notes, legend])
 
 
-def trials_table(trials: list[Any]) -> str:
-    """A page of trials: key, status, scores (raw), epochs, seconds, node."""
+def trials_table(trials: list[Any], *, percent: bool = False) -> str:
+    """A page of trials: key, status, scores (an error rate in percent, else raw), epochs, seconds, node."""
+    from studies.units import percent as in_percent
+
+    def score(value: Any) -> str:
+        return in_percent(value) if percent and isinstance(value, float) else num(value)
+
     headers = ["arm", "lr", "beta_init", "seed", "status", "val", "test", "epochs", "seconds", "node"]
     rows = [
         [
@@ -221,8 +226,8 @@ def trials_table(trials: list[Any]) -> str:
             f"{t.beta_init:g}",
             str(t.seed),
             t.status,
-            num(t.val_metric),
-            num(t.test_metric),
+            score(t.val_metric),
+            score(t.test_metric),
             str(t.epochs_done),
             f"{t.wall_seconds:.1f}",
             t.node or "-",

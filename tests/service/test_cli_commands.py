@@ -64,7 +64,9 @@ def test_cli_trials_cancel_delete(server: str, engine: Engine, capsys: pytest.Ca
     lines = out.splitlines()
     assert lines[0].split() == ["arm", "lr", "beta_init", "seed", "status", "val", "test", "epochs", "seconds", "node"]
     assert lines[1].split()[:5] == ["demon_sgdm", "0.1", "0.9", "0", "completed"]
-    assert float(lines[1].split()[5]) == pytest.approx(result_for(key).val_metric, rel=1e-3)
+    shown = lines[1].split()[5]  # an error rate, in percent as every other output shows it
+    assert shown.endswith("%")
+    assert float(shown.removesuffix("%")) == pytest.approx(100 * result_for(key).val_metric, abs=0.05)
     assert lines[-1] == "(1 of 1, from 0)"
     code, out, _ = cli(capsys, "trials", study_id, "--url", server, "--limit", "5", "--json")
     assert code == 0

@@ -275,14 +275,20 @@ SMALL = {"lr": [0.1], "beta_init": [0.9], "seeds": 1, "epochs": 1}
 def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     study_id = cli_submit(capsys, server)
     record_all(engine, study_id)
+    with session_scope(engine) as session:  # one seed of one cell diverges instead
+        dal.record_trial_result(
+            session, study_id, TrialResult(TrialKey("demon_sgdm", 0.01, 0.8, 1), TrialStatus.DIVERGED, ())
+        )
 
     code, out, _ = cli(capsys, "grid", study_id, "--url", server, "--arm", "sgdm_step", "--stat", "max")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("sgdm_step: max test error over seeds")
+    assert lines[0].startswith("sgdm_step: max test error (%) over seeds")  # an error rate: percent, as elsewhere
     assert lines[1].split() == ["lr", "0.8", "0.9"]
-    assert lines[2].split() == ["0.01", "0.121", "0.131"]
+    assert lines[2].split() == ["0.01", "12.1", "13.1"]
     assert lines[4].split() == ["1", "x", "x"]  # every seed diverged
+    code, out, _ = cli(capsys, "grid", study_id, "--url", server, "--arm", "demon_sgdm")
+    assert out.splitlines()[2].split()[1].endswith("*")  # one of its seeds diverged: marked, not hidden
 
     code, out, _ = cli(capsys, "sensitivity", study_id, "--url", server)
     assert code == 0
@@ -322,7 +328,8 @@ def test_cli_results(server: str, engine: Engine, capsys: pytest.CaptureFixture[
         assert out == f"wrote {tmp_path / name}\n"
     csv, parquet = pd.read_csv(tmp_path / "trials.csv"), pd.read_parquet(tmp_path / "trials.parquet")
     assert len(csv) == len(parquet) == 24
-    assert (csv["status"] == "diverged").sum() == (parquet["status"] == "diverged").sum() == 4
+    # diverged: sgdm_step at lr 1 (4 trials), and one demon_sgdm seed
+    assert (csv["status"] == "diverged").sum() == (parquet["status"] == "diverged").sum() == 5
 
 
 def test_cli_errors(server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
