@@ -466,3 +466,21 @@ def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_pa
     accessible(page, "search study tables")
     shot(page, tmp_path, "search")
     no_problems(page)
+
+
+def test_the_page_rounds_numbers_as_python_does(server: Server, page: Any) -> None:
+    """The page, the CLI, the PNGs and the figures in words show one number the same way: an exact
+    tie rounds to the even digit (a median of 0.0625 is 6.2%, not toFixed's 6.3) and zero has no sign."""
+    import random
+
+    rng = random.Random(7)
+    values = [6.25, 0.125 * 100, 12.35, 0.05, -0.05, -0.04, 2.5, 3.5, 99.95, 7.125, -0.0]
+    values += [rng.randrange(-800, 800) / 8 for _ in range(300)] + [rng.uniform(-50, 50) for _ in range(300)]
+    page.goto(server.url + "/")
+    shown = page.evaluate("(vs) => vs.map((v) => [demonlab.fixed(v, 1), demonlab.fixed(v, 2)])", values)
+
+    def python(v: float, digits: int) -> str:
+        text = f"{v:.{digits}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+    assert [tuple(s) for s in shown] == [(python(v, 1), python(v, 2)) for v in values]

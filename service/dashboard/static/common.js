@@ -84,6 +84,20 @@ const demonlab = (() => {
     return shown >= 100 && value < 1 ? "> 99.9%" : shown.toString() + "%"; // many seeds: never "100%"
   }
 
+  /** ``x`` to ``digits`` decimals as Python's format() writes it (the CLI, the PNGs and the words
+   * fragment): an exact tie rounds to the even digit (6.25 → "6.2", where toFixed gives "6.3"), and
+   * a zero is never "-0.0". */
+  function fixed(x, digits) {
+    let text = x.toFixed(digits);
+    const exact = Math.abs(x).toFixed(Math.min(100, digits + 60)); // the double's decimal expansion
+    if (/^50*$/.test(exact.slice(exact.indexOf(".") + 1 + digits))) {
+      const scale = 10 ** digits;
+      const low = Math.floor(Math.abs(x) * scale); // exact: a tie has few binary digits
+      text = ((Math.sign(x) * (low % 2 === 0 ? low : low + 1)) / scale).toFixed(digits);
+    }
+    return /^-0(\.0*)?$/.test(text) ? text.slice(1) : text;
+  }
+
   /** Scores for people in the study's unit: percent (one decimal, as the PNG heatmaps) for an error
    * metric the server marks `percent`, else 3 significant digits. `signed` adds the sign of a Δ. */
   function scoreFormat(percent) {
@@ -91,7 +105,7 @@ const demonlab = (() => {
       if (value === null || value === undefined || !Number.isFinite(Number(value))) return "–";
       if (!percent) return num(value);
       const p = 100 * Number(value);
-      return Math.abs(p) < 99.95 ? p.toFixed(1) : p.toFixed(0);
+      return Math.abs(p) < 99.95 ? fixed(p, 1) : fixed(p, 0);
     };
     f.unit = percent ? "%" : "";
     f.diffUnit = percent ? " points" : "";
@@ -147,5 +161,5 @@ const demonlab = (() => {
 
   document.addEventListener("DOMContentLoaded", wireTokenForm);
 
-  return { api, el, svg, num, pct, level, table, token, scoreFormat, urlState };
+  return { api, el, svg, num, pct, level, fixed, table, token, scoreFormat, urlState };
 })();

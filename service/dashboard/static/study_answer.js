@@ -4,7 +4,7 @@
 "use strict";
 
 const studyAnswer = (() => {
-  const { el, num, pct, level } = demonlab;
+  const { el, num, pct, level, fixed } = demonlab;
 
   // Pair figures → (label, kind). kind: "share" (a fraction, shown in percentage points), "score"
   // (the metric's own units), "decades", "probability" (null ½). v4 names first, then v3's.
@@ -42,7 +42,7 @@ const studyAnswer = (() => {
   }
 
   function formatter(kind, fmt) {
-    if (kind === "share" || kind === "probability") return (v) => (Number.isFinite(v) ? (100 * v).toFixed(1) : "–");
+    if (kind === "share" || kind === "probability") return (v) => (Number.isFinite(v) ? fixed(100 * v, 1) : "–");
     if (kind === "score") return (v) => (Number.isFinite(v) ? fmt(v) : "–");
     return (v) => num(v);
   }
