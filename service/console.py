@@ -243,7 +243,13 @@ def robustness_table(result: Any) -> str:
     the JSON; a range of estimates is not an interval)."""
     from studies.units import Units, is_percent, percent
 
-    headers = ["arm", "epochs", "studies", "never trained", "best score", "success share", "lr width (dec)"]
+    headers = ["arm", "epochs", "grid", "target", "studies", "never trained", "best score", "success share"]
+    headers.append("lr width (dec)")
+
+    def grid(key: dict[str, Any]) -> str:  # what splits groups besides arm and epochs: the rows must differ
+        lrs, betas, seeds = key.get("lr_range") or [], key.get("betas") or [], key.get("seeds") or []
+        lr = f"lr {num(lrs[0], 3)}..{num(lrs[1], 3)}" if len(lrs) == 2 and None not in lrs else "lr -"
+        return f"{lr} × {len(betas)} β, {len(seeds)} seeds"
 
     def spread(across: Any, show: Callable[[float], str] = lambda x: num(x, 3)) -> str:
         if across.n_studies == 0 or across.range_low is None:
@@ -258,6 +264,8 @@ def robustness_table(result: Any) -> str:
         [
             str(group.key.get("arm")),
             str(group.key.get("epochs", "-")),
+            grid(group.key),
+            str(group.key.get("target", "-")),
             str(group.n_studies),
             str(group.n_never_trained),
             spread(group.raw_peak_score, score(group)),

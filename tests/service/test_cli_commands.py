@@ -114,9 +114,11 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "workload synthetic: 1 completed study"
-    assert lines[1].split()[:5] == ["arm", "epochs", "studies", "never", "trained"]
+    assert lines[1].split()[:6] == ["arm", "epochs", "grid", "target", "studies", "never"]
     assert sorted(line.split()[0] for line in lines[2:4]) == sorted(ARMS)
-    assert all(line.split()[1:4] == ["2", "1", "0"] for line in lines[2:4])
+    # the grid and the target tell rows of one arm apart (two rows that looked the same before)
+    for line in lines[2:4]:
+        assert line.split()[1:][:10] == ["2", "lr", "0.01..1", "×", "2", "β,", "2", "seeds", "default", "1"]
     assert lines[-1].endswith("not an interval")
     code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server, "--arm", "sgdm_step", "--json")
     assert [g["key"]["arm"] for g in json.loads(out)["groups"]] == ["sgdm_step"]
