@@ -39,6 +39,8 @@ def run_local(
     """Run every trial of ``spec`` and write the outputs to ``out_dir``; return the metrics report."""
     from tqdm import tqdm
 
+    data_dir, dataset_dir = work_dirs(data_dir, dataset_dir)
+
     check_executor(spec, executor)
     prepare_out_dir(out_dir)  # a bad --out is said before the study trains, not after
     results: dict[Any, TrialResult] = {}
@@ -85,6 +87,13 @@ def _import_outputs() -> None:
     from . import heatmaps, metrics, report
 
     del matplotlib, pyarrow, heatmaps, metrics, report
+
+
+def work_dirs(data_dir: Path, dataset_dir: Path | None) -> tuple[Path, Path | None]:
+    """The work and dataset dirs as absolute paths: Ray Tune runs each trial in a directory of its own,
+    where a relative path (``--data-dir .work``, the default) named nothing, so on Ray every dataset
+    workload failed with "not found" under the trial's directory."""
+    return data_dir.resolve(), None if dataset_dir is None else dataset_dir.resolve()
 
 
 def print_report(report: dict[str, Any], out_dir: Path) -> None:

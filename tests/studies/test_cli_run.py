@@ -312,3 +312,13 @@ def test_an_arm_that_stops_learning_after_one_step_is_not_called_less_lr_sensiti
     else:
         assert verdict["outcome"] == "inconclusive_too_few_seeds"
         assert f"{pair['primary']['n_seeds']} of 9 seeds have the figure" in verdict["statement"]
+
+
+def test_work_dirs_are_absolute_wherever_a_trial_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray Tune runs each trial in its own directory: the defaults (``--data-dir .work``) and any relative
+    ``--dataset-dir`` are resolved against where ``demonlab run`` was started, before any trial."""
+    from studies.local import work_dirs
+
+    monkeypatch.chdir(tmp_path)
+    assert work_dirs(Path(".work"), Path("data")) == (tmp_path / ".work", tmp_path / "data")
+    assert work_dirs(Path(".work"), None) == (tmp_path / ".work", None)
