@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from .console import SHUTDOWN_GRACE_S, safe_url
 from .logs import configure_logging
 
@@ -692,6 +694,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"demonlab: error: {exc.detail}" + (f" (field: {exc.field})" if exc.field else ""),
             file=sys.stderr,
         )
+        return 2
+    except ValidationError as exc:  # a spec read here (run, demo): every field, on one line, as the API lists them
+        from .submission import spec_errors
+
+        listed = "; ".join(f"{e['field']}: {e['reason']}" for e in spec_errors(exc))
+        print(f"demonlab: error: invalid spec: {listed}", file=sys.stderr)
         return 2
     except (ValueError, OSError, DemonlabError) as exc:  # a bad value, an unreadable or unwritable file
         print(f"demonlab: error: {exc}", file=sys.stderr)

@@ -90,7 +90,11 @@ class DemonlabClient:
             body = response.json()
         except ValueError:
             raise ApiError(response.status_code, response.text) from None
-        raise ApiError(response.status_code, str(body.get("detail")), body.get("field"))
+        detail = str(body.get("detail"))
+        more = [e for e in (body.get("errors") or [])[1:] if isinstance(e, dict)]  # the detail names the first
+        if more:
+            detail += "; " + "; ".join(f"{e.get('field')}: {e.get('reason')}" for e in more)
+        raise ApiError(response.status_code, detail, body.get("field"))
 
     @staticmethod
     def _params(**params: Any) -> dict[str, Any]:

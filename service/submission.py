@@ -50,6 +50,11 @@ def _spec_error(error: Any) -> dict[str, str]:
     return {"field": field, "reason": message}
 
 
+def spec_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """A spec's validation errors as the API lists them: one {field, reason} per field."""
+    return _one_per_field(exc.errors())
+
+
 def _one_per_field(errors: list[Any]) -> list[dict[str, str]]:
     """A value that fits no branch of a union fails once per branch: where one branch got inside the
     value (``seeds: [1, x]`` fails at seeds.1 as a list) the other branches' errors at the field

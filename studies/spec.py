@@ -572,8 +572,11 @@ def read_spec_data(text: str, *, suffix: str = ".yaml") -> Any:
 
     try:
         return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ValueError(f"the spec is not valid YAML: {exc}") from exc
+    except yaml.YAMLError as exc:  # one line: the problem and where (the dashboard reads the cause's mark)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ValueError(f"the spec is not valid YAML: {problem}{where}") from exc
     except RecursionError:
         raise ValueError("the spec is not valid YAML: nested too deeply") from None
 

@@ -199,6 +199,13 @@ def test_cli_errors_are_messages_not_tracebacks(
     listy.write_text("[1, 2]")
     code, _, err = cli(capsys, "submit", str(listy), "--url", server)
     assert (code, err) == (2, f"demonlab: error: {listy}: a spec must be a mapping of fields, not list\n")
+    two = tmp_path / "two.yaml"  # two bad fields: both named, on one line (the API lists both)
+    two.write_text("name: x\nworkload: synthetic\narms: [demon_sgdm]\nlr: [0.1]\nbeta_init: [0.9]\nseeds: -1\n")
+    code, _, err = cli(capsys, "submit", str(two), "--url", server)
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "seeds: a seed count must be between 1 and 1000" in err
+    assert "epochs: Field required" in err
     for text, where in (("lr: [0.1, .nan]", "lr[1]: nan"), ("verdict: {target: -.inf}", "verdict.target: -inf")):
         odd = tmp_path / "odd.yaml"
         odd.write_text(f"name: x\nworkload: synthetic\narms: [demon_sgdm]\n{text}\n")
