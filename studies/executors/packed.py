@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import queue
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,10 @@ class PackedExecutor:
         goes back to the system when it ends: a study's peak memory is its largest packs', not their
         sum over time). Results come back through a queue as each member finishes, then the pack's
         end (``work.while_waiting`` runs here once the first packs are forked; results wait in the
-        queue meanwhile). A stop kills the packs (their checkpoints stay); a pack's process that
-        dies before its end (killed, out of memory) is an error.
+        queue meanwhile). A stop asks each pack to stop after its epoch (SIGTERM: it saves its
+        checkpoint, as a pack in this process does) and kills what is still running ``STOP_GRACE``
+        seconds later; results that arrive meanwhile are not delivered (the checkpoint holds them for
+        the next launch). A pack's process that dies before its end (killed, out of memory) is an error.
 
         The processes are forked here, by this thread, and killed outright: a pool's replacement
         workers are forked by its own thread, and one forked as the pool terminated kept the
@@ -189,6 +192,7 @@ class PackedExecutor:
                 self._receive(results, emit, running, ended, timeout=0.5)
                 if should_stop():
                     summary.cancelled = True
+                    _stop_gracefully(running)
                     break
                 for index, process in list(running.items()):
                     if process.exitcode is not None and index not in ended:
@@ -252,15 +256,29 @@ class _Job:
         return len(results)
 
 
+STOP_GRACE = 3.0  # seconds a stopped pack has to finish its epoch and save (the launcher's SIGKILL: 5 s)
+
+
+def _stop_gracefully(running: dict[int, Any]) -> None:
+    """Ask every running pack to stop after its epoch (SIGTERM) and wait up to ``STOP_GRACE`` for them."""
+    for process in running.values():
+        if process.exitcode is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_GRACE
+    for process in running.values():
+        process.join(max(0.0, deadline - time.monotonic()))
+
+
 def _pack_in_child(job: _Job, index: int, results: Any) -> None:
     """Run ``job`` in a forked process: each result, then the pack's end, through ``results``. Stop
-    after an epoch (checkpoint kept) once the driver that forked it is gone (killed outright),
-    rather than train on for a relaunch that will resume it."""
+    after an epoch, saving its checkpoint, on SIGTERM (the driver stopping it: a cancel, or the
+    launcher's signal to the driver's process group) or once the driver that forked it is gone
+    (killed outright), rather than train on for a relaunch that will resume it."""
     import signal
 
-    # The driver's SIGTERM handler (stop after the epoch) is inherited through fork: the default here.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))  # not the driver's inherited handler
     torch.set_num_threads(job.plan.threads)
     parent = os.getppid()
-    job.run(lambda result: results.put(result.to_dict()), lambda: os.getppid() != parent)
+    job.run(lambda result: results.put(result.to_dict()), lambda: bool(stopping) or os.getppid() != parent)
     results.put({"pack_ended": index})

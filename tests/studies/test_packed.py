@@ -18,6 +18,7 @@ splits, 1/360 of digits'), and equal statuses.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
@@ -489,6 +490,28 @@ def test_a_cancelled_packed_study_relaunched_reruns_only_what_is_missing(tmp_pat
     for result in first + second:
         _same_as_uninterrupted(result, whole[result.key])
     assert list(folder.iterdir()) == []
+
+
+def test_a_stopped_forked_pack_saves_its_checkpoint(tmp_path: Any) -> None:
+    """A cancel stops a forked pack after its epoch with its checkpoint saved, as a pack in the driver's
+    process does (it was killed outright: with the 30-s cadence, a cancel lost everything since the
+    last save), and the relaunch resumes from it with the uninterrupted results."""
+    plan = TrialPlan(workload="synthetic", epochs=200, batch_size=16)
+    keys = PACK_KEYS[:4]
+    folder = tmp_path / "packs"
+    started = time.monotonic()
+    executor = PackedExecutor(pack_size=2, workers=2, checkpoint_dir=folder, checkpoint_seconds=3600)
+    summary = executor.run(Work(plan, keys, should_stop=lambda: time.monotonic() - started > 1.0), lambda r: None)
+    assert summary.cancelled
+    saved = sorted(folder.glob("*.pack.pt"))  # no periodic save was due: these are the stop's
+    assert len(saved) == 2  # two packs of two, forked
+    resumed: list[TrialResult] = []
+    PackedExecutor(pack_size=2, workers=2, checkpoint_dir=folder).run(Work(plan, keys), resumed.append)
+    assert sorted(r.key for r in resumed) == sorted(keys)
+    whole = {r.key: r for r in run_pack(plan, keys[:2]) + run_pack(plan, keys[2:])}
+    for result in resumed:
+        _same_as_uninterrupted(result, whole[result.key])
+    assert not any(path.exists() for path in saved)
 
 
 def test_a_pack_whose_process_dies_is_an_error_not_a_wait(tmp_path: Any) -> None:
