@@ -338,7 +338,9 @@ def field_lines(node: Any) -> dict[str, int]:
         else:
             return
         if id(node) in path_nodes:
-            raise ValueError(f"an alias refers to a field that holds it (line {node.start_mark.line + 1})")
+            cycle = ValueError("an alias refers to a field that holds it")
+            cycle.line = node.start_mark.line + 1  # type: ignore[attr-defined]  # the answer's `line`
+            raise cycle
         walked[0] += len(children)
         if walked[0] > MAX_FIELDS:
             raise ValueError(f"more than {MAX_FIELDS} fields")
@@ -411,7 +413,7 @@ def parse_spec(body: SpecText) -> Any:
         spec = json.loads(json.dumps(spec, allow_nan=False, default=_json_value))
     except (TypeError, ValueError) as exc:  # too many fields, a cycle, a value JSON lacks
         reason = "numbers must be finite" if str(exc).startswith("Out of range") else str(exc)
-        return invalid(reason)
+        return invalid(reason, getattr(exc, "line", None))
     except RecursionError:
         return invalid("nested too deeply")
     return {"spec": spec, "lines": lines}
