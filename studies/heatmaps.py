@@ -41,6 +41,7 @@ LEFT_IN = 0.8  # lr tick labels and the axis label
 GAP_IN = 0.2  # between two arms' panels
 RIGHT_IN = 1.35  # the colour bars and their labels
 TOP_IN = 0.95  # the figure title (two lines) and the first row's panel titles
+TITLE_LINE_IN = 0.17  # one line of the 10-pt title
 MIDDLE_IN = 0.8  # x labels of the first row, panel titles of the second
 BOTTOM_IN = 0.5
 DIVERGED_MARK = "×"
@@ -141,6 +142,13 @@ def build_figure(
 
     n_lr, n_beta, _ = axes.shape
     width, height = figure_size(len(tables), n_lr, n_beta)
+    title = f"median {split} {metric_label} over {len(axes.seeds)} seeds, lower is better: {', '.join(tables)}"
+    if note:
+        title += f"; {note}"
+    chars = max(int(width * 11), 30)  # about what fits at 9–10 pt
+    title = textwrap.fill(title, chars)
+    lines = title.count("\n") + 1
+    height += max(0, lines - 2) * TITLE_LINE_IN  # TOP_IN holds two lines; a longer note gets room
     figure = Figure(figsize=(width, height), dpi=DPI)
     panel_w, panel_h = panel_size(n_lr, n_beta)
     rows_y = (BOTTOM_IN + panel_h + MIDDLE_IN, BOTTOM_IN)  # lower edges, in inches
@@ -173,15 +181,12 @@ def build_figure(
     rate_bar = figure.colorbar(rates, cax=figure.add_axes(box(bar_x, rows_y[1], 0.16, panel_h)))
     rate_bar.set_label("diverged / results", fontsize=8)
     rate_bar.ax.tick_params(labelsize=7)
-    title = f"median {split} {metric_label} over {len(axes.seeds)} seeds, lower is better: {', '.join(tables)}"
-    if note:
-        title += f"; {note}"
     legend = (
         f"{DIVERGED_MARK} all seeds diverged · d/n{PARTIAL_MARK} d of n diverged · n=r/S r of S seeds · grey: no result"
     )
-    chars = max(int(width * 11), 30)  # about what fits at 9–10 pt
-    figure.text(0.5, 1 - 0.08 / height, textwrap.fill(title, chars), ha="center", va="top", fontsize=10)
-    figure.text(0.5, 1 - 0.42 / height, textwrap.fill(legend, int(chars * 1.2)), ha="center", va="top", fontsize=8)
+    figure.text(0.5, 1 - 0.08 / height, title, ha="center", va="top", fontsize=10)
+    below = 0.08 + max(lines, 2) * TITLE_LINE_IN + 0.02  # the legend under the title's last line
+    figure.text(0.5, 1 - below / height, textwrap.fill(legend, int(chars * 1.2)), ha="center", va="top", fontsize=8)
     return figure
 
 

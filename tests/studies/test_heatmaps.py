@@ -110,3 +110,20 @@ def test_bad_requests() -> None:
         render_heatmap(scores(), AXES, Y_FAIL, fmt="jpg")
     with pytest.raises(ValueError, match="no trials"):
         render_heatmap(scores().iloc[:0], AXES, Y_FAIL)
+
+
+@pytest.mark.parametrize("note_words", [0, 40, 90])
+def test_the_title_and_the_legend_never_overlap(note_words: int) -> None:
+    """A long note (the success shares of three arms, say) wraps the title onto more lines: the figure
+    grows and the legend moves under it (its third line was drawn over the legend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from studies.heatmaps import build_figure
+
+    note = " ".join(["word"] * note_words) or None
+    figure = build_figure(scores(), AXES, Y_FAIL, note=note)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    title, legend = (text.get_window_extent(renderer) for text in figure.texts[:2])
+    assert legend.y1 <= title.y0, (title, legend)  # display coordinates: y grows upwards
+    top_panel = max(ax.get_window_extent(renderer).y1 for ax in figure.axes)
+    assert top_panel <= legend.y0
