@@ -1,9 +1,10 @@
 """The packed executor: a study's trials in packs of K, each pack trained as one batched model.
 
 In process, packs run one after another (``PackedExecutor``), or one per core in forked processes;
-on Ray, a pack is one Ray Tune trial with the spec's resources (``RayTuneExecutor`` of a packed
-study), so the packs of a big study spread over every worker of the cluster. Either way each member
-reaches the sink as its own ``TrialResult`` (see ``studies.packed.trainer``).
+on Ray, a pack is a Ray task or a warm pool actor holding the spec's resources
+(``studies.executors.ray_packs``), so the packs of a big study spread over every worker of the
+cluster. Either way each member reaches the sink as its own ``TrialResult`` (see
+``studies.packed.trainer``).
 
 ``auto`` pack size: one pack per worker, but no pack above the workload's ``pack_knee`` members
 (beyond it a member's step costs more: more packs, in rounds of one per worker), and within memory:

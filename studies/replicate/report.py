@@ -133,7 +133,7 @@ def _notes(
     )
     if (study.epochs, study.batch_size) != (chosen.epochs, chosen.batch_size):
         notes.append(
-            f"trained {study.epochs} epochs at batch {study.batch_size}; "
+            f"trained {study.epochs} epochs at batch {study.batch_size or 'the workload default'}; "
             f"the paper {chosen.epochs} epochs at batch {chosen.batch_size}"
         )
     notes.append(f"{len(seeds)} seed(s) per cell, each cell's value the median over them (the paper: one run per cell)")
