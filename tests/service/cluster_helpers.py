@@ -42,15 +42,21 @@ T = TypeVar("T")
 # ------------------------------------------------------------------------------------------ basics
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports that are free right now (held together while chosen)."""
+def free_ports(n: int, avoid: set[int] | None = None) -> list[int]:
+    """``n`` distinct TCP ports that are free right now (held together while chosen), none in ``avoid``:
+    ports handed out before and released but not yet bound by whoever got them (a cluster's GCS port
+    came back as its runtime-env agent's, and ``ray start`` refused the pair)."""
     sockets = []
+    chosen: list[int] = []
     try:
-        for _ in range(n):
+        while len(chosen) < n:
             s = socket.socket()
             s.bind(("", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
+            sockets.append(s)  # held, so the system hands out another next
+            port = s.getsockname()[1]
+            if port not in (avoid or set()):
+                chosen.append(port)
+        return chosen
     finally:
         for s in sockets:
             s.close()
@@ -212,6 +218,12 @@ class RayCluster:
         self.client_port: int | None = None
         self.dashboard_port: int | None = None
         self._count = 0
+        self._taken: set[int] = set()  # every port this cluster handed out: never twice
+
+    def _ports(self, n: int) -> list[int]:
+        ports = free_ports(n, self._taken)
+        self._taken.update(ports)
+        return ports
 
     @property
     def gcs_address(self) -> str:
@@ -228,11 +240,11 @@ class RayCluster:
     ) -> None:
         """Start the head node; ``again``: a new head on the ports of the last one (after a kill)."""
         if not again:
-            self.gcs_port, self.client_port = free_ports(2)
+            self.gcs_port, self.client_port = self._ports(2)
         args = ["--head", f"--port={self.gcs_port}", f"--ray-client-server-port={self.client_port}"]
         if dashboard:
             if not again:
-                (self.dashboard_port,) = free_ports(1)
+                (self.dashboard_port,) = self._ports(1)
             args += [
                 "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1",
@@ -249,7 +261,7 @@ class RayCluster:
         self._count += 1
         temp_dir = self.root / name
         temp_dir.mkdir(parents=True, exist_ok=True)
-        node_manager, object_manager, agent_grpc, agent_http, metrics, runtime_env = free_ports(6)
+        node_manager, object_manager, agent_grpc, agent_http, metrics, runtime_env = self._ports(6)
         low, high = free_port_range()
         command = [
             str(VENV_BIN / "ray"),
