@@ -133,24 +133,26 @@ def test_search_points_and_importances(api: TestClient) -> None:
     assert 'id="scatter"' in page.text
 
 
+# Two arms searched over one box (the tests record the sampled points themselves).
+TWO_ARM_SEARCH: dict[str, Any] = {
+    "workload": "synthetic",
+    "arms": ["demon_sgdm", "sgdm_step"],
+    "seeds": 2,
+    "epochs": 1,
+    "search": {
+        "mode": "optuna",
+        "n_trials": 4,
+        "lr": {"min": 0.01, "max": 1.0},
+        "beta_init": {"min": 0.5, "max": 0.95},
+    },
+}
+
+
 def test_a_search_arm_the_sampler_has_not_reached_shows_empty_cells_not_an_error(api: TestClient) -> None:
     """A search study cancelled (or still running) before its second arm ran a trial: its maps, its
     grid and a comparison with it answer, that arm with every cell missing (a 422 and a 409 that said
     to try again later before, though the study had ended)."""
-    spec = {
-        "name": "one arm sampled",
-        "workload": "synthetic",
-        "arms": ["demon_sgdm", "sgdm_step"],
-        "seeds": 2,
-        "epochs": 1,
-        "search": {
-            "mode": "optuna",
-            "n_trials": 4,
-            "lr": {"min": 0.01, "max": 1.0},
-            "beta_init": {"min": 0.5, "max": 0.95},
-        },
-    }
-    study_id = submit(api, spec)
+    study_id = submit(api, TWO_ARM_SEARCH | {"name": "one arm sampled"})
     points = [(0.02, 0.6), (0.2, 0.9)]
     record(api, study_id, [completed(TrialKey("demon_sgdm", lr, b, s), 0.2 + lr) for lr, b in points for s in (0, 1)])
     assert api.post(f"/api/v1/studies/{study_id}/cancel").status_code == 200
@@ -177,19 +179,7 @@ def test_a_search_arm_the_sampler_has_not_reached_shows_empty_cells_not_an_error
 def test_a_search_study_has_no_verdict_on_any_surface(api: TestClient) -> None:
     """The study page says a search has no grid and so no verdict; the sensitivity report (the API, the
     CLI, the figures in words) says the same instead of a verdict on its sampled points as a grid."""
-    spec = {
-        "name": "two arms searched",
-        "workload": "synthetic",
-        "arms": ["demon_sgdm", "sgdm_step"],
-        "seeds": 2,
-        "epochs": 1,
-        "search": {
-            "mode": "optuna",
-            "n_trials": 2,
-            "lr": {"min": 0.01, "max": 1.0},
-            "beta_init": {"min": 0.5, "max": 0.95},
-        },
-    }
+    spec = TWO_ARM_SEARCH | {"name": "two arms searched"}
     study_id = submit(api, spec)
     points = [(0.02, 0.6), (0.2, 0.9)]  # the study's sampler proposes each point for every arm
     record(
