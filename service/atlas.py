@@ -20,6 +20,7 @@ the study page's own, for a cell of one study) and the answer across workloads f
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -229,7 +230,9 @@ def _cell_result(engine: Engine, plan: CellPlan, with_verdicts: bool) -> CellRes
     from studies.spec import StudySpec
 
     cell = plan.cell
-    spec = StudySpec.model_validate(cell_spec(cell, plan.seeds))
+    # The cell's seeds may span several studies, each within the per-study trial limit (more seeds
+    # submit only the missing ones), so the limit does not apply to the cell as a whole.
+    spec = StudySpec.model_validate(cell_spec(cell, plan.seeds), context={"max_trials": math.inf})
     status = _cell_status(plan)
     verdicts: list[PairVerdict] = []
     error = None
