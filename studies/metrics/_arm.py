@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,6 +41,8 @@ from studies.metrics.models import (
 )
 from studies.vocab import Split
 
+ArrayT = TypeVar("ArrayT", bound=np.ndarray)  # a float or a bool grid
+
 # Fewer seeds than this: no interval. The coverage battery (tests/studies/test_metrics_coverage.py)
 # asserts every interval at >= 93% at 8 and 10 seeds on six landscapes (docs/statistics.md).
 MIN_INTERVAL_SEEDS = 8
@@ -51,7 +54,7 @@ def grid_model(axes: GridAxes) -> GridAxesModel:
     return GridAxesModel(lrs=list(axes.lrs), betas=list(axes.betas), seeds=list(axes.seeds))
 
 
-def seed_major(by_seed: FloatArray) -> FloatArray:
+def seed_major(by_seed: ArrayT) -> ArrayT:
     """(I, J, S) in seed order → (S, I, J), the seed-wise kernels' layout."""
     return np.moveaxis(by_seed, -1, 0)
 

@@ -96,6 +96,8 @@ class ArmGrid:
     hold the same scores in the order of ``axes.seeds`` (what the seed-wise figures read:
     seed s is the same seed in every cell, on both splits and in every arm). The ``*_seen`` masks say
     which axis values occur in this arm's rows of any status (what a comparison of grids looks at).
+    ``failed_by_seed`` (I, J, S) marks the trials that ran and failed (no result, but an ending: such
+    a run never reaches the target; a pending or cancelled one is merely missing).
     """
 
     arm: str
@@ -105,6 +107,7 @@ class ArmGrid:
     test: FloatArray
     val_by_seed: FloatArray
     test_by_seed: FloatArray
+    failed_by_seed: BoolArray
     n_val: IntArray
     n_test: IntArray
     n_diverged: IntArray
@@ -178,6 +181,7 @@ def build_grids(
     if unknown_status.any():
         raise GridError(f"unknown trial status(es): {sorted(set(status[unknown_status].tolist()))}")
     diverged = status == "diverged"
+    failed = status == "failed"
 
     cell = ((codes.astype(np.int64) * n_lr + i) * n_beta + j).astype(np.int64)
     flat = cell * n_seed + s
@@ -196,6 +200,9 @@ def build_grids(
         seeded[split] = cube.reshape(n_arms, n_lr, n_beta, n_seed)
         cubes[split] = np.sort(seeded[split], axis=-1)
         counts[split] = np.bincount(cell[ok], minlength=n_arms * n_lr * n_beta).reshape(n_arms, n_lr, n_beta)
+    failed_cube = np.zeros(n_slots, dtype=bool)
+    failed_cube[flat[failed]] = True
+    failed_seeded = failed_cube.reshape(n_arms, n_lr, n_beta, n_seed)
     n_div = np.bincount(cell[diverged], minlength=n_arms * n_lr * n_beta).reshape(n_arms, n_lr, n_beta)
     lr_seen = np.bincount(codes * n_lr + i, minlength=n_arms * n_lr).reshape(n_arms, n_lr) > 0
     beta_seen = np.bincount(codes * n_beta + j, minlength=n_arms * n_beta).reshape(n_arms, n_beta) > 0
@@ -210,6 +217,7 @@ def build_grids(
             test=cubes["test"][a],
             val_by_seed=seeded["val"][a],
             test_by_seed=seeded["test"][a],
+            failed_by_seed=failed_seeded[a],
             n_val=counts["val"][a],
             n_test=counts["test"][a],
             n_diverged=n_div[a],

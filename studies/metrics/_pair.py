@@ -16,7 +16,7 @@ import numpy as np
 from studies.errors import ComparisonError
 from studies.metrics._arm import MIN_INTERVAL_SEEDS, T_INTERVAL
 from studies.metrics._grid import ArmGrid, FloatArray, finite
-from studies.metrics._seedwise import ArmSeeds, SeedMean, pair_seeds
+from studies.metrics._seedwise import ArmSeeds, SeedMean, pair_seeds, seed_mean
 from studies.metrics._verdict import family_statement, holm, verdict
 from studies.metrics.models import (
     ArmReport,
@@ -159,6 +159,8 @@ def pair_report(
     if spec.primary in ("success_share", "success_lr_width") and len(shares) == 1 and shares <= {0.0, 1.0}:
         separates_none = "every run of both arms reaches the target" if shares == {1.0} else "no run reaches the target"
     best = next((d for d in (primary, *exploratory) if d.figure == "expected_best" and d.k == n_cells), None)
+    if not chooses:  # no validation split: q(N) is undefined, but "worse at its best" still guards the verdict
+        best = _delta("expected_best", n_cells, best_on_the_split(grids, level), False, bool(never), min_seeds)
     share = next((d for d in (primary, *exploratory) if d.figure == "success_share"), None)
     return PairReport(
         arm_a=a.arm,
@@ -184,6 +186,16 @@ def pair_report(
         exploratory=exploratory,
         family=family_statement(primary, exploratory),
     )
+
+
+def best_on_the_split(grids: tuple[FloatArray, FloatArray, FloatArray, FloatArray], level: float) -> SeedMean:
+    """Δ of each seed's best score on the split (a better), for a study without a validation split
+    (full_train), where nothing chooses a cell: what q(N) is when validation is the split. A seed
+    whose grid lacks a cell has none, as for q(N)."""
+    _, ta, _, tb = grids
+    with np.errstate(invalid="ignore"):
+        best_a, best_b = ta.max(axis=(-2, -1)), tb.max(axis=(-2, -1))  # NaN wherever a cell is
+    return seed_mean(best_a - best_b, None, level)
 
 
 def _planning_se(m: SeedMean, seeds: tuple[ArmSeeds, ArmSeeds], spec: VerdictSpec) -> float:

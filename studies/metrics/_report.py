@@ -147,7 +147,16 @@ def sensitivity_report(
     ks_used = check_ks(ks, axes.n_cells)
     bounds = axes.lr_bounds()
     seeds = {
-        arm: arm_seeds(*_cubes(grid, checked), theta, theta_jk, bounds, ks_used, LEVEL, grid.y_fail)
+        arm: arm_seeds(
+            *_cubes(grid, checked),
+            theta,
+            theta_jk,
+            bounds,
+            ks_used,
+            LEVEL,
+            grid.y_fail,
+            seed_major(grid.failed_by_seed),
+        )
         for arm, grid in grids.items()
     }
     arms = {
@@ -206,7 +215,8 @@ def _cubes(grid: ArmGrid, split: Split) -> tuple[FloatArray, FloatArray]:
 
 def arm_seeds_of(grid: ArmGrid, split: Split, theta: FloatArray, ks: tuple[int, ...]) -> ArmSeeds:
     """One arm's seed-wise figures at a fixed threshold (for tests and tools)."""
-    return arm_seeds(*_cubes(grid, split), theta, None, grid.axes.lr_bounds(), ks, LEVEL, grid.y_fail)
+    failed = seed_major(grid.failed_by_seed)
+    return arm_seeds(*_cubes(grid, split), theta, None, grid.axes.lr_bounds(), ks, LEVEL, grid.y_fail, failed)
 
 
 # --- across studies ---------------------------------------------------------------------------

@@ -92,17 +92,19 @@ def success(test: FloatArray, theta: FloatArray) -> FloatArray:
 
 
 def share(ok: FloatArray) -> FloatArray:
-    """Per seed, the share of the seed's cells that succeed: (..., S, I, J) → (..., S)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(ok, axis=(-2, -1))
+    """Per seed, the share of the seed's cells that succeed: (..., S, I, J) → (..., S). NaN for a
+    seed whose grid lacks a cell's result (failed, cancelled or not run yet), as for every seed-wise
+    figure: a share over the cells that happen to have results would favour the arm whose bad
+    cells failed or have not run over the arm whose bad cells diverged."""
+    out: FloatArray = ok.mean(axis=(-2, -1))  # NaN wherever a cell is
+    return out
 
 
 def share_per_beta(ok: FloatArray) -> FloatArray:
-    """Per seed and β_init column, the share of the column's cells that succeed: (..., S, J)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(ok, axis=-2)
+    """Per seed and β_init column, the share of the column's cells that succeed: (..., S, J); NaN
+    for a column that lacks a cell's result."""
+    out: FloatArray = ok.mean(axis=-2)
+    return out
 
 
 def _complete(x: FloatArray) -> BoolArray:
@@ -260,9 +262,10 @@ def share_floor(ok: FloatArray, axis: tuple[int, ...] = (-2, -1)) -> FloatArray:
         return np.where(cells > 0, np.sqrt(var.sum(axis=axis)) / np.maximum(cells, 1), np.nan)
 
 
-def width_floor(ok: FloatArray, bounds: FloatArray, n_seeds: FloatArray) -> FloatArray:
-    """The floor of the standard error of the mean lr width: the spread of the width over synthetic
-    seed grids whose cells succeed independently at their Jeffreys-smoothed rates, over √n_seeds."""
+def width_spread(ok: FloatArray, bounds: FloatArray) -> FloatArray:
+    """The spread (sd) of one seed's lr width over synthetic seed grids whose cells succeed
+    independently at their Jeffreys-smoothed rates; over √n_seeds it floors the mean width's
+    standard error. NaN where the grid has one lr."""
     if ok.shape[-2] < 2:
         return np.full(ok.shape[:-3], np.nan)
     p, _ = _jeffreys(ok)
@@ -270,9 +273,14 @@ def width_floor(ok: FloatArray, bounds: FloatArray, n_seeds: FloatArray) -> Floa
     rng = np.random.default_rng(_FLOOR_SEED)
     draws = rng.random((*lead, FLOOR_DRAWS, *p.shape[-2:])) < p[..., None, :, :]
     widths = longest_run_decades(draws.reshape(-1, *p.shape[-2:]), bounds).mean(axis=1)
-    sd = widths.reshape(*lead, FLOOR_DRAWS).std(axis=-1, ddof=1)
+    sd: FloatArray = widths.reshape(*lead, FLOOR_DRAWS).std(axis=-1, ddof=1)
+    return sd
+
+
+def _over_root(sd: FloatArray, n: FloatArray) -> FloatArray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sd / np.sqrt(n_seeds)
+        out: FloatArray = sd / np.sqrt(n)
+    return out
 
 
 def clipped(m: SeedMean, low: float, high: float) -> SeedMean:
@@ -318,6 +326,7 @@ class ArmSeeds:
     per_beta: SeedMean
     width_values: FloatArray
     width_jk: FloatArray | None
+    width_sd: FloatArray
     width: SeedMean
     edge: FloatArray
     q_values: FloatArray
@@ -335,12 +344,18 @@ def arm_seeds(
     ks: tuple[int, ...],
     level: float,
     y_fail: float | None = None,
+    failed: BoolArray | None = None,
 ) -> ArmSeeds:
     """Every seed-wise figure of one arm: ``val``/``test`` (..., S, I, J) oriented scores, ``theta``
     (...,) the oriented threshold and ``theta_jk`` (..., S) its delete-one-seed values (None for a
-    given target); ``y_fail`` the failure score (``lr_gap``)."""
+    given target); ``y_fail`` the failure score (``lr_gap``); ``failed`` (..., S, I, J) the trials
+    that ran and failed: they never succeed (``docs/metrics.md``), where a trial not run (pending,
+    cancelled) leaves its seed without a share or width."""
     ok = success(test, theta)
     ok_jk = None if theta_jk is None else success(test[..., None, :, :, :], theta_jk)
+    if failed is not None:
+        ok = np.where(failed, 0.0, ok)
+        ok_jk = None if ok_jk is None else np.where(failed[..., None, :, :, :], 0.0, ok_jk)
     share_values = share(ok)
     share_jk = None if ok_jk is None else share(ok_jk)
     beta_values = np.moveaxis(share_per_beta(ok), -1, -2)  # (..., J, S)
@@ -348,6 +363,7 @@ def arm_seeds(
     width_values, edge = lr_width(ok, bounds)
     width_jk = None if ok_jk is None else lr_width(ok_jk, bounds)[0]
     width = seed_mean(width_values, width_jk, level)
+    width_sd = width_spread(ok, bounds)
     q_values = best_of_k(val, test, ks)
     gap_values = lr_gap(test, y_fail)
     decades = float(bounds[-1] - bounds[0])
@@ -359,13 +375,21 @@ def arm_seeds(
         per_beta=clipped(with_floor(seed_mean(beta_values, beta_jk, level), share_floor(ok, axis=(-2,))), 0.0, 1.0),
         width_values=width_values,
         width_jk=width_jk,
-        width=clipped(with_floor(width, width_floor(ok, bounds, width.n)), 0.0, decades),
+        width_sd=width_sd,
+        width=clipped(with_floor(width, _over_root(width_sd, width.n)), 0.0, decades),
         edge=edge,
         q_values=q_values,
         q=seed_mean(np.moveaxis(q_values, -1, -2), None, level),
         gap_values=gap_values,
         gap=clipped(seed_mean(gap_values, None, level), 0.0, np.inf),
     )
+
+
+def _if_degenerate(m: SeedMean, floor: FloatArray) -> FloatArray:
+    """``floor`` where every seed gave the same value (a spread of 0), else 0: no floor."""
+    degenerate = np.isfinite(m.se) & (m.se <= 1e-12)
+    out: FloatArray = np.where(degenerate, floor, 0.0)
+    return out
 
 
 def _diff(x: FloatArray | None, y: FloatArray | None) -> FloatArray | None:
@@ -384,15 +408,16 @@ def pair_seeds(
     means a is better (paired per seed), and a's probabilities of being better (null ½).
     ``grids`` is (val a, test a, val b, test b), each (..., S, I, J)."""
     va, ta, vb, tb = grids
-    share_delta = seed_mean(a.share_values - b.share_values, _diff(a.share_jk, b.share_jk), level)
     # Every seed giving the same Δ (a spread of 0) is not an exact Δ: neither share is known exactly.
     # There, and only there, the arms' floors carried to their difference (independent cells: variances
     # add) stand in: zero-width intervals with p = 0 covered 80% in a one-cell landscape without it,
     # and a floor everywhere would have halved the battery's power (29% -> 15% at 8 seeds).
-    degenerate = np.isfinite(share_delta.se) & (share_delta.se <= 1e-12)
-    floor = np.where(degenerate, np.hypot(share_floor(a.ok), share_floor(b.ok)), 0.0)
-    share_delta = with_floor(share_delta, floor)
+    # The same holds for the lr width (one cell deciding gave zero-width intervals covering 76%).
+    share_delta = seed_mean(a.share_values - b.share_values, _diff(a.share_jk, b.share_jk), level)
+    share_delta = with_floor(share_delta, _if_degenerate(share_delta, np.hypot(share_floor(a.ok), share_floor(b.ok))))
     width_delta = seed_mean(a.width_values - b.width_values, _diff(a.width_jk, b.width_jk), level)
+    width_sd = np.hypot(a.width_sd, b.width_sd)
+    width_delta = with_floor(width_delta, _if_degenerate(width_delta, _over_root(width_sd, width_delta.n)))
     out: dict[tuple[str, int | None], SeedMean] = {
         ("success_share", None): clipped(share_delta, -1.0, 1.0),
         ("success_lr_width", None): width_delta,

@@ -1,4 +1,4 @@
-"""The sensitivity report's types (``metrics_version`` 5): what the metric code returns, what the API
+"""The sensitivity report's types (``metrics_version`` 6): what the metric code returns, what the API
 serves and what every renderer reads.
 
 These pydantic models are the one definition of the report: ``studies.metrics`` builds them,
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studies.units import Units
 
-METRICS_VERSION = 5
+METRICS_VERSION = 6
 LEVEL = 0.95
 POSITIVE_MEANS = "arm_a is better"
 DEFAULT_KS = (1, 2, 4, 8, 16)

@@ -394,7 +394,7 @@ def test_sensitivity_reports_the_verdict_arms_and_pairs(api: TestClient, results
     body = strict_json(response.text)  # no NaN or Infinity anywhere
     assert set(body["arms"]) == set(ARMS)
     assert body["orientation"].startswith("higher is better")
-    assert body["metrics_version"] == 5
+    assert body["metrics_version"] == 6
     assert body["min_interval_seeds"] == 8
     assert body["study"] == {
         "id": results_study,
@@ -411,10 +411,12 @@ def test_sensitivity_reports_the_verdict_arms_and_pairs(api: TestClient, results
     step = body["arms"]["sgdm_step"]["coverage"]
     assert (step["n_completed"], step["n_diverged"], step["n_missing"]) == (8, 3, 1)
     (pair,) = [p for p in body["pairs"] if (p["arm_a"], p["arm_b"]) == ("demon_sgdm", "sgdm_step")]
-    # two seeds: no interval, so the verdict is inconclusive and says how many seeds would do
+    # two seeds, one of them with a trial not run yet (no share there): no interval and no spread to
+    # plan with, so the verdict is inconclusive and names the fewest seeds that give an interval
     assert pair["verdict"]["outcome"] == "inconclusive_too_few_seeds"
-    assert pair["verdict"]["seeds_needed"] >= 8
-    assert "seeds would detect" in pair["verdict"]["statement"]
+    assert pair["verdict"]["seeds_needed"] is None
+    assert "1 of 2 seeds have the figure" in pair["verdict"]["statement"]
+    assert "at least 8 seeds would detect" in pair["verdict"]["statement"]
     assert pair["primary"]["figure"] == "success_share"
     assert pair["primary"]["interval"]["status"] == "too_few_seeds"
 
@@ -538,7 +540,7 @@ def test_robustness_over_completed_studies(api: TestClient, results_study: str, 
     assert demon["study_ids"] == [results_study]
     assert demon["key"]["workload"] == "synthetic"
     assert demon["key"]["seeds"] == [0, 1]  # the seeds themselves, as everywhere else, not their count
-    assert body["metrics_version"] == 5
+    assert body["metrics_version"] == 6
     assert demon["key"]["target"] == "default"  # a default target groups by its rule
     (peak,) = demon["raw_peak_score"]["studies"]
     assert peak["study_id"] == results_study

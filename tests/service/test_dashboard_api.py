@@ -1,6 +1,6 @@
 """The dashboard's server side without a browser (in-process app, SQLite and PostgreSQL): the heatmap
 and search-point JSON, spec parsing with field lines, the pages' headers, escaping and name search,
-the figures in words of real sensitivity reports (metrics version 5: the verdict first, every figure
+the figures in words of real sensitivity reports (metrics version 6: the verdict first, every figure
 with its 95% interval or the reason it has none, Δ > 0 = the first arm better, the target beside
 every success figure), and the words of a never-trained arm and of the probabilities."""
 
@@ -333,7 +333,7 @@ SEED_CASES = [1, 3, 8]  # no interval below 8 seeds (the report's min_interval_s
 def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
     study_id = grid_study(api, seeds)
     report = api.get(f"/api/v1/studies/{study_id}/sensitivity").json()
-    assert report["metrics_version"] == 5
+    assert report["metrics_version"] == 6
     metric = report["study"]["metric"]
     fragment = api.get(f"/studies/{study_id}/figures")
     assert fragment.status_code == 200

@@ -375,6 +375,28 @@ def test_a_share_the_same_in_every_seed_still_has_an_interval() -> None:
     assert share.interval.low < 1 / 6 < share.interval.high
 
 
+def test_a_width_delta_the_same_in_every_seed_still_has_an_interval() -> None:
+    """Every seed: a succeeds at the two smallest lrs, b at the middle one, so every seed gives the same
+    Δ width; neither width is known exactly, so the Δ is not either (its interval had width 0 and
+    p = 0, and covered 76% of studies where one cell decided, against the 93% docs/statistics.md states)."""
+    val_a, val_b = np.full((8, 3, 2), 0.5), np.full((8, 3, 2), 0.5)
+    val_a[:, :2, :] = 0.1
+    val_b[:, 1, :] = 0.1
+    spec = VerdictSpec(primary="success_lr_width")
+    report = report_of(
+        seeded("demon_sgdm", val_a), seeded("sgdm_step", val_b), axes=axes_for(val_a), target=0.2, verdict=spec
+    )
+    delta = only_pair(report).primary
+    assert delta.figure == "success_lr_width"
+    assert delta.value == pytest.approx(1.0)  # one more lr step (a decade) in every seed
+    assert delta.interval.low is not None
+    assert delta.interval.high is not None
+    assert delta.interval.high - delta.interval.low > 0.1
+    assert delta.interval.low < 1.0 < delta.interval.high
+    assert delta.p_value is not None
+    assert delta.p_value > 0
+
+
 def test_the_jackknife_carries_the_default_target_s_own_noise() -> None:
     x = -np.random.default_rng(5).uniform(0.05, 0.5, size=(10, 12))  # oriented scores of runs that trained
     theta, theta_jk = default_threshold(x, Y_FAIL)
@@ -518,6 +540,24 @@ def test_a_flat_landscape_that_is_worse_at_its_best_is_not_called_less_sensitive
     assert "worse at its best" in verdict.statement
     default = only_pair(report_of(*frames, axes=axes_for(good)))  # success share
     assert default.verdict.winner not in (None, flatter), default.verdict.statement
+
+
+def test_without_a_validation_split_the_flatter_arm_is_still_checked_at_its_best() -> None:
+    """A full_train study has no validation split, so q(all cells) (best by validation) is undefined;
+    "worse at its best" then reads each seed's best score on the split, where it used to be skipped
+    and an arm that barely trains was named less sensitive (+13.7 pts [13.0, 14.5])."""
+    good, poor = landscape(10, seed=21), flat_but_poor(10, seed=22)
+    nothing = np.full(good.shape, NAN)
+    frames = [seeded("demon_sgdm", nothing, poor), seeded("sgdm_step", nothing, good)]
+    spec = VerdictSpec(primary="lr_sensitivity", difference_of_interest=0.05, target=0.05)  # reached by no run
+    report = report_of(*frames, axes=axes_for(good), verdict=spec)
+    assert report.selected_on is None
+    pair = only_pair(report)
+    assert pair.primary.interval.low is not None
+    assert pair.primary.interval.low > 0
+    assert pair.verdict.outcome == "flatter_but_worse", pair.verdict.statement
+    assert pair.verdict.flatter == "demon_sgdm"
+    assert "worse at its best (Δ best score = -" in pair.verdict.statement
 
 
 def test_failing_throughout_a_beta_column_or_a_seed_is_not_flatness() -> None:
@@ -724,7 +764,7 @@ def test_variance_shares_describe_the_cell_means() -> None:
     assert variance.anova_shares.seed == pytest.approx(0.0, abs=1e-12)
 
 
-def test_incomplete_grid_keeps_the_share_and_says_so_for_the_rest() -> None:
+def test_an_incomplete_grid_says_so_for_every_seed_wise_figure() -> None:
     a = landscape(8, seed=21)
     data = seeded("demon_sgdm", a)
     data = data[~((data["lr"] == 1.0) & (data["beta_init"] == 0.9))]  # a cell never run
@@ -732,13 +772,42 @@ def test_incomplete_grid_keeps_the_share_and_says_so_for_the_rest() -> None:
     report = report_of(data, b, axes=axes_for(a), target=0.2)
     arm = report.arms["demon_sgdm"]
     assert arm.coverage.complete is False
-    assert arm.success.share.value == pytest.approx(float((a <= 0.2).reshape(8, -1)[:, :5].mean()))
+    assert arm.success.share.value is None  # not a share of the cells that happen to have run
+    assert arm.success.share.n_seeds == 0
     assert arm.success.lr_width.interval.status == "incomplete"
     assert arm.expected_best.status == "incomplete"
     assert arm.variance.method == "optuna_fanova"
     pair = only_pair(report)
-    assert pair.primary.interval.status == "ok"
+    assert pair.primary.interval.status == "incomplete"
+    assert pair.verdict.outcome == "inconclusive_too_few_seeds"
     assert {d.figure for d in pair.exploratory if d.status == "incomplete"} >= {"success_lr_width", "expected_best"}
+
+
+@pytest.mark.parametrize("status", ["failed", "pending", "cancelled"])
+def test_a_failed_run_never_succeeds_and_a_run_not_made_leaves_its_seed_without_a_share(status: str) -> None:
+    """Two arms with the same runs, except at the largest lr: b's diverge, a's are ``status``. A failed
+    trial ran and ended without a result: like a diverged one it never reaches the target, so the
+    shares are equal. A trial not run (pending, cancelled) is no verdict on its configuration: its
+    seeds have no share. Before, the share was taken over the cells that had results, which named a
+    the less sensitive arm (+22 pts, for identical runs)."""
+    a = landscape(8, seed=21)
+    largest = np.zeros(a.shape, bool)
+    largest[:, -1, :] = True
+    rows = seeded("demon_sgdm", a)
+    rows.loc[rows["lr"] == LRS[2], ["status", "val", "test"]] = [status, NAN, NAN]
+    report = report_of(rows, seeded("sgdm_step", a, diverged=largest), axes=axes_for(a), target=0.2)
+    share_a, share_b = report.arms["demon_sgdm"].success.share, report.arms["sgdm_step"].success.share
+    pair = only_pair(report)
+    assert share_b.value == pytest.approx(float((a[:, :2, :] <= 0.2).sum(axis=(1, 2)).mean() / 6))
+    if status == "failed":
+        assert share_a.value == pytest.approx(share_b.value)
+        assert share_a.n_seeds == 8
+        assert pair.primary.value == pytest.approx(0.0)
+        assert pair.verdict.outcome not in ("a_less_sensitive", "b_less_sensitive")
+    else:
+        assert share_a.value is None
+        assert pair.primary.interval.status == "incomplete"
+        assert pair.verdict.outcome == "inconclusive_too_few_seeds"
 
 
 def test_report_is_strict_json_deterministic_and_has_no_old_names() -> None:
@@ -747,7 +816,7 @@ def test_report_is_strict_json_deterministic_and_has_no_old_names() -> None:
     first = sensitivity_report(data, axes_for(a), Y_FAIL).model_dump(mode="json")
     second = sensitivity_report(data.sample(frac=1.0, random_state=1), axes_for(a), Y_FAIL).model_dump(mode="json")
     assert strict_json(first) == strict_json(second)
-    assert first["metrics_version"] == 5
+    assert first["metrics_version"] == 6
     text = strict_json(first)
     for old in ("eps_good", "min_level", "bootstrap", "deltas", "probability_of_improvement"):
         assert old not in text

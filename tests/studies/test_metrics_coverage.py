@@ -137,8 +137,9 @@ def seedwise(arms: list[tuple[Grid, Grid]], jackknife: bool = True) -> tuple[Arm
     pool = np.concatenate([va.reshape(*va.shape[:2], -1), vb.reshape(*vb.shape[:2], -1)], axis=-1)
     theta, theta_jk = default_threshold(pool, Y_FAIL, jackknife)
     bounds = AXES1.lr_bounds()
-    a = arm_seeds(va, ta, theta, theta_jk, bounds, KS, LEVEL, Y_FAIL)
-    b = arm_seeds(vb, tb, theta, theta_jk, bounds, KS, LEVEL, Y_FAIL)
+    # every missing trial of the battery ran and failed (``frame`` writes it so): it never succeeds
+    a = arm_seeds(va, ta, theta, theta_jk, bounds, KS, LEVEL, Y_FAIL, np.isnan(va))
+    b = arm_seeds(vb, tb, theta, theta_jk, bounds, KS, LEVEL, Y_FAIL, np.isnan(vb))
     return a, b, pair_seeds(a, b, (va, ta, vb, tb), KS, WIN_KS, LEVEL)
 
 
@@ -180,6 +181,7 @@ def arm_grid(val: Grid, test: Grid, n_seeds: int) -> ArmGrid:
         test=np.sort(by_seed_t, axis=-1),
         val_by_seed=by_seed_v,
         test_by_seed=by_seed_t,
+        failed_by_seed=np.isnan(by_seed_v),
         n_val=n_val,
         n_test=n_test,
         n_diverged=(by_seed_t <= -Y_FAIL).sum(-1),
