@@ -134,13 +134,15 @@ def scores_frame(
         return frame
 
 
-def study_axes(spec: Any, frame: pd.DataFrame) -> Any:
+def study_axes(spec: Any, frame: pd.DataFrame, study: Study | None = None) -> Any:
     """The grid the figures are drawn on: the spec's, or a search's sampled points (``Conflict`` while
-    it has sampled none)."""
+    it has sampled none, or when ``study`` ended before it sampled any)."""
     from studies.report import grid_axes
     from studies.spec import OptunaSearchSpec
 
     if isinstance(spec.search, OptunaSearchSpec) and frame.empty:
+        if study is not None and study.status.is_finished:
+            raise Conflict(f"the search ended ({study.status.value}) before it sampled any point: it has no grid")
         raise Conflict("the search has sampled no points yet: try again once trials have finished")
     return grid_axes(spec, frame)
 
@@ -198,7 +200,7 @@ def _grid(
             frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
         # A search's grid is the points sampled for any arm: an arm not reached yet has them all missing.
         sampled = scores_frame(engine, study_id, kind, progress_key(study)) if spec.search.mode != "grid" else frame
-        axes = study_axes(spec, sampled)
+        axes = study_axes(spec, sampled, study)
         table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split, empty=True)
         matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
         return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
@@ -383,7 +385,7 @@ def _sensitivity_body(
 
     def compute() -> dict[str, Any]:  # JSON: what the report store keeps across restarts
         frame = scores_frame(engine, study_id, kind, progress_key(study))
-        axes = study_axes(spec, frame)
+        axes = study_axes(spec, frame, study)
         report = sensitivity_report(
             frame,
             axes,
@@ -438,7 +440,7 @@ def heatmap(
         return bytes(
             render_heatmap(
                 frame,
-                study_axes(spec, frame),
+                study_axes(spec, frame, study),
                 y_fail(spec, kind),
                 arms=arms,
                 split=split,

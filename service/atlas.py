@@ -134,6 +134,20 @@ def _seed_part(study: Study) -> str:
     return (study.idempotency_key or "").split(":seeds:")[-1].split(":r")[0]
 
 
+def _next_retry(existing: Sequence[Study], seeds: str) -> int:
+    """The retry number of the next study for ``seeds``: one past the highest among the studies that
+    exist for them (0, no suffix, when none does). Counting them instead reused a retry's key once
+    an earlier study was deleted, and the submission replayed that (cancelled) study for ever."""
+    numbers = [_retry_number(s) for s in existing if _seed_part(s) == seeds]
+    return max(numbers) + 1 if numbers else 0
+
+
+def _retry_number(study: Study) -> int:
+    """The ``:rN`` suffix of an atlas study's idempotency key (0 for none)."""
+    tail = (study.idempotency_key or "").split(":seeds:")[-1]
+    return int(tail.split(":r")[1]) if ":r" in tail else 0
+
+
 def plan_cells(engine: Engine, aid: AtlasId) -> list[CellPlan]:
     """Every cell of the atlas with the existing studies that cover its seeds (oldest first)."""
     plans = []
@@ -147,7 +161,7 @@ def plan_cells(engine: Engine, aid: AtlasId) -> list[CellPlan]:
                     chosen.append(study)
                     remaining -= _study_seeds(study)
             missing = sorted(remaining)
-            retries = sum(1 for s in existing if _seed_part(s) == seed_label(missing)) if missing else 0
+            retries = _next_retry(existing, seed_label(missing)) if missing else 0
             failed = [s for s in existing if s.status not in USABLE and _study_seeds(s) & remaining]
             plans.append(CellPlan(cell, needed, chosen, missing, retries, failed))
     return plans
@@ -157,6 +171,8 @@ def submit_atlas(engine: Engine, settings: Settings, aid: AtlasId) -> AtlasResul
     """Submit every missing study of the atlas (nothing that exists is submitted again); its state."""
     plans = plan_cells(engine, aid)
     todo = [plan for plan in plans if plan.missing]
+    for plan in todo:
+        _check_seed_count(plan, aid, settings.max_trials_per_study)
     specs = [(plan, submission.validate_spec(cell_spec(plan.cell, plan.missing), settings)) for plan in todo]
     for _, spec in specs:  # every study checked before any is stored: all or nothing
         submission.check_runnable(spec, settings)
@@ -164,6 +180,23 @@ def submit_atlas(engine: Engine, settings: Settings, aid: AtlasId) -> AtlasResul
         with session_scope(engine) as session:
             submission.store_study(session, spec, launcher=settings.launcher, idempotency_key=plan.missing_key())
     return atlas_result(engine, aid, with_verdicts=False)
+
+
+def _check_seed_count(plan: CellPlan, aid: AtlasId, limit: int) -> None:
+    """Refuse, naming ``seeds``, new seeds whose study would pass the per-study trial limit (the spec's
+    own message names fields an atlas request cannot set)."""
+    from studies.spec import StudySpec
+
+    per_seed = StudySpec.model_validate(cell_spec(plan.cell, [0]), context={"max_trials": math.inf}).trial_count
+    if per_seed * len(plan.missing) > limit:
+        most = limit // per_seed
+        raise InvalidInput(
+            "seeds",
+            f"{aid.seeds} seeds would submit {len(plan.missing)} new seeds of {plan.cell.label} "
+            f"({per_seed} trials a seed: {per_seed * len(plan.missing):,} trials), more than the limit of "
+            f"{limit:,} trials a study: add at most {most} seeds at a time (up to "
+            f"{aid.seeds - len(plan.missing) + most} seeds now)",
+        )
 
 
 def atlas_result(engine: Engine, aid: AtlasId, *, with_verdicts: bool = True) -> AtlasResult:

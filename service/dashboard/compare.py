@@ -111,7 +111,7 @@ def _differences(bodies: list[dict[str, Any]], arm: str | None) -> dict[str, Any
     }
 
 
-@router.get("/heatmaps", response_model=CompareMapsPublic)
+@router.get("/heatmaps", response_model=CompareMapsPublic, responses=errors(409))
 def get_compare_maps(
     engine: EngineDep,
     studies: str = Query(max_length=400, description="comma-separated study ids (up to 12)"),

@@ -77,7 +77,7 @@ def _heatmaps(
     from studies.units import is_percent
 
     frame = analysis.scores_frame(engine, study.id, kind, progress)  # shared with /sensitivity of the same page
-    axes = analysis.study_axes(spec, frame)
+    axes = analysis.study_axes(spec, frame, study)
     arms = sorted(a.name for a in spec.arms)  # the order of the sensitivity report, the PNG and the CLI
     fail = analysis.y_fail(spec, kind)
     tables = cell_tables(frame, axes, fail, arms, split=split, empty=True)  # an arm not sampled yet: missing cells
@@ -193,7 +193,7 @@ def get_placement(study_id: str, engine: EngineDep) -> dict[str, Any]:
     return dict(analysis.cached(("placement", *analysis.progress_key(study)), compute))
 
 
-@router.get("/heatmaps", response_model=HeatmapsPublic)
+@router.get("/heatmaps", response_model=HeatmapsPublic, responses=errors(409))
 def get_heatmaps(
     study_id: str,
     engine: EngineDep,

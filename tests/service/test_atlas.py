@@ -198,7 +198,29 @@ def test_more_seeds_past_the_trial_limit_submit_only_the_missing_ones(api: TestC
     assert [len(cell["studies"]) for cell in got.json()["cells"]] == [2, 2]
     too_many = api.post(ATLASES, json=body | {"seeds": 200})  # 138 missing seeds in one study
     assert too_many.status_code == 422, too_many.text
-    assert "limit of 20000" in too_many.json()["detail"]
+    assert too_many.json()["field"] == "seeds"  # not "spec", which an atlas request has not
+    assert (
+        "more than the limit of 20,000 trials a study: add at most 60 seeds at a time (up to 122"
+        in (too_many.json()["detail"])
+    )
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the rule is the atlas's, not the engine's
+def test_a_cell_is_retried_after_an_earlier_try_was_deleted(api: TestClient, engine: Engine) -> None:
+    """Cancel a cell's study, retry it, cancel the retry, delete the first: the next submission runs
+    the seeds again (it reused the retry's key, replayed the cancelled retry, and never retried)."""
+    first = api.post(ATLASES, json={"suite": "smoke", "seeds": 2}).json()["cells"][0]["studies"][0]["id"]
+    assert api.post(f"/api/v1/studies/{first}/cancel").status_code == 200
+    again = api.post(ATLASES, json={"suite": "smoke", "seeds": 2}).json()["cells"][0]["studies"]
+    (retry,) = [s["id"] for s in again if s["id"] != first and s["status"] == "queued"]
+    assert api.post(f"/api/v1/studies/{retry}/cancel").status_code == 200
+    assert api.delete(f"/api/v1/studies/{first}").status_code == 204
+    cell = api.post(ATLASES, json={"suite": "smoke", "seeds": 2}).json()["cells"][0]
+    assert cell["status"] == "queued", cell
+    (new,) = cell["studies"]
+    assert new["status"] == "queued"
+    assert new["id"] not in (first, retry)
+    assert len(study_states(engine)) == 4 + 1 + 1 - 1  # the suite's 4, the retry, the new one; one deleted
 
 
 def test_paper_suite_is_refused_here_saying_what_is_missing(api: TestClient, engine: Engine) -> None:

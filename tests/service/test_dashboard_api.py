@@ -176,6 +176,27 @@ def test_a_search_arm_the_sampler_has_not_reached_shows_empty_cells_not_an_error
     assert api.get(f"/api/v1/studies/{study_id}/grid", params={"arm": "sgdm_typo"}).status_code == 422
 
 
+def test_a_search_that_sampled_nothing_answers_409_saying_why_and_the_schema_says_so(api: TestClient) -> None:
+    """Queued: try again later. Cancelled before its first trial: it never will have a grid (the
+    message said to try again). Either way the status is one the OpenAPI lists for the route."""
+    study_id = submit(api, TWO_ARM_SEARCH | {"name": "nothing sampled"})
+    routes = ["grid", "sensitivity", "heatmaps", "heatmap.png", "heatmap.svg"]
+    for route in routes:
+        response = api.get(f"/api/v1/studies/{study_id}/{route}")
+        assert response.status_code == 409, (route, response.text)
+        assert "try again once trials have finished" in response.json()["detail"]
+    assert api.post(f"/api/v1/studies/{study_id}/cancel").status_code == 200
+    for route in routes:
+        response = api.get(f"/api/v1/studies/{study_id}/{route}")
+        assert response.status_code == 409, (route, response.text)
+        assert response.json()["detail"] == "the search ended (cancelled) before it sampled any point: it has no grid"
+    compared = api.get("/api/v1/compare/heatmaps", params={"studies": study_id})
+    assert compared.status_code == 409
+    paths = api.get("/openapi.json").json()["paths"]
+    for path in [f"/api/v1/studies/{{study_id}}/{route}" for route in routes] + ["/api/v1/compare/heatmaps"]:
+        assert "409" in paths[path]["get"]["responses"], path
+
+
 def test_a_search_study_has_no_verdict_on_any_surface(api: TestClient) -> None:
     """The study page says a search has no grid and so no verdict; the sensitivity report (the API, the
     CLI, the figures in words) says the same instead of a verdict on its sampled points as a grid."""
@@ -344,7 +365,7 @@ def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
         in (text)
     )
     assert "Δ > 0 means the first arm is better" in text
-    assert "Metrics version 5." in text
+    assert "Metrics version 6." in text
 
     (pair,) = report["pairs"]
     verdict = pair["verdict"]

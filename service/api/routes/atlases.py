@@ -35,7 +35,7 @@ class AtlasCreate(BaseModel):
     workloads: list[Annotated[str, Field(max_length=200)]] | None = Field(default=None, max_length=64)
 
 
-@router.post("", status_code=202, response_model=AtlasResult, dependencies=[AuthDep], responses=errors(401, 413))
+@router.post("", status_code=202, response_model=AtlasResult, dependencies=[AuthDep], responses=errors(401, 413, 429))
 def create_atlas(body: AtlasCreate, engine: EngineDep, settings: SettingsDep, response: Response) -> AtlasResult:
     """Submit the atlas's missing studies (202); resubmitting resumes it and reuses every study that exists."""
     aid = atlas.atlas_id(body.suite, body.seeds, body.workloads)

@@ -66,7 +66,7 @@ def list_trials(
     return Response(content=page.model_dump_json(), media_type="application/json")
 
 
-@router.get("/grid", response_model=GridPublic)
+@router.get("/grid", response_model=GridPublic, responses=errors(409))
 async def get_grid(
     study_id: str,
     engine: EngineDep,
@@ -84,7 +84,7 @@ async def get_grid(
     return Response(content=body, media_type="application/json")  # serialised once per grid
 
 
-@router.get("/sensitivity", response_model=SensitivityPublic)
+@router.get("/sensitivity", response_model=SensitivityPublic, responses=errors(409))
 async def get_sensitivity(
     study_id: str,
     engine: EngineDep,
@@ -124,7 +124,7 @@ def _arms(arms: str | None) -> list[str] | None:
     return [a for a in (arms or "").split(",") if a] or None
 
 
-@router.get("/heatmap.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+@router.get("/heatmap.png", response_class=Response, responses={200: {"content": {"image/png": {}}}, **errors(409)})
 def heatmap_png(
     study_id: str,
     engine: EngineDep,
@@ -137,7 +137,7 @@ def heatmap_png(
     return Response(content=data, media_type="image/png")
 
 
-@router.get("/heatmap.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
+@router.get("/heatmap.svg", response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}, **errors(409)})
 def heatmap_svg(
     study_id: str,
     engine: EngineDep,
