@@ -166,7 +166,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from .console import table
 
     status = args.status.replace(" ", "_") if args.status else None  # "completed with failures" as shown
-    page = _client(args).list_studies(status=status, workload=args.workload, name=args.name, limit=args.limit)
+    page = _client(args).list_studies(status=status, workload=args.workload, name_contains=args.name, limit=args.limit)
     rows = [[s.id, s.status.label, f"{s.progress.done}/{s.progress.total}", s.workload, s.name] for s in page.data]
     print(table(["id", "status", "done/total", "workload", "name"], rows))
     print(f"({len(page.data)} of {page.count})")
@@ -574,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="only studies in this state",
     )
     p.add_argument("--workload", default=None, help="only studies of this workload")
-    p.add_argument("--name", default=None, help="only studies whose name contains this")
+    p.add_argument("--name", default=None, help="only studies whose name contains this (any case)")
     p.add_argument("--limit", type=int, default=50, help="at most this many")
     _client_args(p)
     p.set_defaults(func=_cmd_list)

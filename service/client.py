@@ -115,9 +115,12 @@ class DemonlabClient:
         name: str | None = None,
         offset: int = 0,
         limit: int = 50,
+        name_contains: str | None = None,
     ) -> StudiesPublic:
-        """A page of studies."""
-        params = self._params(status=status, workload=workload, name=name, offset=offset, limit=limit)
+        """A page of studies (``name``: exactly that name; ``name_contains``: a part of it, any case)."""
+        params = self._params(
+            status=status, workload=workload, name=name, offset=offset, limit=limit, name_contains=name_contains
+        )
         return StudiesPublic.model_validate(self._request("GET", "/api/v1/studies", params=params).json())
 
     def get_study(self, study_id: str) -> StudyPublic:

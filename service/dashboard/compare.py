@@ -48,7 +48,7 @@ def compare_maps(engine: Engine, study_ids: list[str], *, arm: str | None, split
     for metric in sorted({m["metric"] for m in maps}):
         same = [m for m in maps if m["metric"] == metric]
         finite = [float(v) for m in same for row in m["values"] for v in row if v is not None]
-        norm = data._norm(finite)
+        norm = data._norm(finite, all(m["percent"] for m in same))
         for m in same:
             values = np.array([[np.nan if v is None else v for v in row] for row in m["values"]], dtype=float)
             m["colours"] = data._colours(cmap, norm(np.ma.masked_invalid(values)), values)

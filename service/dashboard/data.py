@@ -46,13 +46,16 @@ def _hex(rgba: Any) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def _norm(values: list[float]) -> Any:
-    """The PNG heatmaps' rule: a log scale when the values are positive and span 10× or more."""
+def _norm(values: list[float], percent: bool) -> Any:
+    """The PNG heatmaps' rule: a log scale when the values are positive and span 10× or more; one value
+    alone is padded by half a unit of what is shown (half a point for a percent: the PNG pads after
+    converting to percent, and ±0.5 of a fraction read 16.7 … 117% on the page)."""
     from matplotlib.colors import LogNorm, Normalize
 
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high <= low:
-        low, high = low - 0.5, high + 0.5
+        pad = 0.005 if percent else 0.5
+        low, high = low - pad, high + pad
     return LogNorm(low, high) if low > 0 and high / low >= 10 else Normalize(low, high)
 
 
@@ -83,7 +86,8 @@ def _heatmaps(
     tables = cell_tables(frame, axes, fail, arms, split=split, empty=True)  # an arm not sampled yet: missing cells
     medians = {arm: np.asarray(tables[arm].raw_median, dtype=float) for arm in arms}
     finite = [float(v) for m in medians.values() for v in m.ravel() if math.isfinite(v)]
-    norm = _norm(finite)
+    percent = is_percent(name, np.stack(list(medians.values())), fail)
+    norm = _norm(finite, percent)
     scores, rates = colormaps[SCORE_CMAP], colormaps[RATE_CMAP]
     body_arms = [_arm_body(arm, tables[arm], medians[arm], scores, rates, norm) for arm in arms]
     return {
@@ -93,7 +97,7 @@ def _heatmaps(
         "split": split,
         "stat": "median",
         "lower_is_better": True,
-        "percent": is_percent(name, np.stack(list(medians.values())), fail),
+        "percent": percent,
         "y_fail": fail,
         "seeds": len(axes.seeds),
         "lrs": [float(v) for v in axes.lrs],
@@ -232,7 +236,10 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
         .reset_index()
     )
     finite = [float(v) for v in grouped["score"] if math.isfinite(v)]
-    norm = _norm(finite)
+    from studies.units import is_percent
+
+    percent = is_percent(name, np.asarray(finite or [np.nan], dtype=float), fail)  # the PNG's rule, as /heatmaps
+    norm = _norm(finite, percent)
     cmap = colormaps[SCORE_CMAP]
     arms = []
     for arm in sorted(a.name for a in spec.arms):
@@ -261,9 +268,6 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
             }
         )
     legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
-    from studies.units import is_percent
-
-    percent = is_percent(name, np.asarray(finite or [np.nan], dtype=float), fail)  # the PNG's rule, as /heatmaps
     return {"study_id": study_id, "split": split, "metric": name, "percent": percent, "legend": legend, "arms": arms}
 
 

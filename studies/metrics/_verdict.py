@@ -118,7 +118,8 @@ def verdict(
         n_seeds=n,
     )
     if empty:
-        said = " and ".join(empty) + " has no results yet (no trial completed or diverged): no verdict."
+        have = "have" if len(empty) > 1 else "has"
+        said = " and ".join(empty) + f" {have} no results yet (no trial completed or diverged): no verdict."
         return base.model_copy(update={"statement": said})
     if never:
         winner = next((arm for arm in (arm_a, arm_b) if arm not in never), None)

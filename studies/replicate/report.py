@@ -77,6 +77,8 @@ def replication_report(trials: pd.DataFrame, study: StudyInfo, *, paper: str) ->
     """
     chosen = panel(paper)
     arms = set(trials["arm"].astype(str))
+    if trials.empty:  # a search that has sampled nothing yet: its arms have no rows
+        raise ValueError(f"study {study.id} has no trials yet: {paper} compares its results with the paper's")
     if chosen.demon_arm not in arms:
         raise ValueError(f"study {study.id} has no arm {chosen.demon_arm!r}: {paper} compares it with the paper's")
     baselines = [b for b in chosen.baselines if b in arms]

@@ -148,6 +148,23 @@ TWO_ARM_SEARCH: dict[str, Any] = {
 }
 
 
+def test_one_value_everywhere_gets_a_colour_bar_of_possible_errors(api: TestClient, smoke_spec: dict[str, Any]) -> None:
+    """Every cell with the same median (every trial diverged, or one cell so far): the colour bar is
+    padded by half a percentage point, as the PNG's, where it read 16.7 … 117% (±0.5 of a fraction)."""
+    study_id = submit(api, smoke_spec)
+    keys = [TrialKey(a, lr, b, s) for a in ARMS for lr in (0.01, 0.1, 1.0) for b in (0.8, 0.9) for s in (0, 1)]
+    record(api, study_id, [TrialResult(key=k, status=TrialStatus.DIVERGED, epochs=(), val_loss=math.inf) for k in keys])
+    body = api.get(f"/api/v1/studies/{study_id}/heatmaps").json()
+    assert body["percent"] is True
+    (value,) = {v for arm in body["arms"] for row in arm["values"] for v in row}
+    legend = [stop["value"] for stop in body["scale"]["legend"]]
+    assert min(legend) == pytest.approx(value - 0.005)
+    assert max(legend) == pytest.approx(value + 0.005)
+    compared = api.get("/api/v1/compare/heatmaps", params={"studies": study_id}).json()
+    (scale,) = compared["scales"].values()
+    assert [stop["value"] for stop in scale["legend"]] == pytest.approx(legend)
+
+
 def test_a_search_arm_the_sampler_has_not_reached_shows_empty_cells_not_an_error(api: TestClient) -> None:
     """A search study cancelled (or still running) before its second arm ran a trial: its maps, its
     grid and a comparison with it answer, that arm with every cell missing (a 422 and a 409 that said

@@ -463,6 +463,8 @@ def test_search_study_shows_its_sampled_points(server: Server, page: Any, tmp_pa
     first = points["arms"][1]["points"][0]["value"]
     assert step_table.locator("tbody tr").first.locator("td").nth(2).inner_text() == pct1(first)
     assert charts.nth(1).locator("circle.point.diverged").count() == 1
+    # the trial table in the page's unit: percent, as the points (it showed fractions, 0.2578)
+    expect(page.locator("#trials tbody tr").first).to_contain_text("%")
     accessible(page, "search study tables")
     shot(page, tmp_path, "search")
     no_problems(page)

@@ -209,6 +209,23 @@ def test_dark_mode_and_print(server: Server, browser: Any, tmp_path: Path) -> No
             page.wait_for_load_state("networkidle")
             accessible(page, f"dark mode {path}")
         no_problems(page)
+    # A phone (390 × 844): the answer wraps to the screen; nothing runs off its right edge (the forest
+    # plot's fixed width made the page 684 px wide and cut the verdict sentence).
+    with new_page(browser, width=390, height=844) as page:
+        open_study(page, server, study_id)
+        shot(page, tmp_path, "phone", full_page=False)
+        wide = page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 391)"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className.baseVal + e.className + ' ' +"
+            " Math.round(e.getBoundingClientRect().right)).slice(0, 12)"
+        )
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 390, wide
+        for part in ("#verdicts .verdict", "#forest svg.forest", "#slices svg.slice"):
+            box = page.locator(part).first.bounding_box()
+            assert box is not None, part
+            assert box["x"] >= 0, part
+            assert box["x"] + box["width"] <= 390, (part, box)
+        no_problems(page)
 
 
 def test_api_docs_work_offline_under_the_csp(server: Server, page: Any, tmp_path: Path) -> None:

@@ -267,6 +267,10 @@ def test_cli_submit_status_list(server: str, capsys: pytest.CaptureFixture[str],
     code, out, _ = cli(capsys, "list", "--url", server, "--name", "json-spec")
     assert code == 0
     assert out.splitlines()[1].split()[:3] == [other, "queued", "0/1"]
+    code, out, _ = cli(capsys, "list", "--url", server, "--name", "SMOKE")  # a part of the name, as its help says
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()[1:-1]] == [study_id]
+    assert out.splitlines()[-1] == "(1 of 1)"
 
 
 SMALL = {"lr": [0.1], "beta_init": [0.9], "seeds": 1, "epochs": 1}

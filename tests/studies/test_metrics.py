@@ -606,6 +606,11 @@ def test_an_arm_with_no_result_yet_gets_no_verdict_not_never_trained() -> None:
     assert (pair.verdict.outcome, pair.verdict.winner) == ("inconclusive_too_few_seeds", None)
     assert pair.verdict.statement == "sgdm_step has no results yet (no trial completed or diverged): no verdict."
     assert pair.verdict.never_trained == []
+    frames[0]["status"] = "pending"
+    both = only_pair(report_of(*frames, axes=axes_for(good)))
+    assert both.verdict.statement == (
+        "demon_sgdm and sgdm_step have no results yet (no trial completed or diverged): no verdict."
+    )
 
 
 def test_without_a_validation_split_a_flat_arm_that_reaches_the_target_less_is_not_less_sensitive() -> None:

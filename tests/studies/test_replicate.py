@@ -194,6 +194,7 @@ def test_notes_say_where_the_study_departs_from_the_paper() -> None:
             "fig3",
             "unknown paper panel 'fig3'; valid choices: fig2-wrn, fig2-vgg, fig2-rn20",
         ),
+        ([], "fig2-wrn", "has no trials yet"),  # a search that has sampled nothing (not "no arm 'demon_sgdm'")
     ],
 )
 def test_a_study_without_the_panels_arms_is_refused(arms: list[str], paper: str, message: str) -> None:

@@ -71,11 +71,20 @@ def list_studies(
     name: str | None = None,
     offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    name_contains: Annotated[str | None, Query(max_length=200, description="a part of the name, any case")] = None,
 ) -> StudiesPublic:
-    """Studies, newest first, filtered by status, workload and name (summaries: the spec is on each
-    study's own page)."""
+    """Studies, newest first, filtered by status, workload and name (exact, or ``name_contains``, as the
+    dashboard's search) (summaries: the spec is on each study's own page)."""
     with session_scope(engine, read_only=True) as session:
-        rows, total = dal.list_studies(session, status=status, workload=workload, name=name, offset=offset, limit=limit)
+        rows, total = dal.list_studies(
+            session,
+            status=status,
+            workload=workload,
+            name=name,
+            offset=offset,
+            limit=limit,
+            name_contains=name_contains,
+        )
         data = [study_summary(s) for s in rows]
     return StudiesPublic(data=data, count=total, offset=offset, limit=limit)
 

@@ -180,12 +180,17 @@
     lastLoadMs = Date.now() - started;
     busy("loading the sampled points", false);
     const box = $("scatter");
+    // The trial table loads once the unit is known (the grid page loads it after its maps, alike).
+    const firstTrials = () => { if (!ctx.trialsLoaded) { ctx.trialsLoaded = true; trials.load(); } };
     if (!r.ok) {
       box.replaceChildren(el("p", { class: "muted", text: r.data.detail }));
+      firstTrials();
       return;
     }
     const d = r.data;
     const fmt = scoreFormat(d.percent);
+    ctx.fmt = fmt; // the trial table's unit too: an error rate in percent, as on a grid study's page
+    firstTrials();
     const fv = (v) => fmt(v) + (Number.isFinite(v) ? fmt.unit : "");
     const name = `median ${d.split} ${d.metric}`, label = name + (fmt.unit ? " (%)" : "");
     const parts = d.arms.map((arm) => {
@@ -278,7 +283,6 @@
     $("cancel-button").addEventListener("click", () => act("cancel"));
     $("delete-button").addEventListener("click", () => act("delete"));
     document.addEventListener("keydown", (e) => { if (e.key === "Escape" && maps) maps.hideTooltip(); });
-    if (ctx.isSearch) trials.load();
     loadAll(true);
     if (finished.includes(root.dataset.status)) $("live").textContent = "";
     else follow();
