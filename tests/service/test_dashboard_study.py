@@ -9,6 +9,7 @@ With ``DEMONLAB_UPDATE_SCREENSHOTS=1`` the first screen is copied to ``docs/dash
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -226,6 +227,34 @@ def test_dark_mode_and_print(server: Server, browser: Any, tmp_path: Path) -> No
             assert box["x"] >= 0, part
             assert box["x"] + box["width"] <= 390, (part, box)
         no_problems(page)
+
+
+def test_a_study_where_every_run_diverged_reads_as_such(server: Server, page: Any, tmp_path: Path) -> None:
+    """Every trial diverged: the slices mark × at every lr and the forest says an arm never trained
+    (the page read "no finite values yet" without a mark, and "No Δ yet", as if nothing had run)."""
+    from service.db import dal, session_scope
+    from studies.results import TrialResult, TrialStatus
+
+    study_id = server.submit(spec("everything diverged", seeds=2))
+    start(server.engine)
+    with session_scope(server.engine) as session:
+        for key in keys(seeds=(0, 1)):
+            diverged = TrialResult(key=key, status=TrialStatus.DIVERGED, epochs=(), val_loss=math.inf)
+            dal.record_trial_result(session, study_id, diverged)
+    finish(server.engine, study_id)
+    open_study(page, server, study_id)
+    outcomes = {
+        p["verdict"]["outcome"] for p in server.http.get(f"/api/v1/studies/{study_id}/sensitivity").json()["pairs"]
+    }
+    assert outcomes == {"never_trained"}
+    slices = page.locator("#slices svg.slice")
+    assert slices.count() == len(BETAS)
+    for index in range(len(BETAS)):
+        assert slices.nth(index).locator(".mark-diverged").count() == len(ARMS) * len(LRS)
+        assert "no finite values" not in slices.nth(index).text_content()
+    assert "an arm never trained" in page.locator("#forest").inner_text()
+    shot(page, tmp_path, "all-diverged", full_page=False)
+    no_problems(page)
 
 
 def test_api_docs_work_offline_under_the_csp(server: Server, page: Any, tmp_path: Path) -> None:

@@ -196,17 +196,21 @@ const charts = (() => {
     const finite = (p) => Number.isFinite(p[1]) && (!o.logX || p[0] > 0);
     const pts = series.flatMap((s) => s.points.filter(finite));
     const bandYs = series.flatMap((s) => (s.band || []).flatMap((b) => [b[1], b[2]])).filter(Number.isFinite);
-    if (!pts.length) {
+    // Nothing to draw but × marks (every seed diverged wherever a cell ran): the axes and the marks.
+    const marksOnly = !pts.length && o.xDomain && series.some((s) => (s.marks || []).length);
+    if (!pts.length && !marksOnly) {
       root.append(svg("text", { x: left, y: 60, class: "tick", text: "no finite values yet" }));
       return root;
     }
-    const xs = (o.xDomain || pts.map((p) => p[0])), ys = pts.map((p) => p[1]).concat(bandYs, o.yInclude || []);
+    const xs = (o.xDomain || pts.map((p) => p[0]));
+    const ys = marksOnly ? [0, 1] : pts.map((p) => p[1]).concat(bandYs, o.yInclude || []);
     const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
     const pad = (y1 - y0) * 0.06 || Math.abs(y0) * 0.1 || 1;
     const sx = scale([x0, x1], [left, o.width - right], o.logX);
     const sy = scale([y0 - pad, y1 + pad], [o.height - bottom, top], false);
     root.append(svg("rect", { x: left, y: top, width: o.width - right - left, height: o.height - bottom - top, class: "plot-area" }));
-    ticks(y0 - pad, y1 + pad, 4, false).forEach((v) => {
+    if (marksOnly) root.append(svg("text", { x: left + 6, y: (top + o.height - bottom) / 2, class: "tick", text: "no run trained" }));
+    if (!marksOnly) ticks(y0 - pad, y1 + pad, 4, false).forEach((v) => {
       root.append(svg("line", { x1: left, x2: o.width - right, y1: sy(v), y2: sy(v), class: "grid-line" }));
       root.append(svg("text", { x: left - 4, y: sy(v) + 4, "text-anchor": "end", class: "tick", text: o.fmtY(v) }));
     });

@@ -102,7 +102,9 @@ const studyAnswer = (() => {
       title: `Each pair's Δs and intervals (★ primary; filled: ${report.metrics_version >= 4 ? "excludes the null, Holm for exploratory" : "the interval excludes 0"})`,
       leftLabel: one ? `${one.arm_b} better` : "second arm better",
       rightLabel: one ? `${one.arm_a} better` : "first arm better",
-    }) : el("p", { class: "muted", text: "No Δ yet: no cell has a result in both arms of a pair." });
+    }) : el("p", { class: "muted", text: pairs.some((p) => p.verdict && p.verdict.outcome === "never_trained")
+      ? "No Δ: an arm never trained, so no figure compares the arms (the verdict says which)."
+      : "No Δ yet: no cell has a result in both arms of a pair." });
     const table = demonlab.table(["pair", "figure", "Δ and interval", "interval excludes 0"],
       rows.map((r) => [r.group, r.label, r.note, r.hasInterval ? (r.excludes ? "yes" : "no") : "no interval"]), "each pair's Δs");
     table.hidden = true;
