@@ -194,12 +194,17 @@ def _peak(arm: ArmReport, context: Context) -> Line:
     if p.status != "ok":
         why = "no validation split, so no cell is chosen" if arm.selected_on is None else _reason(p.status, context)
         return Line("Peak", f"not given: {why}")
-    text = (
-        f"the best cell (chosen on validation) is lr {num(p.lr)}, β_init {num(p.beta_init, 4)}: "
-        f"median {context.split} {context.metric} {context.units.score(p.raw_score)}"
-    )
-    if p.n_tied > 1:
-        text += f" (the mean of {p.n_tied} cells tied on validation)"
+    score = context.units.score(p.raw_score)
+    if p.n_tied > 1:  # no one cell: the score is the tied cells' mean, the cell named is the first of them
+        text = (
+            f"{p.n_tied} cells tie as the best on validation (the first: lr {num(p.lr)}, β_init "
+            f"{num(p.beta_init, 4)}): the mean of their median {context.split} {context.metric}s {score}"
+        )
+    else:
+        text = (
+            f"the best cell (chosen on validation) is lr {num(p.lr)}, β_init {num(p.beta_init, 4)}: "
+            f"median {context.split} {context.metric} {score}"
+        )
     text += f", {interval_text(p.score_interval, context, raw=True)}"
     if p.divergence_rate:
         text += f", {pct(p.divergence_rate)} of its {p.n_seeds} seeds diverged"

@@ -456,6 +456,13 @@ def test_words_of_a_never_trained_arm_and_of_probabilities() -> None:
     ]
     trained = words.arm_lines(report.arms["demon_sgdm"], context)
     assert [line.label for line in trained][:2] == ["Peak", "Success share"]
+    assert trained[0].sentence.startswith("the best cell (chosen on validation) is lr 0.01, β_init 0.9: median")
+    # validation tied in three cells: the sentence names no single cell's median (it gave the mean as
+    # the first tied cell's, which the map and /grid contradicted)
+    tied = pd.DataFrame(rows).assign(val=lambda f: f["val"].where(f["status"] != "completed", 0.3))
+    report = sensitivity_report(tied, GridAxes((0.01, 0.1, 1.0), (0.9,), tuple(range(8))), 0.9)
+    peak = words.arm_lines(report.arms["demon_sgdm"], words.report_context(report, "error"))[0].sentence
+    assert peak.startswith("3 cells tie as the best on validation (the first: lr 0.01, β_init 0.9): the mean of their")
     assert words.level_pct(0.99998) == "> 99.9%"  # a level short of 100% is not shown as 100%
 
 

@@ -255,6 +255,7 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     per_study.wait_for()
     header = [c.inner_text() for c in per_study.locator("thead th").all()]
     assert header[:6] == ["study", "arm", "peak (raw)", "peak interval", "target (raw)", "success share [95%]"]
+    assert header[7] == "lr sensitivity (raw) [95%]"  # score units, as the peak: not the study page's points
     rows = per_study.locator("tbody tr")
     assert rows.count() == len(ids) * len(ARMS)
     report = server.http.get(f"/api/v1/studies/{ids[0]}/sensitivity").json()

@@ -23,7 +23,7 @@
     [["success", "raw_target"], "target (raw)", num],
     [["success", "share"], "success share [95%]", est(pct)],
     [["success", "lr_width"], "succeeding lr decades [95%]", est(num)],
-    [["lr_sensitivity", "pooled"], "lr sensitivity [95%]", est(num)],
+    [["lr_sensitivity", "pooled"], "lr sensitivity (raw) [95%]", est(num)],  // score units, as the peak: studies may differ in metric
   ];
   const names = new Map([...document.querySelectorAll("tr.compared")].map((tr) => [tr.dataset.study, tr.dataset.name]));
   const label = (id) => `${names.get(id) || id} (${id})`;
