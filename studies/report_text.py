@@ -26,7 +26,7 @@ def target_caption(report: SensitivityReport) -> str:
     """The target of a report in words, for every place that prints a success figure."""
     target = report.target
     if target.raw_value is None:
-        return "no target (no run trained)"
+        return "target, which is none: no run trained"
     how = "given" if target.chosen_on == "given" else f"the lower quartile of trained runs on {target.chosen_on}"
     return f"target {report.split} <= {report.units.score(target.raw_value)} ({how})"
 

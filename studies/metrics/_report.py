@@ -142,7 +142,10 @@ def sensitivity_report(
         grids, target if target is not None else spec.target, y_fail, checked
     )
     chooses = has_validation(grids)
-    percent = metric is not None and is_percent(metric, scores[checked].to_numpy(dtype=float), y_fail)
+    shown = scores[checked].to_numpy(dtype=float)
+    if not np.isfinite(shown).any():  # every run diverged: the maps show y_fail, and so in its unit
+        shown = np.array([y_fail], dtype=float)
+    percent = metric is not None and is_percent(metric, shown, y_fail)
     units = Units(percent=percent)
     ks_used = check_ks(ks, axes.n_cells)
     bounds = axes.lr_bounds()

@@ -148,3 +148,16 @@ def test_demonlab_run_summary_and_pair_lines_read_as_the_page() -> None:
     assert loss_peak is not None
     assert f"{loss_peak:.3g} [" in summary_table(loss)
     assert "workload units" in summary_table(loss)
+
+
+def test_a_study_where_every_run_diverged_is_in_the_unit_of_its_maps() -> None:
+    """No finite score, so the scores alone cannot say "percent"; the maps show the failure score (an
+    error rate in [0, 1]) in percent, and the report says so too (it said "raw"), and its target
+    caption reads as a sentence ("a run reaches the no target" before)."""
+    from studies.report_text import target_caption
+
+    errors = np.full((8, 3, 2), np.nan)
+    scores = pd.concat([rows("demon_sgdm", errors), rows("sgdm_step", errors)]).assign(status="diverged")
+    report = sensitivity_report(scores, GridAxes(LRS, BETAS, tuple(range(8))), Y_FAIL, metric="error")
+    assert report.score_unit == "percent"
+    assert f"a run reaches the {target_caption(report)}" == "a run reaches the target, which is none: no run trained"
