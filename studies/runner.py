@@ -9,10 +9,8 @@ member of a pack (``studies.packed``). It runs any workload: a workload with its
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +27,7 @@ from .training import (
     TrialPlan,
     batch_slices,
     epoch_order,
+    failed_result,
     has_validation,
     load_data,
     node_name,
@@ -50,10 +49,7 @@ def run_trial(plan: TrialPlan, key: TrialKey, *, device: str | None = None) -> T
         try:
             test = _train(plan, log, torch_device)
         except Exception as exc:
-            log.status = TrialStatus.FAILED
-            failed = log.result(wall_seconds=time.perf_counter() - started, device=torch_device, node=node_name())
-            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-            return dataclasses.replace(failed, error=error)
+            return failed_result(key, exc, device=torch_device, log=log, wall_seconds=time.perf_counter() - started)
     return log.result(test=test, wall_seconds=time.perf_counter() - started, device=torch_device, node=node_name())
 
 

@@ -22,11 +22,13 @@ plan and key, whichever drives it (bit for bit on the CPU: ``tests/studies/test_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
 import random
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -213,6 +215,22 @@ class TrialLog:
             node=node,
             extra={**(extra or {}), "hardware": hardware(str(device))},
         )
+
+
+def failed_result(
+    key: TrialKey,
+    exc: BaseException,
+    *,
+    device: torch.device | str,
+    log: TrialLog | None = None,
+    wall_seconds: float = 0.0,
+) -> TrialResult:
+    """The result of a trial that raised, for the per-trial runner and the pack alike: its epochs so
+    far (``log``), where it ran (node, device, hardware), and the error with its traceback."""
+    log = log if log is not None else TrialLog(key)
+    log.status = TrialStatus.FAILED
+    failed = log.result(wall_seconds=wall_seconds, device=device, node=node_name())
+    return dataclasses.replace(failed, error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
 
 
 @contextmanager

@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import math
 import os
-import platform
-import sys
 import time
-import traceback
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,6 +48,7 @@ from ..training import (
     TrialPlan,
     batch_slices,
     epoch_order,
+    failed_result,
     load_data,
     node_name,
     pick_device,
@@ -116,16 +114,17 @@ def run_pack(
 
     with torch_threads(plan.threads):
         members = [key for key in keys if not _refused(plan, key, torch_device, finish)]
+        pack: _Pack | None = None
         try:
             cadence = checkpoint_cadence() if checkpoint_seconds is None else checkpoint_seconds
             pack = _Pack(plan, members, torch_device, finish, checkpoint, cadence) if members else None
             if pack is not None and pack.train(should_stop) and checkpoint is not None:
                 checkpoint.unlink(missing_ok=True)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+            logs = {} if pack is None else dict(zip(pack.keys, pack.state.logs, strict=True))
             for key in members:
                 if key not in done:
-                    finish(TrialResult(key=key, status=TrialStatus.FAILED, device=str(torch_device), error=error))
+                    finish(failed_result(key, exc, device=torch_device, log=logs.get(key)))
     return [done[key] for key in keys if key in done]
 
 
@@ -142,8 +141,7 @@ def _refused(plan: TrialPlan, key: TrialKey, device: torch.device, finish: Emit)
     try:
         arm(key.arm).check(plan.arm_params.get(key.arm, {}))
     except ValueError as exc:
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-        finish(TrialResult(key=key, status=TrialStatus.FAILED, device=str(device), node=platform.node(), error=error))
+        finish(failed_result(key, exc, device=device))
         return True
     return False
 
@@ -168,8 +166,7 @@ class _Pack:
             raise PackError(f"workload {plan.workload!r} cannot run packed: its data is not in memory tensors")
         self.plan, self.device, self.finish = plan, device, finish
         self.keys = sorted(keys, key=lambda k: _kernel_group(k, plan.arm_params))  # stable: keys' order within
-        # Ray's node id when inside Ray; importing Ray just to learn that we are not would cost ~1 s.
-        self.node = node_name() if "ray" in sys.modules else platform.node()
+        self.node = node_name()
         x_train, y_train = self.splits.train.tensors
         self.x_train, self.y_train = x_train.to(device), y_train.to(device)
         self.steps_per_epoch = plan.steps_per_epoch(len(x_train))

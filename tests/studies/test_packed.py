@@ -103,6 +103,25 @@ def test_every_arm_kind_packs_like_per_trial_on_synthetic() -> None:
         assert result.extra["pack_size"] == len(PACK_KEYS)
 
 
+def test_a_failed_member_is_recorded_as_its_trial_would_be() -> None:
+    """An arm refused (bad parameters) fails its member alone, recorded as the per-trial runner records
+    the same failure: the node, device and hardware where it ran and the error with its traceback
+    (the pack wrote its own record: another node name under Ray, no hardware)."""
+    plan = TrialPlan(workload="synthetic", epochs=1, arm_params={"sgdm_step": {"gamma_typo": 0.1}})
+    bad, good = TrialKey("sgdm_step", 0.1, 0.9, 0), TrialKey("demon_sgdm", 0.1, 0.9, 0)
+    failed, trained = run_pack(plan, [bad, good])
+    alone = run_trial(plan, bad)
+    assert failed.status is alone.status is TrialStatus.FAILED
+    assert trained.status is TrialStatus.COMPLETED
+    for field in ("node", "device", "epochs_done", "val_metric", "test_metric"):
+        assert getattr(failed, field) == getattr(alone, field), field
+    assert failed.extra["hardware"] == alone.extra["hardware"]
+    assert failed.error is not None
+    assert alone.error is not None
+    assert failed.error.splitlines()[0] == alone.error.splitlines()[0]
+    assert "Traceback" in failed.error
+
+
 def test_demon_variants_pack_like_per_trial() -> None:
     """Labelled Demon arms with every variant (delay, floor, decoupled weight decay, first-moment
     correction, Nesterov) beside a plain one, in one pack: each member equals its trial bit for bit."""
