@@ -104,6 +104,8 @@ _FRAME_DTYPES: dict[str, Any] = {
     "status": object,
     "val": float,
     "test": float,
+    "val_inf": float,  # 1.0 where the stored score is +inf (its value column is NULL), else 0.0 or NaN
+    "test_inf": float,
 }
 _EXPORT_DTYPES = {"arm": str, "lr": float, "beta_init": float, "seed": "int64", "status": str}
 EXPORT_COLUMNS = (
@@ -770,10 +772,13 @@ def trial_scores_frame(
 ) -> pd.DataFrame:
     """Every trial's (of ``arm``, or all) final val and test score as a DataFrame (``FRAME_COLUMNS``).
 
-    Raw workload values; NaN where a score is missing or non-finite (``status`` tells diverged trials
-    apart). One SELECT of plain columns, no ORM objects: this feeds the metrics of large studies.
+    Raw workload values, +inf where one was stored (a completed run's overflowing score: the figures
+    clip it to y_fail, as a local run's metrics do); NaN where a score is missing, NaN or -inf
+    (``status`` tells diverged trials apart). One SELECT of plain columns, no ORM objects: this feeds
+    the metrics of large studies.
     """
     _require_study(session, study_id)
+    val, test = _score_column("val", metric), _score_column("test", metric)
     query = (
         select(
             Trial.arm,
@@ -781,13 +786,18 @@ def trial_scores_frame(
             Trial.beta_init,
             Trial.seed,
             type_coerce(Trial.status, String()),  # the raw string: no enum object per row
-            _score_column("val", metric),
-            _score_column("test", metric),
+            val,
+            test,
+            type_coerce(getattr(Trial, f"{val.key}_kind"), String()) == ValueKind.INF_POS.value,
+            type_coerce(getattr(Trial, f"{test.key}_kind"), String()) == ValueKind.INF_POS.value,
         )
         .where(Trial.study_id == study_id, *([] if arm is None else [Trial.arm == arm]))
         .order_by(Trial.arm, Trial.lr, Trial.beta_init, Trial.seed)
     )
-    return _frame(session.execute(query).all(), FRAME_COLUMNS)
+    frame = _frame(session.execute(query).all(), (*FRAME_COLUMNS, "val_inf", "test_inf"))
+    for split in ("val", "test"):
+        frame.loc[(frame.pop(f"{split}_inf") == 1.0).to_numpy(), split] = math.inf
+    return frame
 
 
 def _frame(rows: Sequence[Any], names: Sequence[str]) -> pd.DataFrame:

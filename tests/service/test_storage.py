@@ -613,10 +613,21 @@ def test_trial_scores_frame(engine: Engine, new_study: NewStudy, grid: list[Tria
     )
     assert (first.status, first.val, first.test) == ("completed", 0.1, 0.2)
     assert second.status == "diverged"
-    assert math.isnan(second.val)
+    assert second.val == math.inf  # as stored: the local run's frame keeps it too (impute_scores reads both alike)
     assert math.isnan(second.test)
     assert frame.iloc[2:]["val"].isna().all()
     assert set(frame.iloc[2:]["status"]) == {"pending"}
+    # a completed run whose score overflowed: +inf, which the figures clip to y_fail (it was NaN here,
+    # missing, where metrics.json of a local run counted y_fail); NaN and -inf are no score
+    record(engine, study.id, result(grid[2], val_metric=math.inf, test_metric=-math.inf))
+    record(engine, study.id, result(grid[3], val_metric=math.nan, test_metric=0.3))
+    with session_scope(engine, read_only=True) as session:
+        frame = dal.trial_scores_frame(session, study.id)
+    assert frame.iloc[2].val == math.inf
+    assert math.isnan(frame.iloc[2].test)
+    assert math.isnan(frame.iloc[3].val)
+    assert frame.iloc[3].test == 0.3
+    assert list(frame.columns) == list(dal.FRAME_COLUMNS)
     assert len(losses) == 8
     assert set(losses["arm"]) == {"sgdm_step"}
 
