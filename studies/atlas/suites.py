@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studies.vocab.arms import arm
+
 SUITES = ("cpu", "paper", "smoke")
 DEFAULT_SEEDS = 8
 MIN_SEEDS = 8
@@ -77,7 +79,7 @@ class AtlasCell:
 
     @property
     def demon_arm(self) -> str:
-        return next(a for a in self.arms if a.startswith("demon_"))
+        return next(a for a in self.arms if arm(a).demon)
 
     @property
     def arms(self) -> list[str]:
@@ -85,7 +87,7 @@ class AtlasCell:
 
     @property
     def baselines(self) -> list[str]:
-        return [a for a in self.arms if not a.startswith("demon_")]
+        return [a for a in self.arms if not arm(a).demon]
 
     def key(self) -> str:
         """A hash of everything but the seeds: equal keys, interchangeable trials."""
@@ -197,7 +199,8 @@ def paper_cells() -> list[AtlasCell]:
     for name in PAPER_SPECS:
         spec = dict(read_spec_data((EXAMPLES / name).read_text()))
         spec.pop("name", None)
-        family = "adam" if any(str(a).startswith("demon_adam") for a in spec["arms"]) else "sgdm"
+        names = [a if isinstance(a, str) else a["name"] for a in spec["arms"]]
+        family = "adam" if any(arm(a).demon and arm(a).kind == "adam" for a in names) else "sgdm"
         cells.append(AtlasCell(suite="paper", label=str(spec["workload"]), family=family, base_spec=spec))
     return cells
 

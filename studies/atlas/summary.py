@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from studies.vocab.arms import arm
+
 from .models import CellResult, ComparisonSummary, Counts, WorkloadRow
 from .pooling import pool, se_from_interval
 
@@ -22,8 +24,8 @@ def comparisons(cells: Sequence[CellResult]) -> list[ComparisonSummary]:
     """Every comparison the cells hold, in the order their arms are listed."""
     pairs: list[tuple[str, str]] = []
     for cell in cells:
-        demon = next((a for a in cell.arms if a.startswith("demon_")), None)
-        for baseline in (a for a in cell.arms if not a.startswith("demon_")):
+        demon = next((a for a in cell.arms if arm(a).demon), None)  # the registry's rule, as default_pairs
+        for baseline in (a for a in cell.arms if not arm(a).demon):
             if demon is not None and (demon, baseline) not in pairs:
                 pairs.append((demon, baseline))
     return [comparison(cells, demon, baseline) for demon, baseline in pairs]

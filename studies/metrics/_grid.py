@@ -230,10 +230,6 @@ def build_grids(
     return grids if wanted is None else {arm: grids[arm] for arm in wanted}
 
 
-def build_grid(scores: pd.DataFrame, axes: GridAxes, arm: str, y_fail: float) -> ArmGrid:
-    return build_grids(scores, axes, y_fail, [arm])[arm]
-
-
 def _float_index(values: FloatArray, grid: Sequence[float], name: str) -> IntArray:
     g = np.asarray(grid, dtype=np.float64)
     pos = np.searchsorted(g, values)

@@ -14,7 +14,7 @@ from studies.errors import ComparisonError, MetricsError
 from studies.metrics._arm import MIN_INTERVAL_SEEDS, T_INTERVAL, arm_report, grid_model, seed_major
 from studies.metrics._grid import ArmGrid, FloatArray, GridAxes, build_grids, check_split, finite
 from studies.metrics._pair import check_comparable, pair_report
-from studies.metrics._seedwise import TARGET_QUANTILE, ArmSeeds, arm_seeds, default_threshold
+from studies.metrics._seedwise import TARGET_QUANTILE, arm_seeds, default_threshold
 from studies.metrics.models import (
     DEFAULT_KS,
     LEVEL,
@@ -214,12 +214,6 @@ def sensitivity_report(
 def _cubes(grid: ArmGrid, split: Split) -> tuple[FloatArray, FloatArray]:
     """(validation, split) scores of one arm as (S, I, J) in seed order."""
     return seed_major(grid.val_by_seed), seed_major(grid.by_seed(split))
-
-
-def arm_seeds_of(grid: ArmGrid, split: Split, theta: FloatArray, ks: tuple[int, ...]) -> ArmSeeds:
-    """One arm's seed-wise figures at a fixed threshold (for tests and tools)."""
-    failed = seed_major(grid.failed_by_seed)
-    return arm_seeds(*_cubes(grid, split), theta, None, grid.axes.lr_bounds(), ks, LEVEL, grid.y_fail, failed)
 
 
 # --- across studies ---------------------------------------------------------------------------

@@ -79,9 +79,7 @@ class PackState:
         another format): the pack then starts afresh."""
         try:
             raw: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
-        except FileNotFoundError:
-            return None
-        except Exception:  # unreadable (a damaged disk, another torch's pickle): start afresh
+        except Exception:  # none there, or unreadable (a damaged disk, another torch's pickle): start afresh
             return None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             return None
