@@ -8,7 +8,7 @@ What it measures, for the first N trials of a spec (default ``studies/examples/d
    Tune trial, ``reuse_actors``), ``ray.init`` excluded and reported on its own line;
 3. packed, in process (``PackedExecutor``): all trials in one pack on one torch thread; then one
    pack per CPU in ``--num-cpus`` forked processes (``PackedExecutor(workers=...)``, CPU only);
-4. packed on Ray: one pack per CPU (``RayTuneExecutor(packed=True)``), one torch thread each.
+4. packed on Ray: one pack per CPU (``RayPackExecutor``, what a packed study runs on Ray), one torch thread each.
 
 Each path runs once, warmed up (one trial, or a 2-member pack, runs first untimed, so data loading
 and first-call costs such as torch's lazy imports are not counted for any). It prints wall time,
@@ -43,6 +43,7 @@ import torch
 
 from studies.executors import InProcessExecutor, PackedExecutor, RayTuneExecutor, Work, ensure_ray, shutdown_ray
 from studies.executors.base import RunSummary, Sink
+from studies.executors.ray_packs import RayPackExecutor
 from studies.packed import run_pack
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.runner import run_trial
@@ -134,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             per_trial = RayTuneExecutor(cpu=1, gpu=args.gpu, storage_dir=work, experiment_name="per-trial")
             runs.append(timed("per trial, Ray", lambda sink: per_trial.run(every, sink)))
             size = math.ceil(n / args.num_cpus)
-            packed = RayTuneExecutor(
-                cpu=1, gpu=args.gpu, trials_per_task=size, storage_dir=work, experiment_name="packed", packed=True
-            )
+            packed = RayPackExecutor(cpu=1, gpu=args.gpu, pack_size=size, storage_dir=work)
             runs.append(timed(f"packed, Ray ({args.num_cpus} packs)", lambda sink: packed.run(every, sink)))
     finally:
         shutdown_ray()

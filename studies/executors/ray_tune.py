@@ -29,32 +29,20 @@ from ..vocab import y_fail
 from ..vocab.samplers import make_sampler
 from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkCallback, register
 from .base import Context, RunSummary, Sink, Work, objective_value, pack
-from .modes import execution_mode
-from .ray_session import check_feasible, ensure_ray, workers_for
+from .ray_session import check_feasible, ensure_ray
 
 
 def _grid_trainable(
     config: dict[str, Any],
     plan: TrialPlan,
     units: list[list[str]],
-    packed: bool = False,
-    checkpoint_dir: str | None = None,
 ) -> None:
-    """Run one unit of trials (one after another, or as one pack) and report all their results.
-
-    A pack checkpoints each epoch under ``checkpoint_dir`` (a path of the driver's machine: resumed
-    by a relaunch when the pack runs on a node that sees it) and resumes from it."""
+    """Run one unit of trials, one after another, and report all their results. (A packed study on
+    Ray runs its packs as Ray tasks or pool actors: ``ray_packs.RayPackExecutor``.)"""
     from ray import tune
 
     keys = [TrialKey.from_token(token) for token in units[config["unit"]]]
-    if packed:
-        from ..packed import run_pack
-        from ..packed.checkpoint import checkpoint_path
-
-        path = checkpoint_path(checkpoint_dir, keys) if checkpoint_dir else None
-        results = run_pack(plan, keys, checkpoint=path)
-    else:
-        results = [run_trial(plan, key) for key in keys]
+    results = [run_trial(plan, key) for key in keys]
     tune.report({RESULTS_FIELD: json.dumps([r.to_dict() for r in results])})
 
 
@@ -96,8 +84,8 @@ def _resources(cpu: float, gpu: float, custom: dict[str, float] | None) -> dict[
 
 class RayTuneExecutor:
     """Run a grid of trials with Ray Tune, on the cluster at ``ray_address`` (None: a local Ray of
-    ``num_cpus`` started under ``storage_dir``). ``packed``: a unit of keys is one pack, of
-    ``trials_per_task`` members or, with ``pack_size`` "auto", one per worker of the cluster."""
+    ``num_cpus`` started under ``storage_dir``), ``trials_per_task`` keys one after another in a
+    Tune trial (a packed study runs on ``ray_packs.RayPackExecutor``)."""
 
     name = "ray"
 
@@ -112,18 +100,12 @@ class RayTuneExecutor:
         storage_dir: str | Path | None = None,
         experiment_name: str = "study",
         max_concurrent_trials: int | None = None,
-        packed: bool = False,
-        pack_size: int | str | None = None,
-        checkpoint_dir: str | None = None,
         ray_address: str | None = None,
         num_cpus: int | None = None,
     ) -> None:
         self.resources = _resources(cpu, gpu, custom_resources)
         self.max_failures = max_failures
         self.trials_per_task = trials_per_task
-        self.packed = packed  # a unit of keys is one pack (studies.packed)
-        self.pack_size = pack_size  # packed: members per pack, "auto" or None (trials_per_task)
-        self.checkpoint_dir = checkpoint_dir  # where packs checkpoint
         self.storage_dir = storage_dir
         self.experiment_name = experiment_name
         self.max_concurrent_trials = max_concurrent_trials
@@ -132,12 +114,7 @@ class RayTuneExecutor:
 
     @classmethod
     def for_study(cls, spec: Any, context: Context) -> RayTuneExecutor:
-        """The executor of a grid study (packed when its execution is): the spec's resources,
-        retries and trials per task; packs checkpoint under the study's folder."""
-        from ..packed.checkpoint import checkpoint_dir
-
-        packed = execution_mode(spec) == "packed"
-        plan = TrialPlan.from_spec(spec, context.data_dir / "datasets")
+        """The executor of a per-trial grid study: the spec's resources, retries and trials per task."""
         return cls(
             cpu=spec.resources.cpu,
             gpu=spec.resources.gpu,
@@ -146,9 +123,6 @@ class RayTuneExecutor:
             trials_per_task=spec.trials_per_task,
             storage_dir=context.data_dir,
             experiment_name=context.study_id,
-            packed=packed,
-            pack_size=spec.execution.pack_size if packed else None,
-            checkpoint_dir=str(checkpoint_dir(context.data_dir, context.study_id, plan)) if packed else None,
             ray_address=context.ray_address,
             num_cpus=context.num_cpus,
         )
@@ -167,9 +141,7 @@ class RayTuneExecutor:
         unit_keys = {str(i): unit for i, unit in enumerate(units)}
         token = register(DriverHooks(sink, summary, work.should_stop, unit_keys, work.on_start))
         trainable = tune.with_resources(
-            tune.with_parameters(
-                _grid_trainable, plan=work.plan, units=tokens, packed=self.packed, checkpoint_dir=self.checkpoint_dir
-            ),
+            tune.with_parameters(_grid_trainable, plan=work.plan, units=tokens),
             self.resources,
         )
         tuner = tune.Tuner(
@@ -186,19 +158,8 @@ class RayTuneExecutor:
         return summary
 
     def _units(self, work: Work) -> list[list[TrialKey]]:
-        """The Tune trials: packs (an earlier launch's checkpointed ones resumed as they were), or
-        runs of ``trials_per_task`` keys run one after another in one task."""
-        size = self.trials_per_task
-        if self.packed and self.pack_size is not None:
-            from .packed import resolve_pack_size
-
-            size = resolve_pack_size(self.pack_size, work.plan, len(work.keys), workers_for(self.resources))
-        if self.packed and self.checkpoint_dir:
-            from ..packed.checkpoint import claim
-
-            resumed, fresh = claim(self.checkpoint_dir, work.keys)
-            return resumed + pack(fresh, size)
-        return pack(work.keys, size)
+        """The Tune trials: runs of ``trials_per_task`` keys run one after another in one task."""
+        return pack(work.keys, self.trials_per_task)
 
     def _run_config(self, token: str) -> Any:
         from ray import tune
