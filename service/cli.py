@@ -506,7 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", default=".work", help="work dir for Ray's temp dir, Tune and pack checkpoints")
     p.add_argument("--dataset-dir", default=None, help="where workloads find datasets (default: DATA_DIR/datasets)")
-    p.set_defaults(func=_cmd_run, exit_at_once=True)
+    p.set_defaults(
+        func=_cmd_run,
+        exit_at_once=True,
+        interrupted="nothing was written to --out; the same command again runs the study (packs resume from "
+        "their checkpoints)",
+    )
 
     p = command("demo", "what `make run` does: serve, submit the digits example, follow it, summarise")
     p.add_argument(
@@ -684,6 +689,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
+        hint = getattr(args, "interrupted", "")
+        print("demonlab: interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
         return 130
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # no server there, a timeout, a bad URL: no traceback
         where = getattr(args, "url", None) or "the service"

@@ -201,6 +201,9 @@ class PackedExecutor:
                             pass  # what it sent before it exited
                         if index not in ended:
                             raise RuntimeError(f"a pack's process exited with code {process.exitcode} before its end")
+        except KeyboardInterrupt:  # Ctrl-C reached the packs too: each saves its checkpoint and stops
+            _stop_gracefully(running)
+            raise
         finally:
             for process in running.values():
                 process.kill()
@@ -273,12 +276,14 @@ def _stop_gracefully(running: dict[int, Any]) -> None:
 def _pack_in_child(job: _Job, index: int, results: Any) -> None:
     """Run ``job`` in a forked process: each result, then the pack's end, through ``results``. Stop
     after an epoch, saving its checkpoint, on SIGTERM (the driver stopping it: a cancel, or the
-    launcher's signal to the driver's process group) or once the driver that forked it is gone
-    (killed outright), rather than train on for a relaunch that will resume it."""
+    launcher's signal to the driver's process group), on SIGINT (Ctrl-C, sent to the whole group)
+    or once the driver that forked it is gone (killed outright), rather than train on for a
+    relaunch that will resume it."""
     import signal
 
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))  # not the driver's inherited handler
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))  # Ctrl-C at a terminal: no traceback
     torch.set_num_threads(job.plan.threads)
     parent = os.getppid()
     job.run(lambda result: results.put(result.to_dict()), lambda: bool(stopping) or os.getppid() != parent)

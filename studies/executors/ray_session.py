@@ -49,6 +49,9 @@ def ensure_ray(
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the new output engine prints even at verbose=0
+    # Ctrl-C stops the run as it stops an in-process one (KeyboardInterrupt: exit 130, --out left
+    # alone); Tune's own handler ended the run early and returned what it had as if complete.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # With Tune's file loggers off (we record results ourselves) its analysis warns on every trial.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     address = address or os.environ.get("RAY_ADDRESS") or None

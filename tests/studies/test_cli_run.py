@@ -324,3 +324,65 @@ def test_work_dirs_are_absolute_wherever_a_trial_runs(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert work_dirs(Path(".work"), Path("data")) == (tmp_path / ".work", tmp_path / "data")
     assert work_dirs(Path(".work"), None) == (tmp_path / ".work", None)
+
+
+def _descendants_named(pid: int, prefix: str) -> list[str]:
+    import psutil
+
+    names = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            names.append(child.name())
+        except psutil.Error:
+            continue
+    return [n for n in names if n.startswith(prefix)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "executor", "trial_process"), [("per_trial", "ray", "ray::"), ("packed", "inprocess", "")]
+)
+def test_ctrl_c_stops_the_run_and_leaves_the_out_folder_alone(
+    tmp_path: Path, mode: str, executor: str, trial_process: str
+) -> None:
+    """Ctrl-C (SIGINT to the run's process group, as a terminal sends it) while trials run: exit 130,
+    one line saying nothing was written, no traceback, and --out as it was. On Ray, Tune's own
+    handler used to end the run early and write the few results as if complete (exit 0, 5 of 54
+    trials over an earlier complete run); a forked pack printed a KeyboardInterrupt traceback."""
+    import os
+    import signal
+    import time
+
+    hold = tmp_path / "hold"  # the trials start, then wait for it to go: a handshake, not a timing guess
+    hold.touch()
+    spec = tmp_path / "spec.yaml"
+    pack = ", pack_size: 6" if mode == "packed" else ""  # four packs: forked, two at a time
+    spec.write_text(
+        SMOKE.read_text().replace("name: synthetic-smoke", "name: interrupted")
+        + f"\nworkload_params: {{hold: {str(hold)!r}}}\nexecution: {{mode: {mode}{pack}}}\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trials.csv").write_text("an earlier run's\n")
+    command = [sys.executable, "-m", "service.cli", "run", str(spec), "--out", str(out), "--executor", executor]
+    command += ["--data-dir", str(tmp_path / "work")]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _descendants_named(run.pid, trial_process or "python"):  # Ray's trial actor; a forked pack
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "no trial started"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        hold.unlink(missing_ok=True)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode == 130, stdout + stderr
+    assert "demonlab: interrupted: nothing was written to --out" in stderr
+    assert "Traceback" not in stderr, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["trials.csv"]
+    assert (out / "trials.csv").read_text() == "an earlier run's\n"
