@@ -89,8 +89,14 @@ def resolve_target(
 
 
 def has_validation(grids: Mapping[str, ArmGrid]) -> bool:
-    """Whether any arm has a validation score (a full_train study has none: nothing is chosen)."""
-    return any(bool(g.n_val.any()) for g in grids.values())
+    """Whether the study has a validation split (a full_train study has none: nothing is chosen),
+    read from its completed runs: a diverged run scores y_fail on every split, so it says nothing, and
+    with no completed run yet (all failed or diverged) the split is taken to exist. (Reading any
+    validation score called a full_train study with a diverged run "chosen on validation", and a
+    study whose runs all failed one "without a validation split".)"""
+    completed_val = sum(int((g.n_val - g.n_diverged).sum()) for g in grids.values())
+    completed_test = sum(int((g.n_test - g.n_diverged).sum()) for g in grids.values())
+    return completed_val > 0 or completed_test == 0
 
 
 SAMPLED = (

@@ -560,6 +560,21 @@ def test_without_a_validation_split_the_flatter_arm_is_still_checked_at_its_best
     assert "worse at its best (Δ best score = -" in pair.verdict.statement
 
 
+def test_whether_cells_are_chosen_on_validation_is_read_from_the_completed_runs() -> None:
+    """A full_train study (no validation score on its completed runs) with diverged runs chooses no
+    cell; a study whose runs all failed still has its validation split. (Any validation score used to
+    decide: a diverged run's imputed one made the first "chosen on val", no score at all the second
+    "no validation split".)"""
+    good = landscape(8, seed=30)
+    diverged = np.zeros(good.shape, bool)
+    diverged[:, -1, :] = True
+    nothing = np.full(good.shape, NAN)
+    frames = [seeded(arm, nothing, good, diverged=diverged) for arm in ("demon_sgdm", "sgdm_step")]
+    assert report_of(*frames, axes=axes_for(good)).selected_on is None
+    failed = [f.assign(status="failed", val=NAN, test=NAN) for f in frames]
+    assert report_of(*failed, axes=axes_for(good)).selected_on == "val"
+
+
 def test_failing_throughout_a_beta_column_or_a_seed_is_not_flatness() -> None:
     """Lr sensitivity measures a column with no trained cell from the seed's best cell, and a seed with
     no trained cell has none: an arm flat where it trains but diverging throughout one of its two β
