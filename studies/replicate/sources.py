@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -66,7 +67,26 @@ def from_files(path: Path, spec_path: Path | None) -> tuple[pd.DataFrame, StudyI
     unknown = sorted(set(frame["arm"].astype(str)) - {arm.name for arm in loaded.arms})
     if unknown:
         raise ValueError(f"--spec: {spec_path} has no arm {unknown}, which {trials_file} holds: give the spec it ran")
+    _check_budget(frame, loaded, spec_path, trials_file)
     return frame, StudyInfo.from_spec(str(path), "completed", loaded.model_dump(mode="json"))
+
+
+def _check_budget(frame: pd.DataFrame, spec: Any, spec_path: Path, trials_file: Path) -> None:
+    """Refuse a spec whose budget is not the run's: its completed trials trained the spec's epochs, on
+    seeds the spec has (the report states the spec's budget as the run's)."""
+    if "epochs_done" in frame.columns:
+        done = pd.to_numeric(frame.loc[frame["status"] == "completed", "epochs_done"], errors="coerce").dropna()
+        other = sorted({int(e) for e in done} - {int(spec.epochs)})
+        if other:
+            raise ValueError(
+                f"--spec: {spec_path} trains {spec.epochs} epochs, but completed trials of {trials_file} trained "
+                f"{other[0]}: give the spec that run ran"
+            )
+    seeds = sorted({int(s) for s in pd.to_numeric(frame["seed"], errors="coerce").dropna()} - set(spec.seed_values))
+    if seeds:
+        raise ValueError(
+            f"--spec: {spec_path} has no seed {seeds[0]}, which {trials_file} holds: give the spec that run ran"
+        )
 
 
 def _checked(frame: pd.DataFrame, where: str) -> pd.DataFrame:

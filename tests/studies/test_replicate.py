@@ -251,3 +251,14 @@ def test_a_local_run_is_refused_with_another_runs_spec_or_broken_trials(tmp_path
     odd.to_csv(tmp_path / "trials.csv", index=False)
     with pytest.raises(ValueError, match=r"trials\.csv: column 'test_metric' holds 'abc', not a number"):
         from_files(tmp_path, spec)
+    # another budget: the report would state the spec's epochs as the run's (it said "trained 50 epochs"
+    # of a 2-epoch run)
+    budget = load_spec(spec)
+    trials.assign(epochs_done=budget.epochs - 1).to_csv(tmp_path / "trials.csv", index=False)
+    with pytest.raises(ValueError, match=rf"trains {budget.epochs} epochs, but completed trials of .* trained "):
+        from_files(tmp_path, spec)
+    trials.assign(epochs_done=budget.epochs, seed=trials["seed"] + 1000).to_csv(tmp_path / "trials.csv", index=False)
+    with pytest.raises(ValueError, match=r"has no seed 1000, which .*trials\.csv holds"):
+        from_files(tmp_path, spec)
+    trials.assign(epochs_done=budget.epochs).to_csv(tmp_path / "trials.csv", index=False)
+    assert len(from_files(tmp_path, spec)[0]) == len(trials)
