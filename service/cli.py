@@ -146,7 +146,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     client = _client(args)
     study = client.get_study(args.study_id)
-    if study.status in ("completed", "completed_with_failures"):  # the answer first
+    if study.status.has_results:  # the answer first
         from studies.report_text import verdict_lines
 
         print("\n".join(verdict_lines(client.sensitivity(study.id))))

@@ -48,15 +48,17 @@ def compare_maps(engine: Engine, study_ids: list[str], *, arm: str | None, split
     for metric in sorted({m["metric"] for m in maps}):
         same = [m for m in maps if m["metric"] == metric]
         finite = [float(v) for m in same for row in m["values"] for v in row if v is not None]
-        norm = data._norm(finite, all(m["percent"] for m in same))
+        norm = data.colour_norm(finite, all(m["percent"] for m in same))
         for m in same:
             values = np.array([[np.nan if v is None else v for v in row] for row in m["values"]], dtype=float)
-            m["colours"] = data._colours(cmap, norm(np.ma.masked_invalid(values)), values)
+            m["colours"] = data.cell_colours(cmap, norm(np.ma.masked_invalid(values)), values)
         scales[metric] = {
             "min": min(finite) if finite else None,
             "max": max(finite) if finite else None,
             "log": type(norm).__name__ == "LogNorm",
-            "legend": [{"value": v, "colour": data._hex(cmap(float(norm(v))))} for v in data._legend(norm, finite)],
+            "legend": [
+                {"value": v, "colour": data.hex_colour(cmap(float(norm(v))))} for v in data.legend_values(norm, finite)
+            ],
         }
     return {
         "split": split,
@@ -96,14 +98,16 @@ def _differences(bodies: list[dict[str, Any]], arm: str | None) -> dict[str, Any
     norm, cmap = Normalize(-bound, bound), colormaps[data.DIFFERENCE_CMAP]
     return {
         "max_abs": max(finite) if finite else None,
-        "legend": [{"value": float(v), "colour": data._hex(cmap(norm(v)))} for v in np.linspace(-bound, bound, 9)],
+        "legend": [
+            {"value": float(v), "colour": data.hex_colour(cmap(norm(v)))} for v in np.linspace(-bound, bound, 9)
+        ],
         "pairs": [
             {
                 "arm": f["arm"],
                 "study_a": f["study_a"],
                 "study_b": f["study_b"],
-                "values": data._matrix(f["d"]),
-                "colours": data._colours(cmap, norm(f["d"]), f["d"]),
+                "values": data.matrix(f["d"]),
+                "colours": data.cell_colours(cmap, norm(f["d"]), f["d"]),
             }
             for f in found
         ],

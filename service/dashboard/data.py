@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
-from studies.vocab import MetricName, Split, impute_scores
+from studies.vocab import MetricName, Split, TrialStatus, impute_scores
 
 from .. import analysis
 from ..api.deps import EngineDep
@@ -41,12 +41,12 @@ MISSING = "#d9d9d9"
 LEGEND_STOPS = 17  # colour-bar stops: enough for a smooth gradient on a log scale
 
 
-def _hex(rgba: Any) -> str:
+def hex_colour(rgba: Any) -> str:
     r, g, b = (round(float(c) * 255) for c in rgba[:3])
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def _norm(values: list[float], percent: bool) -> Any:
+def colour_norm(values: list[float], percent: bool) -> Any:
     """The PNG heatmaps' rule: a log scale when the values are positive and span 10× or more; one value
     alone is padded by half a unit of what is shown (half a point for a percent: the PNG pads after
     converting to percent, and ±0.5 of a fraction read 16.7 … 117% on the page)."""
@@ -87,7 +87,7 @@ def _heatmaps(
     medians = {arm: np.asarray(tables[arm].raw_median, dtype=float) for arm in arms}
     finite = [float(v) for m in medians.values() for v in m.ravel() if math.isfinite(v)]
     percent = is_percent(name, np.stack(list(medians.values())), fail)
-    norm = _norm(finite, percent)
+    norm = colour_norm(finite, percent)
     scores, rates = colormaps[SCORE_CMAP], colormaps[RATE_CMAP]
     body_arms = [_arm_body(arm, tables[arm], medians[arm], scores, rates, norm) for arm in arms]
     return {
@@ -106,9 +106,9 @@ def _heatmaps(
             "min": min(finite) if finite else None,
             "max": max(finite) if finite else None,
             "log": type(norm).__name__ == "LogNorm",
-            "legend": [{"value": v, "colour": _hex(scores(float(norm(v))))} for v in _legend(norm, finite)],
+            "legend": [{"value": v, "colour": hex_colour(scores(float(norm(v))))} for v in legend_values(norm, finite)],
         },
-        "rate_legend": [{"value": v, "colour": _hex(rates(v))} for v in np.linspace(0.0, 1.0, LEGEND_STOPS)],
+        "rate_legend": [{"value": v, "colour": hex_colour(rates(v))} for v in np.linspace(0.0, 1.0, LEGEND_STOPS)],
         "missing_colour": MISSING,
         "arms": body_arms,
         "differences": _differences([(a, b) for a, b in default_pairs(arms)], medians),
@@ -121,23 +121,23 @@ def _arm_body(arm: str, table: Any, values: Any, scores: Any, rates: Any, norm: 
     rate = np.divide(np.asarray(table.n_diverged, dtype=float), n, out=np.full(n.shape, np.nan), where=n > 0)
     return {
         "arm": arm,
-        "values": _matrix(values),
-        "colours": _colours(scores, norm(np.ma.masked_invalid(values)), values),
+        "values": matrix(values),
+        "colours": cell_colours(scores, norm(np.ma.masked_invalid(values)), values),
         "n": np.asarray(table.n_results).astype(int).tolist(),
         "diverged": np.asarray(table.n_diverged).astype(int).tolist(),
         "missing": np.asarray(table.n_missing).astype(int).tolist(),
-        "interval_low": _matrix(table.raw_interval_low),
-        "interval_high": _matrix(table.raw_interval_high),
+        "interval_low": matrix(table.raw_interval_low),
+        "interval_high": matrix(table.raw_interval_high),
         # the level only where there is an interval (as /grid's median_level): null, not 0
-        "interval_level": _matrix(
+        "interval_level": matrix(
             np.where(
                 np.isin(np.asarray(table.interval_status), ("ok", "reduced_level")),
                 table.interval_level,
                 np.nan,
             )
         ),
-        "divergence_rate": _matrix(rate),
-        "divergence_colours": _colours(rates, rate, rate),
+        "divergence_rate": matrix(rate),
+        "divergence_colours": cell_colours(rates, rate, rate),
     }
 
 
@@ -154,30 +154,30 @@ def _differences(pairs: list[tuple[str, str]], medians: dict[str, Any]) -> dict[
     return {
         "max_abs": max(finite) if finite else None,
         "legend": [
-            {"value": float(v), "colour": _hex(cmap(norm(v)))} for v in np.linspace(-bound, bound, LEGEND_STOPS)
+            {"value": float(v), "colour": hex_colour(cmap(norm(v)))} for v in np.linspace(-bound, bound, LEGEND_STOPS)
         ],
         "pairs": [
-            {"arm_a": a, "arm_b": b, "values": _matrix(d), "colours": _colours(cmap, norm(d), d)}
+            {"arm_a": a, "arm_b": b, "values": matrix(d), "colours": cell_colours(cmap, norm(d), d)}
             for (a, b), d in values.items()
         ],
     }
 
 
-def _matrix(values: Any) -> list[list[float | None]]:
+def matrix(values: Any) -> list[list[float | None]]:
     """A float matrix as JSON: NaN and infinities as null."""
     return [[float(v) if math.isfinite(v) else None for v in row] for row in np.asarray(values, dtype=float)]
 
 
-def _colours(cmap: Any, normed: Any, values: Any) -> list[list[str]]:
+def cell_colours(cmap: Any, normed: Any, values: Any) -> list[list[str]]:
     """Hex colours of a matrix (one colour-map call for all cells); grey where the value is missing."""
     rgba = cmap(np.ma.filled(np.ma.asarray(normed, dtype=float), np.nan))
     return [
-        [MISSING if math.isnan(values[i][j]) else _hex(rgba[i][j]) for j in range(len(values[i]))]
+        [MISSING if math.isnan(values[i][j]) else hex_colour(rgba[i][j]) for j in range(len(values[i]))]
         for i in range(len(values))
     ]
 
 
-def _legend(norm: Any, finite: list[float], steps: int = LEGEND_STOPS) -> list[float]:
+def legend_values(norm: Any, finite: list[float], steps: int = LEGEND_STOPS) -> list[float]:
     if not finite:
         return []
     return [float(norm.inverse(i / (steps - 1))) for i in range(steps)]
@@ -227,8 +227,8 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
         frame = dal.trial_scores_frame(session, study_id, metric=kind)
     fail = analysis.y_fail(spec, kind)
     frame = frame.assign(score=impute_scores(frame[split], frame["status"], fail))
-    frame = frame[frame["status"].isin(["completed", "diverged"])]
-    frame = frame.assign(diverged=(frame["status"] == "diverged").astype(int), seeds=1)
+    frame = frame[frame["status"].isin([s.value for s in TrialStatus if s.is_done])]
+    frame = frame.assign(diverged=(frame["status"] == TrialStatus.DIVERGED.value).astype(int), seeds=1)
     # One point per sampled (lr, β_init): the median over its seeds, as a grid cell.
     grouped = (
         frame.groupby(["arm", "lr", "beta_init"], sort=True)
@@ -239,13 +239,13 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
     from studies.units import is_percent
 
     percent = is_percent(name, np.asarray(finite or [np.nan], dtype=float), fail)  # the PNG's rule, as /heatmaps
-    norm = _norm(finite, percent)
+    norm = colour_norm(finite, percent)
     cmap = colormaps[SCORE_CMAP]
     arms = []
     for arm in sorted(a.name for a in spec.arms):
         rows = grouped[grouped["arm"] == arm].head(MAX_POINTS)
         values = rows["score"].to_numpy(dtype=float)
-        colours = _colours(cmap, norm(np.ma.masked_invalid(values))[None, :], values[None, :])[0]
+        colours = cell_colours(cmap, norm(np.ma.masked_invalid(values))[None, :], values[None, :])[0]
         pts = [
             {
                 "lr": float(r.lr),
@@ -267,7 +267,7 @@ def points(engine: Engine, study_id: str, *, split: Split) -> dict[str, Any]:
                 "importance_note": note,
             }
         )
-    legend = [{"value": v, "colour": _hex(cmap(float(norm(v))))} for v in _legend(norm, finite)]
+    legend = [{"value": v, "colour": hex_colour(cmap(float(norm(v))))} for v in legend_values(norm, finite)]
     return {"study_id": study_id, "split": split, "metric": name, "percent": percent, "legend": legend, "arms": arms}
 
 

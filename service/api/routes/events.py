@@ -34,6 +34,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from studies.vocab import TrialStatus
+
 from ...db import dal
 from ...db.engine import session_scope
 from ...db.models import Study, Trial
@@ -44,7 +46,7 @@ from ..responses import errors
 
 router = APIRouter(prefix="/studies/{study_id}", tags=["events"])
 
-RECORDED = ("completed", "diverged", "failed")
+RECORDED = (*(s for s in TrialStatus if s.is_done), TrialStatus.FAILED)  # a trial's ending, told once
 BATCH = 500  # trials read per query; a stream catches up batch by batch
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # An event id as the schema states it (empty: none): µs within datetime's range (17 digits: up to the
