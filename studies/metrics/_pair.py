@@ -194,7 +194,7 @@ def best_on_the_split(grids: tuple[FloatArray, FloatArray, FloatArray, FloatArra
     whose grid lacks a cell has none, as for q(N)."""
     _, ta, _, tb = grids
     with np.errstate(invalid="ignore"):
-        best_a, best_b = ta.max(axis=(-2, -1)), tb.max(axis=(-2, -1))  # NaN wherever a cell is
+        best_a, best_b = ta.max(axis=(-2, -1)), tb.max(axis=(-2, -1))  # NaN wherever a cell lacks a result
     return seed_mean(best_a - best_b, None, level)
 
 

@@ -96,7 +96,7 @@ def share(ok: FloatArray) -> FloatArray:
     seed whose grid lacks a cell's result (failed, cancelled or not run yet), as for every seed-wise
     figure: a share over the cells that happen to have results would favour the arm whose bad
     cells failed or have not run over the arm whose bad cells diverged."""
-    out: FloatArray = ok.mean(axis=(-2, -1))  # NaN wherever a cell is
+    out: FloatArray = ok.mean(axis=(-2, -1))  # NaN wherever a cell lacks a result
     return out
 
 
