@@ -29,7 +29,7 @@ def main() -> int:
 
     from studies.atlas.ranges import PILOT_LRS, choose_range, pilot_spec
     from studies.atlas.suites import CPU_WORKLOADS, FAMILIES
-    from studies.executors import execute_study, failure_value
+    from studies.executors import execute_study
     from studies.results import TrialResult
     from studies.spec import StudySpec
 
@@ -48,7 +48,7 @@ def main() -> int:
             started = time.perf_counter()
             execute_study(spec, results.append, executor="inprocess", data_dir=Path(".work"))
             wall = time.perf_counter() - started
-            chance = failure_value(spec)
+            chance = spec.y_fail()
             errors = [[_median(results, arm, lr, chance) for lr in PILOT_LRS] for arm in arms]
             picked = choose_range(PILOT_LRS, errors, chance)
             chosen.setdefault(workload.label, {})[family] = (picked.min, picked.max)

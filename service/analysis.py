@@ -42,7 +42,6 @@ __all__ = [
     "study_axes",
     "study_spec",
     "throttled_report",
-    "y_fail",
 ]
 
 _CACHE_SIZE = 256
@@ -85,11 +84,6 @@ def metric_kind(spec: Any, metric: str | None) -> tuple[str, MetricKind]:
 def workload_metric(spec: Any) -> str:
     """The name of the workload's own metric (what a trial's ``*_metric`` columns hold), e.g. "error"."""
     return vocab.workload_entry(spec.workload).metric_name
-
-
-def y_fail(spec: Any, kind: MetricKind) -> float:
-    """The failure score of a diverged trial of this study for this metric kind."""
-    return vocab.y_fail(spec.workload, spec.workload_params, kind)
 
 
 def _check_split(split: str) -> None:
@@ -199,10 +193,10 @@ def _grid(
         with session_scope(engine, read_only=True) as session:
             frame = dal.trial_scores_frame(session, study_id, metric=kind, arm=arm)
         # A search's grid is the points sampled for any arm: an arm not reached yet has them all missing.
-        sampled = scores_frame(engine, study_id, kind, progress_key(study)) if spec.search.mode != "grid" else frame
+        sampled = scores_frame(engine, study_id, kind, progress_key(study)) if spec.is_search else frame
         axes = study_axes(spec, sampled, study)
-        table = cell_table(frame, axes, arm, y_fail(spec, kind), split=split, empty=True)
-        matrix = _stat_matrix(frame, axes, table, split, stat, y_fail(spec, kind))
+        table = cell_table(frame, axes, arm, spec.y_fail(kind), split=split, empty=True)
+        matrix = _stat_matrix(frame, axes, table, split, stat, spec.y_fail(kind))
         return _grid_body(study_id, arm, name, split, stat, axes, table, matrix)
 
     result: dict[str, Any] = throttled_report("grid", study, (arm, name, split, stat), compute)
@@ -379,7 +373,7 @@ def _sensitivity_body(
     spec = study_spec(study)
     name, kind = metric_kind(spec, metric)
     choices = verdict_spec(spec, name)
-    fail = y_fail(spec, kind)
+    fail = spec.y_fail(kind)
     if target is not None and target >= fail:
         raise InvalidInput("target", f"must be below the failure score {fail:g} of {name} (got {target})")
 
@@ -394,7 +388,7 @@ def _sensitivity_body(
             verdict=choices,
             split=split,
             metric=name,
-            sampled=spec.search.mode != "grid",  # a search's points: no verdict (the study page says so)
+            sampled=spec.is_search,  # a search's points: no verdict (the study page says so)
         )
         about = SensitivityStudy(
             id=study_id, metric=name, split=split, status=study.status.value, protocol=spec.protocol_note
@@ -441,7 +435,7 @@ def heatmap(
             render_heatmap(
                 frame,
                 study_axes(spec, frame, study),
-                y_fail(spec, kind),
+                spec.y_fail(kind),
                 arms=arms,
                 split=split,
                 metric_label=name,
@@ -511,7 +505,7 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
     entries = []
     for study in studies:
         spec = study_spec(study)
-        if spec.search.mode != "grid" or (epochs is not None and spec.epochs != epochs):
+        if spec.is_search or (epochs is not None and spec.epochs != epochs):
             continue
         if arm is not None and arm not in [a.name for a in spec.arms]:
             continue

@@ -327,7 +327,7 @@ def _union_report(engine: Engine, plan: CellPlan) -> dict[str, Any]:
     spec = analysis.study_spec(plan.studies[0])
     name, kind = analysis.metric_kind(spec, None)
     frame = cell_frame(engine, plan, kind)
-    fail, choices = analysis.y_fail(spec, kind), verdict_spec(spec, name)
+    fail, choices = spec.y_fail(kind), verdict_spec(spec, name)
     report = sensitivity_report(frame, _axes(spec, plan.seeds), fail, verdict=choices, split="test", metric=name)
     union: dict[str, Any] = report.model_dump(mode="json")
     return union
@@ -393,7 +393,7 @@ def _heatmap(engine: Engine, aid: AtlasId, name: str, fmt: str) -> bytes:
 
     def compute() -> bytes:
         spec = analysis.study_spec(plan.studies[0])
-        fail = analysis.y_fail(spec, "metric")
+        fail = spec.y_fail("metric")
         frames = {
             p.cell.family: (cell_frame(engine, p), _axes(analysis.study_spec(p.studies[0]), p.seeds)) for p in plans
         }

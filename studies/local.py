@@ -16,7 +16,6 @@ from .executors import (
     check_executor,
     execute_study,
     execution_mode,
-    failure_value,
     placement,
     shutdown_ray,
 )
@@ -65,7 +64,7 @@ def run_local(
             shutdown_ray()
     from .report import write_outputs  # imported while the packs trained (``_import_outputs``)
 
-    report = write_outputs(spec, results.values(), out_dir, failure_value(spec))
+    report = write_outputs(spec, results.values(), out_dir, spec.y_fail())
     report["run"] = {
         "execution": f"{execution_mode(spec).replace('_', ' ')}, {_WHERE[placement(spec, executor)]}",
         "completed": summary.completed,

@@ -36,7 +36,7 @@ from .vocab.names import unknown_name
 from .vocab.samplers import DEFAULT_SAMPLER, sampler_names
 from .vocab.scores import MetricKind, Split
 from .vocab.workload_params import PARAMS, validate_params
-from .vocab.workloads import WorkloadEntry, packable_workloads, workload_entry, workload_names
+from .vocab.workloads import WorkloadEntry, packable_workloads, workload_entry, workload_names, y_fail
 
 DEFAULT_MAX_TRIALS = 20_000
 MAX_SEED = 2**31 - 1  # a trial's seed is a 32-bit INTEGER column; Optuna's sampler seed is bounded alike
@@ -388,7 +388,7 @@ class StudySpec(_Strict):
         allowed = (workload.metric_name, "loss")
         if self.metric is not None and self.metric not in allowed:
             raise ValueError(f"metric: unknown metric {self.metric!r}; valid choices: {', '.join(allowed)}")
-        if self.search.mode == "grid":
+        if not self.is_search:
             if not self.lr_values:
                 raise ValueError("lr: a grid study needs at least one learning rate")
             if not self.beta_init:
@@ -404,6 +404,18 @@ class StudySpec(_Strict):
                 "(reduce arms, lr values, beta_init values or seeds)"
             )
         return self
+
+    @property
+    def is_search(self) -> bool:
+        """Whether the study samples points (an Optuna search) rather than running every grid cell:
+        a search has no grid, no verdict and no Ray Tune grid; its points are what it sampled."""
+        return self.search.mode != "grid"
+
+    @property
+    def splits(self) -> tuple[Split, ...]:
+        """The splits the study's figures can be on, test first (what pages show first): a
+        ``full_train`` study has no validation split."""
+        return ("test",) if self.full_train else ("test", "val")
 
     @property
     def protocol_note(self) -> str | None:
@@ -430,6 +442,11 @@ class StudySpec(_Strict):
         """Which stored score the metric is: the workload's primary metric or its loss."""
         return "loss" if self.metric_name == "loss" else "metric"
 
+    def y_fail(self, kind: MetricKind | None = None) -> float:
+        """The failure score a diverged trial scores on the ``kind`` score (the spec's metric by
+        default): the workload's chance-level metric or loss (``studies.vocab.y_fail``)."""
+        return y_fail(self.workload, self.workload_params, kind or self.metric_kind)
+
     @property
     def trial_count(self) -> int:
         """How many trials the study runs in all."""
@@ -452,14 +469,14 @@ def _check_verdict(spec: StudySpec) -> None:
     """A verdict the report can give on this grid, checked before any trial runs: a primary figure that
     compares learning rates needs two of them, and q(k) a k the report computes (``budgets``)."""
     lr_figure = spec.verdict is not None and spec.verdict.primary in ("lr_sensitivity", "success_lr_width")
-    if lr_figure and spec.search.mode == "grid" and len(spec.lr_values) < 2:  # both compare learning rates
+    if lr_figure and not spec.is_search and len(spec.lr_values) < 2:  # both compare learning rates
         assert spec.verdict is not None
         raise ValueError(
             f"verdict.primary: {spec.verdict.primary!r} compares learning rates; this grid has one (give lr "
             "at least two values, or choose success_share or expected_best)"
         )
     k = spec.verdict.k if spec.verdict else None
-    if k is None or spec.search.mode != "grid":
+    if k is None or spec.is_search:
         return
     cells = len(spec.lr_values) * len(spec.beta_init)
     allowed = budgets(cells)
@@ -475,8 +492,7 @@ def _check_target(spec: StudySpec, workload: WorkloadEntry) -> None:
     target = spec.verdict.target if spec.verdict else None
     if target is None:
         return
-    metric_fail, loss_fail = workload.chance_levels(spec.workload_params)
-    fail = loss_fail if spec.metric_kind == "loss" else metric_fail
+    fail = spec.y_fail()
     if target >= fail:
         raise ValueError(
             f"verdict.target: {target:g} is not below the failure score {fail:g} of {spec.metric_name} "

@@ -18,10 +18,10 @@ from sqlalchemy.engine import Engine
 
 from studies.vocab import Split
 
+from .. import heatmap_grids as grids
 from ..api.deps import EngineDep
 from ..api.responses import errors
 from ..errors import InvalidInput
-from . import data
 from .models import CompareMapsPublic
 
 router = APIRouter(prefix="/compare", tags=["dashboard"], responses=errors(404))
@@ -33,7 +33,7 @@ def compare_maps(engine: Engine, study_ids: list[str], *, arm: str | None, split
     difference from the first for every arm they share on the same grid."""
     from matplotlib import colormaps
 
-    bodies = [data.heatmaps(engine, study_id, metric=None, split=split) for study_id in study_ids]
+    bodies = [grids.heatmaps(engine, study_id, metric=None, split=split) for study_id in study_ids]
     names = sorted({one["arm"] for body in bodies for one in body["arms"]})
     if arm is not None and arm not in names:  # a typo is an error, not an empty page
         raise InvalidInput("arm", f"no compared study has arm {arm!r}; valid choices: {', '.join(names)}")
@@ -43,21 +43,22 @@ def compare_maps(engine: Engine, study_ids: list[str], *, arm: str | None, split
         for one in body["arms"]
         if arm is None or one["arm"] == arm
     ]
-    cmap = colormaps[data.SCORE_CMAP]
+    cmap = colormaps[grids.SCORE_CMAP]
     scales: dict[str, Any] = {}
     for metric in sorted({m["metric"] for m in maps}):
         same = [m for m in maps if m["metric"] == metric]
         finite = [float(v) for m in same for row in m["values"] for v in row if v is not None]
-        norm = data.colour_norm(finite, all(m["percent"] for m in same))
+        norm = grids.colour_norm(finite, all(m["percent"] for m in same))
         for m in same:
             values = np.array([[np.nan if v is None else v for v in row] for row in m["values"]], dtype=float)
-            m["colours"] = data.cell_colours(cmap, norm(np.ma.masked_invalid(values)), values)
+            m["colours"] = grids.cell_colours(cmap, norm(np.ma.masked_invalid(values)), values)
         scales[metric] = {
             "min": min(finite) if finite else None,
             "max": max(finite) if finite else None,
             "log": type(norm).__name__ == "LogNorm",
             "legend": [
-                {"value": v, "colour": data.hex_colour(cmap(float(norm(v))))} for v in data.legend_values(norm, finite)
+                {"value": v, "colour": grids.hex_colour(cmap(float(norm(v))))}
+                for v in grids.legend_values(norm, finite)
             ],
         }
     return {
@@ -95,19 +96,19 @@ def _differences(bodies: list[dict[str, Any]], arm: str | None) -> dict[str, Any
             found.append({"arm": one["arm"], "study_a": other["study_id"], "study_b": first["study_id"], "d": b - a})
     finite = [abs(float(v)) for f in found for v in f["d"].ravel() if math.isfinite(v)]
     bound = max(finite) if finite and max(finite) > 0 else 1.0
-    norm, cmap = Normalize(-bound, bound), colormaps[data.DIFFERENCE_CMAP]
+    norm, cmap = Normalize(-bound, bound), colormaps[grids.DIFFERENCE_CMAP]
     return {
         "max_abs": max(finite) if finite else None,
         "legend": [
-            {"value": float(v), "colour": data.hex_colour(cmap(norm(v)))} for v in np.linspace(-bound, bound, 9)
+            {"value": float(v), "colour": grids.hex_colour(cmap(norm(v)))} for v in np.linspace(-bound, bound, 9)
         ],
         "pairs": [
             {
                 "arm": f["arm"],
                 "study_a": f["study_a"],
                 "study_b": f["study_b"],
-                "values": data.matrix(f["d"]),
-                "colours": data.cell_colours(cmap, norm(f["d"]), f["d"]),
+                "values": grids.matrix(f["d"]),
+                "colours": grids.cell_colours(cmap, norm(f["d"]), f["d"]),
             }
             for f in found
         ],

@@ -117,7 +117,7 @@ def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
         return page(request, "missing.html", {"message": str(exc)}, status_code=404)
     public = study_public(study)
     spec = study.spec
-    search = spec.get("search") or {}
+    typed = analysis.study_spec(study)
     return page(
         request,
         "study.html",
@@ -126,9 +126,9 @@ def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
             # the sensitivity report's order (sorted), as the PNG and the CLI
             "arms": sorted(str(a.get("name", "?")) for a in spec.get("arms", [])),
             "spec_yaml": yaml.safe_dump(spec, sort_keys=False, allow_unicode=True),
-            "is_search": isinstance(search, dict) and search.get("mode") == "optuna",
-            "metric": analysis.study_spec(study).metric_name,
-            "workload_metric": analysis.workload_metric(analysis.study_spec(study)),
+            "is_search": typed.is_search,
+            "metric": typed.metric_name,
+            "workload_metric": analysis.workload_metric(typed),
             "finished": FINISHED,
             "trial_statuses": [s.value for s in TrialStatus],
         },

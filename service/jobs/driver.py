@@ -231,7 +231,7 @@ def _run(engine: Engine, study_id: str, settings: Settings, spec: Any, keys: lis
             distinct = list(dict.fromkeys(e.split(": ", 1)[-1] for e in summary.errors))
             error = f"{summary.failed} trial(s) failed: " + "; ".join(distinct[:3])
         _with_retry(lambda: _finish(engine, study_id, StudyStatus.COMPLETED, error), "finish")
-        _store_report(engine, study_id, splits=("test",) if spec.full_train else ("test", "val"))
+        _store_report(engine, study_id, splits=spec.splits)
         return 0
     finally:
         heartbeat.stop()
@@ -265,7 +265,7 @@ def _train(
             keys=keys,
             should_stop=heartbeat.cancelled.is_set,
             study_id=study_id,
-            optuna_storage_url=optuna_url(settings) if spec.search.mode == "optuna" else None,
+            optuna_storage_url=optuna_url(settings) if spec.is_search else None,
             ray_address=driver_ray_address(settings),
             on_trial_start=started,
         )
@@ -282,14 +282,14 @@ def _train(
     return crash, summary
 
 
-def _store_report(engine: Engine, study_id: str, *, splits: tuple[Split, ...] = ("test", "val")) -> None:
+def _store_report(engine: Engine, study_id: str, *, splits: tuple[Split, ...]) -> None:
     """Compute the finished study's sensitivity report and heatmaps on each split its page offers
     (test first: what the page shows first; then validation, which the page switches to) and store them
     (``service.db.report_store``): no visitor waits seconds for them (a 100k-trial study's validation
-    report took 10-21 s to compute on first view). A ``full_train`` study has no validation split.
+    report took 10-21 s to compute on first view). ``splits`` is the spec's (``StudySpec.splits``).
     Best effort."""
     from ..analysis import sensitivity
-    from ..dashboard.data import heatmaps
+    from ..heatmap_grids import heatmaps
 
     for split in splits:
         for name, report in (("sensitivity", sensitivity), ("heatmaps", heatmaps)):
@@ -315,7 +315,6 @@ def _record_environment(engine: Engine, study_id: str, spec: Any, *, with_nodes:
 def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any) -> Any:
     """The writer of every result into Optuna's storage, started: it opens the storage on its thread
     (and warns if it cannot); None when ``settings.optuna_mirror`` is off."""
-    from studies.vocab import y_fail
 
     if not settings.optuna_mirror:
         return None
@@ -323,7 +322,7 @@ def _optuna_mirror(engine: Engine, settings: Settings, study_id: str, spec: Any)
     from .optuna_record import MirrorWriter, OptunaRecorder
 
     try:
-        fail = y_fail(spec.workload, spec.workload_params, spec.metric_kind)  # the mirror's value is the spec's metric
+        fail = spec.y_fail()  # the mirror's value is the spec's metric
         url = optuna_url(settings)
         return MirrorWriter(lambda: OptunaRecorder(url, study_id, spec, fail), engine, study_id).start()
     except Exception:
@@ -353,7 +352,7 @@ def driver_executor(settings: Settings, spec: Any, pending: int | None = None) -
     local = settings.launcher == "local" and not settings.ray_address
     cpu_only = spec.resources.gpu == 0 and not spec.resources.custom
     packed_cpu = execution_mode(spec) == "packed" and cpu_only
-    grid = spec.search.mode == "grid" and pending is not None
+    grid = not spec.is_search and pending is not None
     small = cpu_only and grid and (pending or 0) * spec.epochs <= settings.small_study_epochs
     return "inprocess" if local and (packed_cpu or small) else "ray"
 

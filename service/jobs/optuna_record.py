@@ -138,7 +138,7 @@ class OptunaRecorder:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study_id = study_id
         self.name = name or spec.name
-        self.search = spec.search.mode == "optuna"
+        self.search = spec.is_search
         self.y_fail = y_fail
         self.storage = open_rdb_storage(storage_url, engine_kwargs={"pool_pre_ping": True})
         if self.search:

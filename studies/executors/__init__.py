@@ -27,7 +27,7 @@ from typing import Any, Literal
 from ..results import TrialKey
 from ..spec import StudySpec, expand_trials
 from ..training import TrialPlan
-from ..vocab import make_sampler, y_fail
+from ..vocab import make_sampler
 from .base import Context, Executor, RunSummary, Sink, StartHook, StopCheck, Work, never_stop, objective_value
 from .inprocess import InProcessExecutor
 from .modes import Mode, execution_mode
@@ -100,11 +100,6 @@ def check_executor(spec: StudySpec, executor: ExecutorName) -> None:
         raise ValueError(REFUSED[choice])
 
 
-def failure_value(spec: StudySpec) -> float:
-    """y_fail for the spec's metric: the workload's chance-level metric or loss (``studies.vocab.y_fail``)."""
-    return y_fail(spec.workload, spec.workload_params, spec.metric_kind)
-
-
 def executor_for(spec: StudySpec, executor: ExecutorName, context: Context) -> Executor:
     """The executor that runs ``spec`` at ``executor``'s placement (``EXECUTORS``)."""
     check_executor(spec, executor)
@@ -136,7 +131,7 @@ def execute_study(
     context = Context(Path(data_dir), study_id, ray_address, num_cpus, optuna_storage_url, device)
     chosen = executor_for(spec, executor, context)
     plan = TrialPlan.from_spec(spec, dataset_dir or Path(data_dir) / "datasets")
-    todo = () if spec.search.mode == "optuna" else list(keys) if keys is not None else expand_trials(spec)
+    todo = () if spec.is_search else list(keys) if keys is not None else expand_trials(spec)
     return chosen.run(Work(plan, todo, should_stop, on_trial_start, while_waiting), sink)
 
 
@@ -162,7 +157,6 @@ __all__ = [
     "execute_study",
     "execution_mode",
     "executor_for",
-    "failure_value",
     "make_sampler",
     "objective_value",
     "placement",

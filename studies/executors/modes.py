@@ -13,7 +13,7 @@ Mode = Literal["per_trial", "packed", "search"]
 def execution_mode(spec: StudySpec) -> Mode:
     """How the study's trials run: ``search`` for an Optuna search; else the spec's execution mode,
     ``auto`` resolved to ``packed`` when the workload packs and ``per_trial`` when it does not."""
-    if spec.search.mode == "optuna":
+    if spec.is_search:
         return "search"
     if spec.execution.mode != "auto":
         return spec.execution.mode

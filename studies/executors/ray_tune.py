@@ -25,7 +25,6 @@ from typing import Any
 from ..results import TrialKey
 from ..runner import run_trial
 from ..training import TrialPlan
-from ..vocab import y_fail
 from ..vocab.samplers import make_sampler
 from ._tune_hooks import HOOKS, RESULTS_FIELD, CancelStopper, DriverHooks, SinkCallback, register
 from .base import Context, RunSummary, Sink, Work, objective_value, pack
@@ -261,7 +260,7 @@ class OptunaExecutor:
             arms=[arm.name for arm in spec.arms],
             seeds=spec.seed_values,
             metric_kind=spec.metric_kind,
-            y_fail=y_fail(spec.workload, spec.workload_params, spec.metric_kind),
+            y_fail=spec.y_fail(),
             seed=search.seed,
             cpu=spec.resources.cpu,
             gpu=spec.resources.gpu,

@@ -100,6 +100,17 @@ def test_the_import_graph_has_no_cycle() -> None:
     assert cycles(graph) == []
 
 
+def test_the_job_layer_never_reaches_up_into_the_dashboard_nor_the_cli() -> None:
+    """The driver stores a finished study's heatmaps: it computes them with ``service.heatmap_grids``,
+    beside the sensitivity report, not through the dashboard's web package (routes, templates)."""
+    graph = import_graph()
+    jobs = [module for module in graph if module.startswith("service.jobs")]
+    reached = {(module, target) for module in jobs for target in graph[module]}
+    upward = sorted((m, t) for m, t in reached if t.startswith(("service.dashboard", "service.cli")))
+    assert upward == []
+    assert "service.heatmap_grids" in graph["service.jobs.driver"]
+
+
 def test_the_cycle_finder_finds_a_cycle_through_a_function_local_import() -> None:
     """The check above cannot pass vacuously: the old driver path (jobs → CLI) is a cycle to it."""
     graph = import_graph()

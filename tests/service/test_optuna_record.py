@@ -16,7 +16,6 @@ import optuna
 import pytest
 import sqlalchemy
 
-from service.analysis import y_fail
 from service.artefacts import study_files
 from service.db import dal, session_scope
 from service.jobs.driver import _optuna_mirror
@@ -48,7 +47,7 @@ def result(key: TrialKey) -> TrialResult:
 def test_grid_study_trials_are_in_optunas_storage(settings_factory: Any, smoke_spec: dict[str, Any]) -> None:
     settings = settings_factory()
     spec = StudySpec.model_validate(smoke_spec, context={"max_trials": 1000})
-    fail = y_fail(spec, "metric")
+    fail = spec.y_fail("metric")
     keys = expand_trials(spec)
     recorder = OptunaRecorder(optuna_url(settings), "abc123def456", spec, fail)
     for key in keys:
@@ -139,7 +138,7 @@ def test_the_mirror_records_and_names_the_specs_metric(
     writer.close()
 
     settings = settings_factory()
-    fail = y_fail(spec, "loss" if metric == "loss" else "metric")
+    fail = spec.y_fail("loss" if metric == "loss" else "metric")
     storage = open_rdb_storage(optuna_url(settings))
     mirror = optuna.load_study(study_name=f"synthetic-smoke · demon_sgdm · {study.id}", storage=storage)
     assert mirror.user_attrs["value"] == f"{words} (lower is better; diverged = {fail:g})"

@@ -24,7 +24,6 @@ from studies.executors import (
     execute_study,
     execution_mode,
     executor_for,
-    failure_value,
     make_sampler,
     objective_value,
     placement,
@@ -171,7 +170,7 @@ def test_optuna_storage_resumes_a_study(tmp_path: Path) -> None:
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 5
     # Optuna saw the mean over seeds of the imputed objective (y_fail for a diverged seed).
-    y_fail = failure_value(first_spec)
+    y_fail = first_spec.y_fail()
     by_point: dict[tuple[float, float], list[float]] = defaultdict(list)
     for result in [*first.values(), *second.values()]:
         by_point[(result.key.lr, result.key.beta_init)].append(objective_value(result, "metric", "val", y_fail))

@@ -379,3 +379,17 @@ def test_yaml_reads_scientific_notation_as_numbers() -> None:
     assert parse_spec_text(text).lr == [0.0001, 0.01, 0.1]
     with pytest.raises(ValidationError):  # a quoted number stays a string, and a string is not a number
         parse_spec_text(text.replace("1e-4", "'1e-4'"))
+
+
+def test_the_spec_says_once_whether_it_is_a_search_which_splits_it_has_and_its_failure_score() -> None:
+    """The rules the driver, the executors, the analysis and the page read from the spec."""
+    from studies.vocab import y_fail
+
+    grid, search = spec(), spec(lr=[], beta_init=[], search=OPTUNA_SEARCH)
+    assert (grid.is_search, search.is_search) == (False, True)
+    assert grid.splits == ("test", "val")
+    full = StudySpec.model_validate({**BASE, "workload": "cifar10_resnet20", "full_train": True})
+    assert full.splits == ("test",)  # no validation split to report on
+    on_loss = spec(metric="loss")
+    assert on_loss.y_fail() == y_fail("synthetic", {}, "loss") == grid.y_fail("loss")
+    assert grid.y_fail() == y_fail("synthetic", {}, "metric") != on_loss.y_fail()
