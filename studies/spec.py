@@ -467,13 +467,19 @@ class StudySpec(_Strict):
 
 def _check_verdict(spec: StudySpec) -> None:
     """A verdict the report can give on this grid, checked before any trial runs: a primary figure that
-    compares learning rates needs two of them, and q(k) a k the report computes (``budgets``)."""
+    compares learning rates needs two of them, q(k) a validation split to choose on and a k the
+    report computes (``budgets``)."""
     lr_figure = spec.verdict is not None and spec.verdict.primary in ("lr_sensitivity", "success_lr_width")
     if lr_figure and not spec.is_search and len(spec.lr_values) < 2:  # both compare learning rates
         assert spec.verdict is not None
         raise ValueError(
             f"verdict.primary: {spec.verdict.primary!r} compares learning rates; this grid has one (give lr "
             "at least two values, or choose success_share or expected_best)"
+        )
+    if spec.full_train and spec.verdict is not None and spec.verdict.primary == "expected_best":
+        raise ValueError(
+            "verdict.primary: 'expected_best' chooses cells on the validation split, which a full_train study "
+            "does not have (choose success_share, success_lr_width or lr_sensitivity)"
         )
     k = spec.verdict.k if spec.verdict else None
     if k is None or spec.is_search:

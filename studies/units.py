@@ -49,11 +49,21 @@ def is_percent(metric_label: str, scores: Sequence[float] | np.ndarray[Any, Any]
     return in_unit and "err" in metric_label.lower()
 
 
-def _hundredths(fraction: float) -> str:
+def _hundredths(fraction: float, decimals: int = 1) -> str:
     """A fraction as a number of percent: one decimal ('8.3'), none from 100 on ('100', '250')."""
     shown = 100.0 * fraction
-    text = f"{shown:.1f}" if abs(shown) < 99.95 else f"{shown:.0f}"
-    return "0.0" if text == "-0.0" else text
+    text = f"{shown:.{decimals}f}" if abs(shown) < 99.95 else f"{shown:.0f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def _decimals_apart_from_zero(low: float, high: float) -> int:
+    """The decimals (of percent: 1 to 4) that show an interval excluding 0 without a bound reading 0:
+    a decisive Δ of 0.04 pts [0.040, 0.043] read "0.0 pts [0.0, 0.0]"."""
+    nearest = min(abs(low), abs(high)) if low > 0 or high < 0 else 0.0
+    decimals = 1
+    while decimals < 4 and nearest > 0 and float(f"{100 * nearest:.{decimals}f}") == 0:
+        decimals += 1
+    return decimals
 
 
 def _sign(value: float, text: str) -> str:
@@ -90,12 +100,13 @@ class Units:
             return "-"
         return percent(value) if self.percent else _raw(value)
 
-    def number(self, kind: FigureKind, value: float, *, signed: bool = False) -> str:
-        """A figure's number without its unit (an interval's bounds): ``8.3`` for 0.083 points."""
+    def number(self, kind: FigureKind, value: float, *, signed: bool = False, decimals: int = 1) -> str:
+        """A figure's number without its unit (an interval's bounds): ``8.3`` for 0.083 points
+        (``decimals`` of a percent; raw numbers keep 3 significant digits)."""
         if not math.isfinite(value):
             return "-"
         if kind in ("share", "probability") or (kind == "score" and self.percent):
-            text = _hundredths(value)
+            text = _hundredths(value, decimals)
             return _sign(value, text) if signed else text
         return _raw(value, signed=signed)
 
@@ -113,7 +124,8 @@ class Units:
         if value is None or not math.isfinite(value):
             return "-"
         signed = kind != "probability"
-        text = self.number(kind, value, signed=signed) + self.unit(kind)
+        decimals = 1 if low is None or high is None else _decimals_apart_from_zero(low, high)
+        text = self.number(kind, value, signed=signed, decimals=decimals) + self.unit(kind)
         if low is not None and high is not None:
-            text += f" [{self.number(kind, low)}, {self.number(kind, high)}]"
+            text += f" [{self.number(kind, low, decimals=decimals)}, {self.number(kind, high, decimals=decimals)}]"
         return text

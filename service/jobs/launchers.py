@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 
 DRIVER_MODULE = "service.jobs.driver"
+LOCAL_PREFIX = "local:"  # a job id names its launcher: local:<host>:<pid>:<start>
+RAY_PREFIX = "ray:"  # ray:<submission id>
 
 
 def driver_command(study_id: str, attempt: int) -> list[str]:
@@ -110,7 +112,7 @@ class LocalJob:
     def parse(cls, job_id: str) -> LocalJob:
         """The parts of a ``local:`` job id (with or without its start)."""
         parts = job_id.split(":")
-        if parts[0] != "local" or len(parts) not in (3, 4):
+        if not job_id.startswith(LOCAL_PREFIX) or len(parts) not in (3, 4):
             raise ValueError(f"not a local job id: {job_id!r}")
         return cls(parts[1], int(parts[2]), int(parts[3]) if len(parts) == 4 else None)
 
@@ -121,7 +123,7 @@ class LocalJob:
 
     def __str__(self) -> str:
         start = "" if self.start is None else f":{self.start}"
-        return f"local:{self.host}:{self.pid}{start}"
+        return f"{LOCAL_PREFIX}{self.host}:{self.pid}{start}"
 
 
 def process_start(pid: int) -> int | None:
@@ -160,7 +162,7 @@ def _identify(job: LocalJob) -> Literal["ours", "gone", "other"]:
 class LocalLauncher:
     """Run the driver as a subprocess of this machine, logging to ``<data_dir>/logs/``."""
 
-    prefix = "local:"
+    prefix = LOCAL_PREFIX
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -298,7 +300,7 @@ def clean_up_dead_job(job_id: str) -> None:
     group has members its id cannot be reused. A later process with the number (``LocalJob``) means
     the group is gone: nothing to do.
     """
-    if not job_id.startswith("local:"):
+    if not job_id.startswith(LOCAL_PREFIX):
         return
     job = LocalJob.parse(job_id)
     if job.host != platform.node():
@@ -357,7 +359,7 @@ def _group_running(pgid: int) -> bool:
 class RayJobLauncher:
     """Submit the driver as a Ray Job to the cluster at ``settings.ray_address``."""
 
-    prefix = "ray:"
+    prefix = RAY_PREFIX
 
     def __init__(self, settings: Settings) -> None:
         if not settings.ray_address:
@@ -378,7 +380,7 @@ class RayJobLauncher:
             submission_id=submission_id,
             runtime_env={"env_vars": env},
         )
-        return f"ray:{submission_id}"
+        return f"{RAY_PREFIX}{submission_id}"
 
     def is_alive(self, job_id: str) -> bool:
         """Whether the job runs. A cluster that answers but does not know the job lost it (its head was
@@ -387,7 +389,7 @@ class RayJobLauncher:
         from ray.job_submission import JobStatus
 
         try:
-            status = self._client().get_job_status(job_id.removeprefix("ray:"))  # type: ignore[attr-defined]
+            status = self._client().get_job_status(job_id.removeprefix(RAY_PREFIX))  # type: ignore[attr-defined]
         except RuntimeError as exc:
             if "status code 404" in str(exc):
                 return False
@@ -395,7 +397,7 @@ class RayJobLauncher:
         return status in (JobStatus.PENDING, JobStatus.RUNNING)
 
     def stop(self, job_id: str) -> None:
-        self._client().stop_job(job_id.removeprefix("ray:"))  # type: ignore[attr-defined]
+        self._client().stop_job(job_id.removeprefix(RAY_PREFIX))  # type: ignore[attr-defined]
 
     def owns(self, job_id: str) -> bool:
         return job_id.startswith(self.prefix)

@@ -9,6 +9,7 @@ seed's grid.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -149,6 +150,6 @@ def anova_shares(means: FloatArray, within: FloatArray | None) -> tuple[dict[str
     if within is not None:
         parts["seed"] = float(np.nanmean(within))
     total = sum(parts.values())
-    if total <= (1e-12 * max(1.0, abs(float(grand)))) ** 2:  # constant up to float rounding
-        return {}, 0.0
+    if not math.isfinite(total) or math.sqrt(total) <= 1e-12 * max(1.0, abs(float(grand))):
+        return {}, 0.0  # constant up to float rounding (compared as a spread: the square overflowed at 1e180)
     return {name: value / total for name, value in parts.items()}, total

@@ -207,7 +207,13 @@ def seed_mean(x: FloatArray, x_jk: FloatArray | None = None, level: float = 0.95
     ``x_jk`` (..., S_out, S) are the per-seed values recomputed with seed ``S_out`` left out of
     whatever the figure estimated from all seeds (the default target); without it the figure is a
     plain mean and the jackknife standard error equals the t interval's sd/√n.
+
+    A per-seed value within float rounding of ``null`` (1e-12, relative above 1) is ``null``: two
+    arms whose best cells both score 0.3 differ by 0 in every seed, not by the -6e-17 that summing
+    tied cells in another order leaves, which gave a zero-width interval beside 0 and a "winner".
     """
+    x = _snapped(x, null)
+    x_jk = None if x_jk is None else _snapped(x_jk, null)
     valid = np.isfinite(x)
     n = valid.sum(axis=-1).astype(np.float64)
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
@@ -231,7 +237,16 @@ def seed_mean(x: FloatArray, x_jk: FloatArray | None = None, level: float = 0.95
     tiny = 1e-12 * np.maximum(1.0, np.abs(estimate))
     exact = np.isfinite(se) & (se <= tiny)
     p = np.where(exact, np.where(np.abs(estimate - null) <= tiny, 1.0, 0.0), p)
+    low, high = np.where(exact, estimate, low), np.where(exact, estimate, high)  # as the p-value: exact
     return SeedMean(estimate=estimate, se=se, n=n, low=low, high=high, p_value=p, level=level)
+
+
+def _snapped(x: FloatArray, null: float) -> FloatArray:
+    """``x`` with every value within float rounding of ``null`` set to ``null`` (NaN stays NaN)."""
+    with np.errstate(invalid="ignore"):
+        near = np.abs(x - null) <= 1e-12 * np.maximum(1.0, np.abs(x))
+    out: FloatArray = np.where(near, null, x)
+    return out
 
 
 # --- floors for figures made of a few binary outcomes ---------------------------------------------
@@ -333,6 +348,7 @@ class ArmSeeds:
     q: SeedMean
     gap_values: FloatArray
     gap: SeedMean
+    divergence_se: FloatArray
 
 
 def arm_seeds(
@@ -382,7 +398,36 @@ def arm_seeds(
         q=seed_mean(np.moveaxis(q_values, -1, -2), None, level),
         gap_values=gap_values,
         gap=clipped(seed_mean(gap_values, None, level), 0.0, np.inf),
+        divergence_se=divergence_floor(test, y_fail),
     )
+
+
+def divergence_floor(test: FloatArray, y_fail: float | None) -> FloatArray:
+    """The floor of the standard error of a score figure (q(k), the lr gap) where every seed gave the
+    same value: what one cell's chance of diverging, unseen or not, would move a seed's figure.
+
+    A score figure is a weighted mean of cell scores (weights summing to 1), so its variance is at
+    most the largest cell's. A cell diverges at its Jeffreys-smoothed rate (diverged + ½) / (seeds + 1)
+    and then scores y_fail instead of its median trained score (the arm's best where none trained):
+    sqrt(p(1 − p) / seeds) · |score − y_fail|, the largest over cells. Only a degenerate spread takes
+    it (``pair_seeds``): a cell that failed in 15% of seeds, unseen in 8, gave the other arm a "win"
+    with a zero-width interval and p = 0 in 57 of 200 simulated studies. NaN without ``y_fail``."""
+    lead = test.shape[:-3]
+    if y_fail is None:
+        return np.full(lead, np.nan)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ran = np.isfinite(test)
+        ok = trained(test, y_fail) & ran
+        n = ran.sum(axis=-3).astype(np.float64)
+        p = ((ran & ~ok).sum(axis=-3) + 0.5) / (n + 1.0)
+        scores = np.nanmedian(np.where(ok, test, np.nan), axis=-3)  # (..., I, J)
+        best = np.nanmax(np.where(ok, test, np.nan), axis=(-3, -2, -1))
+        scores = np.where(np.isfinite(scores), scores, best[..., None, None])
+        spread = np.sqrt(p * (1 - p) / np.maximum(n, 1)) * np.abs(scores + y_fail)  # oriented: y_fail is -y_fail
+        spread = np.where((n > 0) & np.isfinite(spread), spread, np.nan)
+        out: FloatArray = np.nanmax(spread.reshape(*lead, -1), axis=-1)
+    return out
 
 
 def _if_degenerate(m: SeedMean, floor: FloatArray) -> FloatArray:
@@ -422,9 +467,13 @@ def pair_seeds(
         ("success_share", None): clipped(share_delta, -1.0, 1.0),
         ("success_lr_width", None): width_delta,
     }
+    # The score figures take a floor in the same case: what a cell's unseen chance to diverge allows.
+    score_floor = np.hypot(a.divergence_se, b.divergence_se)
     for n, k in enumerate(ks):
-        out[("expected_best", k)] = seed_mean(a.q_values[..., n] - b.q_values[..., n], None, level)
-    out[("lr_sensitivity", None)] = seed_mean(b.gap_values - a.gap_values, None, level)
+        best = seed_mean(a.q_values[..., n] - b.q_values[..., n], None, level)
+        out[("expected_best", k)] = with_floor(best, _if_degenerate(best, score_floor))
+    gap = seed_mean(b.gap_values - a.gap_values, None, level)
+    out[("lr_sensitivity", None)] = with_floor(gap, _if_degenerate(gap, score_floor))
     wins = win_share(va, ta, vb, tb, win_ks)
     for n, k in enumerate(win_ks):
         out[("win_probability", k)] = clipped(seed_mean(wins[..., n], None, level, null=0.5), 0.0, 1.0)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from studies.units import Units
 
-METRICS_VERSION = 6
+METRICS_VERSION = 7
 LEVEL = 0.95
 POSITIVE_MEANS = "arm_a is better"
 DEFAULT_KS = (1, 2, 4, 8, 16)
@@ -85,7 +85,15 @@ class VerdictSpec(BaseModel):
     k: int | None = Field(default=None, ge=1, description="the budget k when primary is expected_best (default 1)")
     target: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     difference_of_interest: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    power: float = Field(default=0.8, gt=0, lt=1, allow_inf_nan=False)
+    power: float = Field(
+        default=0.8,
+        ge=0.5,
+        lt=1,
+        allow_inf_nan=False,
+        description="the chance of detecting difference_of_interest that seed planning asks for, in [0.5, 1): "
+        "below a half the smallest detectable difference shrinks below the interval's own half-width, "
+        "or below 0",
+    )
 
     @model_validator(mode="after")
     def _difference_known(self) -> VerdictSpec:

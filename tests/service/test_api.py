@@ -394,7 +394,7 @@ def test_sensitivity_reports_the_verdict_arms_and_pairs(api: TestClient, results
     body = strict_json(response.text)  # no NaN or Infinity anywhere
     assert set(body["arms"]) == set(ARMS)
     assert body["orientation"].startswith("higher is better")
-    assert body["metrics_version"] == 6
+    assert body["metrics_version"] == 7
     assert body["min_interval_seeds"] == 8
     assert body["study"] == {
         "id": results_study,
@@ -540,7 +540,7 @@ def test_robustness_over_completed_studies(api: TestClient, results_study: str, 
     assert demon["study_ids"] == [results_study]
     assert demon["key"]["workload"] == "synthetic"
     assert demon["key"]["seeds"] == [0, 1]  # the seeds themselves, as everywhere else, not their count
-    assert body["metrics_version"] == 6
+    assert body["metrics_version"] == 7
     assert demon["key"]["target"] == "default"  # a default target groups by its rule
     (peak,) = demon["raw_peak_score"]["studies"]
     assert peak["study_id"] == results_study

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from service.dashboard import words
 from service.db import StudyStatus, dal, session_scope
+from studies.metrics.models import METRICS_VERSION
 from studies.results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from studies.units import Units, points
 
@@ -371,7 +372,7 @@ SEED_CASES = [1, 3, 8]  # no interval below 8 seeds (the report's min_interval_s
 def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
     study_id = grid_study(api, seeds)
     report = api.get(f"/api/v1/studies/{study_id}/sensitivity").json()
-    assert report["metrics_version"] == 6
+    assert report["metrics_version"] == 7
     metric = report["study"]["metric"]
     fragment = api.get(f"/studies/{study_id}/figures")
     assert fragment.status_code == 200
@@ -382,7 +383,7 @@ def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
         in (text)
     )
     assert "Δ > 0 means the first arm is better" in text
-    assert "Metrics version 6." in text
+    assert f"Metrics version {METRICS_VERSION}." in text
 
     (pair,) = report["pairs"]
     verdict = pair["verdict"]

@@ -58,7 +58,7 @@ def test_run_writes_every_output_and_prints_a_summary(tmp_path: Path, capsys: py
         "metric": "error",
         "split": "test",  # the spec's split (default "test"): the split every figure is on
     }
-    assert metrics["metrics_version"] == 6
+    assert metrics["metrics_version"] == 7
     assert metrics["split"] == "test"
     assert set(metrics["arms"]) == {"demon_sgdm", "sgdm_step"}
     environment = metrics["environment"]  # what reproduces the run
@@ -121,7 +121,7 @@ def test_the_console_script_packs_by_default_and_exits_with_every_output_written
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) == len(pd.read_csv(out / "trials.csv")) == 24
     assert "(packed, in process)" in done.stdout
-    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 6
+    assert json.loads((out / "metrics.json").read_text())["metrics_version"] == 7
     assert "</svg>" in (out / "heatmap.svg").read_text()
     assert not (tmp_path / "ray").exists()  # no Ray started
 

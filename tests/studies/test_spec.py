@@ -160,6 +160,8 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"search": {**OPTUNA_SEARCH, "lr": {"min": 0.0, "max": 1.0}}}, "search", r"lr.min must be > 0"),
     ({"search": {**OPTUNA_SEARCH, "beta_init": {"min": 0.5, "max": 1.0}}}, "search", r"\[0, 1\)"),
     ({"search": {**OPTUNA_SEARCH, "n_trials": 0}}, "search", r"greater than or equal to 1"),
+    # below a half, the smallest detectable difference came out below 0 ("detects a Δ of -6.9 pts")
+    ({"verdict": {"power": 0.01}}, "verdict", r"greater than or equal to 0.5"),
 ]
 
 
@@ -393,3 +395,14 @@ def test_the_spec_says_once_whether_it_is_a_search_which_splits_it_has_and_its_f
     on_loss = spec(metric="loss")
     assert on_loss.y_fail() == y_fail("synthetic", {}, "loss") == grid.y_fail("loss")
     assert grid.y_fail() == y_fail("synthetic", {}, "metric") != on_loss.y_fail()
+
+
+def test_a_full_train_study_cannot_decide_on_a_figure_that_chooses_on_validation() -> None:
+    """q(k) chooses cells on validation: in a full_train study it was undefined in every seed, and the
+    report said the seeds "lack a cell's result"; the spec is refused before any trial runs."""
+    data = {**BASE, "workload": "cifar10_resnet20", "full_train": True}
+    with pytest.raises(ValidationError, match=r"verdict\.primary: 'expected_best' chooses cells on the validation"):
+        StudySpec.model_validate({**data, "verdict": {"primary": "expected_best", "difference_of_interest": 0.01}})
+    kept = StudySpec.model_validate({**data, "verdict": {"primary": "lr_sensitivity", "difference_of_interest": 0.01}})
+    assert kept.verdict is not None
+    assert kept.verdict.primary == "lr_sensitivity"

@@ -161,3 +161,15 @@ def test_a_study_where_every_run_diverged_is_in_the_unit_of_its_maps() -> None:
     report = sensitivity_report(scores, GridAxes(LRS, BETAS, tuple(range(8))), Y_FAIL, metric="error")
     assert report.score_unit == "percent"
     assert f"a run reaches the {target_caption(report)}" == "a run reaches the target, which is none: no run trained"
+
+
+def test_an_interval_that_excludes_zero_never_reads_as_zero() -> None:
+    """A decisive Δ of 0.04 pts [0.040, 0.043] (error rates on a 10k test set) read "0.0 pts [0.0, 0.0]"
+    in the verdict: as many decimals as the bound nearest 0 needs (up to 4), and only then."""
+    from studies.units import Units
+
+    shown = Units(percent=True)
+    assert shown.delta("score", 0.00041, 0.000396, 0.000425) == "+0.04 pts [0.04, 0.04]"
+    assert shown.delta("share", -0.0004, -0.0005, -0.0003) == "-0.04 pts [-0.05, -0.03]"
+    assert shown.delta("share", 0.083, -0.007, 0.174) == "+8.3 pts [-0.7, 17.4]"  # spans 0: one decimal
+    assert shown.delta("share", 0.0, 0.0, 0.0) == "0.0 pts [0.0, 0.0]"
