@@ -588,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     _study_arg(p)
     p.add_argument("--arm", default=None, help="only this arm's trials")
     p.add_argument("--status", default=None, choices=list(TrialStatus), help="only trials in this state")
-    p.add_argument("--offset", type=int, default=0, help="trials to skip")
+    p.add_argument("--offset", type=int, default=0, help="trials to skip (default: 0)")
     p.add_argument("--limit", type=int, default=100, help="at most this many")
     p.add_argument("--json", action="store_true", help="print the trials as JSON")
     _client_args(p)
@@ -692,6 +692,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = getattr(args, "interrupted", "")
         print("demonlab: interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`demonlab sensitivity ID | head -1`): as other tools, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise it again
+        return 141  # 128 + SIGPIPE, as a shell reports a command a pipe closed on
     except (httpx.HTTPError, httpx.InvalidURL) as exc:  # no server there, a timeout, a bad URL: no traceback
         where = getattr(args, "url", None) or "the service"
         print(f"demonlab: error: cannot reach the server at {where}: {exc or type(exc).__name__}", file=sys.stderr)

@@ -299,6 +299,14 @@ class StudySpec(_Strict):
             return {**data, "workload_params": {**params, "val_size": 0}}
         return data
 
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        """A name of blanks only shows as nothing in every list and page."""
+        if not value.strip():
+            raise ValueError("name: only blanks; give the study a name that lists can show")
+        return value
+
     @field_validator("arms", mode="before")
     @classmethod
     def _arm_names(cls, value: Any) -> Any:

@@ -288,13 +288,21 @@ def cancel_study(session: Session, study_id: str) -> Study:
     """Mark a queued or running study cancelled and its pending and running trials too.
 
     Stopping the job is the launcher's part. Cancelling a cancelled study changes nothing; a
-    completed or failed one is a ``Conflict``.
+    completed or failed one is a ``Conflict``, and so is one whose every trial has its result (its
+    driver is finishing it: cancelled then, a fully trained study was marked cancelled, and an atlas
+    trained it again).
     """
     study = _lock_study(session, study_id)
     if study.status is StudyStatus.CANCELLED:
         return study
     if study.status.is_finished:
         raise Conflict(f"study {study_id!r} is already {study.status}")
+    ended = study.trials_done + study.trials_failed
+    if 0 < study.trials_total <= ended:  # its driver is storing the report: a cancel would discard a finished study
+        raise Conflict(
+            f"study {study_id!r} has every trial's result ({ended} of {study.trials_total}): it is finishing, "
+            "there is nothing left to cancel"
+        )
     study.status = StudyStatus.CANCELLED
     study.finished_at = utcnow()
     _set_trial_status(session, study_id, (TrialStatus.PENDING, TrialStatus.RUNNING), TrialStatus.CANCELLED)

@@ -128,7 +128,8 @@ CPU_WORKLOADS: tuple[AtlasWorkload, ...] = (
         epochs=2,
         batch_size=64,
         lr={"sgdm": (0.01, 1.77828), "adam": (0.0001, 0.316228)},
-        cut="4 channels (not 16) and 2 epochs (not 10): packed grouped convolutions cost ~40 ms per trial-epoch here",
+        cut="4 channels (not 16), 2 epochs (not 10), batch 64 (not 32): "
+        "packed grouped convolutions cost ~40 ms per trial-epoch here",
     ),
     AtlasWorkload(
         label="wine_mlp",

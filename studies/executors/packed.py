@@ -181,6 +181,7 @@ class PackedExecutor:
         waiting = list(enumerate(jobs))
         running: dict[int, Any] = {}
         ended: set[int] = set()
+        short: dict[int, int] = {}  # packs that stopped early: how many of their results they never sent
         try:
             while waiting or running:
                 while waiting and len(running) < workers:
@@ -190,14 +191,21 @@ class PackedExecutor:
                 if while_waiting is not None:  # the children are forked: this process is free meanwhile
                     while_waiting()
                     while_waiting = None
-                self._receive(results, emit, running, ended, timeout=0.5)
+                self._receive(results, emit, running, ended, short, timeout=0.5)
                 if should_stop():
                     summary.cancelled = True
                     _stop_gracefully(running)
                     break
+                if short:  # a signal stopped a pack, not this process: the study is not complete
+                    raise RuntimeError(
+                        f"{sum(short.values())} trial(s) were not run: a pack received SIGINT or SIGTERM and "
+                        "stopped after saving its checkpoint, while this process was not stopped (a signal "
+                        "sent to the process group from outside, with SIGINT ignored here?); nothing is "
+                        "reported as complete"
+                    )
                 for index, process in list(running.items()):
                     if process.exitcode is not None and index not in ended:
-                        while self._receive(results, emit, running, ended, timeout=0.1):
+                        while self._receive(results, emit, running, ended, short, timeout=0.1):
                             pass  # what it sent before it exited
                         if index not in ended:
                             raise RuntimeError(f"a pack's process exited with code {process.exitcode} before its end")
@@ -211,8 +219,11 @@ class PackedExecutor:
         return summary
 
     @staticmethod
-    def _receive(results: Any, emit: Sink, running: dict[int, Any], ended: set[int], timeout: float) -> bool:
-        """Take one message from the packs (a result, or a pack's end); False when none came."""
+    def _receive(
+        results: Any, emit: Sink, running: dict[int, Any], ended: set[int], short: dict[int, int], timeout: float
+    ) -> bool:
+        """Take one message from the packs (a result, or a pack's end: ``short`` gets a pack that
+        stopped with results unsent); False when none came."""
         try:
             message = results.get(timeout=timeout)
         except queue.Empty:
@@ -220,6 +231,8 @@ class PackedExecutor:
         if "pack_ended" in message:
             index = message["pack_ended"]
             ended.add(index)
+            if message.get("unsent"):
+                short[index] = int(message["unsent"])
             running.pop(index).join()
         else:
             emit(TrialResult.from_dict(message))
@@ -286,5 +299,11 @@ def _pack_in_child(job: _Job, index: int, results: Any) -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))  # Ctrl-C at a terminal: no traceback
     torch.set_num_threads(job.plan.threads)
     parent = os.getppid()
-    job.run(lambda result: results.put(result.to_dict()), lambda: bool(stopping) or os.getppid() != parent)
-    results.put({"pack_ended": index})
+    sent: list[TrialKey] = []
+
+    def send(result: TrialResult) -> None:
+        results.put(result.to_dict())
+        sent.append(result.key)
+
+    job.run(send, lambda: bool(stopping) or os.getppid() != parent)
+    results.put({"pack_ended": index, "unsent": len(job.pending()) - len(sent)})

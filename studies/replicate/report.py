@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from ..spec import FULL_TRAIN_NOTE
-from ..vocab import y_fail
+from ..vocab import workload_entry, y_fail
 from .compare import ArmCells, ClaimResult, arm_cells, claim_result, seed_cube
 from .paper import Panel, PaperCells, panel, paper_cells
 
@@ -73,9 +73,16 @@ def replication_report(trials: pd.DataFrame, study: StudyInfo, *, paper: str) ->
     """Compare ``trials`` (columns arm, lr, beta_init, seed, status, test_metric) with panel ``paper``.
 
     Raises:
-        ValueError: an unknown panel, or a study without the panel's Demon arm or any of its baselines.
+        ValueError: an unknown panel, a study whose metric is not an error rate, or one without the
+        panel's Demon arm or any of its baselines.
     """
     chosen = panel(paper)
+    metric = workload_entry(study.workload).metric_name
+    if metric != "error":  # the paper's cells are test error rates, read in percent
+        raise ValueError(
+            f"study {study.id}'s workload {study.workload} scores {metric}, not an error rate: {paper} "
+            "compares test error (%) with the paper's"
+        )
     arms = set(trials["arm"].astype(str))
     if trials.empty:  # a search that has sampled nothing yet: its arms have no rows
         raise ValueError(f"study {study.id} has no trials yet: {paper} compares its results with the paper's")

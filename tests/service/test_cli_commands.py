@@ -86,6 +86,19 @@ def test_cli_trials_cancel_delete(server: str, engine: Engine, capsys: pytest.Ca
     assert "not found" in err
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`demonlab trials ID | head -1`: the pipe closes under the command; it printed "demonlab: error:
+    [Errno 32] Broken pipe" and exited 2. Now it stops quietly, 141 as a shell reports SIGPIPE."""
+    import subprocess
+    import sys
+
+    study_id = cli_submit(capsys, server)
+    command = f"{sys.executable} -m service.cli trials {study_id} --url {server} | true"  # closed before it writes
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.stderr == "", done.stderr
+    assert done.returncode == 141
+
+
 def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     study_id = cli_submit(capsys, server)
     record_all(engine, study_id)

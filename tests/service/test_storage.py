@@ -341,6 +341,25 @@ def test_cancel_finished_study_is_a_conflict(engine: Engine, new_study: NewStudy
         dal.cancel_study(session, study.id)
 
 
+def test_cancel_after_the_last_result_is_a_conflict_and_the_study_completes(
+    engine: Engine, new_study: NewStudy, grid: list[TrialKey]
+) -> None:
+    """Between the last result and the driver's "completed" (it stores the report meanwhile), a cancel
+    marked a fully trained study cancelled: an atlas then trained it again."""
+    study = new_study()
+    claim(engine)
+    for key in grid:
+        record(engine, study.id, result(key))
+    finishing = r"has every trial's result \(\d+ of \d+\): it is finishing"
+    with pytest.raises(Conflict, match=finishing), session_scope(engine) as session:
+        dal.cancel_study(session, study.id)
+    with session_scope(engine) as session:
+        dal.finish_study(session, study.id, status=StudyStatus.COMPLETED)
+    with session_scope(engine, read_only=True) as session:
+        assert dal.get_study(session, study.id).status is StudyStatus.COMPLETED
+    assert {t.status for t in trials_by_key(engine, study.id).values()} == {TrialStatus.COMPLETED}
+
+
 # ------------------------------------------------------------------------------------------- scheduling
 
 

@@ -386,3 +386,55 @@ def test_ctrl_c_stops_the_run_and_leaves_the_out_folder_alone(
     assert "Traceback" not in stderr, stderr
     assert sorted(p.name for p in out.iterdir()) == ["trials.csv"]
     assert (out / "trials.csv").read_text() == "an earlier run's\n"
+
+
+@pytest.mark.slow
+def test_a_signal_that_stops_the_packs_but_not_the_run_fails_it_and_writes_nothing(tmp_path: Path) -> None:
+    """SIGINT to the process group of a run that ignores it (started with ``&`` from a script): the
+    forked packs stopped after saving, the run took their early end for a finish and wrote 4 of 24
+    trials as the study's outputs, exit 0. Now it fails, says how many trials were not run, and
+    leaves --out alone."""
+    import os
+    import signal
+    import time
+
+    hold = tmp_path / "hold"
+    hold.touch()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        SMOKE.read_text().replace("name: synthetic-smoke", "name: signalled")
+        + f"\nworkload_params: {{hold: {str(hold)!r}}}\nexecution: {{mode: packed, pack_size: 6}}\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trials.csv").write_text("an earlier run's\n")
+    command = [sys.executable, "-m", "service.cli", "run", str(spec), "--out", str(out), "--executor", "inprocess"]
+    command += ["--data-dir", str(tmp_path / "work")]
+    run = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _descendants_named(run.pid, "python"):  # a forked pack
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "no pack started"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        os.killpg(run.pid, signal.SIGINT)
+        time.sleep(0.5)
+        hold.unlink()
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        hold.unlink(missing_ok=True)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode not in (0, 130), stdout + stderr
+    assert "were not run: a pack received SIGINT or SIGTERM" in stderr, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["trials.csv"]
+    assert (out / "trials.csv").read_text() == "an earlier run's\n"

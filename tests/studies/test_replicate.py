@@ -205,6 +205,12 @@ def test_a_study_without_the_panels_arms_is_refused(arms: list[str], paper: str,
         replication_report(trials, study("fig2-wrn"), paper=paper)
 
 
+def test_a_study_whose_metric_is_not_an_error_rate_is_refused() -> None:
+    """A language model's perplexity (45-61) was shown as a test error of 5442.2% beside the paper's 40%."""
+    with pytest.raises(ValueError, match=re.escape("workload ptb_lstm scores perplexity, not an error rate")):
+        replication_report(paper_shaped("fig2-wrn"), study("fig2-wrn", workload="ptb_lstm"), paper="fig2-wrn")
+
+
 def test_text_leads_with_the_verdicts_and_the_files_are_written(tmp_path: Path) -> None:
     report = replication_report(paper_shaped("fig2-wrn"), study("fig2-wrn"), paper="fig2-wrn")
     lines = report_text(report).splitlines()

@@ -162,6 +162,7 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"search": {**OPTUNA_SEARCH, "n_trials": 0}}, "search", r"greater than or equal to 1"),
     # below a half, the smallest detectable difference came out below 0 ("detects a Δ of -6.9 pts")
     ({"verdict": {"power": 0.01}}, "verdict", r"greater than or equal to 0.5"),
+    ({"name": "   "}, "name", r"only blanks"),  # listed as an empty name by the CLI and the dashboard
 ]
 
 
