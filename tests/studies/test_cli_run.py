@@ -338,6 +338,23 @@ def _descendants_named(pid: int, prefix: str) -> list[str]:
     return [n for n in names if n.startswith(prefix)]
 
 
+def _held_run(tmp_path: Path, name: str, execution: str, executor: str) -> tuple[Path, Path, list[str]]:
+    """A smoke study whose trials start, then wait until ``hold`` goes (a handshake, not a timing
+    guess), an --out folder holding an earlier run's file, and the ``demonlab run`` command line."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        SMOKE.read_text().replace("name: synthetic-smoke", f"name: {name}")
+        + f"\nworkload_params: {{hold: {str(hold)!r}}}\nexecution: {execution}\n"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trials.csv").write_text("an earlier run's\n")
+    command = [sys.executable, "-m", "service.cli", "run", str(spec), "--out", str(out), "--executor", executor]
+    return hold, out, [*command, "--data-dir", str(tmp_path / "work")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "executor", "trial_process"), [("per_trial", "ray", "ray::"), ("packed", "inprocess", "")]
@@ -353,19 +370,8 @@ def test_ctrl_c_stops_the_run_and_leaves_the_out_folder_alone(
     import signal
     import time
 
-    hold = tmp_path / "hold"  # the trials start, then wait for it to go: a handshake, not a timing guess
-    hold.touch()
-    spec = tmp_path / "spec.yaml"
     pack = ", pack_size: 6" if mode == "packed" else ""  # four packs: forked, two at a time
-    spec.write_text(
-        SMOKE.read_text().replace("name: synthetic-smoke", "name: interrupted")
-        + f"\nworkload_params: {{hold: {str(hold)!r}}}\nexecution: {{mode: {mode}{pack}}}\n"
-    )
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "trials.csv").write_text("an earlier run's\n")
-    command = [sys.executable, "-m", "service.cli", "run", str(spec), "--out", str(out), "--executor", executor]
-    command += ["--data-dir", str(tmp_path / "work")]
+    hold, out, command = _held_run(tmp_path, "interrupted", f"{{mode: {mode}{pack}}}", executor)
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -398,18 +404,7 @@ def test_a_signal_that_stops_the_packs_but_not_the_run_fails_it_and_writes_nothi
     import signal
     import time
 
-    hold = tmp_path / "hold"
-    hold.touch()
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        SMOKE.read_text().replace("name: synthetic-smoke", "name: signalled")
-        + f"\nworkload_params: {{hold: {str(hold)!r}}}\nexecution: {{mode: packed, pack_size: 6}}\n"
-    )
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "trials.csv").write_text("an earlier run's\n")
-    command = [sys.executable, "-m", "service.cli", "run", str(spec), "--out", str(out), "--executor", "inprocess"]
-    command += ["--data-dir", str(tmp_path / "work")]
+    hold, out, command = _held_run(tmp_path, "signalled", "{mode: packed, pack_size: 6}", "inprocess")
     run = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
