@@ -482,6 +482,29 @@ def export_metadata(study: Any) -> dict[str, Any]:
     }
 
 
+def _comparable(spec: Any, report: Any) -> dict[str, Any]:
+    """What studies must share for one arm's figures to sit in one group: the problem (workload and
+    its parameters), the training (epochs, batch size, weight decay, the protocol), the grid itself
+    (every lr, not only its ends), the seeds, the metric and the target rule. Two synthetic studies
+    of other class counts, batch sizes and weight decays were pooled as one."""
+    return {
+        "workload": spec.workload,
+        "workload_params": spec.workload_params,
+        "epochs": spec.epochs,
+        "batch_size": spec.batch_size,
+        "weight_decay": spec.weight_decay,
+        "full_train": spec.full_train,
+        "lr_range": [min(spec.lr_values, default=None), max(spec.lr_values, default=None)],
+        "lrs": list(spec.lr_values),
+        "betas": list(spec.beta_init),
+        "seeds": list(spec.seed_values),
+        "metric": spec.metric_name,
+        "split": "test",
+        # a default target differs per study by design: studies group by the rule
+        "target": report.target.raw_value if report.target.chosen_on == "given" else "default",
+    }
+
+
 def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | None) -> Any:
     """How robust is each arm on ``workload``: per-arm figures over finished studies (``completed``,
     and ``completed_with_failures``, whose failed trials count as missing), study by study with
@@ -503,6 +526,7 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
             for study in dal.list_studies(session, status=status, workload=workload, offset=0, limit=10_000)[0]
         ]
     entries = []
+    counted = set()
     for study in studies:
         spec = study_spec(study)
         if spec.is_search or (epochs is not None and spec.epochs != epochs):
@@ -510,23 +534,11 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
         if arm is not None and arm not in [a.name for a in spec.arms]:
             continue
         report = sensitivity(engine, study.id, metric=None, split="test")
-        entries.append(
-            {
-                "study_id": study.id,
-                "key": {
-                    "workload": spec.workload,
-                    "epochs": spec.epochs,
-                    "lr_range": [min(spec.lr_values, default=None), max(spec.lr_values, default=None)],
-                    "betas": list(spec.beta_init),
-                    "seeds": list(spec.seed_values),
-                    "metric": spec.metric_name,
-                    "split": "test",
-                    # a default target differs per study by design: studies group by the rule
-                    "target": report.target.raw_value if report.target.chosen_on == "given" else "default",
-                },
-                "arms": {k: v for k, v in report.arms.items() if arm is None or k == arm},
-            }
-        )
+        counted.add(study.id)
+        for declared in spec.arms:  # an arm groups with the same arm, parameters included, of a study like this
+            if declared.name in report.arms and (arm is None or declared.name == arm):
+                key = _comparable(spec, report) | {"arm_params": declared.params}
+                entries.append({"study_id": study.id, "key": key, "arms": {declared.name: report.arms[declared.name]}})
     result = aggregate_robustness(entries)
-    query = RobustnessQuery(workload=workload, arm=arm, epochs=epochs, studies=len(entries))
+    query = RobustnessQuery(workload=workload, arm=arm, epochs=epochs, studies=len(counted))
     return RobustnessPublic(**dict(result), query=query)

@@ -249,7 +249,12 @@ def robustness_table(result: Any) -> str:
     def grid(key: dict[str, Any]) -> str:  # what splits groups besides arm and epochs: the rows must differ
         lrs, betas, seeds = key.get("lr_range") or [], key.get("betas") or [], key.get("seeds") or []
         lr = f"lr {num(lrs[0], 3)}..{num(lrs[1], 3)}" if len(lrs) == 2 and None not in lrs else "lr -"
-        return f"{lr} × {len(betas)} β, {len(seeds)} seeds"
+        shown = f"{len(key.get('lrs') or [])} {lr} × {len(betas)} β, {len(seeds)} seeds"
+        extra = [f"{k}={v}" for k, v in {**(key.get("workload_params") or {}), **(key.get("arm_params") or {})}.items()]
+        extra += [f"batch {key['batch_size']}"] if key.get("batch_size") else []
+        extra += [f"weight decay {num(key['weight_decay'], 3)}"] if key.get("weight_decay") else []
+        extra += ["full train"] if key.get("full_train") else []
+        return shown + (f"; {', '.join(extra)}" if extra else "")
 
     def spread(across: Any, show: Callable[[float], str] = lambda x: num(x, 3)) -> str:
         if across.n_studies == 0 or across.range_low is None:

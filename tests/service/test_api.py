@@ -557,6 +557,34 @@ def test_robustness_over_completed_studies(api: TestClient, results_study: str, 
     assert api.get("/api/v1/robustness", params={"workload": "digits_mlp"}).json()["query"]["studies"] == 0
 
 
+def test_robustness_groups_only_studies_of_the_same_problem_training_and_grid(
+    api: TestClient, smoke_spec: dict[str, Any]
+) -> None:
+    """Two synthetic studies of other class counts, batch sizes and weight decays (and a 3-lr grid and
+    a 2-lr one with the same ends) were pooled into one group; the same spec under another name joins."""
+    engine = engine_of(api)
+    variants = {
+        "same": smoke_spec | {"name": "same"},
+        "classes": smoke_spec | {"name": "classes", "workload_params": {"classes": 5}},
+        "batch": smoke_spec | {"name": "batch", "batch_size": 7, "weight_decay": 0.5},
+        "grid": smoke_spec | {"name": "grid", "lr": [min(smoke_spec["lr"]), max(smoke_spec["lr"])]},
+    }
+    ids = {"base": submit(api, smoke_spec)} | {name: submit(api, spec) for name, spec in variants.items()}
+    claim(engine)
+    for study_id in ids.values():
+        with session_scope(engine) as session:
+            keys = dal.pending_trial_keys(session, study_id)
+        for key in keys:
+            with session_scope(engine) as session:
+                dal.record_trial_result(session, study_id, make_result(key))
+        finish(engine, study_id)
+    body = api.get("/api/v1/robustness", params={"workload": "synthetic", "arm": "demon_sgdm"}).json()
+    assert body["query"]["studies"] == 5
+    members = sorted(sorted(group["study_ids"]) for group in body["groups"])
+    together = sorted([ids["base"], ids["same"]])
+    assert members == sorted([together, [ids["classes"]], [ids["batch"]], [ids["grid"]]])
+
+
 # ----------------------------------------------------------------------------------------------- health
 
 

@@ -131,7 +131,7 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     assert sorted(line.split()[0] for line in lines[2:4]) == sorted(ARMS)
     # the grid and the target tell rows of one arm apart (two rows that looked the same before)
     for line in lines[2:4]:
-        assert line.split()[1:][:10] == ["2", "lr", "0.01..1", "×", "2", "β,", "2", "seeds", "default", "1"]
+        assert line.split()[1:][:11] == ["2", "3", "lr", "0.01..1", "×", "2", "β,", "2", "seeds", "default", "1"]
     assert lines[-1].endswith("not an interval")
     code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server, "--arm", "sgdm_step", "--json")
     assert [g["key"]["arm"] for g in json.loads(out)["groups"]] == ["sgdm_step"]
