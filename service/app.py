@@ -217,6 +217,12 @@ def _register_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [_validation_error(e) for e in exc.errors()]
+        # One error per field: a value that fits no branch of a union (an arm is a registered name
+        # or a label) failed each branch, and the later ones restate it as a regex.
+        by_field: dict[str, dict[str, str]] = {}
+        for error in errors:
+            by_field.setdefault(error["field"], error)
+        errors = list(by_field.values())
         first = errors[0] if errors else {"field": "body", "reason": "invalid request"}
         return _error(422, f"invalid {first['field']}: {first['reason']}", first["field"], errors)
 

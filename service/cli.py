@@ -231,9 +231,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _missing_pair(report: SensitivityPublic, a: str | None, b: str | None) -> str:
     """Why ``compare`` has nothing to show, and what it could show instead."""
     existing = [(p.arm_a, p.arm_b) for p in report.pairs]
-    asked = f"{a or 'any arm'} vs {b or 'any arm'}"
     if not existing:
-        return f"no pair {asked}: the report compares no arms (it needs a Demon arm and a baseline)"
+        arms = ", ".join(sorted(report.arms)) or "none with results"
+        pair = "a pair is a Demon arm and a baseline"
+        return f"nothing to compare: the report has no pair of arms ({pair}; arms: {arms})"
+    asked = f"{a or 'any arm'} vs {b or 'any arm'}"
     listed = ", ".join(f"--a {x} --b {y}" for x, y in existing)
     swapped = f" (did you mean --a {b} --b {a}?)" if (b, a) in existing else ""
     return f"no pair {asked} in the report{swapped}; the pairs it has: {listed}"
@@ -285,7 +287,7 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
 def _cmd_heatmap(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    fmt = out.suffix.lstrip(".") or "png"
+    fmt = out.suffix.lstrip(".").lower() or "png"  # heat.PNG as export's trials.CSV
     if fmt not in ("png", "svg"):
         raise ValueError(f"--out: heatmaps are .png or .svg (got {out.name!r})")
     data = _client(args).heatmap(args.study_id, fmt=fmt, metric=args.metric, split=args.split, arms=args.arms)

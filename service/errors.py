@@ -111,8 +111,13 @@ def field_name(location: object, default: str = "body") -> str:
     parts = [str(p) for p in location] if isinstance(location, (list, tuple)) else []
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
         parts = parts[1:]
-    parts = [p for p in parts if "[" not in p and not (p[:1].isupper() and p.isidentifier())]
+    parts = [p for p in parts if "[" not in p and not (p[:1].isupper() and p.isidentifier()) and not _branch(p)]
     return ".".join(parts) or default
+
+
+def _branch(part: str) -> bool:
+    """A union branch's name in a location (``constrained-str``, ``function-after``), not a field."""
+    return part.startswith(("constrained-", "function-", "lax-", "json-or-python", "chain", "nullable"))
 
 
 def reason(message: str) -> str:

@@ -239,7 +239,7 @@ def _float_index(values: FloatArray, grid: Sequence[float], name: str) -> IntArr
     on_grid = np.isclose(values, g[idx], rtol=1e-9, atol=1e-12)
     if not on_grid.all():
         off = sorted(set(values[~on_grid].tolist()))
-        raise GridError(f"{name} values off the grid: {off[:5]}{' …' if len(off) > 5 else ''}; grid: {list(g)}")
+        raise GridError(f"{name} values off the grid: {off[:5]}{' …' if len(off) > 5 else ''}; grid: {g.tolist()}")
     return idx.astype(np.int64)
 
 
@@ -255,7 +255,7 @@ def _seed_index(values: NDArray[Any], seeds: Sequence[int]) -> IntArray:
     on_grid = sorted_seeds[pos] == values
     if not on_grid.all():
         off = sorted(set(values[~on_grid].tolist()))
-        raise GridError(f"seed values off the grid: {off[:5]}; grid: {list(seeds)}")
+        raise GridError(f"seed values off the grid: {off[:5]}; grid: {[int(s) for s in seeds]}")
     return order[pos].astype(np.int64)
 
 

@@ -182,15 +182,17 @@ def test_bad_body_is_refused_and_stores_nothing(
     check_error(response, 422, "body", words)
 
 
-@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", "text/yaml; charset=utf-8"])
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", "text/yaml; charset=utf-8", ""])
 def test_a_spec_sent_as_another_content_type_is_told_to_send_json(
     api: TestClient, study_id: str, smoke_spec: dict[str, Any], kind: str
 ) -> None:
-    """A valid spec with the wrong Content-Type: the answer names the header, not "not a JSON object"."""
+    """A valid spec with the wrong Content-Type, or none: the answer names the header, not "not a JSON
+    object" (what a body without one got)."""
     with unchanged(api):
-        response = api.post(STUDIES, content=json.dumps(smoke_spec).encode(), headers={"content-type": kind})
+        headers = {"content-type": kind} if kind else {}
+        response = api.post(STUDIES, content=json.dumps(smoke_spec).encode(), headers=headers)
 
-    check_error(response, 422, "content-type", "application/json", kind.split(";")[0])
+    check_error(response, 422, "content-type", "application/json", kind.split(";")[0] or "no Content-Type")
 
 
 def test_grid_over_the_trial_limit(api_factory: ApiFactory, smoke_spec: dict[str, Any]) -> None:
@@ -286,6 +288,13 @@ def test_bad_query_parameter(
         response = api.get(url, params=params)
 
     check_error(response, 422, field, *words)
+
+
+def test_a_value_that_fits_no_branch_of_a_union_is_one_error_of_its_field(api: TestClient, study_id: str) -> None:
+    """An arm is a registered name or a label: an unknown one failed both branches, and the second
+    error ("arm.constrained-str": a regex of every arm) was listed beside the first."""
+    body = check_error(api.get(f"{STUDIES}/{study_id}/trials", params={"arm": "nope"}), 422, "arm", "valid choices")
+    assert [e["field"] for e in body["errors"]] == ["arm"]
 
 
 @pytest.mark.parametrize(

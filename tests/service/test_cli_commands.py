@@ -152,6 +152,26 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     assert err.endswith("(field: workload)\n")
 
 
+def test_compare_on_a_study_without_a_pair_says_why(
+    server: str, engine: Engine, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One arm: it read "no pair any arm vs any arm: the report compares no arms"."""
+    spec = tmp_path / "one-arm.json"
+    one_arm = {"name": "one-arm", "workload": "synthetic", "arms": ["sgdm_step"], "lr": [0.1, 1.0], "beta_init": [0.9]}
+    spec.write_text(json.dumps(one_arm | {"seeds": 2, "epochs": 2}))
+    study_id = cli_submit(capsys, server, spec)
+    for lr, seed in ((0.1, 0), (0.1, 1), (1.0, 0), (1.0, 1)):
+        with session_scope(engine) as session:
+            dal.record_trial_result(session, study_id, result_for(TrialKey("sgdm_step", lr, 0.9, seed)))
+    complete(engine, study_id)
+    code, out, err = cli(capsys, "compare", study_id, "--url", server)
+    assert (code, out) == (1, ""), err
+    assert err == (
+        "demonlab: nothing to compare: the report has no pair of arms (a pair is a Demon arm and a baseline; "
+        "arms: sgdm_step)\n"
+    )
+
+
 def test_cli_sensitivity_explains_its_columns(server: str, engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     study_id = cli_submit(capsys, server)
     record_all(engine, study_id)
@@ -185,6 +205,9 @@ def test_export_refuses_what_it_cannot_write_and_carries_metadata(
 
     code, _, _ = cli(capsys, "export", study_id, "--url", server, "--out", str(tmp_path / "t.PARQUET"))
     assert code == 0
+    code, _, err = cli(capsys, "heatmap", study_id, "--url", server, "--out", str(tmp_path / "h.PNG"))  # as export
+    assert code == 0, err
+    assert (tmp_path / "h.PNG").read_bytes().startswith(b"\x89PNG")
     about = json.loads(pq.read_schema(tmp_path / "t.PARQUET").metadata[b"demonlab"])
     assert about["study_id"] == study_id
     assert about["environment"] == environment

@@ -52,8 +52,9 @@ def submit_study(
 ) -> StudyCreated:
     """Validate and store a spec with its trials; the scheduler launches it. 202 with the study's URL."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind and kind != "application/json" and not kind.endswith("+json"):  # else "not a JSON object" misled
-        raise InvalidInput("content-type", f"send the spec as JSON, with Content-Type: application/json (got {kind})")
+    if kind != "application/json" and not kind.endswith("+json"):  # else "not a JSON object" misled
+        got = kind or "no Content-Type"  # FastAPI reads a body without one as bytes, not JSON
+        raise InvalidInput("content-type", f"send the spec as JSON, with Content-Type: application/json (got {got})")
     study = submission.submit(engine, settings, body, idempotency_key=idempotency_key)
     scheduler = getattr(request.app.state, "scheduler", None)
     if scheduler is not None:  # this process's scheduler launches it now, not at its next poll
