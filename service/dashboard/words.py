@@ -143,9 +143,7 @@ def arm_lines(arm: ArmReport, context: Context) -> list[Line]:
         f"{cover.n_cells_trained} trained (a count, not an estimate)",
     )
     if arm.status != "ok":
-        why = (
-            "never trained: no cell's median beat the failure score" if arm.status == "never_trained" else "no results"
-        )
+        why = "never trained: no run beat the failure score" if arm.status == "never_trained" else "no results"
         return [Line("Status", f"{why}, so no landscape figure is given (failure is never robustness)"), counts]
     lines = [_peak(arm, context)]
     success = arm.success

@@ -3,7 +3,7 @@
 The landscape figures are seed-wise (``_seedwise``): computed on each seed's grid and averaged over
 seeds, with t intervals. The peak is the one figure chosen across seeds (on validation medians),
 with its cell's order-statistic interval; the variance decomposition describes the cell means.
-An arm none of whose cells trained gets ``never_trained`` instead of figures: a broken optimizer
+An arm none of whose runs trained gets ``never_trained`` instead of figures: a broken optimizer
 is not "robust" because every cell fails alike.
 """
 
@@ -101,6 +101,7 @@ def coverage(grid: ArmGrid, split: Split, chooses: bool = True) -> Coverage:
         n_cells=grid.axes.n_cells,
         n_cells_present=int(present.sum()),
         n_cells_trained=int(trained(cell_medians(grid.scores(split), n), grid.y_fail).sum()),
+        n_runs_trained=int(trained(grid.scores(split), grid.y_fail).sum()),
         n_trials_expected=grid.axes.n_cells * len(grid.axes.seeds),
         n_completed=int((n - grid.n_diverged).sum()),
         n_diverged=int(grid.n_diverged.sum()),
@@ -211,7 +212,7 @@ def arm_report(
     )
     if cover.n_cells_present == 0:
         return base.model_copy(update={"status": "no_results"})
-    if cover.n_cells_trained == 0:
+    if cover.n_runs_trained == 0:  # not one run: an arm that trained in 3 seeds of 8 did train
         never: FigureStatus = "never_trained"
         return base.model_copy(
             update={

@@ -123,7 +123,7 @@ def verdict(
         return base.model_copy(update={"statement": said})
     if never:
         winner = next((arm for arm in (arm_a, arm_b) if arm not in never), None)
-        said = " and ".join(never) + " never trained (no cell's median beat the failure score)"
+        said = " and ".join(never) + " never trained (no run beat the failure score)"
         said += f": {winner} is the one that trains." if winner else ": neither arm trains."
         return base.model_copy(update={"outcome": "never_trained", "statement": said, "winner": winner})
     if separates_none:

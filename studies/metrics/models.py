@@ -173,12 +173,13 @@ class LrBeta(_Model):
 class Coverage(_Model):
     """How much of the grid has results (counts on the analysis split). A cell is present with a
     result (completed or diverged) on validation and on the split; it trained when its median on
-    the split beats the failure score."""
+    the split beats the failure score. A run trained when its score beats it."""
 
     complete: bool
     n_cells: int
     n_cells_present: int
     n_cells_trained: int
+    n_runs_trained: int = Field(description="runs whose score beats the failure score; none: the arm never trained")
     n_trials_expected: int
     n_completed: int
     n_diverged: int
@@ -278,7 +279,7 @@ class Variance(_Model):
 
 
 class ArmReport(_Model):
-    """Every figure of one arm. ``status`` never_trained: no cell's median beat the failure score,
+    """Every figure of one arm. ``status`` never_trained: no run beat the failure score,
     so no landscape figure is given (failure is never robustness)."""
 
     arm: str

@@ -480,7 +480,7 @@ def test_status_prints_the_verdict_first_and_a_never_trained_arm_loses(
     code, out, _ = cli(capsys, "status", study_id, "--url", server)
     assert code == 0
     assert out.startswith(
-        "VERDICT demon_sgdm vs sgdm_step: sgdm_step never trained (no cell's median beat the failure score): "
+        "VERDICT demon_sgdm vs sgdm_step: sgdm_step never trained (no run beat the failure score): "
         "demon_sgdm is the one that trains.\n"
     )
     assert out.splitlines()[1].startswith(f"{study_id} ")

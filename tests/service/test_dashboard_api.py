@@ -449,12 +449,10 @@ def test_words_of_a_never_trained_arm_and_of_probabilities() -> None:
     report = sensitivity_report(pd.DataFrame(rows), GridAxes((0.01, 0.1, 1.0), (0.9,), tuple(range(8))), 0.9)
     context = words.report_context(report, "error")
     lines = words.arm_lines(report.arms["sgdm_step"], context)
-    assert lines[0].sentence.startswith("never trained: no cell's median beat the failure score")
+    assert lines[0].sentence.startswith("never trained: no run beat the failure score")
     (pair,) = report.pairs
     sentences = [line.sentence for line in words.pair_lines(pair, context)]
-    assert sentences == [
-        "sgdm_step never trained (no cell's median beat the failure score): demon_sgdm is the one that trains."
-    ]
+    assert sentences == ["sgdm_step never trained (no run beat the failure score): demon_sgdm is the one that trains."]
     trained = words.arm_lines(report.arms["demon_sgdm"], context)
     assert [line.label for line in trained][:2] == ["Peak", "Success share"]
     assert trained[0].sentence.startswith("the best cell (chosen on validation) is lr 0.01, β_init 0.9: median")

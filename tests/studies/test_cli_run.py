@@ -272,7 +272,7 @@ def test_an_arm_that_diverges_everywhere_never_trained_and_the_other_wins(
     (pair,) = metrics["pairs"]
     assert (pair["verdict"]["outcome"], pair["verdict"]["winner"]) == ("never_trained", "demon_sgdm")
     assert printed.startswith(
-        "VERDICT demon_sgdm vs adam_step: adam_step never trained (no cell's median beat the failure score): "
+        "VERDICT demon_sgdm vs adam_step: adam_step never trained (no run beat the failure score): "
         "demon_sgdm is the one that trains.\n"
     )
 

@@ -433,6 +433,29 @@ def test_an_arm_that_never_trains_gets_no_figures_and_loses_the_verdict() -> Non
     assert all(d.status == "never_trained" and d.value is None for d in [pair.primary, *pair.exploratory])
 
 
+def test_an_arm_that_trained_in_some_seeds_did_train() -> None:
+    """Demon reaches 2% error everywhere in 3 seeds of 8 and diverges in the rest; the baseline sits at
+    60% everywhere (chance 66.7%). Every Demon cell's median is the failure score, and the verdict
+    called Demon "never trained", the baseline the one that trains; a fourth good seed flipped it to
+    Demon +37.5 pts. An arm never trained only when no run did: here the primary figure decides."""
+    rng = np.random.default_rng(3)
+    b = 0.60 + rng.normal(0, 0.01, (8, 3, 2))
+    a = 0.02 + rng.normal(0, 0.005, (8, 3, 2))
+    div = np.zeros(a.shape, bool)
+    div[3:] = True
+    a[3:] = np.nan
+    report = sensitivity_report(
+        pd.concat([seeded("demon_sgdm", a, diverged=div), seeded("sgdm_step", b)]), axes_for(a), 2 / 3
+    )
+    demon = report.arms["demon_sgdm"]
+    assert (demon.status, demon.coverage.n_cells_trained, demon.coverage.n_runs_trained) == ("ok", 0, 18)
+    pair = only_pair(report)
+    assert pair.verdict.never_trained == []
+    assert pair.primary.value is not None
+    assert pair.primary.value > 0.3  # Demon's 3 good seeds of 8 against none: +35 pts, not a loss
+    assert pair.verdict.outcome == "inconclusive_too_few_seeds"  # 3 of 8 seeds on 6 cells: [-0.6, 71.5]
+
+
 def test_a_cell_whose_median_is_the_failure_score_never_succeeds() -> None:
     val = np.full((2, 3, 2), 0.1)
     div = np.zeros(val.shape, bool)
