@@ -62,11 +62,22 @@ def win_ks(ks: tuple[int, ...], n_cells: int) -> tuple[int, ...]:
 
 
 CHOOSING = ("expected_best", "win_probability")  # figures that choose cells on validation
+ACROSS_LRS = ("lr_sensitivity", "success_lr_width")  # figures that compare learning rates
 
 
 def _delta(
-    figure: PairFigure, k: int | None, m: SeedMean, primary: bool, never: bool, min_seeds: int, chooses: bool = True
+    figure: PairFigure,
+    k: int | None,
+    m: SeedMean,
+    primary: bool,
+    never: bool,
+    min_seeds: int,
+    chooses: bool = True,
+    lrs: int = 2,
 ) -> Delta:
+    """One Δ. Without a value it is ``undefined`` where the grid cannot have it (a figure that
+    chooses cells without a validation split; one that compares lrs on a grid of one lr), else
+    ``incomplete`` (a cell lacks a result, or no cell trained in a seed)."""
     null = 0.5 if figure in PROBABILITIES else 0.0
     role: Role = "primary" if primary else "exploratory"
     if never:
@@ -80,7 +91,8 @@ def _delta(
         )
     value, n = finite(m.estimate), int(m.n)
     if value is None:
-        status: FigureStatus = "incomplete" if chooses or figure not in CHOOSING else "undefined"
+        undefined = (figure in CHOOSING and not chooses) or (figure in ACROSS_LRS and lrs < 2)
+        status: FigureStatus = "undefined" if undefined else "incomplete"
         return Delta(
             figure=figure,
             k=k,
@@ -143,9 +155,10 @@ def pair_report(
     never = [r.arm for r in reports if r.status == "never_trained"]
     empty = [r.arm for r in reports if r.status == "no_results"]  # nothing to judge yet: not "never trained"
     key = (spec.primary, spec.primary_k)
-    primary = _delta(spec.primary, spec.primary_k, figures[key], True, bool(never), min_seeds, chooses)
+    lrs = grids[0].shape[-2]
+    primary = _delta(spec.primary, spec.primary_k, figures[key], True, bool(never), min_seeds, chooses, lrs)
     exploratory = [
-        _delta(figure, k, m, False, bool(never), min_seeds, chooses)  # type: ignore[arg-type]
+        _delta(figure, k, m, False, bool(never), min_seeds, chooses, lrs)  # type: ignore[arg-type]
         for (figure, k), m in figures.items()
         if (figure, k) != key
     ]

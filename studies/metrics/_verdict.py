@@ -146,6 +146,11 @@ def verdict(
     noun = NOUNS[spec.primary] + (f" (k={spec.primary_k})" if spec.primary_k else "")
     orient = f"> 0: {arm_a} better"
     power = f"{spec.power:.0%} power"
+    if primary.status == "undefined":  # no seeds, cells or reruns would give it (the spec refuses it beforehand)
+        across_lrs = spec.primary in ("lr_sensitivity", "success_lr_width")
+        grid_lacks = "one learning rate" if across_lrs else "no validation split"
+        said = f"No verdict: Δ {noun} is undefined in this study (it has {grid_lacks}); choose another primary figure."
+        return base.model_copy(update={"statement": said})
     if not ok:
         why = "too few seeds for an interval" if primary.interval.status == "too_few_seeds" else "no interval"
         have = f"{n} seed{'s' if n != 1 else ''}"

@@ -456,6 +456,21 @@ def test_an_arm_that_trained_in_some_seeds_did_train() -> None:
     assert pair.verdict.outcome == "inconclusive_too_few_seeds"  # 3 of 8 seeds on 6 cells: [-0.6, 71.5]
 
 
+def test_a_figure_the_grid_cannot_have_is_undefined_not_incomplete() -> None:
+    """On one learning rate the lr figures cannot exist: the pair said "incomplete" (the arm table
+    "undefined") and, as the primary, "rerun the trials without a result" though none was missing."""
+    one_lr = landscape(8)[:, :1, :]
+    frames = (seeded("demon_sgdm", one_lr), seeded("sgdm_step", one_lr + 0.01))
+    pair = only_pair(report_of(*frames, axes=axes_for(one_lr)))
+    statuses = {d.figure: d.status for d in pair.exploratory}
+    assert statuses["lr_sensitivity"] == statuses["success_lr_width"] == "undefined"
+    primary = VerdictSpec(primary="lr_sensitivity", difference_of_interest=0.01)  # the spec refuses it; the API not
+    said = only_pair(report_of(*frames, axes=axes_for(one_lr), verdict=primary)).verdict.statement
+    assert said.startswith("No verdict: Δ lr sensitivity")
+    assert "it has one learning rate" in said
+    assert "rerun" not in said
+
+
 def test_a_cell_whose_median_is_the_failure_score_never_succeeds() -> None:
     val = np.full((2, 3, 2), 0.1)
     div = np.zeros(val.shape, bool)
