@@ -150,8 +150,13 @@ def figures_fragment(
         report = analysis.sensitivity(engine, study_id, metric=None, split=split, target=target)
     except (Conflict, MetricsError) as exc:  # a search with no points yet, too few cells: said in the page
         return page(request, "figures.html", {"error": str(exc), "arms": [], "pairs": []})
-    if not words.has_results(report):
-        return page(request, "figures.html", {"error": "no trial has a result yet", "arms": [], "pairs": []})
+    if not words.has_results(report):  # "yet" only while more can come: a failed or cancelled study is over
+        with session_scope(engine, read_only=True) as session:
+            status = dal.get_study(session, study_id).status
+        why = "no trial has a result yet"
+        if status.is_finished:
+            why = f"the study {status.label} before any trial had a result"
+        return page(request, "figures.html", {"error": why, "ended": status.is_finished, "arms": [], "pairs": []})
     context = words.report_context(report)
     arms = [{"arm": name, "lines": words.arm_lines(figures, context)} for name, figures in report.arms.items()]
     pairs = [{"title": f"{p.arm_a} vs {p.arm_b}", "lines": words.pair_lines(p, context)} for p in report.pairs]

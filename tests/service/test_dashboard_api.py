@@ -422,6 +422,22 @@ def test_figures_in_words_of_a_real_report(api: TestClient, seeds: int) -> None:
         assert old not in fragment.text
 
 
+def test_a_study_that_ended_without_results_has_no_figures_and_no_yet(
+    api: TestClient, smoke_spec: dict[str, Any]
+) -> None:
+    """A failed study's figures said "No figures yet: no trial has a result yet": nothing more will come."""
+    from service.db import StudyStatus, dal, session_scope
+
+    study_id = submit(api, smoke_spec)
+    assert "No figures yet: no trial has a result yet" in api.get(f"/studies/{study_id}/figures").text
+    with session_scope(engine_of(api)) as session:
+        dal.claim_queued_studies(session, limit=10, launcher_id="test")
+        dal.finish_study(session, study_id, status=StudyStatus.FAILED, error="the driver crashed")
+    text = page_text(api.get(f"/studies/{study_id}/figures").text)
+    assert "No figures: the study failed before any trial had a result" in text
+    assert "yet" not in text
+
+
 def test_words_of_a_never_trained_arm_and_of_probabilities() -> None:
     """An arm that never trained gets no figure, and its pair says so; a probability is worded as a
     chance with its null, a Δ with its sign."""
