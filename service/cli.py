@@ -693,6 +693,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = getattr(args, "interrupted", "")
         print("demonlab: interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
+        if argv is None and getattr(args, "exit_at_once", False):
+            _exit_at_once(130)  # the interpreter's teardown after an interrupted Ray run crashed at times (SIGSEGV)
         return 130
     except BrokenPipeError:  # the reader went away (`demonlab sensitivity ID | head -1`): as other tools, quietly
         devnull = os.open(os.devnull, os.O_WRONLY)

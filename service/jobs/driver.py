@@ -282,14 +282,18 @@ def _train(
     return crash, summary
 
 
-def _store_report(engine: Engine, study_id: str, *, splits: tuple[Split, ...]) -> None:
+def _store_report(engine: Engine, study_id: str, *, splits: tuple[Split, ...] | None = None) -> None:
     """Compute the finished study's sensitivity report and heatmaps on each split its page offers
     (test first: what the page shows first; then validation, which the page switches to) and store them
     (``service.db.report_store``): no visitor waits seconds for them (a 100k-trial study's validation
-    report took 10-21 s to compute on first view). ``splits`` is the spec's (``StudySpec.splits``).
-    Best effort."""
+    report took 10-21 s to compute on first view). ``splits`` is the spec's (``StudySpec.splits``),
+    read from the stored study when not given. Best effort."""
     from ..analysis import sensitivity
     from ..heatmap_grids import heatmaps
+
+    if splits is None:
+        with session_scope(engine, read_only=True) as session:
+            splits = study_spec(dal.get_study(session, study_id)).splits
 
     for split in splits:
         for name, report in (("sensitivity", sensitivity), ("heatmaps", heatmaps)):
