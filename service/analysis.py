@@ -65,10 +65,11 @@ def cached(key: tuple[Any, ...], compute: Any) -> Any:
 
 
 def study_spec(study: Study) -> Any:
-    """The stored spec as a ``StudySpec`` (re-validated; limits were checked at submission)."""
-    from studies.spec import StudySpec
+    """The stored spec as a ``StudySpec`` (re-validated; limits, and rules added since it was stored,
+    were checked at submission: ``STORED``)."""
+    from studies.spec import STORED, StudySpec
 
-    return StudySpec.model_validate(study.spec, context={"max_trials": math.inf})
+    return StudySpec.model_validate(study.spec, context={"max_trials": math.inf, STORED: True})
 
 
 def metric_kind(spec: Any, metric: str | None) -> tuple[str, MetricKind]:
@@ -136,7 +137,7 @@ def study_axes(spec: Any, frame: pd.DataFrame, study: Study | None = None) -> An
 
     if isinstance(spec.search, OptunaSearchSpec) and frame.empty:
         if study is not None and study.status.is_finished:
-            raise Conflict(f"the search ended ({study.status.value}) before it sampled any point: it has no grid")
+            raise Conflict(f"the search ended ({study.status.label}) before it sampled any point: it has no grid")
         raise Conflict("the search has sampled no points yet: try again once trials have finished")
     return grid_axes(spec, frame)
 

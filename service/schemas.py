@@ -142,7 +142,7 @@ class GridPublic(BaseModel):
 
 
 # --- sensitivity figures (GET /studies/{id}/sensitivity) and robustness (GET /robustness) -----------
-# The report's types are ``studies.metrics.models`` (metrics_version 6): these responses are those
+# The report's types are ``studies.metrics.models`` (metrics_version 7): these responses are those
 # models plus the HTTP context, never a restatement of them (docs/metrics.md defines every field).
 
 

@@ -39,6 +39,7 @@ from .vocab.workload_params import PARAMS, validate_params
 from .vocab.workloads import WorkloadEntry, packable_workloads, workload_entry, workload_names, y_fail
 
 DEFAULT_MAX_TRIALS = 20_000
+STORED = "stored"  # validation context: a spec read back from the database, not one submitted now
 MAX_SEED = 2**31 - 1  # a trial's seed is a 32-bit INTEGER column; Optuna's sampler seed is bounded alike
 MAX_VALUES = 1000  # learning rates or β_init values listed in one spec
 
@@ -301,10 +302,11 @@ class StudySpec(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _not_blank(cls, value: str) -> str:
-        """A name of blanks only shows as nothing in every list and page."""
-        if not value.strip():
-            raise ValueError("name: only blanks; give the study a name that lists can show")
+    def _not_blank(cls, value: str, info: ValidationInfo) -> str:
+        """A name of blanks only shows as nothing in every list and page (refused at submission; a
+        study stored before the rule still reads: ``STORED``)."""
+        if not value.strip() and not (info.context or {}).get(STORED):
+            raise ValueError("only blanks; give the study a name that lists can show")
         return value
 
     @field_validator("arms", mode="before")
@@ -402,6 +404,8 @@ class StudySpec(_Strict):
             if not self.beta_init:
                 raise ValueError("beta_init: a grid study needs at least one value")
         _check_floors(self)
+        if not (info.context or {}).get(STORED):  # rules added after studies were stored: submission only
+            _check_submitted_verdict(self)
         _check_verdict(self)
         _check_target(self, workload)
         _check_full_train(self)
@@ -473,6 +477,24 @@ class StudySpec(_Strict):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _check_submitted_verdict(spec: StudySpec) -> None:
+    """Verdicts refused from version 7 of the metrics on (a study stored before still reads, and its
+    report says why it has no verdict): q(k) as the primary of a study without a validation split,
+    and a power below one half (its smallest detectable difference came out below 0)."""
+    if spec.verdict is None:
+        return
+    if spec.full_train and spec.verdict.primary == "expected_best":
+        raise ValueError(
+            "verdict.primary: 'expected_best' chooses cells on the validation split, which a full_train study "
+            "does not have (choose success_share, success_lr_width or lr_sensitivity)"
+        )
+    if spec.verdict.power < 0.5:
+        raise ValueError(
+            f"verdict.power: {spec.verdict.power:g} is below 0.5; a power under one half plans for a Δ smaller "
+            "than the interval's own half-width, or below 0 (0.8 is the usual choice)"
+        )
+
+
 def _check_verdict(spec: StudySpec) -> None:
     """A verdict the report can give on this grid, checked before any trial runs: a primary figure that
     compares learning rates needs two of them, q(k) a validation split to choose on and a k the
@@ -483,11 +505,6 @@ def _check_verdict(spec: StudySpec) -> None:
         raise ValueError(
             f"verdict.primary: {spec.verdict.primary!r} compares learning rates; this grid has one (give lr "
             "at least two values, or choose success_share or expected_best)"
-        )
-    if spec.full_train and spec.verdict is not None and spec.verdict.primary == "expected_best":
-        raise ValueError(
-            "verdict.primary: 'expected_best' chooses cells on the validation split, which a full_train study "
-            "does not have (choose success_share, success_lr_width or lr_sensitivity)"
         )
     k = spec.verdict.k if spec.verdict else None
     if k is None or spec.is_search:

@@ -56,12 +56,19 @@ def _hundredths(fraction: float, decimals: int = 1) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def _decimals_apart_from_zero(low: float, high: float) -> int:
-    """The decimals (of percent: 1 to 4) that show an interval excluding 0 without a bound reading 0:
-    a decisive Δ of 0.04 pts [0.040, 0.043] read "0.0 pts [0.0, 0.0]"."""
-    nearest = min(abs(low), abs(high)) if low > 0 or high < 0 else 0.0
+def _decimals_apart(low: float, high: float, null: float = 0.0) -> int:
+    """The decimals (of percent: 1 to 4) that show an interval excluding its null (0 for a Δ, ½ for a
+    probability) without its nearer bound reading as the null: a decisive Δ of 0.04 pts [0.040, 0.043]
+    read "0.0 pts [0.0, 0.0]", a probability [50.03, 50.1] read "[50.0, 50.1]"."""
+    if not (low > null or high < null):
+        return 1
+    nearest = low if low > null else high
+
+    def shown(x: float, decimals: int) -> float:
+        return float(f"{100 * x:.{decimals}f}")
+
     decimals = 1
-    while decimals < 4 and nearest > 0 and float(f"{100 * nearest:.{decimals}f}") == 0:
+    while decimals < 4 and shown(nearest, decimals) == shown(null, decimals):
         decimals += 1
     return decimals
 
@@ -124,7 +131,8 @@ class Units:
         if value is None or not math.isfinite(value):
             return "-"
         signed = kind != "probability"
-        decimals = 1 if low is None or high is None else _decimals_apart_from_zero(low, high)
+        null = 0.5 if kind == "probability" else 0.0
+        decimals = 1 if low is None or high is None else _decimals_apart(low, high, null)
         text = self.number(kind, value, signed=signed, decimals=decimals) + self.unit(kind)
         if low is not None and high is not None:
             text += f" [{self.number(kind, low, decimals=decimals)}, {self.number(kind, high, decimals=decimals)}]"

@@ -17,6 +17,7 @@ import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.engine import Engine
 
 from studies.vocab import FINISHED_STUDY_STATUSES, StudyStatus, TrialStatus
 
@@ -148,11 +149,12 @@ def figures_fragment(
 
     try:
         report = analysis.sensitivity(engine, study_id, metric=None, split=split, target=target)
-    except (Conflict, MetricsError) as exc:  # a search with no points yet, too few cells: said in the page
-        return page(request, "figures.html", {"error": str(exc), "arms": [], "pairs": []})
+    except (Conflict, MetricsError) as exc:  # a search with no points (yet, or ever), too few cells: said in the page
+        return page(
+            request, "figures.html", {"error": str(exc), "ended": _ended(engine, study_id), "arms": [], "pairs": []}
+        )
     if not words.has_results(report):  # "yet" only while more can come: a failed or cancelled study is over
-        with session_scope(engine, read_only=True) as session:
-            status = dal.get_study(session, study_id).status
+        status = _status(engine, study_id)
         why = "no trial has a result yet"
         if status.is_finished:
             why = f"the study {status.label} before any trial had a result"
@@ -165,6 +167,16 @@ def figures_fragment(
         "figures.html",
         {"error": None, "context": context, "arms": arms, "pairs": pairs, "version": report.metrics_version},
     )
+
+
+def _status(engine: Engine, study_id: str) -> StudyStatus:
+    with session_scope(engine, read_only=True) as session:
+        return dal.get_study(session, study_id).status
+
+
+def _ended(engine: Engine, study_id: str) -> bool:
+    """Whether the study is over (no more results will come: the page drops its "yet")."""
+    return _status(engine, study_id).is_finished
 
 
 @router.get("/compare", response_class=HTMLResponse)

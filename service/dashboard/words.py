@@ -1,4 +1,4 @@
-"""The sensitivity report (``/sensitivity``, ``metrics_version`` 6) in sentences a reader understands.
+"""The sensitivity report (``/sensitivity``, ``metrics_version`` 7) in sentences a reader understands.
 
 Every sentence reads the typed report (``studies.metrics.models``), so a renamed field fails mypy
 or a test instead of silently dropping a sentence. The words follow ``docs/statistics.md``:

@@ -297,7 +297,8 @@ def cancel_study(session: Session, study_id: str) -> Study:
         return study
     if study.status.is_finished:
         raise Conflict(f"study {study_id!r} is already {study.status}")
-    ended = study.trials_done + study.trials_failed
+    counts = _trial_counts(session, study_id)
+    ended = sum(n for status, n in counts.items() if status not in (TrialStatus.PENDING, TrialStatus.RUNNING))
     if 0 < study.trials_total <= ended:  # its driver is storing the report: a cancel would discard a finished study
         raise Conflict(
             f"study {study_id!r} has every trial's result ({ended} of {study.trials_total}): it is finishing, "
@@ -646,9 +647,15 @@ def _replace_epochs(session: Session, trial_id: int, epochs: Sequence[EpochRecor
     session.execute(insert(_EPOCHS), rows)
 
 
+def _trial_counts(session: Session, study_id: str) -> dict[TrialStatus, int]:
+    """How many of the study's trials are in each status, read from the trials (a failed trial being
+    run again is running, whatever the study's counters still say)."""
+    query = select(Trial.status, func.count()).where(Trial.study_id == study_id).group_by(Trial.status)
+    return dict(session.execute(query).all())
+
+
 def _refresh_progress(session: Session, study: Study) -> None:
-    query = select(Trial.status, func.count()).where(Trial.study_id == study.id).group_by(Trial.status)
-    counts: dict[TrialStatus, int] = dict(session.execute(query).all())
+    counts = _trial_counts(session, study.id)
     diverged = counts.get(TrialStatus.DIVERGED, 0)
     study.trials_done = counts.get(TrialStatus.COMPLETED, 0) + diverged
     study.trials_diverged = diverged

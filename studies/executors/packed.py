@@ -196,19 +196,13 @@ class PackedExecutor:
                     summary.cancelled = True
                     _stop_gracefully(running)
                     break
-                if short:  # a signal stopped a pack, not this process: the study is not complete
-                    raise RuntimeError(
-                        f"{sum(short.values())} trial(s) were not run: a pack received SIGINT or SIGTERM and "
-                        "stopped after saving its checkpoint, while this process was not stopped (a signal "
-                        "sent to the process group from outside, with SIGINT ignored here?); nothing is "
-                        "reported as complete"
-                    )
                 for index, process in list(running.items()):
                     if process.exitcode is not None and index not in ended:
                         while self._receive(results, emit, running, ended, short, timeout=0.1):
                             pass  # what it sent before it exited
                         if index not in ended:
                             raise RuntimeError(f"a pack's process exited with code {process.exitcode} before its end")
+                _check_none_stopped_early(short)  # the last pack's end may have come in the drain above
         except KeyboardInterrupt:  # Ctrl-C reached the packs too: each saves its checkpoint and stops
             _stop_gracefully(running)
             raise
@@ -274,6 +268,17 @@ class _Job:
 
 
 STOP_GRACE = 3.0  # seconds a stopped pack has to finish its epoch and save (the launcher's SIGKILL: 5 s)
+
+
+def _check_none_stopped_early(short: dict[int, int]) -> None:
+    """Raise if a signal stopped a pack (``short``: its unsent results) that this process did not stop:
+    the study is not complete, and must not be reported so."""
+    if short:
+        raise RuntimeError(
+            f"{sum(short.values())} trial(s) were not run: a pack received SIGINT or SIGTERM and stopped after "
+            "saving its checkpoint, while this process was not stopped (a signal sent to the process group "
+            "from outside, with SIGINT ignored here?); nothing is reported as complete"
+        )
 
 
 def _stop_gracefully(running: dict[int, Any]) -> None:

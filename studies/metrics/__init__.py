@@ -16,7 +16,7 @@ Conventions, everywhere in this package (``docs/metrics.md``; the statistics in
 - **Failures.** A diverged trial scores −y_fail whatever it stored; finite scores worse than
   −y_fail are clipped to it. Failed, cancelled, pending and running trials, absent rows, and
   completed trials without a value on a split are missing: excluded and counted. A cell whose
-  median is the failure score never trained; an arm with no trained cell is ``never_trained`` and
+  median is the failure score never trained; an arm with no trained run is ``never_trained`` and
   has no landscape figure: failure is never robustness.
 - **Seed-wise figures.** The landscape figures (share of the grid reaching the target, lr width,
   q(k), lr sensitivity, win probability, probability of improvement) are computed on each seed's

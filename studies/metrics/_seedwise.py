@@ -432,7 +432,7 @@ def divergence_floor(test: FloatArray, y_fail: float | None) -> FloatArray:
 
 def _if_degenerate(m: SeedMean, floor: FloatArray) -> FloatArray:
     """``floor`` where every seed gave the same value (a spread of 0), else 0: no floor."""
-    degenerate = np.isfinite(m.se) & (m.se <= 1e-12)
+    degenerate = np.isfinite(m.se) & (m.se <= 1e-12 * np.maximum(1.0, np.abs(m.estimate)))  # as ``seed_mean``
     out: FloatArray = np.where(degenerate, floor, 0.0)
     return out
 

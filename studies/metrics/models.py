@@ -1,4 +1,4 @@
-"""The sensitivity report's types (``metrics_version`` 6): what the metric code returns, what the API
+"""The sensitivity report's types (``metrics_version`` 7): what the metric code returns, what the API
 serves and what every renderer reads.
 
 These pydantic models are the one definition of the report: ``studies.metrics`` builds them,
@@ -87,12 +87,12 @@ class VerdictSpec(BaseModel):
     difference_of_interest: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     power: float = Field(
         default=0.8,
-        ge=0.5,
+        gt=0,
         lt=1,
         allow_inf_nan=False,
-        description="the chance of detecting difference_of_interest that seed planning asks for, in [0.5, 1): "
-        "below a half the smallest detectable difference shrinks below the interval's own half-width, "
-        "or below 0",
+        description="the chance of detecting difference_of_interest that seed planning asks for; a spec "
+        "takes 0.5 to 1 (below a half the smallest detectable difference shrinks below the interval's own "
+        "half-width, or below 0)",
     )
 
     @model_validator(mode="after")
@@ -330,7 +330,7 @@ class Verdict(_Model):
     ``smallest_detectable_difference`` says the smallest Δ it detects with ``power``),
     inconclusive_too_few_seeds (too few seeds for an interval, or one too wide to rule out the
     difference of interest: ``seeds_needed`` says how many would do), never_trained (an arm has no
-    trained cell: ``winner`` is the arm that trains, if one does), flatter_but_worse (the primary is
+    trained run: ``winner`` is the arm that trains, if one does), flatter_but_worse (the primary is
     lr sensitivity, a gap to each arm's own best, and the arm it favours is worse at its best: its
     flatness comes from training less, so no arm is called less sensitive; ``flatter`` names it)."""
 

@@ -360,6 +360,23 @@ def test_cancel_after_the_last_result_is_a_conflict_and_the_study_completes(
     assert {t.status for t in trials_by_key(engine, study.id).values()} == {TrialStatus.COMPLETED}
 
 
+def test_a_study_rerunning_its_failed_trials_can_be_cancelled(
+    engine: Engine, new_study: NewStudy, grid: list[TrialKey]
+) -> None:
+    """A relaunched driver runs the failed trials again: the study's counters still count them failed,
+    so reading them said "every trial has its result" and refused the cancel; the trials' own statuses
+    decide."""
+    study = new_study()
+    claim(engine)
+    for key in grid[1:]:
+        record(engine, study.id, result(key))
+    record(engine, study.id, result(grid[0], TrialStatus.FAILED, error="OOM"))
+    with session_scope(engine) as session:
+        dal.mark_trials_running(session, study.id, keys=grid[:1])  # the relaunch runs it again
+    with session_scope(engine) as session:
+        assert dal.cancel_study(session, study.id).status is StudyStatus.CANCELLED
+
+
 # ------------------------------------------------------------------------------------------- scheduling
 
 

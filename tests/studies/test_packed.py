@@ -564,3 +564,48 @@ def test_a_pack_whose_process_dies_is_an_error_not_a_wait(tmp_path: Any) -> None
         executor.run(Work(plan, keys), lambda result: None)
     assert killed
     assert packs() == []
+
+
+def test_a_pack_that_stopped_early_fails_the_run_even_when_it_ends_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last pack's end can arrive while this process drains what an exited pack sent (the parent
+    slow with its first result, as a database write is): a pack stopped by a signal with 2 of its 5
+    results unsent then ended the loop, and the run returned as complete."""
+    import types
+
+    from studies.executors import packed as executor_module
+    from studies.executors.base import RunSummary
+
+    class Result:
+        def __init__(self, key: str) -> None:
+            self.key = key
+
+        def to_dict(self) -> dict[str, str]:
+            return {"key": self.key}
+
+        @staticmethod
+        def from_dict(data: dict[str, str]) -> dict[str, str]:
+            return data
+
+    class StoppedJob:
+        plan = types.SimpleNamespace(threads=1)
+
+        def pending(self) -> list[str]:
+            return ["a", "b", "c", "d", "e"]
+
+        def run(self, send: Any, should_stop: Any) -> int:
+            for key in "abc":  # then a signal stopped it: d and e never ran
+                send(Result(key))
+            return 3
+
+    monkeypatch.setattr(executor_module, "TrialResult", Result)
+    received: list[Any] = []
+
+    def slow_sink(result: Any) -> None:
+        received.append(result)
+        time.sleep(0.5)  # the pack exits meanwhile: its end comes in the drain
+
+    work = types.SimpleNamespace(should_stop=lambda: False, while_waiting=None)
+    runner = executor_module.PackedExecutor.__new__(executor_module.PackedExecutor)
+    with pytest.raises(RuntimeError, match=r"2 trial\(s\) were not run"):
+        runner._run_forked([StoppedJob()], slow_sink, work, RunSummary(), 1)  # type: ignore[list-item,arg-type]
+    assert [r["key"] for r in received] == ["a", "b", "c"]

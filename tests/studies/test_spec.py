@@ -161,7 +161,7 @@ BAD_SPECS: list[tuple[dict[str, Any], str, str]] = [
     ({"search": {**OPTUNA_SEARCH, "beta_init": {"min": 0.5, "max": 1.0}}}, "search", r"\[0, 1\)"),
     ({"search": {**OPTUNA_SEARCH, "n_trials": 0}}, "search", r"greater than or equal to 1"),
     # below a half, the smallest detectable difference came out below 0 ("detects a Δ of -6.9 pts")
-    ({"verdict": {"power": 0.01}}, "verdict", r"greater than or equal to 0.5"),
+    ({"verdict": {"power": 0.01}}, "verdict.power", r"verdict\.power: 0\.01 is below 0\.5"),
     ({"name": "   "}, "name", r"only blanks"),  # listed as an empty name by the CLI and the dashboard
 ]
 
@@ -407,3 +407,25 @@ def test_a_full_train_study_cannot_decide_on_a_figure_that_chooses_on_validation
     kept = StudySpec.model_validate({**data, "verdict": {"primary": "lr_sensitivity", "difference_of_interest": 0.01}})
     assert kept.verdict is not None
     assert kept.verdict.primary == "lr_sensitivity"
+
+
+def test_a_stored_spec_still_reads_under_rules_added_after_it_was_stored() -> None:
+    """Rules of version 7 (a blank name, power below a half, q(k) as the primary of a full_train study)
+    refuse a submission; a study stored before them must still read (every page and report re-reads its
+    spec: it gave 500s, and one such study broke /robustness for its whole workload)."""
+    from studies.spec import STORED
+
+    older = [
+        {**BASE, "name": "   "},
+        {**BASE, "verdict": {"power": 0.3}},
+        {
+            **BASE,
+            "workload": "cifar10_resnet20",
+            "full_train": True,
+            "verdict": {"primary": "expected_best", "difference_of_interest": 0.01},
+        },
+    ]
+    for data in older:
+        with pytest.raises(ValidationError):
+            StudySpec.model_validate(data)
+        assert StudySpec.model_validate(data, context={STORED: True}).name == data["name"]

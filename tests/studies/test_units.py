@@ -173,3 +173,5 @@ def test_an_interval_that_excludes_zero_never_reads_as_zero() -> None:
     assert shown.delta("share", -0.0004, -0.0005, -0.0003) == "-0.04 pts [-0.05, -0.03]"
     assert shown.delta("share", 0.083, -0.007, 0.174) == "+8.3 pts [-0.7, 17.4]"  # spans 0: one decimal
     assert shown.delta("share", 0.0, 0.0, 0.0) == "0.0 pts [0.0, 0.0]"
+    assert shown.delta("probability", 0.5006, 0.5003, 0.501) == "50.06% [50.03, 50.10]"  # its null is 50%
+    assert shown.delta("probability", 0.625, 0.51, 0.74) == "62.5% [51.0, 74.0]"

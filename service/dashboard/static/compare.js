@@ -126,7 +126,18 @@
       return;
     }
     const target = (k) => (k.target === "default" ? "default target" : `target ${num(k.target)}`);
-    const label = (g) => `${g.key.arm} · ${g.key.epochs ?? "?"} epochs · ${target(g.key)} (${g.n_studies} stud${g.n_studies === 1 ? "y" : "ies"})`;
+    // what tells groups apart beyond arm, epochs and target (the key: service/analysis.py _comparable)
+    const setting = (k) => {
+      const parts = [`${(k.lrs || []).length}×${(k.betas || []).length} grid`];
+      for (const [name, value] of Object.entries({ ...(k.workload_params || {}), ...(k.arm_params || {}) })) {
+        parts.push(`${name}=${Array.isArray(value) ? value.join("/") : value}`);
+      }
+      if (k.batch_size) parts.push(`batch ${k.batch_size}`);
+      if (k.weight_decay) parts.push(`weight decay ${num(k.weight_decay)}`);
+      if (k.full_train) parts.push("full train");
+      return parts.join(", ");
+    };
+    const label = (g) => `${g.key.arm} · ${g.key.epochs ?? "?"} epochs · ${setting(g.key)} · ${target(g.key)} (${g.n_studies} stud${g.n_studies === 1 ? "y" : "ies"})`;
     const chartsBox = el("div", { class: "heatmaps" });
     for (const [field, title, , better] of STATS) {
       const rows = groups.flatMap((g) => ((g[field] || {}).studies || []).map((s) => ({
