@@ -696,7 +696,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv is None and getattr(args, "exit_at_once", False):
             _exit_at_once(130)  # the interpreter's teardown after an interrupted Ray run crashed at times (SIGSEGV)
         return 130
-    except BrokenPipeError:  # the reader went away (`demonlab sensitivity ID | head -1`): as other tools, quietly
+    except BrokenPipeError as exc:  # the reader went away (`demonlab sensitivity ID | head -1`): quietly
+        if not _stdout_reader_gone():  # another pipe (a child's, a queue's): an error like any other
+            print(f"demonlab: error: {exc}", file=sys.stderr)
+            return 2
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise it again
         return 141  # 128 + SIGPIPE, as a shell reports a command a pipe closed on
@@ -722,6 +725,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None and getattr(args, "exit_at_once", False):
         _exit_at_once(code)
     return code
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (its write end polls as an error)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fileno (captured), or no poll on this platform
+        return False
 
 
 def _exit_at_once(code: int) -> None:
