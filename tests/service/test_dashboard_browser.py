@@ -288,7 +288,7 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     expect(table).to_be_visible()
     lines = [[c.inner_text() for c in r.locator("td").all()] for r in table.locator("tbody tr").all()]
     group = next(g for g in aggregate["groups"] if g["key"]["arm"] == "demon_sgdm")
-    label = "demon_sgdm · 3 epochs · 3×2 grid · default target (2 studies)"
+    label = "demon_sgdm · 3 epochs · 4×3 grid · default target (2 studies)"
     for study in group["success_share"]["studies"]:
         share = f"{round(100 * study['value'])}%"
         row = [label, "success share (higher is better)", study["study_id"], share, "no interval: too few seeds"]
