@@ -490,7 +490,10 @@ def _comparable(spec: Any, report: Any) -> dict[str, Any]:
     of other class counts, batch sizes and weight decays were pooled as one."""
     return {
         "workload": spec.workload,
-        "workload_params": spec.workload_params,
+        # a parameter written at its default value is the default: {} and {"classes": 3} are one problem
+        "workload_params": vocab.workload_entry(spec.workload)
+        .params(spec.workload_params)
+        .model_dump(mode="json", exclude_defaults=True),
         "epochs": spec.epochs,
         "batch_size": spec.batch_size,
         "weight_decay": spec.weight_decay,

@@ -564,7 +564,7 @@ def test_robustness_groups_only_studies_of_the_same_problem_training_and_grid(
     a 2-lr one with the same ends) were pooled into one group; the same spec under another name joins."""
     engine = engine_of(api)
     variants = {
-        "same": smoke_spec | {"name": "same"},
+        "same": smoke_spec | {"name": "same", "workload_params": {"classes": 3}},  # its default, written out
         "classes": smoke_spec | {"name": "classes", "workload_params": {"classes": 5}},
         "batch": smoke_spec | {"name": "batch", "batch_size": 7, "weight_decay": 0.5},
         "grid": smoke_spec | {"name": "grid", "lr": [min(smoke_spec["lr"]), max(smoke_spec["lr"])]},
