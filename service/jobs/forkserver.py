@@ -68,8 +68,8 @@ def _reap(*_: Any) -> None:
 
 
 def _run_driver(request: dict[str, Any]) -> int:
-    """In the forked child: become a driver for the request's study; return its exit code."""
-    os.setsid()
+    """In the forked child (already the leader of its own session): become a driver for the
+    request's study; return its exit code."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -95,10 +95,14 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
     answers.flush()
     for line in requests:
         request = json.loads(line)
+        session_made, told = os.pipe()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                os.close(session_made)
+                os.setsid()  # before the pid is answered: its group exists as soon as the launcher knows it
+                os.close(told)
                 code = _run_driver(request)
             except BaseException:
                 import traceback
@@ -108,6 +112,9 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
+        os.close(told)
+        os.read(session_made, 1)  # end of file: the child made its session (or died)
+        os.close(session_made)
         answers.write(json.dumps({"pid": pid}) + "\n")
         answers.flush()
 
