@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -355,6 +356,38 @@ def _held_run(tmp_path: Path, name: str, execution: str, executor: str) -> tuple
     return hold, out, [*command, "--data-dir", str(tmp_path / "work")]
 
 
+def _interrupt_once_running(command: list[str], running: str, sigint: signal.Handlers) -> subprocess.Popen[str]:
+    """Start ``command`` in its own session with SIGINT's disposition set to ``sigint`` (a terminal's
+    shell starts a foreground job with the default; whatever this process inherited does not count:
+    a suite started in the background ignores SIGINT), wait for a descendant named ``running``, then
+    send SIGINT to the whole group, as a terminal does."""
+    import os
+    import time
+
+    run = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _descendants_named(run.pid, running):
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, f"no {running!r} process started"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        os.killpg(run.pid, signal.SIGINT)
+    except BaseException:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        raise
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "executor", "trial_process"), [("per_trial", "ray", "ray::"), ("packed", "inprocess", "")]
@@ -367,20 +400,12 @@ def test_ctrl_c_stops_the_run_and_leaves_the_out_folder_alone(
     handler used to end the run early and write the few results as if complete (exit 0, 5 of 54
     trials over an earlier complete run); a forked pack printed a KeyboardInterrupt traceback."""
     import os
-    import signal
-    import time
 
     pack = ", pack_size: 6" if mode == "packed" else ""  # four packs: forked, two at a time
     hold, out, command = _held_run(tmp_path, "interrupted", f"{{mode: {mode}{pack}}}", executor)
-    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Ray's trial actor; a forked pack
+    run = _interrupt_once_running(command, trial_process or "python", signal.SIG_DFL)
     try:
-        deadline = time.monotonic() + 120
-        while not _descendants_named(run.pid, trial_process or "python"):  # Ray's trial actor; a forked pack
-            assert run.poll() is None, run.communicate()
-            assert time.monotonic() < deadline, "no trial started"
-            time.sleep(0.2)
-        time.sleep(0.5)
-        os.killpg(run.pid, signal.SIGINT)
         stdout, stderr = run.communicate(timeout=60)
     finally:
         hold.unlink(missing_ok=True)
@@ -401,26 +426,11 @@ def test_a_signal_that_stops_the_packs_but_not_the_run_fails_it_and_writes_nothi
     trials as the study's outputs, exit 0. Now it fails, says how many trials were not run, and
     leaves --out alone."""
     import os
-    import signal
     import time
 
     hold, out, command = _held_run(tmp_path, "signalled", "{mode: packed, pack_size: 6}", "inprocess")
-    run = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
+    run = _interrupt_once_running(command, "python", signal.SIG_IGN)  # once a forked pack runs
     try:
-        deadline = time.monotonic() + 120
-        while not _descendants_named(run.pid, "python"):  # a forked pack
-            assert run.poll() is None, run.communicate()
-            assert time.monotonic() < deadline, "no pack started"
-            time.sleep(0.2)
-        time.sleep(0.5)
-        os.killpg(run.pid, signal.SIGINT)
         time.sleep(0.5)
         hold.unlink()
         stdout, stderr = run.communicate(timeout=60)
