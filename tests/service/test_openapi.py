@@ -206,3 +206,42 @@ def test_offsets_are_bounded_in_the_schema_as_in_the_app(api: TestClient, schema
     assert response.status_code == 422
     assert response.json()["field"] == "offset"
     assert api.get(STUDIES, params={"offset": 10**12}).json()["data"] == []
+
+
+# Names the pages read that are keys of a free-form object, not schema properties: the robustness
+# group's key (service.analysis adds "arm_params" to each arm's group key, a dict in the schema).
+FREE_FORM_KEYS = {"arm_params"}
+
+
+def _property_names(node: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(node, dict):
+        names.update(node.get("properties", {}) if isinstance(node.get("properties"), dict) else {})
+        for value in node.values():
+            names |= _property_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            names |= _property_names(value)
+    return names
+
+
+def test_every_field_the_pages_read_is_in_the_schema(schema: dict[str, Any]) -> None:
+    """A report or trial field renamed in its model fails here, not silently in the browser (a
+    missing field reads as ``undefined``: a sentence or a column just goes blank). Every snake_case
+    name the dashboard's JavaScript reads (``x.a_b`` or ``"a_b"``; JavaScript's own names are
+    camelCase) must be a property of some schema the API publishes."""
+    import re
+    from pathlib import Path
+
+    static = Path(__file__).resolve().parents[2] / "service" / "dashboard" / "static"
+    published = _property_names(schema) | FREE_FORM_KEYS
+    read: dict[str, set[str]] = {}
+    for script in sorted(static.glob("*.js")):
+        for match in re.finditer(
+            r"\.([a-z][a-z0-9]*_[a-z0-9_]+)\b|[\"']([a-z][a-z0-9]*_[a-z0-9_]+)[\"']", script.read_text()
+        ):
+            read.setdefault(match.group(1) or match.group(2), set()).add(script.name)
+    assert len(read) > 30  # the pattern still finds what the pages read
+    unknown = {name: sorted(files) for name, files in read.items() if name not in published}
+    assert unknown == {}, f"read by the pages, published by no schema: {unknown}"
+    assert set(read) >= FREE_FORM_KEYS  # an allowance nobody needs any more goes

@@ -17,27 +17,17 @@ const studyAnswer = (() => {
     improvement_matched: ["P(cell beats the same cell)", "probability"],
     improvement_any: ["P(cell beats any cell)", "probability"],
     peak: ["peak (best cell)", "score"],
-    eps_good_fraction: ["ε-good share of the grid", "share"],
-    eps_good_lr_width_mean: ["good lr range, mean over β_init (decades)", "decades"],
-    eps_good_lr_width_all_betas: ["lr range good for every β_init (decades)", "decades"],
   };
 
-  /** The rows of one pair's forest plot, from a metrics v4 pair (primary + exploratory) or a v3 one
-   * (deltas). Every Δ is positive when the first arm is better. */
+  /** The rows of one pair's forest plot: its primary figure, then the exploratory ones (the API
+   * serves the current metrics version only: a stored report of an older one is recomputed). Every
+   * Δ is positive when the first arm is better. */
   function pairRows(pair) {
-    if (pair.primary) {
-      return [pair.primary, ...(pair.exploratory || [])].map((d) => ({
-        figure: d.figure, k: d.k, primary: d.role === "primary", value: d.value, nullValue: d.null || 0,
-        low: d.interval && d.interval.low, high: d.interval && d.interval.high,
-        level: d.interval && d.interval.level, status: (d.interval && d.interval.status) || d.status,
-        significant: d.significant,
-      }));
-    }
-    return (pair.deltas || []).map((d) => ({
-      figure: d.metric, k: d.k, primary: false, value: d.delta, nullValue: 0,
+    return [pair.primary, ...(pair.exploratory || [])].filter(Boolean).map((d) => ({
+      figure: d.figure, k: d.k, primary: d.role === "primary", value: d.value, nullValue: d.null || 0,
       low: d.interval && d.interval.low, high: d.interval && d.interval.high,
-      level: d.interval && d.interval.min_level, atLeast: true, // v3 states its coverage as a bound
-      status: (d.interval && d.interval.status) || d.status,
+      level: d.interval && d.interval.level, status: (d.interval && d.interval.status) || d.status,
+      significant: d.significant,
     }));
   }
 
@@ -58,7 +48,7 @@ const studyAnswer = (() => {
     const shown = (v) => (probability ? f(v) : f(v - r.nullValue));
     const sign = (v) => (!probability && v - r.nullValue > 0 ? "+" : "");
     const value = Number.isFinite(r.value) ? sign(r.value) + shown(r.value) + unit : "no estimate";
-    const interval = hasInterval ? ` [${shown(r.low)}, ${shown(r.high)}]` + (r.level ? ` ${r.atLeast ? "≥ " : ""}${level(r.level)}` : "") : r.status && r.status !== "ok" ? ` · no interval (${String(r.status).replace(/_/g, " ")})` : "";
+    const interval = hasInterval ? ` [${shown(r.low)}, ${shown(r.high)}]` + (r.level ? ` ${level(r.level)}` : "") : r.status && r.status !== "ok" ? ` · no interval (${String(r.status).replace(/_/g, " ")})` : "";
     return {
       group: `${pair.arm_a} vs ${pair.arm_b}`,
       label: (r.primary ? "★ " : "") + label + (r.k ? ` (k=${r.k})` : ""),
@@ -115,7 +105,7 @@ const studyAnswer = (() => {
       toggle.setAttribute("aria-pressed", String(!table.hidden));
     });
     const families = [...new Set(pairs.map((p) => p.family).filter(Boolean))];
-    const method = report.interval_method ? `Intervals: ${report.interval_method}.` : report.min_level ? `Intervals: paired seed bootstrap, coverage ≥ ${level(report.min_level)} (from ${report.min_bootstrap_seeds} seeds).` : "";
+    const method = report.interval_method ? `Intervals: ${report.interval_method}.` : "";
     const explain = el("p", { class: "small muted" },
       `Δ > 0 means the first arm is better; shares in percentage points, probabilities in percent (centre line ½), scores in ${fmt.unit ? "percentage points of the metric" : "the metric's units"}. `,
       method, " ", ...families);
