@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -249,7 +249,7 @@ def aggregate_robustness(entries: list[dict[str, Any]]) -> RobustnessReport:
 
 
 def _group(key: dict[str, Any], items: list[tuple[Any, ArmReport]]) -> RobustnessGroup:
-    def across(pick: Any) -> AcrossStudies:
+    def across(pick: Callable[[ArmReport], Estimate]) -> AcrossStudies:
         studies = []
         for study_id, report in items:
             est: Estimate = pick(report)
