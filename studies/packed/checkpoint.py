@@ -11,17 +11,24 @@ no field is copied in or out by hand. η and β of the other schedules are funct
 A pack saves at a cadence (``trainer.CHECKPOINT_SECONDS``, at epoch boundaries) to
 ``<data_dir>/packs/<study>-<plan>/``, one file per pack named by the hash of its members' keys;
 the write is atomic (a temporary file in the same folder, then ``os.replace``), so a kill
-mid-write leaves the previous file. A relaunched executor calls ``claim`` with the trials still
-pending: each checkpoint holding one of them is resumed as it was packed (its finished members are
-not delivered twice), the other pending trials are packed afresh. The file is deleted when its pack
-has finished. A file of another format, plan or pack is ignored (the pack starts afresh).
+mid-write leaves the previous file. The file ends with the SHA-256 of what precedes it: a file
+damaged on disk (flipped bytes that ``torch.load`` would read without complaint, training every
+member from garbage) is not resumed. A save that fails (a full disk) leaves no temporary file;
+the pack trains on without it (``trainer``), as a checkpoint only saves work.
+
+A relaunched executor calls ``claim`` with the trials still pending: each checkpoint holding one of
+them is resumed as it was packed (its finished members are not delivered twice), the other pending
+trials are packed afresh. The file is deleted when its pack has finished. A file of another format,
+plan or pack is ignored (the pack starts afresh).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +41,10 @@ from ..results import EpochRecord, TrialKey, TrialResult, TrialStatus
 from ..training import TrialLog, TrialPlan
 
 SUFFIX = ".pack.pt"
-FORMAT = 2  # 2: linear weights stored (K, out, in); files of format 1 stored them (K, in, out)
+FORMAT = 3  # 3: a checksum trailer; 2: linear weights stored (K, out, in); 1: stored them (K, in, out)
+TRAILER = b"demonpk3"  # the file's last bytes, after the SHA-256 of everything before it
+_DIGEST = hashlib.sha256().digest_size
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,21 +75,32 @@ class PackState:
         fields["generators"] = [g.get_state() for g in self.generators]
         fields["logs"] = [_encode_log(log) for log in self.logs]
         fields["results"] = {member: json.dumps(r.to_dict()) for member, r in self.results.items()}
+        buffer = io.BytesIO()
+        torch.save(fields, buffer)
+        payload = buffer.getbuffer()
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as handle:
-            torch.save(fields, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(payload)
+                handle.write(hashlib.sha256(payload).digest() + TRAILER)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # a full disk keeps no partial file
+            raise
 
     @classmethod
     def load(cls, path: Path, device: torch.device | str = "cpu") -> PackState | None:
-        """The state saved at ``path``, or None when there is none or it cannot be used (unreadable,
-        another format): the pack then starts afresh."""
+        """The state saved at ``path``, or None when there is none or it cannot be used (damaged:
+        its checksum differs; unreadable; another format): the pack then starts afresh."""
+        payload = _verified(path)
+        if payload is None:
+            return None
         try:
-            raw: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
-        except Exception:  # none there, or unreadable (a damaged disk, another torch's pickle): start afresh
+            raw: dict[str, Any] = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
+        except Exception:  # unreadable (another torch's pickle): start afresh
             return None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             return None
@@ -100,6 +121,22 @@ class PackState:
     def open_keys(self) -> set[TrialKey]:
         """The members still without a result."""
         return {log.key for log in self.logs if log.status is None}
+
+
+def _verified(path: Path) -> bytes | None:
+    """The checkpoint's payload (what ``torch.save`` wrote), or None when there is no file or it is
+    damaged: too short, no trailer (another format), or its SHA-256 differs (said in the log)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < _DIGEST + len(TRAILER) or not data.endswith(TRAILER):
+        return None
+    payload, digest = data[: -_DIGEST - len(TRAILER)], data[-_DIGEST - len(TRAILER) : -len(TRAILER)]
+    if hashlib.sha256(payload).digest() != digest:
+        _log.warning("pack checkpoint %s is damaged (its checksum differs): the pack starts afresh", path)
+        return None
+    return payload
 
 
 def _encode_log(log: TrialLog) -> dict[str, Any]:

@@ -28,6 +28,7 @@ relaunch. The file is deleted at the end.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -66,6 +67,7 @@ EVAL_ELEMENTS = 1 << 20  # activation elements per evaluation chunk of members (
 # pack's memory peaks in evaluation (a split for every member at once), so it is evaluated in chunks
 CHECKPOINT_SECONDS = 30.0  # the default cadence of a pack's checkpoints (DEMONLAB_CHECKPOINT_SECONDS)
 KERNELS = ("sgd", "demon_sgd", "adam", "demon_adam")  # the order members are sorted in
+_log = logging.getLogger(__name__)
 
 
 def checkpoint_cadence() -> float:
@@ -255,7 +257,10 @@ class _Pack:
         self.state.plateaus = self.schedules.state_dict()
         self.state.rng = torch.get_rng_state()
         self.state.ceiling = self.divergence.ceiling
-        self.state.save(path)
+        try:
+            self.state.save(path)
+        except OSError as exc:  # a full disk: the checkpoint only saves work, so train on without it
+            _log.warning("pack checkpoint %s not saved (%s): training goes on; the next save tries again", path, exc)
         self.saved = time.perf_counter()
 
     def _train_epoch(self) -> torch.Tensor:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from cluster_helpers import wait_until
 from fastapi.testclient import TestClient
 from test_end_to_end import RUN_TIMEOUT, STALE_AFTER_SECONDS, Service, assert_each_key_once, finished, slow_spec
@@ -21,6 +20,7 @@ from test_optuna_record import mirrored, stored_results
 
 from service.settings import Settings
 from studies.executors import execute_study
+from studies.packed.checkpoint import PackState
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.spec import StudySpec
 
@@ -90,8 +90,8 @@ def kill_a_packed_driver_and_check_it_resumes(service: Service, tmp_path: Path) 
     folder = service.data_dir / "packs"
 
     def both_packs_checkpointed() -> bool:
-        states = [torch.load(p, weights_only=True) for p in folder.glob("*/*.pack.pt")]
-        return len(states) == 2 and all(s["epoch"] >= 2 for s in states)
+        states = [PackState.load(p) for p in folder.glob("*/*.pack.pt")]
+        return len(states) == 2 and all(s is not None and s.epoch >= 2 for s in states)
 
     deadline = time.monotonic() + RUN_TIMEOUT
     while not both_packs_checkpointed():

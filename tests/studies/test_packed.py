@@ -17,6 +17,7 @@ splits, 1/360 of digits'), and equal statuses.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
@@ -478,6 +479,67 @@ def test_a_checkpoint_of_another_plan_or_pack_is_not_resumed(tmp_path: Any) -> N
     resumed, rest = claim(tmp_path, [TrialKey("sgdm_none", 0.1, 0.9, 0)])  # nothing pending of it: stale
     assert (resumed, rest) == ([], [TrialKey("sgdm_none", 0.1, 0.9, 0)])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_checkpoint_is_not_resumed(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Bytes flipped in the middle of a checkpoint (a damaged disk) still unpickled, and every member
+    resumed from garbage weights diverged: a tester's 74 completed trials of 80 came back as 80
+    diverged, without a word. The file's checksum now refuses it: the pack starts afresh and its
+    results are the uninterrupted ones."""
+    plan = TrialPlan(workload="synthetic", epochs=3, batch_size=16)
+    keys = [TrialKey("demon_sgdm", 0.03, 0.9, 0), TrialKey("adam_none", 0.01, 0.9, 1)]
+    whole = {r.key: r for r in run_pack(plan, keys)}
+    path = checkpoint_path(tmp_path, keys)
+    stopped = iter([False, True])
+    run_pack(plan, keys, checkpoint=path, checkpoint_seconds=0, should_stop=lambda: next(stopped))
+    data = bytearray(path.read_bytes())
+    for at in range(len(data) // 4, 3 * len(data) // 4, 4096):  # as the tester damaged it
+        data[at : at + 4] = bytes(b ^ 0xFF for b in data[at : at + 4])
+    path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        resumed = run_pack(plan, keys, checkpoint=path)
+    assert "is damaged (its checksum differs): the pack starts afresh" in caplog.text
+    for result in resumed:
+        _same_as_uninterrupted(result, whole[result.key])
+        assert "resumed_from_epoch" not in result.extra
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_cannot_be_written_does_not_fail_the_pack(tmp_path: Any) -> None:
+    """A full disk when a pack saved its checkpoint failed every member of the pack for good (a
+    tester's packed study: 75 of 80 trials "failed: No space left on device", its verdict "neither
+    arm trains"). A checkpoint only saves work: the pack now trains on and says why it could not
+    save. The file-size limit (RLIMIT_FSIZE) makes the write fail for real, as a full disk does."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import json, resource
+        from pathlib import Path
+        from studies.packed import run_pack
+        from studies.results import TrialKey
+        from studies.runner import TrialPlan
+        plan = TrialPlan(workload="synthetic", epochs=3, batch_size=16)
+        keys = [TrialKey("demon_sgdm", 0.03, 0.9, 0), TrialKey("adam_none", 0.01, 0.9, 1)]
+        whole = [r.to_dict() for r in run_pack(plan, keys)]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # every checkpoint is larger
+        saved = [r.to_dict() for r in run_pack(plan, keys, checkpoint=Path({str(tmp_path)!r}) / "p.pack.pt",
+                 checkpoint_seconds=0)]
+        same = [(a["status"], a["test_metric"], a["epochs_done"]) == (b["status"], b["test_metric"], b["epochs_done"])
+                for a, b in zip(whole, saved)]
+        print(json.dumps({{"statuses": [r["status"] for r in saved], "same": same}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["same"] == [True, True], answer
+    assert "failed" not in answer["statuses"]
+    assert "not saved" in done.stderr
+    assert "training goes on" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no partial temporary file left
 
 
 @pytest.mark.parametrize("workers", [1, 2])
