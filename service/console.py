@@ -149,8 +149,20 @@ def follow(
         progress.close()
 
 
+def shown(text: object) -> str:
+    """``text`` safe for a terminal: a character Python does not print as itself (control characters
+    such as ESC or a newline, bidirectional overrides) is written as its escape (``\\x1b``). Anyone who
+    may submit names studies: a name must not clear the screen, recolour or reorder what follows."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in value)
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain-text table: columns as wide as their widest cell, the first left-aligned, the rest right."""
+    """A plain-text table: columns as wide as their widest cell, the first left-aligned, the rest right;
+    every cell ``shown`` as a terminal can take it."""
+    rows = [[shown(cell) for cell in row] for row in rows]
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:

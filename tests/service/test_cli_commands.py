@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import Engine, update
-from test_http import ARMS, BETAS, LRS, SMOKE_SPEC_PATH, cli, cli_submit, complete, record_all, result_for
+from test_http import ARMS, BETAS, LRS, SMALL, SMOKE_SPEC_PATH, cli, cli_submit, complete, record_all, result_for
 
 from service.client import DemonlabClient
 from service.console import STARTING, Progress, compare_table, follow
@@ -685,3 +685,22 @@ def test_api_commands_import_no_heavy_package(
         assert (name, code, loaded) == (name, 0, []), done.stderr
         if name in ("status", "sensitivity"):
             assert done.stdout.startswith("VERDICT demon_sgdm vs sgdm_step: "), done.stdout
+
+
+def test_list_shows_a_name_with_control_characters_escaped(
+    server: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Anyone who may submit names a study: a name holding ESC sequences cleared the screen and printed
+    a fake row in colour through ``demonlab list``, a newline broke the table, U+202E reversed the
+    rest of the line. The table now shows each such character as its escape."""
+    name = "\x1b[2J\x1b[31mFAKE completed\x1b[0m\nsecond line \u202eesrever"
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"name": name, "workload": "synthetic", "arms": ["demon_sgdm"]} | SMALL))
+    study_id = cli_submit(capsys, server, spec)
+    code, out, _ = cli(capsys, "list", "--url", server)
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\u202e" not in out
+    (row,) = [line for line in out.splitlines() if line.startswith(study_id)]
+    assert row.endswith(r"\x1b[2J\x1b[31mFAKE completed\x1b[0m\nsecond line \u202eesrever")
+    assert len(out.splitlines()) == 3  # the header, the one study, the count
