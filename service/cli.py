@@ -68,6 +68,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .settings import get_settings
 
     settings = get_settings()
+    _writable_data_dir(settings.data_dir)
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     app = create_app(settings, run_scheduler=not args.no_scheduler)
@@ -85,6 +86,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = server_config(app, settings, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _writable_data_dir(path: Path) -> None:
+    """Make the data dir (the SQLite database, logs, checkpoints live there) and check that a file can
+    be written in it, before the server starts: a data dir that is a file, on a read-only mount or
+    out of space ended the start-up in a 180-line traceback. ``OSError`` naming the setting."""
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise OSError(f"the data dir {path} (DEMONLAB_DATA_DIR) is not a folder this user can write to: {exc}") from exc
 
 
 def _freeze_long_lived() -> None:
@@ -110,7 +125,7 @@ def _cmd_scheduler(args: argparse.Namespace) -> int:
     from .settings import get_settings
 
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _writable_data_dir(settings.data_dir)
     engine = make_engine(settings.database_url)
     upgrade_to_head(engine)
     print(

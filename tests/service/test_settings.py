@@ -96,3 +96,29 @@ def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -
 def test_settings_are_frozen() -> None:
     with pytest.raises(ValidationError):
         Settings().port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("command", ["serve", "scheduler"])
+def test_a_data_dir_that_cannot_be_written_is_one_line_at_start(tmp_path: Path, command: str) -> None:
+    """``demonlab serve`` with a data dir it cannot write in (here a file stands at its path; a
+    read-only mount or a full disk alike) printed its dashboard line, then a 180-line traceback from
+    the app's start-up. Now: one line naming the setting, exit 2, before anything starts."""
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "data"
+    blocker.write_text("a file, not a folder")
+    env = {**os.environ, "DEMONLAB_DATA_DIR": str(blocker)}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", command, *(["--port", "0"] if command == "serve" else [])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"demonlab: error: the data dir {blocker} (DEMONLAB_DATA_DIR) is not a folder")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
