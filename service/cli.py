@@ -35,6 +35,14 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXPORT_FORMATS = ("csv", "parquet")
+# What an interrupted `demonlab run` says: until its outputs are moved into --out at once, nothing was
+# written there; from then on (the summary being printed) they are complete.
+INTERRUPTED_BEFORE_WRITING = (
+    "nothing was written to --out; the same command again runs the study (packs resume from their checkpoints)"
+)
+INTERRUPTED_AFTER_WRITING = (
+    "every output was written to --out, complete; the summary printed here may be cut short (metrics.json holds it)"
+)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -49,12 +57,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out = Path(args.out)
+
+    def published() -> None:  # an interrupt from here on finds this run's outputs in --out, complete
+        args.interrupted = INTERRUPTED_AFTER_WRITING
+
     report = run_local(
         spec,
         out,
         executor=args.executor,
         data_dir=Path(args.data_dir),
         dataset_dir=Path(args.dataset_dir) if args.dataset_dir else None,
+        on_published=published,
     )
     print_report(report, out)
     return 0
@@ -526,8 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(
         func=_cmd_run,
         exit_at_once=True,
-        interrupted="nothing was written to --out; the same command again runs the study (packs resume from "
-        "their checkpoints)",
+        interrupted=INTERRUPTED_BEFORE_WRITING,
     )
 
     p = command("demo", "what `make run` does: serve, submit the digits example, follow it, summarise")

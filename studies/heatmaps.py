@@ -89,7 +89,7 @@ def render_heatmap(
     figure = build_figure(
         scores, axes, y_fail, arms=arms, split=split, metric_label=metric_label, note=note, value_range=value_range
     )
-    return _save(figure, fmt)
+    return figure_bytes(figure, fmt)
 
 
 def write_heatmaps(
@@ -110,7 +110,7 @@ def write_heatmaps(
     paths = []
     for fmt in FORMATS:
         path = directory / f"{stem}.{fmt}"
-        path.write_bytes(_save(figure, fmt))
+        path.write_bytes(figure_bytes(figure, fmt))
         paths.append(path)
     return paths
 
@@ -190,7 +190,8 @@ def build_figure(
     return figure
 
 
-def _save(figure: Figure, fmt: str) -> bytes:
+def figure_bytes(figure: Figure, fmt: str) -> bytes:
+    """``figure`` as PNG or SVG bytes, the same for the same figure (no date, a fixed SVG id salt)."""
     buffer = io.BytesIO()
     if fmt == "svg":
         import matplotlib

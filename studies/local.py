@@ -8,6 +8,7 @@ service (``demonlab submit``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,10 @@ def run_local(
     data_dir: Path = Path(".work"),
     dataset_dir: Path | None = None,
     progress: bool = True,
+    on_published: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Run every trial of ``spec`` and write the outputs to ``out_dir``; return the metrics report."""
+    """Run every trial of ``spec`` and write the outputs to ``out_dir``; return the metrics report.
+    ``on_published`` is called once they are all in ``out_dir`` (``write_outputs``)."""
     from tqdm import tqdm
 
     data_dir, dataset_dir = work_dirs(data_dir, dataset_dir)
@@ -64,7 +67,7 @@ def run_local(
             shutdown_ray()
     from .report import write_outputs  # imported while the packs trained (``_import_outputs``)
 
-    report = write_outputs(spec, results.values(), out_dir, spec.y_fail())
+    report = write_outputs(spec, results.values(), out_dir, spec.y_fail(), on_published)
     report["run"] = {
         "execution": f"{execution_mode(spec).replace('_', ' ')}, {_WHERE[placement(spec, executor)]}",
         "completed": summary.completed,

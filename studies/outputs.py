@@ -1,13 +1,24 @@
-"""The files ``demonlab run`` writes into its ``--out`` folder, and the check that the folder can take
-them. Kept apart from ``studies.report`` (pandas, the metrics) so the check runs before the study
-trains without importing what the outputs need."""
+"""The files ``demonlab run`` writes into its ``--out`` folder, the check that the folder can take
+them, and how they get there: into a hidden folder inside it first, then moved in at once
+(``staged_outputs``), so that an interrupt or a full disk leaves ``--out`` as it was or complete. Kept
+apart from ``studies.report`` (pandas, the metrics) so the check runs before the study trains without
+importing what the outputs need."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 OUTPUT_NAMES = ("trials.csv", "trials.parquet", "metrics.json", "heatmap.png", "heatmap.svg")
+STAGING_PREFIX = ".demonlab-writing-"  # hidden, inside --out: the same filesystem, so a move is one rename
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def prepare_out_dir(out_dir: Path) -> None:
@@ -23,3 +34,78 @@ def prepare_out_dir(out_dir: Path) -> None:
     for name in OUTPUT_NAMES:
         if (out_dir / name).is_dir():
             raise ValueError(f"--out: {out_dir / name} is a folder; the run writes a file there")
+
+
+class Staging:
+    """A hidden folder inside ``out_dir`` that a run's outputs are written into, each by its name."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        try:
+            self.folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+        except OSError as exc:
+            raise OSError(f"--out: cannot make a folder to write into in {out_dir}: {exc.strerror or exc}") from exc
+        self.names: list[str] = []
+
+    def write(self, name: str, content: bytes | Callable[[Path], object]) -> None:
+        """Write the output ``name``: ``content``, or what ``content(path)`` writes. Its error names the
+        file: a full disk's did not (ENOSPC comes from write(), after open() named the file)."""
+        path = self.folder / name
+        try:
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                content(path)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise OSError(f"--out: cannot write {self.out_dir / name}: {reason} ({self.out_dir} is as it was)") from exc
+        self.names.append(name)
+
+    def publish(self) -> None:
+        """Move every output written into ``out_dir`` and remove an earlier run's others (never beside
+        these as if one run), then the empty staging folder."""
+        for name in self.names:
+            os.replace(self.folder / name, self.out_dir / name)
+        for stale in (name for name in OUTPUT_NAMES if name not in self.names):
+            (self.out_dir / stale).unlink(missing_ok=True)
+        self.folder.rmdir()
+
+
+@contextlib.contextmanager
+def staged_outputs(out_dir: Path, on_published: Callable[[], object] | None = None) -> Iterator[Staging]:
+    """Write a run's outputs into a ``Staging`` folder; once the block ends, move them into ``out_dir``
+    with SIGINT and SIGTERM held off, then call ``on_published`` (before a held signal is delivered).
+    An error or an interrupt before that removes the staging folder: ``out_dir`` stays as it was. The
+    old way (earlier outputs deleted, each file written in place) left a mix of two runs, or none."""
+    staging = Staging(out_dir)
+    try:
+        yield staging
+        with signals_held():
+            staging.publish()
+            if on_published is not None:
+                on_published()
+    finally:
+        shutil.rmtree(staging.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM off while the block runs, then deliver each one that came, to the
+    handler that was there. A handler runs on the main thread, which alone can set one: elsewhere
+    nothing is held. An ignored signal stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    before: dict[signal.Signals, Any] = {}
+    for signum in HELD_SIGNALS:
+        if signal.getsignal(signum) not in (signal.SIG_IGN, None):  # None: set outside Python, left alone
+            before[signum] = signal.signal(signum, lambda received, _frame: came.append(received))
+    try:
+        yield
+    finally:
+        for held, handler in before.items():
+            signal.signal(held, handler)
+        with contextlib.ExitStack() as deliver:  # every one, even after an earlier one's handler raised
+            for received in reversed(dict.fromkeys(came)):  # last in, first out: in the order they came
+                deliver.callback(signal.raise_signal, received)

@@ -1,22 +1,22 @@
 """From trial results to tables and files: the outputs of ``demonlab run``.
 
 ``results_frame`` flattens results for CSV/Parquet; ``scores_frame`` picks the study's metric for
-``studies.metrics``; ``write_outputs`` writes trials, metrics and heatmaps into one directory. The
-printed summary of the report (verdicts, table, pairs) is ``studies.report_text``, apart from this
-module so that printing a report the API served imports no pandas.
+``studies.metrics``; ``write_outputs`` writes trials, metrics and heatmaps into one directory, all
+at once. The printed summary of the report (verdicts, table, pairs) is ``studies.report_text``, apart
+from this module so that printing a report the API served imports no pandas.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .outputs import OUTPUT_NAMES, prepare_out_dir
+from .outputs import prepare_out_dir, staged_outputs
 from .report_text import heatmap_note
 from .results import TrialResult
 from .spec import OptunaSearchSpec, StudySpec
@@ -112,55 +112,55 @@ def verdict_spec(spec: StudySpec, metric_name: str | None = None) -> Any:
     return chosen
 
 
-def write_outputs(spec: StudySpec, results: Iterable[TrialResult], out_dir: Path, y_fail: float) -> dict[str, Any]:
+def write_outputs(
+    spec: StudySpec,
+    results: Iterable[TrialResult],
+    out_dir: Path,
+    y_fail: float,
+    on_published: Callable[[], object] | None = None,
+) -> dict[str, Any]:
     """Write trials.csv, trials.parquet, metrics.json and the heatmaps; return metrics.json's content
     (the report, the ``study`` it describes and the ``environment`` the trials ran on) with ``files``.
 
-    The figures and heatmaps are on ``spec.split`` (cells are chosen on validation; a ``full_train``
-    study has no validation split, so none is chosen)."""
+    The files are written into a hidden folder inside ``out_dir`` and moved in together once all are
+    complete (``staged_outputs``, which calls ``on_published`` then): an interrupt or an error on the
+    way leaves ``out_dir`` as it was. The figures and heatmaps are on ``spec.split`` (cells are chosen
+    on validation; a ``full_train`` study has no validation split, so none is chosen)."""
     from .environment import nodes_used, study_environment
-    from .heatmaps import write_heatmaps
+    from .heatmaps import FORMATS, build_figure, figure_bytes
     from .metrics import sensitivity_report
 
     prepare_out_dir(out_dir)
-    for stale in OUTPUT_NAMES[2:]:  # a previous run's report and heatmaps: never beside these trials
-        (out_dir / stale).unlink(missing_ok=True)
     results = list(results)
     frame = results_frame(results)
-    frame.to_csv(out_dir / "trials.csv", index=False)
-    frame.to_parquet(out_dir / "trials.parquet", index=False)
-    scores = scores_frame(frame, spec.metric_kind)
-    axes = grid_axes(spec, frame)
-    typed = sensitivity_report(
-        scores,
-        axes,
-        y_fail,
-        verdict=verdict_spec(spec),
-        split=spec.split,
-        metric=spec.metric_name,
-        sampled=isinstance(spec.search, OptunaSearchSpec),
-    )
-    report: dict[str, Any] = typed.model_dump(mode="json")
-    report["study"] = {
-        "name": spec.name,
-        "workload": spec.workload,
-        "metric": spec.metric_name,
-        "split": spec.split,  # the split every figure is on; cells are chosen on "val"
-        **({"protocol": spec.protocol_note} if spec.full_train else {}),  # no validation split, no cell chosen
-    }
-    report["environment"] = study_environment(spec, nodes_used((r.node, r.device, r.extra) for r in results))
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=False))
-    paths = write_heatmaps(
-        scores,
-        axes,
-        y_fail,
-        out_dir,
-        stem="heatmap",
-        metric_label=spec.metric_name,
-        split=spec.split,
-        note=heatmap_note(typed),
-    )
-    report["files"] = [
-        str(p) for p in [out_dir / "trials.csv", out_dir / "trials.parquet", out_dir / "metrics.json", *paths]
-    ]
+    with staged_outputs(out_dir, on_published) as staging:
+        staging.write("trials.csv", lambda path: frame.to_csv(path, index=False))
+        staging.write("trials.parquet", lambda path: frame.to_parquet(path, index=False))
+        scores = scores_frame(frame, spec.metric_kind)
+        axes = grid_axes(spec, frame)
+        typed = sensitivity_report(
+            scores,
+            axes,
+            y_fail,
+            verdict=verdict_spec(spec),
+            split=spec.split,
+            metric=spec.metric_name,
+            sampled=isinstance(spec.search, OptunaSearchSpec),
+        )
+        report: dict[str, Any] = typed.model_dump(mode="json")
+        report["study"] = {
+            "name": spec.name,
+            "workload": spec.workload,
+            "metric": spec.metric_name,
+            "split": spec.split,  # the split every figure is on; cells are chosen on "val"
+            **({"protocol": spec.protocol_note} if spec.full_train else {}),  # no validation split, no cell chosen
+        }
+        report["environment"] = study_environment(spec, nodes_used((r.node, r.device, r.extra) for r in results))
+        staging.write("metrics.json", json.dumps(report, indent=2, allow_nan=False).encode())
+        figure = build_figure(
+            scores, axes, y_fail, split=spec.split, metric_label=spec.metric_name, note=heatmap_note(typed)
+        )
+        for fmt in FORMATS:
+            staging.write(f"heatmap.{fmt}", figure_bytes(figure, fmt))
+    report["files"] = [str(out_dir / name) for name in staging.names]
     return report

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from service.cli import main
+from service.cli import INTERRUPTED_AFTER_WRITING, INTERRUPTED_BEFORE_WRITING, main
 from studies.units import Units, percent
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -443,3 +443,62 @@ def test_a_signal_that_stops_the_packs_but_not_the_run_fails_it_and_writes_nothi
     assert "were not run: a pack received SIGINT or SIGTERM" in stderr, stderr
     assert sorted(p.name for p in out.iterdir()) == ["trials.csv"]
     assert (out / "trials.csv").read_text() == "an earlier run's\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="no git checkout: the environment runs no git")
+def test_ctrl_c_while_the_outputs_are_written_leaves_the_out_folder_as_it_was(tmp_path: Path) -> None:
+    """Ctrl-C halfway through writing the outputs (the ``git`` that metrics.json's environment runs
+    sends SIGINT to the run's process group, as a terminal does: a known point, not a timing guess):
+    exit 130, "nothing was written", and --out holds the earlier run's files, nothing else. It used
+    to hold this run's trials files and no report or heatmaps, and say nothing was written."""
+    import os
+
+    from test_outputs import EARLIER, contents, earlier_run, interrupting_git
+
+    out = earlier_run(tmp_path / "out")
+    path = interrupting_git(tmp_path / "bin", "0")
+    run = subprocess.run(
+        [sys.executable, "-m", "service.cli", "run", str(SMOKE), "--out", str(out), "--data-dir", str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        start_new_session=True,  # its own process group, which the git's SIGINT goes to
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env={**os.environ, "PATH": path},
+    )
+    assert run.returncode == 130, run.stdout + run.stderr
+    assert run.stderr.endswith("demonlab: interrupted: " + INTERRUPTED_BEFORE_WRITING + "\n"), run.stderr
+    assert contents(out) == EARLIER
+
+
+def test_ctrl_c_once_the_outputs_are_being_moved_in_waits_for_them_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT as the finished outputs are moved into --out is held off until every one is there; the
+    interrupt then says they are complete, not that nothing was written."""
+    import os
+
+    from studies.outputs import OUTPUT_NAMES, Staging
+
+    publish = Staging.publish
+
+    def interrupted_publish(staging: Staging) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal, before the first file moves
+        publish(staging)
+
+    monkeypatch.setattr(Staging, "publish", interrupted_publish)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trials.csv").write_text("an earlier run's\n")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever this inherited
+    try:
+        code = main(["run", str(SMOKE), "--out", str(out), "--executor", "inprocess", "--data-dir", str(tmp_path)])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert code == 130
+    assert capsys.readouterr().err == f"demonlab: interrupted: {INTERRUPTED_AFTER_WRITING}\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_NAMES)
+    assert len(pd.read_csv(out / "trials.csv")) == 24
+    assert json.loads((out / "metrics.json").read_text())["study"]["name"] == "synthetic-smoke"
