@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out = Path(args.out)
+    signal.signal(signal.SIGTERM, _terminated)  # `timeout`, systemd, docker: stop as Ctrl-C does
 
     def published() -> None:  # an interrupt from here on finds this run's outputs in --out, complete
         args.interrupted = INTERRUPTED_AFTER_WRITING
@@ -99,6 +101,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = server_config(app, settings, log_level=args.log_level, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to ``demonlab run``: handled as Ctrl-C is (forked packs stopped after saving, --out as
+    the interrupt found it, one line), but said as what it was and exit 143. It ended the run without
+    a word, and the packs trained on, orphaned, to the end of their epoch."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise Terminated
 
 
 def _writable_data_dir(path: Path) -> None:
@@ -717,12 +729,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         code: int = args.func(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         hint = getattr(args, "interrupted", "")
-        print("demonlab: interrupted" + (f": {hint}" if hint else ""), file=sys.stderr)
+        said, code = ("terminated (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"demonlab: {said}" + (f": {hint}" if hint else ""), file=sys.stderr)
         if argv is None and getattr(args, "exit_at_once", False):
-            _exit_at_once(130)  # the interpreter's teardown after an interrupted Ray run crashed at times (SIGSEGV)
-        return 130
+            _exit_at_once(code)  # the interpreter's teardown after an interrupted Ray run crashed at times (SIGSEGV)
+        return code
     except BrokenPipeError as exc:  # the reader went away (`demonlab sensitivity ID | head -1`): quietly
         if not _stdout_reader_gone():  # another pipe (a child's, a queue's): an error like any other
             print(f"demonlab: error: {exc}", file=sys.stderr)

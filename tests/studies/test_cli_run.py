@@ -420,6 +420,40 @@ def test_ctrl_c_stops_the_run_and_leaves_the_out_folder_alone(
 
 
 @pytest.mark.slow
+def test_sigterm_stops_the_run_and_its_packs_and_says_so(tmp_path: Path) -> None:
+    """SIGTERM to the run alone (what `timeout`, systemd or docker send): the run ended silently
+    (exit 143, no line) and its forked packs, orphaned, trained on to their epoch's end. Now it is
+    handled as Ctrl-C is: the packs are stopped, one line says what happened, --out as it was."""
+    import os
+    import time
+
+    import psutil
+
+    hold, out, command = _held_run(tmp_path, "terminated", "{mode: packed, pack_size: 6}", "inprocess")
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (packs := [p for p in psutil.Process(run.pid).children() if p.name().startswith("python")]):
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "no pack started"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        run.send_signal(signal.SIGTERM)  # the run's process only, not its group
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        hold.unlink(missing_ok=True)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode == 143, stdout + stderr
+    assert "demonlab: terminated (SIGTERM): nothing was written to --out" in stderr, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not [p for p in packs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert sorted(p.name for p in out.iterdir()) == ["trials.csv"]
+    assert (out / "trials.csv").read_text() == "an earlier run's\n"
+
+
+@pytest.mark.slow
 def test_a_signal_that_stops_the_packs_but_not_the_run_fails_it_and_writes_nothing(tmp_path: Path) -> None:
     """SIGINT to the process group of a run that ignores it (started with ``&`` from a script): the
     forked packs stopped after saving, the run took their early end for a finish and wrote 4 of 24
