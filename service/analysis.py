@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -25,7 +26,7 @@ from studies.vocab import MetricKind, StudyStatus
 from .db import dal
 from .db.engine import session_scope
 from .db.models import Study
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound, SpecUnreadable, spec_errors
 from .report_cache import reports
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "study_spec",
     "throttled_report",
 ]
+
+log = logging.getLogger("demonlab.analysis")
 
 _CACHE_SIZE = 256
 _cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
@@ -66,10 +69,16 @@ def cached(key: tuple[Any, ...], compute: Any) -> Any:
 
 def study_spec(study: Study) -> Any:
     """The stored spec as a ``StudySpec`` (re-validated; limits, and rules added since it was stored,
-    were checked at submission: ``STORED``)."""
+    were checked at submission: ``STORED``), or ``SpecUnreadable`` naming the fields this version
+    cannot read (a spec stored by another release, or edited in the database): a 409, not a 500."""
+    from pydantic import ValidationError
+
     from studies.spec import STORED, StudySpec
 
-    return StudySpec.model_validate(study.spec, context={"max_trials": math.inf, STORED: True})
+    try:
+        return StudySpec.model_validate(study.spec, context={"max_trials": math.inf, STORED: True})
+    except ValidationError as exc:
+        raise SpecUnreadable(study.id, spec_errors(exc)) from None
 
 
 def metric_kind(spec: Any, metric: str | None) -> tuple[str, MetricKind]:
@@ -513,7 +522,8 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
     """How robust is each arm on ``workload``: per-arm figures over finished studies (``completed``,
     and ``completed_with_failures``, whose failed trials count as missing), study by study with
     their intervals (a ``RobustnessPublic``). Grid studies only: a search's sampled points have no
-    grid figures (its report gives no verdict either)."""
+    grid figures (its report gives no verdict either). A study whose stored spec this version cannot
+    read is left out, and named in ``query.unreadable``."""
     from studies.metrics import aggregate_robustness
 
     try:
@@ -531,8 +541,14 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
         ]
     entries = []
     counted = set()
+    unreadable = []
     for study in studies:
-        spec = study_spec(study)
+        try:
+            spec = study_spec(study)
+        except SpecUnreadable as exc:  # one such study must not fail the whole workload's answer
+            log.warning("robustness on %s leaves out %s", workload, exc)
+            unreadable.append(study.id)
+            continue
         if spec.is_search or (epochs is not None and spec.epochs != epochs):
             continue
         if arm is not None and arm not in [a.name for a in spec.arms]:
@@ -544,5 +560,5 @@ def robustness(engine: Engine, *, workload: str, arm: str | None, epochs: int | 
                 key = _comparable(spec, report) | {"arm_params": declared.params}
                 entries.append({"study_id": study.id, "key": key, "arms": {declared.name: report.arms[declared.name]}})
     result = aggregate_robustness(entries)
-    query = RobustnessQuery(workload=workload, arm=arm, epochs=epochs, studies=len(counted))
+    query = RobustnessQuery(workload=workload, arm=arm, epochs=epochs, studies=len(counted), unreadable=unreadable)
     return RobustnessPublic(**dict(result), query=query)

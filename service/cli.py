@@ -189,7 +189,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if study.status.has_results:  # the answer first
         from studies.report_text import verdict_lines
 
-        print("\n".join(verdict_lines(client.sensitivity(study.id))))
+        from .errors import ApiError
+
+        try:
+            print("\n".join(verdict_lines(client.sensitivity(study.id))))
+        except ApiError as exc:
+            if exc.status != 409:  # no report (a search that sampled nothing, a spec this version cannot read)
+                raise
+            print(f"no verdict: {exc.detail}")
     p = study.progress
     print(f"{study.id} {study.name!r} [{study.workload}] {study.status.label}: {p.done}/{p.total} done,", end=" ")
     print(f"{p.diverged} diverged, {p.failed} failed")
@@ -754,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     except ValidationError as exc:  # a spec read here (run, demo): every field, on one line, as the API lists them
-        from .submission import spec_errors
+        from .errors import spec_errors
 
         listed = "; ".join(f"{e['field']}: {e['reason']}" for e in spec_errors(exc))
         print(f"demonlab: error: invalid spec: {listed}", file=sys.stderr)

@@ -293,6 +293,8 @@ def robustness_table(result: Any) -> str:
     ]
     count = result.query.studies
     head = f"workload {result.query.workload}: {count} completed stud{'y' if count == 1 else 'ies'}"
+    if result.query.unreadable:  # stored by another release: left out, not silently
+        head += f" (left out, their stored spec unreadable by this version: {', '.join(result.query.unreadable)})"
     if not rows:
         return f"{head}; nothing to aggregate"
     legend = "cells: lowest..highest estimate over the studies of the row (n: studies with one); not an interval"

@@ -170,6 +170,10 @@ class RobustnessQuery(BaseModel):
     arm: str | None
     epochs: int | None
     studies: int
+    unreadable: list[str] = Field(
+        default_factory=list,
+        description="finished studies of the workload left out: this version cannot read their stored spec",
+    )
 
 
 class RobustnessPublic(RobustnessReport):

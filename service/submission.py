@@ -15,7 +15,6 @@ checked and stored the same way whichever door it comes in by:
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,52 +27,10 @@ from studies.workloads import WorkloadError, get_workload
 from .db import dal
 from .db.engine import session_scope
 from .db.models import Study
-from .errors import InvalidInput, SpecInvalid, field_name, reason
+from .errors import InvalidInput, SpecInvalid, spec_errors
 from .settings import Settings
 
 __all__ = ["cancel", "check_runnable", "store_study", "submit", "validate_spec"]
-
-
-# What pydantic puts in an error's location for each branch of a union (``seeds: int | list[int]``
-# fails as "seeds.int" and "seeds.list[int]"): not a field the user wrote.
-_UNION_BRANCHES = frozenset({"int", "float", "str", "bool", "bytes", "none"})
-
-
-def _spec_error(error: Any) -> dict[str, str]:
-    """A spec validation error as {field, reason}; a whole-spec check names its field in the message
-    ("metric: unknown metric ..."), so that field is reported."""
-    message = reason(str(error["msg"]))
-    field = field_name([p for p in error["loc"] if p not in _UNION_BRANCHES], default="")
-    if not field:
-        named = re.match(r"^([a-z_]+(?:\.[a-z_0-9]+)*): (.+)$", message, re.DOTALL)
-        field, message = (named.group(1), named.group(2)) if named else ("spec", message)
-    return {"field": field, "reason": message}
-
-
-def spec_errors(exc: ValidationError) -> list[dict[str, str]]:
-    """A spec's validation errors as the API lists them: one {field, reason} per field."""
-    return _one_per_field(exc.errors())
-
-
-def _one_per_field(errors: list[Any]) -> list[dict[str, str]]:
-    """A value that fits no branch of a union fails once per branch: where one branch got inside the
-    value (``seeds: [1, x]`` fails at seeds.1 as a list) the other branches' errors at the field
-    itself are dropped; what remains is one error per field, its reasons joined ("Input should be a
-    valid integer or a valid list")."""
-    checked = [(_spec_error(e), any(p in _UNION_BRANCHES or "[" in str(p) for p in e["loc"])) for e in errors]
-    deeper = {error["field"].rsplit(".", 1)[0] for error, branch in checked if branch and "." in error["field"]}
-    merged: dict[str, list[str]] = {}
-    for error, branch in checked:
-        if branch and error["field"] in deeper:
-            continue
-        reasons = merged.setdefault(error["field"], [])
-        if error["reason"] not in reasons:
-            reasons.append(error["reason"])
-    prefix = "Input should be "
-    return [
-        {"field": field, "reason": reasons[0] + "".join(f" or {r.removeprefix(prefix)}" for r in reasons[1:])}
-        for field, reasons in merged.items()
-    ]
 
 
 def validate_spec(body: Any, settings: Settings) -> StudySpec:
@@ -83,7 +40,7 @@ def validate_spec(body: Any, settings: Settings) -> StudySpec:
     try:
         spec = StudySpec.model_validate(body, context={"max_trials": settings.max_trials_per_study})
     except ValidationError as exc:
-        raise SpecInvalid(_one_per_field(exc.errors())) from exc
+        raise SpecInvalid(spec_errors(exc)) from exc
     if "\x00" in spec.name:  # what the spec allows but PostgreSQL cannot store: no 500 at insert
         raise InvalidInput("name", "must not contain NUL characters")
     return spec

@@ -16,7 +16,10 @@ __all__ = ["errors"]
 DESCRIPTIONS = {
     401: "a mutating request without a valid bearer token while tokens are configured",
     404: "no such study",
-    409: "the request clashes with the study's state (running, already finished, a reused idempotency key)",
+    409: (
+        "the request clashes with the study's state (running, already finished, a reused idempotency key), "
+        "or the study's stored spec cannot be read by this version"
+    ),
     413: "the request body is larger than the limit (DEMONLAB_MAX_REQUEST_BYTES)",
     422: "a parameter or the body is not valid: the field at fault and why",
     429: "too many requests from this address (a spec parse, or wrong tokens): see Retry-After",

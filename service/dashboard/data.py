@@ -160,7 +160,7 @@ def _importances(pts: list[dict[str, Any]]) -> tuple[dict[str, float], str]:
     return {k: float(v) for k, v in importances.items()}, ""
 
 
-@router.get("/points", response_model=PointsPublic)
+@router.get("/points", response_model=PointsPublic, responses=errors(409))
 def get_points(study_id: str, engine: EngineDep, split: Split = "test") -> dict[str, Any]:
     """A search study's sampled points per arm with colours on one scale and parameter importances."""
     return points(engine, study_id, split=split)

@@ -25,7 +25,7 @@ from .. import analysis
 from ..api.deps import EngineDep
 from ..db import dal
 from ..db.engine import session_scope
-from ..errors import Conflict, InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound, SpecUnreadable
 from ..presenters import study_public
 from . import words
 
@@ -116,9 +116,12 @@ def study_page(request: Request, study_id: str, engine: EngineDep) -> Response:
             study = dal.get_study(session, study_id)
     except NotFound as exc:
         return page(request, "missing.html", {"message": str(exc)}, status_code=404)
+    try:
+        typed = analysis.study_spec(study)
+    except SpecUnreadable as exc:  # the page needs the typed spec; the study's trials and export still read
+        return page(request, "missing.html", {"title": "Cannot show this study", "message": str(exc)}, status_code=409)
     public = study_public(study)
     spec = study.spec
-    typed = analysis.study_spec(study)
     return page(
         request,
         "study.html",

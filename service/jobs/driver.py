@@ -32,7 +32,7 @@ from ..analysis import study_spec
 from ..artefacts import remove_empty_pack_dirs
 from ..db import dal
 from ..db.engine import make_engine, session_scope
-from ..errors import Conflict, DemonlabError, NotFound, StorageUnavailable
+from ..errors import Conflict, DemonlabError, NotFound, SpecUnreadable, StorageUnavailable
 from ..logs import configure_logging
 from ..settings import Settings, get_settings
 from .optuna_record import optuna_url  # where it lives now; tests and callers import it from here
@@ -159,7 +159,7 @@ def _execute(engine: Engine, study_id: str, settings: Settings, attempt: int | N
     try:
         spec = study_spec(study)
     except Exception as exc:  # a stored spec this version cannot run: fail the study, don't crash-loop
-        error = f"cannot run the stored spec: {exc}"
+        error = str(exc) if isinstance(exc, SpecUnreadable) else f"cannot run the stored spec: {exc}"
         _with_retry(lambda: _finish(engine, study_id, StudyStatus.FAILED, error), "finish")
         return 1
     missing = _missing_data(spec, settings)

@@ -533,7 +533,7 @@ def test_robustness_over_completed_studies(api: TestClient, results_study: str, 
 
     assert response.status_code == 200
     body = strict_json(response.text)
-    assert body["query"] == {"workload": "synthetic", "arm": None, "epochs": None, "studies": 1}
+    assert body["query"] == {"workload": "synthetic", "arm": None, "epochs": None, "studies": 1, "unreadable": []}
     groups = {group["key"]["arm"]: group for group in body["groups"]}
     assert set(groups) == set(ARMS)
     demon = groups["demon_sgdm"]

@@ -28,7 +28,7 @@ from test_http import ARMS, BETAS, LRS, SMALL, SMOKE_SPEC_PATH, cli, cli_submit,
 
 from service.client import DemonlabClient
 from service.console import STARTING, Progress, compare_table, follow
-from service.db import ApiToken, StudyStatus, dal, session_scope
+from service.db import ApiToken, Study, StudyStatus, dal, session_scope
 from service.schemas import StudyPublic
 from service.settings import clear_settings_cache
 from studies.results import TrialKey, TrialResult, TrialStatus
@@ -150,6 +150,39 @@ def test_cli_compare_table_and_robustness(server: str, engine: Engine, capsys: p
     assert code == 2
     assert "unknown workload 'digits' (did you mean digits_cnn or digits_mlp?); valid choices: " in err, err
     assert err.endswith("(field: workload)\n")
+
+
+def test_reports_of_a_study_whose_stored_spec_this_version_cannot_read_are_one_error_line(
+    server: str, engine: Engine, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A spec stored by another release (an arm renamed since): each report printed the server's 500;
+    now the 409's one line and exit 2, ``status`` still shows the study and says why it has no verdict,
+    and ``robustness`` leaves the study out, naming it."""
+    study_id = cli_submit(capsys, server)
+    record_all(engine, study_id)
+    complete(engine, study_id)
+    with session_scope(engine) as session:
+        spec = dict(dal.get_study(session, study_id).spec)
+        renamed = [spec["arms"][0], {**spec["arms"][1], "name": "sgdm_oldname"}]
+        session.execute(update(Study).where(Study.id == study_id).values(spec={**spec, "arms": renamed}))
+    said = f"study {study_id}'s stored spec cannot be read by this version: arms.1: unknown arm 'sgdm_oldname'"
+
+    reports = [["sensitivity"], ["grid"], ["compare"], ["heatmap", "--out", str(tmp_path / "heat.png")]]
+    for report in reports:
+        code, out, err = cli(capsys, report[0], study_id, *report[1:], "--url", server)
+        assert (code, out) == (2, ""), report
+        assert err.startswith(f"demonlab: error: {said}"), err
+        assert err.count("\n") == 1, err
+    code, out, _ = cli(capsys, "status", study_id, "--url", server)
+    assert code == 0
+    assert out.startswith(f"no verdict: {said}")
+    assert f"{study_id} 'synthetic-smoke' [synthetic] completed: 24/24 done" in out
+    code, out, _ = cli(capsys, "robustness", "synthetic", "--url", server)
+    assert code == 0
+    assert out.strip() == (
+        f"workload synthetic: 0 completed studies (left out, their stored spec unreadable by this version: "
+        f"{study_id}); nothing to aggregate"
+    )
 
 
 def test_compare_on_a_study_without_a_pair_says_why(

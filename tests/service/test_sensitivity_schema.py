@@ -89,7 +89,7 @@ def test_robustness_aggregate() -> None:
     key = {"workload": "synthetic", "epochs": 2, "seeds": list(range(8)), "metric": "error", "split": "test"}
     result = aggregate_robustness([{"study_id": "s1", "key": key, "arms": report.arms}])
     body = result.model_dump(mode="json")
-    body["query"] = {"workload": "synthetic", "arm": None, "epochs": None, "studies": 1}
+    body["query"] = {"workload": "synthetic", "arm": None, "epochs": None, "studies": 1, "unreadable": []}
     assert RobustnessPublic.model_validate(body).model_dump(mode="json") == body
     group = body["groups"][0]
     assert group["success_share"]["studies"][0]["interval"]["status"] == "ok"
