@@ -95,15 +95,17 @@ class PackState:
     def load(cls, path: Path, device: torch.device | str = "cpu") -> PackState | None:
         """The state saved at ``path``, or None when there is none or it cannot be used (damaged:
         its checksum differs; unreadable; another format): the pack then starts afresh."""
-        payload = _verified(path)
+        payload, formats = _verified(path)
         if payload is None:
             return None
         try:
             raw: dict[str, Any] = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
         except Exception:  # unreadable (another torch's pickle): start afresh
+            raw = {}
+        if not isinstance(raw, dict) or raw.get("format") not in formats:
+            _log.warning("pack checkpoint %s is of another format or unreadable: the pack starts afresh", path)
             return None
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-            return None
+        raw["format"] = FORMAT  # a format-2 file holds the same fields; saved again, it gets the trailer
         raw["generators"] = [_generator(state) for state in raw["generators"]]
         raw["logs"] = [
             _decode_log(item, TrialKey.from_token(t)) for item, t in zip(raw["logs"], raw["keys"], strict=True)
@@ -123,20 +125,23 @@ class PackState:
         return {log.key for log in self.logs if log.status is None}
 
 
-def _verified(path: Path) -> bytes | None:
-    """The checkpoint's payload (what ``torch.save`` wrote), or None when there is no file or it is
-    damaged: too short, no trailer (another format), or its SHA-256 differs (said in the log)."""
+def _verified(path: Path) -> tuple[bytes | None, tuple[int, ...]]:
+    """The checkpoint's payload (what ``torch.save`` wrote) and the formats it may hold: None when
+    there is no file or its SHA-256 differs (damaged: said in the log). A file without the trailer is
+    the previous release's (format 2, the same fields without a checksum: a study running through an
+    upgrade resumes its packs rather than training them again), or a truncated file, which does not
+    unpickle."""
     try:
         data = path.read_bytes()
     except OSError:
-        return None
-    if len(data) < _DIGEST + len(TRAILER) or not data.endswith(TRAILER):
-        return None
+        return None, ()
+    if not data.endswith(TRAILER):
+        return data, (2,)
     payload, digest = data[: -_DIGEST - len(TRAILER)], data[-_DIGEST - len(TRAILER) : -len(TRAILER)]
     if hashlib.sha256(payload).digest() != digest:
         _log.warning("pack checkpoint %s is damaged (its checksum differs): the pack starts afresh", path)
-        return None
-    return payload
+        return None, ()
+    return payload, (FORMAT,)
 
 
 def _encode_log(log: TrialLog) -> dict[str, Any]:

@@ -17,6 +17,7 @@ splits, 1/360 of digits'), and equal statuses.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -28,7 +29,7 @@ import torch
 from studies.executors import Work, execute_study
 from studies.executors.packed import PackedExecutor, member_bytes, resolve_pack_size
 from studies.packed import packing_problem, run_pack
-from studies.packed.checkpoint import checkpoint_dir, checkpoint_path, claim
+from studies.packed.checkpoint import TRAILER, checkpoint_dir, checkpoint_path, claim
 from studies.results import TrialKey, TrialResult, TrialStatus
 from studies.runner import TrialPlan, run_trial
 from studies.spec import StudySpec, expand_trials
@@ -502,6 +503,25 @@ def test_a_damaged_checkpoint_is_not_resumed(tmp_path: Any, caplog: pytest.LogCa
     for result in resumed:
         _same_as_uninterrupted(result, whole[result.key])
         assert "resumed_from_epoch" not in result.extra
+
+
+def test_a_checkpoint_of_the_previous_release_is_resumed(tmp_path: Any) -> None:
+    """A format-2 file (the same fields, no checksum trailer), as a study running through the upgrade
+    left it: its packs resume rather than train again from epoch 0 without a word."""
+    plan = TrialPlan(workload="synthetic", epochs=3, batch_size=16)
+    keys = [TrialKey("demon_sgdm", 0.03, 0.9, 0), TrialKey("adam_none", 0.01, 0.9, 1)]
+    whole = {r.key: r for r in run_pack(plan, keys)}
+    path = checkpoint_path(tmp_path, keys)
+    stopped = iter([False, True])
+    run_pack(plan, keys, checkpoint=path, checkpoint_seconds=0, should_stop=lambda: next(stopped))
+    fields = torch.load(io.BytesIO(path.read_bytes()[: -32 - len(TRAILER)]), weights_only=True)
+    assert fields["format"] == 3
+    path.write_bytes(b"")
+    torch.save(fields | {"format": 2}, path)  # as the previous release wrote it
+    resumed = run_pack(plan, keys, checkpoint=path)
+    for result in resumed:
+        _same_as_uninterrupted(result, whole[result.key])
+    assert {r.extra.get("resumed_from_epoch") for r in resumed} == {2}
 
 
 @pytest.mark.slow
