@@ -64,8 +64,15 @@ class Staging:
     def publish(self) -> None:
         """Move every output written into ``out_dir`` and remove an earlier run's others (never beside
         these as if one run), then the empty staging folder."""
-        for name in self.names:
-            os.replace(self.folder / name, self.out_dir / name)
+        for moved, name in enumerate(self.names):
+            try:
+                os.replace(self.folder / name, self.out_dir / name)
+            except OSError as exc:  # within one folder hardly ever; if it does, say what --out holds
+                there = ", ".join(self.names[:moved]) or "none"
+                raise OSError(
+                    f"--out: cannot move {name} into {self.out_dir}: {exc.strerror or exc}; "
+                    f"{there} of this run's outputs are there, the rest are as they were"
+                ) from exc
         for stale in (name for name in OUTPUT_NAMES if name not in self.names):
             (self.out_dir / stale).unlink(missing_ok=True)
         self.folder.rmdir()

@@ -201,3 +201,22 @@ def test_a_write_that_fails_leaves_the_out_folder_as_it_was_and_names_the_file(t
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout.startswith(f"--out: cannot write {out / largest}: File too large"), done.stdout
     assert contents(out) == EARLIER
+
+
+def test_a_move_that_fails_says_what_the_out_folder_holds(tmp_path: Path) -> None:
+    """The outputs move in one rename each; should one fail (here a folder put at its name while the
+    run trained), the error names it and says which of this run's files are already in --out, rather
+    than a bare rename error between two paths."""
+    from studies.outputs import Staging
+
+    out = tmp_path / "out"
+    out.mkdir()
+    staging = Staging(out)
+    staging.write("trials.csv", b"new trials\n")
+    staging.write("metrics.json", b"{}")
+    (out / "metrics.json").mkdir()  # a real failure of os.replace: a folder stands at the name
+    with pytest.raises(
+        OSError, match=r"cannot move metrics\.json into .*; trials\.csv of this run's outputs are there"
+    ):
+        staging.publish()
+    assert (out / "trials.csv").read_bytes() == b"new trials\n"
