@@ -58,20 +58,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     out = Path(args.out)
-    signal.signal(signal.SIGTERM, _terminated)  # `timeout`, systemd, docker: stop as Ctrl-C does
 
     def published() -> None:  # an interrupt from here on finds this run's outputs in --out, complete
         args.interrupted = INTERRUPTED_AFTER_WRITING
 
-    report = run_local(
-        spec,
-        out,
-        executor=args.executor,
-        data_dir=Path(args.data_dir),
-        dataset_dir=Path(args.dataset_dir) if args.dataset_dir else None,
-        on_published=published,
-    )
-    print_report(report, out)
+    # `timeout`, systemd, docker: stop as Ctrl-C does; the caller's handler is back afterwards (the
+    # console script exits; an in-process caller, a test, keeps its own)
+    before = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        report = run_local(
+            spec,
+            out,
+            executor=args.executor,
+            data_dir=Path(args.data_dir),
+            dataset_dir=Path(args.dataset_dir) if args.dataset_dir else None,
+            on_published=published,
+        )
+        print_report(report, out)
+    finally:
+        signal.signal(signal.SIGTERM, before)
     return 0
 
 
