@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -388,6 +389,21 @@ def _interrupt_once_running(command: list[str], running: str, sigint: signal.Han
     return run
 
 
+def _outcome(run: subprocess.Popen[str], hold: Path, before: Callable[[], object] = lambda: None) -> tuple[str, str]:
+    """Call ``before``, then wait for ``run`` to end (60 s at most): its stdout and stderr. Whatever
+    happens, the trials' hold is released and a run still alive is killed with its group."""
+    import os
+
+    try:
+        before()
+        return run.communicate(timeout=60)
+    finally:
+        hold.unlink(missing_ok=True)
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "executor", "trial_process"), [("per_trial", "ray", "ray::"), ("packed", "inprocess", "")]
@@ -399,19 +415,11 @@ def test_ctrl_c_stops_the_run_and_leaves_the_out_folder_alone(
     one line saying nothing was written, no traceback, and --out as it was. On Ray, Tune's own
     handler used to end the run early and write the few results as if complete (exit 0, 5 of 54
     trials over an earlier complete run); a forked pack printed a KeyboardInterrupt traceback."""
-    import os
-
     pack = ", pack_size: 6" if mode == "packed" else ""  # four packs: forked, two at a time
     hold, out, command = _held_run(tmp_path, "interrupted", f"{{mode: {mode}{pack}}}", executor)
     # Ray's trial actor; a forked pack
     run = _interrupt_once_running(command, trial_process or "python", signal.SIG_DFL)
-    try:
-        stdout, stderr = run.communicate(timeout=60)
-    finally:
-        hold.unlink(missing_ok=True)
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+    stdout, stderr = _outcome(run, hold)
     assert run.returncode == 130, stdout + stderr
     assert "demonlab: interrupted: nothing was written to --out" in stderr
     assert "Traceback" not in stderr, stderr
@@ -424,27 +432,25 @@ def test_sigterm_stops_the_run_and_its_packs_and_says_so(tmp_path: Path) -> None
     """SIGTERM to the run alone (what `timeout`, systemd or docker send): the run ended silently
     (exit 143, no line) and its forked packs, orphaned, trained on to their epoch's end. Now it is
     handled as Ctrl-C is: the packs are stopped, one line says what happened, --out as it was."""
-    import os
     import time
 
     import psutil
 
     hold, out, command = _held_run(tmp_path, "terminated", "{mode: packed, pack_size: 6}", "inprocess")
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
+    packs: list[psutil.Process] = []
+
+    def terminate_once_packs_run() -> None:
         deadline = time.monotonic() + 120
-        while not (packs := [p for p in psutil.Process(run.pid).children() if p.name().startswith("python")]):
+        while not packs:
+            packs.extend(p for p in psutil.Process(run.pid).children() if p.name().startswith("python"))
             assert run.poll() is None, run.communicate()
             assert time.monotonic() < deadline, "no pack started"
             time.sleep(0.2)
         time.sleep(0.5)
         run.send_signal(signal.SIGTERM)  # the run's process only, not its group
-        stdout, stderr = run.communicate(timeout=60)
-    finally:
-        hold.unlink(missing_ok=True)
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+
+    stdout, stderr = _outcome(run, hold, terminate_once_packs_run)
     assert run.returncode == 143, stdout + stderr
     assert "demonlab: terminated (SIGTERM): nothing was written to --out" in stderr, stderr
     assert "Traceback" not in stderr, stderr
@@ -459,20 +465,11 @@ def test_a_signal_that_stops_the_packs_but_not_the_run_fails_it_and_writes_nothi
     forked packs stopped after saving, the run took their early end for a finish and wrote 4 of 24
     trials as the study's outputs, exit 0. Now it fails, says how many trials were not run, and
     leaves --out alone."""
-    import os
     import time
 
     hold, out, command = _held_run(tmp_path, "signalled", "{mode: packed, pack_size: 6}", "inprocess")
     run = _interrupt_once_running(command, "python", signal.SIG_IGN)  # once a forked pack runs
-    try:
-        time.sleep(0.5)
-        hold.unlink()
-        stdout, stderr = run.communicate(timeout=60)
-    finally:
-        hold.unlink(missing_ok=True)
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+    stdout, stderr = _outcome(run, hold, lambda: (time.sleep(0.5), hold.unlink()))
     assert run.returncode not in (0, 130), stdout + stderr
     assert "were not run: a pack received SIGINT or SIGTERM" in stderr, stderr
     assert sorted(p.name for p in out.iterdir()) == ["trials.csv"]

@@ -482,17 +482,24 @@ def test_a_checkpoint_of_another_plan_or_pack_is_not_resumed(tmp_path: Any) -> N
     assert list(tmp_path.iterdir()) == []
 
 
+def _stopped_after_two_epochs(folder: Any) -> tuple[TrialPlan, list[TrialKey], dict[TrialKey, TrialResult], Any]:
+    """A pack of two members stopped after epoch 2 of 3 with its checkpoint in ``folder``: the plan,
+    the keys, the uninterrupted results by key, and the checkpoint's path."""
+    plan = TrialPlan(workload="synthetic", epochs=3, batch_size=16)
+    keys = [TrialKey("demon_sgdm", 0.03, 0.9, 0), TrialKey("adam_none", 0.01, 0.9, 1)]
+    whole = {r.key: r for r in run_pack(plan, keys)}
+    path = checkpoint_path(folder, keys)
+    stopped = iter([False, True])
+    run_pack(plan, keys, checkpoint=path, checkpoint_seconds=0, should_stop=lambda: next(stopped))
+    return plan, keys, whole, path
+
+
 def test_a_damaged_checkpoint_is_not_resumed(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
     """Bytes flipped in the middle of a checkpoint (a damaged disk) still unpickled, and every member
     resumed from garbage weights diverged: a tester's 74 completed trials of 80 came back as 80
     diverged, without a word. The file's checksum now refuses it: the pack starts afresh and its
     results are the uninterrupted ones."""
-    plan = TrialPlan(workload="synthetic", epochs=3, batch_size=16)
-    keys = [TrialKey("demon_sgdm", 0.03, 0.9, 0), TrialKey("adam_none", 0.01, 0.9, 1)]
-    whole = {r.key: r for r in run_pack(plan, keys)}
-    path = checkpoint_path(tmp_path, keys)
-    stopped = iter([False, True])
-    run_pack(plan, keys, checkpoint=path, checkpoint_seconds=0, should_stop=lambda: next(stopped))
+    plan, keys, whole, path = _stopped_after_two_epochs(tmp_path)
     data = bytearray(path.read_bytes())
     for at in range(len(data) // 4, 3 * len(data) // 4, 4096):  # as the tester damaged it
         data[at : at + 4] = bytes(b ^ 0xFF for b in data[at : at + 4])
@@ -508,12 +515,7 @@ def test_a_damaged_checkpoint_is_not_resumed(tmp_path: Any, caplog: pytest.LogCa
 def test_a_checkpoint_of_the_previous_release_is_resumed(tmp_path: Any) -> None:
     """A format-2 file (the same fields, no checksum trailer), as a study running through the upgrade
     left it: its packs resume rather than train again from epoch 0 without a word."""
-    plan = TrialPlan(workload="synthetic", epochs=3, batch_size=16)
-    keys = [TrialKey("demon_sgdm", 0.03, 0.9, 0), TrialKey("adam_none", 0.01, 0.9, 1)]
-    whole = {r.key: r for r in run_pack(plan, keys)}
-    path = checkpoint_path(tmp_path, keys)
-    stopped = iter([False, True])
-    run_pack(plan, keys, checkpoint=path, checkpoint_seconds=0, should_stop=lambda: next(stopped))
+    plan, keys, whole, path = _stopped_after_two_epochs(tmp_path)
     fields = torch.load(io.BytesIO(path.read_bytes()[: -32 - len(TRAILER)]), weights_only=True)
     assert fields["format"] == 3
     path.write_bytes(b"")
