@@ -10,7 +10,10 @@ WORK := .work
 # module-scoped fixtures and caches are built once), files in collection order (slow ones first:
 # tests/conftest.py); it names its 20 slowest tests at the end, so CI shows where the time goes.
 # (--dist loadgroup would group by xdist_group marks, but xdist 3.8 does not group under pytest 9.)
-PYTEST_WORKERS ?= auto
+# One worker more than the cores: many end-to-end tests wait (outages, stale heartbeats, drivers
+# starting), and a third worker keeps both cores busy meanwhile. On 2 cores, measured in one session:
+# 3 workers 656 s, 2 workers 789 s, the CPU busy 99% of the 3-worker run (so a fourth gains nothing).
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 .PHONY: venv run test test-fast lint format services bench clean

@@ -11,6 +11,7 @@ without it the tracked files are left alone.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from dashboard_helpers import (
     record,
     record_all,
     score,
+    serve,
     shot,
     spec,
     start,
@@ -39,7 +41,23 @@ from service.db import dal, session_scope
 from studies.results import TrialKey
 from studies.units import Units, points
 
-pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
+pytestmark = pytest.mark.slow  # a browser and a server subprocess: ~5 s a test
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``demonlab serve`` shared by the tests that read only the studies they made (a server per
+    test cost ~3 s of CPU each); the list, compare and token tests, which see every study or change
+    the server's tokens, take ``own_server``."""
+    with serve(tmp_path_factory.mktemp("serve")) as running:
+        yield running
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Server]:
+    """A fresh ``demonlab serve`` for this test alone."""
+    with serve(tmp_path) as running:
+        yield running
 
 
 def pct1(value: float) -> str:
@@ -50,10 +68,10 @@ def pct1(value: float) -> str:
 # ------------------------------------------------------------------------------------------- tests
 
 
-def test_list_shows_studies_and_filters(server: Server, page: Any, tmp_path: Path) -> None:
-    first = server.submit(spec("digits sweep"))
-    second = server.submit(spec("cnn sweep"))
-    page.goto(server.url + "/")
+def test_list_shows_studies_and_filters(own_server: Server, page: Any, tmp_path: Path) -> None:
+    first = own_server.submit(spec("digits sweep"))
+    second = own_server.submit(spec("cnn sweep"))
+    page.goto(own_server.url + "/")
     rows = page.locator("table.studies tbody tr")
     assert rows.count() == 2
     assert rows.nth(0).get_attribute("data-study") == second  # newest first
@@ -218,15 +236,15 @@ CONTRAST_JS = """cells => cells.map((cell) => {
 })"""
 
 
-def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, page: Any, tmp_path: Path) -> None:
-    ids = [server.submit(spec(name)) for name in ("budget a", "budget b")]
-    start(server.engine)
+def test_compare_shows_each_study_and_the_robustness_aggregate(own_server: Server, page: Any, tmp_path: Path) -> None:
+    ids = [own_server.submit(spec(name)) for name in ("budget a", "budget b")]
+    start(own_server.engine)
     for study_id, shift in zip(ids, (0.0, 0.02), strict=True):
-        record_all(server.engine, study_id, keys(), shift=shift)
-        finish(server.engine, study_id)
+        record_all(own_server.engine, study_id, keys(), shift=shift)
+        finish(own_server.engine, study_id)
 
     # Without a workload the aggregate is offered (the studies' shared one), never filled in silently.
-    page.goto(f"{server.url}/compare?studies={','.join(ids)}")
+    page.goto(f"{own_server.url}/compare?studies={','.join(ids)}")
     assert page.locator("input[name=workload]").input_value() == ""
     assert page.locator("#robustness svg.chart").count() == 0
     suggestion = page.locator("#robustness-suggestion")
@@ -236,7 +254,7 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     page.locator("#compare-maps svg.compare-map").first.wait_for()
     assert page.locator("#compare-maps svg.compare-map").count() == len(ids) * len(ARMS)
     assert page.locator("#compare-legend svg.colour-bar").count() == 1
-    body = server.http.get("/api/v1/compare/heatmaps", params={"studies": ",".join(ids)}).json()
+    body = own_server.http.get("/api/v1/compare/heatmaps", params={"studies": ",".join(ids)}).json()
     colour = {}
     for m in body["maps"]:
         for row_values, row_colours in zip(m["values"], m["colours"], strict=True):
@@ -258,7 +276,7 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     assert header[7] == "lr sensitivity (raw) [95%]"  # score units, as the peak: not the study page's points
     rows = per_study.locator("tbody tr")
     assert rows.count() == len(ids) * len(ARMS)
-    report = server.http.get(f"/api/v1/studies/{ids[0]}/sensitivity").json()
+    report = own_server.http.get(f"/api/v1/studies/{ids[0]}/sensitivity").json()
     demon = report["arms"]["demon_sgdm"]
     cells = [c.inner_text() for c in rows.first.locator("td").all()]
     assert cells[2:] == [
@@ -273,7 +291,7 @@ def test_compare_shows_each_study_and_the_robustness_aggregate(server: Server, p
     # The robustness aggregate: one group per arm (both studies share every key), each study's
     # estimate with its interval, as bars and a table, each figure saying which way is better.
     page.locator("#robustness svg.chart").first.wait_for()
-    aggregate = server.http.get("/api/v1/robustness", params={"workload": "synthetic"}).json()
+    aggregate = own_server.http.get("/api/v1/robustness", params={"workload": "synthetic"}).json()
     assert len(aggregate["groups"]) == len(ARMS)
     titles = [t.text_content() for t in page.locator("#robustness .chart-title").all()]
     assert len(titles) == 4
@@ -359,12 +377,12 @@ def test_submit_shows_field_errors_then_opens_the_study(server: Server, page: An
     no_problems(page, "422")  # the browser logs the refused submissions' 422
 
 
-def test_cancel_needs_a_token_when_tokens_exist(server: Server, page: Any, tmp_path: Path) -> None:
-    study_id = server.submit(spec("guarded"))
-    with session_scope(server.engine) as session:
+def test_cancel_needs_a_token_when_tokens_exist(own_server: Server, page: Any, tmp_path: Path) -> None:
+    study_id = own_server.submit(spec("guarded"))
+    with session_scope(own_server.engine) as session:
         token = dal.create_token(session, "browser")
     page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(f"{server.url}/studies/{study_id}")
+    page.goto(f"{own_server.url}/studies/{study_id}")
     page.wait_for_selector("#study[data-ready=true]")  # a queued study: grey maps, no verdict yet
     assert page.locator("svg.heatmap .cell").count() == len(ARMS) * len(LRS) * len(BETAS)
     assert page.locator("#forest").inner_text() == "No Δ yet: no cell has a result in both arms of a pair."
@@ -374,7 +392,7 @@ def test_cancel_needs_a_token_when_tokens_exist(server: Server, page: Any, tmp_p
     page.click("#cancel-button")
     expect(page.locator("#action-message")).to_contain_text("refused")
     assert "401" in page.locator("#action-message").inner_text()
-    assert server.http.get(f"/api/v1/studies/{study_id}").json()["status"] == "queued"
+    assert own_server.http.get(f"/api/v1/studies/{study_id}").json()["status"] == "queued"
     shot(page, tmp_path, "cancel-refused")
 
     page.fill("#token-input", token)
@@ -385,7 +403,7 @@ def test_cancel_needs_a_token_when_tokens_exist(server: Server, page: Any, tmp_p
     expect(page.locator("#action-message")).to_have_text("cancelled")
     expect(page.locator("#status")).to_have_text("cancelled")  # told by the event stream
     expect(page.locator("#cancel-button")).to_be_disabled()
-    assert server.http.get(f"/api/v1/studies/{study_id}").json()["status"] == "cancelled"
+    assert own_server.http.get(f"/api/v1/studies/{study_id}").json()["status"] == "cancelled"
     page.reload()
     expect(page.locator("#cancel-button")).to_be_disabled()  # a finished study is served with it off
     no_problems(page, "401")

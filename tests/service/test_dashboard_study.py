@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,13 +30,22 @@ from dashboard_helpers import (
     new_page,
     no_problems,
     record_all,
+    serve,
     shot,
     spec,
     start,
 )
 from playwright.sync_api import expect
 
-pytestmark = pytest.mark.slow  # a browser and a server subprocess per test: ~10 s each
+pytestmark = pytest.mark.slow  # a browser and a server subprocess: ~5 s a test
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``demonlab serve`` for the module (a server per test cost ~3 s of CPU each): every test
+    makes its own study and reads only that study's page and answers, so they share it safely."""
+    with serve(tmp_path_factory.mktemp("serve")) as running:
+        yield running
 
 
 def finished_study(server: Server, name: str = "landscape", seeds: int = 3) -> str:

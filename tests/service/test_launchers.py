@@ -110,15 +110,22 @@ def _settings(data_dir: Path, kind: str, ray_address: str | None) -> Settings:
     )
 
 
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """A single-node cluster (2 CPUs, the dashboard: the Jobs API) for the module's ``ray`` cases; its
+    dashboard URL. Shared: each case's drivers use the case's own data dir and database, and a Ray
+    launcher's ``reap`` reports nothing, so nothing one case leaves is seen by the next; a cluster a
+    case cost ~8 s of CPU to start and stop."""
+    with ray_cluster("lc") as cluster:
+        cluster.start_head(num_cpus=2, dashboard=True)
+        yield cluster.dashboard_url
+
+
 @pytest.fixture(params=KINDS)
 def rig(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Rig]:
     kind: str = request.param
     with contextlib.ExitStack() as stack:
-        address = None
-        if kind == "ray":
-            cluster = stack.enter_context(ray_cluster("lc"))
-            cluster.start_head(num_cpus=2, dashboard=True)
-            address = cluster.dashboard_url
+        address = request.getfixturevalue("ray_head") if kind == "ray" else None
         settings = _settings(data_dir, kind, address)
         engine = make_engine(settings.database_url)
         upgrade_to_head(engine)
