@@ -17,11 +17,10 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from studies.atlas.models import AtlasResult
 from studies.vocab import FINISHED_STUDY_STATUSES
 
 from .errors import ApiError, ServiceUnreachable
@@ -34,6 +33,9 @@ from .schemas import (
     StudyPublic,
     TrialsPublic,
 )
+
+if TYPE_CHECKING:  # the atlas models cost every CLI command ~40 ms to import; the atlas calls import them
+    from studies.atlas.models import AtlasResult
 
 FINISHED: tuple[str, ...] = tuple(FINISHED_STUDY_STATUSES)
 
@@ -275,10 +277,14 @@ class DemonlabClient:
     def create_atlas(self, suite: str, *, seeds: int, workloads: list[str] | None = None) -> AtlasResult:
         """Submit an atlas's missing studies (202); where it stands."""
         body = {"suite": suite, "seeds": seeds, "workloads": workloads}
+        from studies.atlas.models import AtlasResult
+
         return AtlasResult.model_validate(self._request("POST", "/api/v1/atlases", json=body).json())
 
     def atlas(self, key: str) -> AtlasResult:
         """An atlas's progress, verdicts and pooled answer."""
+        from studies.atlas.models import AtlasResult
+
         return AtlasResult.model_validate(self._request("GET", f"/api/v1/atlases/{key}").json())
 
     def atlas_report(self, key: str) -> str:

@@ -131,6 +131,16 @@ def test_the_http_client_imports_no_heavy_package_nor_the_database() -> None:
     assert not any(loaded.values()), loaded
 
 
+def test_demonlab_list_imports_no_atlas_model() -> None:
+    """``demonlab list`` (the issue's ≤ 0.5 s command) builds no atlas model: they cost it ~40 ms and
+    only the atlas commands read them."""
+    code = "from service.cli import main\nmain(['list', '--url', 'http://127.0.0.1:9'])"  # refused: nothing listens
+    assert _modules_after(code, ["service.client", "studies.atlas.models"]) == {
+        "service.client": True,
+        "studies.atlas.models": False,
+    }
+
+
 @pytest.mark.parametrize(
     "code",
     [
