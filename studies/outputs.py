@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -36,13 +37,50 @@ def prepare_out_dir(out_dir: Path) -> None:
             raise ValueError(f"--out: {out_dir / name} is a folder; the run writes a file there")
 
 
+def _writer_prefix() -> str:
+    """This process's staging-folder prefix: ``.demonlab-writing-<host>-<pid>-`` (then mkdtemp's
+    random part), so a later run can tell whose a folder is."""
+    return f"{STAGING_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the staging folder ``name`` is a process's of this host that no longer runs (killed
+    mid-write: SIGKILL, the machine's OOM killer). Another host's folder, or one named before folders
+    said whose they were, is never judged gone: its writer may still be at work."""
+    parts = name.removeprefix(STAGING_PREFIX).rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's: not ours to judge
+        return False
+    return False  # alive (or its pid reused: left for a later run)
+
+
+def remove_abandoned_staging(out_dir: Path) -> list[str]:
+    """Remove the staging folders in ``out_dir`` whose writer was killed before it could (the names
+    removed). A run killed mid-write left its hidden folder there for good; runs writing into the same
+    folder at the same time keep theirs."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in out_dir.iterdir():
+            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and _writer_gone(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry.name)
+    return removed
+
+
 class Staging:
-    """A hidden folder inside ``out_dir`` that a run's outputs are written into, each by its name."""
+    """A hidden folder inside ``out_dir`` that a run's outputs are written into, each by its name (an
+    earlier run's that was killed mid-write is removed first: ``remove_abandoned_staging``)."""
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
+        remove_abandoned_staging(out_dir)
         try:
-            self.folder = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+            self.folder = Path(tempfile.mkdtemp(prefix=_writer_prefix(), dir=out_dir))
         except OSError as exc:
             raise OSError(f"--out: cannot make a folder to write into in {out_dir}: {exc.strerror or exc}") from exc
         self.names: list[str] = []

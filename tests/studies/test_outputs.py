@@ -220,3 +220,52 @@ def test_a_move_that_fails_says_what_the_out_folder_holds(tmp_path: Path) -> Non
     ):
         staging.publish()
     assert (out / "trials.csv").read_bytes() == b"new trials\n"
+
+
+# In a subprocess: stages outputs into argv[1] as ``write_outputs`` does, writes one of them, prints its
+# staging folder's name, then waits: to be killed mid-write, or to stand for a run still writing.
+STAGING_WRITER = """
+import sys, time
+from pathlib import Path
+from studies.outputs import staged_outputs
+
+with staged_outputs(Path(sys.argv[1])) as staging:
+    staging.write("trials.csv", b"half of a run's trials")
+    print(staging.folder.name, flush=True)
+    time.sleep(600)
+"""
+
+
+def _writing(out: Path) -> tuple[subprocess.Popen[str], str]:
+    """A process in the middle of writing its outputs into ``out``, and its staging folder's name."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", STAGING_WRITER, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def test_a_run_killed_mid_write_leaves_a_folder_the_next_run_removes(tmp_path: Path) -> None:
+    """SIGKILL while writing (nothing can clean up then) left a hidden folder in ``--out`` for good.
+    The next run into that folder removes it; a run still writing there keeps its own, and so does a
+    writer on another machine (a shared disk), which no pid here can speak for."""
+    spec = load_spec(SMOKE)
+    out = earlier_run(tmp_path / "out")
+    killed, killed_folder = _writing(out)
+    running, running_folder = _writing(out)
+    try:
+        killed.kill()
+        killed.wait()
+        assert (out / killed_folder / "trials.csv").exists()  # what the kill left
+        elsewhere = out / ".demonlab-writing-another-host-4242-abcdefgh"
+        elsewhere.mkdir()
+
+        write_outputs(spec, smoke_results(spec), out, spec.y_fail())
+
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(
+            [running_folder, elsewhere.name]
+        )
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(OUTPUT_NAMES)
+    finally:
+        running.kill()
+        running.wait()
