@@ -13,7 +13,7 @@ WORK := .work
 # One worker more than the cores: many end-to-end tests wait (outages, stale heartbeats, drivers
 # starting), and a third worker keeps both cores busy meanwhile. On 2 cores, measured in one session:
 # 3 workers 656 s, 2 workers 789 s, the CPU busy 99% of the 3-worker run (so a fourth gains nothing).
-PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1) + 1 )))
 PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 .PHONY: venv run test test-fast lint format services bench clean

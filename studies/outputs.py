@@ -59,17 +59,14 @@ def _writer_gone(name: str) -> bool:
     return False  # alive (or its pid reused: left for a later run)
 
 
-def remove_abandoned_staging(out_dir: Path) -> list[str]:
-    """Remove the staging folders in ``out_dir`` whose writer was killed before it could (the names
-    removed). A run killed mid-write left its hidden folder there for good; runs writing into the same
-    folder at the same time keep theirs."""
-    removed = []
+def remove_abandoned_staging(out_dir: Path) -> None:
+    """Remove the staging folders in ``out_dir`` whose writer was killed before it could: a run killed
+    mid-write left its hidden folder there for good. Runs writing into the same folder at the same
+    time keep theirs."""
     with contextlib.suppress(OSError):
         for entry in out_dir.iterdir():
             if entry.name.startswith(STAGING_PREFIX) and entry.is_dir() and _writer_gone(entry.name):
                 shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry.name)
-    return removed
 
 
 class Staging:
