@@ -14,12 +14,16 @@
   const why = (iv) => `no interval: ${String((iv && iv.status) || "undefined").replaceAll("_", " ")}`;
   const span = (lo, hi, iv, fmt) => (iv && iv.level && lo !== null && lo !== undefined && hi !== null && hi !== undefined
     ? `[${fmt(lo)}, ${fmt(hi)}] (${level(iv.level)})` : why(iv));
-  const peakInterval = (iv) => span(iv && iv.raw_low, iv && iv.raw_high, iv, num);
+  // the peak's own status first: an arm with no results (or never trained) has no peak, and its
+  // interval's default status ("undefined") read as a bug on the page
+  const peakInterval = (peak) => (peak && peak.status && peak.status !== "ok"
+    ? why({ status: peak.status })
+    : span(peak && peak.score_interval && peak.score_interval.raw_low, peak && peak.score_interval && peak.score_interval.raw_high, peak && peak.score_interval, num));
   const est = (fmt) => (e) => (e && e.value !== null && e.value !== undefined
     ? `${fmt(e.value)} ${span(e.interval.low, e.interval.high, e.interval, fmt)}` : "–");
   const COLUMNS = [
     [["peak", "raw_score"], "peak (raw)", num],
-    [["peak", "score_interval"], "peak interval", peakInterval],
+    [["peak"], "peak interval", peakInterval],
     [["success", "raw_target"], "target (raw)", num],
     [["success", "share"], "success share [95%]", est(pct)],
     [["success", "lr_width"], "succeeding lr decades [95%]", est(num)],
