@@ -35,7 +35,7 @@ from . import analysis, submission
 from .db import dal
 from .db.engine import session_scope
 from .db.models import Study, StudyStatus
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, NotFound, SpecUnreadable
 from .settings import Settings
 
 KEY_PREFIX = "atlas:"
@@ -392,11 +392,14 @@ def _heatmap(engine: Engine, aid: AtlasId, name: str, fmt: str) -> bytes:
         raise NotFound("figure", name)
 
     def compute() -> bytes:
-        spec = analysis.study_spec(plan.studies[0])
+        spec = analysis.study_spec(plan.studies[0])  # this cell's own: unreadable, the figure is a 409
         fail = spec.y_fail("metric")
-        frames = {
-            p.cell.family: (cell_frame(engine, p), _axes(analysis.study_spec(p.studies[0]), p.seeds)) for p in plans
-        }
+        frames = {}
+        for p in plans:  # the workload's other cells set the shared colour scale: one unreadable is left out
+            try:
+                frames[p.cell.family] = (cell_frame(engine, p), _axes(analysis.study_spec(p.studies[0]), p.seeds))
+            except SpecUnreadable:
+                continue
         medians = [
             table.raw_median
             for frame, axes in frames.values()
@@ -428,7 +431,7 @@ def atlas_report_html(engine: Engine, aid: AtlasId, *, exports: str | None = Non
     def figure(name: str, fmt: str) -> str:
         try:
             return data_uri(atlas_figure(engine, aid, name, fmt), fmt)
-        except NotFound:
+        except (NotFound, SpecUnreadable):  # no results yet; a study this version cannot read (its cell says so)
             return ""
 
     export = (lambda name, fmt: f"{exports}/{name}.{fmt}") if exports else None

@@ -9,12 +9,13 @@ its row, trials and export read as before.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from test_api import claim, engine_of, finish, record_results, submit
 
 from service import analysis
@@ -121,3 +122,52 @@ def test_study_spec_raises_the_service_error_with_every_field() -> None:
     fields = [error["field"] for error in raised.value.errors]
     assert {"workload", "arms.0", "legacy_field"} <= set(fields)
     assert str(raised.value).startswith("study abc123's stored spec cannot be read by this version: ")
+
+
+def test_an_atlas_report_leaves_out_only_the_unreadable_studys_cell(api: TestClient) -> None:
+    """An atlas one of whose studies this version cannot read: its report answered 409 as a whole
+    (the other cell of that workload shares the colour scale, and drew it from every cell). Now the
+    report is there, that cell says why it has no verdict, and only its own heatmap is refused."""
+    from studies.results import EpochRecord, TrialResult, TrialStatus
+    from studies.spec import StudySpec, expand_trials
+
+    assert api.post("/api/v1/atlases", json={"suite": "smoke", "seeds": 6}).status_code == 202
+    engine = engine_of(api)
+    claim(engine)
+    with session_scope(engine, read_only=True) as session:
+        studies = [(s.id, dict(s.spec)) for s in session.scalars(select(Study))]
+    for study_id, spec in studies:
+        with session_scope(engine) as session:  # every trial's result at once: the atlas as its drivers leave it
+            for key in expand_trials(StudySpec.model_validate(spec)):
+                score = 0.2 + 0.05 * abs(math.log10(key.lr) + 1) + 0.001 * key.seed
+                curve = (EpochRecord(1, 0.5, 0.5, score),)
+                result = TrialResult(
+                    key=key, status=TrialStatus.COMPLETED, epochs=curve, val_metric=score, test_metric=score,
+                    val_loss=0.5, test_loss=0.5, best_val_metric=score, epochs_done=1,
+                )  # fmt: skip
+                dal.record_trial_result(session, study_id, result)
+        finish(engine, study_id)
+    unreadable = studies[0][0]
+    store_edited(api, unreadable, EDITS["extra key"][0])
+
+    atlas = api.get("/api/v1/atlases/smoke-s6").json()
+    failed = [c for c in atlas["cells"] if c["status"] == "failed"]
+    assert [s["id"] for c in failed for s in c["studies"]] == [unreadable]
+    assert "legacy_field" in failed[0]["error"]
+    report = api.get("/api/v1/atlases/smoke-s6/report.html")
+    assert report.status_code == 200, report.text
+    assert f"study {unreadable}" in report.text  # the cell's error, in the report
+    assert "legacy_field: Extra inputs are not permitted" in report.text
+    drawn = report.text.count('src="data:image/png')
+    assert drawn >= len(atlas["cells"]) - 1  # every other cell's heatmap, and the comparisons' figures
+    label = failed[0]["label"]
+    own = f"heatmap-{atlas['labels'].index(label)}-{failed[0]['family']}"
+    refused = api.get(f"/api/v1/atlases/smoke-s6/figures/{own}.png")
+    assert refused.status_code == 409, refused.text
+    assert unreadable in refused.json()["detail"]
+    sibling = next(c for c in atlas["cells"] if c["label"] == label and c["status"] == "done")
+    drawn_sibling = api.get(
+        f"/api/v1/atlases/smoke-s6/figures/heatmap-{atlas['labels'].index(label)}-{sibling['family']}.png"
+    )
+    assert drawn_sibling.status_code == 200
+    assert drawn_sibling.content.startswith(b"\x89PNG")
