@@ -16,9 +16,11 @@
     ? `[${fmt(lo)}, ${fmt(hi)}] (${level(iv.level)})` : why(iv));
   // the peak's own status first: an arm with no results (or never trained) has no peak, and its
   // interval's default status ("undefined") read as a bug on the page
-  const peakInterval = (peak) => (peak && peak.status && peak.status !== "ok"
-    ? why({ status: peak.status })
-    : span(peak && peak.score_interval && peak.score_interval.raw_low, peak && peak.score_interval && peak.score_interval.raw_high, peak && peak.score_interval, num));
+  const peakInterval = (peak) => {
+    if (peak && peak.status && peak.status !== "ok") return why({ status: peak.status });
+    const iv = peak && peak.score_interval;
+    return span(iv && iv.raw_low, iv && iv.raw_high, iv, num);
+  };
   const est = (fmt) => (e) => (e && e.value !== null && e.value !== undefined
     ? `${fmt(e.value)} ${span(e.interval.low, e.interval.high, e.interval, fmt)}` : "–");
   const COLUMNS = [
